@@ -1,0 +1,165 @@
+/**
+ * Byte helpers: concatenation, big-endian u32, hex, base64 (standard and url-safe unpadded), UTF-8,
+ * constant-time equality and wiping. Decoders are strict and throw `MALFORMED_MESSAGE`.
+ */
+import naclUtil = require('tweetnacl-util');
+import { E2EError } from '../errors';
+import { isReady, sodium } from '../sodium';
+
+/** Throws `INVALID_ARGUMENT` unless `value` is a Uint8Array (of `length` bytes, when given). */
+export function assertBytes(value: unknown, name: string, length?: number): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new E2EError('INVALID_ARGUMENT', `${name} must be a Uint8Array`);
+  if (length !== undefined && value.length !== length) {
+    throw new E2EError('INVALID_ARGUMENT', `${name} must be ${length} bytes, got ${value.length}`);
+  }
+}
+
+/** Throws `INVALID_KEY` unless `key` is a Uint8Array of exactly `length` bytes. */
+export function assertKey(key: unknown, name: string, length: number): asserts key is Uint8Array {
+  if (!(key instanceof Uint8Array) || key.length !== length) {
+    const got = key instanceof Uint8Array ? `${key.length} bytes` : typeof key;
+    throw new E2EError('INVALID_KEY', `${name} must be ${length} bytes, got ${got}`);
+  }
+}
+
+/** Concatenates byte arrays into a new array. */
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const p of parts) {
+    assertBytes(p, 'part');
+    total += p.length;
+  }
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Writes `value` (0 ≤ value < 2^32) as 4 big-endian bytes at `offset`. */
+export function writeU32BE(out: Uint8Array, offset: number, value: number): void {
+  out[offset] = value >>> 24;
+  out[offset + 1] = (value >>> 16) & 0xff;
+  out[offset + 2] = (value >>> 8) & 0xff;
+  out[offset + 3] = value & 0xff;
+}
+
+/** Reads 4 big-endian bytes at `offset` as an unsigned integer. */
+export function readU32BE(bytes: Uint8Array, offset: number): number {
+  return ((bytes[offset] << 24) | (bytes[offset + 1] << 16) | (bytes[offset + 2] << 8) | bytes[offset + 3]) >>> 0;
+}
+
+/** `value` as 4 big-endian bytes; `INVALID_ARGUMENT` unless it is an integer in [0, 2^32). */
+export function u32be(value: number): Uint8Array {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+    throw new E2EError('INVALID_ARGUMENT', 'u32 value out of range');
+  }
+  const out = new Uint8Array(4);
+  writeU32BE(out, 0, value);
+  return out;
+}
+
+const HEX = '0123456789abcdef';
+const HEX_PAIRS: string[] = Array.from({ length: 256 }, (_, i) => HEX[i >> 4] + HEX[i & 15]);
+
+/** Lowercase hex of `bytes`. */
+export function toHex(bytes: Uint8Array): string {
+  assertBytes(bytes, 'bytes');
+  let s = '';
+  for (let i = 0; i < bytes.length; i++) s += HEX_PAIRS[bytes[i]];
+  return s;
+}
+
+function hexNibble(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+/** Bytes of a hex string (either case); `MALFORMED_MESSAGE` on odd length or a non-hex character. */
+export function fromHex(hex: string): Uint8Array {
+  if (typeof hex !== 'string' || hex.length % 2 !== 0) throw new E2EError('MALFORMED_MESSAGE', 'invalid hex string');
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) {
+    const hi = hexNibble(hex.charCodeAt(2 * i));
+    const lo = hexNibble(hex.charCodeAt(2 * i + 1));
+    if (hi < 0 || lo < 0) throw new E2EError('MALFORMED_MESSAGE', 'invalid hex string');
+    out[i] = (hi << 4) | lo;
+  }
+  return out;
+}
+
+/** Standard padded base64 (RFC 4648 §4). */
+export function toBase64(bytes: Uint8Array): string {
+  assertBytes(bytes, 'bytes');
+  return naclUtil.encodeBase64(bytes);
+}
+
+/** Bytes of standard padded base64; `MALFORMED_MESSAGE` on anything else. */
+export function fromBase64(text: string): Uint8Array {
+  if (typeof text !== 'string') throw new E2EError('MALFORMED_MESSAGE', 'invalid base64');
+  try {
+    return naclUtil.decodeBase64(text);
+  } catch {
+    throw new E2EError('MALFORMED_MESSAGE', 'invalid base64');
+  }
+}
+
+/** URL-safe base64 without padding (RFC 4648 §5). */
+export function toBase64Url(bytes: Uint8Array): string {
+  assertBytes(bytes, 'bytes');
+  const w = sodium().wrapper;
+  return w.to_base64(bytes, w.base64_variants.URLSAFE_NO_PADDING);
+}
+
+/** Bytes of URL-safe unpadded base64; `MALFORMED_MESSAGE` on anything else. */
+export function fromBase64Url(text: string): Uint8Array {
+  if (typeof text !== 'string') throw new E2EError('MALFORMED_MESSAGE', 'invalid base64url');
+  const w = sodium().wrapper;
+  try {
+    return w.from_base64(text, w.base64_variants.URLSAFE_NO_PADDING);
+  } catch {
+    throw new E2EError('MALFORMED_MESSAGE', 'invalid base64url');
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** UTF-8 bytes of `text`. */
+export function utf8(text: string): Uint8Array {
+  if (typeof text !== 'string') throw new E2EError('INVALID_ARGUMENT', 'text must be a string');
+  return encoder.encode(text);
+}
+
+/** The string of UTF-8 `bytes`; `MALFORMED_MESSAGE` on invalid UTF-8. */
+export function fromUtf8(bytes: Uint8Array): string {
+  assertBytes(bytes, 'bytes');
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw new E2EError('MALFORMED_MESSAGE', 'invalid UTF-8');
+  }
+}
+
+/**
+ * Constant-time equality (libsodium's `memcmp`): the time depends only on the lengths, which are
+ * public. Different lengths are simply unequal.
+ */
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  assertBytes(a, 'a');
+  assertBytes(b, 'b');
+  if (a.length !== b.length) return false;
+  return sodium().wrapper.memcmp(a, b);
+}
+
+/** Overwrites `bytes` with zeros (libsodium's `memzero`). Safe on `null`/`undefined`. */
+export function memzero(bytes: Uint8Array | null | undefined): void {
+  if (!bytes) return;
+  // Wiping must work even after a failed init, so fall back to a plain fill.
+  if (isReady()) sodium().wrapper.memzero(bytes);
+  else bytes.fill(0);
+}

@@ -1,0 +1,115 @@
+/** Ed25519 (RFC 8032) signatures and the conversion of Ed25519 keys to X25519, over libsodium. */
+import { E2EError } from '../errors';
+import { assertBytes, assertKey } from './bytes';
+import { scratch } from './heap';
+import { randomBytes } from './random';
+
+/** Bytes of an Ed25519 seed. */
+export const ED25519_SEED_BYTES = 32;
+/** Bytes of an Ed25519 public key. */
+export const ED25519_PUBLIC_KEY_BYTES = 32;
+/** Bytes of a libsodium Ed25519 secret key (seed ‖ public key). */
+export const ED25519_SECRET_KEY_BYTES = 64;
+/** Bytes of an Ed25519 signature. */
+export const ED25519_SIGNATURE_BYTES = 64;
+
+/** An Ed25519 key pair in libsodium's layout. */
+export interface Ed25519KeyPair {
+  /** 32-byte public key. */
+  readonly publicKey: Uint8Array;
+  /** 64-byte secret key: seed ‖ public key. */
+  readonly secretKey: Uint8Array;
+}
+
+/** The Ed25519 key pair of a 32-byte seed (deterministic). */
+export function ed25519KeyPairFromSeed(seed: Uint8Array): Ed25519KeyPair {
+  assertKey(seed, 'Ed25519 seed', ED25519_SEED_BYTES);
+  const { raw, ptr } = scratch(32 + 64 + 32);
+  const pk = ptr;
+  const sk = ptr + 32;
+  const sd = ptr + 96;
+  const heap = raw.HEAPU8;
+  heap.set(seed, sd);
+  raw._crypto_sign_seed_keypair(pk, sk, sd);
+  const pair = { publicKey: heap.slice(pk, pk + 32), secretKey: heap.slice(sk, sk + 64) };
+  heap.fill(0, ptr, ptr + 128);
+  return pair;
+}
+
+/** A fresh Ed25519 key pair from the CSPRNG. */
+export function ed25519KeyPair(): Ed25519KeyPair {
+  const seed = randomBytes(ED25519_SEED_BYTES);
+  try {
+    return ed25519KeyPairFromSeed(seed);
+  } finally {
+    seed.fill(0);
+  }
+}
+
+/** Ed25519 signature of `message` under a 64-byte secret key. */
+export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
+  assertKey(secretKey, 'Ed25519 secret key', ED25519_SECRET_KEY_BYTES);
+  assertBytes(message, 'message');
+  const { raw, ptr } = scratch(64 + 64 + message.length);
+  const sig = ptr;
+  const sk = ptr + 64;
+  const m = ptr + 128;
+  const heap = raw.HEAPU8;
+  heap.set(secretKey, sk);
+  heap.set(message, m);
+  raw._crypto_sign_detached(sig, 0, m, message.length, 0, sk);
+  const out = heap.slice(sig, sig + 64);
+  heap.fill(0, ptr, m + message.length);
+  return out;
+}
+
+/**
+ * True only when `signature` is a valid Ed25519 signature of `message` under `publicKey`
+ * (libsodium's strict verification: canonical S, no small-order keys). Any bad input — wrong
+ * types or lengths included — gives `false`, never an exception.
+ */
+export function ed25519Verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
+  if (!(signature instanceof Uint8Array) || signature.length !== ED25519_SIGNATURE_BYTES) return false;
+  if (!(message instanceof Uint8Array)) return false;
+  if (!(publicKey instanceof Uint8Array) || publicKey.length !== ED25519_PUBLIC_KEY_BYTES) return false;
+  const { raw, ptr } = scratch(64 + 32 + message.length);
+  const heap = raw.HEAPU8;
+  heap.set(signature, ptr);
+  heap.set(publicKey, ptr + 64);
+  heap.set(message, ptr + 96);
+  const rc = raw._crypto_sign_verify_detached(ptr, ptr + 96, message.length, 0, ptr + 64);
+  heap.fill(0, ptr, ptr + 96 + message.length);
+  return rc === 0;
+}
+
+/** The X25519 private key of a 64-byte Ed25519 secret key (`crypto_sign_ed25519_sk_to_curve25519`). */
+export function ed25519SecretKeyToX25519(secretKey: Uint8Array): Uint8Array {
+  assertKey(secretKey, 'Ed25519 secret key', ED25519_SECRET_KEY_BYTES);
+  const { raw, ptr } = scratch(96);
+  const heap = raw.HEAPU8;
+  heap.set(secretKey, ptr + 32);
+  const rc = raw._crypto_sign_ed25519_sk_to_curve25519(ptr, ptr + 32);
+  const out = heap.slice(ptr, ptr + 32);
+  heap.fill(0, ptr, ptr + 96);
+  if (rc !== 0) {
+    out.fill(0);
+    throw new E2EError('INVALID_KEY', 'Ed25519 secret key cannot be converted to X25519');
+  }
+  return out;
+}
+
+/**
+ * The X25519 public key of an Ed25519 public key (`crypto_sign_ed25519_pk_to_curve25519`).
+ * Throws `INVALID_KEY` for a key that is not a valid, non-small-order curve point.
+ */
+export function ed25519PublicKeyToX25519(publicKey: Uint8Array): Uint8Array {
+  assertKey(publicKey, 'Ed25519 public key', ED25519_PUBLIC_KEY_BYTES);
+  const { raw, ptr } = scratch(64);
+  const heap = raw.HEAPU8;
+  heap.set(publicKey, ptr + 32);
+  const rc = raw._crypto_sign_ed25519_pk_to_curve25519(ptr, ptr + 32);
+  const out = heap.slice(ptr, ptr + 32);
+  heap.fill(0, ptr, ptr + 64);
+  if (rc !== 0) throw new E2EError('INVALID_KEY', 'Ed25519 public key cannot be converted to X25519');
+  return out;
+}

@@ -1,0 +1,60 @@
+/** HKDF-SHA256 (RFC 5869) over libsodium's `crypto_kdf_hkdf_sha256_extract` / `_expand`. */
+import { E2EError } from '../errors';
+import { assertBytes, assertKey } from './bytes';
+import { scratch } from './heap';
+
+/** Bytes of an HKDF-SHA256 pseudorandom key. */
+export const HKDF_SHA256_PRK_BYTES = 32;
+/** The longest HKDF-SHA256 output: 255 blocks of 32 bytes. */
+export const HKDF_SHA256_MAX_BYTES = 255 * 32;
+
+/** HKDF-Extract: `PRK = HMAC-SHA256(salt, ikm)`; an empty salt is allowed (RFC 5869 then uses zeros). */
+export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
+  assertBytes(salt, 'salt');
+  assertBytes(ikm, 'ikm');
+  const { raw, ptr } = scratch(HKDF_SHA256_PRK_BYTES + salt.length + ikm.length);
+  const s = ptr + HKDF_SHA256_PRK_BYTES;
+  const i = s + salt.length;
+  const heap = raw.HEAPU8;
+  heap.set(salt, s);
+  heap.set(ikm, i);
+  raw._crypto_kdf_hkdf_sha256_extract(ptr, s, salt.length, i, ikm.length);
+  const prk = heap.slice(ptr, ptr + HKDF_SHA256_PRK_BYTES);
+  heap.fill(0, ptr, i + ikm.length);
+  return prk;
+}
+
+/** HKDF-Expand of a 32-byte PRK to `length` bytes (0 to 8160); `INVALID_ARGUMENT` above that. */
+export function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): Uint8Array {
+  assertKey(prk, 'prk', HKDF_SHA256_PRK_BYTES);
+  assertBytes(info, 'info');
+  if (!Number.isInteger(length) || length < 0 || length > HKDF_SHA256_MAX_BYTES) {
+    throw new E2EError('INVALID_ARGUMENT', `HKDF-SHA256 output length must be 0..${HKDF_SHA256_MAX_BYTES}`);
+  }
+  const { raw, ptr } = scratch(HKDF_SHA256_PRK_BYTES + info.length + length);
+  const inf = ptr + HKDF_SHA256_PRK_BYTES;
+  const out = inf + info.length;
+  const heap = raw.HEAPU8;
+  heap.set(prk, ptr);
+  heap.set(info, inf);
+  if (raw._crypto_kdf_hkdf_sha256_expand(out, length, inf, info.length, ptr) !== 0) {
+    heap.fill(0, ptr, out + length);
+    throw new E2EError('INVALID_ARGUMENT', 'HKDF-SHA256 expand failed');
+  }
+  const okm = heap.slice(out, out + length);
+  heap.fill(0, ptr, out + length);
+  return okm;
+}
+
+/**
+ * HKDF-SHA256: extract then expand.
+ * @example hkdfSha256(dhOutput, rootKey, utf8('AgentMesh_Ratchet_v1'), 64)
+ */
+export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
+  const prk = hkdfExtract(salt, ikm);
+  try {
+    return hkdfExpand(prk, info, length);
+  } finally {
+    prk.fill(0);
+  }
+}

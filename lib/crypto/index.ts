@@ -1,0 +1,8 @@
+/** The primitives: synchronous after `await ready()`, each a few lines over libsodium. */
+export * from './aead';
+export * from './bytes';
+export * from './ed25519';
+export * from './hkdf';
+export * from './hmac';
+export * from './random';
+export * from './x25519';

@@ -1,0 +1,13 @@
+/** Random bytes from the platform CSPRNG (pooled, see `lib/entropy.ts`). */
+import { E2EError } from '../errors';
+import { fillRandom } from '../entropy';
+import { sodium } from '../sodium';
+
+/** `n` cryptographically secure random bytes (0 ≤ n ≤ 2^24). */
+export function randomBytes(n: number): Uint8Array {
+  sodium(); // NOT_READY before init, like every primitive
+  if (!Number.isInteger(n) || n < 0 || n > 1 << 24) throw new E2EError('INVALID_ARGUMENT', 'invalid random length');
+  const out = new Uint8Array(n);
+  fillRandom(out);
+  return out;
+}

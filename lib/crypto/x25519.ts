@@ -1,0 +1,53 @@
+/** X25519 (RFC 7748) over libsodium's `crypto_scalarmult`. */
+import { E2EError } from '../errors';
+import { assertKey } from './bytes';
+import { scratch } from './heap';
+import { randomBytes } from './random';
+
+/** Bytes of an X25519 key (private or public) and of a shared secret. */
+export const X25519_BYTES = 32;
+
+/** An X25519 key pair. `privateKey` is the raw 32 bytes (X25519 clamps when it uses them). */
+export interface X25519KeyPair {
+  readonly privateKey: Uint8Array;
+  readonly publicKey: Uint8Array;
+}
+
+/** The public key of an X25519 private key. */
+export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
+  assertKey(privateKey, 'X25519 private key', X25519_BYTES);
+  const { raw, ptr } = scratch(64);
+  const heap = raw.HEAPU8;
+  heap.set(privateKey, ptr + 32);
+  raw._crypto_scalarmult_base(ptr, ptr + 32);
+  const pub = heap.slice(ptr, ptr + 32);
+  heap.fill(0, ptr, ptr + 64);
+  return pub;
+}
+
+/** A fresh X25519 key pair from the CSPRNG. */
+export function x25519KeyPair(): X25519KeyPair {
+  const privateKey = randomBytes(X25519_BYTES);
+  return { privateKey, publicKey: x25519PublicKey(privateKey) };
+}
+
+/**
+ * X25519 Diffie-Hellman. Throws `INVALID_KEY` on wrong lengths and when the result is all zero
+ * (a low-order or otherwise invalid peer key), so a caller can never derive keys from it.
+ */
+export function x25519(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  assertKey(privateKey, 'X25519 private key', X25519_BYTES);
+  assertKey(publicKey, 'X25519 public key', X25519_BYTES);
+  const { raw, ptr } = scratch(96);
+  const heap = raw.HEAPU8;
+  heap.set(privateKey, ptr + 32);
+  heap.set(publicKey, ptr + 64);
+  const rc = raw._crypto_scalarmult(ptr, ptr + 32, ptr + 64);
+  const shared = heap.slice(ptr, ptr + 32);
+  heap.fill(0, ptr, ptr + 96);
+  if (rc !== 0) {
+    shared.fill(0);
+    throw new E2EError('INVALID_KEY', 'X25519 result is all zero: low-order or invalid public key');
+  }
+  return shared;
+}

@@ -1,0 +1,67 @@
+/**
+ * The one error type of agentmesh-e2e. Every failure of the public API is an `E2EError` with a stable
+ * `code`; messages never contain key material or plaintext.
+ */
+
+/** Stable error codes. Match on `code`, never on the message text. */
+export const ErrorCode = {
+  /** A primitive was used before `await ready()` resolved. */
+  NOT_READY: 'NOT_READY',
+  /** A key has the wrong length or is unusable (e.g. an X25519 result that is all zero). */
+  INVALID_KEY: 'INVALID_KEY',
+  /** An argument other than a key has the wrong type, length or range. */
+  INVALID_ARGUMENT: 'INVALID_ARGUMENT',
+  /** A signature did not verify. */
+  BAD_SIGNATURE: 'BAD_SIGNATURE',
+  /** An X25519 identity key is not the conversion of the Ed25519 key it claims to be. */
+  IDENTITY_MISMATCH: 'IDENTITY_MISMATCH',
+  /** The one-time pre-key named by an establishment does not exist (never made, or already used). */
+  OTK_NOT_FOUND: 'OTK_NOT_FOUND',
+  /** The signed pre-key named by an establishment does not exist (never made, or retired). */
+  SPK_NOT_FOUND: 'SPK_NOT_FOUND',
+  /** Authentication failed: wrong key, wrong associated data, or a tampered message. */
+  DECRYPT_FAILED: 'DECRYPT_FAILED',
+  /** The message was already decrypted once (a replay). */
+  DUPLICATE_MESSAGE: 'DUPLICATE_MESSAGE',
+  /** The message is further ahead than the skip window allows. */
+  TOO_MANY_SKIPPED: 'TOO_MANY_SKIPPED',
+  /** The bytes do not parse as a message, establishment, bundle or state. */
+  MALFORMED_MESSAGE: 'MALFORMED_MESSAGE',
+  /** A plaintext is larger than the documented maximum. */
+  MESSAGE_TOO_LARGE: 'MESSAGE_TOO_LARGE',
+  /** A message counter reached 2^32 - 1; the chain refuses to go on rather than wrap. */
+  COUNTER_EXHAUSTED: 'COUNTER_EXHAUSTED',
+  /** The session cannot do this in its current state (e.g. a receiver sending before it received). */
+  INVALID_STATE: 'INVALID_STATE',
+  /** The channel was closed and its keys wiped. */
+  CHANNEL_CLOSED: 'CHANNEL_CLOSED',
+  /** The peer did not pass the trust checks. */
+  TRUST_REJECTED: 'TRUST_REJECTED',
+  /** A stored state was updated by someone else since it was read (compare-and-swap failed). */
+  STALE_STATE: 'STALE_STATE',
+  /** A storage backend failed or returned unreadable data. */
+  STORE_ERROR: 'STORE_ERROR',
+} as const;
+
+/** One of the stable error codes of {@link ErrorCode}. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** The error thrown by every public function of agentmesh-e2e. */
+export class E2EError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode;
+  /** Optional finer reason (e.g. the trust check that failed); stable strings too. */
+  readonly reason: string | undefined;
+
+  constructor(code: ErrorCode, message: string, reason?: string) {
+    super(message);
+    this.name = 'E2EError';
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+/** True when `e` is an {@link E2EError}, optionally with the given code. */
+export function isE2EError(e: unknown, code?: ErrorCode): e is E2EError {
+  return e instanceof E2EError && (code === undefined || e.code === code);
+}
