@@ -12,6 +12,7 @@ export {
   constantTimeEqual, memzero,
   ED25519_PUBLIC_KEY_BYTES, ED25519_SECRET_KEY_BYTES, ED25519_SEED_BYTES, ED25519_SIGNATURE_BYTES,
   ed25519KeyPair, ed25519KeyPairFromSeed, ed25519Sign, ed25519Verify, ed25519SecretKeyToX25519, ed25519PublicKeyToX25519,
+  SHA256_BYTES, sha256,
   HKDF_SHA256_MAX_BYTES, hkdfExtract, hkdfExpand, hkdfSha256,
   HMAC_SHA256_BYTES, hmacSha256,
   randomBytes,

@@ -2,6 +2,7 @@
 export * from './aead';
 export * from './bytes';
 export * from './ed25519';
+export * from './hash';
 export * from './hkdf';
 export * from './hmac';
 export * from './random';
