@@ -19,3 +19,6 @@ export {
   X25519_BYTES, x25519, x25519KeyPair, x25519PublicKey,
 } from './crypto';
 export type { Ed25519KeyPair, X25519KeyPair } from './crypto';
+export * from './x3dh';
+export * from './ratchet';
+export * from './channel';

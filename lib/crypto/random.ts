@@ -11,3 +11,9 @@ export function randomBytes(n: number): Uint8Array {
   fillRandom(out);
   return out;
 }
+
+/** Fills `out` in place with cryptographically secure random bytes (no allocation: the hot path's nonces). */
+export function fillRandomBytes(out: Uint8Array): void {
+  sodium();
+  fillRandom(out);
+}

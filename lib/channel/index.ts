@@ -1,0 +1,3 @@
+/** `SecureChannel` and its establishment message. */
+export * from './establishment';
+export * from './secure-channel';

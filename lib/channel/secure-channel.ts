@@ -1,0 +1,167 @@
+/**
+ * `SecureChannel`: X3DH and the Double Ratchet behind `send`/`receive`/`close`. The channel's
+ * associated data is `callerAD ‖ IK_A ‖ IK_B`, computed once and bound into every message.
+ */
+import { E2EError } from '../errors';
+import { assertBytes, concatBytes, memzero, readU32BE, writeU32BE } from '../crypto';
+import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
+import { DoubleRatchet, EncryptedMessage, RatchetOptions, RatchetState } from '../ratchet';
+import { ChannelEstablishment, ChannelEstablishmentFields } from './establishment';
+
+const EMPTY = new Uint8Array(0);
+const MAGIC = [0x41, 0x4d, 0x43, 0x01]; // "AMC", version 1
+/** Largest caller associated data a channel accepts (64 KiB). */
+export const MAX_ASSOCIATED_DATA_BYTES = 65536;
+
+/** Options of a channel: the ratchet's limits (and clock, for tests). */
+export type ChannelOptions = RatchetOptions;
+
+function assertManager(m: unknown): asserts m is X3DHKeyManager {
+  if (!(m instanceof X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
+}
+
+function assertAd(ad: unknown): asserts ad is Uint8Array {
+  assertBytes(ad, 'associated data');
+  if (ad.length > MAX_ASSOCIATED_DATA_BYTES) throw new E2EError('INVALID_ARGUMENT', 'associated data above 64 KiB');
+}
+
+/** An end-to-end encrypted channel to one peer. */
+export class SecureChannel {
+  #ratchet: DoubleRatchet;
+  readonly #ad: Uint8Array;
+  #messageCount: number;
+  #closed = false;
+
+  private constructor(ratchet: DoubleRatchet, ad: Uint8Array, messageCount: number) {
+    this.#ratchet = ratchet;
+    this.#ad = ad;
+    this.#messageCount = messageCount;
+  }
+
+  /**
+   * Opens a channel as the initiator: X3DH against `bundle` (checked: signature, identity binding,
+   * low-order keys), then the sending ratchet. Send `establishment` to the peer with (or before)
+   * the first message.
+   * @example
+   * const { channel, establishment } = SecureChannel.createSender(aliceMgr, bobBundle, utf8('did:mesh:alice|did:mesh:bob'));
+   */
+  static createSender(
+    manager: X3DHKeyManager, bundle: PreKeyBundle, associatedData: Uint8Array = EMPTY, options: ChannelOptions = {},
+  ): { channel: SecureChannel; establishment: ChannelEstablishment } {
+    assertManager(manager);
+    assertAd(associatedData);
+    const x = manager.initiate(bundle);
+    try {
+      const ratchet = DoubleRatchet.initSender({ ...options, sharedSecret: x.sharedSecret, remoteDhPublic: bundle.signedPreKey });
+      const establishment = new ChannelEstablishment({
+        initiatorIdentityKey: manager.identityKey.publicKey,
+        ephemeralPublicKey: x.ephemeralPublicKey,
+        usedOneTimeKeyId: x.usedOneTimeKeyId,
+        signedPreKeyId: x.signedPreKeyId,
+      });
+      return { channel: new SecureChannel(ratchet, concatBytes(associatedData, x.associatedData), 0), establishment };
+    } finally {
+      memzero(x.sharedSecret);
+    }
+  }
+
+  /**
+   * Accepts a channel as the responder from the initiator's establishment (consumes the one-time
+   * pre-key it names). Errors: `OTK_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`, `MALFORMED_MESSAGE`.
+   */
+  static createReceiver(
+    manager: X3DHKeyManager, establishment: ChannelEstablishment | ChannelEstablishmentFields,
+    associatedData: Uint8Array = EMPTY, options: ChannelOptions = {},
+  ): SecureChannel {
+    assertManager(manager);
+    assertAd(associatedData);
+    const e = ChannelEstablishment.from(establishment);
+    const r = manager.respond({
+      peerIdentityKey: e.initiatorIdentityKey,
+      ephemeralPublicKey: e.ephemeralPublicKey,
+      usedOneTimeKeyId: e.usedOneTimeKeyId,
+      signedPreKeyId: e.signedPreKeyId,
+    });
+    try {
+      const spk = manager.getSignedPreKey(r.signedPreKeyId);
+      if (!spk) throw new E2EError('SPK_NOT_FOUND', 'signed pre-key vanished');
+      const ratchet = DoubleRatchet.initReceiver({ ...options, sharedSecret: r.sharedSecret, dhKeyPair: spk.keyPair });
+      return new SecureChannel(ratchet, concatBytes(associatedData, r.associatedData), 0);
+    } finally {
+      memzero(r.sharedSecret);
+    }
+  }
+
+  /** Encrypts `plaintext` for the peer. `CHANNEL_CLOSED` after `close()`. */
+  send(plaintext: Uint8Array): EncryptedMessage {
+    this.#assertOpen();
+    const m = this.#ratchet.encrypt(plaintext, this.#ad);
+    this.#messageCount++;
+    return m;
+  }
+
+  /**
+   * Decrypts a message from the peer (an `EncryptedMessage` or its serialized bytes). On any error
+   * the channel is unchanged and goes on.
+   */
+  receive(message: EncryptedMessage | Uint8Array): Uint8Array {
+    this.#assertOpen();
+    const pt = this.#ratchet.decrypt(message, this.#ad);
+    this.#messageCount++;
+    return pt;
+  }
+
+  /** Closes the channel and wipes every secret it holds. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ratchet.wipe();
+  }
+
+  /** Whether `close()` was called. */
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
+  /** Messages sent plus messages received. */
+  get messageCount(): number {
+    return this.#messageCount;
+  }
+
+  /** The channel's associated data (`callerAD ‖ IK_A ‖ IK_B`), a copy. */
+  get associatedData(): Uint8Array {
+    return Uint8Array.from(this.#ad);
+  }
+
+  /**
+   * The channel's saved state: `"AMC" 0x01 ‖ u32be(messageCount) ‖ u32be(AD length) ‖ AD ‖ ratchet
+   * state`. It contains secrets: store it encrypted. {@link fromBytes} restores it.
+   */
+  toBytes(): Uint8Array {
+    this.#assertOpen();
+    const ratchet = this.#ratchet.state.toBytes();
+    const out = new Uint8Array(12 + this.#ad.length + ratchet.length);
+    out.set(MAGIC, 0);
+    writeU32BE(out, 4, Math.min(this.#messageCount, 0xffffffff));
+    writeU32BE(out, 8, this.#ad.length);
+    out.set(this.#ad, 12);
+    out.set(ratchet, 12 + this.#ad.length);
+    memzero(ratchet);
+    return out;
+  }
+
+  /** A channel restored from {@link toBytes}; `MALFORMED_MESSAGE` on any defect. */
+  static fromBytes(bytes: Uint8Array, options: { now?: () => number } = {}): SecureChannel {
+    if (!(bytes instanceof Uint8Array) || bytes.length < 12) throw new E2EError('MALFORMED_MESSAGE', 'channel state too short');
+    if (MAGIC.some((b, i) => bytes[i] !== b)) throw new E2EError('MALFORMED_MESSAGE', 'not a channel state (or unknown version)');
+    const adLen = readU32BE(bytes, 8);
+    if (adLen > bytes.length - 12) throw new E2EError('MALFORMED_MESSAGE', 'channel state truncated');
+    const ad = bytes.slice(12, 12 + adLen);
+    const state = RatchetState.fromBytes(bytes.subarray(12 + adLen));
+    return new SecureChannel(new DoubleRatchet(state, options), ad, readU32BE(bytes, 4));
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new E2EError('CHANNEL_CLOSED', 'the channel is closed');
+  }
+}

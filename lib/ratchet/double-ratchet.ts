@@ -1,0 +1,342 @@
+/**
+ * The Double Ratchet (Signal specification, with PROTOCOL.md's KDFs and bytes).
+ *
+ * Decryption is transactional without copying the state: everything a message would change is
+ * computed into staged values (a working chain key, new skipped keys, the next root and chain
+ * keys) and committed only after the AEAD tag verified. A failed decrypt — bad tag, wrong AD,
+ * malformed bytes, forged or low-order ratchet key, a gap above `maxSkip` — throws a typed error and
+ * leaves the state exactly as it was; a skipped key is deleted only after its message authenticated.
+ */
+import { E2EError } from '../errors';
+import { MAX_COUNTER, MAX_PLAINTEXT_BYTES } from '../limits';
+import {
+  X25519KeyPair, assertBytes, assertKey, chainKeyStep, fillRandomBytes, memzero, openParts, readU32BE, sealInto,
+  toHex, writeU32BE, x25519, x25519KeyPair,
+} from '../crypto';
+import { HEADER_BYTES } from './header';
+import { kdfRootKey } from './kdf';
+import { ENVELOPE_PREFIX_BYTES, EncryptedMessage, MIN_ENVELOPE_BYTES } from './message';
+import { SkippedKey, skippedKeyId } from './skipped-keys';
+import { MAX_RETIRED_REMOTE_KEYS, RatchetLimits, RatchetState } from './state';
+
+const EMPTY = new Uint8Array(0);
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
+
+/** Options of a ratchet: its limits and, for tests, its clock. */
+export interface RatchetOptions extends Partial<RatchetLimits> {
+  /** Milliseconds since the epoch; used to expire skipped keys (default `Date.now`). */
+  now?: () => number;
+}
+
+/** The parsed parts of an incoming message (views into the caller's bytes). */
+interface Incoming {
+  dh: Uint8Array;
+  pn: number;
+  n: number;
+  header: Uint8Array;
+  nonce: Uint8Array;
+  body: Uint8Array;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  // Public values (ratchet public keys): no need for constant time.
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function parse(message: EncryptedMessage | Uint8Array): Incoming {
+  if (message instanceof Uint8Array) {
+    if (message.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
+    if (readU32BE(message, 0) !== HEADER_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'header length prefix must be 40');
+    return {
+      dh: message.subarray(4, 36),
+      pn: readU32BE(message, 36),
+      n: readU32BE(message, 40),
+      header: message.subarray(4, ENVELOPE_PREFIX_BYTES),
+      nonce: message.subarray(ENVELOPE_PREFIX_BYTES, ENVELOPE_PREFIX_BYTES + NONCE_BYTES),
+      body: message.subarray(ENVELOPE_PREFIX_BYTES + NONCE_BYTES),
+    };
+  }
+  if (message instanceof EncryptedMessage) {
+    const c = message.ciphertext;
+    return {
+      dh: message.header.dhPublicKey,
+      pn: message.header.previousChainLength,
+      n: message.header.messageNumber,
+      header: message.headerBytes(),
+      nonce: c.subarray(0, NONCE_BYTES),
+      body: c.subarray(NONCE_BYTES),
+    };
+  }
+  throw new E2EError('MALFORMED_MESSAGE', 'message must be an EncryptedMessage or its serialized bytes');
+}
+
+/** One Double Ratchet session. */
+export class DoubleRatchet {
+  /** The session state (secrets: persist it encrypted). */
+  readonly state: RatchetState;
+  readonly #now: () => number;
+  // Scratch for the per-message keys, so the hot path allocates nothing but its output.
+  readonly #messageKey = new Uint8Array(32);
+  readonly #nextChainKey = new Uint8Array(32);
+  #wiped = false;
+
+  /** A ratchet over an existing (e.g. restored) state. */
+  constructor(state: RatchetState, opts: { now?: () => number } = {}) {
+    if (!(state instanceof RatchetState)) throw new E2EError('INVALID_ARGUMENT', 'state must be a RatchetState');
+    this.state = state;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  /**
+   * The initiator's ratchet: `DHs` = new pair, `(RK, CKs) = KDF_RK(SK, DH(DHs, SPK_B))`, `DHr = SPK_B`.
+   * @example
+   * const alice = DoubleRatchet.initSender({ sharedSecret: x3dh.sharedSecret, remoteDhPublic: bundle.signedPreKey });
+   */
+  static initSender(p: { sharedSecret: Uint8Array; remoteDhPublic: Uint8Array } & RatchetOptions): DoubleRatchet {
+    if (typeof p !== 'object' || p === null) throw new E2EError('INVALID_ARGUMENT', 'initSender needs its parameters');
+    assertKey(p.sharedSecret, 'shared secret', 32);
+    assertKey(p.remoteDhPublic, 'remote ratchet public key', 32);
+    const dhSelf = x25519KeyPair();
+    const dh = x25519(dhSelf.privateKey, p.remoteDhPublic);
+    const { rootKey, chainKey } = kdfRootKey(p.sharedSecret, dh);
+    memzero(dh);
+    const state = new RatchetState({
+      dhSelf, dhRemote: Uint8Array.from(p.remoteDhPublic), rootKey, chainKeySend: chainKey, chainKeyRecv: null, limits: p,
+    });
+    return new DoubleRatchet(state, p);
+  }
+
+  /**
+   * The responder's ratchet: `DHs` = its signed pre-key pair, `RK = SK`; it can send only after
+   * its first message arrived. The key pair is copied (closing the session does not wipe the
+   * key manager's signed pre-key).
+   */
+  static initReceiver(p: { sharedSecret: Uint8Array; dhKeyPair: X25519KeyPair | readonly [Uint8Array, Uint8Array] } & RatchetOptions): DoubleRatchet {
+    if (typeof p !== 'object' || p === null) throw new E2EError('INVALID_ARGUMENT', 'initReceiver needs its parameters');
+    assertKey(p.sharedSecret, 'shared secret', 32);
+    const pair = Array.isArray(p.dhKeyPair)
+      ? { privateKey: p.dhKeyPair[0] as Uint8Array, publicKey: p.dhKeyPair[1] as Uint8Array }
+      : (p.dhKeyPair as X25519KeyPair);
+    assertKey(pair?.privateKey, 'ratchet private key', 32);
+    assertKey(pair?.publicKey, 'ratchet public key', 32);
+    const state = new RatchetState({
+      dhSelf: { privateKey: Uint8Array.from(pair.privateKey), publicKey: Uint8Array.from(pair.publicKey) },
+      dhRemote: null, rootKey: Uint8Array.from(p.sharedSecret), chainKeySend: null, chainKeyRecv: null, limits: p,
+    });
+    return new DoubleRatchet(state, p);
+  }
+
+  /**
+   * Encrypts `plaintext` (at most 16 MiB) with associated data `ad ‖ header`. Throws
+   * `INVALID_STATE` for a responder that has not received yet, `COUNTER_EXHAUSTED` at 2^32 - 1
+   * messages in one chain, `MESSAGE_TOO_LARGE` above the limit.
+   */
+  encrypt(plaintext: Uint8Array, ad: Uint8Array = EMPTY): EncryptedMessage {
+    this.#assertUsable();
+    assertBytes(plaintext, 'plaintext');
+    assertBytes(ad, 'associated data');
+    if (plaintext.length > MAX_PLAINTEXT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `plaintext above ${MAX_PLAINTEXT_BYTES} bytes`);
+    const st = this.state;
+    const ck = st.chainKeySend;
+    if (ck === null) throw new E2EError('INVALID_STATE', 'this side cannot send before it has received a message');
+    if (st.sendMessageNumber >= MAX_COUNTER) throw new E2EError('COUNTER_EXHAUSTED', 'sending chain exhausted');
+    const env = new Uint8Array(ENVELOPE_PREFIX_BYTES + NONCE_BYTES + plaintext.length + TAG_BYTES);
+    writeU32BE(env, 0, HEADER_BYTES);
+    env.set(st.dhSelf.publicKey, 4);
+    writeU32BE(env, 36, st.previousSendChainLength);
+    writeU32BE(env, 40, st.sendMessageNumber);
+    const nonce = env.subarray(ENVELOPE_PREFIX_BYTES, ENVELOPE_PREFIX_BYTES + NONCE_BYTES);
+    fillRandomBytes(nonce);
+    const mk = this.#messageKey;
+    chainKeyStep(ck, mk, ck);
+    sealInto('ietf', mk, nonce, plaintext, ad, env.subarray(4, ENVELOPE_PREFIX_BYTES), env, ENVELOPE_PREFIX_BYTES + NONCE_BYTES);
+    memzero(mk);
+    st.sendMessageNumber++;
+    return EncryptedMessage.fromTrustedEnvelope(env);
+  }
+
+  /**
+   * Decrypts a message (an `EncryptedMessage` or its serialized bytes) with associated data
+   * `ad ‖ header`. Errors: `DECRYPT_FAILED` (does not authenticate), `DUPLICATE_MESSAGE` (already
+   * decrypted, or its skipped key expired), `TOO_MANY_SKIPPED`, `MALFORMED_MESSAGE`. On any error
+   * the state is unchanged.
+   */
+  decrypt(message: EncryptedMessage | Uint8Array, ad: Uint8Array = EMPTY): Uint8Array {
+    this.#assertUsable();
+    assertBytes(ad, 'associated data');
+    const m = parse(message);
+    if (m.n >= MAX_COUNTER) throw new E2EError('MALFORMED_MESSAGE', 'message number out of range');
+    const st = this.state;
+    const now = this.#now();
+
+    if (st.skippedKeys.size > 0) {
+      const id = skippedKeyId(m.dh, m.n);
+      const skipped = st.skippedKeys.get(id);
+      if (skipped && !this.#expired(skipped, now)) {
+        const pt = openParts('ietf', skipped.messageKey, m.nonce, m.body, ad, m.header);
+        if (pt === null) throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
+        st.skippedKeys.delete(id);
+        this.#expireSkipped(now);
+        return pt;
+      }
+    }
+
+    if (st.dhRemote !== null && sameBytes(m.dh, st.dhRemote)) return this.#decryptCurrentChain(m, ad, now);
+    if (st.retiredRemoteKeys.length > 0 && st.retiredRemoteKeys.includes(toHex(m.dh))) {
+      throw new E2EError('DUPLICATE_MESSAGE', 'message from an old chain was already decrypted (or its key expired)');
+    }
+    return this.#decryptNewChain(m, ad, now);
+  }
+
+  /** Wipes every secret of the session; the ratchet is unusable afterwards. */
+  wipe(): void {
+    this.state.wipe();
+    memzero(this.#messageKey);
+    memzero(this.#nextChainKey);
+    this.#wiped = true;
+  }
+
+  #decryptCurrentChain(m: Incoming, ad: Uint8Array, now: number): Uint8Array {
+    const st = this.state;
+    const ckr = st.chainKeyRecv;
+    if (ckr === null) throw new E2EError('DECRYPT_FAILED', 'no receiving chain for this ratchet key');
+    if (m.n < st.recvMessageNumber) {
+      throw new E2EError('DUPLICATE_MESSAGE', 'message was already decrypted (or its skipped key expired)');
+    }
+    if (m.n - st.recvMessageNumber > st.limits.maxSkip) {
+      throw new E2EError('TOO_MANY_SKIPPED', `message skips more than ${st.limits.maxSkip} keys`);
+    }
+    const mk = this.#messageKey;
+    if (m.n === st.recvMessageNumber) {
+      // The common case: in order. No allocation, nothing staged but the next chain key.
+      chainKeyStep(ckr, mk, this.#nextChainKey);
+      const pt = openParts('ietf', mk, m.nonce, m.body, ad, m.header);
+      memzero(mk);
+      if (pt === null) {
+        memzero(this.#nextChainKey);
+        throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
+      }
+      ckr.set(this.#nextChainKey);
+      memzero(this.#nextChainKey);
+      st.recvMessageNumber = m.n + 1;
+      if (st.skippedKeys.size > 0) this.#expireSkipped(now);
+      return pt;
+    }
+    const staged: SkippedKey[] = [];
+    const work = Uint8Array.from(ckr);
+    this.#stageSkipped(work, st.recvMessageNumber, m.n, st.dhRemote as Uint8Array, now, staged);
+    chainKeyStep(work, mk, work);
+    const pt = openParts('ietf', mk, m.nonce, m.body, ad, m.header);
+    memzero(mk);
+    if (pt === null) {
+      memzero(work);
+      staged.forEach((k) => memzero(k.messageKey));
+      throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
+    }
+    ckr.set(work);
+    memzero(work);
+    st.recvMessageNumber = m.n + 1;
+    this.#commitSkipped(staged, now);
+    return pt;
+  }
+
+  #decryptNewChain(m: Incoming, ad: Uint8Array, now: number): Uint8Array {
+    const st = this.state;
+    const { maxSkip } = st.limits;
+    const oldChainGap = st.chainKeyRecv !== null && m.pn > st.recvMessageNumber ? m.pn - st.recvMessageNumber : 0;
+    if (oldChainGap > maxSkip || m.n > maxSkip) {
+      throw new E2EError('TOO_MANY_SKIPPED', `message skips more than ${maxSkip} keys`);
+    }
+    const staged: SkippedKey[] = [];
+    let dh1: Uint8Array | null = null;
+    let next: { rootKey: Uint8Array; chainKey: Uint8Array } | null = null;
+    let committed = false;
+    try {
+      if (oldChainGap > 0) {
+        const work = Uint8Array.from(st.chainKeyRecv as Uint8Array);
+        this.#stageSkipped(work, st.recvMessageNumber, m.pn, st.dhRemote as Uint8Array, now, staged);
+        memzero(work);
+      }
+      try {
+        dh1 = x25519(st.dhSelf.privateKey, m.dh);
+      } catch {
+        throw new E2EError('MALFORMED_MESSAGE', 'invalid (low-order) ratchet key in header');
+      }
+      next = kdfRootKey(st.rootKey, dh1);
+      const remote = Uint8Array.from(m.dh);
+      this.#stageSkipped(next.chainKey, 0, m.n, remote, now, staged);
+      const mk = this.#messageKey;
+      chainKeyStep(next.chainKey, mk, next.chainKey);
+      const pt = openParts('ietf', mk, m.nonce, m.body, ad, m.header);
+      memzero(mk);
+      if (pt === null) throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
+
+      // Authentic: finish the DH ratchet step and commit.
+      const dhSelf = x25519KeyPair();
+      const dh2 = x25519(dhSelf.privateKey, remote);
+      const sending = kdfRootKey(next.rootKey, dh2);
+      memzero(dh2);
+      memzero(next.rootKey);
+      if (st.dhRemote !== null) {
+        st.retiredRemoteKeys.push(toHex(st.dhRemote));
+        if (st.retiredRemoteKeys.length > MAX_RETIRED_REMOTE_KEYS) st.retiredRemoteKeys.shift();
+      }
+      memzero(st.dhSelf.privateKey);
+      memzero(st.rootKey);
+      memzero(st.chainKeySend);
+      memzero(st.chainKeyRecv);
+      st.previousSendChainLength = st.sendMessageNumber;
+      st.sendMessageNumber = 0;
+      st.recvMessageNumber = m.n + 1;
+      st.dhRemote = remote;
+      st.dhSelf = dhSelf;
+      st.rootKey = sending.rootKey;
+      st.chainKeySend = sending.chainKey;
+      st.chainKeyRecv = next.chainKey;
+      this.#commitSkipped(staged, now);
+      committed = true;
+      return pt;
+    } finally {
+      memzero(dh1);
+      if (!committed) {
+        if (next) {
+          memzero(next.rootKey);
+          memzero(next.chainKey);
+        }
+        staged.forEach((k) => memzero(k.messageKey));
+      }
+    }
+  }
+
+  /** Advances `chainKey` (in place) from message `from` to `until`, staging the skipped keys. */
+  #stageSkipped(chainKey: Uint8Array, from: number, until: number, dh: Uint8Array, now: number, staged: SkippedKey[]): void {
+    for (let n = from; n < until; n++) {
+      const messageKey = new Uint8Array(32);
+      chainKeyStep(chainKey, messageKey, chainKey);
+      staged.push({ dhPublicKey: dh, messageNumber: n, messageKey, storedAt: now });
+    }
+  }
+
+  #commitSkipped(staged: SkippedKey[], now: number): void {
+    const st = this.state;
+    for (const k of staged) st.skippedKeys.add(k, st.limits.maxSkippedKeys);
+    this.#expireSkipped(now);
+  }
+
+  #expired(k: SkippedKey, now: number): boolean {
+    const age = this.state.limits.skippedKeyMaxAgeMs;
+    return age !== null && k.storedAt < now - age;
+  }
+
+  #expireSkipped(now: number): void {
+    const age = this.state.limits.skippedKeyMaxAgeMs;
+    if (age !== null) this.state.skippedKeys.expireBefore(now - age);
+  }
+
+  #assertUsable(): void {
+    if (this.#wiped) throw new E2EError('CHANNEL_CLOSED', 'this ratchet was wiped');
+  }
+}

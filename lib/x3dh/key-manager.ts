@@ -1,0 +1,339 @@
+/**
+ * X3DH key manager: an agent's identity (Ed25519, and its X25519 form), signed pre-keys (rotated,
+ * older ones kept until retired) and one-time pre-keys; `initiate` and `respond` (PROTOCOL.md).
+ */
+import { E2EError } from '../errors';
+import {
+  X25519KeyPair, assertKey, concatBytes, constantTimeEqual, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
+  ed25519SecretKeyToX25519, ed25519Sign, ed25519Verify, fromHex, memzero, toHex, x25519, x25519KeyPair,
+  x25519PublicKey,
+} from '../crypto';
+import { PreKeyBundle, assertBundleShape, isU32 } from './bundle';
+import { x3dhKdf } from './kdf';
+import { x25519FormOfEd25519 } from './identity-cache';
+
+/** A signed pre-key: an X25519 pair signed by the identity key. */
+export interface SignedPreKey {
+  readonly keyId: number;
+  readonly keyPair: X25519KeyPair;
+  /** Ed25519 signature of the 32 raw bytes of `keyPair.publicKey`. */
+  readonly signature: Uint8Array;
+  /** Creation time, milliseconds since the epoch. */
+  readonly createdAt: number;
+}
+
+/** A one-time pre-key: used by at most one initiator, then deleted. */
+export interface OneTimePreKey {
+  readonly keyId: number;
+  readonly keyPair: X25519KeyPair;
+}
+
+/** What `initiate` returns: the shared secret and what the responder needs to derive it. */
+export interface X3DHInitiation {
+  /** SK, 32 bytes. Secret: wipe it when the ratchet is set up. */
+  readonly sharedSecret: Uint8Array;
+  readonly ephemeralPublicKey: Uint8Array;
+  readonly usedOneTimeKeyId: number | undefined;
+  readonly signedPreKeyId: number;
+  /** X3DH AD = IK_A ‖ IK_B (X25519, initiator first). */
+  readonly associatedData: Uint8Array;
+}
+
+/** Parameters of `respond`: the initiator's establishment. */
+export interface X3DHRespondParams {
+  readonly peerIdentityKey: Uint8Array;
+  readonly ephemeralPublicKey: Uint8Array;
+  readonly usedOneTimeKeyId?: number | null;
+  /** The signed pre-key the initiator used; the current one when absent. */
+  readonly signedPreKeyId?: number | null;
+}
+
+/** What `respond` returns. */
+export interface X3DHResponse {
+  /** SK, 32 bytes. Secret: wipe it when the ratchet is set up. */
+  readonly sharedSecret: Uint8Array;
+  readonly associatedData: Uint8Array;
+  readonly signedPreKeyId: number;
+}
+
+/** The private side of a key manager, JSON-safe (hex): what a store keeps so it can respond after a restart. */
+export interface KeyManagerState {
+  readonly version: 1;
+  readonly identitySecretKey: string;
+  readonly signedPreKeys: readonly { keyId: number; privateKey: string; signature: string; createdAt: number }[];
+  readonly currentSignedPreKeyId: number | null;
+  readonly oneTimePreKeys: readonly { keyId: number; privateKey: string }[];
+  readonly nextSignedPreKeyId: number;
+  readonly nextOneTimePreKeyId: number;
+}
+
+/** Most one-time pre-keys one call may generate. */
+export const MAX_ONE_TIME_KEYS_PER_CALL = 10000;
+
+/** An agent's X3DH keys. Create with {@link X3DHKeyManager.fromEd25519Keys}. */
+export class X3DHKeyManager {
+  /** X25519 identity key pair, derived from the Ed25519 identity. */
+  readonly identityKey: X25519KeyPair;
+  /** Ed25519 identity public key. */
+  readonly identityKeyEd: Uint8Array;
+  readonly #identitySecretKey: Uint8Array;
+  readonly #signedPreKeys = new Map<number, SignedPreKey>();
+  readonly #oneTimePreKeys = new Map<number, OneTimePreKey>();
+  #currentSignedPreKeyId: number | null = null;
+  #nextSignedPreKeyId = 0;
+  #nextOneTimePreKeyId = 0;
+
+  private constructor(secretKey: Uint8Array, publicKey: Uint8Array) {
+    this.#identitySecretKey = secretKey;
+    this.identityKeyEd = publicKey;
+    this.identityKey = { privateKey: ed25519SecretKeyToX25519(secretKey), publicKey: ed25519PublicKeyToX25519(publicKey) };
+  }
+
+  /**
+   * A manager for the Ed25519 identity `secretKey` (64 bytes: seed ‖ public) and `publicKey` (32).
+   * Throws `INVALID_KEY` on wrong lengths or when the public key does not belong to the secret key.
+   * @example
+   * const id = ed25519KeyPair();
+   * const mgr = X3DHKeyManager.fromEd25519Keys(id.secretKey, id.publicKey);
+   */
+  static fromEd25519Keys(secretKey: Uint8Array, publicKey: Uint8Array): X3DHKeyManager {
+    assertKey(secretKey, 'Ed25519 secret key', 64);
+    assertKey(publicKey, 'Ed25519 public key', 32);
+    const derived = ed25519KeyPairFromSeed(secretKey.subarray(0, 32));
+    const ok = constantTimeEqual(derived.publicKey, publicKey) && constantTimeEqual(secretKey.subarray(32), publicKey);
+    memzero(derived.secretKey);
+    if (!ok) throw new E2EError('INVALID_KEY', 'the Ed25519 public key does not belong to the secret key');
+    return new X3DHKeyManager(Uint8Array.from(secretKey), Uint8Array.from(publicKey));
+  }
+
+  /** The current signed pre-key, or `null` before the first `generateSignedPreKey()`. */
+  get signedPreKey(): SignedPreKey | null {
+    return this.#currentSignedPreKeyId === null ? null : (this.#signedPreKeys.get(this.#currentSignedPreKeyId) ?? null);
+  }
+
+  /** The signed pre-key with this id (current or not yet retired), or `undefined`. */
+  getSignedPreKey(keyId: number): SignedPreKey | undefined {
+    return this.#signedPreKeys.get(keyId);
+  }
+
+  /** Ids of the signed pre-keys still usable for responding, oldest first. */
+  get signedPreKeyIds(): number[] {
+    return [...this.#signedPreKeys.keys()];
+  }
+
+  /** Ids of the one-time pre-keys not used yet. */
+  get oneTimePreKeyIds(): number[] {
+    return [...this.#oneTimePreKeys.keys()];
+  }
+
+  /** The one-time pre-key with this id, if it is still unused. */
+  getOneTimePreKey(keyId: number): OneTimePreKey | undefined {
+    return this.#oneTimePreKeys.get(keyId);
+  }
+
+  /**
+   * Makes a new signed pre-key and makes it current. The previous ones stay usable for `respond` (by
+   * id) until {@link retireSignedPreKey}, so establishments in flight still complete.
+   */
+  generateSignedPreKey(): SignedPreKey {
+    const keyId = this.#takeId('signed');
+    const keyPair = x25519KeyPair();
+    const spk: SignedPreKey = {
+      keyId, keyPair, signature: ed25519Sign(this.#identitySecretKey, keyPair.publicKey), createdAt: Date.now(),
+    };
+    this.#signedPreKeys.set(keyId, spk);
+    this.#currentSignedPreKeyId = keyId;
+    return spk;
+  }
+
+  /** Deletes (and wipes) an old signed pre-key. The current one cannot be retired: rotate first. */
+  retireSignedPreKey(keyId: number): void {
+    if (keyId === this.#currentSignedPreKeyId) throw new E2EError('INVALID_STATE', 'cannot retire the current signed pre-key');
+    const spk = this.#signedPreKeys.get(keyId);
+    if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${String(keyId)}`);
+    memzero(spk.keyPair.privateKey);
+    this.#signedPreKeys.delete(keyId);
+  }
+
+  /** Makes `n` new one-time pre-keys (1 ≤ n ≤ 10000) and returns them. */
+  generateOneTimePreKeys(n: number): OneTimePreKey[] {
+    if (!Number.isInteger(n) || n < 1 || n > MAX_ONE_TIME_KEYS_PER_CALL) {
+      throw new E2EError('INVALID_ARGUMENT', `n must be an integer in [1, ${MAX_ONE_TIME_KEYS_PER_CALL}]`);
+    }
+    const made: OneTimePreKey[] = [];
+    for (let i = 0; i < n; i++) {
+      const otk: OneTimePreKey = { keyId: this.#takeId('one-time'), keyPair: x25519KeyPair() };
+      this.#oneTimePreKeys.set(otk.keyId, otk);
+      made.push(otk);
+    }
+    return made;
+  }
+
+  /**
+   * The public bundle to publish, with the one-time pre-key `otkId` when given (`OTK_NOT_FOUND` if
+   * it is not an unused key of ours). `INVALID_STATE` before the first signed pre-key.
+   */
+  getPublicBundle(opts: { otkId?: number | null } = {}): PreKeyBundle {
+    const spk = this.signedPreKey;
+    if (!spk) throw new E2EError('INVALID_STATE', 'generate a signed pre-key before publishing a bundle');
+    const base = {
+      identityKey: Uint8Array.from(this.identityKey.publicKey),
+      identityKeyEd: Uint8Array.from(this.identityKeyEd),
+      signedPreKey: Uint8Array.from(spk.keyPair.publicKey),
+      signedPreKeySignature: Uint8Array.from(spk.signature),
+      signedPreKeyId: spk.keyId,
+    };
+    const otkId = opts?.otkId;
+    if (otkId === undefined || otkId === null) return base;
+    const otk = this.#oneTimePreKeys.get(otkId);
+    if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${String(otkId)}`);
+    return { ...base, oneTimePreKey: Uint8Array.from(otk.keyPair.publicKey), oneTimePreKeyId: otk.keyId };
+  }
+
+  /**
+   * Starts X3DH with a peer's bundle. Rejects a bad signed pre-key signature (`BAD_SIGNATURE`), an
+   * `identityKey` that is not the X25519 form of `identityKeyEd` (`IDENTITY_MISMATCH`) and any
+   * low-order key (`INVALID_KEY`).
+   */
+  initiate(bundle: PreKeyBundle): X3DHInitiation {
+    assertBundleShape(bundle);
+    if (!ed25519Verify(bundle.signedPreKeySignature, bundle.signedPreKey, bundle.identityKeyEd)) {
+      throw new E2EError('BAD_SIGNATURE', 'the signed pre-key signature does not verify');
+    }
+    if (!constantTimeEqual(x25519FormOfEd25519(bundle.identityKeyEd), bundle.identityKey)) {
+      throw new E2EError('IDENTITY_MISMATCH', 'bundle.identityKey is not the X25519 form of bundle.identityKeyEd');
+    }
+    const ek = x25519KeyPair();
+    const dhs: Uint8Array[] = [];
+    try {
+      dhs.push(x25519(this.identityKey.privateKey, bundle.signedPreKey));
+      dhs.push(x25519(ek.privateKey, bundle.identityKey));
+      dhs.push(x25519(ek.privateKey, bundle.signedPreKey));
+      if (bundle.oneTimePreKey) dhs.push(x25519(ek.privateKey, bundle.oneTimePreKey));
+      return {
+        sharedSecret: x3dhKdf(dhs),
+        ephemeralPublicKey: ek.publicKey,
+        usedOneTimeKeyId: bundle.oneTimePreKey ? bundle.oneTimePreKeyId : undefined,
+        signedPreKeyId: bundle.signedPreKeyId,
+        associatedData: concatBytes(this.identityKey.publicKey, bundle.identityKey),
+      };
+    } finally {
+      memzero(ek.privateKey);
+      dhs.forEach((d) => memzero(d));
+    }
+  }
+
+  /**
+   * Completes X3DH as the responder. Consumes the one-time pre-key (a second use gives
+   * `OTK_NOT_FOUND`); on any failure nothing changes.
+   */
+  respond(params: X3DHRespondParams): X3DHResponse {
+    if (typeof params !== 'object' || params === null) throw new E2EError('INVALID_ARGUMENT', 'respond needs its parameters');
+    assertKey(params.peerIdentityKey, 'peer identity key', 32);
+    assertKey(params.ephemeralPublicKey, 'ephemeral public key', 32);
+    const spkId = params.signedPreKeyId ?? this.#currentSignedPreKeyId;
+    if (spkId === null || !isU32(spkId)) throw new E2EError('SPK_NOT_FOUND', 'no signed pre-key to respond with');
+    const spk = this.#signedPreKeys.get(spkId);
+    if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${String(spkId)}`);
+    const otkId = params.usedOneTimeKeyId;
+    let otk: OneTimePreKey | undefined;
+    if (otkId !== undefined && otkId !== null) {
+      otk = isU32(otkId) ? this.#oneTimePreKeys.get(otkId) : undefined;
+      if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${String(otkId)}`);
+    }
+    const dhs: Uint8Array[] = [];
+    try {
+      dhs.push(x25519(spk.keyPair.privateKey, params.peerIdentityKey));
+      dhs.push(x25519(this.identityKey.privateKey, params.ephemeralPublicKey));
+      dhs.push(x25519(spk.keyPair.privateKey, params.ephemeralPublicKey));
+      if (otk) dhs.push(x25519(otk.keyPair.privateKey, params.ephemeralPublicKey));
+      const sharedSecret = x3dhKdf(dhs);
+      if (otk) {
+        // Consumed only once everything succeeded, so a failed respond changes nothing.
+        this.#oneTimePreKeys.delete(otk.keyId);
+        memzero(otk.keyPair.privateKey);
+      }
+      return {
+        sharedSecret,
+        associatedData: concatBytes(params.peerIdentityKey, this.identityKey.publicKey),
+        signedPreKeyId: spk.keyId,
+      };
+    } finally {
+      dhs.forEach((d) => memzero(d));
+    }
+  }
+
+  /** The private state (secrets, hex) for a store to keep; {@link fromState} restores it. */
+  exportState(): KeyManagerState {
+    return {
+      version: 1,
+      identitySecretKey: toHex(this.#identitySecretKey),
+      signedPreKeys: [...this.#signedPreKeys.values()].map((s) => ({
+        keyId: s.keyId, privateKey: toHex(s.keyPair.privateKey), signature: toHex(s.signature), createdAt: s.createdAt,
+      })),
+      currentSignedPreKeyId: this.#currentSignedPreKeyId,
+      oneTimePreKeys: [...this.#oneTimePreKeys.values()].map((o) => ({ keyId: o.keyId, privateKey: toHex(o.keyPair.privateKey) })),
+      nextSignedPreKeyId: this.#nextSignedPreKeyId,
+      nextOneTimePreKeyId: this.#nextOneTimePreKeyId,
+    };
+  }
+
+  /** A manager restored from {@link exportState}; `MALFORMED_MESSAGE` or `INVALID_KEY` on a bad state. */
+  static fromState(state: KeyManagerState): X3DHKeyManager {
+    if (typeof state !== 'object' || state === null || state.version !== 1) {
+      throw new E2EError('MALFORMED_MESSAGE', 'unknown key manager state version');
+    }
+    const sk = fromHex(state.identitySecretKey);
+    assertKey(sk, 'identity secret key', 64);
+    const mgr = X3DHKeyManager.fromEd25519Keys(sk, sk.subarray(32));
+    memzero(sk);
+    if (!Array.isArray(state.signedPreKeys) || !Array.isArray(state.oneTimePreKeys)) {
+      throw new E2EError('MALFORMED_MESSAGE', 'key manager state lists are missing');
+    }
+    for (const s of state.signedPreKeys) {
+      if (!isU32(s?.keyId) || typeof s.createdAt !== 'number') throw new E2EError('MALFORMED_MESSAGE', 'bad signed pre-key entry');
+      const privateKey = fromHex(s.privateKey);
+      assertKey(privateKey, 'signed pre-key', 32);
+      const keyPair = { privateKey, publicKey: x25519PublicKey(privateKey) };
+      const signature = fromHex(s.signature);
+      if (!ed25519Verify(signature, keyPair.publicKey, mgr.identityKeyEd)) {
+        throw new E2EError('BAD_SIGNATURE', 'stored signed pre-key signature does not verify');
+      }
+      mgr.#signedPreKeys.set(s.keyId, { keyId: s.keyId, keyPair, signature, createdAt: s.createdAt });
+    }
+    for (const o of state.oneTimePreKeys) {
+      if (!isU32(o?.keyId)) throw new E2EError('MALFORMED_MESSAGE', 'bad one-time pre-key entry');
+      const privateKey = fromHex(o.privateKey);
+      assertKey(privateKey, 'one-time pre-key', 32);
+      mgr.#oneTimePreKeys.set(o.keyId, { keyId: o.keyId, keyPair: { privateKey, publicKey: x25519PublicKey(privateKey) } });
+    }
+    const cur = state.currentSignedPreKeyId;
+    if (cur !== null && !mgr.#signedPreKeys.has(cur)) throw new E2EError('MALFORMED_MESSAGE', 'current signed pre-key missing');
+    if (!isU32(state.nextSignedPreKeyId) || !isU32(state.nextOneTimePreKeyId)) {
+      throw new E2EError('MALFORMED_MESSAGE', 'bad key id counters');
+    }
+    mgr.#currentSignedPreKeyId = cur;
+    mgr.#nextSignedPreKeyId = state.nextSignedPreKeyId;
+    mgr.#nextOneTimePreKeyId = state.nextOneTimePreKeyId;
+    return mgr;
+  }
+
+  /** Wipes every private key this manager holds. The manager is unusable afterwards. */
+  wipe(): void {
+    memzero(this.#identitySecretKey);
+    memzero(this.identityKey.privateKey);
+    for (const s of this.#signedPreKeys.values()) memzero(s.keyPair.privateKey);
+    for (const o of this.#oneTimePreKeys.values()) memzero(o.keyPair.privateKey);
+    this.#signedPreKeys.clear();
+    this.#oneTimePreKeys.clear();
+    this.#currentSignedPreKeyId = null;
+  }
+
+  #takeId(kind: 'signed' | 'one-time'): number {
+    const id = kind === 'signed' ? this.#nextSignedPreKeyId : this.#nextOneTimePreKeyId;
+    if (id > 0xffffffff) throw new E2EError('COUNTER_EXHAUSTED', `${kind} pre-key ids exhausted`);
+    if (kind === 'signed') this.#nextSignedPreKeyId = id + 1;
+    else this.#nextOneTimePreKeyId = id + 1;
+    return id;
+  }
+}
