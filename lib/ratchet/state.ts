@@ -42,6 +42,16 @@ export interface RatchetStateDict {
   max_skipped_keys?: number;
 }
 
+/** Runs `f`, turning an invalid-argument error (e.g. bad limits in stored bytes) into `MALFORMED_MESSAGE`. */
+function asMalformed<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof E2EError && e.code === 'INVALID_ARGUMENT') throw new E2EError('MALFORMED_MESSAGE', `bad ratchet state: ${e.message}`);
+    throw e;
+  }
+}
+
 /** Checks and fills in limits; `INVALID_ARGUMENT` on a bad value. */
 export function resolveLimits(opts: Partial<RatchetLimits> = {}): RatchetLimits {
   const maxSkip = opts.maxSkip ?? DEFAULT_MAX_SKIP;
@@ -144,7 +154,7 @@ export class RatchetState {
     if (toHex(x25519PublicKey(privateKey)) !== toHex(publicKey)) {
       throw new E2EError('MALFORMED_MESSAGE', 'dh_self_public does not match dh_self_private');
     }
-    const s = new RatchetState({
+    const s = asMalformed(() => new RatchetState({
       dhSelf: { privateKey, publicKey },
       dhRemote: opt(d.dh_remote_public, 'dh_remote_public'),
       rootKey: key(d.root_key, 'root_key'),
@@ -155,7 +165,7 @@ export class RatchetState {
         maxSkippedKeys: limits.maxSkippedKeys ?? d.max_skipped_keys,
         skippedKeyMaxAgeMs: limits.skippedKeyMaxAgeMs,
       },
-    });
+    }));
     s.sendMessageNumber = count(d.send_message_number, 'send_message_number');
     s.recvMessageNumber = count(d.recv_message_number, 'recv_message_number');
     s.previousSendChainLength = count(d.previous_send_chain_length, 'previous_send_chain_length');
@@ -263,11 +273,11 @@ export class RatchetState {
     need(8);
     const age = view.getFloat64(off);
     off += 8;
-    const s = new RatchetState({
+    const s = asMalformed(() => new RatchetState({
       dhSelf: { privateKey, publicKey: x25519PublicKey(privateKey) },
       dhRemote, rootKey, chainKeySend, chainKeyRecv,
       limits: { maxSkip, maxSkippedKeys, skippedKeyMaxAgeMs: age === 0 ? null : age },
-    });
+    }));
     s.sendMessageNumber = ns;
     s.recvMessageNumber = nr;
     s.previousSendChainLength = pn;

@@ -1,0 +1,130 @@
+import { ready } from '../../lib/sodium';
+import { ed25519KeyPair, toHex, utf8, fromUtf8 } from '../../lib/crypto';
+import { X3DHKeyManager } from '../../lib/x3dh';
+import { ChannelEstablishment, SecureChannel } from '../../lib/channel';
+import { expectE2EError } from '../helpers/expect-error';
+
+beforeAll(() => ready());
+
+const AD = utf8('did:mesh:alice|did:mesh:bob');
+
+function agents() {
+  const a = ed25519KeyPair();
+  const b = ed25519KeyPair();
+  const alice = X3DHKeyManager.fromEd25519Keys(a.secretKey, a.publicKey);
+  const bob = X3DHKeyManager.fromEd25519Keys(b.secretKey, b.publicKey);
+  bob.generateSignedPreKey();
+  bob.generateOneTimePreKeys(4);
+  return { alice, bob, bundle: bob.getPublicBundle({ otkId: 0 }) };
+}
+
+function open() {
+  const { alice, bob, bundle } = agents();
+  const { channel: ac, establishment } = SecureChannel.createSender(alice, bundle, AD);
+  const bc = SecureChannel.createReceiver(bob, establishment, AD);
+  return { alice, bob, ac, bc, establishment };
+}
+
+describe('SecureChannel', () => {
+  test('send/receive both ways; messageCount counts sent + received', () => {
+    const { ac, bc } = open();
+    expect(fromUtf8(bc.receive(ac.send(utf8('governed action request'))))).toBe('governed action request');
+    expect(fromUtf8(ac.receive(bc.send(utf8('action approved')).serialize()))).toBe('action approved');
+    expect([ac.messageCount, bc.messageCount]).toEqual([2, 2]);
+    expect(toHex(ac.associatedData)).toBe(toHex(bc.associatedData));
+    expect(ac.associatedData).toHaveLength(AD.length + 64);
+  });
+
+  test('a failed receive does not count and changes nothing', () => {
+    const { ac, bc } = open();
+    const m = Uint8Array.from(ac.send(utf8('x')).serialize());
+    const saved = toHex(bc.toBytes());
+    m[m.length - 1] ^= 1;
+    expectE2EError(() => bc.receive(m), 'DECRYPT_FAILED');
+    expect(bc.messageCount).toBe(0);
+    expect(toHex(bc.toBytes())).toBe(saved);
+  });
+
+  test('different associated data on the two sides cannot talk', () => {
+    const { alice, bob, bundle } = agents();
+    const { channel, establishment } = SecureChannel.createSender(alice, bundle, AD);
+    const other = SecureChannel.createReceiver(bob, establishment, utf8('did:mesh:mallory|did:mesh:bob'));
+    expectE2EError(() => other.receive(channel.send(utf8('x'))), 'DECRYPT_FAILED');
+  });
+
+  test('the establishment is single-use (its one-time key is consumed)', () => {
+    const { bob, establishment } = open();
+    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD), 'OTK_NOT_FOUND');
+  });
+
+  test('close() wipes and refuses further use with CHANNEL_CLOSED; idempotent', () => {
+    const { ac, bc } = open();
+    const pending = ac.send(utf8('late'));
+    ac.close();
+    ac.close();
+    expect(ac.isClosed).toBe(true);
+    expectE2EError(() => ac.send(utf8('x')), 'CHANNEL_CLOSED');
+    expectE2EError(() => ac.receive(pending), 'CHANNEL_CLOSED');
+    expectE2EError(() => ac.toBytes(), 'CHANNEL_CLOSED');
+    expect(fromUtf8(bc.receive(pending))).toBe('late');
+    bc.close();
+    expect(bc.isClosed).toBe(true);
+  });
+
+  test('closing the responder\'s channel does not wipe the key manager\'s signed pre-key', () => {
+    const { bob, bc } = open();
+    bc.close();
+    expect(bob.signedPreKey!.keyPair.privateKey.some((x) => x !== 0)).toBe(true);
+  });
+
+  test('toBytes/fromBytes: a restored channel continues, with its message count', () => {
+    const { ac, bc } = open();
+    bc.receive(ac.send(utf8('1')));
+    const saved = bc.toBytes();
+    expect(saved.length).toBeLessThan(1024);
+    const bc2 = SecureChannel.fromBytes(saved);
+    expect(bc2.messageCount).toBe(1);
+    expect(fromUtf8(ac.receive(bc2.send(utf8('2'))))).toBe('2');
+    expect(fromUtf8(bc2.receive(ac.send(utf8('3'))))).toBe('3');
+    expectE2EError(() => SecureChannel.fromBytes(saved.subarray(0, 20)), 'MALFORMED_MESSAGE');
+    expectE2EError(() => SecureChannel.fromBytes(new Uint8Array(40)), 'MALFORMED_MESSAGE');
+    expectE2EError(() => SecureChannel.fromBytes('x' as never), 'MALFORMED_MESSAGE');
+  });
+
+  test('validates its inputs', () => {
+    const { alice, bob, bundle } = agents();
+    expectE2EError(() => SecureChannel.createSender({} as never, bundle, AD), 'INVALID_ARGUMENT');
+    expectE2EError(() => SecureChannel.createSender(alice, bundle, 'ad' as never), 'INVALID_ARGUMENT');
+    expectE2EError(() => SecureChannel.createSender(alice, bundle, new Uint8Array(65537)), 'INVALID_ARGUMENT');
+    expectE2EError(() => SecureChannel.createReceiver(bob, { initiatorIdentityKey: new Uint8Array(3) } as never, AD), 'MALFORMED_MESSAGE');
+    expectE2EError(() => SecureChannel.createReceiver(bob, null as never, AD), 'MALFORMED_MESSAGE');
+  });
+});
+
+describe('ChannelEstablishment codecs', () => {
+  test('binary and JSON forms round-trip; JSON uses the reference names', () => {
+    const { establishment: e } = open();
+    expect(e.serialize()).toHaveLength(65 + 8);
+    const b = ChannelEstablishment.deserialize(e.serialize());
+    expect(b).toEqual(e);
+    const j = e.toJSON();
+    expect(Object.keys(j)).toEqual(['ik', 'ek', 'otk', 'spk']);
+    expect(ChannelEstablishment.fromJSON(JSON.stringify(j))).toEqual(e);
+    const plain = new ChannelEstablishment({ initiatorIdentityKey: e.initiatorIdentityKey, ephemeralPublicKey: e.ephemeralPublicKey });
+    expect(plain.serialize()).toHaveLength(65);
+    expect(plain.toJSON()).toEqual({ ik: j.ik, ek: j.ek });
+    expect(ChannelEstablishment.deserialize(plain.serialize())).toEqual(plain);
+  });
+
+  test('malformed establishments are MALFORMED_MESSAGE', () => {
+    const { establishment: e } = open();
+    const bytes = e.serialize();
+    for (let cut = 0; cut < bytes.length; cut++) expectE2EError(() => ChannelEstablishment.deserialize(bytes.subarray(0, cut)), 'MALFORMED_MESSAGE');
+    const flags = Uint8Array.from(bytes);
+    flags[64] = 4;
+    expectE2EError(() => ChannelEstablishment.deserialize(flags), 'MALFORMED_MESSAGE');
+    for (const bad of ['{', '{}', '{"ik":"AA==","ek":"AA=="}', JSON.stringify({ ...e.toJSON(), otk: -1 }), JSON.stringify({ ...e.toJSON(), ik: 5 })]) {
+      expectE2EError(() => ChannelEstablishment.fromJSON(bad), 'MALFORMED_MESSAGE');
+    }
+  });
+});
