@@ -47,30 +47,21 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 function parse(message: EncryptedMessage | Uint8Array): Incoming {
-  if (message instanceof Uint8Array) {
-    if (message.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
-    if (readU32BE(message, 0) !== HEADER_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'header length prefix must be 40');
-    return {
-      dh: message.subarray(4, 36),
-      pn: readU32BE(message, 36),
-      n: readU32BE(message, 40),
-      header: message.subarray(4, ENVELOPE_PREFIX_BYTES),
-      nonce: message.subarray(ENVELOPE_PREFIX_BYTES, ENVELOPE_PREFIX_BYTES + NONCE_BYTES),
-      body: message.subarray(ENVELOPE_PREFIX_BYTES + NONCE_BYTES),
-    };
+  // An EncryptedMessage is decrypted through its envelope: one code path, the header bytes as sent.
+  const env = message instanceof EncryptedMessage ? message.serialize() : message;
+  if (!(env instanceof Uint8Array)) {
+    throw new E2EError('MALFORMED_MESSAGE', 'message must be an EncryptedMessage or its serialized bytes');
   }
-  if (message instanceof EncryptedMessage) {
-    const c = message.ciphertext;
-    return {
-      dh: message.header.dhPublicKey,
-      pn: message.header.previousChainLength,
-      n: message.header.messageNumber,
-      header: message.headerBytes(),
-      nonce: c.subarray(0, NONCE_BYTES),
-      body: c.subarray(NONCE_BYTES),
-    };
-  }
-  throw new E2EError('MALFORMED_MESSAGE', 'message must be an EncryptedMessage or its serialized bytes');
+  if (env.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
+  if (readU32BE(env, 0) !== HEADER_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'header length prefix must be 40');
+  return {
+    dh: env.subarray(4, 36),
+    pn: readU32BE(env, 36),
+    n: readU32BE(env, 40),
+    header: env.subarray(4, ENVELOPE_PREFIX_BYTES),
+    nonce: env.subarray(ENVELOPE_PREFIX_BYTES, ENVELOPE_PREFIX_BYTES + NONCE_BYTES),
+    body: env.subarray(ENVELOPE_PREFIX_BYTES + NONCE_BYTES),
+  };
 }
 
 /** One Double Ratchet session. */
@@ -170,9 +161,9 @@ export class DoubleRatchet {
     const m = parse(message);
     if (m.n >= MAX_COUNTER) throw new E2EError('MALFORMED_MESSAGE', 'message number out of range');
     const st = this.state;
-    const now = this.#now();
 
     if (st.skippedKeys.size > 0) {
+      const now = this.#now();
       const id = skippedKeyId(m.dh, m.n);
       const skipped = st.skippedKeys.get(id);
       if (skipped && !this.#expired(skipped, now)) {
@@ -184,11 +175,11 @@ export class DoubleRatchet {
       }
     }
 
-    if (st.dhRemote !== null && sameBytes(m.dh, st.dhRemote)) return this.#decryptCurrentChain(m, ad, now);
+    if (st.dhRemote !== null && sameBytes(m.dh, st.dhRemote)) return this.#decryptCurrentChain(m, ad);
     if (st.retiredRemoteKeys.length > 0 && st.retiredRemoteKeys.includes(toHex(m.dh))) {
       throw new E2EError('DUPLICATE_MESSAGE', 'message from an old chain was already decrypted (or its key expired)');
     }
-    return this.#decryptNewChain(m, ad, now);
+    return this.#decryptNewChain(m, ad, this.#now());
   }
 
   /** Wipes every secret of the session; the ratchet is unusable afterwards. */
@@ -199,7 +190,7 @@ export class DoubleRatchet {
     this.#wiped = true;
   }
 
-  #decryptCurrentChain(m: Incoming, ad: Uint8Array, now: number): Uint8Array {
+  #decryptCurrentChain(m: Incoming, ad: Uint8Array): Uint8Array {
     const st = this.state;
     const ckr = st.chainKeyRecv;
     if (ckr === null) throw new E2EError('DECRYPT_FAILED', 'no receiving chain for this ratchet key');
@@ -222,9 +213,10 @@ export class DoubleRatchet {
       ckr.set(this.#nextChainKey);
       memzero(this.#nextChainKey);
       st.recvMessageNumber = m.n + 1;
-      if (st.skippedKeys.size > 0) this.#expireSkipped(now);
+      if (st.skippedKeys.size > 0) this.#expireSkipped(this.#now());
       return pt;
     }
+    const now = this.#now();
     const staged: SkippedKey[] = [];
     const work = Uint8Array.from(ckr);
     this.#stageSkipped(work, st.recvMessageNumber, m.n, st.dhRemote as Uint8Array, now, staged);

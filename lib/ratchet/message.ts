@@ -21,10 +21,10 @@ export interface EncryptedMessageJSON {
 
 /** One ratchet message. Immutable: treat its byte arrays as read-only. */
 export class EncryptedMessage {
-  /** The clear-text header. */
-  readonly header: MessageHeader;
-  /** `nonce(12) ‖ ciphertext ‖ tag(16)`. */
-  readonly ciphertext: Uint8Array;
+  // A message is either built from parts or wraps an envelope; the other form is made on demand,
+  // so the ratchet's hot path creates no header object and copies nothing.
+  private hdr: MessageHeader | null;
+  private body: Uint8Array | null;
   private envelope: Uint8Array | null;
 
   /** A message from its parts (checked: `MALFORMED_MESSAGE` on bad types or lengths). */
@@ -33,24 +33,36 @@ export class EncryptedMessage {
     if (!(ciphertext instanceof Uint8Array) || ciphertext.length < MIN_CIPHERTEXT_BYTES) {
       throw new E2EError('MALFORMED_MESSAGE', `ciphertext must be at least ${MIN_CIPHERTEXT_BYTES} bytes`);
     }
-    this.header = header;
-    this.ciphertext = ciphertext;
+    this.hdr = header;
+    this.body = ciphertext;
     this.envelope = null;
   }
 
   /**
-   * A message over an envelope the ratchet just built (no checks, no copies).
+   * A message over an envelope that is known to be well formed (no checks, no copies).
    * @internal
    */
   static fromTrustedEnvelope(envelope: Uint8Array): EncryptedMessage {
-    const header: MessageHeader = {
-      dhPublicKey: envelope.subarray(4, 36),
-      previousChainLength: readU32BE(envelope, 36),
-      messageNumber: readU32BE(envelope, 40),
-    };
-    const m = new EncryptedMessage(header, envelope.subarray(ENVELOPE_PREFIX_BYTES));
+    const m: EncryptedMessage = Object.create(EncryptedMessage.prototype);
+    m.hdr = null;
+    m.body = null;
     m.envelope = envelope;
     return m;
+  }
+
+  /** The clear-text header. */
+  get header(): MessageHeader {
+    if (this.hdr === null) {
+      const env = this.envelope as Uint8Array;
+      this.hdr = { dhPublicKey: env.subarray(4, 36), previousChainLength: readU32BE(env, 36), messageNumber: readU32BE(env, 40) };
+    }
+    return this.hdr;
+  }
+
+  /** `nonce(12) ‖ ciphertext ‖ tag(16)`. */
+  get ciphertext(): Uint8Array {
+    if (this.body === null) this.body = (this.envelope as Uint8Array).subarray(ENVELOPE_PREFIX_BYTES);
+    return this.body;
   }
 
   /**
@@ -59,18 +71,14 @@ export class EncryptedMessage {
    */
   serialize(): Uint8Array {
     if (this.envelope === null) {
-      const env = new Uint8Array(ENVELOPE_PREFIX_BYTES + this.ciphertext.length);
+      const body = this.body as Uint8Array;
+      const env = new Uint8Array(ENVELOPE_PREFIX_BYTES + body.length);
       writeU32BE(env, 0, HEADER_BYTES);
-      writeHeader(this.header, env, 4);
-      env.set(this.ciphertext, ENVELOPE_PREFIX_BYTES);
+      writeHeader(this.hdr as MessageHeader, env, 4);
+      env.set(body, ENVELOPE_PREFIX_BYTES);
       this.envelope = env;
     }
     return this.envelope;
-  }
-
-  /** The 40 header bytes, as authenticated by the AEAD. @internal */
-  headerBytes(): Uint8Array {
-    return this.serialize().subarray(4, ENVELOPE_PREFIX_BYTES);
   }
 
   /**
