@@ -36,12 +36,13 @@ const found = examples();
 
 describe('README examples', () => {
   test('the README has the example stories this suite expects', () => {
-    expect([...found.keys()].sort()).toEqual(['bridge', 'stores', 'tutorial'].sort());
+    expect([...found.keys()].sort()).toEqual(['bridge', 'primitives', 'stores', 'tutorial'].sort());
     expect(found.get('tutorial')).toHaveLength(6);
   });
 
   test.each([...found.keys()])('%s runs as written', async (name) => {
     const logged = await run(found.get(name)!.join('\n'));
     if (name === 'tutorial') expect(logged[0]).toMatch(/^Shared secret: [0-9a-f]{16}\.\.\.$/);
+    if (name === 'primitives') expect(logged).toEqual(['hello bob', 'tampered message refused']);
   });
 });

@@ -46,8 +46,12 @@ export function writeU32BE(out: Uint8Array, offset: number, value: number): void
   out[offset + 3] = value & 0xff;
 }
 
-/** Reads 4 big-endian bytes at `offset` as an unsigned integer. */
+/** Reads 4 big-endian bytes at `offset` as an unsigned integer; `INVALID_ARGUMENT` if they are not all there. */
 export function readU32BE(bytes: Uint8Array, offset: number): number {
+  assertBytes(bytes, 'bytes');
+  if (!Number.isInteger(offset) || offset < 0 || offset > bytes.length - 4) {
+    throw new E2EError('INVALID_ARGUMENT', 'u32 read out of range');
+  }
   return ((bytes[offset] << 24) | (bytes[offset + 1] << 16) | (bytes[offset + 2] << 8) | bytes[offset + 3]) >>> 0;
 }
 
@@ -101,11 +105,15 @@ export function toBase64(bytes: Uint8Array): string {
 /** Bytes of standard padded base64; `MALFORMED_MESSAGE` on anything else. */
 export function fromBase64(text: string): Uint8Array {
   if (typeof text !== 'string') throw new E2EError('MALFORMED_MESSAGE', 'invalid base64');
+  let out: Uint8Array;
   try {
-    return naclUtil.decodeBase64(text);
+    out = naclUtil.decodeBase64(text);
   } catch {
     throw new E2EError('MALFORMED_MESSAGE', 'invalid base64');
   }
+  // tweetnacl-util ignores the unused low bits of the last character; one string per byte string.
+  if (naclUtil.encodeBase64(out) !== text) throw new E2EError('MALFORMED_MESSAGE', 'invalid base64');
+  return out;
 }
 
 /** URL-safe base64 without padding (RFC 4648 §5). */
@@ -129,9 +137,13 @@ export function fromBase64Url(text: string): Uint8Array {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-/** UTF-8 bytes of `text`. */
+/** An unpaired UTF-16 surrogate (a pair is one code point under the `u` flag, so it never matches). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** UTF-8 bytes of `text`; `INVALID_ARGUMENT` if it has an unpaired surrogate (TextEncoder would map it to U+FFFD). */
 export function utf8(text: string): Uint8Array {
   if (typeof text !== 'string') throw new E2EError('INVALID_ARGUMENT', 'text must be a string');
+  if (LONE_SURROGATE.test(text)) throw new E2EError('INVALID_ARGUMENT', 'text has an unpaired surrogate');
   return encoder.encode(text);
 }
 
@@ -158,7 +170,8 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
 
 /** Overwrites `bytes` with zeros (libsodium's `memzero`). Safe on `null`/`undefined`. */
 export function memzero(bytes: Uint8Array | null | undefined): void {
-  if (!bytes) return;
+  if (bytes === null || bytes === undefined) return;
+  assertBytes(bytes, 'bytes');
   // Wiping must work even after a failed init, so fall back to a plain fill.
   if (isReady()) sodium().wrapper.memzero(bytes);
   else bytes.fill(0);

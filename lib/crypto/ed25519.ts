@@ -46,17 +46,31 @@ export function ed25519KeyPair(): Ed25519KeyPair {
   }
 }
 
-/** Ed25519 signature of `message` under a 64-byte secret key. */
+/**
+ * Ed25519 signature of `message` under a 64-byte secret key (seed ‖ public key). Throws
+ * `INVALID_KEY` when the public half is not the seed's: libsodium signs with the stored half, and
+ * signing under a mismatched one leaks the private key (the "double public key" attack). The check
+ * costs one base-point multiplication; signing is never on the per-message path.
+ */
 export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
   assertKey(secretKey, 'Ed25519 secret key', ED25519_SECRET_KEY_BYTES);
   assertBytes(message, 'message');
-  const { raw, ptr } = scratch(64 + 64 + message.length);
+  const { raw, ptr } = scratch(64 + 64 + 32 + 64 + message.length);
   const sig = ptr;
   const sk = ptr + 64;
-  const m = ptr + 128;
+  const pk = ptr + 128;
+  const skCheck = ptr + 160;
+  const m = ptr + 224;
   const heap = raw.HEAPU8;
   heap.set(secretKey, sk);
   heap.set(message, m);
+  raw._crypto_sign_seed_keypair(pk, skCheck, sk);
+  let consistent = 0;
+  for (let i = 0; i < 32; i++) consistent |= heap[pk + i] ^ heap[sk + 32 + i];
+  if (consistent !== 0) {
+    heap.fill(0, ptr, m + message.length);
+    throw new E2EError('INVALID_KEY', 'the public half of the Ed25519 secret key does not belong to its seed');
+  }
   raw._crypto_sign_detached(sig, 0, m, message.length, 0, sk);
   const out = heap.slice(sig, sig + 64);
   heap.fill(0, ptr, m + message.length);

@@ -1,4 +1,5 @@
 /** HMAC-SHA256 (RFC 2104) over libsodium's `crypto_auth_hmacsha256`, on the shared WASM scratch. */
+import { E2EError } from '../errors';
 import { assertBytes } from './bytes';
 import { scratch } from './heap';
 
@@ -37,6 +38,14 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
  * compressions instead of 8. This is half the per-message cost, so it allocates nothing.
  */
 export function chainKeyStep(chainKey: Uint8Array, messageKeyOut: Uint8Array, nextChainKeyOut: Uint8Array): void {
+  // Checked inline: this is the per-message path (the assert helpers measurably cost more here).
+  if (!(chainKey instanceof Uint8Array) || chainKey.length !== 32) {
+    throw new E2EError('INVALID_KEY', 'chain key must be 32 bytes');
+  }
+  if (!(messageKeyOut instanceof Uint8Array) || messageKeyOut.length !== 32
+    || !(nextChainKeyOut instanceof Uint8Array) || nextChainKeyOut.length !== 32) {
+    throw new E2EError('INVALID_ARGUMENT', 'chain key step outputs must be 32-byte Uint8Arrays');
+  }
   const { raw, ptr } = scratch(2 * STATE_BYTES + 32 + 1 + 64);
   const st1 = ptr;
   const st2 = ptr + STATE_BYTES;

@@ -2,6 +2,7 @@
 import { E2EError } from '../errors';
 import { fillRandom } from '../entropy';
 import { sodium } from '../sodium';
+import { assertBytes } from './bytes';
 
 /** `n` cryptographically secure random bytes (0 ≤ n ≤ 2^24). */
 export function randomBytes(n: number): Uint8Array {
@@ -15,5 +16,6 @@ export function randomBytes(n: number): Uint8Array {
 /** Fills `out` in place with cryptographically secure random bytes (no allocation: the hot path's nonces). */
 export function fillRandomBytes(out: Uint8Array): void {
   sodium();
+  assertBytes(out, 'out');
   fillRandom(out);
 }
