@@ -22,3 +22,4 @@ export type { Ed25519KeyPair, X25519KeyPair } from './crypto';
 export * from './x3dh';
 export * from './ratchet';
 export * from './channel';
+export * from './trust';

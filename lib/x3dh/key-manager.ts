@@ -4,7 +4,7 @@
  */
 import { E2EError } from '../errors';
 import {
-  X25519KeyPair, assertKey, concatBytes, constantTimeEqual, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
+  X25519KeyPair, assertBytes, assertKey, concatBytes, constantTimeEqual, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
   ed25519SecretKeyToX25519, ed25519Sign, ed25519Verify, fromHex, memzero, toHex, x25519, x25519KeyPair,
   x25519PublicKey,
 } from '../crypto';
@@ -109,6 +109,23 @@ export class X3DHKeyManager {
   /** The current signed pre-key, or `null` before the first `generateSignedPreKey()`. */
   get signedPreKey(): SignedPreKey | null {
     return this.#currentSignedPreKeyId === null ? null : (this.#signedPreKeys.get(this.#currentSignedPreKeyId) ?? null);
+  }
+
+  /**
+   * Ed25519 signature of `message` by the identity key, for protocols built on the identity (the
+   * trust handshake) without exporting the secret key.
+   */
+  signWithIdentityKey(message: Uint8Array): Uint8Array {
+    assertBytes(message, 'message');
+    return ed25519Sign(this.#identitySecretKey, message);
+  }
+
+  /**
+   * A copy of the 64-byte Ed25519 identity secret key (seed ‖ public key), for an identity object
+   * that signs on the manager's behalf. Secret: wipe it with `memzero` when done.
+   */
+  exportIdentitySecretKey(): Uint8Array {
+    return Uint8Array.from(this.#identitySecretKey);
   }
 
   /** The signed pre-key with this id (current or not yet retired), or `undefined`. */

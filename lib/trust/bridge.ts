@@ -1,0 +1,395 @@
+/**
+ * `EncryptedTrustBridge`: encrypted channels only to peers that passed the trust handshake, and
+ * only with keys bound to their DIDs, in both directions.
+ *
+ * Opening (initiator): challenge the peer through the transport and verify its answer against the
+ * registry (key, status, score, capabilities); answer the peer's own challenge if it sends one;
+ * require the bundle's Ed25519 key to be the registry's key for the peer's DID; then X3DH.
+ * Accepting (responder): the initiator must have answered this side's challenge (mutual mode, the
+ * default) and still pass the registry checks, and the establishment's identity key must be the
+ * X25519 form of the registry's key for its DID; only then X3DH. Every refusal is `TRUST_REJECTED`
+ * before any key exchange or ratchet state exists. Channel AD = UTF-8 `initiatorDid|responderDid`.
+ */
+import { E2EError, isE2EError } from '../errors';
+import { constantTimeEqual, toHex, utf8 } from '../crypto';
+import { PreKeyBundle, X3DHKeyManager, assertBundleShape, x25519FormOfEd25519 } from '../x3dh';
+import { ChannelEstablishment, ChannelEstablishmentFields, ChannelOptions, SecureChannel } from '../channel';
+import { normalizeCapabilities } from './capabilities';
+import { assertMeshDid } from './did';
+import { HandshakeResult, TrustHandshake } from './handshake';
+import { HandshakeChallenge, HandshakeResponse, parseHandshakeChallenge, parseHandshakeResponse } from './handshake-messages';
+import { AgentIdentity } from './identity';
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_PENDING_CHALLENGES, DEFAULT_MIN_TRUST_SCORE, DEFAULT_ONE_TIME_PRE_KEY_POOL,
+  DEFAULT_VERIFIED_PEER_TTL_SECONDS, MAX_REMEMBERED_ESTABLISHMENTS,
+} from './limits';
+import { counterChallengeNonce } from './mutual';
+import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
+import { BridgePreKeyStore, PreKeyPublisher, storeCall } from './prekey-pool';
+import { TrustRejectReason, trustRejected } from './reasons';
+import { IdentityRecord, IdentityRegistry } from './registry';
+import { SessionTable, TrustSession } from './session';
+import { ChallengeReply, LocalTrustNetwork, TrustEndpoint, TrustTransport } from './transport';
+import { assertTrustScore, trustLevel } from './trust-level';
+import { VerifiedPeers } from './verified-peers';
+
+/** Options of an {@link EncryptedTrustBridge}. Give `identity`, `keyManager`, or both (same key). */
+export interface EncryptedTrustBridgeOptions {
+  /** This agent's DID; defaults to `identity.did`. Required with `keyManager` alone. */
+  readonly agentDid?: string;
+  /** This agent's identity (signs handshake answers). */
+  readonly identity?: AgentIdentity;
+  /** This agent's X3DH key manager (made from `identity` when absent). */
+  readonly keyManager?: X3DHKeyManager;
+  /** Source of every peer's key, status, score and capabilities. */
+  readonly registry: IdentityRegistry;
+  /** Where bundles are published and claimed (optional: without it, bundles are handed over directly). */
+  readonly preKeyStore?: BridgePreKeyStore;
+  /** Carries the handshake (a {@link LocalTrustNetwork} is joined automatically). */
+  readonly transport?: TrustTransport;
+  /** Score a peer needs, both directions (700). */
+  readonly minTrustScore?: number;
+  /** Capabilities a peer needs, both directions (none). */
+  readonly requiredCapabilities?: readonly string[];
+  /** Capabilities this agent claims in its answers (informational: peers use their registry's). */
+  readonly capabilities?: readonly string[];
+  /** Require initiators to answer this side's challenge before accepting them (true). */
+  readonly requireMutualHandshake?: boolean;
+  /** One-time pre-keys kept published (20). */
+  readonly oneTimePreKeyPool?: number;
+  /** How long an initiator's verified answer admits its establishment, in seconds (300). */
+  readonly verifiedPeerTtlSeconds?: number;
+  /** How long each handshake round trip may take, in ms (30000). */
+  readonly handshakeTimeoutMs?: number;
+  /** Lifetime of this side's challenges, in seconds (30). */
+  readonly challengeTtlSeconds?: number;
+  /** Ratchet limits of the channels. */
+  readonly channelOptions?: ChannelOptions;
+  /** Clock (ms since the epoch); injectable for tests. */
+  readonly now?: () => number;
+}
+
+/** Options of {@link EncryptedTrustBridge.openSecureChannel} and {@link EncryptedTrustBridge.verifyPeer}. */
+export interface OpenChannelOptions {
+  /** Score this peer needs (default: the bridge's `minTrustScore`; `0` accepts any). */
+  readonly requiredTrustScore?: number;
+  /** Capabilities this peer needs (default: the bridge's). */
+  readonly requiredCapabilities?: readonly string[];
+  /** Transport for this call (default: the bridge's). */
+  readonly transport?: TrustTransport;
+}
+
+/** Trust-gated encrypted sessions of one agent. */
+export class EncryptedTrustBridge implements TrustEndpoint {
+  /** This agent's DID. */
+  readonly agentDid: string;
+  /** Score a peer needs by default. */
+  readonly minTrustScore: number;
+  readonly #identity: AgentIdentity;
+  readonly #manager: X3DHKeyManager;
+  readonly #registry: IdentityRegistry;
+  readonly #store: BridgePreKeyStore | undefined;
+  readonly #transport: TrustTransport | undefined;
+  readonly #requirements: TrustRequirements;
+  readonly #capabilities: readonly string[];
+  readonly #mutual: boolean;
+  readonly #timeoutMs: number;
+  readonly #channelOptions: ChannelOptions;
+  readonly #now: () => number;
+  readonly #handshake: TrustHandshake;
+  readonly #publisher: PreKeyPublisher;
+  readonly #verified: VerifiedPeers;
+  readonly #sessions = new SessionTable();
+  /** Establishments accepted (signed pre-key id and ephemeral key), so a replay cannot replace a live session. */
+  readonly #accepted = new Set<string>();
+
+  /**
+   * A bridge for one agent. `INVALID_ARGUMENT` on bad options; `IDENTITY_MISMATCH` when `identity`
+   * and `keyManager` hold different keys.
+   * @example
+   * const bridge = new EncryptedTrustBridge({ identity, registry, transport: network, minTrustScore: 700 });
+   */
+  constructor(options: EncryptedTrustBridgeOptions) {
+    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    const { identity, keyManager } = options;
+    if (identity !== undefined && !(identity instanceof AgentIdentity)) throw new E2EError('INVALID_ARGUMENT', 'identity must be an AgentIdentity');
+    if (keyManager !== undefined && !(keyManager instanceof X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'keyManager must be an X3DHKeyManager');
+    if (!identity && !keyManager) throw new E2EError('INVALID_ARGUMENT', 'give an identity or a keyManager');
+    const agentDid = options.agentDid ?? identity?.did;
+    assertMeshDid(agentDid, 'agentDid');
+    if (identity && identity.did !== agentDid) throw new E2EError('INVALID_ARGUMENT', 'agentDid must be identity.did');
+    if (identity && keyManager && !identity.ownsKeyManager(keyManager)) {
+      throw new E2EError('IDENTITY_MISMATCH', 'identity and keyManager hold different keys');
+    }
+    const minTrustScore = options.minTrustScore ?? DEFAULT_MIN_TRUST_SCORE;
+    assertTrustScore(minTrustScore, 'minTrustScore');
+    const pool = options.oneTimePreKeyPool ?? DEFAULT_ONE_TIME_PRE_KEY_POOL;
+    if (!Number.isInteger(pool) || pool < 1 || pool > 1000) throw new E2EError('INVALID_ARGUMENT', 'oneTimePreKeyPool must be an integer in [1, 1000]');
+    const ttl = options.verifiedPeerTtlSeconds ?? DEFAULT_VERIFIED_PEER_TTL_SECONDS;
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86400) throw new E2EError('INVALID_ARGUMENT', 'verifiedPeerTtlSeconds must be an integer in [1, 86400]');
+    const timeout = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    if (!Number.isInteger(timeout) || timeout < 1 || timeout > 600_000) throw new E2EError('INVALID_ARGUMENT', 'handshakeTimeoutMs must be an integer in [1, 600000]');
+    const t = options.transport;
+    if (t !== undefined) assertTransport(t);
+    const store = options.preKeyStore;
+    if (store !== undefined && (['storeBundle', 'claimBundle', 'consumeOneTimeKey', 'addOneTimePreKeys', 'countOneTimePreKeys'] as const)
+      .some((m) => typeof store?.[m] !== 'function')) {
+      throw new E2EError('INVALID_ARGUMENT', 'preKeyStore lacks a PreKeyStore method');
+    }
+    const now = options.now ?? Date.now;
+
+    this.agentDid = agentDid;
+    this.minTrustScore = minTrustScore;
+    this.#manager = keyManager ?? (identity as AgentIdentity).createKeyManager();
+    this.#identity = identity ?? AgentIdentity.fromKeyManager(this.#manager, agentDid);
+    this.#registry = options.registry;
+    this.#store = store;
+    this.#transport = t;
+    this.#requirements = {
+      requiredTrustScore: minTrustScore,
+      requiredCapabilities: normalizeCapabilities(options.requiredCapabilities ?? [], 'requiredCapabilities'),
+    };
+    this.#capabilities = normalizeCapabilities(options.capabilities ?? [], 'capabilities');
+    this.#mutual = options.requireMutualHandshake ?? true;
+    this.#timeoutMs = timeout;
+    this.#channelOptions = options.channelOptions ?? {};
+    this.#now = now;
+    this.#handshake = new TrustHandshake({
+      agentDid, identity: this.#identity, registry: options.registry, minTrustScore,
+      requiredCapabilities: this.#requirements.requiredCapabilities, challengeTtlSeconds: options.challengeTtlSeconds, now,
+    });
+    this.#publisher = new PreKeyPublisher(this.#manager, agentDid, store, pool);
+    this.#verified = new VerifiedPeers(ttl * 1000, DEFAULT_MAX_PENDING_CHALLENGES, now);
+    if (t instanceof LocalTrustNetwork) t.join(this);
+  }
+
+  /**
+   * Publishes this agent's pre-keys (to the store, if any), tops up the one-time pool and returns a
+   * bundle with a one-time pre-key no other bundle carries, to hand to one initiator.
+   */
+  async publishPrekeyBundle(): Promise<PreKeyBundle> {
+    return this.#publisher.publish();
+  }
+
+  /**
+   * Runs the trust handshake with `peerDid` (and answers its challenge back, if it sends one);
+   * resolves to what the registry says about the verified peer. `TRUST_REJECTED` on any failure.
+   */
+  async verifyPeer(peerDid: string, options: OpenChannelOptions = {}): Promise<HandshakeResult> {
+    this.#assertPeer(peerDid);
+    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    const transport = options.transport ?? this.#transport;
+    if (!transport) throw new E2EError('INVALID_STATE', 'no transport to run the trust handshake over');
+    assertTransport(transport);
+    const challenge = this.#handshake.createChallenge(peerDid, {
+      requiredTrustScore: options.requiredTrustScore, requiredCapabilities: options.requiredCapabilities,
+    });
+    let reply: ChallengeReply;
+    let result: HandshakeResult;
+    try {
+      reply = await this.#roundTrip(() => transport.sendChallenge(this.agentDid, peerDid, challenge));
+      if (typeof reply !== 'object' || reply === null) throw trustRejected(TrustRejectReason.MALFORMED_RESPONSE, 'the reply is not an object');
+      result = await this.#handshake.verify(reply.response);
+    } finally {
+      this.#handshake.cancel(challenge.challenge_id); // no-op unless the transport failed
+    }
+    if (reply.challenge !== undefined && reply.challenge !== null) {
+      // Our signature goes only to a peer we have just verified, and only over a challenge bound to
+      // this exchange (so it cannot be a third party's challenge relayed to us).
+      let counter: HandshakeChallenge;
+      try {
+        counter = parseHandshakeChallenge(reply.challenge);
+      } catch {
+        throw trustRejected(TrustRejectReason.MALFORMED_CHALLENGE, 'the peer\'s challenge does not parse');
+      }
+      if (counter.nonce !== counterChallengeNonce(challenge, parseHandshakeResponse(reply.response).response_nonce)) {
+        throw trustRejected(TrustRejectReason.UNBOUND_CHALLENGE, 'the peer\'s challenge is not bound to this handshake');
+      }
+      const answer = this.#handshake.respond(counter, this.#capabilities);
+      await this.#roundTrip(() => transport.sendAnswer(this.agentDid, peerDid, answer));
+    }
+    return result;
+  }
+
+  /**
+   * Opens a channel to `peerDid`: the trust handshake, then the check that `bundle.identityKeyEd`
+   * is the registry's key for `peerDid`, then X3DH. Without `bundle`, one is claimed from the
+   * pre-key store (after the handshake). Replaces (and wipes) an existing session with the peer.
+   * Errors: `TRUST_REJECTED` (no key exchange happened), `INVALID_STATE` (no transport, no bundle),
+   * and X3DH's own (`BAD_SIGNATURE`, `IDENTITY_MISMATCH`, `INVALID_KEY`, `MALFORMED_MESSAGE`).
+   */
+  async openSecureChannel(peerDid: string, bundle?: PreKeyBundle, options: OpenChannelOptions = {}): Promise<SecureChannel> {
+    this.#assertPeer(peerDid);
+    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    if (bundle !== undefined) assertBundleShape(bundle);
+    else if (!this.#store) throw new E2EError('INVALID_STATE', 'no bundle given and no pre-key store to claim one from');
+    const verified = await this.verifyPeer(peerDid, options);
+    const b = bundle ?? (await this.#claimBundle(peerDid));
+    if (!constantTimeEqual(b.identityKeyEd, verified.publicKey)) {
+      throw trustRejected(TrustRejectReason.BUNDLE_KEY_MISMATCH, 'the bundle\'s identity key is not the registry\'s key for this DID');
+    }
+    const { channel, establishment } = SecureChannel.createSender(
+      this.#manager, b, channelAd(this.agentDid, peerDid), this.#channelOptions,
+    );
+    this.#sessions.replace(this.#session(peerDid, 'initiator', channel, establishment, verified));
+    return channel;
+  }
+
+  /**
+   * Accepts `peerDid`'s establishment. Refused with `TRUST_REJECTED` before any ratchet state
+   * exists when: the peer has not answered this side's challenge (mutual mode: `peer_not_verified`,
+   * one verification admits one establishment), the registry does not list it as active with the
+   * required score and capabilities, or `establishment.initiatorIdentityKey` is not the X25519 form
+   * of the registry's key (`identity_key_mismatch`). A replayed establishment gets
+   * `DUPLICATE_MESSAGE`; X3DH's own errors (`OTK_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`) pass
+   * through. Replaces (and wipes) an existing session with the peer.
+   */
+  async acceptSecureChannel(
+    peerDid: string, establishment: ChannelEstablishment | ChannelEstablishmentFields,
+  ): Promise<SecureChannel> {
+    this.#assertPeer(peerDid);
+    const e = ChannelEstablishment.from(establishment);
+    if (this.#mutual && !this.#verified.peek(peerDid)) throw notVerified();
+    const record = await lookupActiveIdentity(this.#registry, peerDid);
+    checkRequirements(record, this.#requirements);
+    if (!constantTimeEqual(x25519Form(record), e.initiatorIdentityKey)) {
+      throw trustRejected(TrustRejectReason.IDENTITY_KEY_MISMATCH, 'the initiator identity key is not the registry\'s key for this DID');
+    }
+    if (this.#mutual) {
+      const ticket = this.#verified.take(peerDid);
+      if (!ticket) throw notVerified();
+      if (!constantTimeEqual(ticket.publicKey, record.publicKey)) {
+        throw trustRejected(TrustRejectReason.KEY_MISMATCH, 'the registry key changed since the peer was verified');
+      }
+    }
+    const seen = `${e.signedPreKeyId ?? 'current'}:${toHex(e.ephemeralPublicKey)}`;
+    if (this.#accepted.has(seen)) throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted');
+    const otkId = e.usedOneTimeKeyId;
+    if (otkId !== undefined) {
+      if (!this.#manager.getOneTimePreKey(otkId)) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${otkId}`);
+      const store = this.#store;
+      if (store) await storeCall(() => store.consumeOneTimeKey(this.agentDid, otkId)); // off the public pool too
+    }
+    const channel = SecureChannel.createReceiver(this.#manager, e, channelAd(peerDid, this.agentDid), this.#channelOptions);
+    if (this.#accepted.size >= MAX_REMEMBERED_ESTABLISHMENTS) this.#accepted.delete(this.#accepted.values().next().value as string);
+    this.#accepted.add(seen);
+    this.#sessions.replace(this.#session(peerDid, 'responder', channel, e, record));
+    return channel;
+  }
+
+  /**
+   * Transport side: answers `fromDid`'s challenge, and (mutual mode) challenges it back. Refuses
+   * with `TRUST_REJECTED` a peer this side would never accept (unknown, inactive, score or
+   * capabilities short), so it learns nothing and costs nothing.
+   */
+  async answerChallenge(fromDid: string, challenge: HandshakeChallenge | string): Promise<ChallengeReply> {
+    this.#assertPeer(fromDid);
+    checkRequirements(await lookupActiveIdentity(this.#registry, fromDid), this.#requirements);
+    const response = this.#handshake.respond(challenge, this.#capabilities);
+    if (!this.#mutual) return { response };
+    const counterTo = { challenge: parseHandshakeChallenge(challenge), responseNonce: response.response_nonce };
+    return { response, challenge: this.#handshake.createChallenge(fromDid, { counterTo }) };
+  }
+
+  /** Transport side: verifies `fromDid`'s answer to this side's challenge and admits one establishment from it. */
+  async completeHandshake(fromDid: string, response: HandshakeResponse | string): Promise<void> {
+    this.#assertPeer(fromDid);
+    const result = await this.#handshake.verify(response);
+    if (result.peerDid !== fromDid) throw trustRejected(TrustRejectReason.DID_MISMATCH, 'the answer is for another DID');
+    this.#verified.record(result);
+  }
+
+  /** The open session with `did` (with its `establishment`), if any. */
+  getSession(did: string): TrustSession | undefined {
+    return this.#sessions.get(did);
+  }
+
+  /** A copy of the open sessions, by peer DID. */
+  get activeSessions(): Map<string, TrustSession> {
+    return this.#sessions.snapshot();
+  }
+
+  /** Closes the session with `did`, wiping its keys; `true` if one was open. */
+  closeSession(did: string): boolean {
+    return this.#sessions.close(did);
+  }
+
+  /** Closes every session, wiping their keys (e.g. on shutdown). */
+  closeAllSessions(): void {
+    this.#sessions.closeAll();
+  }
+
+  #assertPeer(did: string): void {
+    assertMeshDid(did, 'peer DID');
+    if (did === this.agentDid) throw new E2EError('INVALID_ARGUMENT', 'a bridge cannot open a session with itself');
+  }
+
+  async #claimBundle(peerDid: string): Promise<PreKeyBundle> {
+    const store = this.#store as BridgePreKeyStore;
+    const b = await storeCall(() => store.claimBundle(peerDid));
+    if (!b) throw new E2EError('INVALID_STATE', 'the pre-key store has no bundle for this DID');
+    assertBundleShape(b);
+    return b;
+  }
+
+  /** One transport call, bounded in time; its failures become `TRUST_REJECTED`. */
+  async #roundTrip<T>(call: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(trustRejected(TrustRejectReason.HANDSHAKE_TIMEOUT, 'the peer did not answer in time')), this.#timeoutMs);
+      timer.unref?.();
+    });
+    try {
+      return await Promise.race([Promise.resolve().then(call), timeout]);
+    } catch (e) {
+      throw transportError(e);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #session(
+    peerDid: string, role: TrustSession['role'], channel: SecureChannel, establishment: ChannelEstablishment,
+    peer: { trustScore: number; capabilities: readonly string[] },
+  ): TrustSession {
+    return Object.freeze({
+      peerDid, role, channel, establishment, trustScore: peer.trustScore, trustLevel: trustLevel(peer.trustScore),
+      capabilities: Object.freeze([...peer.capabilities]), establishedAt: this.#now(),
+    });
+  }
+}
+
+/** The channel's associated data: UTF-8 `initiatorDid|responderDid` (PROTOCOL.md). */
+function channelAd(initiatorDid: string, responderDid: string): Uint8Array {
+  return utf8(`${initiatorDid}|${responderDid}`);
+}
+
+function assertTransport(t: unknown): asserts t is TrustTransport {
+  const o = t as Partial<TrustTransport> | null;
+  if (typeof o !== 'object' || o === null || typeof o.sendChallenge !== 'function' || typeof o.sendAnswer !== 'function') {
+    throw new E2EError('INVALID_ARGUMENT', 'transport must have sendChallenge and sendAnswer');
+  }
+}
+
+function notVerified(): E2EError {
+  return trustRejected(TrustRejectReason.PEER_NOT_VERIFIED, 'the initiator has not answered this side\'s challenge');
+}
+
+/** The X25519 form of a registry key; a key without one fails closed. */
+function x25519Form(record: IdentityRecord): Uint8Array {
+  try {
+    return x25519FormOfEd25519(record.publicKey);
+  } catch {
+    throw trustRejected(TrustRejectReason.REGISTRY_ERROR, 'the registry key has no X25519 form');
+  }
+}
+
+/** Our own verdicts pass through; a peer's refusal becomes `peer_refused`; anything else `transport_failed`. */
+function transportError(e: unknown): E2EError {
+  if (isE2EError(e, 'TRUST_REJECTED')) {
+    const own: readonly (string | undefined)[] = [TrustRejectReason.HANDSHAKE_TIMEOUT, TrustRejectReason.TRANSPORT_FAILED];
+    if (own.includes(e.reason)) return e;
+    return trustRejected(TrustRejectReason.PEER_REFUSED, `the peer refused the handshake (${e.reason ?? 'no reason'})`);
+  }
+  return trustRejected(TrustRejectReason.TRANSPORT_FAILED, 'the transport failed to carry the handshake');
+}

@@ -1,0 +1,282 @@
+/**
+ * `TrustHandshake`: challenge → response → verify, as plain serializable messages, so two agents in
+ * two processes can run it over any transport. The verifier keeps each challenge it issued (bounded,
+ * expiring, answerable once) with what it expects of the answer; every failure is a `TRUST_REJECTED`
+ * with a reason and removes the challenge.
+ */
+import { E2EError } from '../errors';
+import { constantTimeEqual, ed25519Verify, fromBase64, randomBytes, toBase64, toHex } from '../crypto';
+import { normalizeCapabilities } from './capabilities';
+import { assertMeshDid } from './did';
+import {
+  HandshakeChallenge, HandshakeResponse, MAX_HANDSHAKE_MESSAGE_CHARS, handshakeSignedPayload, parseHandshakeChallenge, parseHandshakeResponse,
+} from './handshake-messages';
+import { AgentIdentity } from './identity';
+import {
+  DEFAULT_CHALLENGE_TTL_SECONDS, DEFAULT_MAX_PENDING_CHALLENGES, DEFAULT_MIN_TRUST_SCORE, MAX_CHALLENGE_TTL_SECONDS,
+} from './limits';
+import { counterChallengeNonce } from './mutual';
+import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
+import { TrustRejectReason, trustRejected } from './reasons';
+import { IdentityRegistry } from './registry';
+import { TrustLevel, assertTrustScore, trustLevel } from './trust-level';
+
+/** Options of a {@link TrustHandshake}. */
+export interface TrustHandshakeOptions {
+  /** This agent's DID. */
+  readonly agentDid: string;
+  /** This agent's identity (its DID must be `agentDid`); needed only to answer challenges. */
+  readonly identity?: AgentIdentity;
+  /** Where peers' keys, scores, statuses and capabilities come from. */
+  readonly registry: IdentityRegistry;
+  /** Default required trust score of the challenges this side issues (700). */
+  readonly minTrustScore?: number;
+  /** Default required capabilities of the challenges this side issues (none). */
+  readonly requiredCapabilities?: readonly string[];
+  /** Lifetime of the challenges this side issues, in seconds (30). */
+  readonly challengeTtlSeconds?: number;
+  /** Most challenges waiting for an answer at once (1000). */
+  readonly maxPendingChallenges?: number;
+  /** Clock in milliseconds since the epoch (`Date.now`); injectable for tests. */
+  readonly now?: () => number;
+}
+
+/** Per-challenge requirements (defaults: the handshake's). */
+export interface ChallengeOptions {
+  /** Lowest registry trust score accepted; `0` accepts any score. */
+  readonly requiredTrustScore?: number;
+  readonly requiredCapabilities?: readonly string[];
+  /** Add an RFC 9334 freshness nonce that the responder must echo and sign. */
+  readonly requireFreshness?: boolean;
+  /**
+   * Make this a counter-challenge (mutual handshake): its nonce is derived from the peer's
+   * challenge and our answer's response nonce (see {@link counterChallengeNonce}) instead of random.
+   */
+  readonly counterTo?: { readonly challenge: HandshakeChallenge; readonly responseNonce: string };
+}
+
+/** A verified peer: everything here comes from the registry, nothing from the peer's claims. */
+export interface HandshakeResult {
+  readonly peerDid: string;
+  /** The registry's Ed25519 key for the DID, which signed the response. */
+  readonly publicKey: Uint8Array;
+  readonly trustScore: number;
+  readonly trustLevel: TrustLevel;
+  readonly capabilities: readonly string[];
+  /** When the response was verified (ms since the epoch, by the handshake's clock). */
+  readonly verifiedAt: number;
+}
+
+interface Pending {
+  readonly challenge: HandshakeChallenge;
+  readonly peerDid: string;
+  readonly issuedAt: number;
+  readonly requirements: TrustRequirements;
+}
+
+/** One agent's side of the trust handshake: issue and verify challenges, answer the peer's. */
+export class TrustHandshake {
+  /** This agent's DID. */
+  readonly agentDid: string;
+  readonly #identity: AgentIdentity | undefined;
+  readonly #registry: IdentityRegistry;
+  readonly #defaults: TrustRequirements;
+  readonly #ttlSeconds: number;
+  readonly #maxPending: number;
+  readonly #now: () => number;
+  readonly #pending = new Map<string, Pending>();
+  /** Ids answered (or failed) recently → when they would have expired: tells a replay from an unknown id. */
+  readonly #spent = new Map<string, number>();
+
+  /** A handshake for `agentDid`; `INVALID_ARGUMENT` on bad options. */
+  constructor(options: TrustHandshakeOptions) {
+    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    assertMeshDid(options.agentDid, 'agentDid');
+    if (options.identity !== undefined) {
+      if (!(options.identity instanceof AgentIdentity)) throw new E2EError('INVALID_ARGUMENT', 'identity must be an AgentIdentity');
+      if (options.identity.did !== options.agentDid) throw new E2EError('INVALID_ARGUMENT', 'identity.did must be agentDid');
+    }
+    if (typeof options.registry?.get !== 'function') throw new E2EError('INVALID_ARGUMENT', 'registry must have get(did)');
+    const minTrustScore = options.minTrustScore ?? DEFAULT_MIN_TRUST_SCORE;
+    assertTrustScore(minTrustScore, 'minTrustScore');
+    const ttl = options.challengeTtlSeconds ?? DEFAULT_CHALLENGE_TTL_SECONDS;
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_CHALLENGE_TTL_SECONDS) {
+      throw new E2EError('INVALID_ARGUMENT', `challengeTtlSeconds must be an integer in [1, ${MAX_CHALLENGE_TTL_SECONDS}]`);
+    }
+    const maxPending = options.maxPendingChallenges ?? DEFAULT_MAX_PENDING_CHALLENGES;
+    if (!Number.isInteger(maxPending) || maxPending < 1 || maxPending > 1_000_000) {
+      throw new E2EError('INVALID_ARGUMENT', 'maxPendingChallenges must be an integer in [1, 1000000]');
+    }
+    if (options.now !== undefined && typeof options.now !== 'function') throw new E2EError('INVALID_ARGUMENT', 'now must be a function');
+    this.agentDid = options.agentDid;
+    this.#identity = options.identity;
+    this.#registry = options.registry;
+    this.#defaults = {
+      requiredTrustScore: minTrustScore,
+      requiredCapabilities: normalizeCapabilities(options.requiredCapabilities ?? [], 'requiredCapabilities'),
+    };
+    this.#ttlSeconds = ttl;
+    this.#maxPending = maxPending;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Challenges issued and not yet answered, failed, cancelled or expired. */
+  get pendingCount(): number {
+    this.#purge(this.#now());
+    return this.#pending.size;
+  }
+
+  /**
+   * A new challenge for `peerDid`, remembered with what its answer must meet. Send it to the peer.
+   * `TRUST_REJECTED` (`too_many_pending`) when too many challenges are waiting.
+   * @example
+   * const challenge = aliceHs.createChallenge(bob.did, { requiredTrustScore: 700 });
+   */
+  createChallenge(peerDid: string, options: ChallengeOptions = {}): HandshakeChallenge {
+    assertMeshDid(peerDid, 'peerDid');
+    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    const requiredTrustScore = options.requiredTrustScore ?? this.#defaults.requiredTrustScore;
+    assertTrustScore(requiredTrustScore, 'requiredTrustScore');
+    const requiredCapabilities = options.requiredCapabilities === undefined
+      ? this.#defaults.requiredCapabilities
+      : normalizeCapabilities(options.requiredCapabilities, 'requiredCapabilities');
+    const now = this.#now();
+    this.#purge(now);
+    if (this.#pending.size >= this.#maxPending) {
+      throw trustRejected(TrustRejectReason.TOO_MANY_PENDING, 'too many challenges are waiting for an answer');
+    }
+    const counter = options.counterTo;
+    if (counter !== undefined && (typeof counter !== 'object' || counter === null || typeof counter.responseNonce !== 'string')) {
+      throw new E2EError('INVALID_ARGUMENT', 'counterTo needs the peer\'s challenge and our response nonce');
+    }
+    const challenge: HandshakeChallenge = {
+      challenge_id: `challenge_${toHex(randomBytes(8))}`,
+      nonce: counter ? counterChallengeNonce(parseHandshakeChallenge(counter.challenge), counter.responseNonce) : toHex(randomBytes(32)),
+      timestamp: new Date(now).toISOString(),
+      expires_in_seconds: this.#ttlSeconds,
+    };
+    if (options.requireFreshness === true) challenge.freshness_nonce = toHex(randomBytes(16));
+    this.#pending.set(challenge.challenge_id, { challenge, peerDid, issuedAt: now, requirements: { requiredTrustScore, requiredCapabilities } });
+    return { ...challenge };
+  }
+
+  /** Forgets a pending challenge (e.g. when the transport failed); `true` if it was pending. */
+  cancel(challengeId: string): boolean {
+    return this.#pending.delete(challengeId);
+  }
+
+  /**
+   * Answers a peer's challenge (object or JSON text) with this agent's signature. `INVALID_STATE`
+   * without an identity; `TRUST_REJECTED` for a malformed (`malformed_challenge`) or expired
+   * (`challenge_expired`) challenge.
+   */
+  respond(challenge: HandshakeChallenge | string, capabilities: readonly string[] = []): HandshakeResponse {
+    if (!this.#identity) throw new E2EError('INVALID_STATE', 'this handshake has no identity to answer with');
+    let c: HandshakeChallenge;
+    try {
+      c = parseHandshakeChallenge(challenge);
+    } catch {
+      throw trustRejected(TrustRejectReason.MALFORMED_CHALLENGE, 'the challenge does not parse');
+    }
+    const caps = normalizeCapabilities(capabilities);
+    const now = this.#now();
+    if (now - Date.parse(c.timestamp) > c.expires_in_seconds * 1000) {
+      throw trustRejected(TrustRejectReason.CHALLENGE_EXPIRED, 'the challenge expired');
+    }
+    const responseNonce = toHex(randomBytes(16));
+    const response: HandshakeResponse = {
+      challenge_id: c.challenge_id,
+      response_nonce: responseNonce,
+      agent_did: this.agentDid,
+      capabilities: caps,
+      signature: toBase64(this.#identity.sign(handshakeSignedPayload(c, responseNonce, this.agentDid))),
+      public_key: toBase64(this.#identity.publicKey),
+      timestamp: new Date(now).toISOString(),
+    };
+    if (c.freshness_nonce !== undefined) response.freshness_nonce = c.freshness_nonce;
+    return response;
+  }
+
+  /**
+   * Verifies a response (object or JSON text) to one of this side's challenges: the challenge is
+   * known, unexpired and answered once; the DID is the one challenged; the registry knows it and
+   * it is active; the signature verifies under the registry's key; `public_key` is that key; the
+   * registry's score and capabilities meet the challenge's requirements. Any failure throws
+   * `TRUST_REJECTED` (see {@link TrustRejectReason}) and the challenge is gone either way.
+   */
+  async verify(response: HandshakeResponse | string): Promise<HandshakeResult> {
+    // Take the challenge out first (synchronously), so a concurrent second answer finds nothing.
+    const id = challengeIdOf(response);
+    const now = this.#now();
+    const pending = id === undefined ? undefined : this.#take(id, now);
+    let r: HandshakeResponse;
+    try {
+      r = parseHandshakeResponse(response);
+    } catch {
+      throw trustRejected(TrustRejectReason.MALFORMED_RESPONSE, 'the response does not parse');
+    }
+    if (!pending) {
+      const replayed = (this.#spent.get(r.challenge_id) ?? -Infinity) >= now;
+      throw replayed
+        ? trustRejected(TrustRejectReason.CHALLENGE_REPLAYED, 'the challenge was already answered')
+        : trustRejected(TrustRejectReason.UNKNOWN_CHALLENGE, 'no such pending challenge');
+    }
+    if (now - pending.issuedAt > pending.challenge.expires_in_seconds * 1000) {
+      throw trustRejected(TrustRejectReason.CHALLENGE_EXPIRED, 'the challenge expired before it was answered');
+    }
+    if (r.agent_did !== pending.peerDid) throw trustRejected(TrustRejectReason.DID_MISMATCH, 'the response is for another DID');
+    const fresh = pending.challenge.freshness_nonce;
+    if (fresh !== undefined && r.freshness_nonce !== fresh) {
+      throw trustRejected(TrustRejectReason.FRESHNESS_MISMATCH, 'the response does not echo the freshness nonce');
+    }
+    const record = await lookupActiveIdentity(this.#registry, r.agent_did);
+    const payload = handshakeSignedPayload(pending.challenge, r.response_nonce, r.agent_did);
+    if (!ed25519Verify(fromBase64(r.signature), payload, record.publicKey)) {
+      throw trustRejected(TrustRejectReason.BAD_SIGNATURE, 'the signature does not verify under the registry\'s key');
+    }
+    if (!constantTimeEqual(fromBase64(r.public_key), record.publicKey)) {
+      throw trustRejected(TrustRejectReason.KEY_MISMATCH, 'public_key is not the registry\'s key for this DID');
+    }
+    checkRequirements(record, pending.requirements);
+    return Object.freeze({
+      peerDid: record.did,
+      publicKey: Uint8Array.from(record.publicKey),
+      trustScore: record.trustScore,
+      trustLevel: trustLevel(record.trustScore),
+      capabilities: Object.freeze([...record.capabilities]),
+      verifiedAt: this.#now(),
+    });
+  }
+
+  /** Removes and returns the pending challenge `id` (if any), remembering it as spent. */
+  #take(id: string, now: number): Pending | undefined {
+    const p = this.#pending.get(id);
+    if (!p) return undefined;
+    this.#pending.delete(id);
+    if (this.#spent.size >= this.#maxPending) this.#spent.delete(this.#spent.keys().next().value as string);
+    this.#spent.set(id, Math.max(now, p.issuedAt + p.challenge.expires_in_seconds * 1000));
+    return p;
+  }
+
+  #purge(now: number): void {
+    for (const [id, p] of this.#pending) {
+      if (now - p.issuedAt > p.challenge.expires_in_seconds * 1000) this.#pending.delete(id);
+    }
+    for (const [id, until] of this.#spent) if (until < now) this.#spent.delete(id);
+  }
+}
+
+/** The `challenge_id` of a response before it is parsed, to drop its challenge whatever else is wrong. */
+function challengeIdOf(response: unknown): string | undefined {
+  let v = response;
+  if (typeof response === 'string') {
+    if (response.length > MAX_HANDSHAKE_MESSAGE_CHARS) return undefined;
+    try {
+      v = JSON.parse(response);
+    } catch {
+      return undefined;
+    }
+  }
+  const id = typeof v === 'object' && v !== null ? (v as Record<string, unknown>).challenge_id : undefined;
+  return typeof id === 'string' ? id : undefined;
+}

@@ -1,0 +1,168 @@
+/**
+ * `AgentIdentity`: an agent's Ed25519 key pair and its DID. The secret key lives in a private field
+ * (never printed, never in `toJSON`) and is wiped by `wipe()`.
+ */
+import { E2EError } from '../errors';
+import {
+  assertBytes, assertKey, constantTimeEqual, ed25519KeyPair, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
+  ed25519Sign, ed25519Verify, memzero, toBase64,
+} from '../crypto';
+import { X3DHKeyManager } from '../x3dh';
+import { assertMeshDid, didFromPublicKey } from './did';
+import { keyFingerprint } from './fingerprint';
+
+/** Options of the identity constructors. */
+export interface AgentIdentityOptions {
+  /**
+   * The DID to use instead of the key's self-certifying DID (e.g. AGT's random `did:mesh:<32 hex>`).
+   * Such a DID is only trusted where a registry binds it to this key.
+   */
+  readonly did?: string;
+}
+
+/** The public side of an identity, safe to print or send. */
+export interface AgentIdentityJSON {
+  did: string;
+  /** Ed25519 public key, standard base64. */
+  publicKey: string;
+  fingerprint: string;
+}
+
+/** An agent's Ed25519 identity and DID. */
+export class AgentIdentity {
+  /** The agent's DID. */
+  readonly did: string;
+  readonly #publicKey: Uint8Array;
+  readonly #secretKey: Uint8Array;
+  #wiped = false;
+
+  private constructor(secretKey: Uint8Array, publicKey: Uint8Array, did: string) {
+    this.#secretKey = secretKey;
+    this.#publicKey = publicKey;
+    this.did = did;
+  }
+
+  /**
+   * A new random identity whose DID is derived from its public key (`did:mesh:` + 32 hex of SHA-256).
+   * @example
+   * const alice = AgentIdentity.generate();
+   * alice.did; // 'did:mesh:…'
+   */
+  static generate(options: AgentIdentityOptions = {}): AgentIdentity {
+    const pair = ed25519KeyPair();
+    return AgentIdentity.#make(pair.secretKey, pair.publicKey, options);
+  }
+
+  /** The identity of a 32-byte Ed25519 seed (deterministic). */
+  static fromSeed(seed: Uint8Array, options: AgentIdentityOptions = {}): AgentIdentity {
+    const pair = ed25519KeyPairFromSeed(seed);
+    return AgentIdentity.#make(pair.secretKey, pair.publicKey, options);
+  }
+
+  /**
+   * The identity of a 64-byte libsodium Ed25519 secret key (seed ‖ public key), copied. Throws
+   * `INVALID_KEY` when its public half is not the seed's public key.
+   */
+  static fromSecretKey(secretKey: Uint8Array, options: AgentIdentityOptions = {}): AgentIdentity {
+    assertKey(secretKey, 'Ed25519 secret key', 64);
+    const pair = ed25519KeyPairFromSeed(secretKey.subarray(0, 32));
+    if (!constantTimeEqual(pair.publicKey, secretKey.subarray(32))) {
+      memzero(pair.secretKey);
+      throw new E2EError('INVALID_KEY', 'the Ed25519 secret key is inconsistent (public half is not the seed\'s)');
+    }
+    return AgentIdentity.#make(pair.secretKey, pair.publicKey, options);
+  }
+
+  /**
+   * The identity held by an X3DH key manager, named `did` (with its own copy of the key).
+   */
+  static fromKeyManager(manager: X3DHKeyManager, did: string): AgentIdentity {
+    if (!(manager instanceof X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
+    const secretKey = manager.exportIdentitySecretKey();
+    try {
+      return AgentIdentity.fromSecretKey(secretKey, { did });
+    } finally {
+      memzero(secretKey);
+    }
+  }
+
+  static #make(secretKey: Uint8Array, publicKey: Uint8Array, options: AgentIdentityOptions): AgentIdentity {
+    if (typeof options !== 'object' || options === null) {
+      memzero(secretKey);
+      throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    }
+    const did = options.did ?? didFromPublicKey(publicKey);
+    try {
+      assertMeshDid(did, 'options.did');
+      ed25519PublicKeyToX25519(publicKey); // a key with no X25519 form could never run X3DH
+    } catch (e) {
+      memzero(secretKey);
+      throw e;
+    }
+    return new AgentIdentity(secretKey, publicKey, did);
+  }
+
+  /** The Ed25519 public key (a copy). */
+  get publicKey(): Uint8Array {
+    return Uint8Array.from(this.#publicKey);
+  }
+
+  /** The key's fingerprint, for people to compare out of band (see {@link keyFingerprint}). */
+  get fingerprint(): string {
+    return keyFingerprint(this.#publicKey);
+  }
+
+  /** True when the DID is the key's self-certifying DID (no registry needed to bind them). */
+  get isSelfCertifying(): boolean {
+    return this.did === didFromPublicKey(this.#publicKey);
+  }
+
+  /** Whether {@link wipe} was called. */
+  get isWiped(): boolean {
+    return this.#wiped;
+  }
+
+  /** Ed25519 signature of `message`. `INVALID_STATE` after {@link wipe}. */
+  sign(message: Uint8Array): Uint8Array {
+    this.#assertUsable();
+    assertBytes(message, 'message');
+    return ed25519Sign(this.#secretKey, message);
+  }
+
+  /** True when `signature` is this identity's signature of `message`. */
+  verify(signature: Uint8Array, message: Uint8Array): boolean {
+    return ed25519Verify(signature, message, this.#publicKey);
+  }
+
+  /** A new X3DH key manager for this identity (it keeps its own copy of the key). */
+  createKeyManager(): X3DHKeyManager {
+    this.#assertUsable();
+    return X3DHKeyManager.fromEd25519Keys(this.#secretKey, this.#publicKey);
+  }
+
+  /** True when `manager` holds this identity's key. */
+  ownsKeyManager(manager: X3DHKeyManager): boolean {
+    return manager instanceof X3DHKeyManager && constantTimeEqual(manager.identityKeyEd, this.#publicKey);
+  }
+
+  /** A copy of the 64-byte secret key, for the caller to store sealed (and wipe). */
+  exportSecretKey(): Uint8Array {
+    this.#assertUsable();
+    return Uint8Array.from(this.#secretKey);
+  }
+
+  /** Wipes the secret key; the identity can no longer sign. Idempotent. */
+  wipe(): void {
+    memzero(this.#secretKey);
+    this.#wiped = true;
+  }
+
+  /** The public side only: DID, public key (standard base64) and fingerprint. */
+  toJSON(): AgentIdentityJSON {
+    return { did: this.did, publicKey: toBase64(this.#publicKey), fingerprint: this.fingerprint };
+  }
+
+  #assertUsable(): void {
+    if (this.#wiped) throw new E2EError('INVALID_STATE', 'the identity was wiped');
+  }
+}

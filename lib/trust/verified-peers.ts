@@ -1,0 +1,44 @@
+/**
+ * Peers that answered this side's own challenge: each verification admits one establishment from
+ * that peer, within a short time. This is what keeps an initiator that never proved its key from
+ * reaching X3DH on the accepting side.
+ */
+import { HandshakeResult } from './handshake';
+
+/** Single-use, expiring records of verified peers, bounded. */
+export class VerifiedPeers {
+  readonly #byDid = new Map<string, HandshakeResult>();
+  readonly #ttlMs: number;
+  readonly #max: number;
+  readonly #now: () => number;
+
+  constructor(ttlMs: number, max: number, now: () => number) {
+    this.#ttlMs = ttlMs;
+    this.#max = max;
+    this.#now = now;
+  }
+
+  /** Records a verification (replacing an older one of the same peer; the oldest goes when full). */
+  record(result: HandshakeResult): void {
+    this.#byDid.delete(result.peerDid);
+    if (this.#byDid.size >= this.#max) this.#byDid.delete(this.#byDid.keys().next().value as string);
+    this.#byDid.set(result.peerDid, result);
+  }
+
+  /** The unexpired verification of `did`, left in place. */
+  peek(did: string): HandshakeResult | undefined {
+    const r = this.#byDid.get(did);
+    if (r && this.#now() - r.verifiedAt > this.#ttlMs) {
+      this.#byDid.delete(did);
+      return undefined;
+    }
+    return r;
+  }
+
+  /** The unexpired verification of `did`, removed (used up). */
+  take(did: string): HandshakeResult | undefined {
+    const r = this.peek(did);
+    this.#byDid.delete(did);
+    return r;
+  }
+}
