@@ -5,5 +5,6 @@ export * from './ed25519';
 export * from './hash';
 export * from './hkdf';
 export * from './hmac';
+export * from './message-aead';
 export * from './random';
 export * from './x25519';

@@ -10,8 +10,8 @@
 import { E2EError } from '../errors';
 import { MAX_COUNTER, MAX_PLAINTEXT_BYTES } from '../limits';
 import {
-  X25519KeyPair, assertBytes, assertKey, chainKeyStep, fillRandomBytes, memzero, openParts, readU32BE, sealInto,
-  toHex, writeU32BE, x25519, x25519KeyPair,
+  X25519KeyPair, assertBytes, assertKey, chainKeyStep, fillRandomBytes, memzero, openMessage, openMessageWithKey,
+  readU32BE, sealMessage, toHex, writeU32BE, x25519, x25519KeyPair,
 } from '../crypto';
 import { HEADER_BYTES } from './header';
 import { kdfRootKey } from './kdf';
@@ -29,20 +29,16 @@ export interface RatchetOptions extends Partial<RatchetLimits> {
   now?: () => number;
 }
 
-/** The parsed parts of an incoming message (views into the caller's bytes). */
+/** An incoming envelope and its header counters (the ratchet key is read in place). */
 interface Incoming {
-  dh: Uint8Array;
+  env: Uint8Array;
   pn: number;
   n: number;
-  header: Uint8Array;
-  nonce: Uint8Array;
-  body: Uint8Array;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  // Public values (ratchet public keys): no need for constant time.
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+/** True when the 32 bytes of `env` at `offset` equal `key` (public values: no need for constant time). */
+function keyAt(env: Uint8Array, offset: number, key: Uint8Array): boolean {
+  for (let i = 0; i < 32; i++) if (env[offset + i] !== key[i]) return false;
   return true;
 }
 
@@ -54,14 +50,7 @@ function parse(message: EncryptedMessage | Uint8Array): Incoming {
   }
   if (env.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
   if (readU32BE(env, 0) !== HEADER_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'header length prefix must be 40');
-  return {
-    dh: env.subarray(4, 36),
-    pn: readU32BE(env, 36),
-    n: readU32BE(env, 40),
-    header: env.subarray(4, ENVELOPE_PREFIX_BYTES),
-    nonce: env.subarray(ENVELOPE_PREFIX_BYTES, ENVELOPE_PREFIX_BYTES + NONCE_BYTES),
-    body: env.subarray(ENVELOPE_PREFIX_BYTES + NONCE_BYTES),
-  };
+  return { env, pn: readU32BE(env, 36), n: readU32BE(env, 40) };
 }
 
 /** One Double Ratchet session. */
@@ -70,8 +59,8 @@ export class DoubleRatchet {
   readonly state: RatchetState;
   readonly #now: () => number;
   // Scratch for the per-message keys, so the hot path allocates nothing but its output.
-  readonly #messageKey = new Uint8Array(32);
   readonly #nextChainKey = new Uint8Array(32);
+  readonly #nonce = new Uint8Array(NONCE_BYTES);
   #wiped = false;
 
   /** A ratchet over an existing (e.g. restored) state. */
@@ -139,12 +128,9 @@ export class DoubleRatchet {
     env.set(st.dhSelf.publicKey, 4);
     writeU32BE(env, 36, st.previousSendChainLength);
     writeU32BE(env, 40, st.sendMessageNumber);
-    const nonce = env.subarray(ENVELOPE_PREFIX_BYTES, ENVELOPE_PREFIX_BYTES + NONCE_BYTES);
-    fillRandomBytes(nonce);
-    const mk = this.#messageKey;
-    chainKeyStep(ck, mk, ck);
-    sealInto('ietf', mk, nonce, plaintext, ad, env.subarray(4, ENVELOPE_PREFIX_BYTES), env, ENVELOPE_PREFIX_BYTES + NONCE_BYTES);
-    memzero(mk);
+    fillRandomBytes(this.#nonce);
+    env.set(this.#nonce, ENVELOPE_PREFIX_BYTES);
+    sealMessage(ck, env, plaintext, ad);
     st.sendMessageNumber++;
     return EncryptedMessage.fromTrustedEnvelope(env);
   }
@@ -164,10 +150,10 @@ export class DoubleRatchet {
 
     if (st.skippedKeys.size > 0) {
       const now = this.#now();
-      const id = skippedKeyId(m.dh, m.n);
+      const id = skippedKeyId(m.env.subarray(4, 36), m.n);
       const skipped = st.skippedKeys.get(id);
       if (skipped && !this.#expired(skipped, now)) {
-        const pt = openParts('ietf', skipped.messageKey, m.nonce, m.body, ad, m.header);
+        const pt = openMessageWithKey(skipped.messageKey, m.env, ad);
         if (pt === null) throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
         st.skippedKeys.delete(id);
         this.#expireSkipped(now);
@@ -175,8 +161,8 @@ export class DoubleRatchet {
       }
     }
 
-    if (st.dhRemote !== null && sameBytes(m.dh, st.dhRemote)) return this.#decryptCurrentChain(m, ad);
-    if (st.retiredRemoteKeys.length > 0 && st.retiredRemoteKeys.includes(toHex(m.dh))) {
+    if (st.dhRemote !== null && keyAt(m.env, 4, st.dhRemote)) return this.#decryptCurrentChain(m, ad);
+    if (st.retiredRemoteKeys.length > 0 && st.retiredRemoteKeys.includes(toHex(m.env.subarray(4, 36)))) {
       throw new E2EError('DUPLICATE_MESSAGE', 'message from an old chain was already decrypted (or its key expired)');
     }
     return this.#decryptNewChain(m, ad, this.#now());
@@ -185,7 +171,6 @@ export class DoubleRatchet {
   /** Wipes every secret of the session; the ratchet is unusable afterwards. */
   wipe(): void {
     this.state.wipe();
-    memzero(this.#messageKey);
     memzero(this.#nextChainKey);
     this.#wiped = true;
   }
@@ -200,16 +185,10 @@ export class DoubleRatchet {
     if (m.n - st.recvMessageNumber > st.limits.maxSkip) {
       throw new E2EError('TOO_MANY_SKIPPED', `message skips more than ${st.limits.maxSkip} keys`);
     }
-    const mk = this.#messageKey;
     if (m.n === st.recvMessageNumber) {
-      // The common case: in order. No allocation, nothing staged but the next chain key.
-      chainKeyStep(ckr, mk, this.#nextChainKey);
-      const pt = openParts('ietf', mk, m.nonce, m.body, ad, m.header);
-      memzero(mk);
-      if (pt === null) {
-        memzero(this.#nextChainKey);
-        throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
-      }
+      // The common case: in order. Nothing staged but the next chain key, in scratch.
+      const pt = openMessage(ckr, this.#nextChainKey, m.env, ad);
+      if (pt === null) throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
       ckr.set(this.#nextChainKey);
       memzero(this.#nextChainKey);
       st.recvMessageNumber = m.n + 1;
@@ -220,9 +199,7 @@ export class DoubleRatchet {
     const staged: SkippedKey[] = [];
     const work = Uint8Array.from(ckr);
     this.#stageSkipped(work, st.recvMessageNumber, m.n, st.dhRemote as Uint8Array, now, staged);
-    chainKeyStep(work, mk, work);
-    const pt = openParts('ietf', mk, m.nonce, m.body, ad, m.header);
-    memzero(mk);
+    const pt = openMessage(work, work, m.env, ad);
     if (pt === null) {
       memzero(work);
       staged.forEach((k) => memzero(k.messageKey));
@@ -252,18 +229,15 @@ export class DoubleRatchet {
         this.#stageSkipped(work, st.recvMessageNumber, m.pn, st.dhRemote as Uint8Array, now, staged);
         memzero(work);
       }
+      const remote = m.env.slice(4, 36);
       try {
-        dh1 = x25519(st.dhSelf.privateKey, m.dh);
+        dh1 = x25519(st.dhSelf.privateKey, remote);
       } catch {
         throw new E2EError('MALFORMED_MESSAGE', 'invalid (low-order) ratchet key in header');
       }
       next = kdfRootKey(st.rootKey, dh1);
-      const remote = Uint8Array.from(m.dh);
       this.#stageSkipped(next.chainKey, 0, m.n, remote, now, staged);
-      const mk = this.#messageKey;
-      chainKeyStep(next.chainKey, mk, next.chainKey);
-      const pt = openParts('ietf', mk, m.nonce, m.body, ad, m.header);
-      memzero(mk);
+      const pt = openMessage(next.chainKey, next.chainKey, m.env, ad);
       if (pt === null) throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
 
       // Authentic: finish the DH ratchet step and commit.

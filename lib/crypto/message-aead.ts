@@ -1,0 +1,114 @@
+/**
+ * The Double Ratchet's per-message cryptography fused into one pass over the WASM heap: the
+ * symmetric-ratchet step (`MK = HMAC(CK, 0x01)`, `CK' = HMAC(CK, 0x02)`) and ChaCha20-Poly1305.
+ *
+ * It works on the binary envelope of PROTOCOL.md, `u32be(40) ‖ header(40) ‖ nonce(12) ‖ ct ‖ tag(16)`,
+ * and lays the heap out as `adPrefix ‖ header ‖ nonce ‖ ct ‖ tag`, so the AEAD's associated data
+ * (`adPrefix ‖ header`) and the envelope body are each one contiguous region: one copy in, one out.
+ * The message key never leaves WASM memory. Inputs are trusted (the ratchet checks them).
+ */
+import { scratch } from './heap';
+
+const STATE_BYTES = 208; // libsodium 1.0.22's crypto_auth_hmacsha256_state
+const PREFIX = 4;
+const HEADER = 40;
+const NONCE = 12;
+const TAG = 16;
+/** Bytes of an envelope before the ciphertext: length prefix, header, nonce. */
+const BODY_START = PREFIX + HEADER + NONCE;
+
+interface Kdf {
+  heap: Uint8Array;
+  mk: number;
+  ckNext: number;
+}
+
+/** Writes MK and CK' of `chainKey` into the heap at the returned offsets (keyed HMAC state computed once). */
+function kdfChainKey(raw: ReturnType<typeof scratch>['raw'], ptr: number, chainKey: Uint8Array): Kdf {
+  const st1 = ptr;
+  const st2 = ptr + STATE_BYTES;
+  const ck = st2 + STATE_BYTES;
+  const m = ck + 32;
+  const mk = m + 1;
+  const ckNext = mk + 32;
+  const heap = raw.HEAPU8;
+  heap.set(chainKey, ck);
+  raw._crypto_auth_hmacsha256_init(st1, ck, 32);
+  heap.copyWithin(st2, st1, st1 + STATE_BYTES);
+  heap[m] = 0x01;
+  raw._crypto_auth_hmacsha256_update(st1, m, 1, 0);
+  raw._crypto_auth_hmacsha256_final(st1, mk);
+  heap[m] = 0x02;
+  raw._crypto_auth_hmacsha256_update(st2, m, 1, 0);
+  raw._crypto_auth_hmacsha256_final(st2, ckNext);
+  return { heap, mk, ckNext };
+}
+
+const KDF_BYTES = 2 * STATE_BYTES + 32 + 1 + 32 + 32;
+
+/**
+ * Seals `plaintext` into `envelope` (whose prefix, header and nonce are already written) under the
+ * next message key of `chainKey`, and advances `chainKey` in place.
+ * @internal the ratchet's send path.
+ */
+export function sealMessage(chainKey: Uint8Array, envelope: Uint8Array, plaintext: Uint8Array, adPrefix: Uint8Array): void {
+  const n = plaintext.length;
+  const adLen = adPrefix.length;
+  const { raw, ptr } = scratch(KDF_BYTES + adLen + HEADER + NONCE + n + TAG + n);
+  const { heap, mk, ckNext } = kdfChainKey(raw, ptr, chainKey);
+  const a = ptr + KDF_BYTES;
+  const npub = a + adLen + HEADER;
+  const c = npub + NONCE;
+  const m = c + n + TAG;
+  heap.set(adPrefix, a);
+  heap.set(envelope.subarray(PREFIX, BODY_START), a + adLen);
+  heap.set(plaintext, m);
+  raw._crypto_aead_chacha20poly1305_ietf_encrypt(c, 0, m, n, 0, a, adLen + HEADER, 0, 0, npub, mk);
+  envelope.set(heap.subarray(c, c + n + TAG), BODY_START);
+  chainKey.set(heap.subarray(ckNext, ckNext + 32));
+  heap.fill(0, ptr, m + n);
+}
+
+function open(
+  raw: ReturnType<typeof scratch>['raw'], heap: Uint8Array, key: number, a: number,
+  envelope: Uint8Array, adPrefix: Uint8Array,
+): { plaintext: Uint8Array | null; end: number } {
+  const adLen = adPrefix.length;
+  const bodyLen = envelope.length - PREFIX;
+  const ctLen = envelope.length - BODY_START;
+  const npub = a + adLen + HEADER;
+  const c = npub + NONCE;
+  const m = a + adLen + bodyLen;
+  heap.set(adPrefix, a);
+  heap.set(envelope.subarray(PREFIX), a + adLen);
+  const rc = raw._crypto_aead_chacha20poly1305_ietf_decrypt(m, 0, 0, c, ctLen, 0, a, adLen + HEADER, 0, npub, key);
+  const ptLen = ctLen - TAG;
+  return { plaintext: rc === 0 ? heap.slice(m, m + ptLen) : null, end: m + ptLen };
+}
+
+/**
+ * Opens `envelope` with the next message key of `chainKey`; on success writes CK' into
+ * `nextChainKeyOut` and returns the plaintext, else returns `null` and writes nothing.
+ * @internal the ratchet's receive path.
+ */
+export function openMessage(chainKey: Uint8Array, nextChainKeyOut: Uint8Array, envelope: Uint8Array, adPrefix: Uint8Array): Uint8Array | null {
+  const { raw, ptr } = scratch(KDF_BYTES + adPrefix.length + 2 * envelope.length);
+  const { heap, mk, ckNext } = kdfChainKey(raw, ptr, chainKey);
+  const { plaintext, end } = open(raw, heap, mk, ptr + KDF_BYTES, envelope, adPrefix);
+  if (plaintext !== null) nextChainKeyOut.set(heap.subarray(ckNext, ckNext + 32));
+  heap.fill(0, ptr, end);
+  return plaintext;
+}
+
+/**
+ * Opens `envelope` with a known message key (a skipped one); `null` when it does not authenticate.
+ * @internal the ratchet's receive path.
+ */
+export function openMessageWithKey(messageKey: Uint8Array, envelope: Uint8Array, adPrefix: Uint8Array): Uint8Array | null {
+  const { raw, ptr } = scratch(32 + adPrefix.length + 2 * envelope.length);
+  const heap = raw.HEAPU8;
+  heap.set(messageKey, ptr);
+  const { plaintext, end } = open(raw, heap, ptr, ptr + 32, envelope, adPrefix);
+  heap.fill(0, ptr, end);
+  return plaintext;
+}
