@@ -186,13 +186,14 @@ export class RatchetState {
   }
 
   /**
-   * Our compact binary form (versioned; an idle session is about 240 bytes):
-   * `"AMR" 0x01 ‖ flags ‖ DHs priv ‖ [DHr] ‖ RK ‖ [CKs] ‖ [CKr] ‖ Ns ‖ Nr ‖ PN ‖ limits ‖ retired keys ‖ skipped keys`.
+   * Our compact binary form (versioned; an idle session is about 300 bytes):
+   * `"AMR" 0x01 ‖ flags ‖ DHs priv ‖ DHs pub ‖ [DHr] ‖ RK ‖ [CKs] ‖ [CKr] ‖ Ns ‖ Nr ‖ PN ‖ limits ‖ retired keys ‖
+   * skipped keys`. The public key is stored so a restore costs no scalar multiplication.
    */
   toBytes(): Uint8Array {
     const nSkipped = this.skippedKeys.size;
     const nRetired = this.retiredRemoteKeys.length;
-    const size = 4 + 1 + 32 + 32 * 4 + 12 + 4 + 4 + 8 + 1 + 32 * nRetired + 4 + nSkipped * (32 + 4 + 32 + 8);
+    const size = 4 + 1 + 64 + 32 * 4 + 12 + 4 + 4 + 8 + 1 + 32 * nRetired + 4 + nSkipped * (32 + 4 + 32 + 8);
     const out = new Uint8Array(size);
     const view = new DataView(out.buffer);
     out.set([0x41, 0x4d, 0x52, 0x01]);
@@ -205,7 +206,8 @@ export class RatchetState {
       off += 32;
     };
     out.set(this.dhSelf.privateKey, off);
-    off += 32;
+    out.set(this.dhSelf.publicKey, off + 32);
+    off += 64;
     put(this.dhRemote, 1);
     out.set(this.rootKey, off);
     off += 32;
@@ -235,7 +237,10 @@ export class RatchetState {
     return out.subarray(0, off);
   }
 
-  /** A state from {@link toBytes}; `MALFORMED_MESSAGE` on any defect (never a crash). */
+  /**
+   * A state from {@link toBytes}; `MALFORMED_MESSAGE` on any defect (never a crash). The bytes are
+   * trusted to be our own (the stores authenticate them); the public key is not recomputed.
+   */
   static fromBytes(bytes: Uint8Array): RatchetState {
     if (!(bytes instanceof Uint8Array)) throw new E2EError('MALFORMED_MESSAGE', 'state must be a Uint8Array');
     const bad = (why: string): E2EError => new E2EError('MALFORMED_MESSAGE', `bad ratchet state: ${why}`);
@@ -261,6 +266,7 @@ export class RatchetState {
     const flags = bytes[4];
     if (flags & ~7) throw bad('unknown flags');
     const privateKey = take(32);
+    const publicKey = take(32);
     const dhRemote = flags & 1 ? take(32) : null;
     const rootKey = take(32);
     const chainKeySend = flags & 2 ? take(32) : null;
@@ -274,7 +280,7 @@ export class RatchetState {
     const age = view.getFloat64(off);
     off += 8;
     const s = asMalformed(() => new RatchetState({
-      dhSelf: { privateKey, publicKey: x25519PublicKey(privateKey) },
+      dhSelf: { privateKey, publicKey },
       dhRemote, rootKey, chainKeySend, chainKeyRecv,
       limits: { maxSkip, maxSkippedKeys, skippedKeyMaxAgeMs: age === 0 ? null : age },
     }));

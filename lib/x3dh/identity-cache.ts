@@ -1,8 +1,8 @@
 /**
- * Cache of Ed25519 → X25519 public key conversions. A conversion costs a full scalar
+ * Caches of public-key work on peers' keys. An Ed25519 → X25519 conversion costs a full scalar
  * multiplication (about 100 µs) and peers' keys recur, so the results (public values) are kept.
  */
-import { ed25519PublicKeyToX25519, toHex } from '../crypto';
+import { ed25519PublicKeyToX25519, ed25519Verify, toHex } from '../crypto';
 
 const MAX_ENTRIES = 1024;
 const cache = new Map<string, Uint8Array>();
@@ -16,4 +16,20 @@ export function x25519FormOfEd25519(identityKeyEd: Uint8Array): Uint8Array {
   if (cache.size >= MAX_ENTRIES) cache.delete(cache.keys().next().value as string);
   cache.set(id, Uint8Array.from(converted));
   return converted;
+}
+
+const verified = new Set<string>();
+
+/**
+ * Verifies a bundle's signed pre-key signature, remembering the triples that verified (public
+ * values; an Ed25519 verification is deterministic), so that opening many sessions to the same
+ * agent pays the ~130 µs verification once per signed pre-key.
+ */
+export function signedPreKeyVerifies(identityKeyEd: Uint8Array, signedPreKey: Uint8Array, signature: Uint8Array): boolean {
+  const id = toHex(identityKeyEd) + toHex(signedPreKey) + toHex(signature);
+  if (verified.has(id)) return true;
+  if (!ed25519Verify(signature, signedPreKey, identityKeyEd)) return false;
+  if (verified.size >= MAX_ENTRIES) verified.delete(verified.values().next().value as string);
+  verified.add(id);
+  return true;
 }

@@ -10,7 +10,7 @@ import {
 } from '../crypto';
 import { PreKeyBundle, assertBundleShape, isU32 } from './bundle';
 import { x3dhKdf } from './kdf';
-import { x25519FormOfEd25519 } from './identity-cache';
+import { signedPreKeyVerifies, x25519FormOfEd25519 } from './identity-cache';
 
 /** A signed pre-key: an X25519 pair signed by the identity key. */
 export interface SignedPreKey {
@@ -214,7 +214,7 @@ export class X3DHKeyManager {
    */
   initiate(bundle: PreKeyBundle): X3DHInitiation {
     assertBundleShape(bundle);
-    if (!ed25519Verify(bundle.signedPreKeySignature, bundle.signedPreKey, bundle.identityKeyEd)) {
+    if (!signedPreKeyVerifies(bundle.identityKeyEd, bundle.signedPreKey, bundle.signedPreKeySignature)) {
       throw new E2EError('BAD_SIGNATURE', 'the signed pre-key signature does not verify');
     }
     if (!constantTimeEqual(x25519FormOfEd25519(bundle.identityKeyEd), bundle.identityKey)) {

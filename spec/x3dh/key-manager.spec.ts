@@ -226,3 +226,19 @@ describe('exportState / fromState', () => {
     expect(bob.signedPreKey).toBeNull();
   });
 });
+
+describe('verification cache', () => {
+  test('a bundle verified once is accepted again; any changed byte is verified afresh and refused', () => {
+    const alice = manager();
+    const { bundle } = published();
+    alice.initiate(bundle);
+    alice.initiate(bundle);
+    for (const field of ['signedPreKeySignature', 'signedPreKey'] as const) {
+      const bad = Uint8Array.from(bundle[field]);
+      bad[5] ^= 0x10;
+      expectE2EError(() => alice.initiate({ ...bundle, [field]: bad }), 'BAD_SIGNATURE');
+    }
+    const other = manager();
+    expectE2EError(() => alice.initiate({ ...bundle, identityKeyEd: other.identityKeyEd }), 'BAD_SIGNATURE');
+  });
+});
