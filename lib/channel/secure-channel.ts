@@ -3,9 +3,11 @@
  * associated data is `callerAD ‖ IK_A ‖ IK_B`, computed once and bound into every message.
  */
 import { E2EError } from '../errors';
-import { assertBytes, concatBytes, memzero, readU32BE, writeU32BE } from '../crypto';
+import { assertBytes, concatBytes, memzero, readU32BE, writeU32BE } from '../crypto/bytes';
 import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
-import { DoubleRatchet, EncryptedMessage, RatchetOptions, RatchetState } from '../ratchet';
+import { DoubleRatchet, RatchetOptions } from '../ratchet/double-ratchet';
+import { EncryptedMessage } from '../ratchet/message';
+import { RatchetState } from '../ratchet/state';
 import { ChannelEstablishment, ChannelEstablishmentFields } from './establishment';
 
 const EMPTY = new Uint8Array(0);

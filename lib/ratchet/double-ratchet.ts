@@ -9,14 +9,17 @@
  */
 import { E2EError } from '../errors';
 import { MAX_COUNTER, MAX_PLAINTEXT_BYTES } from '../limits';
-import {
-  X25519KeyPair, assertBytes, assertKey, chainKeyStep, fillRandomBytes, memzero, openMessage, openMessageWithKey,
-  readU32BE, sealMessage, toHex, writeU32BE, x25519, x25519KeyPair,
-} from '../crypto';
+// Imported from the defining modules, not the '../crypto' barrel: its re-export getters showed up
+// in profiles of the per-message path.
+import { assertBytes, assertKey, memzero, readU32BE, toHex, writeU32BE } from '../crypto/bytes';
+import { openMessage, openMessageWithKey, sealMessage } from '../crypto/message-aead';
+import { fillRandomBytes } from '../crypto/random';
+import { chainKeyStep } from '../crypto/hmac';
+import { X25519KeyPair, x25519, x25519KeyPair } from '../crypto/x25519';
 import { HEADER_BYTES } from './header';
 import { kdfRootKey } from './kdf';
 import { ENVELOPE_PREFIX_BYTES, EncryptedMessage, MIN_ENVELOPE_BYTES } from './message';
-import { SkippedKey, skippedKeyId } from './skipped-keys';
+import { SkippedKey } from './skipped-keys';
 import { MAX_RETIRED_REMOTE_KEYS, RatchetLimits, RatchetState } from './state';
 
 const EMPTY = new Uint8Array(0);
@@ -62,6 +65,9 @@ export class DoubleRatchet {
   readonly #nextChainKey = new Uint8Array(32);
   readonly #nonce = new Uint8Array(NONCE_BYTES);
   #wiped = false;
+  // Hex of the peer's current ratchet key, the skipped-key map's key for its chain (one string per chain).
+  #remoteHexOf: Uint8Array | null = null;
+  #remoteHexValue = '';
 
   /** A ratchet over an existing (e.g. restored) state. */
   constructor(state: RatchetState, opts: { now?: () => number } = {}) {
@@ -150,12 +156,12 @@ export class DoubleRatchet {
 
     if (st.skippedKeys.size > 0) {
       const now = this.#now();
-      const id = skippedKeyId(m.env.subarray(4, 36), m.n);
-      const skipped = st.skippedKeys.get(id);
+      const chain = st.dhRemote !== null && keyAt(m.env, 4, st.dhRemote) ? this.#remoteHex() : toHex(m.env.subarray(4, 36));
+      const skipped = st.skippedKeys.get(chain, m.n);
       if (skipped && !this.#expired(skipped, now)) {
         const pt = openMessageWithKey(skipped.messageKey, m.env, ad);
         if (pt === null) throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
-        st.skippedKeys.delete(id);
+        st.skippedKeys.delete(chain, m.n);
         this.#expireSkipped(now);
         return pt;
       }
@@ -288,8 +294,25 @@ export class DoubleRatchet {
 
   #commitSkipped(staged: SkippedKey[], now: number): void {
     const st = this.state;
-    for (const k of staged) st.skippedKeys.add(k, st.limits.maxSkippedKeys);
+    let chain = '';
+    let chainKey: Uint8Array | null = null;
+    for (const k of staged) {
+      if (k.dhPublicKey !== chainKey) {
+        chainKey = k.dhPublicKey;
+        chain = toHex(chainKey);
+      }
+      st.skippedKeys.add(k, st.limits.maxSkippedKeys, chain);
+    }
     this.#expireSkipped(now);
+  }
+
+  #remoteHex(): string {
+    const dh = this.state.dhRemote as Uint8Array;
+    if (this.#remoteHexOf !== dh) {
+      this.#remoteHexOf = dh;
+      this.#remoteHexValue = toHex(dh);
+    }
+    return this.#remoteHexValue;
   }
 
   #expired(k: SkippedKey, now: number): boolean {

@@ -3,7 +3,8 @@
  * `u32be(40) ‖ header ‖ ciphertext field` and the JSON transport form of PROTOCOL.md.
  */
 import { E2EError } from '../errors';
-import { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES, fromBase64, readU32BE, toBase64, writeU32BE } from '../crypto';
+import { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES } from '../crypto/aead';
+import { fromBase64, readU32BE, toBase64, writeU32BE } from '../crypto/bytes';
 import { HEADER_BYTES, MessageHeader, assertHeader, writeHeader } from './header';
 
 /** Bytes before the ciphertext field in an envelope: the length prefix and the header. */

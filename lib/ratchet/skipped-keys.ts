@@ -1,8 +1,11 @@
 /**
- * The cache of skipped message keys, keyed by (ratchet public key, message number). Insertion
- * order is age order, so the oldest key is evicted first and expiry checks only the front.
+ * The cache of skipped message keys, keyed by (ratchet public key, message number).
+ *
+ * Keys live in one map per ratchet key (hex; the ratchet reuses one string per chain, so its hash
+ * is computed once) from message number to key, and in a queue in the order they were stored, so
+ * the oldest is evicted first and expiry looks only at the front.
  */
-import { memzero, toHex } from '../crypto';
+import { memzero, toHex } from '../crypto/bytes';
 
 /** One skipped message key. */
 export interface SkippedKey {
@@ -13,62 +16,97 @@ export interface SkippedKey {
   readonly storedAt: number;
 }
 
-/** The map key of a skipped message key: `<ratchet key hex>:<N>` (the reference's `skipped_keys` form). */
+/** The reference's `skipped_keys` id of a key: `<ratchet key hex>:<N>`. */
 export function skippedKeyId(dhPublicKey: Uint8Array, messageNumber: number): string {
   return `${toHex(dhPublicKey)}:${messageNumber}`;
 }
 
+interface Entry extends SkippedKey {
+  readonly chain: string;
+  live: boolean;
+}
+
 /** Skipped message keys, oldest first. */
 export class SkippedKeys {
-  readonly #keys = new Map<string, SkippedKey>();
+  readonly #chains = new Map<string, Map<number, Entry>>();
+  #queue: Entry[] = [];
+  #head = 0;
+  #size = 0;
 
   /** How many keys are kept. */
   get size(): number {
-    return this.#keys.size;
+    return this.#size;
   }
 
-  /** The key stored under `id`, if any. */
-  get(id: string): SkippedKey | undefined {
-    return this.#keys.get(id);
+  /** The key for message `messageNumber` of the chain whose ratchet key has hex `chain`, if any. */
+  get(chain: string, messageNumber: number): SkippedKey | undefined {
+    return this.#chains.get(chain)?.get(messageNumber);
   }
 
-  /** Deletes and wipes the key under `id`. */
-  delete(id: string): void {
-    const k = this.#keys.get(id);
-    if (k) {
-      memzero(k.messageKey);
-      this.#keys.delete(id);
+  /** Deletes and wipes that key. */
+  delete(chain: string, messageNumber: number): void {
+    const byNumber = this.#chains.get(chain);
+    const e = byNumber?.get(messageNumber);
+    if (!byNumber || !e) return;
+    memzero(e.messageKey);
+    e.live = false;
+    byNumber.delete(messageNumber);
+    if (byNumber.size === 0) this.#chains.delete(chain);
+    this.#size--;
+  }
+
+  /**
+   * Stores a key (`chain` = hex of its ratchet key, when the caller has it), evicting and wiping
+   * the oldest so that at most `max` remain.
+   */
+  add(key: SkippedKey, max: number, chain: string = toHex(key.dhPublicKey)): void {
+    let byNumber = this.#chains.get(chain);
+    if (!byNumber) {
+      byNumber = new Map();
+      this.#chains.set(chain, byNumber);
     }
-  }
-
-  /** Stores a key, evicting (and wiping) the oldest ones so that at most `max` remain. */
-  add(key: SkippedKey, max: number): void {
-    this.#keys.set(skippedKeyId(key.dhPublicKey, key.messageNumber), key);
-    while (this.#keys.size > max) this.#evictOldest();
+    const old = byNumber.get(key.messageNumber);
+    if (old) this.delete(chain, key.messageNumber);
+    const e: Entry = { ...key, chain, live: true };
+    byNumber.set(key.messageNumber, e);
+    this.#queue.push(e);
+    this.#size++;
+    while (this.#size > max) this.#deleteOldest();
   }
 
   /** Deletes (and wipes) every key stored before `cutoff` (ms since the epoch). */
   expireBefore(cutoff: number): void {
-    for (const [id, k] of this.#keys) {
-      if (k.storedAt >= cutoff) break;
-      memzero(k.messageKey);
-      this.#keys.delete(id);
+    for (let e = this.#front(); e !== undefined && e.storedAt < cutoff; e = this.#front()) {
+      this.delete(e.chain, e.messageNumber);
     }
   }
 
   /** Every key, oldest first. */
-  values(): IterableIterator<SkippedKey> {
-    return this.#keys.values();
+  *values(): IterableIterator<SkippedKey> {
+    for (let i = this.#head; i < this.#queue.length; i++) if (this.#queue[i].live) yield this.#queue[i];
   }
 
   /** Wipes and forgets every key. */
   wipe(): void {
-    for (const k of this.#keys.values()) memzero(k.messageKey);
-    this.#keys.clear();
+    for (const e of this.#queue) if (e.live) memzero(e.messageKey);
+    this.#chains.clear();
+    this.#queue = [];
+    this.#head = 0;
+    this.#size = 0;
   }
 
-  #evictOldest(): void {
-    const first = this.#keys.keys().next();
-    if (!first.done) this.delete(first.value);
+  /** The oldest live entry, dropping dead ones from the queue. */
+  #front(): Entry | undefined {
+    while (this.#head < this.#queue.length && !this.#queue[this.#head].live) this.#head++;
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    return this.#queue[this.#head];
+  }
+
+  #deleteOldest(): void {
+    const e = this.#front();
+    if (e) this.delete(e.chain, e.messageNumber);
   }
 }
