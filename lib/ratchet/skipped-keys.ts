@@ -67,7 +67,10 @@ export class SkippedKeys {
     }
     const old = byNumber.get(key.messageNumber);
     if (old) this.delete(chain, key.messageNumber);
-    const e: Entry = { ...key, chain, live: true };
+    const e: Entry = {
+      dhPublicKey: key.dhPublicKey, messageNumber: key.messageNumber, messageKey: key.messageKey, storedAt: key.storedAt,
+      chain, live: true,
+    };
     byNumber.set(key.messageNumber, e);
     this.#queue.push(e);
     this.#size++;
