@@ -23,3 +23,4 @@ export * from './x3dh';
 export * from './ratchet';
 export * from './channel';
 export * from './trust';
+export * from './store';

@@ -36,7 +36,7 @@ const found = examples();
 
 describe('README examples', () => {
   test('the README has the example stories this suite expects', () => {
-    expect([...found.keys()].sort()).toEqual(['bridge', 'primitives', 'stores', 'tutorial'].sort());
+    expect([...found.keys()].sort()).toEqual(['bench', 'bridge', 'failure-safety', 'primitives', 'stores', 'tutorial']);
     expect(found.get('tutorial')).toHaveLength(6);
   });
 

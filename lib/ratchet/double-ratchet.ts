@@ -18,7 +18,7 @@ import { chainKeyStep } from '../crypto/hmac';
 import { X25519KeyPair, x25519, x25519KeyPair } from '../crypto/x25519';
 import { HEADER_BYTES } from './header';
 import { kdfRootKey } from './kdf';
-import { ENVELOPE_PREFIX_BYTES, EncryptedMessage, MIN_ENVELOPE_BYTES } from './message';
+import { ENVELOPE_PREFIX_BYTES, EncryptedMessage, MAX_ENVELOPE_BYTES, MIN_ENVELOPE_BYTES } from './message';
 import { SkippedKey } from './skipped-keys';
 import { MAX_RETIRED_REMOTE_KEYS, RatchetLimits, RatchetState } from './state';
 
@@ -52,6 +52,7 @@ function parse(message: EncryptedMessage | Uint8Array): Incoming {
     throw new E2EError('MALFORMED_MESSAGE', 'message must be an EncryptedMessage or its serialized bytes');
   }
   if (env.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
+  if (env.length > MAX_ENVELOPE_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `message above ${MAX_ENVELOPE_BYTES} bytes`);
   if (readU32BE(env, 0) !== HEADER_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'header length prefix must be 40');
   return { env, pn: readU32BE(env, 36), n: readU32BE(env, 40) };
 }

@@ -5,6 +5,7 @@
 import { E2EError } from '../errors';
 import { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES } from '../crypto/aead';
 import { fromBase64, readU32BE, toBase64, writeU32BE } from '../crypto/bytes';
+import { MAX_PLAINTEXT_BYTES } from '../limits';
 import { HEADER_BYTES, MessageHeader, assertHeader, writeHeader } from './header';
 
 /** Bytes before the ciphertext field in an envelope: the length prefix and the header. */
@@ -13,6 +14,8 @@ export const ENVELOPE_PREFIX_BYTES = 4 + HEADER_BYTES;
 export const MIN_CIPHERTEXT_BYTES = CHACHA20_POLY1305_NONCE_BYTES + AEAD_TAG_BYTES;
 /** Smallest valid envelope. */
 export const MIN_ENVELOPE_BYTES = ENVELOPE_PREFIX_BYTES + MIN_CIPHERTEXT_BYTES;
+/** Largest valid envelope: what a sender makes of the largest plaintext it accepts. */
+export const MAX_ENVELOPE_BYTES = MIN_ENVELOPE_BYTES + MAX_PLAINTEXT_BYTES;
 
 /** The JSON transport form (standard base64). */
 export interface EncryptedMessageJSON {
@@ -34,8 +37,14 @@ export class EncryptedMessage {
     if (!(ciphertext instanceof Uint8Array) || ciphertext.length < MIN_CIPHERTEXT_BYTES) {
       throw new E2EError('MALFORMED_MESSAGE', `ciphertext must be at least ${MIN_CIPHERTEXT_BYTES} bytes`);
     }
-    this.hdr = header;
-    this.body = ciphertext;
+    if (ciphertext.length > MAX_ENVELOPE_BYTES - ENVELOPE_PREFIX_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', 'message too large');
+    // Copies, frozen: the caller's objects may change after the checks, and `header` is handed out.
+    this.hdr = Object.freeze({
+      dhPublicKey: Uint8Array.from(header.dhPublicKey),
+      previousChainLength: header.previousChainLength,
+      messageNumber: header.messageNumber,
+    });
+    this.body = Uint8Array.from(ciphertext);
     this.envelope = null;
   }
 
@@ -55,7 +64,7 @@ export class EncryptedMessage {
   get header(): MessageHeader {
     if (this.hdr === null) {
       const env = this.envelope as Uint8Array;
-      this.hdr = { dhPublicKey: env.subarray(4, 36), previousChainLength: readU32BE(env, 36), messageNumber: readU32BE(env, 40) };
+      this.hdr = Object.freeze({ dhPublicKey: env.subarray(4, 36), previousChainLength: readU32BE(env, 36), messageNumber: readU32BE(env, 40) });
     }
     return this.hdr;
   }
@@ -89,6 +98,7 @@ export class EncryptedMessage {
   static deserialize(bytes: Uint8Array): EncryptedMessage {
     if (!(bytes instanceof Uint8Array)) throw new E2EError('MALFORMED_MESSAGE', 'message must be a Uint8Array');
     if (bytes.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
+    if (bytes.length > MAX_ENVELOPE_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `message above ${MAX_ENVELOPE_BYTES} bytes`);
     if (readU32BE(bytes, 0) !== HEADER_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'header length prefix must be 40');
     return EncryptedMessage.fromTrustedEnvelope(Uint8Array.from(bytes));
   }

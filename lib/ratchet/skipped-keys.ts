@@ -53,6 +53,7 @@ export class SkippedKeys {
     byNumber.delete(messageNumber);
     if (byNumber.size === 0) this.#chains.delete(chain);
     this.#size--;
+    this.#compact();
   }
 
   /**
@@ -106,6 +107,15 @@ export class SkippedKeys {
       this.#head = 0;
     }
     return this.#queue[this.#head];
+  }
+
+  /** Rebuilds the queue once dead entries outnumber live ones (a never-used old key would pin them all). */
+  #compact(): void {
+    const held = this.#queue.length - this.#head;
+    if (held > 64 && held > 2 * this.#size) {
+      this.#queue = this.#queue.filter((e, i) => i >= this.#head && e.live);
+      this.#head = 0;
+    }
   }
 
   #deleteOldest(): void {

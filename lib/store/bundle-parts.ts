@@ -1,0 +1,72 @@
+/**
+ * A bundle as stores keep it: the part every initiator gets (identity and signed pre-key) apart
+ * from the pool of one-time pre-keys, with a compact JSON form for key-value backends.
+ */
+import { E2EError } from '../errors';
+import { constantTimeEqual, fromBase64, toBase64 } from '../crypto';
+import { PreKeyBundle, isU32 } from '../x3dh';
+
+/** The part of a bundle shared by every initiator. */
+export interface BundleBase {
+  readonly identityKey: Uint8Array;
+  readonly identityKeyEd: Uint8Array;
+  readonly signedPreKey: Uint8Array;
+  readonly signedPreKeySignature: Uint8Array;
+  readonly signedPreKeyId: number;
+}
+
+/** The base of a (checked) bundle, copied. */
+export function baseOf(b: PreKeyBundle): BundleBase {
+  return {
+    identityKey: Uint8Array.from(b.identityKey),
+    identityKeyEd: Uint8Array.from(b.identityKeyEd),
+    signedPreKey: Uint8Array.from(b.signedPreKey),
+    signedPreKeySignature: Uint8Array.from(b.signedPreKeySignature),
+    signedPreKeyId: b.signedPreKeyId,
+  };
+}
+
+/** A fresh bundle from a base and, optionally, one one-time pre-key (everything copied). */
+export function joinBundle(base: BundleBase, otk?: { keyId: number; publicKey: Uint8Array } | null): PreKeyBundle {
+  const b = baseOf(base);
+  return otk ? { ...b, oneTimePreKey: Uint8Array.from(otk.publicKey), oneTimePreKeyId: otk.keyId } : b;
+}
+
+/** Whether two bases carry the same Ed25519 identity. */
+export function sameIdentity(a: BundleBase, b: BundleBase): boolean {
+  return constantTimeEqual(a.identityKeyEd, b.identityKeyEd);
+}
+
+/** The JSON text of a base (standard base64), for key-value backends. */
+export function encodeBase(b: BundleBase): string {
+  return JSON.stringify({
+    ik: toBase64(b.identityKey), ed: toBase64(b.identityKeyEd), spk: toBase64(b.signedPreKey),
+    sig: toBase64(b.signedPreKeySignature), id: b.signedPreKeyId,
+  });
+}
+
+function bytesField(o: Record<string, unknown>, k: string, len: number): Uint8Array {
+  const v = o[k];
+  const bytes = typeof v === 'string' ? fromBase64(v) : null;
+  if (bytes === null || bytes.length !== len) throw new E2EError('STORE_ERROR', 'stored bundle is unreadable', 'corrupt');
+  return bytes;
+}
+
+/** A base from {@link encodeBase}'s text; `STORE_ERROR` (reason `corrupt`) on anything else. */
+export function decodeBase(text: string): BundleBase {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new E2EError('STORE_ERROR', 'stored bundle is unreadable', 'corrupt');
+  }
+  if (typeof o !== 'object' || o === null || !isU32(o.id)) throw new E2EError('STORE_ERROR', 'stored bundle is unreadable', 'corrupt');
+  try {
+    return {
+      identityKey: bytesField(o, 'ik', 32), identityKeyEd: bytesField(o, 'ed', 32), signedPreKey: bytesField(o, 'spk', 32),
+      signedPreKeySignature: bytesField(o, 'sig', 64), signedPreKeyId: o.id,
+    };
+  } catch {
+    throw new E2EError('STORE_ERROR', 'stored bundle is unreadable', 'corrupt');
+  }
+}

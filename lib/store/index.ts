@@ -1,0 +1,21 @@
+/**
+ * Stores: pre-keys, sessions and key managers behind small interfaces, in memory, in SQLite (the
+ * embedded default) and in Redis; encryption at rest; channels and key managers that persist
+ * themselves with compare-and-swap.
+ */
+export * from './types';
+export { StorageCipher, STORAGE_KEY_BYTES, SEALED_FORMAT_VERSION } from './storage-cipher';
+export { InMemoryStore, InMemoryPreKeyStore } from './memory';
+export { SqliteStore, SQLITE_SCHEMA_VERSION } from './sqlite';
+export type { SqliteStoreOptions } from './sqlite';
+export { RedisStore } from './redis';
+export type { RedisStoreOptions } from './redis';
+export { PersistentChannel, sessionContext } from './persistent-channel';
+export type { SessionLocation, ReceiveOptions, LoadOptions } from './persistent-channel';
+export { StoredKeyManager, establishmentFingerprint } from './stored-key-manager';
+export type { KeyManagerLocation, AcceptOptions } from './stored-key-manager';
+export {
+  maintainPreKeys, DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_TARGET_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS,
+  DEFAULT_SIGNED_PRE_KEY_GRACE_MS,
+} from './prekey-maintenance';
+export type { PreKeyPolicy, MaintenanceReport } from './prekey-maintenance';

@@ -1,0 +1,224 @@
+/**
+ * The reference store: everything in this process's memory, synchronous. For tests, development and
+ * single-process agents that may lose their sessions on exit; `SqliteStore` is the embedded default.
+ */
+import { PreKeyBundle } from '../x3dh';
+import { constantTimeEqual } from '../crypto';
+import { BundleBase, baseOf, joinBundle, sameIdentity } from './bundle-parts';
+import { AgentStore, PublicOneTimePreKey, StoredRecord } from './types';
+import {
+  assertFingerprint, assertKeyId, assertOneTimeKeys, assertRecordData, assertStoreId, assertValidBundle, assertVersion,
+  identityChangedError, noBundleError, otkReusedError, staleStateError,
+} from './validate';
+
+interface DidEntry {
+  base: BundleBase;
+  /** Unclaimed one-time pre-keys: id → public key. */
+  pool: Map<number, Uint8Array>;
+  /** Ids ever claimed: never pooled again. */
+  claimed: Set<number>;
+}
+
+/** A record slot; `data === null` is a tombstone that keeps the version counting up after a delete. */
+interface Slot {
+  version: number;
+  data: Uint8Array | null;
+}
+
+const SEP = '\u0000'; // ids never contain NUL (checked), so joined keys are unambiguous
+
+/** Every store interface, in memory. All methods are synchronous. */
+export class InMemoryStore implements AgentStore {
+  readonly #dids = new Map<string, DidEntry>();
+  readonly #slots = new Map<string, Slot>();
+  readonly #replay = new Map<string, Set<string>>();
+
+  /** See {@link PreKeyStore.storeBundle}. */
+  storeBundle(did: string, bundle: PreKeyBundle): void {
+    assertStoreId(did, 'did');
+    assertValidBundle(bundle);
+    const base = baseOf(bundle);
+    const entry = this.#dids.get(did);
+    if (entry && !sameIdentity(entry.base, base)) throw identityChangedError();
+    const otk = bundle.oneTimePreKey ? { keyId: bundle.oneTimePreKeyId as number, publicKey: bundle.oneTimePreKey } : null;
+    if (otk && entry) {
+      const pooled = entry.pool.get(otk.keyId);
+      if (pooled && !constantTimeEqual(pooled, otk.publicKey)) throw otkReusedError(otk.keyId);
+    }
+    const e = entry ?? { base, pool: new Map<number, Uint8Array>(), claimed: new Set<number>() };
+    e.base = base;
+    // A claimed key never re-enters the pool: re-publishing an old bundle must not hand it out again.
+    if (otk && !e.claimed.has(otk.keyId)) e.pool.set(otk.keyId, Uint8Array.from(otk.publicKey));
+    this.#dids.set(did, e);
+  }
+
+  /** See {@link PreKeyStore.getBundle}. */
+  getBundle(did: string): PreKeyBundle | null {
+    assertStoreId(did, 'did');
+    const e = this.#dids.get(did);
+    if (!e) return null;
+    const id = lowestId(e.pool);
+    return joinBundle(e.base, id === null ? null : { keyId: id, publicKey: e.pool.get(id) as Uint8Array });
+  }
+
+  /** See {@link PreKeyStore.consumeOneTimeKey}. */
+  consumeOneTimeKey(did: string, keyId: number): boolean {
+    assertStoreId(did, 'did');
+    assertKeyId(keyId, 'keyId');
+    const e = this.#dids.get(did);
+    if (!e || !e.pool.has(keyId)) return false;
+    e.pool.delete(keyId);
+    e.claimed.add(keyId);
+    return true;
+  }
+
+  /** See {@link PreKeyStore.claimBundle}. */
+  claimBundle(did: string): PreKeyBundle | null {
+    assertStoreId(did, 'did');
+    const e = this.#dids.get(did);
+    if (!e) return null;
+    const id = lowestId(e.pool);
+    if (id === null) return joinBundle(e.base);
+    const publicKey = e.pool.get(id) as Uint8Array;
+    e.pool.delete(id);
+    e.claimed.add(id);
+    return joinBundle(e.base, { keyId: id, publicKey });
+  }
+
+  /** See {@link PreKeyStore.addOneTimePreKeys}. */
+  addOneTimePreKeys(did: string, keys: readonly PublicOneTimePreKey[]): void {
+    assertStoreId(did, 'did');
+    assertOneTimeKeys(keys);
+    const e = this.#dids.get(did);
+    if (!e) throw noBundleError();
+    for (const k of keys) {
+      const pooled = e.pool.get(k.keyId);
+      if (e.claimed.has(k.keyId) || (pooled && !constantTimeEqual(pooled, k.publicKey))) throw otkReusedError(k.keyId);
+    }
+    for (const k of keys) e.pool.set(k.keyId, Uint8Array.from(k.publicKey));
+  }
+
+  /** See {@link PreKeyStore.countOneTimePreKeys}. */
+  countOneTimePreKeys(did: string): number {
+    assertStoreId(did, 'did');
+    return this.#dids.get(did)?.pool.size ?? 0;
+  }
+
+  /** See {@link PreKeyStore.removeBundle}. */
+  removeBundle(did: string): boolean {
+    assertStoreId(did, 'did');
+    return this.#dids.delete(did);
+  }
+
+  /** See {@link SessionStore.loadSession}. */
+  loadSession(localDid: string, peerDid: string): StoredRecord | null {
+    return this.#load(sessionKey(localDid, peerDid));
+  }
+
+  /** See {@link SessionStore.saveSession}. */
+  saveSession(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number): number {
+    return this.#save(sessionKey(localDid, peerDid), data, expectedVersion);
+  }
+
+  /** See {@link SessionStore.deleteSession}. */
+  deleteSession(localDid: string, peerDid: string): boolean {
+    return this.#delete(sessionKey(localDid, peerDid));
+  }
+
+  /** See {@link SessionStore.listSessions}. */
+  listSessions(localDid: string): string[] {
+    assertStoreId(localDid, 'localDid');
+    const prefix = `s${SEP}${localDid}${SEP}`;
+    const peers: string[] = [];
+    for (const [k, slot] of this.#slots) if (slot.data !== null && k.startsWith(prefix)) peers.push(k.slice(prefix.length));
+    return peers.sort();
+  }
+
+  /** See {@link KeyManagerStore.loadKeyManager}. */
+  loadKeyManager(did: string): StoredRecord | null {
+    return this.#load(keysKey(did));
+  }
+
+  /** See {@link KeyManagerStore.saveKeyManager}. */
+  saveKeyManager(did: string, data: Uint8Array, expectedVersion: number): number {
+    return this.#save(keysKey(did), data, expectedVersion);
+  }
+
+  /** See {@link KeyManagerStore.deleteKeyManager}. */
+  deleteKeyManager(did: string): boolean {
+    const existed = this.#delete(keysKey(did));
+    const prefix = `${did}${SEP}`;
+    for (const k of [...this.#replay.keys()]) if (k.startsWith(prefix)) this.#replay.delete(k);
+    return existed;
+  }
+
+  /** See {@link KeyManagerStore.markEstablishment}. */
+  markEstablishment(did: string, signedPreKeyId: number, fingerprint: string): boolean {
+    assertStoreId(did, 'did');
+    assertKeyId(signedPreKeyId, 'signedPreKeyId');
+    assertFingerprint(fingerprint);
+    const k = `${did}${SEP}${signedPreKeyId}`;
+    let seen = this.#replay.get(k);
+    if (!seen) this.#replay.set(k, (seen = new Set()));
+    if (seen.has(fingerprint)) return false;
+    seen.add(fingerprint);
+    return true;
+  }
+
+  /** See {@link KeyManagerStore.forgetEstablishments}. */
+  forgetEstablishments(did: string, signedPreKeyId: number): void {
+    assertStoreId(did, 'did');
+    assertKeyId(signedPreKeyId, 'signedPreKeyId');
+    this.#replay.delete(`${did}${SEP}${signedPreKeyId}`);
+  }
+
+  /** Drops everything (nothing else to release). */
+  close(): void {
+    this.#dids.clear();
+    this.#slots.clear();
+    this.#replay.clear();
+  }
+
+  #load(key: string): StoredRecord | null {
+    const slot = this.#slots.get(key);
+    return slot && slot.data !== null ? { version: slot.version, data: Uint8Array.from(slot.data) } : null;
+  }
+
+  #save(key: string, data: Uint8Array, expectedVersion: number): number {
+    assertRecordData(data);
+    assertVersion(expectedVersion);
+    const slot = this.#slots.get(key);
+    const live = slot && slot.data !== null ? slot.version : 0;
+    if (expectedVersion !== live) throw staleStateError(expectedVersion, live);
+    const version = (slot?.version ?? 0) + 1;
+    this.#slots.set(key, { version, data: Uint8Array.from(data) });
+    return version;
+  }
+
+  #delete(key: string): boolean {
+    const slot = this.#slots.get(key);
+    if (!slot || slot.data === null) return false;
+    slot.data = null;
+    return true;
+  }
+}
+
+/** The tutorial's name for the in-memory pre-key store (it is the whole {@link InMemoryStore}). */
+export class InMemoryPreKeyStore extends InMemoryStore {}
+
+function lowestId(pool: Map<number, Uint8Array>): number | null {
+  let min: number | null = null;
+  for (const id of pool.keys()) if (min === null || id < min) min = id;
+  return min;
+}
+
+function sessionKey(localDid: string, peerDid: string): string {
+  assertStoreId(localDid, 'localDid');
+  assertStoreId(peerDid, 'peerDid');
+  return `s${SEP}${localDid}${SEP}${peerDid}`;
+}
+
+function keysKey(did: string): string {
+  assertStoreId(did, 'did');
+  return `k${SEP}${did}`;
+}

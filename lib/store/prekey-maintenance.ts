@@ -1,0 +1,138 @@
+/**
+ * The pre-key lifecycle: refill one-time pre-keys below a threshold, rotate the signed pre-key on a
+ * schedule, and retire a replaced signed pre-key only after a grace window, so establishments made
+ * from a bundle fetched before the rotation still complete. Run {@link maintainPreKeys} at start-up
+ * and then periodically (e.g. hourly) and after accepting channels.
+ *
+ * Private keys are saved before their public halves are published, so every key an initiator can
+ * claim has its private half in the store. When the pool runs dry anyway, initiators get the bundle
+ * without a one-time pre-key (the last resort; see `PreKeyStore`).
+ */
+import { E2EError } from '../errors';
+import { constantTimeEqual } from '../crypto';
+import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
+import { StoredKeyManager } from './stored-key-manager';
+import { PreKeyStore, PublicOneTimePreKey } from './types';
+
+/** When to refill, rotate and retire. */
+export interface PreKeyPolicy {
+  /** Refill when the directory holds fewer unclaimed one-time pre-keys than this (default 20). */
+  readonly minOneTimePreKeys?: number;
+  /** Refill up to this many (default 100, at most 10000). */
+  readonly targetOneTimePreKeys?: number;
+  /** Rotate the signed pre-key once it is this old (default 7 days). */
+  readonly signedPreKeyMaxAgeMs?: number;
+  /** Keep a replaced signed pre-key usable this long after its replacement (default 14 days). */
+  readonly signedPreKeyGraceMs?: number;
+  /** The clock, ms since the epoch (default `Date.now`). */
+  readonly now?: () => number;
+}
+
+/** What one maintenance run did. */
+export interface MaintenanceReport {
+  /** Id of the new signed pre-key, if one was made. */
+  readonly rotatedTo: number | null;
+  /** Ids of the signed pre-keys retired (past their grace window). */
+  readonly retired: number[];
+  /** How many one-time pre-keys were made and published. */
+  readonly addedOneTimePreKeys: number;
+  /** Whether the bundle (identity and signed pre-key) was (re-)published. */
+  readonly publishedBundle: boolean;
+}
+
+const DAY = 24 * 3600 * 1000;
+/** Default {@link PreKeyPolicy.minOneTimePreKeys}. */
+export const DEFAULT_MIN_ONE_TIME_PRE_KEYS = 20;
+/** Default {@link PreKeyPolicy.targetOneTimePreKeys}. */
+export const DEFAULT_TARGET_ONE_TIME_PRE_KEYS = 100;
+/** Default {@link PreKeyPolicy.signedPreKeyMaxAgeMs}: 7 days. */
+export const DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS = 7 * DAY;
+/** Default {@link PreKeyPolicy.signedPreKeyGraceMs}: 14 days. */
+export const DEFAULT_SIGNED_PRE_KEY_GRACE_MS = 14 * DAY;
+
+interface Resolved {
+  min: number;
+  target: number;
+  maxAge: number;
+  grace: number;
+  now: () => number;
+}
+
+function resolve(p: PreKeyPolicy): Resolved {
+  if (typeof p !== 'object' || p === null) throw new E2EError('INVALID_ARGUMENT', 'policy must be an object');
+  const int = (v: unknown, dflt: number, name: string, max: number): number => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
+      throw new E2EError('INVALID_ARGUMENT', `${name} must be an integer in [0, ${max}]`);
+    }
+    return v;
+  };
+  const r: Resolved = {
+    min: int(p.minOneTimePreKeys, DEFAULT_MIN_ONE_TIME_PRE_KEYS, 'minOneTimePreKeys', 10000),
+    target: int(p.targetOneTimePreKeys, DEFAULT_TARGET_ONE_TIME_PRE_KEYS, 'targetOneTimePreKeys', 10000),
+    maxAge: int(p.signedPreKeyMaxAgeMs, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS, 'signedPreKeyMaxAgeMs', 3650 * DAY),
+    grace: int(p.signedPreKeyGraceMs, DEFAULT_SIGNED_PRE_KEY_GRACE_MS, 'signedPreKeyGraceMs', 3650 * DAY),
+    now: p.now ?? Date.now,
+  };
+  if (r.min > r.target) throw new E2EError('INVALID_ARGUMENT', 'minOneTimePreKeys must not exceed targetOneTimePreKeys');
+  if (typeof r.now !== 'function') throw new E2EError('INVALID_ARGUMENT', 'now must be a function');
+  return r;
+}
+
+interface Planned {
+  rotatedTo: number | null;
+  retired: number[];
+  added: PublicOneTimePreKey[];
+  bundle: PreKeyBundle;
+}
+
+/** The change one run makes to the key manager (pure in the manager it is given: it may run again). */
+function plan(m: X3DHKeyManager, pool: number, p: Resolved): Planned {
+  const now = p.now();
+  const current = m.signedPreKey;
+  const rotatedTo = current === null || now - current.createdAt >= p.maxAge ? m.generateSignedPreKey().keyId : null;
+  const currentId = (m.signedPreKey as { keyId: number }).keyId;
+  // Ids grow with time, so the key after an old one in id order is the one that replaced it.
+  const ids = [...m.signedPreKeyIds].sort((a, b) => a - b);
+  const retired: number[] = [];
+  ids.forEach((id, i) => {
+    if (id === currentId) return;
+    const successor = m.getSignedPreKey(ids[i + 1]);
+    if (successor && now - successor.createdAt >= p.grace) {
+      m.retireSignedPreKey(id);
+      retired.push(id);
+    }
+  });
+  const need = pool < p.min ? p.target - pool : 0;
+  const added = need > 0 ? m.generateOneTimePreKeys(need).map((k) => ({ keyId: k.keyId, publicKey: k.keyPair.publicKey })) : [];
+  return { rotatedTo, retired, added, bundle: m.getPublicBundle() };
+}
+
+function sameBase(a: PreKeyBundle | null, b: PreKeyBundle): boolean {
+  return a !== null && a.signedPreKeyId === b.signedPreKeyId && constantTimeEqual(a.signedPreKey, b.signedPreKey)
+    && constantTimeEqual(a.identityKeyEd, b.identityKeyEd);
+}
+
+/**
+ * One maintenance run for `keys.did` against the public `directory`: rotates and retires signed
+ * pre-keys per `policy`, refills the one-time pool, saves the key manager (compare-and-swap), then
+ * publishes what changed and forgets the replay records of retired keys.
+ * @example
+ * const report = await maintainPreKeys(bobKeys, store, { minOneTimePreKeys: 20, targetOneTimePreKeys: 100 });
+ */
+export async function maintainPreKeys(keys: StoredKeyManager, directory: PreKeyStore, policy: PreKeyPolicy = {}): Promise<MaintenanceReport> {
+  if (!(keys instanceof StoredKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'keys must be a StoredKeyManager');
+  const d = directory as Partial<PreKeyStore> | null;
+  if (typeof d?.countOneTimePreKeys !== 'function' || typeof d.storeBundle !== 'function' || typeof d.addOneTimePreKeys !== 'function') {
+    throw new E2EError('INVALID_ARGUMENT', 'directory must implement PreKeyStore');
+  }
+  const p = resolve(policy);
+  const pool = await directory.countOneTimePreKeys(keys.did);
+  const published = await directory.getBundle(keys.did);
+  const r = await keys.update((m) => plan(m, pool, p));
+  const publish = !sameBase(published, r.bundle);
+  if (publish) await directory.storeBundle(keys.did, r.bundle);
+  if (r.added.length > 0) await directory.addOneTimePreKeys(keys.did, r.added);
+  for (const id of r.retired) await keys.store.forgetEstablishments(keys.did, id);
+  return { rotatedTo: r.rotatedTo, retired: r.retired, addedOneTimePreKeys: r.added.length, publishedBundle: publish };
+}

@@ -1,0 +1,124 @@
+/**
+ * The Lua scripts of the Redis store. Each runs atomically on the server, which is what makes a
+ * claim exactly-once and a save a compare-and-swap across every process and machine sharing Redis.
+ * Every key a script touches is passed in KEYS, and all keys of one DID share a hash tag.
+ */
+
+/**
+ * storeBundle. KEYS: base, pool, queue, claimed. ARGV: base JSON, Ed25519 key (base64),
+ * one-time key id or '', its public key (base64) or '', TTL ms (0: none).
+ * Returns 'ok', 'identity_changed' or 'otk_id_reused'.
+ */
+export const STORE_BUNDLE = `
+local cur = redis.call('GET', KEYS[1])
+if cur and cjson.decode(cur).ed ~= ARGV[2] then return 'identity_changed' end
+if ARGV[3] ~= '' then
+  local pooled = redis.call('HGET', KEYS[2], ARGV[3])
+  if pooled and pooled ~= ARGV[4] then return 'otk_id_reused' end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[3] ~= '' and redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 0 then
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[3])
+end
+local ttl = tonumber(ARGV[5])
+for i = 1, 4 do
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
+end
+return 'ok'
+`;
+
+/** getBundle (a peek). KEYS: base, pool, queue. Returns nil, {base} or {base, id, public key}. */
+export const PEEK_BUNDLE = `
+local base = redis.call('GET', KEYS[1])
+if not base then return nil end
+local first = redis.call('ZRANGE', KEYS[3], 0, 0)
+if #first == 0 then return {base} end
+return {base, first[1], redis.call('HGET', KEYS[2], first[1])}
+`;
+
+/** claimBundle. KEYS: base, pool, queue, claimed. Returns nil, {base} (pool empty) or {base, id, public key}. */
+export const CLAIM_BUNDLE = `
+local base = redis.call('GET', KEYS[1])
+if not base then return nil end
+local popped = redis.call('ZPOPMIN', KEYS[3])
+if #popped == 0 then return {base} end
+local id = popped[1]
+local pub = redis.call('HGET', KEYS[2], id)
+redis.call('HDEL', KEYS[2], id)
+redis.call('SADD', KEYS[4], id)
+return {base, id, pub}
+`;
+
+/** consumeOneTimeKey. KEYS: pool, queue, claimed. ARGV: id. Returns 1 or 0. */
+export const CONSUME_ONE_TIME_KEY = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+`;
+
+/**
+ * addOneTimePreKeys. KEYS: base, pool, queue, claimed. ARGV: id1, key1, id2, key2, ...
+ * Checks all before adding any. Returns 'ok', 'no_bundle' or the id that may not be re-added.
+ */
+export const ADD_ONE_TIME_KEYS = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'no_bundle' end
+for i = 1, #ARGV, 2 do
+  local pooled = redis.call('HGET', KEYS[2], ARGV[i])
+  if redis.call('SISMEMBER', KEYS[4], ARGV[i]) == 1 or (pooled and pooled ~= ARGV[i + 1]) then return ARGV[i] end
+end
+for i = 1, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[i]), ARGV[i])
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
+return 'ok'
+`;
+
+/** removeBundle. KEYS: base, pool, queue, claimed. Returns 1 if there was a bundle. */
+export const REMOVE_BUNDLE = `
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return existed
+`;
+
+/**
+ * Compare-and-swap save of a record (a hash {v = version, d = data}; without d it is a tombstone
+ * keeping the version). KEYS: record, index (a set, or the record key again when there is none).
+ * ARGV: data, expected version, TTL ms (0: none), index member ('' for none).
+ * Returns {1, new version} or {0, stored version}.
+ */
+export const SAVE_RECORD = `
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+local live = 0
+if redis.call('HEXISTS', KEYS[1], 'd') == 1 then live = v end
+if tonumber(ARGV[2]) ~= live then return {0, live} end
+local nv = v + 1
+redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[1])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+if ARGV[4] ~= '' then
+  redis.call('SADD', KEYS[2], ARGV[4])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
+end
+return {1, nv}
+`;
+
+/** Delete a record, keeping its version as a tombstone. KEYS: record, index. ARGV: index member or ''. Returns 1 or 0. */
+export const DELETE_RECORD = `
+if redis.call('HDEL', KEYS[1], 'd') == 0 then return 0 end
+if ARGV[1] ~= '' then redis.call('SREM', KEYS[2], ARGV[1]) end
+return 1
+`;
+
+/** markEstablishment. KEYS: replay set, replay index. ARGV: fingerprint, signed pre-key id. Returns 1 or 0. */
+export const MARK_ESTABLISHMENT = `
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return added
+`;

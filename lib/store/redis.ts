@@ -1,0 +1,348 @@
+/**
+ * The store for many processes or machines: Redis through `ioredis`. Claims and compare-and-swap
+ * saves are Lua scripts (atomic on the server); every key lives under the store's namespace, and
+ * all keys of one DID share a hash tag. Optional TTLs expire idle sessions and unrefreshed bundles.
+ *
+ * The caller owns the client: configure it to fail rather than wait forever when Redis is down
+ * (e.g. `maxRetriesPerRequest`, `enableOfflineQueue: false`); a failure is a `STORE_ERROR`.
+ */
+import { createHash } from 'crypto';
+import type { Redis } from 'ioredis';
+import { E2EError } from '../errors';
+import { fromBase64, toBase64 } from '../crypto';
+import { PreKeyBundle } from '../x3dh';
+import { BundleBase, baseOf, decodeBase, encodeBase, joinBundle } from './bundle-parts';
+import * as lua from './redis-scripts';
+import { AgentStore, PublicOneTimePreKey, StoredRecord } from './types';
+import {
+  assertFingerprint, assertKeyId, assertOneTimeKeys, assertRecordData, assertStoreId, assertValidBundle, assertVersion,
+  identityChangedError, noBundleError, otkReusedError, staleStateError, storeError,
+} from './validate';
+
+/** Options of {@link RedisStore}. */
+export interface RedisStoreOptions {
+  /** The connected ioredis client (the store never closes it). */
+  client: Redis;
+  /** Prefix of every key (default `agentmesh`); letters, digits and `._-:` only. */
+  namespace?: string;
+  /** Expire a session this long after its last save (default: never). */
+  sessionTtlMs?: number;
+  /** Expire a DID's bundle and pool this long after its last `storeBundle` (default: never). */
+  bundleTtlMs?: number;
+}
+
+const MAX_TTL_MS = 10 * 365 * 24 * 3600 * 1000;
+
+function ttlOption(v: unknown, name: string): number {
+  if (v === undefined) return 0;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_TTL_MS) {
+    throw new E2EError('INVALID_ARGUMENT', `${name} must be a positive integer number of milliseconds`);
+  }
+  return v;
+}
+
+/** A DID as it appears inside a key: percent-encoded, so ':' '{' '}' cannot break the layout. */
+function enc(id: string): string {
+  return encodeURIComponent(id);
+}
+
+function corrupt(): E2EError {
+  return new E2EError('STORE_ERROR', 'stored data is unreadable', 'corrupt');
+}
+
+interface Script {
+  text: string;
+  sha: string;
+}
+
+function script(text: string): Script {
+  return { text, sha: createHash('sha1').update(text).digest('hex') };
+}
+
+const S = {
+  storeBundle: script(lua.STORE_BUNDLE),
+  peekBundle: script(lua.PEEK_BUNDLE),
+  claimBundle: script(lua.CLAIM_BUNDLE),
+  consume: script(lua.CONSUME_ONE_TIME_KEY),
+  addKeys: script(lua.ADD_ONE_TIME_KEYS),
+  removeBundle: script(lua.REMOVE_BUNDLE),
+  save: script(lua.SAVE_RECORD),
+  del: script(lua.DELETE_RECORD),
+  mark: script(lua.MARK_ESTABLISHMENT),
+};
+
+/** Every store interface over Redis. All methods return promises. */
+export class RedisStore implements AgentStore {
+  readonly #r: Redis;
+  readonly #ns: string;
+  readonly #sessionTtl: number;
+  readonly #bundleTtl: number;
+
+  /**
+   * A store over `options.client`.
+   * @example
+   * const store = new RedisStore({ client: new Redis(process.env.REDIS_URL), namespace: 'agents' });
+   */
+  constructor(options: RedisStoreOptions) {
+    if (typeof options !== 'object' || options === null || typeof options.client?.evalsha !== 'function') {
+      throw new E2EError('INVALID_ARGUMENT', 'options.client must be an ioredis client');
+    }
+    const ns = options.namespace ?? 'agentmesh';
+    if (typeof ns !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(ns)) {
+      throw new E2EError('INVALID_ARGUMENT', 'namespace must be 1 to 128 of A-Z a-z 0-9 . _ : -');
+    }
+    this.#r = options.client;
+    this.#ns = ns;
+    this.#sessionTtl = ttlOption(options.sessionTtlMs, 'sessionTtlMs');
+    this.#bundleTtl = ttlOption(options.bundleTtlMs, 'bundleTtlMs');
+  }
+
+  /** The key prefix of this store. */
+  get namespace(): string {
+    return this.#ns;
+  }
+
+  /** See {@link PreKeyStore.storeBundle}. */
+  async storeBundle(did: string, bundle: PreKeyBundle): Promise<void> {
+    assertStoreId(did, 'did');
+    assertValidBundle(bundle);
+    const base = baseOf(bundle);
+    const otk = bundle.oneTimePreKey;
+    const r = await this.#eval('storeBundle', S.storeBundle, this.#bundleKeys(did), [
+      encodeBase(base), toBase64(base.identityKeyEd), otk ? String(bundle.oneTimePreKeyId) : '', otk ? toBase64(otk) : '',
+      String(this.#bundleTtl),
+    ]);
+    if (r === 'identity_changed') throw identityChangedError();
+    if (r === 'otk_id_reused') throw otkReusedError(bundle.oneTimePreKeyId as number);
+    if (r !== 'ok') throw corrupt();
+  }
+
+  /** See {@link PreKeyStore.getBundle}. */
+  async getBundle(did: string): Promise<PreKeyBundle | null> {
+    assertStoreId(did, 'did');
+    return bundleFromReply(await this.#eval('getBundle', S.peekBundle, this.#bundleKeys(did).slice(0, 3), []));
+  }
+
+  /** See {@link PreKeyStore.consumeOneTimeKey}. */
+  async consumeOneTimeKey(did: string, keyId: number): Promise<boolean> {
+    assertStoreId(did, 'did');
+    assertKeyId(keyId, 'keyId');
+    const [, pool, queue, claimed] = this.#bundleKeys(did);
+    return (await this.#eval('consumeOneTimeKey', S.consume, [pool, queue, claimed], [String(keyId)])) === 1;
+  }
+
+  /** See {@link PreKeyStore.claimBundle}. */
+  async claimBundle(did: string): Promise<PreKeyBundle | null> {
+    assertStoreId(did, 'did');
+    return bundleFromReply(await this.#eval('claimBundle', S.claimBundle, this.#bundleKeys(did), []));
+  }
+
+  /** See {@link PreKeyStore.addOneTimePreKeys}. */
+  async addOneTimePreKeys(did: string, keys: readonly PublicOneTimePreKey[]): Promise<void> {
+    assertStoreId(did, 'did');
+    assertOneTimeKeys(keys);
+    const args: string[] = [];
+    for (const k of keys) args.push(String(k.keyId), toBase64(k.publicKey));
+    const r = await this.#eval('addOneTimePreKeys', S.addKeys, this.#bundleKeys(did), args);
+    if (r === 'no_bundle') throw noBundleError();
+    if (r !== 'ok') throw otkReusedError(Number(r));
+  }
+
+  /** See {@link PreKeyStore.countOneTimePreKeys}. */
+  async countOneTimePreKeys(did: string): Promise<number> {
+    assertStoreId(did, 'did');
+    return this.#call('countOneTimePreKeys', () => this.#r.zcard(this.#bundleKeys(did)[2]));
+  }
+
+  /** See {@link PreKeyStore.removeBundle}. */
+  async removeBundle(did: string): Promise<boolean> {
+    assertStoreId(did, 'did');
+    return (await this.#eval('removeBundle', S.removeBundle, this.#bundleKeys(did), [])) === 1;
+  }
+
+  /** See {@link SessionStore.loadSession}. */
+  async loadSession(localDid: string, peerDid: string): Promise<StoredRecord | null> {
+    return this.#load(this.#sessionKeys(localDid, peerDid)[0]);
+  }
+
+  /** See {@link SessionStore.saveSession}. */
+  async saveSession(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number): Promise<number> {
+    const [record, index] = this.#sessionKeys(localDid, peerDid);
+    return this.#save(record, index, enc(peerDid), data, expectedVersion, this.#sessionTtl);
+  }
+
+  /** See {@link SessionStore.deleteSession}. */
+  async deleteSession(localDid: string, peerDid: string): Promise<boolean> {
+    const [record, index] = this.#sessionKeys(localDid, peerDid);
+    return (await this.#eval('deleteSession', S.del, [record, index], [enc(peerDid)])) === 1;
+  }
+
+  /** See {@link SessionStore.listSessions}. */
+  async listSessions(localDid: string): Promise<string[]> {
+    assertStoreId(localDid, 'localDid');
+    const index = this.#sessionIndexKey(localDid);
+    return this.#call('listSessions', async () => {
+      const members = await this.#r.smembers(index);
+      const peers: string[] = [];
+      // The index may name sessions that expired by TTL: keep only live ones.
+      const live = await Promise.all(members.map((m) => this.#r.hexists(`${this.#ns}:s:{${enc(localDid)}}:${m}`, 'd')));
+      members.forEach((m, i) => {
+        if (live[i] === 1) peers.push(decodeURIComponent(m));
+      });
+      return peers.sort();
+    });
+  }
+
+  /** See {@link KeyManagerStore.loadKeyManager}. */
+  async loadKeyManager(did: string): Promise<StoredRecord | null> {
+    assertStoreId(did, 'did');
+    return this.#load(this.#keysKey(did));
+  }
+
+  /** See {@link KeyManagerStore.saveKeyManager}. */
+  async saveKeyManager(did: string, data: Uint8Array, expectedVersion: number): Promise<number> {
+    assertStoreId(did, 'did');
+    const key = this.#keysKey(did);
+    return this.#save(key, key, '', data, expectedVersion, 0);
+  }
+
+  /** See {@link KeyManagerStore.deleteKeyManager}. */
+  async deleteKeyManager(did: string): Promise<boolean> {
+    assertStoreId(did, 'did');
+    const key = this.#keysKey(did);
+    const index = this.#replayIndexKey(did);
+    return this.#call('deleteKeyManager', async () => {
+      const spkIds = await this.#r.smembers(index);
+      const existed = await this.#evalRaw(S.del, [key, key], ['']);
+      if (spkIds.length > 0) await this.#r.del(...spkIds.map((id) => this.#replayKey(did, Number(id))));
+      await this.#r.del(index);
+      return existed === 1;
+    });
+  }
+
+  /** See {@link KeyManagerStore.markEstablishment}. */
+  async markEstablishment(did: string, signedPreKeyId: number, fingerprint: string): Promise<boolean> {
+    assertStoreId(did, 'did');
+    assertKeyId(signedPreKeyId, 'signedPreKeyId');
+    assertFingerprint(fingerprint);
+    const keys = [this.#replayKey(did, signedPreKeyId), this.#replayIndexKey(did)];
+    return (await this.#eval('markEstablishment', S.mark, keys, [fingerprint, String(signedPreKeyId)])) === 1;
+  }
+
+  /** See {@link KeyManagerStore.forgetEstablishments}. */
+  async forgetEstablishments(did: string, signedPreKeyId: number): Promise<void> {
+    assertStoreId(did, 'did');
+    assertKeyId(signedPreKeyId, 'signedPreKeyId');
+    await this.#call('forgetEstablishments', async () => {
+      await this.#r.multi().del(this.#replayKey(did, signedPreKeyId)).srem(this.#replayIndexKey(did), String(signedPreKeyId)).exec();
+    });
+  }
+
+  /**
+   * Deletes every key of this store's namespace (for tests and decommissioning). Returns how many
+   * keys were deleted.
+   */
+  async clearNamespace(): Promise<number> {
+    return this.#call('clearNamespace', async () => {
+      let cursor = '0';
+      let deleted = 0;
+      do {
+        const [next, keys] = await this.#r.scan(cursor, 'MATCH', `${escapeGlob(this.#ns)}:*`, 'COUNT', 500);
+        if (keys.length > 0) deleted += await this.#r.unlink(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+      return deleted;
+    });
+  }
+
+  /** Does nothing: the caller owns (and closes) the client. */
+  close(): void {}
+
+  #bundleKeys(did: string): [string, string, string, string] {
+    const t = `${this.#ns}:{${enc(did)}}`;
+    return [`${t}:bundle`, `${t}:pool`, `${t}:queue`, `${t}:claimed`];
+  }
+
+  #sessionKeys(localDid: string, peerDid: string): [string, string] {
+    assertStoreId(localDid, 'localDid');
+    assertStoreId(peerDid, 'peerDid');
+    return [`${this.#ns}:s:{${enc(localDid)}}:${enc(peerDid)}`, this.#sessionIndexKey(localDid)];
+  }
+
+  #sessionIndexKey(localDid: string): string {
+    return `${this.#ns}:si:{${enc(localDid)}}`;
+  }
+
+  #keysKey(did: string): string {
+    return `${this.#ns}:{${enc(did)}}:keys`;
+  }
+
+  #replayKey(did: string, spkId: number): string {
+    return `${this.#ns}:{${enc(did)}}:replay:${spkId}`;
+  }
+
+  #replayIndexKey(did: string): string {
+    return `${this.#ns}:{${enc(did)}}:replay-index`;
+  }
+
+  async #load(key: string): Promise<StoredRecord | null> {
+    const [v, d] = await this.#call('load', () => this.#r.hmgetBuffer(key, 'v', 'd'));
+    if (d === null) return null;
+    const version = Number(v?.toString('latin1'));
+    if (!Number.isSafeInteger(version) || version < 1) throw corrupt();
+    return { version, data: Uint8Array.from(d) };
+  }
+
+  async #save(key: string, index: string, member: string, data: Uint8Array, expectedVersion: number, ttl: number): Promise<number> {
+    assertRecordData(data);
+    assertVersion(expectedVersion);
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.length);
+    const r = await this.#eval('save', S.save, [key, index], [bytes, String(expectedVersion), String(ttl), member]);
+    if (!Array.isArray(r) || r.length !== 2) throw corrupt();
+    const [ok, version] = r as [number, number];
+    if (ok !== 1) throw staleStateError(expectedVersion, version);
+    return version;
+  }
+
+  async #call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw storeError(op, e);
+    }
+  }
+
+  #eval(op: string, s: Script, keys: string[], args: (string | Buffer)[]): Promise<unknown> {
+    return this.#call(op, () => this.#evalRaw(s, keys, args));
+  }
+
+  async #evalRaw(s: Script, keys: string[], args: (string | Buffer)[]): Promise<unknown> {
+    try {
+      return await this.#r.evalsha(s.sha, keys.length, ...keys, ...args);
+    } catch (e) {
+      // The server forgets scripts on restart or SCRIPT FLUSH: send the text once, then EVALSHA works again.
+      if (e instanceof Error && e.message.startsWith('NOSCRIPT')) return this.#r.eval(s.text, keys.length, ...keys, ...args);
+      throw e;
+    }
+  }
+}
+
+function escapeGlob(s: string): string {
+  return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+function bundleFromReply(r: unknown): PreKeyBundle | null {
+  if (r === null) return null;
+  if (!Array.isArray(r) || (r.length !== 1 && r.length !== 3) || typeof r[0] !== 'string') throw corrupt();
+  const base: BundleBase = decodeBase(r[0]);
+  if (r.length === 1) return joinBundle(base);
+  const keyId = Number(r[1]);
+  let publicKey: Uint8Array | null = null;
+  try {
+    publicKey = typeof r[2] === 'string' ? fromBase64(r[2]) : null;
+  } catch {
+    throw corrupt();
+  }
+  if (!Number.isInteger(keyId) || publicKey === null || publicKey.length !== 32) throw corrupt();
+  return joinBundle(base, { keyId, publicKey });
+}

@@ -1,0 +1,363 @@
+/**
+ * The embedded default store: one SQLite file (`better-sqlite3`, pinned to major 12, which runs on
+ * Node 20), in WAL mode, every update in one `BEGIN IMMEDIATE` transaction. Several processes may
+ * share the file: writers queue on SQLite's lock (up to `busyTimeoutMs`), so a one-time pre-key is
+ * claimed exactly once and compare-and-swap holds across processes. All methods are synchronous.
+ */
+import type Database from 'better-sqlite3';
+import { E2EError } from '../errors';
+import { constantTimeEqual } from '../crypto';
+import { PreKeyBundle } from '../x3dh';
+import { BundleBase, baseOf, joinBundle } from './bundle-parts';
+import { AgentStore, PublicOneTimePreKey, StoredRecord } from './types';
+import {
+  assertFingerprint, assertKeyId, assertOneTimeKeys, assertRecordData, assertStoreId, assertValidBundle, assertVersion,
+  identityChangedError, noBundleError, otkReusedError, staleStateError, storeError,
+} from './validate';
+
+/** The schema version this release writes; a file with a newer one is refused (`STORE_ERROR`, `unknown_schema`). */
+export const SQLITE_SCHEMA_VERSION = 1;
+
+/** Options of {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /**
+   * `FULL` (default) syncs the WAL on every commit, so a saved session survives a power loss, not
+   * only a crash of the process; a lost write would roll a ratchet back. `NORMAL` is faster and
+   * survives process crashes only.
+   */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** How long a write waits for another process's lock before failing with `STORE_ERROR` (default 5000 ms). */
+  busyTimeoutMs?: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bundles (
+  did TEXT PRIMARY KEY, identity_key BLOB NOT NULL, identity_key_ed BLOB NOT NULL,
+  signed_pre_key BLOB NOT NULL, signed_pre_key_signature BLOB NOT NULL, signed_pre_key_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS one_time_keys (
+  did TEXT NOT NULL, key_id INTEGER NOT NULL, public_key BLOB NOT NULL, PRIMARY KEY (did, key_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claimed_one_time_keys (
+  did TEXT NOT NULL, key_id INTEGER NOT NULL, PRIMARY KEY (did, key_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+  kind TEXT NOT NULL, owner TEXT NOT NULL, peer TEXT NOT NULL, version INTEGER NOT NULL, data BLOB,
+  PRIMARY KEY (kind, owner, peer)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS establishments (
+  did TEXT NOT NULL, signed_pre_key_id INTEGER NOT NULL, fingerprint TEXT NOT NULL,
+  PRIMARY KEY (did, signed_pre_key_id, fingerprint)) WITHOUT ROWID;
+`;
+
+interface BaseRow {
+  identity_key: Uint8Array;
+  identity_key_ed: Uint8Array;
+  signed_pre_key: Uint8Array;
+  signed_pre_key_signature: Uint8Array;
+  signed_pre_key_id: number;
+}
+interface OtkRow {
+  key_id: number;
+  public_key: Uint8Array;
+}
+interface RecordRow {
+  version: number;
+  data: Uint8Array | null;
+}
+
+type Stmt = Database.Statement;
+
+let driver: typeof Database | null = null;
+/** The driver, loaded on first use: importing the library must not load a native module nobody uses. */
+function sqlite(): typeof Database {
+  driver ??= require('better-sqlite3') as typeof Database;
+  return driver;
+}
+
+function baseFromRow(r: BaseRow): BundleBase {
+  return {
+    identityKey: r.identity_key, identityKeyEd: r.identity_key_ed, signedPreKey: r.signed_pre_key,
+    signedPreKeySignature: r.signed_pre_key_signature, signedPreKeyId: r.signed_pre_key_id,
+  };
+}
+
+const KIND_SESSION = 's';
+const KIND_KEYS = 'k';
+
+/** Every store interface over one SQLite file. */
+export class SqliteStore implements AgentStore {
+  readonly #db: Database.Database;
+  readonly #q: Record<string, Stmt>;
+
+  /**
+   * Opens (creating if needed) the store at `path`. `STORE_ERROR` if the file cannot be opened or was
+   * written by a newer release (reason `unknown_schema`).
+   * @example
+   * const store = new SqliteStore('/var/lib/agent/e2e.sqlite');
+   */
+  constructor(path: string, options: SqliteStoreOptions = {}) {
+    if (typeof path !== 'string' || path.length === 0) throw new E2EError('INVALID_ARGUMENT', 'path must be a non-empty string');
+    const sync = options?.synchronous ?? 'FULL';
+    if (sync !== 'FULL' && sync !== 'NORMAL') throw new E2EError('INVALID_ARGUMENT', 'synchronous must be FULL or NORMAL');
+    const timeout = options?.busyTimeoutMs ?? 5000;
+    if (!Number.isInteger(timeout) || timeout < 0 || timeout > 600_000) {
+      throw new E2EError('INVALID_ARGUMENT', 'busyTimeoutMs must be an integer in [0, 600000]');
+    }
+    let db: Database.Database;
+    try {
+      db = openDatabase(path, timeout, sync);
+    } catch (e) {
+      throw storeError('open', e);
+    }
+    this.#db = db;
+    this.#q = prepare(db);
+  }
+
+  /** See {@link PreKeyStore.storeBundle}. */
+  storeBundle(did: string, bundle: PreKeyBundle): void {
+    assertStoreId(did, 'did');
+    assertValidBundle(bundle);
+    const base = baseOf(bundle);
+    const otkId = bundle.oneTimePreKey ? (bundle.oneTimePreKeyId as number) : null;
+    this.#write('storeBundle', () => {
+      const cur = this.#q.getBase.get(did) as BaseRow | undefined;
+      if (cur && !constantTimeEqual(cur.identity_key_ed, base.identityKeyEd)) throw identityChangedError();
+      if (otkId !== null) {
+        const pooled = this.#q.getOtk.get(did, otkId) as OtkRow | undefined;
+        if (pooled && !constantTimeEqual(pooled.public_key, bundle.oneTimePreKey as Uint8Array)) throw otkReusedError(otkId);
+      }
+      this.#q.putBase.run(did, blob(base.identityKey), blob(base.identityKeyEd), blob(base.signedPreKey), blob(base.signedPreKeySignature), base.signedPreKeyId);
+      // A claimed key never re-enters the pool: re-publishing an old bundle must not hand it out again.
+      if (otkId !== null && !this.#q.isClaimed.get(did, otkId)) this.#q.putOtk.run(did, otkId, blob(bundle.oneTimePreKey as Uint8Array));
+    });
+  }
+
+  /** See {@link PreKeyStore.getBundle}. */
+  getBundle(did: string): PreKeyBundle | null {
+    assertStoreId(did, 'did');
+    return this.#read('getBundle', () => {
+      const base = this.#q.getBase.get(did) as BaseRow | undefined;
+      if (!base) return null;
+      const otk = this.#q.lowestOtk.get(did) as OtkRow | undefined;
+      return joinBundle(baseFromRow(base), otk ? { keyId: otk.key_id, publicKey: otk.public_key } : null);
+    });
+  }
+
+  /** See {@link PreKeyStore.consumeOneTimeKey}. */
+  consumeOneTimeKey(did: string, keyId: number): boolean {
+    assertStoreId(did, 'did');
+    assertKeyId(keyId, 'keyId');
+    return this.#write('consumeOneTimeKey', () => {
+      if (this.#q.delOtk.run(did, keyId).changes === 0) return false;
+      this.#q.putClaimed.run(did, keyId);
+      return true;
+    });
+  }
+
+  /** See {@link PreKeyStore.claimBundle}. */
+  claimBundle(did: string): PreKeyBundle | null {
+    assertStoreId(did, 'did');
+    return this.#write('claimBundle', () => {
+      const base = this.#q.getBase.get(did) as BaseRow | undefined;
+      if (!base) return null;
+      const otk = this.#q.lowestOtk.get(did) as OtkRow | undefined;
+      if (otk) {
+        this.#q.delOtk.run(did, otk.key_id);
+        this.#q.putClaimed.run(did, otk.key_id);
+      }
+      return joinBundle(baseFromRow(base), otk ? { keyId: otk.key_id, publicKey: otk.public_key } : null);
+    });
+  }
+
+  /** See {@link PreKeyStore.addOneTimePreKeys}. */
+  addOneTimePreKeys(did: string, keys: readonly PublicOneTimePreKey[]): void {
+    assertStoreId(did, 'did');
+    assertOneTimeKeys(keys);
+    this.#write('addOneTimePreKeys', () => {
+      if (!this.#q.getBase.get(did)) throw noBundleError();
+      for (const k of keys) {
+        const pooled = this.#q.getOtk.get(did, k.keyId) as OtkRow | undefined;
+        if (this.#q.isClaimed.get(did, k.keyId) || (pooled && !constantTimeEqual(pooled.public_key, k.publicKey))) {
+          throw otkReusedError(k.keyId); // the transaction rolls back: nothing added
+        }
+        if (!pooled) this.#q.putOtk.run(did, k.keyId, blob(k.publicKey));
+      }
+    });
+  }
+
+  /** See {@link PreKeyStore.countOneTimePreKeys}. */
+  countOneTimePreKeys(did: string): number {
+    assertStoreId(did, 'did');
+    return this.#read('countOneTimePreKeys', () => (this.#q.countOtk.get(did) as { n: number }).n);
+  }
+
+  /** See {@link PreKeyStore.removeBundle}. */
+  removeBundle(did: string): boolean {
+    assertStoreId(did, 'did');
+    return this.#write('removeBundle', () => {
+      this.#q.delAllOtk.run(did);
+      this.#q.delAllClaimed.run(did);
+      return this.#q.delBase.run(did).changes > 0;
+    });
+  }
+
+  /** See {@link SessionStore.loadSession}. */
+  loadSession(localDid: string, peerDid: string): StoredRecord | null {
+    assertStoreId(localDid, 'localDid');
+    assertStoreId(peerDid, 'peerDid');
+    return this.#load(KIND_SESSION, localDid, peerDid);
+  }
+
+  /** See {@link SessionStore.saveSession}. */
+  saveSession(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number): number {
+    assertStoreId(localDid, 'localDid');
+    assertStoreId(peerDid, 'peerDid');
+    return this.#save(KIND_SESSION, localDid, peerDid, data, expectedVersion);
+  }
+
+  /** See {@link SessionStore.deleteSession}. */
+  deleteSession(localDid: string, peerDid: string): boolean {
+    assertStoreId(localDid, 'localDid');
+    assertStoreId(peerDid, 'peerDid');
+    return this.#write('deleteSession', () => this.#q.tombstone.run(KIND_SESSION, localDid, peerDid).changes > 0);
+  }
+
+  /** See {@link SessionStore.listSessions}. */
+  listSessions(localDid: string): string[] {
+    assertStoreId(localDid, 'localDid');
+    return this.#read('listSessions', () => (this.#q.listPeers.all(KIND_SESSION, localDid) as { peer: string }[]).map((r) => r.peer).sort());
+  }
+
+  /** See {@link KeyManagerStore.loadKeyManager}. */
+  loadKeyManager(did: string): StoredRecord | null {
+    assertStoreId(did, 'did');
+    return this.#load(KIND_KEYS, did, '');
+  }
+
+  /** See {@link KeyManagerStore.saveKeyManager}. */
+  saveKeyManager(did: string, data: Uint8Array, expectedVersion: number): number {
+    assertStoreId(did, 'did');
+    return this.#save(KIND_KEYS, did, '', data, expectedVersion);
+  }
+
+  /** See {@link KeyManagerStore.deleteKeyManager}. */
+  deleteKeyManager(did: string): boolean {
+    assertStoreId(did, 'did');
+    return this.#write('deleteKeyManager', () => {
+      this.#q.delAllEstablishments.run(did);
+      return this.#q.tombstone.run(KIND_KEYS, did, '').changes > 0;
+    });
+  }
+
+  /** See {@link KeyManagerStore.markEstablishment}. */
+  markEstablishment(did: string, signedPreKeyId: number, fingerprint: string): boolean {
+    assertStoreId(did, 'did');
+    assertKeyId(signedPreKeyId, 'signedPreKeyId');
+    assertFingerprint(fingerprint);
+    return this.#write('markEstablishment', () => this.#q.putEstablishment.run(did, signedPreKeyId, fingerprint).changes > 0);
+  }
+
+  /** See {@link KeyManagerStore.forgetEstablishments}. */
+  forgetEstablishments(did: string, signedPreKeyId: number): void {
+    assertStoreId(did, 'did');
+    assertKeyId(signedPreKeyId, 'signedPreKeyId');
+    this.#write('forgetEstablishments', () => {
+      this.#q.delEstablishments.run(did, signedPreKeyId);
+    });
+  }
+
+  /** Closes the database file. Later calls fail with `STORE_ERROR`. Idempotent. */
+  close(): void {
+    if (this.#db.open) this.#db.close();
+  }
+
+  #load(kind: string, owner: string, peer: string): StoredRecord | null {
+    return this.#read('load', () => {
+      const row = this.#q.getRecord.get(kind, owner, peer) as RecordRow | undefined;
+      return row && row.data !== null ? { version: row.version, data: Uint8Array.from(row.data) } : null;
+    });
+  }
+
+  #save(kind: string, owner: string, peer: string, data: Uint8Array, expectedVersion: number): number {
+    assertRecordData(data);
+    assertVersion(expectedVersion);
+    return this.#write('save', () => {
+      const row = this.#q.getRecord.get(kind, owner, peer) as RecordRow | undefined;
+      const live = row && row.data !== null ? row.version : 0;
+      if (expectedVersion !== live) throw staleStateError(expectedVersion, live);
+      const version = (row?.version ?? 0) + 1;
+      this.#q.putRecord.run(kind, owner, peer, version, blob(data));
+      return version;
+    });
+  }
+
+  #read<T>(op: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw storeError(op, e);
+    }
+  }
+
+  #write<T>(op: string, fn: () => T): T {
+    try {
+      // IMMEDIATE takes the write lock up front, so concurrent writers queue instead of deadlocking.
+      return this.#db.transaction(fn).immediate();
+    } catch (e) {
+      throw storeError(op, e);
+    }
+  }
+}
+
+function openDatabase(path: string, timeout: number, sync: string): Database.Database {
+  const Driver = sqlite();
+  const db = new Driver(path, { timeout });
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${sync}`);
+    db.transaction(() => {
+      db.exec(SCHEMA);
+      const row = db.prepare('SELECT value FROM meta WHERE key = ?').get('schema_version') as { value: string } | undefined;
+      if (row === undefined) db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('schema_version', String(SQLITE_SCHEMA_VERSION));
+      else if (row.value !== String(SQLITE_SCHEMA_VERSION)) {
+        throw new E2EError('STORE_ERROR', `store schema ${row.value} is not supported by this release`, 'unknown_schema');
+      }
+    }).immediate();
+    return db;
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
+
+/** A Buffer view of `u8` (no copy): the driver binds only Buffers as BLOBs. */
+function blob(u8: Uint8Array): Buffer {
+  return Buffer.from(u8.buffer, u8.byteOffset, u8.length);
+}
+
+function prepare(db: Database.Database): Record<string, Stmt> {
+  const p = (sql: string): Stmt => db.prepare(sql);
+  return {
+    getBase: p('SELECT identity_key, identity_key_ed, signed_pre_key, signed_pre_key_signature, signed_pre_key_id FROM bundles WHERE did = ?'),
+    putBase: p(`INSERT INTO bundles (did, identity_key, identity_key_ed, signed_pre_key, signed_pre_key_signature, signed_pre_key_id)
+      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (did) DO UPDATE SET identity_key = excluded.identity_key,
+      identity_key_ed = excluded.identity_key_ed, signed_pre_key = excluded.signed_pre_key,
+      signed_pre_key_signature = excluded.signed_pre_key_signature, signed_pre_key_id = excluded.signed_pre_key_id`),
+    delBase: p('DELETE FROM bundles WHERE did = ?'),
+    getOtk: p('SELECT key_id, public_key FROM one_time_keys WHERE did = ? AND key_id = ?'),
+    lowestOtk: p('SELECT key_id, public_key FROM one_time_keys WHERE did = ? ORDER BY key_id LIMIT 1'),
+    putOtk: p('INSERT INTO one_time_keys (did, key_id, public_key) VALUES (?, ?, ?)'),
+    delOtk: p('DELETE FROM one_time_keys WHERE did = ? AND key_id = ?'),
+    delAllOtk: p('DELETE FROM one_time_keys WHERE did = ?'),
+    countOtk: p('SELECT COUNT(*) AS n FROM one_time_keys WHERE did = ?'),
+    isClaimed: p('SELECT 1 FROM claimed_one_time_keys WHERE did = ? AND key_id = ?'),
+    putClaimed: p('INSERT OR IGNORE INTO claimed_one_time_keys (did, key_id) VALUES (?, ?)'),
+    delAllClaimed: p('DELETE FROM claimed_one_time_keys WHERE did = ?'),
+    getRecord: p('SELECT version, data FROM records WHERE kind = ? AND owner = ? AND peer = ?'),
+    putRecord: p(`INSERT INTO records (kind, owner, peer, version, data) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (kind, owner, peer) DO UPDATE SET version = excluded.version, data = excluded.data`),
+    tombstone: p('UPDATE records SET data = NULL WHERE kind = ? AND owner = ? AND peer = ? AND data IS NOT NULL'),
+    listPeers: p('SELECT peer FROM records WHERE kind = ? AND owner = ? AND data IS NOT NULL'),
+    putEstablishment: p('INSERT OR IGNORE INTO establishments (did, signed_pre_key_id, fingerprint) VALUES (?, ?, ?)'),
+    delEstablishments: p('DELETE FROM establishments WHERE did = ? AND signed_pre_key_id = ?'),
+    delAllEstablishments: p('DELETE FROM establishments WHERE did = ?'),
+  };
+}

@@ -1,0 +1,137 @@
+/**
+ * Encryption at rest: every secret a store keeps is sealed with XChaCha20-Poly1305 under a key
+ * derived from a 32-byte storage key the application supplies.
+ *
+ * Blob (format version 1):
+ * `"AMS"(3) ‖ 0x01 ‖ keyId(8) ‖ nonce(24) ‖ ciphertext ‖ tag(16)`, AEAD associated data =
+ * the first 12 bytes ‖ UTF-8 context. The context names the slot (e.g. the session's two DIDs), so a
+ * blob copied into another slot does not open. `keyId` identifies the storage key without
+ * revealing it, so keys can be rotated: seal with the new key, open with old ones too, and
+ * {@link StorageCipher.needsReseal} tells which blobs to re-seal. A later format gets a new version byte.
+ */
+import { E2EError } from '../errors';
+import {
+  XCHACHA20_POLY1305_NONCE_BYTES, assertKey, concatBytes, constantTimeEqual, hkdfSha256, memzero, randomBytes, utf8,
+  xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt,
+} from '../crypto';
+
+/** Bytes of a storage key. */
+export const STORAGE_KEY_BYTES = 32;
+/** The current sealed-blob format version. */
+export const SEALED_FORMAT_VERSION = 1;
+
+const MAGIC = [0x41, 0x4d, 0x53]; // "AMS"
+const KEY_ID_BYTES = 8;
+const HEADER_BYTES = 4 + KEY_ID_BYTES;
+const OVERHEAD = HEADER_BYTES + XCHACHA20_POLY1305_NONCE_BYTES + 16;
+const ZERO_SALT = new Uint8Array(32);
+const INFO_KEY = utf8('AgentMesh_Store_v1 seal key');
+const INFO_ID = utf8('AgentMesh_Store_v1 key id');
+const MAX_CONTEXT_LENGTH = 4096;
+
+interface DerivedKey {
+  id: Uint8Array;
+  key: Uint8Array;
+}
+
+function derive(storageKey: Uint8Array): DerivedKey {
+  assertKey(storageKey, 'storage key', STORAGE_KEY_BYTES);
+  return {
+    id: hkdfSha256(storageKey, ZERO_SALT, INFO_ID, KEY_ID_BYTES),
+    key: hkdfSha256(storageKey, ZERO_SALT, INFO_KEY, 32),
+  };
+}
+
+function contextBytes(context: unknown): Uint8Array {
+  if (typeof context !== 'string' || context.length === 0 || context.length > MAX_CONTEXT_LENGTH) {
+    throw new E2EError('INVALID_ARGUMENT', 'context must be a non-empty string of at most 4096 characters');
+  }
+  return utf8(context);
+}
+
+function corrupt(reason: string, message: string): E2EError {
+  return new E2EError('STORE_ERROR', message, reason);
+}
+
+/**
+ * Seals and opens stored secrets. Construct after `await ready()`.
+ * @example
+ * const cipher = new StorageCipher(storageKey); // 32 bytes from your secret manager
+ * const blob = cipher.seal(secretBytes, 'session|did:mesh:alice|did:mesh:bob');
+ * cipher.open(blob, 'session|did:mesh:alice|did:mesh:bob'); // the secret bytes again
+ */
+export class StorageCipher {
+  readonly #current: DerivedKey;
+  readonly #all: DerivedKey[];
+  #wiped = false;
+
+  /**
+   * A cipher sealing under `storageKey` (32 bytes, `INVALID_KEY` otherwise) and opening blobs
+   * sealed under it or any of `previousKeys` (for key rotation). The keys are not kept: only keys
+   * derived from them, wiped by {@link wipe}.
+   */
+  constructor(storageKey: Uint8Array, options: { previousKeys?: readonly Uint8Array[] } = {}) {
+    const previous = options?.previousKeys ?? [];
+    if (!Array.isArray(previous)) throw new E2EError('INVALID_ARGUMENT', 'previousKeys must be a list of keys');
+    this.#current = derive(storageKey);
+    this.#all = [this.#current, ...previous.map((k) => derive(k))];
+  }
+
+  /** Seals `plaintext` for the slot named by `context`. */
+  seal(plaintext: Uint8Array, context: string): Uint8Array {
+    this.#assertUsable();
+    if (!(plaintext instanceof Uint8Array)) throw new E2EError('INVALID_ARGUMENT', 'plaintext must be bytes');
+    const ctx = contextBytes(context);
+    const header = new Uint8Array(HEADER_BYTES);
+    header.set(MAGIC, 0);
+    header[3] = SEALED_FORMAT_VERSION;
+    header.set(this.#current.id, 4);
+    const nonce = randomBytes(XCHACHA20_POLY1305_NONCE_BYTES);
+    const sealed = xchacha20Poly1305Encrypt(this.#current.key, nonce, plaintext, concatBytes(header, ctx));
+    return concatBytes(header, nonce, sealed);
+  }
+
+  /**
+   * Opens a blob sealed for `context`. `STORE_ERROR` with reason `unknown_format` (not a sealed blob,
+   * or a newer format), `unknown_storage_key` (sealed under a key this cipher does not have) or
+   * `tampered` (modified, truncated, or sealed for another context).
+   */
+  open(blob: Uint8Array, context: string): Uint8Array {
+    this.#assertUsable();
+    const ctx = contextBytes(context);
+    const key = this.#keyFor(blob);
+    const nonce = blob.subarray(HEADER_BYTES, HEADER_BYTES + XCHACHA20_POLY1305_NONCE_BYTES);
+    try {
+      return xchacha20Poly1305Decrypt(key.key, nonce, blob.subarray(HEADER_BYTES + nonce.length), concatBytes(blob.subarray(0, HEADER_BYTES), ctx));
+    } catch {
+      throw corrupt('tampered', 'stored blob does not authenticate (modified, or sealed for another slot)');
+    }
+  }
+
+  /** Whether `blob` was sealed under a previous key (re-seal it with {@link seal} to migrate). */
+  needsReseal(blob: Uint8Array): boolean {
+    this.#assertUsable();
+    return this.#keyFor(blob) !== this.#current;
+  }
+
+  /** Wipes the derived keys; the cipher refuses to work afterwards (`INVALID_STATE`). */
+  wipe(): void {
+    for (const k of this.#all) memzero(k.key);
+    this.#wiped = true;
+  }
+
+  #keyFor(blob: Uint8Array): DerivedKey {
+    if (!(blob instanceof Uint8Array) || blob.length < OVERHEAD || MAGIC.some((b, i) => blob[i] !== b)) {
+      throw corrupt('unknown_format', 'not a sealed blob');
+    }
+    if (blob[3] !== SEALED_FORMAT_VERSION) throw corrupt('unknown_format', `sealed blob format ${blob[3]} is not supported`);
+    const id = blob.subarray(4, HEADER_BYTES);
+    const key = this.#all.find((k) => constantTimeEqual(k.id, id));
+    if (!key) throw corrupt('unknown_storage_key', 'sealed under a storage key this cipher does not have');
+    return key;
+  }
+
+  #assertUsable(): void {
+    if (this.#wiped) throw new E2EError('INVALID_STATE', 'the storage cipher was wiped');
+  }
+}

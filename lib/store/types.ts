@@ -1,0 +1,124 @@
+/**
+ * The storage interfaces. Protocol code never imports a store; stores import protocol types only.
+ *
+ * Every method returns `T | Promise<T>` (`MaybePromise<T>`): the in-memory and SQLite stores answer
+ * synchronously, the Redis store with promises. Code written against the interfaces must `await`
+ * every call; code holding an `InMemoryStore` or `SqliteStore` may use the results directly.
+ */
+import { PreKeyBundle } from '../x3dh';
+
+/** A value, or a promise of it: what every store method returns. */
+export type MaybePromise<T> = T | Promise<T>;
+
+/** Longest DID (or other identifier) a store accepts, in UTF-16 code units. */
+export const MAX_STORE_ID_LENGTH = 1024;
+/** Largest record (sealed session or key-manager state) a store accepts: 16 MiB. */
+export const MAX_RECORD_BYTES = 16 * 1024 * 1024;
+/** Most one-time pre-keys one `addOneTimePreKeys` call accepts. */
+export const MAX_ONE_TIME_KEYS_PER_ADD = 10000;
+
+/** The public half of a one-time pre-key, as published to a {@link PreKeyStore}. */
+export interface PublicOneTimePreKey {
+  readonly keyId: number;
+  /** X25519 public key, 32 bytes. */
+  readonly publicKey: Uint8Array;
+}
+
+/**
+ * The public directory of pre-keys: per DID, the identity and current signed pre-key, and a pool of
+ * one-time pre-keys each handed out at most once (also across processes sharing the store).
+ *
+ * Last resort: when the pool of a DID is empty, {@link claimBundle} returns its bundle without a
+ * one-time pre-key (three-DH X3DH, as Signal does). The responder then refuses a second
+ * establishment with the same ephemeral key (see {@link KeyManagerStore.markEstablishment}).
+ */
+export interface PreKeyStore {
+  /**
+   * Publishes `bundle` for `did`: its identity and signed pre-key replace the stored ones, and its
+   * one-time pre-key (if any) joins the pool. Checked like `initiate` checks it (shape,
+   * `BAD_SIGNATURE`, `IDENTITY_MISMATCH`); a bundle whose Ed25519 identity differs from the one
+   * already stored for `did` is refused with `IDENTITY_MISMATCH` (call {@link removeBundle} first to
+   * re-key a DID). A one-time pre-key that was claimed before never re-enters the pool.
+   */
+  storeBundle(did: string, bundle: PreKeyBundle): MaybePromise<void>;
+  /**
+   * The bundle of `did` with its lowest-id unclaimed one-time pre-key, without claiming it (a peek,
+   * as in the tutorial); `null` for an unknown DID. Use {@link claimBundle} when several initiators
+   * may race.
+   */
+  getBundle(did: string): MaybePromise<PreKeyBundle | null>;
+  /**
+   * Claims one-time pre-key `keyId` of `did`: `true` the first time, `false` ever after (and for a
+   * key that was never published).
+   */
+  consumeOneTimeKey(did: string, keyId: number): MaybePromise<boolean>;
+  /**
+   * Atomically takes the bundle of `did` with one unclaimed one-time pre-key, which leaves the pool;
+   * with an empty pool, the bundle without one (the last resort); `null` for an unknown DID.
+   */
+  claimBundle(did: string): MaybePromise<PreKeyBundle | null>;
+  /**
+   * Adds one-time pre-keys to the pool of `did` (which must have a bundle: `INVALID_STATE` if not).
+   * Re-adding a pooled key with the same public key does nothing; with another key, or after it
+   * was claimed, it is refused (`INVALID_STATE`, reason `otk_id_reused`) and nothing is added.
+   */
+  addOneTimePreKeys(did: string, keys: readonly PublicOneTimePreKey[]): MaybePromise<void>;
+  /** How many unclaimed one-time pre-keys the pool of `did` holds (0 for an unknown DID). */
+  countOneTimePreKeys(did: string): MaybePromise<number>;
+  /** Deletes the bundle, the pool and the claim history of `did`. `true` if there was a bundle. */
+  removeBundle(did: string): MaybePromise<boolean>;
+}
+
+/** A stored record and its version (1 for the first save; every save adds 1). */
+export interface StoredRecord {
+  readonly version: number;
+  /** The record's bytes, as saved (sealed by the caller: stores never see secrets in the clear). */
+  readonly data: Uint8Array;
+}
+
+/**
+ * The saved state of each channel, keyed by (local DID, peer DID), with compare-and-swap: a save
+ * names the version it is based on (0 to create) and is refused with `STALE_STATE` if the stored
+ * version differs, so two processes can never silently fork a session. Versions keep increasing
+ * across a delete and re-create, so a writer holding a deleted session's version is refused too.
+ */
+export interface SessionStore {
+  /** The saved session, or `null`. */
+  loadSession(localDid: string, peerDid: string): MaybePromise<StoredRecord | null>;
+  /**
+   * Saves `data` if the stored version is `expectedVersion` (0: no session is stored); returns the
+   * new version. `STALE_STATE` otherwise, and nothing changes.
+   */
+  saveSession(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number): MaybePromise<number>;
+  /** Deletes the session; `true` if there was one. */
+  deleteSession(localDid: string, peerDid: string): MaybePromise<boolean>;
+  /** The peer DIDs with a saved session for `localDid`, sorted. */
+  listSessions(localDid: string): MaybePromise<string[]>;
+}
+
+/**
+ * The private side a key manager needs to respond after a restart (its identity, signed pre-keys
+ * and unclaimed one-time private keys, sealed by the caller), with the same compare-and-swap as
+ * sessions, and the replay guard of establishments made without a one-time pre-key.
+ */
+export interface KeyManagerStore {
+  /** The saved key-manager state of `did`, or `null`. */
+  loadKeyManager(did: string): MaybePromise<StoredRecord | null>;
+  /** Compare-and-swap save, as {@link SessionStore.saveSession}. */
+  saveKeyManager(did: string, data: Uint8Array, expectedVersion: number): MaybePromise<number>;
+  /** Deletes the key-manager state and replay records of `did`; `true` if there was a state. */
+  deleteKeyManager(did: string): MaybePromise<boolean>;
+  /**
+   * Records that `did` accepted the establishment `fingerprint` under signed pre-key
+   * `signedPreKeyId`: `true` the first time, `false` for a replay (atomic across processes).
+   */
+  markEstablishment(did: string, signedPreKeyId: number, fingerprint: string): MaybePromise<boolean>;
+  /** Forgets the replay records of a retired signed pre-key (establishments with it fail anyway). */
+  forgetEstablishments(did: string, signedPreKeyId: number): MaybePromise<void>;
+}
+
+/** A store for everything: pre-keys, sessions and key managers. All three implementations are one. */
+export interface AgentStore extends PreKeyStore, SessionStore, KeyManagerStore {
+  /** Releases the store's resources (closes a database; does not close a caller's Redis client). */
+  close(): MaybePromise<void>;
+}

@@ -1,0 +1,139 @@
+/**
+ * Encryption at rest: after a realistic run (published keys, a channel with skipped keys and a DH
+ * ratchet step), no secret key appears in the SQLite files or the Redis values, in any encoding.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import Redis from 'ioredis';
+import { ready } from '../../lib/sodium';
+import { fromHex, randomBytes, readU32BE, toBase64, toBase64Url, toHex, utf8 } from '../../lib/crypto';
+import { RatchetState } from '../../lib/ratchet';
+import { SecureChannel } from '../../lib/channel';
+import {
+  AgentStore, PersistentChannel, RedisStore, SqliteStore, StorageCipher, StoredKeyManager, maintainPreKeys, sessionContext,
+} from '../../lib/store';
+import { describeRedis, makeAgent, randomNamespace } from './helpers';
+
+const ALICE = 'did:mesh:alice';
+const BOB = 'did:mesh:bob';
+
+/** Every secret of a saved channel: ratchet private key, root and chain keys, skipped message keys. */
+async function channelSecrets(store: AgentStore, cipher: StorageCipher, local: string, peer: string): Promise<Uint8Array[]> {
+  const rec = await store.loadSession(local, peer);
+  const bytes = cipher.open(rec?.data as Uint8Array, sessionContext(local, peer));
+  const d = RatchetState.fromBytes(bytes.subarray(12 + readU32BE(bytes, 8))).toDict();
+  return [d.dh_self_private, d.root_key, d.chain_key_send, d.chain_key_recv, ...Object.values(d.skipped_keys)]
+    .filter((h): h is string => typeof h === 'string').map(fromHex);
+}
+
+/** Every private key of a key manager (the identity seed, signed and one-time pre-keys). */
+function managerSecrets(keys: StoredKeyManager): Uint8Array[] {
+  const s = keys.manager.exportState();
+  return [s.identitySecretKey.slice(0, 64), ...s.signedPreKeys.map((k) => k.privateKey), ...s.oneTimePreKeys.map((k) => k.privateKey)].map(fromHex);
+}
+
+/** Which secrets occur in `haystack` as raw bytes, hex, base64 or base64url. */
+function leaks(haystack: Buffer, secrets: Uint8Array[]): string[] {
+  const found: string[] = [];
+  for (const s of secrets) {
+    const forms: [string, Buffer][] = [['raw', Buffer.from(s)], ['hex', Buffer.from(toHex(s))], ['HEX', Buffer.from(toHex(s).toUpperCase())],
+      ['base64', Buffer.from(toBase64(s).slice(0, 40))], ['base64url', Buffer.from(toBase64Url(s).slice(0, 40))]];
+    for (const [form, needle] of forms) if (haystack.includes(needle)) found.push(`${toHex(s).slice(0, 8)}… as ${form}`);
+  }
+  return found;
+}
+
+/** A realistic run: keys published, a channel opened, messages skipped, a DH ratchet step. Returns the secrets. */
+async function run(store: AgentStore, cipher: StorageCipher): Promise<Uint8Array[]> {
+  const aliceKeys = await StoredKeyManager.create({ store, cipher, did: ALICE }, makeAgent());
+  const bobKeys = await StoredKeyManager.create({ store, cipher, did: BOB }, makeAgent());
+  await maintainPreKeys(aliceKeys, store, { minOneTimePreKeys: 10, targetOneTimePreKeys: 10 });
+  await maintainPreKeys(bobKeys, store, { minOneTimePreKeys: 10, targetOneTimePreKeys: 10 });
+  const ad = utf8(`${ALICE}|${BOB}`);
+  const { channel, establishment } = SecureChannel.createSender(aliceKeys.manager, (await store.claimBundle(BOB))!, ad);
+  const alice = await PersistentChannel.create({ store, cipher, localDid: ALICE, peerDid: BOB }, channel);
+  const bob = await bobKeys.acceptChannel(establishment, { sessions: store, peerDid: ALICE, associatedData: ad });
+  const sent = [await alice.send(utf8('m0')), await alice.send(utf8('m1')), await alice.send(utf8('m2'))];
+  await bob.receive(sent[2]); // m0 and m1 stay as skipped keys
+  await alice.receive(await bob.send(utf8('reply'))); // a DH ratchet step on both sides
+  await alice.send(utf8('m3'));
+  const secrets = [
+    ...managerSecrets(aliceKeys), ...managerSecrets(bobKeys),
+    ...(await channelSecrets(store, cipher, ALICE, BOB)), ...(await channelSecrets(store, cipher, BOB, ALICE)),
+  ];
+  expect(secrets.every((s) => s.length === 32)).toBe(true);
+  return secrets;
+}
+
+describe('secrets at rest: SQLite', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'agentmesh-at-rest-'));
+  beforeAll(() => ready());
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const fileBytes = (path: string): Buffer => Buffer.concat(['', '-wal', '-shm']
+    .map((suffix) => path + suffix).filter((p) => existsSync(p)).map((p) => readFileSync(p)));
+
+  it('leaves no key bytes in the clear in the database files', async () => {
+    const path = join(dir, 'sealed.sqlite');
+    const store = new SqliteStore(path);
+    const secrets = await run(store, new StorageCipher(randomBytes(32)));
+    expect(secrets.length).toBe(2 * (1 + 1 + 10) - 1 + 4 + 4 + 2);
+    const before = fileBytes(path);
+    store.close(); // checkpoints the WAL into the main file
+    expect(leaks(Buffer.concat([before, fileBytes(path)]), secrets)).toEqual([]);
+  });
+
+  it('(control) finds a key written in the clear', async () => {
+    const path = join(dir, 'clear.sqlite');
+    const store = new SqliteStore(path);
+    const secret = randomBytes(32);
+    store.saveSession(ALICE, BOB, secret, 0);
+    store.saveKeyManager(ALICE, utf8(toHex(randomBytes(32)) + toHex(secret)), 0);
+    expect(leaks(fileBytes(path), [secret])).toEqual([`${toHex(secret).slice(0, 8)}… as raw`, `${toHex(secret).slice(0, 8)}… as hex`]);
+    store.close();
+  });
+});
+
+describeRedis('secrets at rest: Redis', (url) => {
+  const ns = randomNamespace();
+  let client: Redis;
+  beforeAll(async () => {
+    await ready();
+    client = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: (n) => (n > 3 ? null : 100) });
+  });
+  afterAll(async () => {
+    await new RedisStore({ client, namespace: ns }).clearNamespace();
+    client.disconnect();
+  });
+
+  /** Every key name and value of a namespace, as bytes. */
+  async function dump(prefix: string): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for (const key of await client.keys(`${prefix}:*`)) {
+      parts.push(Buffer.from(key));
+      const type = await client.type(key);
+      if (type === 'string') parts.push((await client.getBuffer(key)) as Buffer);
+      else if (type === 'hash') for (const [f, v] of Object.entries(await client.hgetallBuffer(key))) parts.push(Buffer.from(f), v);
+      else if (type === 'set') parts.push(...(await client.smembersBuffer(key)));
+      else if (type === 'zset') parts.push(...(await client.zrangeBuffer(key, 0, -1)));
+      else throw new Error(`unexpected type ${type}`);
+    }
+    return Buffer.concat(parts);
+  }
+
+  it('leaves no key bytes in the clear in any value', async () => {
+    const store = new RedisStore({ client, namespace: `${ns}:sealed` });
+    const secrets = await run(store, new StorageCipher(randomBytes(32)));
+    const all = await dump(`${ns}:sealed`);
+    expect(all.length).toBeGreaterThan(2000);
+    expect(leaks(all, secrets)).toEqual([]);
+  });
+
+  it('(control) finds a key written in the clear', async () => {
+    const store = new RedisStore({ client, namespace: `${ns}:clear` });
+    const secret = randomBytes(32);
+    await store.saveSession(ALICE, BOB, secret, 0);
+    expect(leaks(await dump(`${ns}:clear`), [secret])).toEqual([`${toHex(secret).slice(0, 8)}… as raw`]);
+  });
+});

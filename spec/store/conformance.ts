@@ -1,0 +1,352 @@
+/**
+ * The conformance suite every store passes (in memory, SQLite, Redis). Every call is awaited, since
+ * a store may answer synchronously or with a promise.
+ */
+import { ready } from '../../lib/sodium';
+import { randomBytes, toHex, utf8 } from '../../lib/crypto';
+import { AgentStore } from '../../lib/store';
+import { expectCode, makeAgent, plain, publicOtks } from './helpers';
+
+/** How a suite gets a fresh, empty store (and, for persistent ones, the same store re-opened). */
+export interface StoreFactory {
+  open(): Promise<AgentStore>;
+  reopen?(previous: AgentStore): Promise<AgentStore>;
+}
+
+const BAD_IDS: unknown[] = ['', 42, null, 'a'.repeat(1025), 'did:mesh:\u0000x'];
+const BAD_KEY_IDS: unknown[] = [-1, 1.5, 2 ** 32, '1', null];
+
+export function storeConformance(name: string, factory: StoreFactory): void {
+  describe(`${name}: store conformance`, () => {
+    let store: AgentStore;
+    let n = 0;
+    const did = (): string => `did:mesh:conf-${++n}`;
+
+    beforeAll(() => ready());
+    beforeEach(async () => {
+      store = await factory.open();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    describe('PreKeyStore', () => {
+      it('follows the tutorial: store, get, consume once', async () => {
+        const bob = makeAgent(10);
+        const bundle = bob.getPublicBundle({ otkId: 0 });
+        const d = did();
+        await store.storeBundle(d, bundle);
+        expect(plain(await store.getBundle(d))).toEqual(plain(bundle));
+        expect(await store.consumeOneTimeKey(d, 0)).toBe(true);
+        expect(await store.consumeOneTimeKey(d, 0)).toBe(false);
+        const after = await store.getBundle(d);
+        expect(after?.oneTimePreKey).toBeUndefined();
+        expect(after?.oneTimePreKeyId).toBeUndefined();
+        expect(toHex(after?.signedPreKey as Uint8Array)).toBe(toHex(bundle.signedPreKey));
+      });
+
+      it('answers null, false and 0 for an unknown DID', async () => {
+        const d = did();
+        expect(await store.getBundle(d)).toBeNull();
+        expect(await store.claimBundle(d)).toBeNull();
+        expect(await store.consumeOneTimeKey(d, 0)).toBe(false);
+        expect(await store.countOneTimePreKeys(d)).toBe(0);
+        expect(await store.removeBundle(d)).toBe(false);
+      });
+
+      it('claims the lowest id first, each once, then falls back to the bundle without one', async () => {
+        const bob = makeAgent(3);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        const keys = publicOtks(bob);
+        await store.addOneTimePreKeys(d, [keys[2], keys[0], keys[1]]);
+        expect(await store.countOneTimePreKeys(d)).toBe(3);
+        const peek = await store.getBundle(d);
+        expect(peek?.oneTimePreKeyId).toBe(0);
+        const claimed: (number | undefined)[] = [];
+        for (let i = 0; i < 5; i++) claimed.push((await store.claimBundle(d))?.oneTimePreKeyId);
+        expect(claimed).toEqual([0, 1, 2, undefined, undefined]);
+        expect(await store.countOneTimePreKeys(d)).toBe(0);
+        const lastResort = await store.claimBundle(d);
+        expect(plain(lastResort)).toEqual(plain(bob.getPublicBundle()));
+        expect(await store.consumeOneTimeKey(d, 1)).toBe(false);
+      });
+
+      it('hands out the key a bundle carries with the right public key', async () => {
+        const bob = makeAgent(2);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle({ otkId: 1 }));
+        const b = await store.claimBundle(d);
+        expect(b?.oneTimePreKeyId).toBe(1);
+        expect(toHex(b?.oneTimePreKey as Uint8Array)).toBe(toHex(bob.getOneTimePreKey(1)?.keyPair.publicKey as Uint8Array));
+      });
+
+      it('never puts a claimed key back in the pool, and keeps the pool when the signed pre-key rotates', async () => {
+        const bob = makeAgent(3);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle({ otkId: 0 }));
+        await store.addOneTimePreKeys(d, publicOtks(bob).slice(1));
+        expect(await store.consumeOneTimeKey(d, 0)).toBe(true);
+        await store.storeBundle(d, bob.getPublicBundle({ otkId: 0 })); // an old bundle published again
+        expect(await store.countOneTimePreKeys(d)).toBe(2);
+        bob.generateSignedPreKey();
+        await store.storeBundle(d, bob.getPublicBundle());
+        const b = await store.getBundle(d);
+        expect(b?.signedPreKeyId).toBe(1);
+        expect(b?.oneTimePreKeyId).toBe(1);
+        expect(await store.countOneTimePreKeys(d)).toBe(2);
+      });
+
+      it('adds one-time keys atomically and refuses re-used ids', async () => {
+        const bob = makeAgent(4);
+        const keys = publicOtks(bob);
+        const d = did();
+        await expectCode(() => store.addOneTimePreKeys(d, keys), 'INVALID_STATE', 'no_bundle');
+        await store.storeBundle(d, bob.getPublicBundle());
+        await store.addOneTimePreKeys(d, keys.slice(0, 2));
+        await store.addOneTimePreKeys(d, keys.slice(0, 2)); // same keys again: nothing changes
+        expect(await store.countOneTimePreKeys(d)).toBe(2);
+        expect(await store.consumeOneTimeKey(d, 0)).toBe(true);
+        await expectCode(() => store.addOneTimePreKeys(d, [keys[2], keys[0]]), 'INVALID_STATE', 'otk_id_reused');
+        await expectCode(() => store.addOneTimePreKeys(d, [keys[3], { keyId: 1, publicKey: keys[3].publicKey }]), 'INVALID_STATE', 'otk_id_reused');
+        expect(await store.countOneTimePreKeys(d)).toBe(1);
+        const other = makeAgent(1);
+        await expectCode(() => store.storeBundle(d, { ...bob.getPublicBundle(), oneTimePreKey: other.getOneTimePreKey(0)?.keyPair.publicKey, oneTimePreKeyId: 1 }), 'INVALID_STATE', 'otk_id_reused');
+      });
+
+      it('refuses a bundle with another identity until the DID is removed', async () => {
+        const d = did();
+        const bob = makeAgent(1);
+        const mallory = makeAgent(1);
+        await store.storeBundle(d, bob.getPublicBundle({ otkId: 0 }));
+        await expectCode(() => store.storeBundle(d, mallory.getPublicBundle()), 'IDENTITY_MISMATCH', 'identity_changed');
+        expect(toHex((await store.getBundle(d))?.identityKeyEd as Uint8Array)).toBe(toHex(bob.identityKeyEd));
+        expect(await store.removeBundle(d)).toBe(true);
+        expect(await store.getBundle(d)).toBeNull();
+        expect(await store.countOneTimePreKeys(d)).toBe(0);
+        await store.storeBundle(d, mallory.getPublicBundle({ otkId: 0 }));
+        expect(toHex((await store.getBundle(d))?.identityKeyEd as Uint8Array)).toBe(toHex(mallory.identityKeyEd));
+        // The claim history went with the removal: key id 0 of the new identity is fresh.
+        expect(await store.consumeOneTimeKey(d, 0)).toBe(true);
+      });
+
+      it('checks bundles as initiate does', async () => {
+        const bob = makeAgent(0);
+        const good = bob.getPublicBundle();
+        const d = did();
+        const sig = Uint8Array.from(good.signedPreKeySignature);
+        sig[0] ^= 1;
+        await expectCode(() => store.storeBundle(d, { ...good, signedPreKeySignature: sig }), 'BAD_SIGNATURE');
+        await expectCode(() => store.storeBundle(d, { ...good, identityKey: makeAgent().identityKey.publicKey }), 'IDENTITY_MISMATCH');
+        await expectCode(() => store.storeBundle(d, { ...good, signedPreKey: new Uint8Array(31) }), 'INVALID_KEY');
+        await expectCode(() => store.storeBundle(d, { ...good, oneTimePreKeyId: 3 }), 'MALFORMED_MESSAGE');
+        await expectCode(() => store.storeBundle(d, null as never), 'MALFORMED_MESSAGE');
+        expect(await store.getBundle(d)).toBeNull();
+      });
+
+      it('validates every argument', async () => {
+        const bob = makeAgent(1);
+        const b = bob.getPublicBundle();
+        for (const bad of BAD_IDS) {
+          const x = bad as string;
+          await expectCode(() => store.storeBundle(x, b), 'INVALID_ARGUMENT');
+          await expectCode(() => store.getBundle(x), 'INVALID_ARGUMENT');
+          await expectCode(() => store.claimBundle(x), 'INVALID_ARGUMENT');
+          await expectCode(() => store.consumeOneTimeKey(x, 0), 'INVALID_ARGUMENT');
+          await expectCode(() => store.addOneTimePreKeys(x, publicOtks(bob)), 'INVALID_ARGUMENT');
+          await expectCode(() => store.countOneTimePreKeys(x), 'INVALID_ARGUMENT');
+          await expectCode(() => store.removeBundle(x), 'INVALID_ARGUMENT');
+        }
+        const d = did();
+        await store.storeBundle(d, b);
+        for (const bad of BAD_KEY_IDS) {
+          await expectCode(() => store.consumeOneTimeKey(d, bad as number), 'INVALID_ARGUMENT');
+          await expectCode(() => store.addOneTimePreKeys(d, [{ keyId: bad as number, publicKey: new Uint8Array(32) }]), 'INVALID_ARGUMENT');
+        }
+        await expectCode(() => store.addOneTimePreKeys(d, []), 'INVALID_ARGUMENT');
+        await expectCode(() => store.addOneTimePreKeys(d, 'keys' as never), 'INVALID_ARGUMENT');
+        await expectCode(() => store.addOneTimePreKeys(d, [null as never]), 'INVALID_ARGUMENT');
+        await expectCode(() => store.addOneTimePreKeys(d, new Array(10001).fill({ keyId: 1, publicKey: new Uint8Array(32) })), 'INVALID_ARGUMENT');
+        const k = { keyId: 7, publicKey: new Uint8Array(32).fill(9) };
+        await expectCode(() => store.addOneTimePreKeys(d, [k, k]), 'INVALID_ARGUMENT');
+        await expectCode(() => store.addOneTimePreKeys(d, [{ keyId: 7, publicKey: new Uint8Array(33) }]), 'INVALID_KEY');
+        expect(await store.countOneTimePreKeys(d)).toBe(0);
+      });
+
+      it('keeps DIDs that share prefixes or contain separators apart', async () => {
+        const ids = ['did:mesh:x', 'did:mesh:x:y', 'did:mesh:{x}', 'did:mesh:x%3Ay', 'did:mesh:ü*?[]'];
+        const agents = ids.map(() => makeAgent(1));
+        for (let i = 0; i < ids.length; i++) await store.storeBundle(ids[i] + n, agents[i].getPublicBundle({ otkId: 0 }));
+        for (let i = 0; i < ids.length; i++) {
+          const got = await store.claimBundle(ids[i] + n);
+          expect(toHex(got?.identityKeyEd as Uint8Array)).toBe(toHex(agents[i].identityKeyEd));
+          expect(got?.oneTimePreKeyId).toBe(0);
+        }
+      });
+
+      it('returns copies that callers cannot use to change the store', async () => {
+        const bob = makeAgent(1);
+        const d = did();
+        const bundle = bob.getPublicBundle({ otkId: 0 });
+        await store.storeBundle(d, bundle);
+        const keep = toHex(bundle.signedPreKey);
+        bundle.signedPreKey.fill(0);
+        const got = await store.getBundle(d);
+        expect(toHex(got?.signedPreKey as Uint8Array)).toBe(keep);
+        got?.signedPreKey.fill(1);
+        expect(toHex((await store.getBundle(d))?.signedPreKey as Uint8Array)).toBe(keep);
+      });
+    });
+
+    describe('SessionStore', () => {
+      const data = (s: string): Uint8Array => utf8(s);
+
+      it('creates, loads and updates with compare-and-swap', async () => {
+        const [a, b] = [did(), did()];
+        expect(await store.loadSession(a, b)).toBeNull();
+        expect(await store.saveSession(a, b, data('v1'), 0)).toBe(1);
+        expect(await store.saveSession(a, b, data('v2'), 1)).toBe(2);
+        const rec = await store.loadSession(a, b);
+        expect(rec?.version).toBe(2);
+        expect(Buffer.from(rec?.data as Uint8Array).toString()).toBe('v2');
+        expect(await store.loadSession(b, a)).toBeNull();
+      });
+
+      it('refuses a stale update (STALE_STATE) and changes nothing', async () => {
+        const [a, b] = [did(), did()];
+        await store.saveSession(a, b, data('v1'), 0);
+        await store.saveSession(a, b, data('v2-process-1'), 1);
+        await expectCode(() => store.saveSession(a, b, data('v2-process-2'), 1), 'STALE_STATE');
+        await expectCode(() => store.saveSession(a, b, data('again'), 0), 'STALE_STATE');
+        await expectCode(() => store.saveSession(a, b, data('ahead'), 5), 'STALE_STATE');
+        const rec = await store.loadSession(a, b);
+        expect([rec?.version, Buffer.from(rec?.data as Uint8Array).toString()]).toEqual([2, 'v2-process-1']);
+        await expectCode(() => store.saveSession(did(), b, data('new'), 1), 'STALE_STATE');
+      });
+
+      it('deletes, lists, and keeps counting versions after a re-create', async () => {
+        const [a, b, c] = [did(), did(), did()];
+        await store.saveSession(a, c, data('ac'), 0);
+        await store.saveSession(a, b, data('ab'), 0);
+        await store.saveSession(a, b, data('ab2'), 1);
+        await store.saveSession(b, a, data('ba'), 0);
+        expect(await store.listSessions(a)).toEqual([b, c].sort());
+        expect(await store.deleteSession(a, b)).toBe(true);
+        expect(await store.deleteSession(a, b)).toBe(false);
+        expect(await store.loadSession(a, b)).toBeNull();
+        expect(await store.listSessions(a)).toEqual([c]);
+        await expectCode(() => store.saveSession(a, b, data('from the deleted session'), 2), 'STALE_STATE');
+        expect(await store.saveSession(a, b, data('new session'), 0)).toBe(3);
+        await expectCode(() => store.saveSession(a, b, data('old writer'), 2), 'STALE_STATE');
+        expect(await store.listSessions(did())).toEqual([]);
+      });
+
+      it('stores bytes exactly and by value', async () => {
+        const [a, b] = [did(), did()];
+        const bytes = randomBytes(4096);
+        bytes[0] = 0;
+        const keep = toHex(bytes);
+        await store.saveSession(a, b, bytes, 0);
+        bytes.fill(7);
+        const rec = await store.loadSession(a, b);
+        expect(toHex(rec?.data as Uint8Array)).toBe(keep);
+        rec?.data.fill(1);
+        expect(toHex((await store.loadSession(a, b))?.data as Uint8Array)).toBe(keep);
+      });
+
+      it('validates every argument', async () => {
+        const [a, b] = [did(), did()];
+        for (const bad of BAD_IDS) {
+          const x = bad as string;
+          await expectCode(() => store.loadSession(x, b), 'INVALID_ARGUMENT');
+          await expectCode(() => store.loadSession(a, x), 'INVALID_ARGUMENT');
+          await expectCode(() => store.saveSession(x, b, data('x'), 0), 'INVALID_ARGUMENT');
+          await expectCode(() => store.saveSession(a, x, data('x'), 0), 'INVALID_ARGUMENT');
+          await expectCode(() => store.deleteSession(x, b), 'INVALID_ARGUMENT');
+          await expectCode(() => store.listSessions(x), 'INVALID_ARGUMENT');
+        }
+        for (const v of [-1, 1.5, '0', null, Number.MAX_SAFE_INTEGER + 1]) {
+          await expectCode(() => store.saveSession(a, b, data('x'), v as number), 'INVALID_ARGUMENT');
+        }
+        await expectCode(() => store.saveSession(a, b, new Uint8Array(0), 0), 'INVALID_ARGUMENT');
+        await expectCode(() => store.saveSession(a, b, 'text' as never, 0), 'INVALID_ARGUMENT');
+        await expectCode(() => store.saveSession(a, b, new Uint8Array(16 * 1024 * 1024 + 1), 0), 'MESSAGE_TOO_LARGE');
+        expect(await store.loadSession(a, b)).toBeNull();
+      });
+    });
+
+    describe('KeyManagerStore', () => {
+      it('saves key-manager state with compare-and-swap, apart from sessions', async () => {
+        const a = did();
+        expect(await store.loadKeyManager(a)).toBeNull();
+        expect(await store.saveKeyManager(a, utf8('k1'), 0)).toBe(1);
+        await expectCode(() => store.saveKeyManager(a, utf8('k1b'), 0), 'STALE_STATE');
+        expect(await store.saveKeyManager(a, utf8('k2'), 1)).toBe(2);
+        expect(await store.loadSession(a, a)).toBeNull();
+        const rec = await store.loadKeyManager(a);
+        expect([rec?.version, Buffer.from(rec?.data as Uint8Array).toString()]).toEqual([2, 'k2']);
+        expect(await store.deleteKeyManager(a)).toBe(true);
+        expect(await store.deleteKeyManager(a)).toBe(false);
+        expect(await store.loadKeyManager(a)).toBeNull();
+        expect(await store.saveKeyManager(a, utf8('k3'), 0)).toBe(3);
+      });
+
+      it('records each establishment once per signed pre-key, until forgotten', async () => {
+        const a = did();
+        const fp = toHex(randomBytes(32));
+        expect(await store.markEstablishment(a, 4, fp)).toBe(true);
+        expect(await store.markEstablishment(a, 4, fp)).toBe(false);
+        expect(await store.markEstablishment(a, 5, fp)).toBe(true);
+        expect(await store.markEstablishment(did(), 4, fp)).toBe(true);
+        await store.forgetEstablishments(a, 4);
+        expect(await store.markEstablishment(a, 4, fp)).toBe(true);
+        expect(await store.markEstablishment(a, 5, fp)).toBe(false);
+        await store.saveKeyManager(a, utf8('k'), 0);
+        await store.deleteKeyManager(a);
+        expect(await store.markEstablishment(a, 5, fp)).toBe(true);
+      });
+
+      it('validates every argument', async () => {
+        const a = did();
+        for (const bad of BAD_IDS) {
+          const x = bad as string;
+          await expectCode(() => store.loadKeyManager(x), 'INVALID_ARGUMENT');
+          await expectCode(() => store.saveKeyManager(x, utf8('k'), 0), 'INVALID_ARGUMENT');
+          await expectCode(() => store.deleteKeyManager(x), 'INVALID_ARGUMENT');
+          await expectCode(() => store.markEstablishment(x, 0, 'fp'), 'INVALID_ARGUMENT');
+          await expectCode(() => store.forgetEstablishments(x, 0), 'INVALID_ARGUMENT');
+        }
+        for (const bad of BAD_KEY_IDS) {
+          await expectCode(() => store.markEstablishment(a, bad as number, 'fp'), 'INVALID_ARGUMENT');
+          await expectCode(() => store.forgetEstablishments(a, bad as number), 'INVALID_ARGUMENT');
+        }
+        for (const fp of ['', 'a b', 'x'.repeat(257), 7, 'é']) {
+          await expectCode(() => store.markEstablishment(a, 0, fp as string), 'INVALID_ARGUMENT');
+        }
+        await expectCode(() => store.saveKeyManager(a, new Uint8Array(0), 0), 'INVALID_ARGUMENT');
+        await expectCode(() => store.saveKeyManager(a, utf8('k'), -1), 'INVALID_ARGUMENT');
+      });
+    });
+
+    if (factory.reopen) {
+      const reopen = factory.reopen;
+      it('keeps everything across a re-open', async () => {
+        const bob = makeAgent(2);
+        const [d, peer] = [did(), did()];
+        await store.storeBundle(d, bob.getPublicBundle());
+        await store.addOneTimePreKeys(d, publicOtks(bob));
+        expect((await store.claimBundle(d))?.oneTimePreKeyId).toBe(0);
+        await store.saveSession(d, peer, utf8('s'), 0);
+        await store.saveKeyManager(d, utf8('k'), 0);
+        await store.markEstablishment(d, 0, 'fp');
+        store = await reopen(store);
+        expect((await store.claimBundle(d))?.oneTimePreKeyId).toBe(1);
+        expect(await store.consumeOneTimeKey(d, 0)).toBe(false);
+        expect((await store.loadSession(d, peer))?.version).toBe(1);
+        expect((await store.loadKeyManager(d))?.version).toBe(1);
+        expect(await store.markEstablishment(d, 0, 'fp')).toBe(false);
+        expect(await store.listSessions(d)).toEqual([peer]);
+      });
+    }
+  });
+}

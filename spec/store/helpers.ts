@@ -1,0 +1,133 @@
+/** Shared helpers of the store specs: typed-error assertions, agents with bundles, Redis, child processes. */
+import { ChildProcess, spawn, spawnSync } from 'child_process';
+import { randomBytes as nodeRandomBytes } from 'crypto';
+import { join } from 'path';
+import { E2EError, ErrorCode } from '../../lib/errors';
+import { ed25519KeyPair, toHex, utf8 } from '../../lib/crypto';
+import { SecureChannel } from '../../lib/channel';
+import { PersistentChannel, SessionStore, StorageCipher } from '../../lib/store';
+import { PreKeyBundle, X3DHKeyManager } from '../../lib/x3dh';
+
+/** Awaits `f()` (sync or async) and asserts it fails with an `E2EError` of `code` (and `reason`, when given). */
+export async function expectCode(f: () => unknown, code: ErrorCode, reason?: string): Promise<E2EError> {
+  let thrown: unknown;
+  try {
+    await f();
+  } catch (e) {
+    thrown = e;
+  }
+  expect(thrown).toBeInstanceOf(E2EError);
+  const err = thrown as E2EError;
+  expect({ code: err.code, reason: reason === undefined ? undefined : err.reason }).toEqual({ code, reason });
+  return err;
+}
+
+/** A fresh agent: its key manager with a signed pre-key and `otks` one-time pre-keys. */
+export function makeAgent(otks = 0): X3DHKeyManager {
+  const id = ed25519KeyPair();
+  const mgr = X3DHKeyManager.fromEd25519Keys(id.secretKey, id.publicKey);
+  mgr.generateSignedPreKey();
+  if (otks > 0) mgr.generateOneTimePreKeys(otks);
+  return mgr;
+}
+
+/** The public halves of a manager's unused one-time pre-keys. */
+export function publicOtks(mgr: X3DHKeyManager): { keyId: number; publicKey: Uint8Array }[] {
+  return mgr.oneTimePreKeyIds.map((keyId) => ({ keyId, publicKey: mgr.getOneTimePreKey(keyId)?.keyPair.publicKey as Uint8Array }));
+}
+
+/** A bundle's fields as plain arrays (Jest compares Uint8Array and Buffer differently). */
+export function plain(b: PreKeyBundle | null): unknown {
+  if (b === null) return null;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(b)) out[k] = v instanceof Uint8Array ? toHex(v) : v;
+  return out;
+}
+
+/** A random namespace for one test run, so parallel runs against one Redis never collide. */
+export function randomNamespace(): string {
+  // Collection time, before ready(): Node's CSPRNG rather than the library's.
+  return `agentmesh-test:${nodeRandomBytes(6).toString('hex')}`;
+}
+
+/** The Redis URL to test against, or `null` (with the reason) when the tests must skip. */
+export function redisTarget(): { url: string | null; why: string } {
+  const url = process.env.REDIS_URL ?? (process.env.CI ? 'redis://127.0.0.1:6399/0' : null);
+  if (url === null) return { url: null, why: 'REDIS_URL is not set' };
+  const u = new URL(url);
+  // A synchronous probe, so the suite can be skipped at collection time on a machine without Redis.
+  const probe = spawnSync(process.execPath, ['-e', `
+    const s = require('net').connect(${Number(u.port || 6379)}, ${JSON.stringify(u.hostname)});
+    s.setTimeout(1000, () => process.exit(1)); s.on('connect', () => process.exit(0)); s.on('error', () => process.exit(1));
+  `], { timeout: 5000 });
+  if (probe.status === 0) return { url, why: '' };
+  if (process.env.CI) return { url, why: '' }; // in CI the Redis tests must run, and so fail loudly
+  return { url: null, why: `nothing answers at ${u.host}` };
+}
+
+/** `describe` when Redis is reachable (always in CI), else `describe.skip` with a clear message. */
+export function describeRedis(name: string, fn: (url: string) => void): void {
+  const { url, why } = redisTarget();
+  if (url === null) {
+    console.warn(`[store] SKIPPING Redis tests "${name}": ${why}. Start redis-server and set REDIS_URL to run them (CI always runs them).`);
+    describe.skip(name, () => fn(''));
+    return;
+  }
+  describe(name, () => fn(url));
+}
+
+/** Runs a TypeScript fixture of spec/store/fixtures in a child Node process (through tsx). */
+export function spawnFixture(file: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, ['--require', 'tsx/cjs', join(__dirname, 'fixtures', file), ...args], {
+    cwd: join(__dirname, '..', '..'),
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+}
+
+/** Collects a child's stdout lines, and resolves with its exit (code, signal). */
+export function collect(child: ChildProcess): { lines: string[]; stderr: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+  const lines: string[] = [];
+  let buf = '';
+  let err = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    buf += d.toString('utf8');
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString('utf8');
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return { lines, stderr: () => err, exited };
+}
+
+/** Resolves when `lines` contains a line satisfying `pred` (checked every 5 ms), or rejects after `ms`. */
+export async function waitForLine(lines: string[], pred: (l: string) => boolean, ms: number): Promise<string> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const hit = lines.find(pred);
+    if (hit !== undefined) return hit;
+    if (Date.now() > end) throw new Error('timed out waiting for the child');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Two agents with a fresh channel each way, both attached to `store` (Alice initiated; Bob used one-time key 0). */
+export async function openPair(store: SessionStore, cipher: StorageCipher, dids = { alice: 'did:mesh:alice', bob: 'did:mesh:bob' }): Promise<{
+  alice: PersistentChannel; bob: PersistentChannel; aliceMgr: X3DHKeyManager; bobMgr: X3DHKeyManager;
+}> {
+  const aliceMgr = makeAgent();
+  const bobMgr = makeAgent(1);
+  const ad = utf8(`${dids.alice}|${dids.bob}`);
+  const { channel, establishment } = SecureChannel.createSender(aliceMgr, bobMgr.getPublicBundle({ otkId: 0 }), ad);
+  const alice = await PersistentChannel.create({ store, cipher, localDid: dids.alice, peerDid: dids.bob }, channel);
+  const bob = await PersistentChannel.create({ store, cipher, localDid: dids.bob, peerDid: dids.alice },
+    SecureChannel.createReceiver(bobMgr, establishment, ad));
+  return { alice, bob, aliceMgr, bobMgr };
+}

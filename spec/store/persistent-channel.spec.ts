@@ -1,0 +1,291 @@
+import { mkdtempSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { ready } from '../../lib/sodium';
+import { E2EError } from '../../lib/errors';
+import { ed25519KeyPair, fromUtf8, randomBytes, utf8 } from '../../lib/crypto';
+import { X3DHKeyManager } from '../../lib/x3dh';
+import { SecureChannel } from '../../lib/channel';
+import { EncryptedMessage } from '../../lib/ratchet';
+import {
+  InMemoryStore, PersistentChannel, SessionStore, SqliteStore, StorageCipher, StoredKeyManager, StoredRecord, maintainPreKeys,
+  sessionContext,
+} from '../../lib/store';
+import { expectCode, makeAgent, openPair } from './helpers';
+
+const dir = mkdtempSync(join(tmpdir(), 'agentmesh-pc-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A session store whose saves can be made to fail, as a disk or a network might. */
+class FlakyStore implements SessionStore {
+  failSaves = false;
+  saves = 0;
+  constructor(readonly inner = new InMemoryStore()) {}
+  loadSession(a: string, b: string): StoredRecord | null {
+    return this.inner.loadSession(a, b);
+  }
+  saveSession(a: string, b: string, d: Uint8Array, v: number): number {
+    if (this.failSaves) throw new E2EError('STORE_ERROR', 'disk full', 'backend');
+    this.saves++;
+    return this.inner.saveSession(a, b, d, v);
+  }
+  deleteSession(a: string, b: string): boolean {
+    return this.inner.deleteSession(a, b);
+  }
+  listSessions(a: string): string[] {
+    return this.inner.listSessions(a);
+  }
+}
+
+const text = (m: Uint8Array): string => fromUtf8(m);
+
+describe('PersistentChannel', () => {
+  let cipher: StorageCipher;
+  beforeAll(async () => {
+    await ready();
+    cipher = new StorageCipher(randomBytes(32));
+  });
+
+  it('README: a channel that survives a restart (SQLite)', async () => {
+    const path = join(dir, 'readme.sqlite');
+    const storageKey = randomBytes(32);
+    const logged: string[] = [];
+    const log = jest.spyOn(console, 'log').mockImplementation((s: string) => void logged.push(s));
+    // --- README example (verbatim) ---
+    await ready();
+    const store = new SqliteStore(path);              // one file, WAL; processes may share it
+    const cipher = new StorageCipher(storageKey);     // 32 bytes from your secret manager
+
+    // Bob: keys saved sealed in the store; bundle and one-time pre-keys published.
+    const bobId = ed25519KeyPair();
+    const bobKeys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:bob' },
+      X3DHKeyManager.fromEd25519Keys(bobId.secretKey, bobId.publicKey));
+    await maintainPreKeys(bobKeys, store);            // run periodically: refill, rotate, retire
+
+    // Alice claims a bundle (each one-time pre-key goes to one initiator) and opens a channel.
+    const aliceId = ed25519KeyPair();
+    const aliceMgr = X3DHKeyManager.fromEd25519Keys(aliceId.secretKey, aliceId.publicKey);
+    const ad = utf8('did:mesh:alice|did:mesh:bob');
+    const bundle = await store.claimBundle('did:mesh:bob');
+    const { channel, establishment } = SecureChannel.createSender(aliceMgr, bundle!, ad);
+    const alice = await PersistentChannel.create(
+      { store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' }, channel);
+    const bob = await bobKeys.acceptChannel(establishment,
+      { sessions: store, peerDid: 'did:mesh:alice', associatedData: ad });
+
+    const m = await alice.send(utf8('hello bob'));    // saved before it is returned
+    console.log(fromUtf8(await bob.receive(m)));      // hello bob (saved before it is returned)
+
+    // After a restart: load the session and go on.
+    const bobAgain = await PersistentChannel.load(
+      { store, cipher, localDid: 'did:mesh:bob', peerDid: 'did:mesh:alice' });
+    await bobAgain!.send(utf8('hello alice'));
+    // --- end of README example ---
+    log.mockRestore();
+    expect(logged).toEqual(['hello bob']);
+    expect(bundle?.oneTimePreKeyId).toBe(0);
+    expect(store.countOneTimePreKeys('did:mesh:bob')).toBe(99);
+    expect([alice.version, bob.version, bobAgain?.version]).toEqual([2, 2, 3]);
+    const alice2 = await PersistentChannel.load({ store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' });
+    expect(alice2?.messageCount).toBe(1);
+    store.close();
+  });
+
+  it('saves every step: a reload in a "new process" continues both ways', async () => {
+    const store = new InMemoryStore();
+    const { alice, bob } = await openPair(store, cipher);
+    expect([alice.version, bob.version]).toEqual([1, 1]);
+    const m1 = await alice.send(utf8('one'));
+    expect(text(await bob.receive(m1))).toBe('one');
+    const where = (l: string, p: string) => ({ store, cipher, localDid: l, peerDid: p });
+    const alice2 = (await PersistentChannel.load(where('did:mesh:alice', 'did:mesh:bob'))) as PersistentChannel;
+    const bob2 = (await PersistentChannel.load(where('did:mesh:bob', 'did:mesh:alice'))) as PersistentChannel;
+    expect([alice2.version, bob2.version, alice2.messageCount, bob2.messageCount]).toEqual([2, 2, 1, 1]);
+    expect(text(await alice2.receive(await bob2.send(utf8('two'))))).toBe('two');
+    expect(text(await bob2.receive(await alice2.send(utf8('three'))))).toBe('three');
+    expect([alice2.localDid, alice2.peerDid]).toEqual(['did:mesh:alice', 'did:mesh:bob']);
+    expect(await PersistentChannel.load(where('did:mesh:bob', 'did:mesh:carol'))).toBeNull();
+  });
+
+  it('never returns a ciphertext it could not save, and reuses no key for anything returned', async () => {
+    const flaky = new FlakyStore();
+    const { alice, bob } = await openPair(flaky, cipher);
+    const m0 = await alice.send(utf8('m0'));
+    flaky.failSaves = true;
+    await expectCode(() => alice.send(utf8('lost')), 'STORE_ERROR', 'backend');
+    expect(alice.version).toBe(2);
+    flaky.failSaves = false;
+    const m1 = await alice.send(utf8('m1'));
+    // The failed send left no trace: the next message takes the same chain position.
+    expect([m0.header.messageNumber, m1.header.messageNumber]).toEqual([0, 1]);
+    expect(text(await bob.receive(m1))).toBe('m1');
+    expect(text(await bob.receive(m0))).toBe('m0');
+  });
+
+  it('on a failed save after decrypting, returns nothing and the message can be received again', async () => {
+    const flaky = new FlakyStore();
+    const { alice, bob } = await openPair(flaky, cipher);
+    const m = await alice.send(utf8('important'));
+    flaky.failSaves = true;
+    await expectCode(() => bob.receive(m), 'STORE_ERROR');
+    flaky.failSaves = false;
+    expect(text(await bob.receive(m))).toBe('important');
+    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE');
+  });
+
+  it('delivers before saving: a failing deliver saves nothing, a later one gets the message', async () => {
+    const store = new InMemoryStore();
+    const { alice, bob } = await openPair(store, cipher);
+    const m = await alice.send(utf8('job 1'));
+    const appError = new Error('application database down');
+    await expect(bob.receive(m, { deliver: () => Promise.reject(appError) })).rejects.toBe(appError);
+    expect(bob.version).toBe(1);
+    const got: string[] = [];
+    expect(text(await bob.receive(m, { deliver: async (pt) => void got.push(text(pt)) }))).toBe('job 1');
+    expect(got).toEqual(['job 1']);
+    await expectCode(() => bob.receive(m, { deliver: 'no' as never }), 'INVALID_ARGUMENT');
+  });
+
+  it('saves nothing when decryption fails, and goes on', async () => {
+    const flaky = new FlakyStore();
+    const { alice, bob } = await openPair(flaky, cipher);
+    const m = await alice.send(utf8('x'));
+    const bytes = Uint8Array.from(m.serialize());
+    bytes[bytes.length - 1] ^= 1;
+    const before = flaky.saves;
+    await expectCode(() => bob.receive(bytes), 'DECRYPT_FAILED');
+    await expectCode(() => bob.receive(new Uint8Array(10)), 'MALFORMED_MESSAGE');
+    expect([flaky.saves, bob.version]).toEqual([before, 1]);
+    expect(text(await bob.receive(m.serialize()))).toBe('x');
+    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE');
+    await expectCode(() => alice.send('text' as never), 'INVALID_ARGUMENT');
+  });
+
+  it('refuses a save based on a stale state (two processes on one session, SQLite)', async () => {
+    const path = join(dir, 'cas.sqlite');
+    const p1 = new SqliteStore(path);
+    const p2 = new SqliteStore(path); // a second connection, as a second process has
+    const { alice, bob } = await openPair(p1, cipher);
+    const where = { store: p2, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' };
+    const aliceInP2 = (await PersistentChannel.load(where)) as PersistentChannel;
+    const a = await alice.send(utf8('from process 1'));
+    let conflicts = 0;
+    try {
+      await aliceInP2.send(utf8('from process 2'));
+    } catch (e) {
+      expect((e as E2EError).code).toBe('STALE_STATE');
+      conflicts++;
+    }
+    expect(conflicts).toBe(1);
+    await aliceInP2.refresh();
+    const b = await aliceInP2.send(utf8('from process 2, again'));
+    expect([a.header.messageNumber, b.header.messageNumber]).toEqual([0, 1]);
+    expect(text(await bob.receive(b))).toBe('from process 2, again');
+    expect(text(await bob.receive(a))).toBe('from process 1');
+    // The stale process 1 is refused in turn, also for a receive (whose plaintext it then withholds).
+    const c = await bob.send(utf8('reply'));
+    await expectCode(() => alice.send(utf8('stale')), 'STALE_STATE');
+    const bobInP2 = (await PersistentChannel.load({ ...where, localDid: 'did:mesh:bob', peerDid: 'did:mesh:alice' })) as PersistentChannel;
+    await bobInP2.send(utf8('moves bob on'));
+    const d = await aliceInP2.send(utf8('to a stale bob'));
+    await expectCode(() => bob.receive(d), 'STALE_STATE');
+    await bob.refresh();
+    expect(text(await bob.receive(d))).toBe('to a stale bob');
+    await alice.refresh();
+    expect(text(await alice.receive(c))).toBe('reply');
+    p1.close();
+    p2.close();
+  });
+
+  it('runs concurrent calls on one object one at a time', async () => {
+    const store = new InMemoryStore();
+    const { alice, bob } = await openPair(store, cipher);
+    const sent = await Promise.all([1, 2, 3, 4, 5].map((i) => alice.send(utf8(`m${i}`))));
+    expect(sent.map((m) => m.header.messageNumber)).toEqual([0, 1, 2, 3, 4]);
+    expect(alice.version).toBe(6);
+    const got = await Promise.all(sent.reverse().map((m) => bob.receive(m)));
+    expect(got.map(text)).toEqual(['m5', 'm4', 'm3', 'm2', 'm1']);
+    expect(bob.messageCount).toBe(5);
+  });
+
+  it('closes, optionally deleting the saved session; a deleted session closes on refresh', async () => {
+    const store = new InMemoryStore();
+    const { alice, bob } = await openPair(store, cipher);
+    await alice.close();
+    await alice.close();
+    expect(alice.isClosed).toBe(true);
+    await expectCode(() => alice.send(utf8('x')), 'CHANNEL_CLOSED');
+    await expectCode(() => alice.receive(new Uint8Array(60)), 'CHANNEL_CLOSED');
+    await expectCode(() => alice.refresh(), 'CHANNEL_CLOSED');
+    expect(store.loadSession('did:mesh:alice', 'did:mesh:bob')).not.toBeNull();
+    const alive = (await PersistentChannel.load({ store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' })) as PersistentChannel;
+    await bob.receive(await alive.send(utf8('before the delete')));
+    await alive.close({ deleteSaved: true });
+    expect(store.loadSession('did:mesh:alice', 'did:mesh:bob')).toBeNull();
+    store.deleteSession('did:mesh:bob', 'did:mesh:alice');
+    await expectCode(() => bob.send(utf8('x')), 'STALE_STATE');
+    await expectCode(() => bob.refresh(), 'CHANNEL_CLOSED', 'session_deleted');
+    expect(bob.isClosed).toBe(true);
+  });
+
+  it('creates only where no session is saved, unless replacing; takes ownership of the channel', async () => {
+    const store = new InMemoryStore();
+    await openPair(store, cipher);
+    const bobMgr = makeAgent(1);
+    const loc = { store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' };
+    const second = SecureChannel.createSender(makeAgent(), bobMgr.getPublicBundle({ otkId: 0 })).channel;
+    await expectCode(() => PersistentChannel.create(loc, second), 'STALE_STATE');
+    expect(second.isClosed).toBe(true);
+    const third = SecureChannel.createSender(makeAgent(), bobMgr.getPublicBundle({ otkId: 0 })).channel;
+    const replaced = await PersistentChannel.create(loc, third, { replace: true });
+    expect(replaced.version).toBe(2);
+    const closed = SecureChannel.createSender(makeAgent(), bobMgr.getPublicBundle()).channel;
+    closed.close();
+    await expectCode(() => PersistentChannel.create({ ...loc, peerDid: 'did:mesh:x' }, closed), 'CHANNEL_CLOSED');
+    await expectCode(() => PersistentChannel.create(loc, {} as never), 'INVALID_ARGUMENT');
+  });
+
+  it('validates where it is saved', async () => {
+    const store = new InMemoryStore();
+    const ch = () => SecureChannel.createSender(makeAgent(), makeAgent().getPublicBundle()).channel;
+    const good = { store, cipher, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' };
+    const bad: unknown[] = [null, { ...good, cipher: {} }, { ...good, store: {} }, { ...good, localDid: '' }, { ...good, peerDid: 5 }];
+    for (const loc of bad) {
+      await expectCode(() => PersistentChannel.create(loc as never, ch()), 'INVALID_ARGUMENT');
+      await expectCode(() => PersistentChannel.load(loc as never), 'INVALID_ARGUMENT');
+    }
+    await expectCode(() => PersistentChannel.load(good, { now: 5 as never }), 'INVALID_ARGUMENT');
+  });
+
+  it('refuses a saved blob that was tampered with, moved to another slot, or sealed under another key', async () => {
+    const store = new InMemoryStore();
+    await openPair(store, cipher);
+    const rec = store.loadSession('did:mesh:alice', 'did:mesh:bob') as StoredRecord;
+    const loc = (l: string, p: string, c = cipher) => ({ store, cipher: c, localDid: l, peerDid: p });
+    store.saveSession('did:mesh:alice', 'did:mesh:carol', rec.data, 0);
+    await expectCode(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:carol')), 'STORE_ERROR', 'tampered');
+    await expectCode(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:bob', new StorageCipher(randomBytes(32)))), 'STORE_ERROR', 'unknown_storage_key');
+    const bad = Uint8Array.from(rec.data);
+    bad[40] ^= 1;
+    store.saveSession('did:mesh:alice', 'did:mesh:bob', bad, rec.version);
+    await expectCode(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:bob')), 'STORE_ERROR', 'tampered');
+    store.saveSession('did:mesh:alice', 'did:mesh:dave', cipher.seal(utf8('not a channel'), sessionContext('did:mesh:alice', 'did:mesh:dave')), 0);
+    await expectCode(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:dave')), 'STORE_ERROR', 'corrupt');
+  });
+
+  it('passes the clock through to the restored ratchet', async () => {
+    const store = new InMemoryStore();
+    const { alice } = await openPair(store, cipher);
+    await alice.send(utf8('x'));
+    let calls = 0;
+    const now = (): number => {
+      calls++;
+      return Date.now();
+    };
+    const loaded = (await PersistentChannel.load({ store, cipher, localDid: 'did:mesh:bob', peerDid: 'did:mesh:alice' }, { now })) as PersistentChannel;
+    const m = (await alice.send(utf8('y'))) as EncryptedMessage;
+    await loaded.receive(await alice.send(utf8('z')));
+    await loaded.receive(m);
+    expect(calls).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,85 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import Database = require('better-sqlite3');
+import { SQLITE_SCHEMA_VERSION, SqliteStore } from '../../lib/store';
+import { ready } from '../../lib/sodium';
+import { utf8 } from '../../lib/crypto';
+import { storeConformance } from './conformance';
+import { expectCode, makeAgent } from './helpers';
+
+const dir = mkdtempSync(join(tmpdir(), 'agentmesh-sqlite-'));
+let files = 0;
+const freshPath = (): string => join(dir, `store-${++files}.sqlite`);
+const paths = new WeakMap<object, string>();
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+storeConformance('SqliteStore', {
+  open: async () => {
+    const path = freshPath();
+    const s = new SqliteStore(path, { synchronous: 'NORMAL' });
+    paths.set(s, path);
+    return s;
+  },
+  reopen: async (previous) => {
+    const path = paths.get(previous) as string;
+    await previous.close();
+    const s = new SqliteStore(path);
+    paths.set(s, path);
+    return s;
+  },
+});
+
+describe('SqliteStore', () => {
+  beforeAll(() => ready());
+
+  it('uses WAL mode and records its schema version', () => {
+    const path = freshPath();
+    new SqliteStore(path).close();
+    const db = new Database(path);
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: String(SQLITE_SCHEMA_VERSION) });
+    db.close();
+  });
+
+  it('refuses a file written by a newer release', async () => {
+    const path = freshPath();
+    new SqliteStore(path).close();
+    const db = new Database(path);
+    db.prepare("UPDATE meta SET value = '99' WHERE key = 'schema_version'").run();
+    db.close();
+    await expectCode(() => new SqliteStore(path), 'STORE_ERROR', 'unknown_schema');
+  });
+
+  it('fails with STORE_ERROR on a file that is not a database', async () => {
+    const path = freshPath();
+    writeFileSync(path, 'this is not an SQLite database, but long enough to have a header....................');
+    await expectCode(() => new SqliteStore(path), 'STORE_ERROR', 'backend');
+    await expectCode(() => new SqliteStore(join(dir, 'missing-dir', 'x.sqlite')), 'STORE_ERROR', 'backend');
+  });
+
+  it('fails with STORE_ERROR once closed (close is idempotent)', async () => {
+    const s = new SqliteStore(freshPath());
+    s.close();
+    s.close();
+    await expectCode(() => s.getBundle('did:mesh:bob'), 'STORE_ERROR', 'backend');
+    await expectCode(() => s.saveSession('a', 'b', utf8('x'), 0), 'STORE_ERROR', 'backend');
+    await expectCode(() => s.storeBundle('did:mesh:bob', makeAgent().getPublicBundle()), 'STORE_ERROR', 'backend');
+  });
+
+  it('validates its options', async () => {
+    await expectCode(() => new SqliteStore(''), 'INVALID_ARGUMENT');
+    await expectCode(() => new SqliteStore(7 as never), 'INVALID_ARGUMENT');
+    await expectCode(() => new SqliteStore(freshPath(), { synchronous: 'OFF' as never }), 'INVALID_ARGUMENT');
+    await expectCode(() => new SqliteStore(freshPath(), { busyTimeoutMs: -1 }), 'INVALID_ARGUMENT');
+    await expectCode(() => new SqliteStore(freshPath(), { busyTimeoutMs: 1.5 }), 'INVALID_ARGUMENT');
+  });
+
+  it('is synchronous: results, not promises', () => {
+    const s = new SqliteStore(freshPath());
+    expect(s.countOneTimePreKeys('did:mesh:bob')).toBe(0);
+    expect(s.saveSession('a', 'b', utf8('x'), 0)).toBe(1);
+    s.close();
+  });
+});
