@@ -4,7 +4,7 @@
  * optional `spk`, the signed pre-key id, which the reference ignores).
  */
 import { E2EError } from '../errors';
-import { fromBase64, readU32BE, toBase64, writeU32BE } from '../crypto';
+import { fromBase64, parseJsonInput, readU32BE, toBase64, writeU32BE } from '../crypto';
 import { isU32 } from '../x3dh';
 
 /** The JSON transport form (standard base64). */
@@ -99,14 +99,7 @@ export class ChannelEstablishment implements ChannelEstablishmentFields {
 
   /** Parses the JSON transport form (object or text); `MALFORMED_MESSAGE` on any defect. */
   static fromJSON(json: ChannelEstablishmentJSON | string): ChannelEstablishment {
-    let j: unknown = json;
-    if (typeof json === 'string') {
-      try {
-        j = JSON.parse(json);
-      } catch {
-        throw new E2EError('MALFORMED_MESSAGE', 'establishment is not valid JSON');
-      }
-    }
+    const j = parseJsonInput(json, 'establishment');
     const o = j as Partial<ChannelEstablishmentJSON> | null;
     if (typeof o !== 'object' || o === null || typeof o.ik !== 'string' || typeof o.ek !== 'string') {
       throw new E2EError('MALFORMED_MESSAGE', 'establishment JSON needs ik and ek');

@@ -1,6 +1,7 @@
 /** HMAC-SHA256 (RFC 2104) over libsodium's `crypto_auth_hmacsha256`, on the shared WASM scratch. */
 import { E2EError } from '../errors';
 import { assertBytes } from './bytes';
+import { RawSodium } from '../sodium';
 import { scratch } from './heap';
 
 /** Bytes in an HMAC-SHA256 tag. */
@@ -46,25 +47,36 @@ export function chainKeyStep(chainKey: Uint8Array, messageKeyOut: Uint8Array, ne
     || !(nextChainKeyOut instanceof Uint8Array) || nextChainKeyOut.length !== 32) {
     throw new E2EError('INVALID_ARGUMENT', 'chain key step outputs must be 32-byte Uint8Arrays');
   }
-  const { raw, ptr } = scratch(2 * STATE_BYTES + 32 + 1 + 64);
+  const { raw, ptr } = scratch(CHAIN_KEY_STEP_HEAP_BYTES);
+  const { heap, mk, ckNext } = chainKeyStepInHeap(raw, ptr, chainKey);
+  messageKeyOut.set(heap.subarray(mk, mk + 32));
+  nextChainKeyOut.set(heap.subarray(ckNext, ckNext + 32));
+  heap.fill(0, ptr, ptr + CHAIN_KEY_STEP_HEAP_BYTES);
+}
+
+/** Heap bytes {@link chainKeyStepInHeap} uses from its pointer. @internal */
+export const CHAIN_KEY_STEP_HEAP_BYTES = 2 * STATE_BYTES + 32 + 1 + 32 + 32;
+
+/**
+ * KDF_CK in WASM memory at `ptr`: returns the heap and the offsets of MK and CK'. The caller copies
+ * what it needs and wipes the region. @internal
+ */
+export function chainKeyStepInHeap(raw: RawSodium, ptr: number, chainKey: Uint8Array): { heap: Uint8Array; mk: number; ckNext: number } {
   const st1 = ptr;
   const st2 = ptr + STATE_BYTES;
-  const k = st2 + STATE_BYTES;
-  const m = k + 32;
-  const mkOut = m + 1;
-  const ckOut = mkOut + 32;
-  const end = ckOut + 32;
+  const ck = st2 + STATE_BYTES;
+  const m = ck + 32;
+  const mk = m + 1;
+  const ckNext = mk + 32;
   const heap = raw.HEAPU8;
-  heap.set(chainKey, k);
-  raw._crypto_auth_hmacsha256_init(st1, k, 32);
+  heap.set(chainKey, ck);
+  raw._crypto_auth_hmacsha256_init(st1, ck, 32);
   heap.copyWithin(st2, st1, st1 + STATE_BYTES);
   heap[m] = 0x01;
   raw._crypto_auth_hmacsha256_update(st1, m, 1, 0);
-  raw._crypto_auth_hmacsha256_final(st1, mkOut);
+  raw._crypto_auth_hmacsha256_final(st1, mk);
   heap[m] = 0x02;
   raw._crypto_auth_hmacsha256_update(st2, m, 1, 0);
-  raw._crypto_auth_hmacsha256_final(st2, ckOut);
-  messageKeyOut.set(heap.subarray(mkOut, mkOut + 32));
-  nextChainKeyOut.set(heap.subarray(ckOut, end));
-  heap.fill(0, ptr, end);
+  raw._crypto_auth_hmacsha256_final(st2, ckNext);
+  return { heap, mk, ckNext };
 }

@@ -8,43 +8,14 @@
  * The message key never leaves WASM memory. Inputs are trusted (the ratchet checks them).
  */
 import { scratch } from './heap';
+import { CHAIN_KEY_STEP_HEAP_BYTES, chainKeyStepInHeap } from './hmac';
 
-const STATE_BYTES = 208; // libsodium 1.0.22's crypto_auth_hmacsha256_state
 const PREFIX = 4;
 const HEADER = 40;
 const NONCE = 12;
 const TAG = 16;
 /** Bytes of an envelope before the ciphertext: length prefix, header, nonce. */
 const BODY_START = PREFIX + HEADER + NONCE;
-
-interface Kdf {
-  heap: Uint8Array;
-  mk: number;
-  ckNext: number;
-}
-
-/** Writes MK and CK' of `chainKey` into the heap at the returned offsets (keyed HMAC state computed once). */
-function kdfChainKey(raw: ReturnType<typeof scratch>['raw'], ptr: number, chainKey: Uint8Array): Kdf {
-  const st1 = ptr;
-  const st2 = ptr + STATE_BYTES;
-  const ck = st2 + STATE_BYTES;
-  const m = ck + 32;
-  const mk = m + 1;
-  const ckNext = mk + 32;
-  const heap = raw.HEAPU8;
-  heap.set(chainKey, ck);
-  raw._crypto_auth_hmacsha256_init(st1, ck, 32);
-  heap.copyWithin(st2, st1, st1 + STATE_BYTES);
-  heap[m] = 0x01;
-  raw._crypto_auth_hmacsha256_update(st1, m, 1, 0);
-  raw._crypto_auth_hmacsha256_final(st1, mk);
-  heap[m] = 0x02;
-  raw._crypto_auth_hmacsha256_update(st2, m, 1, 0);
-  raw._crypto_auth_hmacsha256_final(st2, ckNext);
-  return { heap, mk, ckNext };
-}
-
-const KDF_BYTES = 2 * STATE_BYTES + 32 + 1 + 32 + 32;
 
 /**
  * Seals `plaintext` into `envelope` (whose prefix, header and nonce are already written) under the
@@ -54,9 +25,9 @@ const KDF_BYTES = 2 * STATE_BYTES + 32 + 1 + 32 + 32;
 export function sealMessage(chainKey: Uint8Array, envelope: Uint8Array, plaintext: Uint8Array, adPrefix: Uint8Array): void {
   const n = plaintext.length;
   const adLen = adPrefix.length;
-  const { raw, ptr } = scratch(KDF_BYTES + adLen + HEADER + NONCE + n + TAG + n);
-  const { heap, mk, ckNext } = kdfChainKey(raw, ptr, chainKey);
-  const a = ptr + KDF_BYTES;
+  const { raw, ptr } = scratch(CHAIN_KEY_STEP_HEAP_BYTES + adLen + HEADER + NONCE + n + TAG + n);
+  const { heap, mk, ckNext } = chainKeyStepInHeap(raw, ptr, chainKey);
+  const a = ptr + CHAIN_KEY_STEP_HEAP_BYTES;
   const npub = a + adLen + HEADER;
   const c = npub + NONCE;
   const m = c + n + TAG;
@@ -92,9 +63,9 @@ function open(
  * @internal the ratchet's receive path.
  */
 export function openMessage(chainKey: Uint8Array, nextChainKeyOut: Uint8Array, envelope: Uint8Array, adPrefix: Uint8Array): Uint8Array | null {
-  const { raw, ptr } = scratch(KDF_BYTES + adPrefix.length + 2 * envelope.length);
-  const { heap, mk, ckNext } = kdfChainKey(raw, ptr, chainKey);
-  const { plaintext, end } = open(raw, heap, mk, ptr + KDF_BYTES, envelope, adPrefix);
+  const { raw, ptr } = scratch(CHAIN_KEY_STEP_HEAP_BYTES + adPrefix.length + 2 * envelope.length);
+  const { heap, mk, ckNext } = chainKeyStepInHeap(raw, ptr, chainKey);
+  const { plaintext, end } = open(raw, heap, mk, ptr + CHAIN_KEY_STEP_HEAP_BYTES, envelope, adPrefix);
   if (plaintext !== null) nextChainKeyOut.set(heap.subarray(ckNext, ckNext + 32));
   heap.fill(0, ptr, end);
   return plaintext;

@@ -5,6 +5,7 @@
 import { E2EError } from '../errors';
 import { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES } from '../crypto/aead';
 import { fromBase64, readU32BE, toBase64, writeU32BE } from '../crypto/bytes';
+import { parseJsonInput } from '../crypto/json';
 import { MAX_PLAINTEXT_BYTES } from '../limits';
 import { HEADER_BYTES, MessageHeader, assertHeader, writeHeader } from './header';
 
@@ -113,14 +114,7 @@ export class EncryptedMessage {
 
   /** Parses the JSON transport form (object or text); `MALFORMED_MESSAGE` on any defect. */
   static fromJSON(json: EncryptedMessageJSON | string): EncryptedMessage {
-    let j: unknown = json;
-    if (typeof json === 'string') {
-      try {
-        j = JSON.parse(json);
-      } catch {
-        throw new E2EError('MALFORMED_MESSAGE', 'message is not valid JSON');
-      }
-    }
+    const j = parseJsonInput(json, 'message');
     const o = j as Partial<EncryptedMessageJSON> | null;
     if (typeof o !== 'object' || o === null || typeof o.header !== 'object' || o.header === null) {
       throw new E2EError('MALFORMED_MESSAGE', 'message JSON needs header and ciphertext');

@@ -1,6 +1,6 @@
 /** The public pre-key bundle an agent publishes so others can start X3DH with it, and its codecs. */
 import { E2EError } from '../errors';
-import { fromBase64Url, toBase64Url } from '../crypto';
+import { fromBase64Url, parseJsonInput, toBase64Url } from '../crypto';
 
 /** What a responder publishes (PROTOCOL.md, "X3DH"). All keys are 32 bytes, the signature 64. */
 export interface PreKeyBundle {
@@ -76,14 +76,7 @@ export function bundleToJSON(bundle: PreKeyBundle): PreKeyBundleJSON {
 
 /** A bundle from the registry's JSON form (an object or its JSON text); `MALFORMED_MESSAGE` on any defect. */
 export function bundleFromJSON(json: PreKeyBundleJSON | string): PreKeyBundle {
-  let j: unknown = json;
-  if (typeof json === 'string') {
-    try {
-      j = JSON.parse(json);
-    } catch {
-      throw new E2EError('MALFORMED_MESSAGE', 'bundle is not valid JSON');
-    }
-  }
+  const j = parseJsonInput(json, 'bundle');
   if (typeof j !== 'object' || j === null) throw new E2EError('MALFORMED_MESSAGE', 'bundle must be an object');
   const o = j as Record<string, unknown>;
   const spk = o.signed_pre_key as Record<string, unknown> | undefined;
