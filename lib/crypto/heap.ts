@@ -22,11 +22,15 @@ export function scratch(size: number): { raw: RawSodium; ptr: number } {
 }
 
 function grow(raw: RawSodium, size: number): void {
+  const want = Math.max(4096, size, capacity * 2);
   if (owner === raw && base !== 0) {
     raw.HEAPU8.fill(0, base, base + capacity);
     raw._free(base);
   }
-  const want = Math.max(4096, size, capacity * 2);
+  // Forget the freed block before allocating, so a failed allocation leaves no dangling pointer.
+  base = 0;
+  capacity = 0;
+  owner = null;
   const ptr = raw._malloc(want);
   if (ptr === 0) throw new E2EError('INVALID_ARGUMENT', `cannot allocate ${want} bytes of WASM memory`);
   owner = raw;

@@ -26,6 +26,14 @@ const EMPTY = new Uint8Array(0);
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 
+/** Largest associated data the ratchet accepts (1 MiB); `SecureChannel` allows less. */
+export const MAX_RATCHET_AD_BYTES = 1024 * 1024;
+
+function assertAd(ad: unknown): asserts ad is Uint8Array {
+  assertBytes(ad, 'associated data');
+  if (ad.length > MAX_RATCHET_AD_BYTES) throw new E2EError('INVALID_ARGUMENT', 'associated data above 1 MiB');
+}
+
 /** Options of a ratchet: its limits and, for tests, its clock. */
 export interface RatchetOptions extends Partial<RatchetLimits> {
   /** Milliseconds since the epoch; used to expire skipped keys (default `Date.now`). */
@@ -47,8 +55,9 @@ function keyAt(env: Uint8Array, offset: number, key: Uint8Array): boolean {
 
 function parse(message: EncryptedMessage | Uint8Array): Incoming {
   // An EncryptedMessage is decrypted through its envelope: one code path, the header bytes as sent.
-  const env = message instanceof EncryptedMessage ? message.serialize() : message;
-  if (!(env instanceof Uint8Array)) {
+  const env: unknown = message instanceof EncryptedMessage ? message.serialize() : message;
+  // isView, not instanceof: an object made from Uint8Array.prototype without a buffer must not pass.
+  if (!(env instanceof Uint8Array) || !ArrayBuffer.isView(env)) {
     throw new E2EError('MALFORMED_MESSAGE', 'message must be an EncryptedMessage or its serialized bytes');
   }
   if (env.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
@@ -124,7 +133,7 @@ export class DoubleRatchet {
   encrypt(plaintext: Uint8Array, ad: Uint8Array = EMPTY): EncryptedMessage {
     this.#assertUsable();
     assertBytes(plaintext, 'plaintext');
-    assertBytes(ad, 'associated data');
+    assertAd(ad);
     if (plaintext.length > MAX_PLAINTEXT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `plaintext above ${MAX_PLAINTEXT_BYTES} bytes`);
     const st = this.state;
     const ck = st.chainKeySend;
@@ -150,7 +159,7 @@ export class DoubleRatchet {
    */
   decrypt(message: EncryptedMessage | Uint8Array, ad: Uint8Array = EMPTY): Uint8Array {
     this.#assertUsable();
-    assertBytes(ad, 'associated data');
+    assertAd(ad);
     const m = parse(message);
     if (m.n >= MAX_COUNTER) throw new E2EError('MALFORMED_MESSAGE', 'message number out of range');
     const st = this.state;
@@ -169,7 +178,9 @@ export class DoubleRatchet {
     }
 
     if (st.dhRemote !== null && keyAt(m.env, 4, st.dhRemote)) return this.#decryptCurrentChain(m, ad);
-    if (st.retiredRemoteKeys.length > 0 && st.retiredRemoteKeys.includes(toHex(m.env.subarray(4, 36)))) {
+    const dhHex = st.retiredRemoteKeys.length > 0 || st.skippedKeys.size > 0 ? toHex(m.env.subarray(4, 36)) : '';
+    if (dhHex !== '' && (st.retiredRemoteKeys.includes(dhHex) || st.skippedKeys.hasChain(dhHex))) {
+      // An old chain (or a peer reusing an old ratchet key): never a new DH ratchet step.
       throw new E2EError('DUPLICATE_MESSAGE', 'message from an old chain was already decrypted (or its key expired)');
     }
     return this.#decryptNewChain(m, ad, this.#now());

@@ -43,6 +43,11 @@ export class SkippedKeys {
     return this.#chains.get(chain)?.get(messageNumber);
   }
 
+  /** Whether any key of the chain whose ratchet key has hex `chain` is kept. */
+  hasChain(chain: string): boolean {
+    return this.#chains.has(chain);
+  }
+
   /** Deletes and wipes that key. */
   delete(chain: string, messageNumber: number): void {
     const byNumber = this.#chains.get(chain);
@@ -61,13 +66,13 @@ export class SkippedKeys {
    * the oldest so that at most `max` remain.
    */
   add(key: SkippedKey, max: number, chain: string = toHex(key.dhPublicKey)): void {
+    // Replace first: deleting a chain's last key drops its map, so fetch the map only afterwards.
+    if (this.#chains.get(chain)?.has(key.messageNumber)) this.delete(chain, key.messageNumber);
     let byNumber = this.#chains.get(chain);
     if (!byNumber) {
       byNumber = new Map();
       this.#chains.set(chain, byNumber);
     }
-    const old = byNumber.get(key.messageNumber);
-    if (old) this.delete(chain, key.messageNumber);
     const e: Entry = {
       dhPublicKey: key.dhPublicKey, messageNumber: key.messageNumber, messageKey: key.messageKey, storedAt: key.storedAt,
       chain, live: true,
@@ -120,6 +125,14 @@ export class SkippedKeys {
 
   #deleteOldest(): void {
     const e = this.#front();
-    if (e) this.delete(e.chain, e.messageNumber);
+    if (!e) return;
+    if (this.#chains.get(e.chain)?.get(e.messageNumber) === e) {
+      this.delete(e.chain, e.messageNumber);
+    } else {
+      // Never expected; retire it anyway so eviction always makes progress.
+      memzero(e.messageKey);
+      e.live = false;
+      this.#size--;
+    }
   }
 }

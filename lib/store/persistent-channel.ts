@@ -177,7 +177,8 @@ export class PersistentChannel {
         throw e;
       }
       try {
-        if (deliver) await deliver(plaintext);
+        // A copy: if the save then fails, the plaintext is wiped, and the application's copy must survive.
+        if (deliver) await deliver(Uint8Array.from(plaintext));
         await this.#commit(scratch);
       } catch (e) {
         scratch.close();

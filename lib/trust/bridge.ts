@@ -262,7 +262,8 @@ export class EncryptedTrustBridge implements TrustEndpoint {
         throw trustRejected(TrustRejectReason.KEY_MISMATCH, 'the registry key changed since the peer was verified');
       }
     }
-    const seen = `${e.signedPreKeyId ?? 'current'}:${toHex(e.ephemeralPublicKey)}`;
+    // The signed pre-key id resolved first: with and without an explicit id, one establishment is one entry.
+    const seen = `${e.signedPreKeyId ?? this.#manager.signedPreKey?.keyId ?? 'none'}:${toHex(e.ephemeralPublicKey)}`;
     if (this.#accepted.has(seen)) throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted');
     const otkId = e.usedOneTimeKeyId;
     if (otkId !== undefined) {

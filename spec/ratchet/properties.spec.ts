@@ -194,7 +194,7 @@ const skipId = (chain: number, n: number): string => `${chain}:${n}`;
 /**
  * The outcome of receiving a message with header `h`; only an `authentic` one can decrypt. The order
  * of the checks is the documented one: counter range, skipped keys, current chain (replay and
- * window before authentication), remembered old chains, then a DH ratchet step.
+ * window before authentication), remembered old chains and chains with skipped keys, then a DH ratchet step.
  */
 function expectReceive(rx: PartyModel, h: ModelHeader, authentic: boolean, limits: RatchetLimits, now: number): Expected {
   if (h.n >= MAX_COUNTER) return fail('MALFORMED_MESSAGE');
@@ -208,6 +208,8 @@ function expectReceive(rx: PartyModel, h: ModelHeader, authentic: boolean, limit
     return authentic ? ok('current') : fail('DECRYPT_FAILED');
   }
   if (h.chain !== null && rx.retired.includes(h.chain)) return fail('DUPLICATE_MESSAGE');
+  // A chain that still has skipped keys is an old chain too, even when no longer remembered (e.g. after a dict restore).
+  if (h.chain !== null && rx.skipped.some((k) => k.id.startsWith(`${h.chain}:`))) return fail('DUPLICATE_MESSAGE');
   const oldChainGap = rx.hasRecvChain && h.pn > rx.recvN ? h.pn - rx.recvN : 0;
   if (oldChainGap > limits.maxSkip || h.n > limits.maxSkip) return fail('TOO_MANY_SKIPPED');
   if (h.lowOrder) return fail('MALFORMED_MESSAGE');

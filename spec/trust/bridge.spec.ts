@@ -228,6 +228,17 @@ describe('EncryptedTrustBridge: open and accept', () => {
     expect(fromUtf8(w.bc.receive(w.ac.send(utf8('still here'))))).toBe('still here');
   });
 
+  test('a replay that drops (or adds) the signed pre-key id is the same establishment: DUPLICATE_MESSAGE', async () => {
+    const w = await connected();
+    const est = w.aliceBridge.getSession(w.bob.did)!.establishment;
+    expect(est.signedPreKeyId).toBe(0);
+    await w.aliceBridge.verifyPeer(w.bob.did);
+    const withoutId = new ChannelEstablishment({ ...est, signedPreKeyId: undefined, usedOneTimeKeyId: undefined });
+    const e = await rejectionOf(w.bobBridge.acceptSecureChannel(w.alice.did, withoutId));
+    expect(e.code).toBe('DUPLICATE_MESSAGE');
+    expect(fromUtf8(w.bc.receive(w.ac.send(utf8('still here'))))).toBe('still here');
+  });
+
   test('an establishment naming an unknown one-time key is OTK_NOT_FOUND, and creates no session', async () => {
     const w = world();
     const bundle = await w.bobBridge.publishPrekeyBundle();
