@@ -6,12 +6,8 @@
 import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import Database = require('better-sqlite3');
 import { ready } from '../../lib/sodium';
-import { randomBytes, toHex } from '../../lib/crypto';
-import { SqliteStore, StorageCipher } from '../../lib/store';
-import { ALICE, BOB, NETWORK_SCHEMA } from './fixtures/network';
-import { collect, openPair, spawnFixture, waitForLine } from './helpers';
+import { collect, prepareSessionFiles, spawnFixture, waitForLine } from './helpers';
 
 const PER_PROCESS = 100;
 
@@ -21,19 +17,7 @@ describe('two processes on one session (SQLite)', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('never forks the session: stale saves are refused, every message decrypts once', async () => {
-    const storageKey = randomBytes(32);
-    const storePath = join(dir, 'store.sqlite');
-    const netPath = join(dir, 'network.sqlite');
-    const store = new SqliteStore(storePath);
-    const { alice, bob } = await openPair(store, new StorageCipher(storageKey), { alice: ALICE, bob: BOB });
-    await alice.close();
-    await bob.close();
-    store.close();
-    const net = new Database(netPath);
-    net.pragma('journal_mode = WAL');
-    net.exec(NETWORK_SCHEMA);
-
-    const env = { STORAGE_KEY_HEX: toHex(storageKey) };
+    const { storePath, netPath, env, net } = await prepareSessionFiles(dir, '');
     const workers = [0, 1].map(() => {
       const child = spawnFixture('session-worker.ts', [storePath, netPath, 'contend', String(PER_PROCESS)], env);
       return { child, out: collect(child) };

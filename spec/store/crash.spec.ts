@@ -9,10 +9,10 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import Database = require('better-sqlite3');
 import { ready } from '../../lib/sodium';
-import { fromUtf8, randomBytes, toHex, utf8 } from '../../lib/crypto';
+import { fromUtf8, utf8 } from '../../lib/crypto';
 import { PersistentChannel, SqliteStore, StorageCipher } from '../../lib/store';
-import { ALICE, BOB, NETWORK_SCHEMA } from './fixtures/network';
-import { collect, openPair, spawnFixture, waitForLine } from './helpers';
+import { ALICE, BOB } from './fixtures/network';
+import { collect, prepareSessionFiles, spawnFixture, waitForLine } from './helpers';
 
 const KILLS = Number(process.env.CRASH_KILLS ?? 200);
 const LANES = 2; // independent store/network pairs, run side by side (the machine has 2 cores)
@@ -27,19 +27,9 @@ interface Lane {
 }
 
 async function setUpLane(dir: string, i: number): Promise<Lane> {
-  const storageKey = randomBytes(32);
-  const storePath = join(dir, `store-${i}.sqlite`);
-  const netPath = join(dir, `network-${i}.sqlite`);
-  const store = new SqliteStore(storePath);
-  const { alice, bob } = await openPair(store, new StorageCipher(storageKey), { alice: ALICE, bob: BOB });
-  await alice.close();
-  await bob.close();
-  store.close();
-  const net = new Database(netPath);
-  net.pragma('journal_mode = WAL');
-  net.exec(NETWORK_SCHEMA);
+  const { storePath, netPath, env, net } = await prepareSessionFiles(dir, `-${i}`);
   net.close();
-  return { storePath, netPath, env: { STORAGE_KEY_HEX: toHex(storageKey) }, kills: 0, beforeReady: 0 };
+  return { storePath, netPath, env, kills: 0, beforeReady: 0 };
 }
 
 /** One life of the child: start it, let it work for a random moment, SIGKILL it. */

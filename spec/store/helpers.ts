@@ -2,10 +2,12 @@
 import { ChildProcess, spawn, spawnSync } from 'child_process';
 import { randomBytes as nodeRandomBytes } from 'crypto';
 import { join } from 'path';
+import Database = require('better-sqlite3');
+import { ALICE, BOB, NETWORK_SCHEMA } from './fixtures/network';
 import { E2EError, ErrorCode } from '../../lib/errors';
-import { ed25519KeyPair, toHex, utf8 } from '../../lib/crypto';
+import { ed25519KeyPair, randomBytes, toHex, utf8 } from '../../lib/crypto';
 import { SecureChannel } from '../../lib/channel';
-import { PersistentChannel, SessionStore, StorageCipher } from '../../lib/store';
+import { PersistentChannel, SessionStore, SqliteStore, StorageCipher } from '../../lib/store';
 import { PreKeyBundle, X3DHKeyManager } from '../../lib/x3dh';
 
 /** Awaits `f()` (sync or async) and asserts it fails with an `E2EError` of `code` (and `reason`, when given). */
@@ -130,4 +132,26 @@ export async function openPair(store: SessionStore, cipher: StorageCipher, dids 
   const bob = await PersistentChannel.create({ store, cipher, localDid: dids.bob, peerDid: dids.alice },
     SecureChannel.createReceiver(bobMgr, establishment, ad));
   return { alice, bob, aliceMgr, bobMgr };
+}
+
+/**
+ * Files for the child-process session tests: a SQLite store holding a saved Alice/Bob session (under
+ * a fresh storage key, passed to children as STORAGE_KEY_HEX) and an empty "network" database in WAL
+ * mode that the children exchange messages through. Returns the network database, open.
+ */
+export async function prepareSessionFiles(dir: string, name: string): Promise<{
+  storePath: string; netPath: string; env: Record<string, string>; net: Database.Database;
+}> {
+  const storageKey = randomBytes(32);
+  const storePath = join(dir, `store${name}.sqlite`);
+  const netPath = join(dir, `network${name}.sqlite`);
+  const store = new SqliteStore(storePath);
+  const { alice, bob } = await openPair(store, new StorageCipher(storageKey), { alice: ALICE, bob: BOB });
+  await alice.close();
+  await bob.close();
+  store.close();
+  const net = new Database(netPath);
+  net.pragma('journal_mode = WAL');
+  net.exec(NETWORK_SCHEMA);
+  return { storePath, netPath, env: { STORAGE_KEY_HEX: toHex(storageKey) }, net };
 }
