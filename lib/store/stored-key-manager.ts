@@ -11,8 +11,8 @@
  * (reason `establishment_replay`).
  */
 import { E2EError, isE2EError } from '../errors';
-import { concatBytes, fromUtf8, memzero, sha256, toHex, utf8 } from '../crypto';
-import { KeyManagerState, X3DHKeyManager } from '../x3dh';
+import { concatBytes, memzero, sha256, toHex } from '../crypto';
+import { X3DHKeyManager } from '../x3dh';
 import { ChannelEstablishment, ChannelEstablishmentFields, ChannelOptions, SecureChannel } from '../channel';
 import { PersistentChannel } from './persistent-channel';
 import { StorageCipher } from './storage-cipher';
@@ -60,7 +60,7 @@ function keysContext(did: string): string {
 }
 
 function seal(cipher: StorageCipher, did: string, m: X3DHKeyManager): Uint8Array {
-  const bytes = utf8(JSON.stringify(m.exportState()));
+  const bytes = m.toBytes();
   try {
     return cipher.seal(bytes, keysContext(did));
   } finally {
@@ -71,7 +71,7 @@ function seal(cipher: StorageCipher, did: string, m: X3DHKeyManager): Uint8Array
 function restore(cipher: StorageCipher, did: string, rec: StoredRecord): X3DHKeyManager {
   const bytes = cipher.open(rec.data, keysContext(did));
   try {
-    return X3DHKeyManager.fromState(JSON.parse(fromUtf8(bytes)) as KeyManagerState);
+    return X3DHKeyManager.fromBytes(bytes);
   } catch {
     throw new E2EError('STORE_ERROR', 'the saved key manager does not parse', 'corrupt');
   } finally {
@@ -80,7 +80,12 @@ function restore(cipher: StorageCipher, did: string, rec: StoredRecord): X3DHKey
 }
 
 function copyOf(m: X3DHKeyManager): X3DHKeyManager {
-  return X3DHKeyManager.fromState(m.exportState());
+  const bytes = m.toBytes();
+  try {
+    return X3DHKeyManager.fromBytes(bytes);
+  } finally {
+    memzero(bytes);
+  }
 }
 
 /** The replay fingerprint of an establishment: SHA-256(initiator identity ‖ ephemeral key), hex. */

@@ -5,8 +5,8 @@
 import { E2EError } from '../errors';
 import {
   X25519KeyPair, assertBytes, assertKey, concatBytes, constantTimeEqual, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
-  ed25519SecretKeyToX25519, ed25519Sign, ed25519Verify, fromHex, memzero, toHex, x25519, x25519KeyPair,
-  x25519PublicKey,
+  ed25519SecretKeyToX25519, ed25519Sign, ed25519Verify, fromHex, memzero, readU32BE, toHex, writeU32BE, x25519,
+  x25519KeyPair, x25519PublicKey,
 } from '../crypto';
 import { PreKeyBundle, assertBundleShape, isU32 } from './bundle';
 import { x3dhKdf } from './kdf';
@@ -332,6 +332,96 @@ export class X3DHKeyManager {
     mgr.#currentSignedPreKeyId = cur;
     mgr.#nextSignedPreKeyId = state.nextSignedPreKeyId;
     mgr.#nextOneTimePreKeyId = state.nextOneTimePreKeyId;
+    return mgr;
+  }
+
+  /**
+   * The private state in binary (versioned, `"AMK" 0x01`): what a store seals, with no secret ever
+   * turned into a string (JS strings cannot be wiped). Wipe the result with `memzero` once sealed.
+   * Layout: `"AMK" 0x01 ‖ identity secret key(64) ‖ f64be(next SPK id) ‖ f64be(next OTK id) ‖
+   * u8(has current) ‖ u32be(current SPK id) ‖ u32be(n) ‖ n × (u32be id ‖ priv(32) ‖ pub(32) ‖ sig(64) ‖
+   * f64be created) ‖ u32be(m) ‖ m × (u32be id ‖ priv(32) ‖ pub(32))`.
+   */
+  toBytes(): Uint8Array {
+    const spks = [...this.#signedPreKeys.values()];
+    const otks = [...this.#oneTimePreKeys.values()];
+    const out = new Uint8Array(4 + 64 + 16 + 5 + 4 + spks.length * 140 + 4 + otks.length * 68);
+    const view = new DataView(out.buffer);
+    out.set([0x41, 0x4d, 0x4b, 0x01]);
+    out.set(this.#identitySecretKey, 4);
+    let off = 68;
+    view.setFloat64(off, this.#nextSignedPreKeyId);
+    view.setFloat64(off + 8, this.#nextOneTimePreKeyId);
+    off += 16;
+    out[off] = this.#currentSignedPreKeyId === null ? 0 : 1;
+    writeU32BE(out, off + 1, this.#currentSignedPreKeyId ?? 0);
+    writeU32BE(out, off + 5, spks.length);
+    off += 9;
+    for (const k of spks) {
+      writeU32BE(out, off, k.keyId);
+      out.set(k.keyPair.privateKey, off + 4);
+      out.set(k.keyPair.publicKey, off + 36);
+      out.set(k.signature, off + 68);
+      view.setFloat64(off + 132, k.createdAt);
+      off += 140;
+    }
+    writeU32BE(out, off, otks.length);
+    off += 4;
+    for (const k of otks) {
+      writeU32BE(out, off, k.keyId);
+      out.set(k.keyPair.privateKey, off + 4);
+      out.set(k.keyPair.publicKey, off + 36);
+      off += 68;
+    }
+    return out;
+  }
+
+  /**
+   * A manager restored from {@link toBytes}; `MALFORMED_MESSAGE` on any defect, `BAD_SIGNATURE` if a
+   * stored signed pre-key signature does not verify. The bytes are trusted to be our own (the
+   * stores authenticate them): public keys are not recomputed.
+   */
+  static fromBytes(bytes: Uint8Array): X3DHKeyManager {
+    const bad = (why: string): E2EError => new E2EError('MALFORMED_MESSAGE', `bad key manager state: ${why}`);
+    if (!(bytes instanceof Uint8Array) || bytes.length < 97) throw bad('too short');
+    if (bytes[0] !== 0x41 || bytes[1] !== 0x4d || bytes[2] !== 0x4b) throw bad('not a key manager state');
+    if (bytes[3] !== 0x01) throw bad(`unknown version ${bytes[3]}`);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const mgr = X3DHKeyManager.fromEd25519Keys(bytes.subarray(4, 68), bytes.subarray(36, 68));
+    const nextSpk = view.getFloat64(68);
+    const nextOtk = view.getFloat64(76);
+    const isCounter = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 2 ** 32;
+    if (!isCounter(nextSpk) || !isCounter(nextOtk)) throw bad('key id counters');
+    let off = 84;
+    const hasCurrent = bytes[off];
+    const current = readU32BE(bytes, off + 1);
+    const nSpk = readU32BE(bytes, off + 5);
+    off += 9;
+    if (hasCurrent > 1 || nSpk > 1024 || off + nSpk * 140 + 4 > bytes.length) throw bad('signed pre-keys');
+    for (let i = 0; i < nSpk; i++, off += 140) {
+      const keyId = readU32BE(bytes, off);
+      const keyPair = { privateKey: bytes.slice(off + 4, off + 36), publicKey: bytes.slice(off + 36, off + 68) };
+      const signature = bytes.slice(off + 68, off + 132);
+      const createdAt = view.getFloat64(off + 132);
+      if (!Number.isFinite(createdAt)) throw bad('signed pre-key time');
+      if (!ed25519Verify(signature, keyPair.publicKey, mgr.identityKeyEd)) {
+        throw new E2EError('BAD_SIGNATURE', 'stored signed pre-key signature does not verify');
+      }
+      mgr.#signedPreKeys.set(keyId, { keyId, keyPair, signature, createdAt });
+    }
+    const nOtk = readU32BE(bytes, off);
+    off += 4;
+    if (bytes.length !== off + nOtk * 68) throw bad('one-time pre-keys');
+    for (let i = 0; i < nOtk; i++, off += 68) {
+      const keyId = readU32BE(bytes, off);
+      mgr.#oneTimePreKeys.set(keyId, {
+        keyId, keyPair: { privateKey: bytes.slice(off + 4, off + 36), publicKey: bytes.slice(off + 36, off + 68) },
+      });
+    }
+    if (hasCurrent === 1 && !mgr.#signedPreKeys.has(current)) throw bad('current signed pre-key missing');
+    mgr.#currentSignedPreKeyId = hasCurrent === 1 ? current : null;
+    mgr.#nextSignedPreKeyId = nextSpk;
+    mgr.#nextOneTimePreKeyId = nextOtk;
     return mgr;
   }
 

@@ -242,3 +242,47 @@ describe('verification cache', () => {
     expectE2EError(() => alice.initiate({ ...bundle, identityKeyEd: other.identityKeyEd }), 'BAD_SIGNATURE');
   });
 });
+
+describe('toBytes / fromBytes (binary private state)', () => {
+  test('round-trips every key and counter; a restored manager responds and continues its ids', () => {
+    const alice = manager();
+    const { bob, bundle } = published();
+    bob.generateSignedPreKey(); // two SPKs, current = 1
+    const a = alice.initiate(bundle); // made against SPK 0
+    const bytes = bob.toBytes();
+    expect(Array.from(bytes.subarray(0, 4))).toEqual([0x41, 0x4d, 0x4b, 0x01]);
+    const bob2 = X3DHKeyManager.fromBytes(bytes);
+    expect(bob2.signedPreKeyIds).toEqual([0, 1]);
+    expect(bob2.signedPreKey!.keyId).toBe(1);
+    expect(bob2.oneTimePreKeyIds).toEqual([0, 1, 2]);
+    expect(toHex(bob2.toBytes())).toBe(toHex(bytes));
+    const b = bob2.respond({ peerIdentityKey: alice.identityKey.publicKey, ephemeralPublicKey: a.ephemeralPublicKey, usedOneTimeKeyId: 1, signedPreKeyId: 0 });
+    expect(toHex(b.sharedSecret)).toBe(toHex(a.sharedSecret));
+    expect(bob2.generateOneTimePreKeys(1)[0].keyId).toBe(3);
+    expect(bob2.generateSignedPreKey().keyId).toBe(2);
+  });
+
+  test('a manager with no signed pre-key round-trips too', () => {
+    const m = manager();
+    const back = X3DHKeyManager.fromBytes(m.toBytes());
+    expect(back.signedPreKey).toBeNull();
+    expect(toHex(back.identityKeyEd)).toBe(toHex(m.identityKeyEd));
+  });
+
+  test('damaged bytes are typed errors', () => {
+    const { bob } = published();
+    const bytes = bob.toBytes();
+    for (const cut of [0, 3, 50, 96, 100, bytes.length - 1]) expectE2EError(() => X3DHKeyManager.fromBytes(bytes.subarray(0, cut)), 'MALFORMED_MESSAGE');
+    const v2 = Uint8Array.from(bytes);
+    v2[3] = 2;
+    expectE2EError(() => X3DHKeyManager.fromBytes(v2), 'MALFORMED_MESSAGE');
+    expectE2EError(() => X3DHKeyManager.fromBytes(new Uint8Array([...bytes, 0])), 'MALFORMED_MESSAGE');
+    const badSig = Uint8Array.from(bytes);
+    badSig[84 + 9 + 68] ^= 1; // first signed pre-key's signature
+    expectE2EError(() => X3DHKeyManager.fromBytes(badSig), 'BAD_SIGNATURE');
+    const badCur = Uint8Array.from(bytes);
+    badCur[84 + 4] = 9; // current id → 9, not stored
+    expectE2EError(() => X3DHKeyManager.fromBytes(badCur), 'MALFORMED_MESSAGE');
+    expectE2EError(() => X3DHKeyManager.fromBytes('x' as never), 'MALFORMED_MESSAGE');
+  });
+});
