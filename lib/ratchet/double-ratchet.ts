@@ -163,10 +163,13 @@ export class DoubleRatchet {
     const m = parse(message);
     if (m.n >= MAX_COUNTER) throw new E2EError('MALFORMED_MESSAGE', 'message number out of range');
     const st = this.state;
+    const onCurrentChain = st.dhRemote !== null && keyAt(m.env, 4, st.dhRemote);
+    // Hex of a ratchet key that is not the current one, made at most once per message.
+    let otherHex = '';
 
     if (st.skippedKeys.size > 0) {
       const now = this.#now();
-      const chain = st.dhRemote !== null && keyAt(m.env, 4, st.dhRemote) ? this.#remoteHex() : toHex(m.env.subarray(4, 36));
+      const chain = onCurrentChain ? this.#remoteHex() : (otherHex = toHex(m.env.subarray(4, 36)));
       const skipped = st.skippedKeys.get(chain, m.n);
       if (skipped && !this.#expired(skipped, now)) {
         const pt = openMessageWithKey(skipped.messageKey, m.env, ad);
@@ -177,9 +180,9 @@ export class DoubleRatchet {
       }
     }
 
-    if (st.dhRemote !== null && keyAt(m.env, 4, st.dhRemote)) return this.#decryptCurrentChain(m, ad);
-    const dhHex = st.retiredRemoteKeys.length > 0 || st.skippedKeys.size > 0 ? toHex(m.env.subarray(4, 36)) : '';
-    if (dhHex !== '' && (st.retiredRemoteKeys.includes(dhHex) || st.skippedKeys.hasChain(dhHex))) {
+    if (onCurrentChain) return this.#decryptCurrentChain(m, ad);
+    if (otherHex === '' && (st.retiredRemoteKeys.length > 0 || st.skippedKeys.size > 0)) otherHex = toHex(m.env.subarray(4, 36));
+    if (otherHex !== '' && (st.retiredRemoteKeys.includes(otherHex) || st.skippedKeys.hasChain(otherHex))) {
       // An old chain (or a peer reusing an old ratchet key): never a new DH ratchet step.
       throw new E2EError('DUPLICATE_MESSAGE', 'message from an old chain was already decrypted (or its key expired)');
     }

@@ -103,6 +103,11 @@ function envelopeOfJson(json: unknown): Uint8Array | null {
     return null;
   }
   if (key.length !== 32 || body.length < 28) return null;
+  return envelopeOf(key, pn, n, body);
+}
+
+/** The binary envelope `u32be(40) ‖ key ‖ u32be(PN) ‖ u32be(N) ‖ body`. */
+function envelopeOf(key: Uint8Array, pn: number, n: number, body: Uint8Array): Uint8Array {
   const env = new Uint8Array(44 + body.length);
   writeU32BE(env, 0, 40);
   env.set(key, 4);
@@ -351,12 +356,7 @@ describe.each([['bare DoubleRatchet', 'ratchet'], ['SecureChannel', 'channel']] 
     for (const [, key] of keys) {
       for (const pn of pns) {
         for (const n of ns) {
-          const t = new Uint8Array(44 + body.length);
-          writeU32BE(t, 0, 40);
-          t.set(key, 4);
-          writeU32BE(t, 36, pn);
-          writeU32BE(t, 40, n);
-          t.set(body, 44);
+          const t = envelopeOf(key, pn, n, body);
           // The grid contains a5 itself (current key, PN 2, N 3): that one is no forgery.
           if (toHex(t) === genuine) skipped++;
           else atk.envelope('forged header', t);
