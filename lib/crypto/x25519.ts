@@ -51,3 +51,33 @@ export function x25519(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Arra
   }
   return shared;
 }
+
+/**
+ * The canonical encoding of an X25519 public key (RFC 7748 §5): bit 255 cleared and the value
+ * reduced modulo p = 2^255 − 19. X25519 ignores bit 255 and maps encodings ≥ p onto their
+ * residue, so two encodings that differ only that way are the same key to the curve; wherever a
+ * public key stands for an identity (replay memory, caches, bindings) compare this form.
+ * Returns a new array; `INVALID_KEY` on a wrong length.
+ */
+export function canonicalX25519PublicKey(publicKey: Uint8Array): Uint8Array {
+  assertKey(publicKey, 'X25519 public key', X25519_BYTES);
+  const out = Uint8Array.from(publicKey);
+  out[31] &= 0x7f;
+  // After masking, the value is ≥ p only for 2^255 − 19 … 2^255 − 1: byte 31 = 0x7f, bytes 1–30 =
+  // 0xff, byte 0 ≥ 0xed. Subtracting p leaves byte 0 − 0xed and zeros. Branch-free over the bytes.
+  let high = out[31] ^ 0x7f;
+  for (let i = 1; i < 31; i++) high |= out[i] ^ 0xff;
+  const geP = ((high - 1) >>> 31) & (((0xec - out[0]) >>> 31) & 1); // 1 iff high == 0 and out[0] ≥ 0xed
+  const mask = -geP & 0xff;
+  out[0] = (out[0] & ~mask) | ((out[0] - 0xed) & mask);
+  for (let i = 1; i < 32; i++) out[i] &= ~mask;
+  return out;
+}
+
+/** Whether `publicKey` is already in canonical form (see {@link canonicalX25519PublicKey}). */
+export function isCanonicalX25519PublicKey(publicKey: Uint8Array): boolean {
+  const c = canonicalX25519PublicKey(publicKey);
+  let d = 0;
+  for (let i = 0; i < 32; i++) d |= c[i] ^ publicKey[i];
+  return d === 0;
+}

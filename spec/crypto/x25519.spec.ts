@@ -1,5 +1,6 @@
 /** X25519: every Wycheproof case, RFC 7748 known answers, and every error path. */
-import { fromHex, toHex, x25519, x25519KeyPair, x25519PublicKey, X25519_BYTES } from '../../lib/crypto';
+import fc from 'fast-check';
+import { canonicalX25519PublicKey, fromHex, isCanonicalX25519PublicKey, toHex, x25519, x25519KeyPair, x25519PublicKey, X25519_BYTES } from '../../lib/crypto';
 import { ready } from '../../lib/sodium';
 import { expectE2EError } from '../helpers/expect-error';
 import { XdhCompCase, XdhGroupFields, hex, loadWycheproof, runCases } from '../helpers/wycheproof';
@@ -169,5 +170,48 @@ describe('errors', () => {
   ])('a low-order public key, %s: all-zero result refused with INVALID_KEY', (_, u) => {
     const e = expectE2EError(() => x25519(priv, fromHex(u)), 'INVALID_KEY');
     expect(e.message).not.toMatch(/[0-9a-f]{64}/);
+  });
+});
+
+describe('canonicalX25519PublicKey', () => {
+  const priv = fromHex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a');
+  const pub = fromHex('de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f');
+
+  test('known answers: bit 255 cleared, values ≥ p reduced', () => {
+    const flipped = Uint8Array.from(pub);
+    flipped[31] |= 0x80;
+    expect(toHex(canonicalX25519PublicKey(flipped))).toBe(toHex(pub));
+    const cases: [string, string][] = [
+      ['ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', 'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f'],
+      ['edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', '00'.repeat(32)],
+      ['eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff', '01' + '00'.repeat(31)],
+      ['ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff', '12' + '00'.repeat(31)],
+      ['edfffffffffffffffffffffffffffffffffffffffffffffffffffffffeffff7f', 'edfffffffffffffffffffffffffffffffffffffffffffffffffffffffeffff7f'],
+    ];
+    for (const [input, want] of cases) expect(toHex(canonicalX25519PublicKey(fromHex(input)))).toBe(want);
+    expect(isCanonicalX25519PublicKey(pub)).toBe(true);
+    expect(isCanonicalX25519PublicKey(flipped)).toBe(false);
+    expect(flipped[31] & 0x80).toBe(0x80); // the input is not modified
+  });
+
+  test('any encoding and its canonical form give the same X25519 result; canonical is idempotent', () => {
+    fc.assert(fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.boolean(), fc.integer({ min: 0, max: 18 }), (k, high, small) => {
+      const input = Uint8Array.from(k);
+      if (high) { input.fill(0xff); input[0] = 0xed + small; }
+      const c = canonicalX25519PublicKey(input);
+      expect(canonicalX25519PublicKey(c)).toEqual(c);
+      expect(isCanonicalX25519PublicKey(c)).toBe(true);
+      expect(c[31] & 0x80).toBe(0);
+      let viaInput: string | undefined;
+      let viaCanonical: string | undefined;
+      try { viaInput = toHex(x25519(priv, input)); } catch (e) { viaInput = (e as { code: string }).code; }
+      try { viaCanonical = toHex(x25519(priv, c)); } catch (e) { viaCanonical = (e as { code: string }).code; }
+      expect(viaCanonical).toBe(viaInput);
+    }), { numRuns: 300 });
+  });
+
+  test('wrong lengths: INVALID_KEY', () => {
+    expectE2EError(() => canonicalX25519PublicKey(new Uint8Array(31)), 'INVALID_KEY');
+    expectE2EError(() => isCanonicalX25519PublicKey(null as unknown as Uint8Array), 'INVALID_KEY');
   });
 });
