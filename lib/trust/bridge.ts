@@ -11,9 +11,10 @@
  * before any key exchange or ratchet state exists. Channel AD = UTF-8 `initiatorDid|responderDid`.
  */
 import { E2EError, isE2EError } from '../errors';
-import { constantTimeEqual, toHex, utf8 } from '../crypto';
+import { canonicalX25519PublicKey, constantTimeEqual, toHex, utf8 } from '../crypto';
 import { PreKeyBundle, X3DHKeyManager, assertBundleShape, x25519FormOfEd25519 } from '../x3dh';
 import { ChannelEstablishment, ChannelEstablishmentFields, ChannelOptions, SecureChannel } from '../channel';
+import { EncryptedMessage } from '../ratchet';
 import { normalizeCapabilities } from './capabilities';
 import { assertMeshDid } from './did';
 import { HandshakeResult, TrustHandshake } from './handshake';
@@ -21,7 +22,7 @@ import { HandshakeChallenge, HandshakeResponse, parseHandshakeChallenge, parseHa
 import { AgentIdentity } from './identity';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_PENDING_CHALLENGES, DEFAULT_MIN_TRUST_SCORE, DEFAULT_ONE_TIME_PRE_KEY_POOL,
-  DEFAULT_VERIFIED_PEER_TTL_SECONDS, MAX_REMEMBERED_ESTABLISHMENTS,
+  DEFAULT_VERIFIED_PEER_TTL_SECONDS, MAX_PENDING_ESTABLISHMENTS_PER_PEER, MAX_REMEMBERED_ESTABLISHMENTS,
 } from './limits';
 import { counterChallengeNonce } from './mutual';
 import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
@@ -99,7 +100,12 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   readonly #handshake: TrustHandshake;
   readonly #publisher: PreKeyPublisher;
   readonly #verified: VerifiedPeers;
-  readonly #sessions = new SessionTable();
+  readonly #sessions: SessionTable;
+  /** The verification that admitted each accepted session (used up when the session authenticates). */
+  readonly #admittedBy = new WeakMap<TrustSession, HandshakeResult>();
+  /** What this bridge made itself and so must wipe on {@link close}. */
+  readonly #ownsManager: boolean;
+  #closed = false;
   /** Establishments accepted (signed pre-key id and ephemeral key), so a replay cannot replace a live session. */
   readonly #accepted = new Set<string>();
 
@@ -141,6 +147,8 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.agentDid = agentDid;
     this.minTrustScore = minTrustScore;
     this.#manager = keyManager ?? (identity as AgentIdentity).createKeyManager();
+    this.#ownsManager = keyManager === undefined;
+    // Made from the manager, the identity signs through it and holds no copy of the secret.
     this.#identity = identity ?? AgentIdentity.fromKeyManager(this.#manager, agentDid);
     this.#registry = options.registry;
     this.#store = store;
@@ -160,6 +168,12 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     });
     this.#publisher = new PreKeyPublisher(this.#manager, agentDid, store, pool);
     this.#verified = new VerifiedPeers(ttl * 1000, DEFAULT_MAX_PENDING_CHALLENGES, now);
+    // A waiting establishment becomes the session once it decrypts its first message: that is
+    // when the peer's verification is used up.
+    this.#sessions = new SessionTable(MAX_PENDING_ESTABLISHMENTS_PER_PEER, (s) => {
+      const ticket = this.#admittedBy.get(s);
+      if (ticket) this.#verified.takeIf(s.peerDid, ticket);
+    });
     if (t instanceof LocalTrustNetwork) t.join(this);
   }
 
@@ -168,6 +182,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    * bundle with a one-time pre-key no other bundle carries, to hand to one initiator.
    */
   async publishPrekeyBundle(): Promise<PreKeyBundle> {
+    this.#assertOpen();
     return this.#publisher.publish();
   }
 
@@ -189,7 +204,10 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     try {
       reply = await this.#roundTrip(() => transport.sendChallenge(this.agentDid, peerDid, challenge));
       if (typeof reply !== 'object' || reply === null) throw trustRejected(TrustRejectReason.MALFORMED_RESPONSE, 'the reply is not an object');
-      result = await this.#handshake.verify(reply.response);
+      // Only the answer to this call's challenge, signed by `peerDid`: an answer to any other
+      // challenge this side has pending (e.g. a counter-challenge it sent a third agent) would let
+      // that agent pass as `peerDid`, or skip this call's requirements.
+      result = await this.#handshake.verify(reply.response, { challengeId: challenge.challenge_id, peerDid, kind: 'own' });
     } finally {
       this.#handshake.cancel(challenge.challenge_id); // no-op unless the transport failed
     }
@@ -202,12 +220,14 @@ export class EncryptedTrustBridge implements TrustEndpoint {
       } catch {
         throw trustRejected(TrustRejectReason.MALFORMED_CHALLENGE, 'the peer\'s challenge does not parse');
       }
-      if (counter.nonce !== counterChallengeNonce(challenge, parseHandshakeResponse(reply.response).response_nonce)) {
+      const roles = { openerDid: this.agentDid, answererDid: peerDid };
+      if (counter.nonce !== counterChallengeNonce(challenge, parseHandshakeResponse(reply.response).response_nonce, roles)) {
         throw trustRejected(TrustRejectReason.UNBOUND_CHALLENGE, 'the peer\'s challenge is not bound to this handshake');
       }
       const answer = this.#handshake.respond(counter, this.#capabilities);
       await this.#roundTrip(() => transport.sendAnswer(this.agentDid, peerDid, answer));
     }
+    if (result.peerDid !== peerDid) throw trustRejected(TrustRejectReason.DID_MISMATCH, 'the verified DID is not the peer\'s');
     return result;
   }
 
@@ -224,8 +244,10 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     if (bundle !== undefined) assertBundleShape(bundle);
     else if (!this.#store) throw new E2EError('INVALID_STATE', 'no bundle given and no pre-key store to claim one from');
     const verified = await this.verifyPeer(peerDid, options);
+    this.#assertOpen();
     const b = bundle ?? (await this.#claimBundle(peerDid));
-    if (!constantTimeEqual(b.identityKeyEd, verified.publicKey)) {
+    this.#assertOpen();
+    if (verified.peerDid !== peerDid || !constantTimeEqual(b.identityKeyEd, verified.publicKey)) {
       throw trustRejected(TrustRejectReason.BUNDLE_KEY_MISMATCH, 'the bundle\'s identity key is not the registry\'s key for this DID');
     }
     const { channel, establishment } = SecureChannel.createSender(
@@ -249,33 +271,64 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   ): Promise<SecureChannel> {
     this.#assertPeer(peerDid);
     const e = ChannelEstablishment.from(establishment);
-    if (this.#mutual && !this.#verified.peek(peerDid)) throw notVerified();
+    // A replay (also with the ephemeral key re-encoded: X25519 ignores bit 255 and reduces mod p)
+    // is refused before anything is looked at or spent.
+    const seen = establishmentKey(e, this.#manager.signedPreKey?.keyId);
+    if (this.#accepted.has(seen)) throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted');
+    this.#sessions.get(peerDid); // a waiting session that has authenticated uses up its verification first
+    const ticket = this.#mutual ? this.#verified.peek(peerDid) : undefined;
+    if (this.#mutual && !ticket) throw notVerified();
     const record = await lookupActiveIdentity(this.#registry, peerDid);
+    this.#assertOpen();
     checkRequirements(record, this.#requirements);
     if (!constantTimeEqual(x25519Form(record), e.initiatorIdentityKey)) {
       throw trustRejected(TrustRejectReason.IDENTITY_KEY_MISMATCH, 'the initiator identity key is not the registry\'s key for this DID');
     }
-    if (this.#mutual) {
-      const ticket = this.#verified.take(peerDid);
-      if (!ticket) throw notVerified();
-      if (!constantTimeEqual(ticket.publicKey, record.publicKey)) {
-        throw trustRejected(TrustRejectReason.KEY_MISMATCH, 'the registry key changed since the peer was verified');
-      }
+    if (ticket && !constantTimeEqual(ticket.publicKey, record.publicKey)) {
+      throw trustRejected(TrustRejectReason.KEY_MISMATCH, 'the registry key changed since the peer was verified');
     }
-    // The signed pre-key id resolved first: with and without an explicit id, one establishment is one entry.
-    const seen = `${e.signedPreKeyId ?? this.#manager.signedPreKey?.keyId ?? 'none'}:${toHex(e.ephemeralPublicKey)}`;
     if (this.#accepted.has(seen)) throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted');
     const otkId = e.usedOneTimeKeyId;
     if (otkId !== undefined) {
       if (!this.#manager.getOneTimePreKey(otkId)) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${otkId}`);
       const store = this.#store;
       if (store) await storeCall(() => store.consumeOneTimeKey(this.agentDid, otkId)); // off the public pool too
+      this.#assertOpen();
     }
     const channel = SecureChannel.createReceiver(this.#manager, e, channelAd(peerDid, this.agentDid), this.#channelOptions);
     if (this.#accepted.size >= MAX_REMEMBERED_ESTABLISHMENTS) this.#accepted.delete(this.#accepted.values().next().value as string);
     this.#accepted.add(seen);
-    this.#sessions.replace(this.#session(peerDid, 'responder', channel, e, record));
+    // An establishment the peer never sent can neither replace nor close a session the peer is
+    // using: while one has carried messages, the new one waits until its first message decrypts.
+    const session = this.#session(peerDid, 'responder', channel, e, record);
+    if (ticket) this.#admittedBy.set(session, ticket);
+    this.#sessions.addAccepted(session);
     return channel;
+  }
+
+  /**
+   * Decrypts a message from `peerDid` with whichever of its sessions it belongs to: the live one,
+   * else one still waiting for its first message (which then becomes the live one, closing the
+   * previous). Each try is transactional, so the sessions it does not belong to are unchanged.
+   * `INVALID_STATE` when there is no session with the peer; otherwise the live session's error
+   * (`DECRYPT_FAILED`, `DUPLICATE_MESSAGE`, …) when none can read it.
+   */
+  receive(peerDid: string, message: EncryptedMessage | Uint8Array): Uint8Array {
+    this.#assertPeer(peerDid);
+    const candidates = this.#sessions.candidates(peerDid);
+    if (candidates.length === 0) throw new E2EError('INVALID_STATE', 'no session with this peer');
+    let first: unknown;
+    for (const s of candidates) {
+      try {
+        const plaintext = s.channel.receive(message);
+        this.#sessions.get(peerDid); // promotes it if it was waiting
+        return plaintext;
+      } catch (e) {
+        if (!isE2EError(e, 'DECRYPT_FAILED')) throw e;
+        first ??= e;
+      }
+    }
+    throw first;
   }
 
   /**
@@ -286,6 +339,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   async answerChallenge(fromDid: string, challenge: HandshakeChallenge | string): Promise<ChallengeReply> {
     this.#assertPeer(fromDid);
     checkRequirements(await lookupActiveIdentity(this.#registry, fromDid), this.#requirements);
+    this.#assertOpen();
     const response = this.#handshake.respond(challenge, this.#capabilities);
     if (!this.#mutual) return { response };
     const counterTo = { challenge: parseHandshakeChallenge(challenge), responseNonce: response.response_nonce };
@@ -295,9 +349,32 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   /** Transport side: verifies `fromDid`'s answer to this side's challenge and admits one establishment from it. */
   async completeHandshake(fromDid: string, response: HandshakeResponse | string): Promise<void> {
     this.#assertPeer(fromDid);
-    const result = await this.#handshake.verify(response);
+    // Only an answer to a counter-challenge this side sent `fromDid`: never one of its own opens' challenges.
+    const result = await this.#handshake.verify(response, { peerDid: fromDid, kind: 'counter' });
+    this.#assertOpen();
     if (result.peerDid !== fromDid) throw trustRejected(TrustRejectReason.DID_MISMATCH, 'the answer is for another DID');
     this.#verified.record(result);
+  }
+
+  /**
+   * Closes every session and wipes what the bridge holds: the key manager if the bridge made it
+   * (from `identity`), its handshake state and replay memory. A key manager or identity passed in
+   * stays the caller's (wipe it yourself). Every method afterwards throws `INVALID_STATE`.
+   * Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#sessions.closeAll();
+    this.#verified.clear();
+    this.#accepted.clear();
+    if (this.#ownsManager) this.#manager.wipe();
+    if (this.#transport instanceof LocalTrustNetwork) this.#transport.leave(this.agentDid, this);
+  }
+
+  /** Whether {@link close} was called. */
+  get isClosed(): boolean {
+    return this.#closed;
   }
 
   /** The open session with `did` (with its `establishment`), if any. */
@@ -320,7 +397,12 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#sessions.closeAll();
   }
 
+  #assertOpen(): void {
+    if (this.#closed) throw new E2EError('INVALID_STATE', 'the bridge is closed');
+  }
+
   #assertPeer(did: string): void {
+    this.#assertOpen();
     assertMeshDid(did, 'peer DID');
     if (did === this.agentDid) throw new E2EError('INVALID_ARGUMENT', 'a bridge cannot open a session with itself');
   }
@@ -335,10 +417,10 @@ export class EncryptedTrustBridge implements TrustEndpoint {
 
   /** One transport call, bounded in time; its failures become `TRUST_REJECTED`. */
   async #roundTrip<T>(call: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(trustRejected(TrustRejectReason.HANDSHAKE_TIMEOUT, 'the peer did not answer in time')), this.#timeoutMs);
-      timer.unref?.();
+      (timer as { unref?: () => void }).unref?.();
     });
     try {
       return await Promise.race([Promise.resolve().then(call), timeout]);
@@ -374,6 +456,14 @@ function assertTransport(t: unknown): asserts t is TrustTransport {
 
 function notVerified(): E2EError {
   return trustRejected(TrustRejectReason.PEER_NOT_VERIFIED, 'the initiator has not answered this side\'s challenge');
+}
+
+/**
+ * What identifies an establishment for replay memory: the signed pre-key it used (the current one
+ * when it names none) and the canonical form of its ephemeral key.
+ */
+function establishmentKey(e: ChannelEstablishment, currentSpkId: number | undefined): string {
+  return `${e.signedPreKeyId ?? currentSpkId ?? 'none'}:${toHex(canonicalX25519PublicKey(e.ephemeralPublicKey))}`;
 }
 
 /** The X25519 form of a registry key; a key without one fails closed. */

@@ -4,7 +4,7 @@
  * expiring, answerable once) with what it expects of the answer; every failure is a `TRUST_REJECTED`
  * with a reason and removes the challenge.
  */
-import { E2EError } from '../errors';
+import { E2EError, isE2EError } from '../errors';
 import { constantTimeEqual, ed25519Verify, fromBase64, randomBytes, toBase64, toHex } from '../crypto';
 import { normalizeCapabilities } from './capabilities';
 import { assertMeshDid } from './did';
@@ -14,6 +14,7 @@ import {
 import { AgentIdentity } from './identity';
 import {
   DEFAULT_CHALLENGE_TTL_SECONDS, DEFAULT_MAX_PENDING_CHALLENGES, DEFAULT_MIN_TRUST_SCORE, MAX_CHALLENGE_TTL_SECONDS,
+  MAX_COUNTER_CHALLENGES, MAX_COUNTER_CHALLENGES_PER_PEER, MAX_SPENT_CHALLENGES,
 } from './limits';
 import { counterChallengeNonce } from './mutual';
 import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
@@ -49,10 +50,27 @@ export interface ChallengeOptions {
   /** Add an RFC 9334 freshness nonce that the responder must echo and sign. */
   readonly requireFreshness?: boolean;
   /**
-   * Make this a counter-challenge (mutual handshake): its nonce is derived from the peer's
-   * challenge and our answer's response nonce (see {@link counterChallengeNonce}) instead of random.
+   * Make this a counter-challenge (mutual handshake) to the peer whose `challenge` this side has
+   * just answered with `responseNonce`: its nonce is derived from both DIDs, that challenge and
+   * the response nonce (see {@link counterChallengeNonce}) instead of random. Counter-challenges
+   * are kept apart from this side's own, at most {@link MAX_COUNTER_CHALLENGES_PER_PEER} per peer,
+   * so challenges sent in others' names can neither fill the table this side's own opens use nor
+   * push out another peer's.
    */
   readonly counterTo?: { readonly challenge: HandshakeChallenge; readonly responseNonce: string };
+}
+
+/** What {@link TrustHandshake.verify} requires of the response beyond a valid signature. */
+export interface VerifyOptions {
+  /**
+   * Accept only the answer to this challenge (the one this call sent). Any other response is
+   * refused (`unexpected_challenge`) and leaves every pending challenge in place.
+   */
+  readonly challengeId?: string;
+  /** Accept only an answer signed by this DID (`did_mismatch` otherwise). */
+  readonly peerDid?: string;
+  /** Which challenges it may answer: this side's own, counter-challenges, or either (default). */
+  readonly kind?: 'own' | 'counter' | 'any';
 }
 
 /** A verified peer: everything here comes from the registry, nothing from the peer's claims. */
@@ -72,7 +90,15 @@ interface Pending {
   readonly peerDid: string;
   readonly issuedAt: number;
   readonly requirements: TrustRequirements;
+  readonly kind: 'own' | 'counter';
 }
+
+/** Reasons a response can fail for without its signer being proven: such a failure keeps the challenge. */
+const UNAUTHENTICATED_FAILURES: readonly (string | undefined)[] = [
+  TrustRejectReason.MALFORMED_RESPONSE, TrustRejectReason.DID_MISMATCH, TrustRejectReason.FRESHNESS_MISMATCH,
+  TrustRejectReason.BAD_SIGNATURE, TrustRejectReason.KEY_MISMATCH, TrustRejectReason.UNKNOWN_IDENTITY,
+  TrustRejectReason.IDENTITY_SUSPENDED, TrustRejectReason.IDENTITY_REVOKED, TrustRejectReason.REGISTRY_ERROR,
+];
 
 /** One agent's side of the trust handshake: issue and verify challenges, answer the peer's. */
 export class TrustHandshake {
@@ -84,8 +110,12 @@ export class TrustHandshake {
   readonly #ttlSeconds: number;
   readonly #maxPending: number;
   readonly #now: () => number;
+  /** This side's own challenges, in issue order (all share one lifetime, so also in expiry order). */
   readonly #pending = new Map<string, Pending>();
-  /** Ids answered (or failed) recently → when they would have expired: tells a replay from an unknown id. */
+  /** Counter-challenges, in issue order, and their ids by peer (oldest first). */
+  readonly #counters = new Map<string, Pending>();
+  readonly #countersByPeer = new Map<string, string[]>();
+  /** Ids answered by their signer (or expired while answered) → when they would have expired. */
   readonly #spent = new Map<string, number>();
 
   /** A handshake for `agentDid`; `INVALID_ARGUMENT` on bad options. */
@@ -120,15 +150,22 @@ export class TrustHandshake {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Challenges issued and not yet answered, failed, cancelled or expired. */
+  /** This side's own challenges issued and not yet answered, failed, cancelled or expired. */
   get pendingCount(): number {
     this.#purge(this.#now());
     return this.#pending.size;
   }
 
+  /** Counter-challenges waiting for an answer (kept apart from {@link pendingCount}). */
+  get pendingCounterCount(): number {
+    this.#purge(this.#now());
+    return this.#counters.size;
+  }
+
   /**
    * A new challenge for `peerDid`, remembered with what its answer must meet. Send it to the peer.
-   * `TRUST_REJECTED` (`too_many_pending`) when too many challenges are waiting.
+   * `TRUST_REJECTED` (`too_many_pending`) when too many of this side's own challenges are waiting
+   * (counter-challenges never count against that limit).
    * @example
    * const challenge = aliceHs.createChallenge(bob.did, { requiredTrustScore: 700 });
    */
@@ -140,29 +177,40 @@ export class TrustHandshake {
     const requiredCapabilities = options.requiredCapabilities === undefined
       ? this.#defaults.requiredCapabilities
       : normalizeCapabilities(options.requiredCapabilities, 'requiredCapabilities');
-    const now = this.#now();
-    this.#purge(now);
-    if (this.#pending.size >= this.#maxPending) {
-      throw trustRejected(TrustRejectReason.TOO_MANY_PENDING, 'too many challenges are waiting for an answer');
-    }
     const counter = options.counterTo;
     if (counter !== undefined && (typeof counter !== 'object' || counter === null || typeof counter.responseNonce !== 'string')) {
       throw new E2EError('INVALID_ARGUMENT', 'counterTo needs the peer\'s challenge and our response nonce');
     }
+    const now = this.#now();
+    this.#purge(now);
+    if (!counter && this.#pending.size >= this.#maxPending) {
+      throw trustRejected(TrustRejectReason.TOO_MANY_PENDING, 'too many challenges are waiting for an answer');
+    }
+    const nonce = counter
+      ? counterChallengeNonce(parseHandshakeChallenge(counter.challenge), counter.responseNonce, { openerDid: peerDid, answererDid: this.agentDid })
+      : toHex(randomBytes(32));
     const challenge: HandshakeChallenge = {
       challenge_id: `challenge_${toHex(randomBytes(8))}`,
-      nonce: counter ? counterChallengeNonce(parseHandshakeChallenge(counter.challenge), counter.responseNonce) : toHex(randomBytes(32)),
+      nonce,
       timestamp: new Date(now).toISOString(),
       expires_in_seconds: this.#ttlSeconds,
     };
     if (options.requireFreshness === true) challenge.freshness_nonce = toHex(randomBytes(16));
-    this.#pending.set(challenge.challenge_id, { challenge, peerDid, issuedAt: now, requirements: { requiredTrustScore, requiredCapabilities } });
+    const pending: Pending = {
+      challenge, peerDid, issuedAt: now, requirements: { requiredTrustScore, requiredCapabilities }, kind: counter ? 'counter' : 'own',
+    };
+    if (counter) this.#addCounter(pending);
+    else this.#pending.set(challenge.challenge_id, pending);
     return { ...challenge };
   }
 
   /** Forgets a pending challenge (e.g. when the transport failed); `true` if it was pending. */
   cancel(challengeId: string): boolean {
-    return this.#pending.delete(challengeId);
+    if (this.#pending.delete(challengeId)) return true;
+    const p = this.#counters.get(challengeId);
+    if (!p) return false;
+    this.#removeCounter(p);
+    return true;
   }
 
   /**
@@ -199,16 +247,34 @@ export class TrustHandshake {
 
   /**
    * Verifies a response (object or JSON text) to one of this side's challenges: the challenge is
-   * known, unexpired and answered once; the DID is the one challenged; the registry knows it and
-   * it is active; the signature verifies under the registry's key; `public_key` is that key; the
-   * registry's score and capabilities meet the challenge's requirements. Any failure throws
-   * `TRUST_REJECTED` (see {@link TrustRejectReason}) and the challenge is gone either way.
+   * known, unexpired and answered once (and the one `options` names, if any); the DID is the one
+   * challenged; the registry knows it and it is active; the signature verifies under the
+   * registry's key; `public_key` is that key; the registry's score and capabilities meet the
+   * challenge's requirements. Any failure throws `TRUST_REJECTED` (see {@link TrustRejectReason}).
+   * A response that fails before its signer is proven (malformed, wrong DID, bad signature,
+   * unknown or inactive identity) leaves the challenge pending, so a forged answer cannot spend
+   * the genuine one's; once the signer is proven the challenge is spent, pass or fail.
    */
-  async verify(response: HandshakeResponse | string): Promise<HandshakeResult> {
+  async verify(response: HandshakeResponse | string, options: VerifyOptions = {}): Promise<HandshakeResult> {
+    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
     // Take the challenge out first (synchronously), so a concurrent second answer finds nothing.
     const id = challengeIdOf(response);
     const now = this.#now();
-    const pending = id === undefined ? undefined : this.#take(id, now);
+    if (options.challengeId !== undefined && id !== options.challengeId) {
+      throw trustRejected(TrustRejectReason.UNEXPECTED_CHALLENGE, 'the response answers another challenge than the one sent');
+    }
+    const pending = id === undefined ? undefined : this.#take(id, options.kind ?? 'any');
+    if (pending) this.#markSpent(pending, now);
+    try {
+      return await this.#check(response, pending, now, options.peerDid);
+    } catch (e) {
+      const expired = pending !== undefined && now - pending.issuedAt > pending.challenge.expires_in_seconds * 1000;
+      if (pending && !expired && isE2EError(e, 'TRUST_REJECTED') && UNAUTHENTICATED_FAILURES.includes(e.reason)) this.#restore(pending);
+      throw e;
+    }
+  }
+
+  async #check(response: HandshakeResponse | string, pending: Pending | undefined, now: number, peerDid: string | undefined): Promise<HandshakeResult> {
     let r: HandshakeResponse;
     try {
       r = parseHandshakeResponse(response);
@@ -224,7 +290,9 @@ export class TrustHandshake {
     if (now - pending.issuedAt > pending.challenge.expires_in_seconds * 1000) {
       throw trustRejected(TrustRejectReason.CHALLENGE_EXPIRED, 'the challenge expired before it was answered');
     }
-    if (r.agent_did !== pending.peerDid) throw trustRejected(TrustRejectReason.DID_MISMATCH, 'the response is for another DID');
+    if (r.agent_did !== pending.peerDid || (peerDid !== undefined && r.agent_did !== peerDid)) {
+      throw trustRejected(TrustRejectReason.DID_MISMATCH, 'the response is for another DID');
+    }
     const fresh = pending.challenge.freshness_nonce;
     if (fresh !== undefined && r.freshness_nonce !== fresh) {
       throw trustRejected(TrustRejectReason.FRESHNESS_MISMATCH, 'the response does not echo the freshness nonce');
@@ -248,21 +316,72 @@ export class TrustHandshake {
     });
   }
 
-  /** Removes and returns the pending challenge `id` (if any), remembering it as spent. */
-  #take(id: string, now: number): Pending | undefined {
-    const p = this.#pending.get(id);
-    if (!p) return undefined;
-    this.#pending.delete(id);
-    if (this.#spent.size >= this.#maxPending) this.#spent.delete(this.#spent.keys().next().value as string);
-    this.#spent.set(id, Math.max(now, p.issuedAt + p.challenge.expires_in_seconds * 1000));
-    return p;
+  /** Removes and returns the pending challenge `id` of the given kind (if any). */
+  #take(id: string, kind: VerifyOptions['kind']): Pending | undefined {
+    if (kind !== 'counter') {
+      const p = this.#pending.get(id);
+      if (p) {
+        this.#pending.delete(id);
+        return p;
+      }
+    }
+    if (kind === 'own') return undefined;
+    const c = this.#counters.get(id);
+    if (c) this.#removeCounter(c);
+    return c;
   }
 
+  /** Puts back a challenge whose answer failed before its signer was proven. */
+  #restore(p: Pending): void {
+    this.#spent.delete(p.challenge.challenge_id);
+    if (p.kind === 'own') {
+      this.#pending.set(p.challenge.challenge_id, p);
+      return;
+    }
+    this.#addCounter(p);
+  }
+
+  #markSpent(p: Pending, now: number): void {
+    if (this.#spent.size >= MAX_SPENT_CHALLENGES) this.#spent.delete(this.#spent.keys().next().value as string);
+    this.#spent.set(p.challenge.challenge_id, Math.max(now, p.issuedAt + p.challenge.expires_in_seconds * 1000));
+  }
+
+  /** Adds a counter-challenge; the peer's oldest goes when it has too many, the oldest of all when the table is full. */
+  #addCounter(p: Pending): void {
+    const ids = this.#countersByPeer.get(p.peerDid) ?? [];
+    if (ids.length >= MAX_COUNTER_CHALLENGES_PER_PEER) this.#counters.delete(ids.shift() as string);
+    if (this.#counters.size >= MAX_COUNTER_CHALLENGES) {
+      const oldest = this.#counters.values().next().value as Pending;
+      this.#removeCounter(oldest);
+    }
+    ids.push(p.challenge.challenge_id);
+    this.#countersByPeer.set(p.peerDid, ids);
+    this.#counters.set(p.challenge.challenge_id, p);
+  }
+
+  #removeCounter(p: Pending): void {
+    this.#counters.delete(p.challenge.challenge_id);
+    const ids = this.#countersByPeer.get(p.peerDid);
+    if (!ids) return;
+    const i = ids.indexOf(p.challenge.challenge_id);
+    if (i >= 0) ids.splice(i, 1);
+    if (ids.length === 0) this.#countersByPeer.delete(p.peerDid);
+  }
+
+  /** Drops expired challenges. Each table is in issue order with one lifetime, so only its head needs looking at. */
   #purge(now: number): void {
     for (const [id, p] of this.#pending) {
-      if (now - p.issuedAt > p.challenge.expires_in_seconds * 1000) this.#pending.delete(id);
+      if (now - p.issuedAt <= p.challenge.expires_in_seconds * 1000) break;
+      this.#pending.delete(id);
     }
-    for (const [id, until] of this.#spent) if (until < now) this.#spent.delete(id);
+    for (const p of this.#counters.values()) {
+      if (now - p.issuedAt <= p.challenge.expires_in_seconds * 1000) break;
+      this.#removeCounter(p);
+    }
+    for (const [id, until] of this.#spent) {
+      if (until >= now) break; // entries go in roughly in expiry order; a straggler goes on a later pass
+      this.#spent.delete(id);
+    }
   }
 }
 

@@ -1,8 +1,10 @@
 /**
  * `AgentIdentity`: an agent's Ed25519 key pair and its DID. The secret key lives in a private field
- * (never printed, never in `toJSON`) and is wiped by `wipe()`.
+ * (never printed, never in `toJSON`) and is wiped by `wipe()` — or, for an identity made from a key
+ * manager, stays with the manager alone (one owner per secret): such an identity signs through the
+ * manager, and wiping the manager disables it.
  */
-import { E2EError } from '../errors';
+import { E2EError, isE2EError } from '../errors';
 import {
   assertBytes, assertKey, constantTimeEqual, ed25519KeyPair, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
   ed25519Sign, ed25519Verify, memzero, toBase64,
@@ -33,11 +35,12 @@ export class AgentIdentity {
   /** The agent's DID. */
   readonly did: string;
   readonly #publicKey: Uint8Array;
-  readonly #secretKey: Uint8Array;
+  /** The secret key, or the key manager that holds it. */
+  readonly #secret: Uint8Array | X3DHKeyManager;
   #wiped = false;
 
-  private constructor(secretKey: Uint8Array, publicKey: Uint8Array, did: string) {
-    this.#secretKey = secretKey;
+  private constructor(secret: Uint8Array | X3DHKeyManager, publicKey: Uint8Array, did: string) {
+    this.#secret = secret;
     this.#publicKey = publicKey;
     this.did = did;
   }
@@ -74,16 +77,13 @@ export class AgentIdentity {
   }
 
   /**
-   * The identity held by an X3DH key manager, named `did` (with its own copy of the key).
+   * The identity held by an X3DH key manager, named `did`. It keeps no copy of the secret key: it
+   * signs through the manager, so once the manager is wiped it can no longer sign.
    */
   static fromKeyManager(manager: X3DHKeyManager, did: string): AgentIdentity {
     if (!(manager instanceof X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
-    const secretKey = manager.exportIdentitySecretKey();
-    try {
-      return AgentIdentity.fromSecretKey(secretKey, { did });
-    } finally {
-      memzero(secretKey);
-    }
+    assertMeshDid(did, 'did');
+    return new AgentIdentity(manager, Uint8Array.from(manager.identityKeyEd), did);
   }
 
   static #make(secretKey: Uint8Array, publicKey: Uint8Array, options: AgentIdentityOptions): AgentIdentity {
@@ -126,7 +126,16 @@ export class AgentIdentity {
   sign(message: Uint8Array): Uint8Array {
     this.#assertUsable();
     assertBytes(message, 'message');
-    return ed25519Sign(this.#secretKey, message);
+    const secret = this.#secret;
+    if (secret instanceof X3DHKeyManager) {
+      try {
+        return secret.signWithIdentityKey(message);
+      } catch (e) {
+        // A wiped manager's key is zeros, which no longer matches the public half.
+        throw isE2EError(e, 'INVALID_KEY') ? new E2EError('INVALID_STATE', 'the key manager holding this identity was wiped') : e;
+      }
+    }
+    return ed25519Sign(secret, message);
   }
 
   /** True when `signature` is this identity's signature of `message`. */
@@ -137,7 +146,12 @@ export class AgentIdentity {
   /** A new X3DH key manager for this identity (it keeps its own copy of the key). */
   createKeyManager(): X3DHKeyManager {
     this.#assertUsable();
-    return X3DHKeyManager.fromEd25519Keys(this.#secretKey, this.#publicKey);
+    const secretKey = this.exportSecretKey();
+    try {
+      return X3DHKeyManager.fromEd25519Keys(secretKey, this.#publicKey);
+    } finally {
+      memzero(secretKey);
+    }
   }
 
   /** True when `manager` holds this identity's key. */
@@ -148,12 +162,16 @@ export class AgentIdentity {
   /** A copy of the 64-byte secret key, for the caller to store sealed (and wipe). */
   exportSecretKey(): Uint8Array {
     this.#assertUsable();
-    return Uint8Array.from(this.#secretKey);
+    const secret = this.#secret;
+    return secret instanceof X3DHKeyManager ? secret.exportIdentitySecretKey() : Uint8Array.from(secret);
   }
 
-  /** Wipes the secret key; the identity can no longer sign. Idempotent. */
+  /**
+   * Wipes the secret key; the identity can no longer sign. Idempotent. (An identity made from a key
+   * manager only stops signing: the manager owns the key, wipe it there.)
+   */
   wipe(): void {
-    memzero(this.#secretKey);
+    if (this.#secret instanceof Uint8Array) memzero(this.#secret);
     this.#wiped = true;
   }
 

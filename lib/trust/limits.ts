@@ -26,3 +26,19 @@ export const DEFAULT_VERIFIED_PEER_TTL_SECONDS = 300;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
 /** Most accepted establishments a bridge remembers to refuse replays. */
 export const MAX_REMEMBERED_ESTABLISHMENTS = 10_000;
+
+/**
+ * Most counter-challenges kept per peer DID (the newest). A counter-challenge is made before the
+ * peer has proven anything, so whoever can reach this agent can make them in any registered
+ * DID's name: per-peer bounds keep such traffic from pushing out other peers' handshakes.
+ */
+export const MAX_COUNTER_CHALLENGES_PER_PEER = 16;
+/** Most counter-challenges kept in all (a memory bound; the oldest goes first). */
+export const MAX_COUNTER_CHALLENGES = 100_000;
+/** Most answered challenge ids remembered, to tell a replay from an unknown id. */
+export const MAX_SPENT_CHALLENGES = 10_000;
+/**
+ * Most accepted establishments per peer waiting for their first message. Until one decrypts a
+ * message from the peer, the live session with the peer stays; the oldest waiting one goes first.
+ */
+export const MAX_PENDING_ESTABLISHMENTS_PER_PEER = 8;

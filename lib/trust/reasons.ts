@@ -5,6 +5,8 @@ import { E2EError } from '../errors';
 export const TrustRejectReason = {
   /** The response names a challenge this side never issued (or already forgot). */
   UNKNOWN_CHALLENGE: 'unknown_challenge',
+  /** The response answers another challenge than the one this call sent (a relayed or misrouted answer). */
+  UNEXPECTED_CHALLENGE: 'unexpected_challenge',
   /** The challenge was already answered once. */
   CHALLENGE_REPLAYED: 'challenge_replayed',
   /** The challenge's lifetime ran out before it was answered. */

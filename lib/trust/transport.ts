@@ -59,6 +59,7 @@ export class LocalTrustNetwork implements TrustTransport {
   readonly #observe: ((event: TrustWireEvent) => void) | undefined;
 
   constructor(options: LocalTrustNetworkOptions = {}) {
+    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
     if (options.observe !== undefined && typeof options.observe !== 'function') {
       throw new E2EError('INVALID_ARGUMENT', 'observe must be a function');
     }
@@ -73,8 +74,9 @@ export class LocalTrustNetwork implements TrustTransport {
     this.#endpoints.set(endpoint.agentDid, endpoint);
   }
 
-  /** Removes the endpoint at `did`; `true` if there was one. */
-  leave(did: string): boolean {
+  /** Removes the endpoint at `did` (only if it is `endpoint`, when given); `true` if one was removed. */
+  leave(did: string, endpoint?: TrustEndpoint): boolean {
+    if (endpoint !== undefined && this.#endpoints.get(did) !== endpoint) return false;
     return this.#endpoints.delete(did);
   }
 

@@ -41,4 +41,16 @@ export class VerifiedPeers {
     this.#byDid.delete(did);
     return r;
   }
+
+  /** Removes the verification of `did` if it is still `result` (not a newer one); `true` if removed. */
+  takeIf(did: string, result: HandshakeResult): boolean {
+    if (this.#byDid.get(did) !== result) return false;
+    this.#byDid.delete(did);
+    return true;
+  }
+
+  /** Forgets every verification. */
+  clear(): void {
+    this.#byDid.clear();
+  }
 }

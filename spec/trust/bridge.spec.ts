@@ -154,8 +154,9 @@ describe('EncryptedTrustBridge: open and accept', () => {
     await expectTrustRejected(w.bobBridge.acceptSecureChannel(w.alice.did, establishment), 'identity_key_mismatch');
   });
 
-  test('mutual: an initiator that did not answer our challenge is refused; one answer admits one establishment', async () => {
+  test('mutual: an initiator that did not answer our challenge is refused; a verification is used up by the session it admits', async () => {
     const w = await connected();
+    expect(fromUtf8(w.bc.receive(w.ac.send(utf8('hi'))))).toBe('hi'); // the accepted session authenticates: the verification is spent
     const direct = SecureChannel.createSender(w.aliceMgr, await w.bobBridge.publishPrekeyBundle());
     const respond = jest.spyOn(X3DHKeyManager.prototype, 'respond');
     await expectTrustRejected(w.bobBridge.acceptSecureChannel(w.alice.did, direct.establishment), 'peer_not_verified');
@@ -283,13 +284,17 @@ describe('EncryptedTrustBridge: sessions', () => {
 
   test('reopening to the same DID closes and wipes the first session, on both sides', async () => {
     const w = await connected();
+    expect(fromUtf8(w.bc.receive(w.ac.send(utf8('first'))))).toBe('first');
     const wipe = jest.spyOn(DoubleRatchet.prototype, 'wipe');
     const ac2 = await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle());
     expect([w.ac.isClosed, wipe.mock.calls.length]).toEqual([true, 1]);
     expect(w.aliceBridge.getSession(w.bob.did)!.channel).toBe(ac2);
     const bc2 = await w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment);
+    // Bob's first session stays until the new one has authenticated a message from Alice
+    expect([w.bc.isClosed, wipe.mock.calls.length, w.bobBridge.getSession(w.alice.did)!.channel]).toEqual([false, 1, w.bc]);
+    expect(fromUtf8(w.bobBridge.receive(w.alice.did, ac2.send(utf8('again'))))).toBe('again');
+    expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(bc2);
     expect([w.bc.isClosed, wipe.mock.calls.length]).toEqual([true, 2]);
-    expect(fromUtf8(bc2.receive(ac2.send(utf8('again'))))).toBe('again');
     expect(w.aliceBridge.activeSessions.size).toBe(1);
   });
 
@@ -327,7 +332,7 @@ describe('EncryptedTrustBridge: handshake plumbing', () => {
       sendAnswer: async () => undefined,
     };
     const bundle = await w.bobBridge.publishPrekeyBundle();
-    await expectTrustRejected(w.aliceBridge.openSecureChannel(w.bob.did, bundle, { transport: misdirected }), 'unknown_challenge');
+    await expectTrustRejected(w.aliceBridge.openSecureChannel(w.bob.did, bundle, { transport: misdirected }), 'unexpected_challenge');
   });
 
   test('a relayed third-party challenge is not signed: unbound_challenge', async () => {

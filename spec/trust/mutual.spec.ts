@@ -6,16 +6,23 @@ beforeAll(() => ready());
 const CHALLENGE = {
   challenge_id: 'challenge_0011223344556677', nonce: 'ab'.repeat(32), timestamp: '2026-01-01T00:00:00.000Z', expires_in_seconds: 30,
 };
+const ROLES = { openerDid: `did:mesh:${'a'.repeat(32)}`, answererDid: `did:mesh:${'b'.repeat(32)}` };
 
 describe('counterChallengeNonce', () => {
-  test('is SHA-256("AgentMesh_MutualHandshake_v1" ‖ 0x00 ‖ "challenge_id:nonce:response_nonce"), hex (node:crypto value)', () => {
-    expect(counterChallengeNonce(CHALLENGE, 'cd'.repeat(16))).toBe('bc114c52a146f904bbef8a2f3f2d78d6b4a782d37228365bd53a074a55cab341');
+  test('is SHA-256("AgentMesh_MutualHandshake_v2" ‖ 0x00 ‖ length-prefixed opener, answerer, id, nonce, response nonce), hex (Python hashlib value)', () => {
+    expect(counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), ROLES)).toBe('451ab4f3efb2e23e64a865f870184a7d372e5e900991744342ba78c68f3993e7');
   });
 
-  test('depends on every input', () => {
-    const base = counterChallengeNonce(CHALLENGE, 'cd'.repeat(16));
-    expect(counterChallengeNonce({ ...CHALLENGE, challenge_id: 'challenge_0011223344556678' }, 'cd'.repeat(16))).not.toBe(base);
-    expect(counterChallengeNonce({ ...CHALLENGE, nonce: 'ac'.repeat(32) }, 'cd'.repeat(16))).not.toBe(base);
-    expect(counterChallengeNonce(CHALLENGE, 'ce'.repeat(16))).not.toBe(base);
+  test('depends on every input, the direction included', () => {
+    const base = counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), ROLES);
+    expect(counterChallengeNonce({ ...CHALLENGE, challenge_id: 'challenge_0011223344556678' }, 'cd'.repeat(16), ROLES)).not.toBe(base);
+    expect(counterChallengeNonce({ ...CHALLENGE, nonce: 'ac'.repeat(32) }, 'cd'.repeat(16), ROLES)).not.toBe(base);
+    expect(counterChallengeNonce(CHALLENGE, 'ce'.repeat(16), ROLES)).not.toBe(base);
+    expect(counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { openerDid: ROLES.answererDid, answererDid: ROLES.openerDid })).not.toBe(base);
+    expect(counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { ...ROLES, answererDid: `did:mesh:${'c'.repeat(32)}` })).not.toBe(base);
+    // Length prefixes: moving characters between fields changes the value.
+    expect(counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { openerDid: 'did:mesh:a', answererDid: 'bdid:mesh:' })).not.toBe(
+      counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { openerDid: 'did:mesh:ab', answererDid: 'did:mesh:' }),
+    );
   });
 });
