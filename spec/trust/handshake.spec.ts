@@ -308,3 +308,42 @@ describe('TrustHandshake: options', () => {
     expect(handshake(alice, { challengeTtlSeconds: 5 }).createChallenge(bob.did).expires_in_seconds).toBe(5);
   });
 });
+
+describe('TrustHandshake: verify options and the counter-challenge table', () => {
+  test('challengeId, peerDid and kind pin what a response may answer', async () => {
+    const mine = verifier.createChallenge(bob.did);
+    const other = verifier.createChallenge(bob.did);
+    const e = await rejectionOf(verifier.verify(bobSide.respond(other), { challengeId: mine.challenge_id }));
+    expect([e.code, e.reason, verifier.pendingCount]).toEqual(['TRUST_REJECTED', 'unexpected_challenge', 2]);
+    const carol = AgentIdentity.generate();
+    registry.register({ did: carol.did, publicKey: carol.publicKey, trustScore: 900 });
+    const forCarol = verifier.createChallenge(carol.did);
+    const wrongPeer = await rejectionOf(verifier.verify(handshake(carol).respond(forCarol), { peerDid: bob.did }));
+    expect([wrongPeer.reason, verifier.pendingCount]).toEqual(['did_mismatch', 3]);
+    const asCounter = await rejectionOf(verifier.verify(bobSide.respond(mine), { kind: 'counter' }));
+    expect([asCounter.reason, verifier.pendingCount]).toEqual(['unknown_challenge', 3]);
+    expect((await verifier.verify(bobSide.respond(mine), { challengeId: mine.challenge_id, peerDid: bob.did, kind: 'own' })).peerDid).toBe(bob.did);
+    expect((await rejectionOf(verifier.verify(bobSide.respond(other), null as never))).code).toBe('INVALID_ARGUMENT');
+  });
+
+  test('counter-challenges never count against this side\'s own limit, and are kept 16 per peer', async () => {
+    const hs = handshake(alice, { maxPendingChallenges: 2 });
+    const theirs = bobSide.createChallenge(alice.did);
+    const ours = hs.respond(theirs);
+    const counters = Array.from({ length: 20 }, () => hs.createChallenge(bob.did, { counterTo: { challenge: theirs, responseNonce: ours.response_nonce } }));
+    expect([hs.pendingCount, hs.pendingCounterCount]).toEqual([0, 16]);
+    hs.createChallenge(bob.did);
+    hs.createChallenge(bob.did);
+    expect(() => hs.createChallenge(bob.did)).toThrow(expect.objectContaining({ reason: 'too_many_pending' }));
+    // The four oldest counter-challenges were pushed out; the newest answer verifies, as a counter only.
+    const oldest = await rejectionOf(hs.verify(bobSide.respond(counters[0]), { kind: 'counter' }));
+    expect(oldest.reason).toBe('unknown_challenge');
+    const newest = await rejectionOf(hs.verify(bobSide.respond(counters[19]), { kind: 'own' }));
+    expect(newest.reason).toBe('unknown_challenge');
+    expect((await hs.verify(bobSide.respond(counters[19]), { kind: 'counter', peerDid: bob.did })).peerDid).toBe(bob.did);
+    expect(hs.pendingCounterCount).toBe(15);
+    clock.advance(30_001);
+    expect([hs.pendingCount, hs.pendingCounterCount]).toEqual([0, 0]);
+    expect(hs.cancel(counters[18].challenge_id)).toBe(false);
+  });
+});
