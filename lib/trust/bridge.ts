@@ -309,8 +309,8 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    * Decrypts a message from `peerDid` with whichever of its sessions it belongs to: the live one,
    * else one still waiting for its first message (which then becomes the live one, closing the
    * previous). Each try is transactional, so the sessions it does not belong to are unchanged.
-   * `INVALID_STATE` when there is no session with the peer; otherwise the live session's error
-   * (`DECRYPT_FAILED`, `DUPLICATE_MESSAGE`, …) when none can read it.
+   * `INVALID_STATE` when there is no session with the peer; otherwise, when none can read it, the
+   * error of the first one tried (`DECRYPT_FAILED`, `DUPLICATE_MESSAGE`, `TOO_MANY_SKIPPED`, …).
    */
   receive(peerDid: string, message: EncryptedMessage | Uint8Array): Uint8Array {
     this.#assertPeer(peerDid);
@@ -323,7 +323,8 @@ export class EncryptedTrustBridge implements TrustEndpoint {
         this.#sessions.get(peerDid); // promotes it if it was waiting
         return plaintext;
       } catch (e) {
-        if (!isE2EError(e, 'DECRYPT_FAILED')) throw e;
+        // A message of a waiting session can fail on the live one for any reason (a gap above
+        // maxSkip, say); the tries change nothing, so go on and report the first failure.
         first ??= e;
       }
     }

@@ -298,6 +298,27 @@ describe('EncryptedTrustBridge: sessions', () => {
     expect(w.aliceBridge.activeSessions.size).toBe(1);
   });
 
+  test('receive(peerDid, message): live session first, then waiting ones; errors when none can read it', async () => {
+    const w = await connected();
+    expectE2EError(() => w.bobBridge.receive(w.mallory.did, w.ac.send(utf8('x'))), 'INVALID_STATE'); // no session with Mallory
+    const m1 = w.ac.send(utf8('one'));
+    expect(fromUtf8(w.bobBridge.receive(w.alice.did, m1))).toBe('one');
+    expectE2EError(() => w.bobBridge.receive(w.alice.did, m1), 'DUPLICATE_MESSAGE');
+    const garbled = Uint8Array.from(w.ac.send(utf8('two')).serialize());
+    garbled[garbled.length - 1] ^= 1;
+    expectE2EError(() => w.bobBridge.receive(w.alice.did, garbled), 'DECRYPT_FAILED');
+    expectE2EError(() => w.bobBridge.receive(w.alice.did, new Uint8Array(3)), 'MALFORMED_MESSAGE');
+    // A second session from Alice waits; its messages are read through the bridge, which then promotes it.
+    const ac2 = await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle());
+    const bc2 = await w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment);
+    expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(w.bc);
+    const late = Array.from({ length: 40 }, (_, i) => ac2.send(utf8(`m${i}`)));
+    expect(fromUtf8(w.bobBridge.receive(w.alice.did, late[39]))).toBe('m39');
+    expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(bc2);
+    expect(fromUtf8(w.bobBridge.receive(w.alice.did, late[0]))).toBe('m0');
+    expect(w.bc.isClosed).toBe(true);
+  });
+
   test('activeSessions is a copy, and a channel closed directly drops out', async () => {
     const w = await connected();
     const copy = w.aliceBridge.activeSessions;
