@@ -42,7 +42,19 @@
  *    the live Alice–Bob session.
  *  - flood → finding 6 (I5): 1,000 answerChallenge calls (adversary or spoofed DIDs) fill the shared pending
  *    table: too_many_pending both ways for 30 s.
- *  - replay → I6; inject → I4 (see the report); rewrite-drop-redirect → a control (holds on the old code).
+ *  - replay → I6: (a) an exact replay in the window of a fresh verification IS refused DUPLICATE_MESSAGE
+ *    but only after taking the verification, so the genuine establishment that follows is refused
+ *    (peer_not_verified); (b) bit 255 of ek flipped is not recognised as the same establishment
+ *    (OTK_NOT_FOUND instead of DUPLICATE_MESSAGE; and when the establishment carried no one-time pre-key,
+ *    e.g. the adversary stripped it from the bundle, the flipped replay is ACCEPTED and replaces the session).
+ *  - inject → I4: (a) an unauthenticated completeHandshake naming the in-flight challenge id (at the opener,
+ *    or at the target for its counter-challenge) consumes it, so the genuine answer that follows fails
+ *    (challenge_replayed / peer_refused); (b) a forged establishment {ik: the opener's registry key, fresh ek},
+ *    delivered before the genuine one, is accepted, takes the opener's verification and the genuine one is
+ *    refused (peer_not_verified).
+ *  - rewrite-drop-redirect → a control: field rewrites, drops, stale answers, redirects, mutated bundles
+ *    and the adversary's own opens; it holds on the old code too (it can fail: I1/I2/I3 are all checked).
+ *  - full-mix → all of the above together.
  *
  * Run one family: `npx jest spec/trust/network-adversary -t relay-substitute`. FC_SEED (and FC_PATH)
  * replay a failure; ADV_RUNS scales the number of runs (e.g. 0.2 or 5).
@@ -63,7 +75,7 @@ const SCALE = process.env.ADV_RUNS ? Number(process.env.ADV_RUNS) : 1;
 describe('network adversary: the model is not vacuous', () => {
   test('with an honest network every invariant holds and the three pairs stay live', async () => {
     const w = await runScenario([
-      { t: 'chat', from: 'alice', to: 'bob', n: 3, order: [2, 0, 1], dups: [0] },
+      { t: 'chat', from: 'alice', to: 'bob', n: 3, order: [2, 0, 1], dups: [0], misdeliver: 'carol' },
       { t: 'advance', ms: 1000 },
     ]);
     expect([...w.live].sort()).toEqual(['alice|bob', 'alice|carol', 'bob|carol']);

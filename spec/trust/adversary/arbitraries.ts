@@ -60,7 +60,9 @@ const advOpenArb: fc.Arbitrary<AdvOpenAction> = fc.record({ t: fc.constant('advO
 const chatArb: fc.Arbitrary<ChatAction> = fc.record({
   t: fc.constant('chat' as const), from: honestName, to: honestName, n: fc.integer({ min: 1, max: 4 }),
   order: fc.array(fc.nat(10), { maxLength: 4 }), dups: fc.array(fc.nat(4), { maxLength: 2 }),
+  misdeliver: fc.option(honestName, { nil: null }),
 }).filter((c) => c.from !== c.to);
+const rotateArb: fc.Arbitrary<Action> = fc.record({ t: fc.constant('rotate' as const), who: honestName });
 const advanceArb: fc.Arbitrary<Action> = fc.record({ t: fc.constant('advance' as const), ms: fc.constantFrom(1_000, 31_000, 301_000) });
 
 interface OpenConfig {
@@ -80,7 +82,9 @@ const openArb = (c: OpenConfig): fc.Arbitrary<OpenAction> => fc.record({
   route: c.route,
   between: c.between ? fc.array(c.between, { maxLength: c.maxBetween ?? 2 }) : fc.constant<AdvAction[]>([]),
   deliver: fc.oneof(w(5, fc.constant(true)), w(1, fc.constant(false))),
-}).filter((o) => o.opener !== o.target && (o.route.kind !== 'relayCounter' || o.route.victim !== o.opener));
+}).filter((o) => o.opener !== o.target && (o.route.kind !== 'relayCounter' || o.route.victim !== o.opener))
+  // an opener does not sign its own challenge: the target does (prints the counterexample as it runs)
+  .map((o) => (o.route.kind === 'substitute' && o.route.signer === o.opener ? { ...o, route: { ...o.route, signer: 'target' as const } } : o));
 
 export interface Family {
   readonly name: string;
@@ -96,13 +100,13 @@ const list = (maxLength: number, ...arbs: { weight: number; arbitrary: fc.Arbitr
 const allOpts: fc.Arbitrary<OptsName> = fc.oneof(
   w(2, fc.constant('default' as const)), w(1, fc.constantFrom('score900' as const, 'score0' as const, 'pay' as const, 'audit' as const)),
 );
-const mutatedBundle: fc.Arbitrary<BundleChoice> = fc.constantFrom<BundleChoice>('ik255', 'spk255', 'sig', 'edOfMallory');
+const mutatedBundle: fc.Arbitrary<BundleChoice> = fc.constantFrom<BundleChoice>('ik255', 'spk255', 'sig', 'edOfMallory', 'noOtk');
 
 export const FAMILIES: Family[] = [
   {
     name: 'relay-substitute',
     finds: 'finding 1 (I1): the opener takes a response to ANY pending challenge (e.g. its counter-challenge to Mallory) for the peer it opens',
-    numRuns: 150,
+    numRuns: 200,
     actions: list(4,
       w(5, openArb({
         target: honestName,
@@ -118,7 +122,7 @@ export const FAMILIES: Family[] = [
   {
     name: 'requirements',
     finds: 'finding 3 (I2): per-call requiredTrustScore/requiredCapabilities bypassed by answering an earlier default-requirements challenge',
-    numRuns: 150,
+    numRuns: 200,
     actions: list(4,
       w(5, openArb({
         target: honestName,
@@ -130,7 +134,7 @@ export const FAMILIES: Family[] = [
   {
     name: 'counter-relay',
     finds: 'finding 4 (I3): Mallory relays the victim\'s counter-challenge as its own (response nonce = the victim\'s), the opener signs it, the victim then accepts a forged establishment and wipes the live session',
-    numRuns: 150,
+    numRuns: 200,
     actions: list(4,
       w(2, openArb({ target: honestName, route: honestRoute })),
       w(5, openArb({
@@ -155,16 +159,19 @@ export const FAMILIES: Family[] = [
   {
     name: 'replay',
     finds: 'I6: a replayed establishment (exact or bit 255 of ek flipped) after a fresh verification is not DUPLICATE_MESSAGE and/or spends the verification',
-    numRuns: 120,
+    numRuns: 180,
     actions: list(4,
-      w(3, openArb({ target: honestName, route: honestRoute, between: forgeArb(['replay', 'flip255']), maxBetween: 2 })),
-      w(2, forgeArb(['replay', 'flip255'])),
+      w(3, openArb({ target: honestName, route: honestRoute, between: forgeArb(['replay', 'flip255', 'stripIds', 'stripOtk']), maxBetween: 2 })),
+      // an establishment without a one-time pre-key (the adversary stripped it from the bundle): only the replay memory stops its replays
+      w(1, openArb({ target: honestName, route: honestRoute, bundle: fc.constant('noOtk' as const) })),
+      w(2, forgeArb(['replay', 'flip255', 'stripIds', 'stripOtk'])),
+      w(1, rotateArb),
       w(1, chatArb)),
   },
   {
     name: 'inject',
     finds: 'I4: unauthenticated answers naming an in-flight challenge, or forged establishments before the genuine one, kill an honest open',
-    numRuns: 120,
+    numRuns: 150,
     actions: list(4,
       w(4, openArb({
         target: honestName,
@@ -177,7 +184,7 @@ export const FAMILIES: Family[] = [
   {
     name: 'rewrite-drop-redirect',
     finds: 'control: field rewrites (bit flips, swapped DIDs/keys/ids), drops, stale answers, redirects, mutated bundles, the adversary\'s own opens',
-    numRuns: 150,
+    numRuns: 200,
     actions: list(5,
       w(5, openArb({
         opts: allOpts,
@@ -195,19 +202,19 @@ const anyRoute: fc.Arbitrary<Route> = fc.oneof(
   w(2, relayRoute), w(2, rewriteRoute), w(1, staleRoute),
 );
 const anyAdv: fc.Arbitrary<AdvAction> = fc.oneof(
-  w(4, forgeArb(['replay', 'flip255', 'randomEk', 'advIk', 'advOwn'])),
+  w(4, forgeArb(['replay', 'flip255', 'stripIds', 'stripOtk', 'randomEk', 'advIk', 'advOwn'])),
   w(1, floodArb(fc.oneof(w(6, fc.integer({ min: 1, max: 20 })), w(1, fc.constant(1000))))),
   w(1, advOpenArb),
 );
 FAMILIES.push({
   name: 'full-mix',
   finds: 'everything above at once: every route, bundle, requirement, forgery, replay, flood and delay',
-  numRuns: 200,
+  numRuns: 300,
   actions: list(6,
     w(5, openArb({
       target: anyName, opts: allOpts,
       bundle: fc.oneof(w(3, fc.constant('genuine' as const)), w(1, fc.constant('signer' as const)), w(1, anyName), w(1, mutatedBundle)),
       route: anyRoute, between: anyAdv, maxBetween: 2,
     })),
-    w(3, anyAdv), w(1, chatArb), w(1, advanceArb)),
+    w(3, anyAdv), w(1, chatArb), w(1, advanceArb), w(1, rotateArb)),
 });

@@ -50,9 +50,16 @@ export type Route =
   | { kind: 'stale'; idx: number };
 
 export type OptsName = 'default' | 'score900' | 'score0' | 'pay' | 'audit';
-export type BundleChoice = 'genuine' | 'signer' | AgentName | 'ik255' | 'spk255' | 'sig' | 'edOfMallory';
+/** `noOtk`: the genuine bundle with its one-time pre-key stripped (the signature covers only the signed pre-key). */
+export type BundleChoice = 'genuine' | 'signer' | AgentName | 'ik255' | 'spk255' | 'sig' | 'edOfMallory' | 'noOtk';
 
-export type ForgeKind = 'replay' | 'flip255' | 'randomEk' | 'advIk' | 'advOwn';
+/**
+ * replay: an accepted establishment again; flip255: with bit 255 of ek flipped (the same key to X25519);
+ * stripIds / stripOtk: with its pre-key ids dropped (the same establishment, PROTOCOL.md: the ids are optional);
+ * randomEk: the claimed DID's identity key, a fresh ek; advIk: the adversary's identity key; advOwn: a real X3DH by the adversary.
+ */
+export type ForgeKind = 'replay' | 'flip255' | 'stripIds' | 'stripOtk' | 'randomEk' | 'advIk' | 'advOwn';
+const REPLAYS: readonly ForgeKind[] = ['replay', 'flip255', 'stripIds', 'stripOtk'];
 export interface ForgeAction {
   t: 'forge';
   kind: ForgeKind;
@@ -84,9 +91,12 @@ export interface OpenAction {
   between: AdvAction[];
   deliver: boolean;
 }
-export interface ChatAction { t: 'chat'; from: HonestName; to: HonestName; n: number; order: number[]; dups: number[] }
+/** `from` writes `n` messages to `to`, delivered reordered (`order`), some again (`dups`), each also misdelivered to `misdeliver`'s session for `from`. */
+export interface ChatAction { t: 'chat'; from: HonestName; to: HonestName; n: number; order: number[]; dups: number[]; misdeliver: HonestName | null }
+/** An honest agent rotates its signed pre-key (the old one stays usable for establishments in flight). */
+export interface RotateAction { t: 'rotate'; who: HonestName }
 export interface AdvanceAction { t: 'advance'; ms: number }
-export type Action = OpenAction | AdvAction | ChatAction | AdvanceAction;
+export type Action = OpenAction | AdvAction | ChatAction | AdvanceAction | RotateAction;
 
 const OPTS: Record<OptsName, OpenChannelOptions> = {
   default: {},
@@ -366,6 +376,10 @@ async function bundleFor(w: World, a: OpenAction, target: Agent, signer: Agent):
     case 'signer': return signer.bridge.publishPrekeyBundle();
     case 'ik255': case 'spk255': case 'sig': return mutateBundle(await genuine(), a.bundle);
     case 'edOfMallory': return mutateBundle(await genuine(), 'edOf', w.agents.mallory.identity.publicKey);
+    case 'noOtk': {
+      const { oneTimePreKey: _k, oneTimePreKeyId: _id, ...rest } = await genuine();
+      return rest;
+    }
     default: return w.agents[a.bundle].bridge.publishPrekeyBundle();
   }
 }
@@ -450,7 +464,10 @@ export async function runOpen(w: World, s: RunState, a: OpenAction, during: stri
   try {
     m1 = channel.send(utf8(text)).serialize();
   } catch (e) {
-    if (honestOpen) throw new InvariantViolation(inv(), `${opener.name}'s new channel to ${target.name} no longer works: ${describeError(e)} (${ctx})`);
+    // (an adversarial peer may itself replace the session it just got: its own message, no invariant)
+    if (honestOpen && isHonest(target.name)) {
+      throw new InvariantViolation(inv(), `${opener.name}'s new channel to ${target.name} no longer works: ${describeError(e)} (${ctx})`);
+    }
     return;
   }
   w.oracle.assertUnreadable(m1, opener.did, target.did, est, `${ctx}; first message`);
@@ -485,7 +502,7 @@ async function runForge(w: World, s: RunState, a: ForgeAction, during: string): 
   let isReplayOf: { from: string; to: string } | undefined;
   let advSender: SecureChannel | undefined;
   const holder = w.agents[a.holder];
-  if (a.kind === 'replay' || a.kind === 'flip255') {
+  if (REPLAYS.includes(a.kind)) {
     const accepted = w.pocket.filter((p) => p.accepted);
     if (accepted.length === 0) return;
     const p = accepted[a.idx % accepted.length];
@@ -493,9 +510,11 @@ async function runForge(w: World, s: RunState, a: ForgeAction, during: string): 
       to = w.agents[nameOf(p.to)!];
       claim = nameOf(p.from) ? w.agents[nameOf(p.from)!] : p.from;
     }
-    est = a.kind === 'replay'
-      ? wireEst(p.est)
-      : new ChannelEstablishment({ ...p.est, ephemeralPublicKey: flipBit255(p.est.ephemeralPublicKey) });
+    const e = p.est;
+    est = a.kind === 'replay' ? wireEst(e)
+      : a.kind === 'flip255' ? new ChannelEstablishment({ ...e, ephemeralPublicKey: flipBit255(e.ephemeralPublicKey) })
+        : a.kind === 'stripIds' ? new ChannelEstablishment({ ...e, usedOneTimeKeyId: undefined, signedPreKeyId: undefined })
+          : new ChannelEstablishment({ ...e, usedOneTimeKeyId: undefined });
     if (didOf(to) === p.to && didOf(claim) === p.from) isReplayOf = { from: p.from, to: p.to };
   } else if (a.kind === 'randomEk' || a.kind === 'advIk') {
     est = new ChannelEstablishment({
@@ -626,6 +645,21 @@ async function runChat(w: World, a: ChatAction, during: string): Promise<void> {
     if (got !== envs[i].text) throw new InvariantViolation('I3', `wrong text (${during})`);
     done.add(i);
   }
+  // Redirected envelopes: another honest agent's session for `from` must not read them (and goes on working: I3 after the action).
+  const m = a.misdeliver;
+  if (m && m !== a.from && m !== a.to) {
+    const sm = w.agents[m].bridge.getSession(from.did);
+    for (const { env } of sm ? envs : []) {
+      let read = false;
+      try {
+        sm!.channel.receive(env);
+        read = true;
+      } catch {
+        // refused: good
+      }
+      if (read) throw new InvariantViolation('I1', `${m} read a message ${a.from} sent on its session recorded under ${a.to} (${during})`);
+    }
+  }
 }
 
 /** A fresh world with the three honest pairs live, then `actions`, with the invariants after each. */
@@ -647,6 +681,7 @@ export async function runScenario(actions: readonly Action[]): Promise<World> {
       case 'open': await runOpen(w, s, a, during); break;
       case 'chat': await runChat(w, a, during); break;
       case 'advance': w.clock.t += a.ms; break;
+      case 'rotate': w.agents[a.who].manager.generateSignedPreKey(); break;
       default: await runAdv(w, s, a, during, true);
     }
     assertI3LiveSessions(w, `after ${during}`);
