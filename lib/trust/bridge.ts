@@ -106,7 +106,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   /** What this bridge made itself and so must wipe on {@link close}. */
   readonly #ownsManager: boolean;
   #closed = false;
-  /** Establishments accepted (signed pre-key id and ephemeral key), so a replay cannot replace a live session. */
+  /** Establishments accepted (canonical ephemeral keys), so a replay is refused before anything is spent. */
   readonly #accepted = new Set<string>();
 
   /**
@@ -272,7 +272,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     const e = ChannelEstablishment.from(establishment);
     // A replay (also with the ephemeral key re-encoded: X25519 ignores bit 255 and reduces mod p)
     // is refused before anything is looked at or spent.
-    const seen = establishmentKey(e, this.#manager.signedPreKey?.keyId);
+    const seen = establishmentKey(e);
     if (this.#accepted.has(seen)) throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted');
     this.#sessions.get(peerDid); // a waiting session that has authenticated uses up its verification first
     const ticket = this.#mutual ? this.#verified.peek(peerDid) : undefined;
@@ -468,11 +468,12 @@ function notVerified(): E2EError {
 }
 
 /**
- * What identifies an establishment for replay memory: the signed pre-key it used (the current one
- * when it names none) and the canonical form of its ephemeral key.
+ * What identifies an establishment for replay memory: the canonical form of its ephemeral key. An
+ * initiator makes a fresh one for every establishment, so any second use is a replay — whatever
+ * pre-key ids it names or strips, and however the key is encoded.
  */
-function establishmentKey(e: ChannelEstablishment, currentSpkId: number | undefined): string {
-  return `${e.signedPreKeyId ?? currentSpkId ?? 'none'}:${toHex(canonicalX25519PublicKey(e.ephemeralPublicKey))}`;
+function establishmentKey(e: ChannelEstablishment): string {
+  return toHex(canonicalX25519PublicKey(e.ephemeralPublicKey));
 }
 
 /** The X25519 form of a registry key; a key without one fails closed. */

@@ -302,7 +302,7 @@ function planFor(w: World, a: OpenAction, opener: Agent, target: Agent, signer: 
           const reply: ChallengeReply = { response };
           if (route.counter === 'own') {
             reply.challenge = {
-              challenge_id: `challenge_${hex(8)}`, nonce: counterChallengeNonce(c, response.response_nonce),
+              challenge_id: `challenge_${hex(8)}`, nonce: counterChallengeNonce(c, response.response_nonce, { openerDid: opener.did, answererDid: target.did }),
               timestamp: new Date(now()).toISOString(), expires_in_seconds: 30,
             };
           }
