@@ -14,6 +14,7 @@ import {
   XCHACHA20_POLY1305_NONCE_BYTES, assertKey, concatBytes, constantTimeEqual, hkdfSha256, memzero, randomBytes, utf8,
   xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt,
 } from '../crypto';
+import { storeFailure } from './validate';
 
 /** Bytes of a storage key. */
 export const STORAGE_KEY_BYTES = 32;
@@ -50,7 +51,7 @@ function contextBytes(context: unknown): Uint8Array {
 }
 
 function corrupt(reason: string, message: string): E2EError {
-  return new E2EError('STORE_ERROR', message, reason);
+  return storeFailure(reason, message);
 }
 
 /**

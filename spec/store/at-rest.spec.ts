@@ -13,7 +13,7 @@ import { SecureChannel } from '../../lib/channel';
 import {
   AgentStore, PersistentChannel, RedisStore, SqliteStore, StorageCipher, StoredKeyManager, maintainPreKeys, sessionContext,
 } from '../../lib/store';
-import { describeRedis, makeAgent, randomNamespace } from './helpers';
+import { clearPrefix, describeRedis, makeAgent, randomNamespace } from './helpers';
 
 const ALICE = 'did:mesh:alice';
 const BOB = 'did:mesh:bob';
@@ -103,7 +103,7 @@ describeRedis('secrets at rest: Redis', (url) => {
     client = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: (n) => (n > 3 ? null : 100) });
   });
   afterAll(async () => {
-    await new RedisStore({ client, namespace: ns }).clearNamespace();
+    await clearPrefix(client, ns);
     client.disconnect();
   });
 
@@ -123,17 +123,17 @@ describeRedis('secrets at rest: Redis', (url) => {
   }
 
   it('leaves no key bytes in the clear in any value', async () => {
-    const store = new RedisStore({ client, namespace: `${ns}:sealed` });
+    const store = new RedisStore({ client, namespace: `${ns}-sealed` });
     const secrets = await run(store, new StorageCipher(randomBytes(32)));
-    const all = await dump(`${ns}:sealed`);
+    const all = await dump(`${ns}-sealed`);
     expect(all.length).toBeGreaterThan(2000);
     expect(leaks(all, secrets)).toEqual([]);
   });
 
   it('(control) finds a key written in the clear', async () => {
-    const store = new RedisStore({ client, namespace: `${ns}:clear` });
+    const store = new RedisStore({ client, namespace: `${ns}-clear` });
     const secret = randomBytes(32);
     await store.saveSession(ALICE, BOB, secret, 0);
-    expect(leaks(await dump(`${ns}:clear`), [secret])).toEqual([`${toHex(secret).slice(0, 8)}… as raw`]);
+    expect(leaks(await dump(`${ns}-clear`), [secret])).toEqual([`${toHex(secret).slice(0, 8)}… as raw`]);
   });
 });
