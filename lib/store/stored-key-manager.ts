@@ -13,7 +13,7 @@
  * `establishment_replay`).
  */
 import { E2EError, isE2EError } from '../errors';
-import { canonicalX25519PublicKey, concatBytes, memzero, sha256, toHex } from '../crypto';
+import { canonicalX25519PublicKey, concatBytes, constantTimeEqual, memzero, sha256, toHex } from '../crypto';
 import { X3DHKeyManager } from '../x3dh';
 import { ChannelEstablishment, ChannelEstablishmentFields, ChannelOptions, SecureChannel } from '../channel';
 import { PersistentChannel, attachSavedChannel, isSessionStore, sealChannelState } from './persistent-channel';
@@ -278,7 +278,18 @@ export class StoredKeyManager {
       const write: AcceptanceWrite = usedOtk
         ? { did, peerDid, session, keyManager: { data: seal(cipher, did, copy), expectedVersion: this.#version } }
         : { did, peerDid, session, establishment: { signedPreKeyId: spkId, fingerprint: establishmentFingerprint(e) } };
-      const v = await callStore('saveAcceptance', () => (store as AgentStore).saveAcceptance(write));
+      let v: AcceptanceVersions;
+      try {
+        v = await callStore('saveAcceptance', () => (store as AgentStore).saveAcceptance(write));
+      } catch (err) {
+        if (!isE2EError(err, 'STORE_ERROR') || err.reason !== 'backend') throw err;
+        // Outcome unknown (a connection dropped after the write?). The sealed blob has a random nonce,
+        // so finding it in the slot proves the write committed: then this acceptance succeeded.
+        const saved = await callStore('loadSession', () => sessions.loadSession(did, peerDid)).catch(() => null);
+        if (saved === null || !(saved.data instanceof Uint8Array) || !constantTimeEqual(saved.data, session.data)) throw err;
+        if (usedOtk) await this.#refresh().catch(() => Promise.reject(err)); // the saved key manager, with its version
+        return saved.version;
+      }
       if (!isVersions(v, usedOtk)) throw storeFailure('corrupt', 'the store returned no versions');
       if (usedOtk) adopt(v.keyManagerVersion as number);
       return v.sessionVersion;
