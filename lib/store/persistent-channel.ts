@@ -79,8 +79,10 @@ function assertLocation(loc: unknown): asserts loc is SessionLocation {
   assertStoreId(l.peerDid, 'peerDid');
 }
 
-/** The AEAD context of a session blob: it only opens in its own slot. */
+/** The AEAD context of a session blob: it only opens in its own slot. `INVALID_ARGUMENT` unless both are store ids. */
 export function sessionContext(localDid: string, peerDid: string): string {
+  assertStoreId(localDid, 'localDid');
+  assertStoreId(peerDid, 'peerDid');
   return `agentmesh-session\u0000${localDid}\u0000${peerDid}`;
 }
 
@@ -229,6 +231,8 @@ export class PersistentChannel {
    */
   send(plaintext: Uint8Array): Promise<EncryptedMessage> {
     return this.#exclusive(async () => {
+      // A detached buffer reads as empty (and would throw a TypeError further down): send it as empty.
+      if (plaintext instanceof Uint8Array && plaintext.length === 0) plaintext = new Uint8Array(0);
       await this.#resync();
       const scratch = this.#copy();
       let message: EncryptedMessage;

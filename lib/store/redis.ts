@@ -83,9 +83,12 @@ const S = {
   accept: script(lua.SAVE_ACCEPTANCE),
 };
 
-/** A Buffer view of `u8` for the client (no copy; the command is written out before the caller resumes). */
+/**
+ * A Buffer of our own with `u8`'s bytes for the client: ioredis keeps the arguments of a queued
+ * command (offline queue, reconnect) until it is written, and the caller may reuse its bytes by then.
+ */
 function buf(u8: Uint8Array): Buffer {
-  return Buffer.from(u8.buffer, u8.byteOffset, u8.length);
+  return Buffer.from(Uint8Array.from(u8).buffer);
 }
 
 function inboxVersion(v: unknown): number {

@@ -108,7 +108,10 @@ export class SqliteStore implements AgentStore {
    * const store = new SqliteStore('/var/lib/agent/e2e.sqlite');
    */
   constructor(path: string, options: SqliteStoreOptions = {}) {
-    if (typeof path !== 'string' || path.length === 0) throw new E2EError('INVALID_ARGUMENT', 'path must be a non-empty string');
+    // A NUL or a lone surrogate has no file-system form: refused here rather than as a driver TypeError.
+    if (typeof path !== 'string' || path.length === 0 || path.length > 4096 || path.includes('\u0000') || !isWellFormed(path)) {
+      throw new E2EError('INVALID_ARGUMENT', 'path must be a non-empty, well-formed string of at most 4096 characters without NUL');
+    }
     const sync = options?.synchronous ?? 'FULL';
     if (sync !== 'FULL' && sync !== 'NORMAL') throw new E2EError('INVALID_ARGUMENT', 'synchronous must be FULL or NORMAL');
     const timeout = options?.busyTimeoutMs ?? 5000;
@@ -416,6 +419,10 @@ function openDatabase(path: string, timeout: number, sync: string): Database.Dat
     db.close();
     throw e;
   }
+}
+
+function isWellFormed(s: string): boolean {
+  return !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
 }
 
 function hasMeta(db: Database.Database): boolean {

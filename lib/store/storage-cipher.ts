@@ -83,6 +83,8 @@ export class StorageCipher {
     this.#assertUsable();
     if (!(plaintext instanceof Uint8Array)) throw new E2EError('INVALID_ARGUMENT', 'plaintext must be bytes');
     const ctx = contextBytes(context);
+    // A detached buffer reads as empty; touching it would throw a TypeError in the AEAD.
+    if (plaintext.length === 0) plaintext = new Uint8Array(0);
     const header = new Uint8Array(HEADER_BYTES);
     header.set(MAGIC, 0);
     header[3] = SEALED_FORMAT_VERSION;

@@ -219,6 +219,29 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         got?.signedPreKey.fill(1);
         expect(toHex((await store.getBundle(d))?.signedPreKey as Uint8Array)).toBe(keep);
       });
+      it('keeps no view of caller Buffers (bundle fields, one-time keys) and returns plain Uint8Arrays', async () => {
+        const bob = makeAgent(2);
+        const d = did();
+        const b = bob.getPublicBundle({ otkId: 0 });
+        const asBuffers = {
+          ...b, identityKey: Buffer.from(b.identityKey), identityKeyEd: Buffer.from(b.identityKeyEd), signedPreKey: Buffer.from(b.signedPreKey),
+          signedPreKeySignature: Buffer.from(b.signedPreKeySignature), oneTimePreKey: Buffer.from(b.oneTimePreKey as Uint8Array),
+        };
+        const keep = plain(b);
+        await store.storeBundle(d, asBuffers);
+        for (const v of Object.values(asBuffers)) if (v instanceof Uint8Array) v.fill(0);
+        const otk = publicOtks(bob)[1];
+        const otkBuf = Buffer.from(otk.publicKey);
+        await store.addOneTimePreKeys(d, [{ keyId: 1, publicKey: otkBuf }]);
+        otkBuf.fill(0);
+        const got = await store.getBundle(d);
+        expect(plain(got)).toEqual(keep);
+        for (const v of Object.values(got as object)) if (v instanceof Uint8Array) expect(v.constructor).toBe(Uint8Array);
+        expect((await store.claimBundle(d))?.oneTimePreKeyId).toBe(0);
+        const second = await store.claimBundle(d);
+        expect(toHex(second?.oneTimePreKey as Uint8Array)).toBe(toHex(otk.publicKey));
+        expect(second?.oneTimePreKey?.constructor).toBe(Uint8Array);
+      });
     });
 
     describe('SessionStore', () => {
@@ -366,6 +389,20 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), -1, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
         expect(await store.loadSession(a, b)).toBeNull();
         expect(await store.listInbox(a, b)).toEqual([]);
+      });
+
+      it('keeps no view of caller Buffers in sessions, key managers and acceptances; returns plain Uint8Arrays', async () => {
+        const [a, b, c] = [did(), did(), did()];
+        const bytes = (): Buffer => Buffer.from(randomBytes(48));
+        const [s1, k1, s2, k2] = [bytes(), bytes(), bytes(), bytes()];
+        const keep = [s1, k1, s2, k2].map((x) => toHex(x));
+        await store.saveSession(a, b, s1, 0);
+        await store.saveKeyManager(a, k1, 0);
+        await store.saveAcceptance({ did: a, peerDid: c, keyManager: { data: k2, expectedVersion: 1 }, session: { data: s2, expectedVersion: 0 } });
+        for (const x of [s1, k1, s2, k2]) x.fill(0);
+        const recs = [await store.loadSession(a, b), await store.loadKeyManager(a), await store.loadSession(a, c)];
+        expect(recs.map((r) => toHex(r?.data as Uint8Array))).toEqual([keep[0], keep[3], keep[2]]);
+        expect(recs.every((r) => r?.data.constructor === Uint8Array)).toBe(true);
       });
 
       it('validates every argument', async () => {

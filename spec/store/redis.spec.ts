@@ -59,6 +59,39 @@ describeRedis('RedisStore', (url) => {
       expect(await admin.keys(`${ns}-layout:*`)).toEqual([]);
     });
 
+    it('keeps namespaces apart: no colon in a namespace, and clearNamespace deletes exactly its own keys (finding 10)', async () => {
+      for (const bad of [`${ns}-x:s`, `${ns}-x:eu`, 'a:b', 'x*', 'x{y}', 'x y', 'é', 'x'.repeat(129)]) {
+        await expectCode(() => new RedisStore({ client: admin, namespace: bad }), 'INVALID_ARGUMENT');
+      }
+      const names = [`${ns}-x`, `${ns}-x-s`, `${ns}-xs`, `${ns}-x.eu`, `${ns}-x_eu`];
+      const stores = names.map((n) => new RedisStore({ client: admin, namespace: n }));
+      for (const s of stores) {
+        await s.saveSession('s', 'eu', utf8('x'), 0);
+        await s.saveSession('did:a', 'did:b', utf8('y'), 0);
+        await s.saveKeyManager('s', utf8('k'), 0);
+      }
+      const count = async (n: string): Promise<number> => (await admin.keys(`${n}:*`)).length;
+      const before = await Promise.all(names.map(count));
+      expect(await stores[0].clearNamespace()).toBe(before[0]);
+      expect(await Promise.all(names.map(count))).toEqual([0, ...before.slice(1)]);
+      for (const s of stores.slice(1)) expect((await s.loadSession('s', 'eu'))?.version).toBe(1);
+    });
+
+    it('copies caller bytes before a command is queued (a Buffer zeroed while the client connects)', async () => {
+      const lazy = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      clients.push(lazy);
+      const s = new RedisStore({ client: lazy, namespace: `${ns}-queued` });
+      const data = Buffer.from('sealed session bytes');
+      const saving = s.saveSession('bob', 'alice', data, 0);
+      const inboxData = Buffer.from('sealed inbox bytes');
+      const inboxSave = s.saveSessionWithInbox('bob', 'carol', Buffer.from('s'), 0, { id: 'm1', data: inboxData });
+      data.fill(0);
+      inboxData.fill(0);
+      await Promise.all([saving, inboxSave]);
+      expect(Buffer.from((await s.loadSession('bob', 'alice'))?.data as Uint8Array).toString()).toBe('sealed session bytes');
+      expect(Buffer.from((await s.loadInboxEntry('bob', 'carol', 'm1'))?.data as Uint8Array).toString()).toBe('sealed inbox bytes');
+    });
+
     it('applies the optional TTLs, and none by default', async () => {
       const s = new RedisStore({ client: admin, namespace: `${ns}-ttl`, sessionTtlMs: 60_000, bundleTtlMs: 120_000 });
       const bob = makeAgent(2);
