@@ -10,8 +10,8 @@
  * atomic write, and the message stays there until the application acknowledges it ({@link
  * PersistentChannel.ack}, or `deliver`). So a store that fails after committing (a dropped
  * connection) loses nothing: receiving the envelope again finds the message in the inbox, and after a
- * crash {@link PersistentChannel.pending} lists what was not acknowledged. Within one channel object
- * a message is handed out once; after a restart, unacknowledged ones again (at least once).
+ * crash {@link PersistentChannel.pending} lists what was not acknowledged. Within one process (per
+ * store object) a message is handed out once; after a restart, unacknowledged ones again (at least once).
  *
  * When another process saved first, a save is refused with `STALE_STATE`: nothing is returned,
  * nothing changes, and {@link PersistentChannel.refresh} loads the newer state. After any other
@@ -24,7 +24,7 @@ import { memzero, sha256, toHex } from '../crypto';
 import { EncryptedMessage } from '../ratchet';
 import { SecureChannel } from '../channel';
 import { StorageCipher } from './storage-cipher';
-import { SessionStore, StoredRecord } from './types';
+import { MAX_INBOX_ENTRIES, SessionStore, StoredRecord } from './types';
 import { assertInboxId, assertStoreId, callStore, storeFailure } from './validate';
 
 /** Where a channel is saved: the store, the cipher sealing it, and its two DIDs. */
@@ -127,6 +127,41 @@ export function sealChannelState(cipher: StorageCipher, channel: SecureChannel, 
   }
 }
 
+/** The ids of one session handed out in this process, oldest first. */
+class HandedOut {
+  readonly #ids = new Set<string>();
+
+  has(id: string): boolean {
+    return this.#ids.has(id);
+  }
+
+  add(id: string): void {
+    this.#ids.add(id);
+    // Bounded: more ids than the inbox can hold means the oldest were acknowledged elsewhere.
+    if (this.#ids.size > 2 * MAX_INBOX_ENTRIES) this.#ids.delete(this.#ids.values().next().value as string);
+  }
+
+  delete(id: string): void {
+    this.#ids.delete(id);
+  }
+}
+
+/**
+ * Per store object (a process's connection) and session: what was handed out. Shared by every
+ * channel over that store, so loading the channel again in the same process does not hand a message
+ * out twice; a restarted process (a new store object) hands out what was not acknowledged.
+ */
+const HANDED_OUT = new WeakMap<object, Map<string, HandedOut>>();
+
+function handedOutFor(store: SessionStore, localDid: string, peerDid: string): HandedOut {
+  let sessions = HANDED_OUT.get(store);
+  if (!sessions) HANDED_OUT.set(store, (sessions = new Map()));
+  const key = `${localDid}\u0000${peerDid}`;
+  let h = sessions.get(key);
+  if (!h) sessions.set(key, (h = new HandedOut()));
+  return h;
+}
+
 let attach: (loc: SessionLocation, channel: SecureChannel, version: number) => PersistentChannel;
 
 /**
@@ -148,8 +183,8 @@ export class PersistentChannel {
   #tail: Promise<unknown> = Promise.resolve();
   /** A save failed in a way that may have committed: reload before the next step. */
   #uncertain = false;
-  /** Inbox ids this object handed out and that are not acknowledged yet (bounded by the inbox size). */
-  readonly #handedOut = new Set<string>();
+  /** Inbox ids handed out in this process (by any channel over this store object) and not acknowledged yet. */
+  readonly #handedOut: HandedOut;
 
   static {
     attach = (loc, channel, version) => new PersistentChannel(loc, channel, version, undefined);
@@ -161,6 +196,7 @@ export class PersistentChannel {
     this.#channel = channel;
     this.#version = version;
     this.#now = now;
+    this.#handedOut = handedOutFor(loc.store, loc.localDid, loc.peerDid);
   }
 
   /**
@@ -252,8 +288,8 @@ export class PersistentChannel {
    * in one atomic write, then returns the plaintext; it stays in the inbox until {@link ack}
    * (or `options.deliver` resolves). If the envelope was received before but not acknowledged (a
    * save that failed after committing, or a restart), the saved plaintext is returned instead, once
-   * per channel object; again within the same object it is `DUPLICATE_MESSAGE` (reason
-   * `unacknowledged`). On a decrypt error (`DECRYPT_FAILED`, `DUPLICATE_MESSAGE`, ...) nothing is
+   * per process (per store object); again it is `DUPLICATE_MESSAGE` (reason `unacknowledged`) until
+   * acknowledged, then plain `DUPLICATE_MESSAGE`. On a decrypt error (`DECRYPT_FAILED`, `DUPLICATE_MESSAGE`, ...) nothing is
    * saved; on a failed save the plaintext is wiped, not returned. `INVALID_STATE` (reason
    * `inbox_full`) when {@link MAX_INBOX_ENTRIES} messages await acknowledgement.
    */
@@ -287,9 +323,10 @@ export class PersistentChannel {
   }
 
   /**
-   * The unacknowledged messages of this session that this object has not handed out yet, oldest
-   * first: after a restart, every message received but not acknowledged. Each is then handed out
-   * (a later `receive` of its envelope is `DUPLICATE_MESSAGE`); acknowledge each with {@link ack}.
+   * The unacknowledged messages of this session not handed out yet in this process (by any channel
+   * over this store object), oldest first: after a restart, every message received but not
+   * acknowledged. Each is then handed out (a later `receive` of its envelope is `DUPLICATE_MESSAGE`);
+   * acknowledge each with {@link ack}.
    */
   pending(): Promise<InboxMessage[]> {
     return this.#exclusive(async () => {

@@ -207,6 +207,22 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         }
       });
 
+      it('keeps sessions, inboxes and key managers of DIDs that share prefixes or contain separators apart', async () => {
+        const ids = ['did:mesh:x', 'did:mesh:x:y', 'did:mesh:{x}', 'did:mesh:x%3Ay', 'did:mesh:ü*?[]', 'did:mesh:\u00e9', 'did:mesh:e\u0301',
+          's', 'si', 'k', '{', '}', ':', '%', '\u{1F600}'.repeat(511)].map((x) => x + n);
+        for (const [i, a] of ids.entries()) {
+          await store.saveSessionWithInbox(a, ids[(i + 1) % ids.length], utf8(`s${i}`), 0, { id: 'm', data: utf8(`p${i}`) });
+          await store.saveKeyManager(a, utf8(`k${i}`), 0);
+        }
+        for (const [i, a] of ids.entries()) {
+          const peer = ids[(i + 1) % ids.length];
+          expect(Buffer.from((await store.loadSession(a, peer))?.data as Uint8Array).toString()).toBe(`s${i}`);
+          expect((await store.listInbox(a, peer)).map((r) => Buffer.from(r.data).toString())).toEqual([`p${i}`]);
+          expect(Buffer.from((await store.loadKeyManager(a))?.data as Uint8Array).toString()).toBe(`k${i}`);
+          expect(await store.listSessions(a)).toEqual([peer]);
+        }
+      });
+
       it('returns copies that callers cannot use to change the store', async () => {
         const bob = makeAgent(1);
         const d = did();
