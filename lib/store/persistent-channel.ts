@@ -302,22 +302,27 @@ export class PersistentChannel {
       if (this.#handedOut.has(id)) throw new E2EError('DUPLICATE_MESSAGE', 'this message was handed out already and awaits ack', 'unacknowledged');
       await this.#resync();
       const plaintext = await this.#decryptAndSave(m, id);
+      // Checked again after the awaits, and marked at once: another channel over this store may have
+      // handed it out meanwhile (the check and the mark must not be split by an await).
+      if (this.#handedOut.has(id)) {
+        memzero(plaintext);
+        throw new E2EError('DUPLICATE_MESSAGE', 'this message was handed out already and awaits ack', 'unacknowledged');
+      }
+      this.#handedOut.add(id);
       if (deliver) {
         try {
           await deliver(Uint8Array.from(plaintext));
         } catch (e) {
+          this.#handedOut.delete(id); // not taken: the next receive of the envelope hands it out again
           memzero(plaintext);
           throw e; // the application's own error; the message stays in the inbox
         }
-        this.#handedOut.add(id);
         try {
           await this.#deleteEntry(id);
         } catch {
           // Delivered: a failed acknowledgement only leaves the entry, handed out again after a restart.
         }
-        return plaintext;
       }
-      this.#handedOut.add(id);
       return plaintext;
     });
   }

@@ -89,7 +89,8 @@ return existed
 
 /**
  * Compare-and-swap save of a record (a hash {v = version, d = data}; without d it is a tombstone
- * keeping the version). KEYS: record, index (a set, or the record key again when there is none).
+ * keeping the version). KEYS: record, index (a set, or the record key again when there is none), and
+ * for a session its inbox keys, whose TTL follows the session's (an inbox must not expire first).
  * ARGV: data, expected version, TTL ms (0: none), index member ('' for none).
  * Returns {1, new version} or {0, stored version}.
  */
@@ -105,6 +106,9 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', K
 if ARGV[4] ~= '' then
   redis.call('SADD', KEYS[2], ARGV[4])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
+end
+for i = 3, #KEYS do
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
 end
 return {1, nv}
 `;

@@ -194,7 +194,7 @@ export class RedisStore implements AgentStore {
   /** See {@link SessionStore.saveSession}. */
   async saveSession(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number): Promise<number> {
     const [record, index] = this.#sessionKeys(localDid, peerDid);
-    return this.#save(record, index, enc(peerDid), data, expectedVersion, this.#sessionTtl);
+    return this.#save([record, index, ...this.#inboxKeys(localDid, peerDid)], enc(peerDid), data, expectedVersion, this.#sessionTtl);
   }
 
   /** See {@link SessionStore.deleteSession}. */
@@ -297,7 +297,7 @@ export class RedisStore implements AgentStore {
   async saveKeyManager(did: string, data: Uint8Array, expectedVersion: number): Promise<number> {
     assertStoreId(did, 'did');
     const key = this.#keysKey(did);
-    return this.#save(key, key, '', data, expectedVersion, 0);
+    return this.#save([key, key], '', data, expectedVersion, 0);
   }
 
   /** See {@link KeyManagerStore.deleteKeyManager}. */
@@ -394,10 +394,10 @@ export class RedisStore implements AgentStore {
     return { version, data: Uint8Array.from(d) };
   }
 
-  async #save(key: string, index: string, member: string, data: Uint8Array, expectedVersion: number, ttl: number): Promise<number> {
+  async #save(keys: string[], member: string, data: Uint8Array, expectedVersion: number, ttl: number): Promise<number> {
     assertRecordData(data);
     assertVersion(expectedVersion);
-    const r = await this.#eval('save', S.save, [key, index], [buf(data), String(expectedVersion), String(ttl), member]);
+    const r = await this.#eval('save', S.save, keys, [buf(data), String(expectedVersion), String(ttl), member]);
     if (!Array.isArray(r) || r.length !== 2) throw corrupt();
     const [ok, version] = r as [number, number];
     if (ok !== 1) throw staleStateError(expectedVersion, version);

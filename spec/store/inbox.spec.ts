@@ -118,6 +118,28 @@ describe('PersistentChannel inbox (finding 9)', () => {
     expect(await again.pending()).toEqual([]);
   });
 
+  it('two channels over one store object racing for an unacknowledged message: exactly one gets it', async () => {
+    for (let round = 0; round < 2; round++) {
+      const inner = new InMemoryStore();
+      const { alice } = await openPair(inner, cipher);
+      let fault: Fault = 'after';
+      const f = faultyStore(inner, () => fault, ['saveSessionWithInbox']);
+      const bob1 = (await PersistentChannel.load(bobAt(f.store))) as PersistentChannel;
+      const m = await alice.send(utf8('contested'));
+      await expectCode(() => bob1.receive(m), 'STORE_ERROR', 'backend');
+      fault = 'ok';
+      const bob2 = (await PersistentChannel.load(bobAt(f.store))) as PersistentChannel;
+      const racers: Promise<unknown>[] = round === 0 ? [bob1.receive(m), bob2.pending()] : [bob2.pending(), bob1.receive(m), bob2.receive(m)];
+      const results = await Promise.allSettled(racers);
+      let got = 0;
+      for (const r of results) {
+        if (r.status === 'fulfilled') got += Array.isArray(r.value) ? r.value.length : 1;
+        else expect([(r.reason as E2EError).code, (r.reason as E2EError).reason]).toEqual(['DUPLICATE_MESSAGE', 'unacknowledged']);
+      }
+      expect(got).toBe(1);
+    }
+  });
+
   it('seals inbox plaintexts for their slot', async () => {
     const store = new InMemoryStore();
     const { alice, bob } = await openPair(store, cipher);

@@ -105,6 +105,15 @@ describeRedis('RedisStore', (url) => {
       }
       const t = await pttl('s:{bob}:alice');
       expect(t > 0 && t <= 60_000).toBe(true);
+      // The inbox lives as long as its session: every save of the session renews both.
+      await s.saveSessionWithInbox('bob', 'alice', utf8('y'), 1, { id: 'm', data: utf8('p') });
+      await admin.pexpire(`${ns}-ttl:ih:{bob}:alice`, 5);
+      await admin.pexpire(`${ns}-ttl:iz:{bob}:alice`, 5);
+      await s.saveSession('bob', 'alice', utf8('z'), 2);
+      for (const k of ['ih:{bob}:alice', 'iz:{bob}:alice']) {
+        const ti = await pttl(k);
+        expect(ti > 50_000 && ti <= 60_000).toBe(true);
+      }
       const plainStore = new RedisStore({ client: admin, namespace: `${ns}-nottl` });
       await plainStore.saveSession('bob', 'alice', utf8('x'), 0);
       expect(await admin.pttl(`${ns}-nottl:s:{bob}:alice`)).toBe(-1);
