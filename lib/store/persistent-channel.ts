@@ -289,9 +289,10 @@ export class PersistentChannel {
    * (or `options.deliver` resolves). If the envelope was received before but not acknowledged (a
    * save that failed after committing, or a restart), the saved plaintext is returned instead, once
    * per process (per store object); again it is `DUPLICATE_MESSAGE` (reason `unacknowledged`) until
-   * acknowledged, then plain `DUPLICATE_MESSAGE`. On a decrypt error (`DECRYPT_FAILED`, `DUPLICATE_MESSAGE`, ...) nothing is
-   * saved; on a failed save the plaintext is wiped, not returned. `INVALID_STATE` (reason
-   * `inbox_full`) when {@link MAX_INBOX_ENTRIES} messages await acknowledgement.
+   * acknowledged, then plain `DUPLICATE_MESSAGE`. On a decrypt error (`DECRYPT_FAILED`,
+   * `DUPLICATE_MESSAGE`, ...) nothing is saved; on a failed save the plaintext is wiped, not
+   * returned. `INVALID_STATE` (reason `inbox_full`) when {@link MAX_INBOX_ENTRIES} messages await
+   * acknowledgement.
    */
   receive(message: EncryptedMessage | Uint8Array, options: ReceiveOptions = {}): Promise<Uint8Array> {
     return this.#exclusive(async () => {
