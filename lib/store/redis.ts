@@ -281,7 +281,12 @@ export class RedisStore implements AgentStore {
       // The index may name sessions that expired by TTL: keep only live ones.
       const live = await Promise.all(members.map((m) => this.#r.hexists(`${this.#ns}:s:{${enc(localDid)}}:${m}`, 'd')));
       members.forEach((m, i) => {
-        if (live[i] === 1) peers.push(decodeURIComponent(m));
+        if (live[i] !== 1) return;
+        try {
+          peers.push(decodeURIComponent(m));
+        } catch {
+          throw corrupt(); // not written by this store
+        }
       });
       return peers.sort();
     });

@@ -148,6 +148,9 @@ describeRedis('RedisStore', (url) => {
       await s.storeBundle('carol', bob.getPublicBundle({ otkId: 0 }));
       await admin.hset(`${ns}-corrupt:{carol}:pool`, '0', '***');
       await expectCode(() => s.claimBundle('carol'), 'STORE_ERROR', 'corrupt');
+      await admin.sadd(`${ns}-corrupt:si:{dave}`, '%E0%A4%A');
+      await admin.hset(`${ns}-corrupt:s:{dave}:%E0%A4%A`, 'v', '1', 'd', 'x');
+      await expectCode(() => s.listSessions('dave'), 'STORE_ERROR', 'corrupt');
     });
 
     it('fails with STORE_ERROR when Redis cannot be reached', async () => {

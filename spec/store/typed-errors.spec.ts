@@ -111,6 +111,27 @@ describe('only typed errors from the stores (finding 11)', () => {
     fuzzStore('RedisStore', async () => new RedisStore({ client, namespace: ns }), 600);
   }
 
+  it('maintainPreKeys: a directory of the application\'s own that throws foreign errors gives STORE_ERROR with the cause', async () => {
+    const store = new InMemoryStore();
+    const cipher = new StorageCipher(randomBytes(32));
+    const keys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:m' }, makeAgent(0));
+    for (const method of ['countOneTimePreKeys', 'getBundle', 'storeBundle', 'addOneTimePreKeys']) {
+      const boom = new RangeError('driver exploded');
+      const directory = new Proxy(store, {
+        get: (t, p) => (p === method ? () => { throw boom; } : (Reflect.get(t, p) as (...a: unknown[]) => unknown).bind(t)),
+      });
+      let thrown: unknown;
+      try {
+        await maintainPreKeys(keys, directory, { minOneTimePreKeys: 1, targetOneTimePreKeys: 1 });
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown).toBeInstanceOf(E2EError);
+      expect([(thrown as E2EError).code, (thrown as E2EError).reason, (thrown as { cause?: unknown }).cause]).toEqual(['STORE_ERROR', 'backend', boom]);
+      store.removeBundle('did:mesh:m'); // so the next round publishes (and adds) again
+    }
+  });
+
   it('constructors, the cipher, the channel, the key manager and the helpers: only E2EErrors (generative)', async () => {
     const store = new InMemoryStore();
     const cipher = new StorageCipher(randomBytes(32));
