@@ -2,9 +2,9 @@
  * A bundle as stores keep it: the part every initiator gets (identity and signed pre-key) apart
  * from the pool of one-time pre-keys, with a compact JSON form for key-value backends.
  */
-import { E2EError } from '../errors';
 import { constantTimeEqual, fromBase64, toBase64 } from '../crypto';
 import { PreKeyBundle, isU32 } from '../x3dh';
+import { storeFailure } from './validate';
 
 /** The part of a bundle shared by every initiator. */
 export interface BundleBase {
@@ -48,7 +48,7 @@ export function encodeBase(b: BundleBase): string {
 function bytesField(o: Record<string, unknown>, k: string, len: number): Uint8Array {
   const v = o[k];
   const bytes = typeof v === 'string' ? fromBase64(v) : null;
-  if (bytes === null || bytes.length !== len) throw new E2EError('STORE_ERROR', 'stored bundle is unreadable', 'corrupt');
+  if (bytes === null || bytes.length !== len) throw storeFailure('corrupt', 'stored bundle is unreadable');
   return bytes;
 }
 
@@ -58,15 +58,15 @@ export function decodeBase(text: string): BundleBase {
   try {
     o = JSON.parse(text) as Record<string, unknown>;
   } catch {
-    throw new E2EError('STORE_ERROR', 'stored bundle is unreadable', 'corrupt');
+    throw storeFailure('corrupt', 'stored bundle is unreadable');
   }
-  if (typeof o !== 'object' || o === null || !isU32(o.id)) throw new E2EError('STORE_ERROR', 'stored bundle is unreadable', 'corrupt');
+  if (typeof o !== 'object' || o === null || !isU32(o.id)) throw storeFailure('corrupt', 'stored bundle is unreadable');
   try {
     return {
       identityKey: bytesField(o, 'ik', 32), identityKeyEd: bytesField(o, 'ed', 32), signedPreKey: bytesField(o, 'spk', 32),
       signedPreKeySignature: bytesField(o, 'sig', 64), signedPreKeyId: o.id,
     };
   } catch {
-    throw new E2EError('STORE_ERROR', 'stored bundle is unreadable', 'corrupt');
+    throw storeFailure('corrupt', 'stored bundle is unreadable');
   }
 }

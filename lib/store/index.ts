@@ -10,8 +10,8 @@ export { SqliteStore, SQLITE_SCHEMA_VERSION } from './sqlite';
 export type { SqliteStoreOptions } from './sqlite';
 export { RedisStore } from './redis';
 export type { RedisStoreOptions } from './redis';
-export { PersistentChannel, sessionContext } from './persistent-channel';
-export type { SessionLocation, ReceiveOptions, LoadOptions } from './persistent-channel';
+export { PersistentChannel, sessionContext, inboxMessageId } from './persistent-channel';
+export type { SessionLocation, ReceiveOptions, LoadOptions, InboxMessage } from './persistent-channel';
 export { StoredKeyManager, establishmentFingerprint } from './stored-key-manager';
 export type { KeyManagerLocation, AcceptOptions } from './stored-key-manager';
 export {

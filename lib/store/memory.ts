@@ -5,10 +5,13 @@
 import { PreKeyBundle } from '../x3dh';
 import { constantTimeEqual } from '../crypto';
 import { BundleBase, baseOf, joinBundle, sameIdentity } from './bundle-parts';
-import { AgentStore, PublicOneTimePreKey, StoredRecord } from './types';
 import {
-  assertFingerprint, assertKeyId, assertOneTimeKeys, assertRecordData, assertStoreId, assertValidBundle, assertVersion,
-  identityChangedError, noBundleError, otkReusedError, staleStateError,
+  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, MAX_INBOX_ENTRIES, PublicOneTimePreKey, StoredRecord,
+} from './types';
+import {
+  assertAcceptance, assertFingerprint, assertInboxEntry, assertInboxId, assertKeyId, assertOneTimeKeys, assertRecordData,
+  assertStoreId, assertValidBundle, assertVersion, establishmentReplayError, identityChangedError, inboxFullError,
+  inboxIdReusedError, noBundleError, otkReusedError, staleStateError,
 } from './validate';
 
 interface DidEntry {
@@ -32,6 +35,8 @@ export class InMemoryStore implements AgentStore {
   readonly #dids = new Map<string, DidEntry>();
   readonly #slots = new Map<string, Slot>();
   readonly #replay = new Map<string, Set<string>>();
+  /** Per session key: inbox id → entry, in arrival order (Map keeps insertion order). */
+  readonly #inbox = new Map<string, Map<string, { version: number; data: Uint8Array }>>();
 
   /** See {@link PreKeyStore.storeBundle}. */
   storeBundle(did: string, bundle: PreKeyBundle): void {
@@ -122,7 +127,69 @@ export class InMemoryStore implements AgentStore {
 
   /** See {@link SessionStore.deleteSession}. */
   deleteSession(localDid: string, peerDid: string): boolean {
-    return this.#delete(sessionKey(localDid, peerDid));
+    const key = sessionKey(localDid, peerDid);
+    this.#inbox.delete(key);
+    return this.#delete(key);
+  }
+
+  /** See {@link SessionStore.saveSessionWithInbox}. */
+  saveSessionWithInbox(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array }): number {
+    const key = sessionKey(localDid, peerDid);
+    assertRecordData(data);
+    assertVersion(expectedVersion);
+    assertInboxEntry(entry);
+    const { id } = entry;
+    const entryData = Uint8Array.from(entry.data);
+    this.#checkSave(key, expectedVersion);
+    const inbox = this.#inbox.get(key);
+    if (inbox?.has(id)) throw inboxIdReusedError();
+    if ((inbox?.size ?? 0) >= MAX_INBOX_ENTRIES) throw inboxFullError();
+    const version = this.#save(key, data, expectedVersion);
+    if (inbox) inbox.set(id, { version, data: entryData });
+    else this.#inbox.set(key, new Map([[id, { version, data: entryData }]]));
+    return version;
+  }
+
+  /** See {@link SessionStore.loadInboxEntry}. */
+  loadInboxEntry(localDid: string, peerDid: string, id: string): InboxRecord | null {
+    const key = sessionKey(localDid, peerDid);
+    assertInboxId(id);
+    const e = this.#inbox.get(key)?.get(id);
+    return e ? { id, version: e.version, data: Uint8Array.from(e.data) } : null;
+  }
+
+  /** See {@link SessionStore.listInbox}. */
+  listInbox(localDid: string, peerDid: string): InboxRecord[] {
+    const inbox = this.#inbox.get(sessionKey(localDid, peerDid));
+    return inbox ? [...inbox].map(([id, e]) => ({ id, version: e.version, data: Uint8Array.from(e.data) })) : [];
+  }
+
+  /** See {@link SessionStore.deleteInboxEntry}. */
+  deleteInboxEntry(localDid: string, peerDid: string, id: string): boolean {
+    const key = sessionKey(localDid, peerDid);
+    assertInboxId(id);
+    return this.#inbox.get(key)?.delete(id) ?? false;
+  }
+
+  /** See {@link AgentStore.saveAcceptance}. */
+  saveAcceptance(write: AcceptanceWrite): AcceptanceVersions {
+    assertAcceptance(write);
+    const { did, peerDid, keyManager: km, establishment: est, session } = write;
+    const sKey = sessionKey(did, peerDid);
+    const kKey = keysKey(did);
+    // Every check before any write: the acceptance happens entirely or not at all.
+    if (km) this.#checkSave(kKey, km.expectedVersion, 'key_manager');
+    this.#checkSave(sKey, session.expectedVersion, 'session');
+    const rKey = est ? `${did}${SEP}${est.signedPreKeyId}` : '';
+    if (est && this.#replay.get(rKey)?.has(est.fingerprint)) throw establishmentReplayError();
+    const keyManagerVersion = km ? this.#save(kKey, km.data, km.expectedVersion) : null;
+    const sessionVersion = this.#save(sKey, session.data, session.expectedVersion);
+    if (est) {
+      let seen = this.#replay.get(rKey);
+      if (!seen) this.#replay.set(rKey, (seen = new Set()));
+      seen.add(est.fingerprint);
+    }
+    return { keyManagerVersion, sessionVersion };
   }
 
   /** See {@link SessionStore.listSessions}. */
@@ -177,6 +244,7 @@ export class InMemoryStore implements AgentStore {
     this.#dids.clear();
     this.#slots.clear();
     this.#replay.clear();
+    this.#inbox.clear();
   }
 
   #load(key: string): StoredRecord | null {
@@ -184,12 +252,17 @@ export class InMemoryStore implements AgentStore {
     return slot && slot.data !== null ? { version: slot.version, data: Uint8Array.from(slot.data) } : null;
   }
 
+  #checkSave(key: string, expectedVersion: number, reason?: string): void {
+    const slot = this.#slots.get(key);
+    const live = slot && slot.data !== null ? slot.version : 0;
+    if (expectedVersion !== live) throw staleStateError(expectedVersion, live, reason);
+  }
+
   #save(key: string, data: Uint8Array, expectedVersion: number): number {
     assertRecordData(data);
     assertVersion(expectedVersion);
+    this.#checkSave(key, expectedVersion);
     const slot = this.#slots.get(key);
-    const live = slot && slot.data !== null ? slot.version : 0;
-    if (expectedVersion !== live) throw staleStateError(expectedVersion, live);
     const version = (slot?.version ?? 0) + 1;
     this.#slots.set(key, { version, data: Uint8Array.from(data) });
     return version;

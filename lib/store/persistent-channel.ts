@@ -4,19 +4,28 @@
  *
  * Persist-before-send: `send` encrypts on a copy of the state, saves the advanced copy, and only then
  * returns the ciphertext. A crash before the save leaves no ciphertext behind; a crash after it
- * leaves the key spent. Either way no message key ever encrypts two messages. `receive` saves after a
- * successful decrypt and before returning (and, with `deliver`, only after the application took the
- * plaintext), so a crash never loses a message the sender may consider delivered. When another
- * process saved first, the save is refused with `STALE_STATE`: nothing is returned, nothing changes,
- * and {@link PersistentChannel.refresh} loads the newer state. Operations on one object run one at a time.
+ * leaves the key spent. Either way no message key ever encrypts two messages.
+ *
+ * The inbox: `receive` saves the decrypted message (sealed) together with the advanced state in one
+ * atomic write, and the message stays there until the application acknowledges it ({@link
+ * PersistentChannel.ack}, or `deliver`). So a store that fails after committing (a dropped
+ * connection) loses nothing: receiving the envelope again finds the message in the inbox, and after a
+ * crash {@link PersistentChannel.pending} lists what was not acknowledged. Within one process (per
+ * store object) a message is handed out once; after a restart, unacknowledged ones again (at least once).
+ *
+ * When another process saved first, a save is refused with `STALE_STATE`: nothing is returned,
+ * nothing changes, and {@link PersistentChannel.refresh} loads the newer state. After any other
+ * failed save the next call reloads the saved state first (the save may have been committed).
+ * Operations on one object run one at a time. A store's own errors that are not `E2EError`s become
+ * `STORE_ERROR` (reason `backend`, the original as `cause`).
  */
-import { E2EError } from '../errors';
-import { memzero } from '../crypto';
+import { E2EError, isE2EError } from '../errors';
+import { memzero, sha256, toHex } from '../crypto';
 import { EncryptedMessage } from '../ratchet';
 import { SecureChannel } from '../channel';
 import { StorageCipher } from './storage-cipher';
-import { SessionStore, StoredRecord } from './types';
-import { assertStoreId } from './validate';
+import { MAX_INBOX_ENTRIES, SessionStore, StoredRecord } from './types';
+import { assertInboxId, assertStoreId, callStore, storeFailure } from './validate';
 
 /** Where a channel is saved: the store, the cipher sealing it, and its two DIDs. */
 export interface SessionLocation {
@@ -29,10 +38,21 @@ export interface SessionLocation {
 /** Options of {@link PersistentChannel.receive}. */
 export interface ReceiveOptions {
   /**
-   * Called with the plaintext before the advanced state is saved. If it throws, nothing is saved
-   * and the message can be received again: at-least-once delivery into the application's own store.
+   * Called with (a copy of) the plaintext after it was saved in the inbox together with the advanced
+   * state; when it resolves, the message is acknowledged (deleted from the inbox). If it throws,
+   * `receive` rejects with its error and the message stays in the inbox: receiving the envelope
+   * again (or {@link PersistentChannel.pending}) hands it out again. At-least-once delivery into the
+   * application's own store.
    */
   deliver?: (plaintext: Uint8Array) => void | Promise<void>;
+}
+
+/** A received message not yet acknowledged. */
+export interface InboxMessage {
+  /** Its id ({@link inboxMessageId} of the envelope): pass it to {@link PersistentChannel.ack}. */
+  readonly id: string;
+  /** The plaintext (the caller's copy). */
+  readonly plaintext: Uint8Array;
 }
 
 /** Options of {@link PersistentChannel.load}. */
@@ -41,25 +61,115 @@ export interface LoadOptions {
   now?: () => number;
 }
 
+const SESSION_METHODS = ['loadSession', 'saveSession', 'deleteSession', 'saveSessionWithInbox', 'loadInboxEntry', 'listInbox', 'deleteInboxEntry'] as const;
+
+/** Whether `s` has every method of {@link SessionStore} (internal to the stores). */
+export function isSessionStore(s: unknown): s is SessionStore {
+  if ((typeof s !== 'object' && typeof s !== 'function') || s === null) return false;
+  const o = s as Record<string, unknown>;
+  return SESSION_METHODS.every((m) => typeof o[m] === 'function');
+}
+
 function assertLocation(loc: unknown): asserts loc is SessionLocation {
   const l = loc as Partial<SessionLocation> | null;
   if (typeof l !== 'object' || l === null) throw new E2EError('INVALID_ARGUMENT', 'a session location is required');
   if (!(l.cipher instanceof StorageCipher)) throw new E2EError('INVALID_ARGUMENT', 'cipher must be a StorageCipher');
-  const s = l.store as Partial<SessionStore> | undefined;
-  if (typeof s?.loadSession !== 'function' || typeof s.saveSession !== 'function' || typeof s.deleteSession !== 'function') {
-    throw new E2EError('INVALID_ARGUMENT', 'store must implement SessionStore');
-  }
+  if (!isSessionStore(l.store)) throw new E2EError('INVALID_ARGUMENT', 'store must implement SessionStore (with the inbox methods)');
   assertStoreId(l.localDid, 'localDid');
   assertStoreId(l.peerDid, 'peerDid');
 }
 
-/** The AEAD context of a session blob: it only opens in its own slot. */
+/** The AEAD context of a session blob: it only opens in its own slot. `INVALID_ARGUMENT` unless both are store ids. */
 export function sessionContext(localDid: string, peerDid: string): string {
+  assertStoreId(localDid, 'localDid');
+  assertStoreId(peerDid, 'peerDid');
   return `agentmesh-session\u0000${localDid}\u0000${peerDid}`;
 }
 
+/** The AEAD context of an inbox entry: it only opens in its own session, under its own id. */
+function inboxContext(localDid: string, peerDid: string, id: string): string {
+  return `agentmesh-inbox\u0000${localDid}\u0000${peerDid}\u0000${id}`;
+}
+
+/**
+ * The inbox id of a message: SHA-256 of its binary envelope, hex. Stable across retries and
+ * processes; an envelope changed in any bit has another id (and does not decrypt).
+ * `MALFORMED_MESSAGE` for bytes that are not an envelope.
+ */
+export function inboxMessageId(message: EncryptedMessage | Uint8Array): string {
+  return toHex(sha256(envelopeOf(message).serialize()));
+}
+
+function envelopeOf(message: unknown): EncryptedMessage {
+  if (message instanceof Uint8Array) return EncryptedMessage.deserialize(message);
+  if (message instanceof EncryptedMessage) {
+    try {
+      message.serialize();
+      return message;
+    } catch (e) {
+      if (e instanceof E2EError) throw e;
+    }
+  }
+  throw new E2EError('MALFORMED_MESSAGE', 'message must be an EncryptedMessage or its envelope bytes');
+}
+
 function corrupt(): E2EError {
-  return new E2EError('STORE_ERROR', 'the saved session does not parse', 'corrupt');
+  return storeFailure('corrupt', 'the saved session does not parse');
+}
+
+/** The sealed bytes of `channel`'s state for its slot (for the key manager, which saves a new session). */
+export function sealChannelState(cipher: StorageCipher, channel: SecureChannel, localDid: string, peerDid: string): Uint8Array {
+  const bytes = channel.toBytes();
+  try {
+    return cipher.seal(bytes, sessionContext(localDid, peerDid));
+  } finally {
+    memzero(bytes);
+  }
+}
+
+/** The ids of one session handed out in this process, oldest first. */
+class HandedOut {
+  readonly #ids = new Set<string>();
+
+  has(id: string): boolean {
+    return this.#ids.has(id);
+  }
+
+  add(id: string): void {
+    this.#ids.add(id);
+    // Bounded: more ids than the inbox can hold means the oldest were acknowledged elsewhere.
+    if (this.#ids.size > 2 * MAX_INBOX_ENTRIES) this.#ids.delete(this.#ids.values().next().value as string);
+  }
+
+  delete(id: string): void {
+    this.#ids.delete(id);
+  }
+}
+
+/**
+ * Per store object (a process's connection) and session: what was handed out. Shared by every
+ * channel over that store, so loading the channel again in the same process does not hand a message
+ * out twice; a restarted process (a new store object) hands out what was not acknowledged.
+ */
+const HANDED_OUT = new WeakMap<object, Map<string, HandedOut>>();
+
+function handedOutFor(store: SessionStore, localDid: string, peerDid: string): HandedOut {
+  let sessions = HANDED_OUT.get(store);
+  if (!sessions) HANDED_OUT.set(store, (sessions = new Map()));
+  const key = `${localDid}\u0000${peerDid}`;
+  let h = sessions.get(key);
+  if (!h) sessions.set(key, (h = new HandedOut()));
+  return h;
+}
+
+let attach: (loc: SessionLocation, channel: SecureChannel, version: number) => PersistentChannel;
+
+/**
+ * A channel over a state already saved at `version` (by `StoredKeyManager.acceptChannel`'s atomic
+ * write). Internal to the stores: not exported from the package.
+ */
+export function attachSavedChannel(loc: SessionLocation, channel: SecureChannel, version: number): PersistentChannel {
+  return attach(loc, channel, version);
 }
 
 /** A channel that saves itself before every result it returns. */
@@ -71,6 +181,14 @@ export class PersistentChannel {
   #version: number;
   #closed = false;
   #tail: Promise<unknown> = Promise.resolve();
+  /** A save failed in a way that may have committed: reload before the next step. */
+  #uncertain = false;
+  /** Inbox ids handed out in this process (by any channel over this store object) and not acknowledged yet. */
+  readonly #handedOut: HandedOut;
+
+  static {
+    attach = (loc, channel, version) => new PersistentChannel(loc, channel, version, undefined);
+  }
 
   private constructor(loc: SessionLocation, channel: SecureChannel, version: number, now: (() => number) | undefined) {
     this.#loc = { store: loc.store, cipher: loc.cipher, localDid: loc.localDid, peerDid: loc.peerDid };
@@ -78,6 +196,7 @@ export class PersistentChannel {
     this.#channel = channel;
     this.#version = version;
     this.#now = now;
+    this.#handedOut = handedOutFor(loc.store, loc.localDid, loc.peerDid);
   }
 
   /**
@@ -94,7 +213,9 @@ export class PersistentChannel {
       if (!(channel instanceof SecureChannel)) throw new E2EError('INVALID_ARGUMENT', 'channel must be a SecureChannel');
       if (channel.isClosed) throw new E2EError('CHANNEL_CLOSED', 'the channel is closed');
       let expected = 0;
-      if (options?.replace === true) expected = (await location.store.loadSession(location.localDid, location.peerDid))?.version ?? 0;
+      if (options?.replace === true) {
+        expected = (await callStore('loadSession', () => location.store.loadSession(location.localDid, location.peerDid)))?.version ?? 0;
+      }
       const pc = new PersistentChannel(location, channel, expected, options?.now);
       pc.#version = await pc.#save(channel);
       return pc;
@@ -109,7 +230,7 @@ export class PersistentChannel {
     assertLocation(location);
     const now = options?.now;
     if (now !== undefined && typeof now !== 'function') throw new E2EError('INVALID_ARGUMENT', 'now must be a function');
-    const rec = await location.store.loadSession(location.localDid, location.peerDid);
+    const rec = await callStore('loadSession', () => location.store.loadSession(location.localDid, location.peerDid));
     if (rec === null) return null;
     const ctx = sessionContext(location.localDid, location.peerDid);
     return new PersistentChannel(location, restore(location.cipher, rec, ctx, now), rec.version, now);
@@ -146,6 +267,9 @@ export class PersistentChannel {
    */
   send(plaintext: Uint8Array): Promise<EncryptedMessage> {
     return this.#exclusive(async () => {
+      // A detached buffer reads as empty (and would throw a TypeError further down): send it as empty.
+      if (plaintext instanceof Uint8Array && plaintext.length === 0) plaintext = new Uint8Array(0);
+      await this.#resync();
       const scratch = this.#copy();
       let message: EncryptedMessage;
       try {
@@ -160,32 +284,81 @@ export class PersistentChannel {
   }
 
   /**
-   * Decrypts `message`, hands the plaintext to `options.deliver` (if given), saves the advanced
-   * state, then returns the plaintext. On a decrypt error (`DECRYPT_FAILED`, `DUPLICATE_MESSAGE`,
-   * ...) or a failed `deliver` nothing is saved; on `STALE_STATE` the plaintext is wiped, not returned.
+   * Decrypts `message`, saves the plaintext (sealed, in the inbox) together with the advanced state
+   * in one atomic write, then returns the plaintext; it stays in the inbox until {@link ack}
+   * (or `options.deliver` resolves). If the envelope was received before but not acknowledged (a
+   * save that failed after committing, or a restart), the saved plaintext is returned instead, once
+   * per process (per store object); again it is `DUPLICATE_MESSAGE` (reason `unacknowledged`) until
+   * acknowledged, then plain `DUPLICATE_MESSAGE`. On a decrypt error (`DECRYPT_FAILED`,
+   * `DUPLICATE_MESSAGE`, ...) nothing is saved; on a failed save the plaintext is wiped, not
+   * returned. `INVALID_STATE` (reason `inbox_full`) when {@link MAX_INBOX_ENTRIES} messages await
+   * acknowledgement.
    */
   receive(message: EncryptedMessage | Uint8Array, options: ReceiveOptions = {}): Promise<Uint8Array> {
     return this.#exclusive(async () => {
       const deliver = options?.deliver;
       if (deliver !== undefined && typeof deliver !== 'function') throw new E2EError('INVALID_ARGUMENT', 'deliver must be a function');
-      const scratch = this.#copy();
-      let plaintext: Uint8Array;
-      try {
-        plaintext = scratch.receive(message);
-      } catch (e) {
-        scratch.close();
-        throw e;
-      }
-      try {
-        // A copy: if the save then fails, the plaintext is wiped, and the application's copy must survive.
-        if (deliver) await deliver(Uint8Array.from(plaintext));
-        await this.#commit(scratch);
-      } catch (e) {
-        scratch.close();
+      const m = envelopeOf(message);
+      const id = toHex(sha256(m.serialize()));
+      if (this.#handedOut.has(id)) throw new E2EError('DUPLICATE_MESSAGE', 'this message was handed out already and awaits ack', 'unacknowledged');
+      await this.#resync();
+      const plaintext = await this.#decryptAndSave(m, id);
+      // Checked again after the awaits, and marked at once: another channel over this store may have
+      // handed it out meanwhile (the check and the mark must not be split by an await).
+      if (this.#handedOut.has(id)) {
         memzero(plaintext);
-        throw e;
+        throw new E2EError('DUPLICATE_MESSAGE', 'this message was handed out already and awaits ack', 'unacknowledged');
+      }
+      this.#handedOut.add(id);
+      if (deliver) {
+        try {
+          await deliver(Uint8Array.from(plaintext));
+        } catch (e) {
+          this.#handedOut.delete(id); // not taken: the next receive of the envelope hands it out again
+          memzero(plaintext);
+          throw e; // the application's own error; the message stays in the inbox
+        }
+        try {
+          await this.#deleteEntry(id);
+        } catch {
+          // Delivered: a failed acknowledgement only leaves the entry, handed out again after a restart.
+        }
       }
       return plaintext;
+    });
+  }
+
+  /**
+   * The unacknowledged messages of this session not handed out yet in this process (by any channel
+   * over this store object), oldest first: after a restart, every message received but not
+   * acknowledged. Each is then handed out (a later `receive` of its envelope is `DUPLICATE_MESSAGE`);
+   * acknowledge each with {@link ack}.
+   */
+  pending(): Promise<InboxMessage[]> {
+    return this.#exclusive(async () => {
+      const { store, localDid, peerDid, cipher } = this.#loc;
+      const records = await callStore('listInbox', () => store.listInbox(localDid, peerDid));
+      if (!Array.isArray(records)) throw corrupt();
+      const out: InboxMessage[] = [];
+      for (const r of records) {
+        if (this.#handedOut.has(r.id)) continue;
+        out.push({ id: r.id, plaintext: cipher.open(r.data, inboxContext(localDid, peerDid, r.id)) });
+      }
+      for (const m of out) this.#handedOut.add(m.id);
+      return out;
+    });
+  }
+
+  /**
+   * Acknowledges a received message (by its id, or the message itself): deletes it from the inbox,
+   * so it is never handed out again (a later copy of its envelope is `DUPLICATE_MESSAGE`). `true`
+   * if it was in the inbox. Idempotent.
+   */
+  ack(message: string | EncryptedMessage | Uint8Array): Promise<boolean> {
+    return this.#exclusive(async () => {
+      const id = typeof message === 'string' ? message : inboxMessageId(message);
+      assertInboxId(id);
+      return this.#deleteEntry(id);
     });
   }
 
@@ -194,19 +367,7 @@ export class PersistentChannel {
    * channel closes and `CHANNEL_CLOSED` (reason `session_deleted`) is thrown.
    */
   refresh(): Promise<void> {
-    return this.#exclusive(async () => {
-      const { store, localDid, peerDid, cipher } = this.#loc;
-      const rec = await store.loadSession(localDid, peerDid);
-      if (rec === null) {
-        this.#closed = true;
-        this.#channel.close();
-        throw new E2EError('CHANNEL_CLOSED', 'the saved session was deleted', 'session_deleted');
-      }
-      const channel = restore(cipher, rec, this.#ctx, this.#now);
-      this.#channel.close();
-      this.#channel = channel;
-      this.#version = rec.version;
-    });
+    return this.#exclusive(() => this.#reload());
   }
 
   /** Closes the channel and wipes its keys; with `deleteSaved`, also deletes the saved session. Idempotent. */
@@ -214,7 +375,7 @@ export class PersistentChannel {
     return this.#exclusive(async () => {
       this.#closed = true;
       this.#channel.close();
-      if (options?.deleteSaved === true) await this.#loc.store.deleteSession(this.#loc.localDid, this.#loc.peerDid);
+      if (options?.deleteSaved === true) await callStore('deleteSession', () => this.#loc.store.deleteSession(this.#loc.localDid, this.#loc.peerDid));
     }, true);
   }
 
@@ -237,12 +398,70 @@ export class PersistentChannel {
     }
   }
 
-  async #commit(scratch: SecureChannel): Promise<void> {
-    let version: number;
+  async #reload(): Promise<void> {
+    const { store, localDid, peerDid, cipher } = this.#loc;
+    const rec = await callStore('loadSession', () => store.loadSession(localDid, peerDid));
+    if (rec === null) {
+      this.#closed = true;
+      this.#channel.close();
+      throw new E2EError('CHANNEL_CLOSED', 'the saved session was deleted', 'session_deleted');
+    }
+    const channel = restore(cipher, rec, this.#ctx, this.#now);
+    this.#channel.close();
+    this.#channel = channel;
+    this.#version = rec.version;
+    this.#uncertain = false;
+  }
+
+  /** After a save whose outcome is unknown, the saved state is the truth: load it. */
+  async #resync(): Promise<void> {
+    if (this.#uncertain) await this.#reload();
+  }
+
+  /** The plaintext of `m`: decrypted and saved with the inbox entry, or (received before) from the inbox. */
+  async #decryptAndSave(m: EncryptedMessage, id: string): Promise<Uint8Array> {
+    const { store, localDid, peerDid, cipher } = this.#loc;
+    const scratch = this.#copy();
+    let plaintext: Uint8Array;
     try {
-      version = await this.#save(scratch);
+      plaintext = scratch.receive(m);
     } catch (e) {
       scratch.close();
+      // Already consumed by a save of ours (or another process's) that the caller never saw: the inbox has it.
+      if (isE2EError(e, 'DUPLICATE_MESSAGE') || isE2EError(e, 'DECRYPT_FAILED')) {
+        const hit = await callStore('loadInboxEntry', () => store.loadInboxEntry(localDid, peerDid, id));
+        if (hit !== null) return cipher.open(hit.data, inboxContext(localDid, peerDid, id));
+      }
+      throw e;
+    }
+    try {
+      const entry = { id, data: cipher.seal(plaintext, inboxContext(localDid, peerDid, id)) };
+      await this.#commit(scratch, () => store.saveSessionWithInbox(localDid, peerDid, this.#seal(scratch), this.#version, entry), 'saveSessionWithInbox');
+    } catch (e) {
+      memzero(plaintext);
+      throw e;
+    }
+    return plaintext;
+  }
+
+  async #deleteEntry(id: string): Promise<boolean> {
+    const { store, localDid, peerDid } = this.#loc;
+    const existed = await callStore('deleteInboxEntry', () => store.deleteInboxEntry(localDid, peerDid, id));
+    this.#handedOut.delete(id);
+    return existed === true;
+  }
+
+  /** Saves `scratch` with `save` and makes it the live state; on failure `scratch` is wiped. */
+  async #commit(scratch: SecureChannel, save?: () => number | Promise<number>, op = 'saveSession'): Promise<void> {
+    let version: number;
+    try {
+      const write = save ?? ((): number | Promise<number> => this.#saveCall(scratch));
+      version = await callStore(op, write);
+      if (!Number.isSafeInteger(version) || version < 1) throw storeFailure('corrupt', 'the store returned no version');
+    } catch (e) {
+      scratch.close();
+      // Refused (compare-and-swap) means nothing was written; anything else may have been committed.
+      if (!isE2EError(e, 'STALE_STATE') && !isE2EError(e, 'INVALID_STATE') && !isE2EError(e, 'INVALID_ARGUMENT')) this.#uncertain = true;
       throw e;
     }
     this.#channel.close();
@@ -250,16 +469,17 @@ export class PersistentChannel {
     this.#version = version;
   }
 
+  #seal(channel: SecureChannel): Uint8Array {
+    return sealChannelState(this.#loc.cipher, channel, this.#loc.localDid, this.#loc.peerDid);
+  }
+
+  #saveCall(channel: SecureChannel): number | Promise<number> {
+    const { store, localDid, peerDid } = this.#loc;
+    return store.saveSession(localDid, peerDid, this.#seal(channel), this.#version);
+  }
+
   async #save(channel: SecureChannel): Promise<number> {
-    const { store, localDid, peerDid, cipher } = this.#loc;
-    const bytes = channel.toBytes();
-    let sealed: Uint8Array;
-    try {
-      sealed = cipher.seal(bytes, this.#ctx);
-    } finally {
-      memzero(bytes);
-    }
-    return store.saveSession(localDid, peerDid, sealed, this.#version);
+    return callStore('saveSession', () => this.#saveCall(channel));
   }
 }
 

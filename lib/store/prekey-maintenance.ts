@@ -13,6 +13,7 @@ import { constantTimeEqual } from '../crypto';
 import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
 import { StoredKeyManager } from './stored-key-manager';
 import { PreKeyStore, PublicOneTimePreKey } from './types';
+import { callStore } from './validate';
 
 /** When to refill, rotate and retire. */
 export interface PreKeyPolicy {
@@ -127,12 +128,13 @@ export async function maintainPreKeys(keys: StoredKeyManager, directory: PreKeyS
     throw new E2EError('INVALID_ARGUMENT', 'directory must implement PreKeyStore');
   }
   const p = resolve(policy);
-  const pool = await directory.countOneTimePreKeys(keys.did);
-  const published = await directory.getBundle(keys.did);
+  // A directory of the application's own may throw anything: callStore makes it a STORE_ERROR.
+  const pool = await callStore('countOneTimePreKeys', () => directory.countOneTimePreKeys(keys.did));
+  const published = await callStore('getBundle', () => directory.getBundle(keys.did));
   const r = await keys.update((m) => plan(m, pool, p));
   const publish = !sameBase(published, r.bundle);
-  if (publish) await directory.storeBundle(keys.did, r.bundle);
-  if (r.added.length > 0) await directory.addOneTimePreKeys(keys.did, r.added);
-  for (const id of r.retired) await keys.store.forgetEstablishments(keys.did, id);
+  if (publish) await callStore('storeBundle', () => directory.storeBundle(keys.did, r.bundle));
+  if (r.added.length > 0) await callStore('addOneTimePreKeys', () => directory.addOneTimePreKeys(keys.did, r.added));
+  for (const id of r.retired) await callStore('forgetEstablishments', () => keys.store.forgetEstablishments(keys.did, id));
   return { rotatedTo: r.rotatedTo, retired: r.retired, addedOneTimePreKeys: r.added.length, publishedBundle: publish };
 }

@@ -89,7 +89,8 @@ return existed
 
 /**
  * Compare-and-swap save of a record (a hash {v = version, d = data}; without d it is a tombstone
- * keeping the version). KEYS: record, index (a set, or the record key again when there is none).
+ * keeping the version). KEYS: record, index (a set, or the record key again when there is none), and
+ * for a session its inbox keys, whose TTL follows the session's (an inbox must not expire first).
  * ARGV: data, expected version, TTL ms (0: none), index member ('' for none).
  * Returns {1, new version} or {0, stored version}.
  */
@@ -106,6 +107,9 @@ if ARGV[4] ~= '' then
   redis.call('SADD', KEYS[2], ARGV[4])
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
 end
+for i = 3, #KEYS do
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
+end
 return {1, nv}
 `;
 
@@ -121,4 +125,106 @@ export const MARK_ESTABLISHMENT = `
 local added = redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
 return added
+`;
+
+/**
+ * Compare-and-swap save of a session together with a new inbox entry (one atomic step).
+ * KEYS: session record, session index, inbox hash (id → sealed plaintext), inbox order (zset id by version).
+ * ARGV: data, expected version, TTL ms (0: none), index member, entry id, entry data, most entries.
+ * Returns {1, new version}, {0, stored version} (stale), {2, 0} (inbox full) or {3, 0} (id stored already).
+ */
+export const SAVE_SESSION_WITH_INBOX = `
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+local live = 0
+if redis.call('HEXISTS', KEYS[1], 'd') == 1 then live = v end
+if tonumber(ARGV[2]) ~= live then return {0, live} end
+if redis.call('HEXISTS', KEYS[3], ARGV[5]) == 1 then return {3, 0} end
+if redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[7]) then return {2, 0} end
+local nv = v + 1
+redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
+redis.call('ZADD', KEYS[4], nv, ARGV[5])
+local ttl = tonumber(ARGV[3])
+for i = 1, 4 do
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
+end
+return {1, nv}
+`;
+
+/** One inbox entry. KEYS: inbox hash, inbox order. ARGV: id. Returns nil or {version, data}. */
+export const LOAD_INBOX_ENTRY = `
+local d = redis.call('HGET', KEYS[1], ARGV[1])
+if not d then return nil end
+return {redis.call('ZSCORE', KEYS[2], ARGV[1]) or '0', d}
+`;
+
+/** The whole inbox, oldest first. KEYS: inbox hash, inbox order. Returns {id1, version1, data1, ...}. */
+export const LIST_INBOX = `
+local ids = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+local out = {}
+for i = 1, #ids, 2 do
+  local d = redis.call('HGET', KEYS[1], ids[i])
+  if d then
+    out[#out + 1] = ids[i]
+    out[#out + 1] = ids[i + 1]
+    out[#out + 1] = d
+  end
+end
+return out
+`;
+
+/** Acknowledge an inbox entry. KEYS: inbox hash, inbox order. ARGV: id. Returns 1 or 0. */
+export const DELETE_INBOX_ENTRY = `
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+`;
+
+/**
+ * Delete a session (keeping its version as a tombstone) and its inbox.
+ * KEYS: record, index, inbox hash, inbox order. ARGV: index member. Returns 1 or 0.
+ */
+export const DELETE_SESSION = `
+redis.call('DEL', KEYS[3], KEYS[4])
+if redis.call('HDEL', KEYS[1], 'd') == 0 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+`;
+
+/**
+ * An accepted establishment, in one atomic step: the key-manager state (a one-time pre-key spent) or
+ * the replay record, and the new session. Checks everything before writing anything.
+ * KEYS: key-manager record, session record, session index, replay set, replay index.
+ * ARGV: key-manager data or '', its expected version, session data, its expected version, session
+ * TTL ms, index member, fingerprint or '', signed pre-key id.
+ * Returns {1, key-manager version or 0, session version}, {0, stored version, 1} (key manager stale),
+ * {0, stored version, 2} (session stale) or {2, 0, 0} (establishment replayed).
+ */
+export const SAVE_ACCEPTANCE = `
+local function live(key)
+  local v = tonumber(redis.call('HGET', key, 'v') or '0')
+  if redis.call('HEXISTS', key, 'd') == 1 then return v, v end
+  return 0, v
+end
+local kv = 0
+if ARGV[1] ~= '' then
+  local l, v = live(KEYS[1])
+  if tonumber(ARGV[2]) ~= l then return {0, l, 1} end
+  kv = v + 1
+end
+local sl, sv = live(KEYS[2])
+if tonumber(ARGV[4]) ~= sl then return {0, sl, 2} end
+if ARGV[7] ~= '' and redis.call('SISMEMBER', KEYS[4], ARGV[7]) == 1 then return {2, 0, 0} end
+if kv > 0 then redis.call('HSET', KEYS[1], 'v', kv, 'd', ARGV[1]) end
+redis.call('HSET', KEYS[2], 'v', sv + 1, 'd', ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[6])
+local ttl = tonumber(ARGV[5])
+for i = 2, 3 do
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
+end
+if ARGV[7] ~= '' then
+  redis.call('SADD', KEYS[4], ARGV[7])
+  redis.call('SADD', KEYS[5], ARGV[8])
+end
+return {1, kv, sv + 1}
 `;

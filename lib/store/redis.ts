@@ -13,17 +13,23 @@ import { fromBase64, toBase64 } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
 import { BundleBase, baseOf, decodeBase, encodeBase, joinBundle } from './bundle-parts';
 import * as lua from './redis-scripts';
-import { AgentStore, PublicOneTimePreKey, StoredRecord } from './types';
 import {
-  assertFingerprint, assertKeyId, assertOneTimeKeys, assertRecordData, assertStoreId, assertValidBundle, assertVersion,
-  identityChangedError, noBundleError, otkReusedError, staleStateError, storeError,
+  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, MAX_INBOX_ENTRIES, PublicOneTimePreKey, StoredRecord,
+} from './types';
+import {
+  assertAcceptance, assertFingerprint, assertInboxEntry, assertInboxId, assertKeyId, assertOneTimeKeys, assertRecordData,
+  assertStoreId, assertValidBundle, assertVersion, establishmentReplayError, identityChangedError, inboxFullError,
+  inboxIdReusedError, noBundleError, otkReusedError, staleStateError, storeError, storeFailure,
 } from './validate';
 
 /** Options of {@link RedisStore}. */
 export interface RedisStoreOptions {
   /** The connected ioredis client (the store never closes it). */
   client: Redis;
-  /** Prefix of every key (default `agentmesh`); letters, digits and `._-:` only. */
+  /**
+   * Prefix of every key (default `agentmesh`): 1 to 128 of letters, digits and `._-`. No `:` (the
+   * separator after it), so two namespaces never share a key and `clearNamespace` clears exactly one.
+   */
   namespace?: string;
   /** Expire a session this long after its last save (default: never). */
   sessionTtlMs?: number;
@@ -47,7 +53,7 @@ function enc(id: string): string {
 }
 
 function corrupt(): E2EError {
-  return new E2EError('STORE_ERROR', 'stored data is unreadable', 'corrupt');
+  return storeFailure('corrupt', 'stored data is unreadable');
 }
 
 interface Script {
@@ -69,7 +75,27 @@ const S = {
   save: script(lua.SAVE_RECORD),
   del: script(lua.DELETE_RECORD),
   mark: script(lua.MARK_ESTABLISHMENT),
+  saveWithInbox: script(lua.SAVE_SESSION_WITH_INBOX),
+  loadInbox: script(lua.LOAD_INBOX_ENTRY),
+  listInbox: script(lua.LIST_INBOX),
+  delInbox: script(lua.DELETE_INBOX_ENTRY),
+  delSession: script(lua.DELETE_SESSION),
+  accept: script(lua.SAVE_ACCEPTANCE),
 };
+
+/**
+ * A Buffer of our own with `u8`'s bytes for the client: ioredis keeps the arguments of a queued
+ * command (offline queue, reconnect) until it is written, and the caller may reuse its bytes by then.
+ */
+function buf(u8: Uint8Array): Buffer {
+  return Buffer.from(Uint8Array.from(u8).buffer);
+}
+
+function inboxVersion(v: unknown): number {
+  const n = Number(Buffer.isBuffer(v) ? v.toString('latin1') : v);
+  if (!Number.isSafeInteger(n) || n < 1) throw corrupt();
+  return n;
+}
 
 /** Every store interface over Redis. All methods return promises. */
 export class RedisStore implements AgentStore {
@@ -88,8 +114,8 @@ export class RedisStore implements AgentStore {
       throw new E2EError('INVALID_ARGUMENT', 'options.client must be an ioredis client');
     }
     const ns = options.namespace ?? 'agentmesh';
-    if (typeof ns !== 'string' || !/^[A-Za-z0-9._:-]{1,128}$/.test(ns)) {
-      throw new E2EError('INVALID_ARGUMENT', 'namespace must be 1 to 128 of A-Z a-z 0-9 . _ : -');
+    if (typeof ns !== 'string' || !/^[A-Za-z0-9._-]{1,128}$/.test(ns)) {
+      throw new E2EError('INVALID_ARGUMENT', 'namespace must be 1 to 128 of A-Z a-z 0-9 . _ - (no colon)');
     }
     this.#r = options.client;
     this.#ns = ns;
@@ -168,13 +194,81 @@ export class RedisStore implements AgentStore {
   /** See {@link SessionStore.saveSession}. */
   async saveSession(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number): Promise<number> {
     const [record, index] = this.#sessionKeys(localDid, peerDid);
-    return this.#save(record, index, enc(peerDid), data, expectedVersion, this.#sessionTtl);
+    return this.#save([record, index, ...this.#inboxKeys(localDid, peerDid)], enc(peerDid), data, expectedVersion, this.#sessionTtl);
   }
 
   /** See {@link SessionStore.deleteSession}. */
   async deleteSession(localDid: string, peerDid: string): Promise<boolean> {
     const [record, index] = this.#sessionKeys(localDid, peerDid);
-    return (await this.#eval('deleteSession', S.del, [record, index], [enc(peerDid)])) === 1;
+    return (await this.#eval('deleteSession', S.delSession, [record, index, ...this.#inboxKeys(localDid, peerDid)], [enc(peerDid)])) === 1;
+  }
+
+  /** See {@link SessionStore.saveSessionWithInbox}. */
+  async saveSessionWithInbox(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array }): Promise<number> {
+    const [record, index] = this.#sessionKeys(localDid, peerDid);
+    assertRecordData(data);
+    assertVersion(expectedVersion);
+    assertInboxEntry(entry);
+    const args = [buf(data), String(expectedVersion), String(this.#sessionTtl), enc(peerDid), entry.id, buf(entry.data), String(MAX_INBOX_ENTRIES)];
+    const r = await this.#eval('saveSessionWithInbox', S.saveWithInbox, [record, index, ...this.#inboxKeys(localDid, peerDid)], args);
+    if (!Array.isArray(r) || r.length !== 2) throw corrupt();
+    const [ok, version] = r as [number, number];
+    if (ok === 0) throw staleStateError(expectedVersion, version);
+    if (ok === 2) throw inboxFullError();
+    if (ok === 3) throw inboxIdReusedError();
+    if (ok !== 1) throw corrupt();
+    return version;
+  }
+
+  /** See {@link SessionStore.loadInboxEntry}. */
+  async loadInboxEntry(localDid: string, peerDid: string, id: string): Promise<InboxRecord | null> {
+    const keys = this.#inboxKeys(localDid, peerDid);
+    assertInboxId(id);
+    const r = await this.#eval('loadInboxEntry', S.loadInbox, keys, [id], true);
+    if (r === null) return null;
+    if (!Array.isArray(r) || r.length !== 2 || !Buffer.isBuffer(r[1])) throw corrupt();
+    return { id, version: inboxVersion(r[0]), data: Uint8Array.from(r[1]) };
+  }
+
+  /** See {@link SessionStore.listInbox}. */
+  async listInbox(localDid: string, peerDid: string): Promise<InboxRecord[]> {
+    const r = await this.#eval('listInbox', S.listInbox, this.#inboxKeys(localDid, peerDid), [], true);
+    if (!Array.isArray(r) || r.length % 3 !== 0) throw corrupt();
+    const out: InboxRecord[] = [];
+    for (let i = 0; i < r.length; i += 3) {
+      const [id, v, d] = [r[i], r[i + 1], r[i + 2]];
+      if (!Buffer.isBuffer(id) || !Buffer.isBuffer(d)) throw corrupt();
+      out.push({ id: id.toString('latin1'), version: inboxVersion(v), data: Uint8Array.from(d) });
+    }
+    return out;
+  }
+
+  /** See {@link SessionStore.deleteInboxEntry}. */
+  async deleteInboxEntry(localDid: string, peerDid: string, id: string): Promise<boolean> {
+    const keys = this.#inboxKeys(localDid, peerDid);
+    assertInboxId(id);
+    return (await this.#eval('deleteInboxEntry', S.delInbox, keys, [id])) === 1;
+  }
+
+  /** See {@link AgentStore.saveAcceptance}. */
+  async saveAcceptance(write: AcceptanceWrite): Promise<AcceptanceVersions> {
+    assertAcceptance(write);
+    const { did, peerDid, keyManager: km, establishment: est, session } = write;
+    const [record, index] = this.#sessionKeys(did, peerDid);
+    const spk = est ? est.signedPreKeyId : 0;
+    const keys = [this.#keysKey(did), record, index, this.#replayKey(did, spk), this.#replayIndexKey(did)];
+    const args = [
+      km ? buf(km.data) : '', String(km?.expectedVersion ?? 0), buf(session.data), String(session.expectedVersion),
+      String(this.#sessionTtl), enc(peerDid), est ? est.fingerprint : '', String(spk),
+    ];
+    const r = await this.#eval('saveAcceptance', S.accept, keys, args);
+    if (!Array.isArray(r) || r.length !== 3) throw corrupt();
+    const [ok, a, b] = r as [number, number, number];
+    if (ok === 2) throw establishmentReplayError();
+    if (ok === 0 && b === 1) throw staleStateError(km?.expectedVersion ?? 0, a, 'key_manager');
+    if (ok === 0 && b === 2) throw staleStateError(session.expectedVersion, a, 'session');
+    if (ok !== 1) throw corrupt();
+    return { keyManagerVersion: km ? a : null, sessionVersion: b };
   }
 
   /** See {@link SessionStore.listSessions}. */
@@ -187,7 +281,12 @@ export class RedisStore implements AgentStore {
       // The index may name sessions that expired by TTL: keep only live ones.
       const live = await Promise.all(members.map((m) => this.#r.hexists(`${this.#ns}:s:{${enc(localDid)}}:${m}`, 'd')));
       members.forEach((m, i) => {
-        if (live[i] === 1) peers.push(decodeURIComponent(m));
+        if (live[i] !== 1) return;
+        try {
+          peers.push(decodeURIComponent(m));
+        } catch {
+          throw corrupt(); // not written by this store
+        }
       });
       return peers.sort();
     });
@@ -203,7 +302,7 @@ export class RedisStore implements AgentStore {
   async saveKeyManager(did: string, data: Uint8Array, expectedVersion: number): Promise<number> {
     assertStoreId(did, 'did');
     const key = this.#keysKey(did);
-    return this.#save(key, key, '', data, expectedVersion, 0);
+    return this.#save([key, key], '', data, expectedVersion, 0);
   }
 
   /** See {@link KeyManagerStore.deleteKeyManager}. */
@@ -269,6 +368,13 @@ export class RedisStore implements AgentStore {
     return [`${this.#ns}:s:{${enc(localDid)}}:${enc(peerDid)}`, this.#sessionIndexKey(localDid)];
   }
 
+  #inboxKeys(localDid: string, peerDid: string): [string, string] {
+    assertStoreId(localDid, 'localDid');
+    assertStoreId(peerDid, 'peerDid');
+    const t = `{${enc(localDid)}}:${enc(peerDid)}`;
+    return [`${this.#ns}:ih:${t}`, `${this.#ns}:iz:${t}`];
+  }
+
   #sessionIndexKey(localDid: string): string {
     return `${this.#ns}:si:{${enc(localDid)}}`;
   }
@@ -293,11 +399,10 @@ export class RedisStore implements AgentStore {
     return { version, data: Uint8Array.from(d) };
   }
 
-  async #save(key: string, index: string, member: string, data: Uint8Array, expectedVersion: number, ttl: number): Promise<number> {
+  async #save(keys: string[], member: string, data: Uint8Array, expectedVersion: number, ttl: number): Promise<number> {
     assertRecordData(data);
     assertVersion(expectedVersion);
-    const bytes = Buffer.from(data.buffer, data.byteOffset, data.length);
-    const r = await this.#eval('save', S.save, [key, index], [bytes, String(expectedVersion), String(ttl), member]);
+    const r = await this.#eval('save', S.save, keys, [buf(data), String(expectedVersion), String(ttl), member]);
     if (!Array.isArray(r) || r.length !== 2) throw corrupt();
     const [ok, version] = r as [number, number];
     if (ok !== 1) throw staleStateError(expectedVersion, version);
@@ -312,16 +417,19 @@ export class RedisStore implements AgentStore {
     }
   }
 
-  #eval(op: string, s: Script, keys: string[], args: (string | Buffer)[]): Promise<unknown> {
-    return this.#call(op, () => this.#evalRaw(s, keys, args));
+  #eval(op: string, s: Script, keys: string[], args: (string | Buffer)[], binary = false): Promise<unknown> {
+    return this.#call(op, () => this.#evalRaw(s, keys, args, binary));
   }
 
-  async #evalRaw(s: Script, keys: string[], args: (string | Buffer)[]): Promise<unknown> {
+  /** Runs a script; `binary` returns bulk replies as Buffers (for sealed data). */
+  async #evalRaw(s: Script, keys: string[], args: (string | Buffer)[], binary = false): Promise<unknown> {
     try {
-      return await this.#r.evalsha(s.sha, keys.length, ...keys, ...args);
+      return binary ? await this.#r.callBuffer('EVALSHA', s.sha, keys.length, ...keys, ...args) : await this.#r.evalsha(s.sha, keys.length, ...keys, ...args);
     } catch (e) {
       // The server forgets scripts on restart or SCRIPT FLUSH: send the text once, then EVALSHA works again.
-      if (e instanceof Error && e.message.startsWith('NOSCRIPT')) return this.#r.eval(s.text, keys.length, ...keys, ...args);
+      if (e instanceof Error && e.message.startsWith('NOSCRIPT')) {
+        return binary ? this.#r.callBuffer('EVAL', s.text, keys.length, ...keys, ...args) : this.#r.eval(s.text, keys.length, ...keys, ...args);
+      }
       throw e;
     }
   }

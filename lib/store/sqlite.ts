@@ -9,14 +9,20 @@ import { E2EError } from '../errors';
 import { constantTimeEqual } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
 import { BundleBase, baseOf, joinBundle } from './bundle-parts';
-import { AgentStore, PublicOneTimePreKey, StoredRecord } from './types';
 import {
-  assertFingerprint, assertKeyId, assertOneTimeKeys, assertRecordData, assertStoreId, assertValidBundle, assertVersion,
-  identityChangedError, noBundleError, otkReusedError, staleStateError, storeError,
+  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, MAX_INBOX_ENTRIES, PublicOneTimePreKey, StoredRecord,
+} from './types';
+import {
+  assertAcceptance, assertFingerprint, assertInboxEntry, assertInboxId, assertKeyId, assertOneTimeKeys, assertRecordData,
+  assertStoreId, assertValidBundle, assertVersion, establishmentReplayError, identityChangedError, inboxFullError,
+  inboxIdReusedError, noBundleError, otkReusedError, staleStateError, storeError, storeFailure,
 } from './validate';
 
-/** The schema version this release writes; a file with a newer one is refused (`STORE_ERROR`, `unknown_schema`). */
-export const SQLITE_SCHEMA_VERSION = 1;
+/**
+ * The schema version this release writes; a file with a newer one is refused (`STORE_ERROR`,
+ * `unknown_schema`). Version 2 adds the inbox; a version-1 file is upgraded in place on open.
+ */
+export const SQLITE_SCHEMA_VERSION = 2;
 
 /** Options of {@link SqliteStore}. */
 export interface SqliteStoreOptions {
@@ -45,6 +51,9 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS establishments (
   did TEXT NOT NULL, signed_pre_key_id INTEGER NOT NULL, fingerprint TEXT NOT NULL,
   PRIMARY KEY (did, signed_pre_key_id, fingerprint)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbox (
+  owner TEXT NOT NULL, peer TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, data BLOB NOT NULL,
+  PRIMARY KEY (owner, peer, id)) WITHOUT ROWID;
 `;
 
 interface BaseRow {
@@ -61,6 +70,11 @@ interface OtkRow {
 interface RecordRow {
   version: number;
   data: Uint8Array | null;
+}
+interface InboxRow {
+  id: string;
+  version: number;
+  data: Uint8Array;
 }
 
 type Stmt = Database.Statement;
@@ -94,7 +108,10 @@ export class SqliteStore implements AgentStore {
    * const store = new SqliteStore('/var/lib/agent/e2e.sqlite');
    */
   constructor(path: string, options: SqliteStoreOptions = {}) {
-    if (typeof path !== 'string' || path.length === 0) throw new E2EError('INVALID_ARGUMENT', 'path must be a non-empty string');
+    // A NUL or a lone surrogate has no file-system form: refused here rather than as a driver TypeError.
+    if (typeof path !== 'string' || path.length === 0 || path.length > 4096 || path.includes('\u0000') || !isWellFormed(path)) {
+      throw new E2EError('INVALID_ARGUMENT', 'path must be a non-empty, well-formed string of at most 4096 characters without NUL');
+    }
     const sync = options?.synchronous ?? 'FULL';
     if (sync !== 'FULL' && sync !== 'NORMAL') throw new E2EError('INVALID_ARGUMENT', 'synchronous must be FULL or NORMAL');
     const timeout = options?.busyTimeoutMs ?? 5000;
@@ -126,7 +143,8 @@ export class SqliteStore implements AgentStore {
       }
       this.#q.putBase.run(did, blob(base.identityKey), blob(base.identityKeyEd), blob(base.signedPreKey), blob(base.signedPreKeySignature), base.signedPreKeyId);
       // A claimed key never re-enters the pool: re-publishing an old bundle must not hand it out again.
-      if (otkId !== null && !this.#q.isClaimed.get(did, otkId)) this.#q.putOtk.run(did, otkId, blob(bundle.oneTimePreKey as Uint8Array));
+      // INSERT OR IGNORE: storing an identical bundle again is a no-op, as in the other stores.
+      if (otkId !== null && !this.#q.isClaimed.get(did, otkId)) this.#q.putOtkIfNew.run(did, otkId, blob(bundle.oneTimePreKey as Uint8Array));
     });
   }
 
@@ -217,7 +235,74 @@ export class SqliteStore implements AgentStore {
   deleteSession(localDid: string, peerDid: string): boolean {
     assertStoreId(localDid, 'localDid');
     assertStoreId(peerDid, 'peerDid');
-    return this.#write('deleteSession', () => this.#q.tombstone.run(KIND_SESSION, localDid, peerDid).changes > 0);
+    return this.#write('deleteSession', () => {
+      this.#q.delInbox.run(localDid, peerDid);
+      return this.#q.tombstone.run(KIND_SESSION, localDid, peerDid).changes > 0;
+    });
+  }
+
+  /** See {@link SessionStore.saveSessionWithInbox}. */
+  saveSessionWithInbox(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array }): number {
+    assertStoreId(localDid, 'localDid');
+    assertStoreId(peerDid, 'peerDid');
+    assertRecordData(data);
+    assertVersion(expectedVersion);
+    assertInboxEntry(entry);
+    const { id } = entry;
+    const entryData = Uint8Array.from(entry.data);
+    // One transaction: the message and the state that consumed its key are saved together or not at all.
+    return this.#write('saveSessionWithInbox', () => {
+      const version = this.#cas(KIND_SESSION, localDid, peerDid, expectedVersion);
+      if (this.#q.getInbox.get(localDid, peerDid, id)) throw inboxIdReusedError();
+      if ((this.#q.countInbox.get(localDid, peerDid) as { n: number }).n >= MAX_INBOX_ENTRIES) throw inboxFullError();
+      this.#q.putRecord.run(KIND_SESSION, localDid, peerDid, version, blob(data));
+      this.#q.putInbox.run(localDid, peerDid, id, version, blob(entryData));
+      return version;
+    });
+  }
+
+  /** See {@link SessionStore.loadInboxEntry}. */
+  loadInboxEntry(localDid: string, peerDid: string, id: string): InboxRecord | null {
+    assertStoreId(localDid, 'localDid');
+    assertStoreId(peerDid, 'peerDid');
+    assertInboxId(id);
+    return this.#read('loadInboxEntry', () => {
+      const row = this.#q.getInbox.get(localDid, peerDid, id) as InboxRow | undefined;
+      return row ? inboxRecord(row) : null;
+    });
+  }
+
+  /** See {@link SessionStore.listInbox}. */
+  listInbox(localDid: string, peerDid: string): InboxRecord[] {
+    assertStoreId(localDid, 'localDid');
+    assertStoreId(peerDid, 'peerDid');
+    return this.#read('listInbox', () => (this.#q.listInbox.all(localDid, peerDid) as InboxRow[]).map(inboxRecord));
+  }
+
+  /** See {@link SessionStore.deleteInboxEntry}. */
+  deleteInboxEntry(localDid: string, peerDid: string, id: string): boolean {
+    assertStoreId(localDid, 'localDid');
+    assertStoreId(peerDid, 'peerDid');
+    assertInboxId(id);
+    return this.#write('deleteInboxEntry', () => this.#q.delInboxEntry.run(localDid, peerDid, id).changes > 0);
+  }
+
+  /** See {@link AgentStore.saveAcceptance}. */
+  saveAcceptance(write: AcceptanceWrite): AcceptanceVersions {
+    assertAcceptance(write);
+    const { did, peerDid, keyManager: km, establishment: est, session } = write;
+    const kmData = km ? Uint8Array.from(km.data) : null;
+    const sData = Uint8Array.from(session.data);
+    return this.#write('saveAcceptance', () => {
+      // Every check before any write (and one transaction anyway): all of it or nothing.
+      const kv = km ? this.#cas(KIND_KEYS, did, '', km.expectedVersion, 'key_manager') : null;
+      const sv = this.#cas(KIND_SESSION, did, peerDid, session.expectedVersion, 'session');
+      if (est && this.#q.hasEstablishment.get(did, est.signedPreKeyId, est.fingerprint)) throw establishmentReplayError();
+      if (kv !== null) this.#q.putRecord.run(KIND_KEYS, did, '', kv, blob(kmData as Uint8Array));
+      this.#q.putRecord.run(KIND_SESSION, did, peerDid, sv, blob(sData));
+      if (est) this.#q.putEstablishment.run(did, est.signedPreKeyId, est.fingerprint);
+      return { keyManagerVersion: kv, sessionVersion: sv };
+    });
   }
 
   /** See {@link SessionStore.listSessions}. */
@@ -279,14 +364,20 @@ export class SqliteStore implements AgentStore {
   #save(kind: string, owner: string, peer: string, data: Uint8Array, expectedVersion: number): number {
     assertRecordData(data);
     assertVersion(expectedVersion);
+    const bytes = Uint8Array.from(data); // the caller may change its bytes while the driver runs
     return this.#write('save', () => {
-      const row = this.#q.getRecord.get(kind, owner, peer) as RecordRow | undefined;
-      const live = row && row.data !== null ? row.version : 0;
-      if (expectedVersion !== live) throw staleStateError(expectedVersion, live);
-      const version = (row?.version ?? 0) + 1;
-      this.#q.putRecord.run(kind, owner, peer, version, blob(data));
+      const version = this.#cas(kind, owner, peer, expectedVersion);
+      this.#q.putRecord.run(kind, owner, peer, version, blob(bytes));
       return version;
     });
+  }
+
+  /** Inside a transaction: the version a save based on `expectedVersion` gets, or `STALE_STATE`. */
+  #cas(kind: string, owner: string, peer: string, expectedVersion: number, reason?: string): number {
+    const row = this.#q.getRecord.get(kind, owner, peer) as RecordRow | undefined;
+    const live = row && row.data !== null ? row.version : 0;
+    if (expectedVersion !== live) throw staleStateError(expectedVersion, live, reason);
+    return (row?.version ?? 0) + 1;
   }
 
   #read<T>(op: string, fn: () => T): T {
@@ -314,18 +405,33 @@ function openDatabase(path: string, timeout: number, sync: string): Database.Dat
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${sync}`);
     db.transaction(() => {
-      db.exec(SCHEMA);
-      const row = db.prepare('SELECT value FROM meta WHERE key = ?').get('schema_version') as { value: string } | undefined;
-      if (row === undefined) db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run('schema_version', String(SQLITE_SCHEMA_VERSION));
-      else if (row.value !== String(SQLITE_SCHEMA_VERSION)) {
-        throw new E2EError('STORE_ERROR', `store schema ${row.value} is not supported by this release`, 'unknown_schema');
+      const row = hasMeta(db) ? db.prepare('SELECT value FROM meta WHERE key = ?').get('schema_version') as { value: string } | undefined : undefined;
+      // Version 1 lacks only the inbox table, which the schema script adds: upgrade in place.
+      if (row !== undefined && row.value !== '1' && row.value !== String(SQLITE_SCHEMA_VERSION)) {
+        throw storeFailure('unknown_schema', `store schema ${row.value} is not supported by this release`);
       }
+      db.exec(SCHEMA);
+      db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+        .run('schema_version', String(SQLITE_SCHEMA_VERSION));
     }).immediate();
     return db;
   } catch (e) {
     db.close();
     throw e;
   }
+}
+
+function isWellFormed(s: string): boolean {
+  return !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
+}
+
+function hasMeta(db: Database.Database): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get() !== undefined;
+}
+
+/** An inbox row as a record; the driver's Buffer is copied into memory we own. */
+function inboxRecord(r: InboxRow): InboxRecord {
+  return { id: r.id, version: r.version, data: Uint8Array.from(r.data) };
 }
 
 /** A Buffer view of `u8` (no copy): the driver binds only Buffers as BLOBs. */
@@ -345,6 +451,7 @@ function prepare(db: Database.Database): Record<string, Stmt> {
     getOtk: p('SELECT key_id, public_key FROM one_time_keys WHERE did = ? AND key_id = ?'),
     lowestOtk: p('SELECT key_id, public_key FROM one_time_keys WHERE did = ? ORDER BY key_id LIMIT 1'),
     putOtk: p('INSERT INTO one_time_keys (did, key_id, public_key) VALUES (?, ?, ?)'),
+    putOtkIfNew: p('INSERT OR IGNORE INTO one_time_keys (did, key_id, public_key) VALUES (?, ?, ?)'),
     delOtk: p('DELETE FROM one_time_keys WHERE did = ? AND key_id = ?'),
     delAllOtk: p('DELETE FROM one_time_keys WHERE did = ?'),
     countOtk: p('SELECT COUNT(*) AS n FROM one_time_keys WHERE did = ?'),
@@ -359,5 +466,12 @@ function prepare(db: Database.Database): Record<string, Stmt> {
     putEstablishment: p('INSERT OR IGNORE INTO establishments (did, signed_pre_key_id, fingerprint) VALUES (?, ?, ?)'),
     delEstablishments: p('DELETE FROM establishments WHERE did = ? AND signed_pre_key_id = ?'),
     delAllEstablishments: p('DELETE FROM establishments WHERE did = ?'),
+    hasEstablishment: p('SELECT 1 FROM establishments WHERE did = ? AND signed_pre_key_id = ? AND fingerprint = ?'),
+    getInbox: p('SELECT id, version, data FROM inbox WHERE owner = ? AND peer = ? AND id = ?'),
+    countInbox: p('SELECT COUNT(*) AS n FROM inbox WHERE owner = ? AND peer = ?'),
+    listInbox: p('SELECT id, version, data FROM inbox WHERE owner = ? AND peer = ? ORDER BY version'),
+    putInbox: p('INSERT INTO inbox (owner, peer, id, version, data) VALUES (?, ?, ?, ?, ?)'),
+    delInboxEntry: p('DELETE FROM inbox WHERE owner = ? AND peer = ? AND id = ?'),
+    delInbox: p('DELETE FROM inbox WHERE owner = ? AND peer = ?'),
   };
 }

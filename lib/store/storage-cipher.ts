@@ -14,6 +14,7 @@ import {
   XCHACHA20_POLY1305_NONCE_BYTES, assertKey, concatBytes, constantTimeEqual, hkdfSha256, memzero, randomBytes, utf8,
   xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt,
 } from '../crypto';
+import { storeFailure } from './validate';
 
 /** Bytes of a storage key. */
 export const STORAGE_KEY_BYTES = 32;
@@ -50,7 +51,7 @@ function contextBytes(context: unknown): Uint8Array {
 }
 
 function corrupt(reason: string, message: string): E2EError {
-  return new E2EError('STORE_ERROR', message, reason);
+  return storeFailure(reason, message);
 }
 
 /**
@@ -82,6 +83,8 @@ export class StorageCipher {
     this.#assertUsable();
     if (!(plaintext instanceof Uint8Array)) throw new E2EError('INVALID_ARGUMENT', 'plaintext must be bytes');
     const ctx = contextBytes(context);
+    // A detached buffer reads as empty; touching it would throw a TypeError in the AEAD.
+    if (plaintext.length === 0) plaintext = new Uint8Array(0);
     const header = new Uint8Array(HEADER_BYTES);
     header.set(MAGIC, 0);
     header[3] = SEALED_FORMAT_VERSION;

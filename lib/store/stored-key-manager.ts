@@ -4,20 +4,22 @@
  * restart, and several processes can share one identity.
  *
  * Every change is made on a fresh copy and saved with compare-and-swap; when another process saved
- * first, the change is re-applied to the newer state. Accepting a channel consumes the one-time
- * pre-key (saved) before the session is created, so a crash can cost an establishment but never lets
- * a one-time key be used twice. An establishment without a one-time pre-key (the empty-pool last
- * resort) is accepted once per signed pre-key: a replay fails with `DUPLICATE_MESSAGE`
- * (reason `establishment_replay`).
+ * first, the change is re-applied to the newer state. Accepting a channel checks everything first
+ * and spends nothing on a failure: when the sessions are kept in the key manager's own store, the
+ * spent one-time pre-key (or the replay record) and the new session are written in one atomic step
+ * (`AgentStore.saveAcceptance`), so a failed acceptance can simply be retried and a one-time key is
+ * never used twice. An establishment without a one-time pre-key (the empty-pool last resort) is
+ * accepted once per signed pre-key: a replay fails with `DUPLICATE_MESSAGE` (reason
+ * `establishment_replay`).
  */
 import { E2EError, isE2EError } from '../errors';
-import { concatBytes, memzero, sha256, toHex } from '../crypto';
+import { canonicalX25519PublicKey, concatBytes, constantTimeEqual, memzero, sha256, toHex } from '../crypto';
 import { X3DHKeyManager } from '../x3dh';
 import { ChannelEstablishment, ChannelEstablishmentFields, ChannelOptions, SecureChannel } from '../channel';
-import { PersistentChannel } from './persistent-channel';
+import { PersistentChannel, attachSavedChannel, isSessionStore, sealChannelState } from './persistent-channel';
 import { StorageCipher } from './storage-cipher';
-import { KeyManagerStore, SessionStore, StoredRecord } from './types';
-import { assertStoreId } from './validate';
+import { AcceptanceVersions, AcceptanceWrite, AgentStore, KeyManagerStore, SessionStore, StoredRecord } from './types';
+import { assertStoreId, callStore, establishmentReplayError, staleStateError, storeFailure } from './validate';
 
 /** Where a key manager is saved. */
 export interface KeyManagerLocation {
@@ -73,7 +75,7 @@ function restore(cipher: StorageCipher, did: string, rec: StoredRecord): X3DHKey
   try {
     return X3DHKeyManager.fromBytes(bytes);
   } catch {
-    throw new E2EError('STORE_ERROR', 'the saved key manager does not parse', 'corrupt');
+    throw storeFailure('corrupt', 'the saved key manager does not parse');
   } finally {
     memzero(bytes);
   }
@@ -88,9 +90,29 @@ function copyOf(m: X3DHKeyManager): X3DHKeyManager {
   }
 }
 
-/** The replay fingerprint of an establishment: SHA-256(initiator identity ‖ ephemeral key), hex. */
-export function establishmentFingerprint(e: ChannelEstablishment): string {
-  return toHex(sha256(concatBytes(e.initiatorIdentityKey, e.ephemeralPublicKey)));
+/**
+ * The replay fingerprint of an establishment: SHA-256(initiator identity ‖ ephemeral key), hex, over
+ * the canonical form of both X25519 keys. X25519 ignores bit 255 and reduces values ≥ p, so every
+ * encoding of one key gives the same shared secret; hashing raw bytes would let a replay with bit
+ * 255 flipped pass as new. `MALFORMED_MESSAGE` for anything that is not an establishment.
+ */
+export function establishmentFingerprint(e: ChannelEstablishment | ChannelEstablishmentFields): string {
+  const est = ChannelEstablishment.from(e);
+  return toHex(sha256(concatBytes(canonicalX25519PublicKey(est.initiatorIdentityKey), canonicalX25519PublicKey(est.ephemeralPublicKey))));
+}
+
+function isMissingKey(e: unknown): boolean {
+  return isE2EError(e, 'SPK_NOT_FOUND') || isE2EError(e, 'OTK_NOT_FOUND');
+}
+
+function isVersions(v: unknown, withKeyManager: boolean): v is AcceptanceVersions {
+  const o = v as Partial<AcceptanceVersions> | null;
+  return typeof o === 'object' && o !== null && Number.isSafeInteger(o.sessionVersion)
+    && (!withKeyManager || Number.isSafeInteger(o.keyManagerVersion));
+}
+
+function assertSessions(s: unknown): asserts s is SessionStore {
+  if (!isSessionStore(s)) throw new E2EError('INVALID_ARGUMENT', 'options.sessions must implement SessionStore (with the inbox methods)');
 }
 
 /** A key manager kept in a store. */
@@ -117,7 +139,7 @@ export class StoredKeyManager {
     if (!(manager instanceof X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
     const copy = copyOf(manager);
     try {
-      const version = await location.store.saveKeyManager(location.did, seal(location.cipher, location.did, copy), 0);
+      const version = await callStore('saveKeyManager', () => location.store.saveKeyManager(location.did, seal(location.cipher, location.did, copy), 0));
       return new StoredKeyManager(location, copy, version);
     } catch (e) {
       copy.wipe();
@@ -128,7 +150,7 @@ export class StoredKeyManager {
   /** The key manager saved for `location.did`, or `null`. `STORE_ERROR` if it does not open or parse. */
   static async load(location: KeyManagerLocation): Promise<StoredKeyManager | null> {
     assertLocation(location);
-    const rec = await location.store.loadKeyManager(location.did);
+    const rec = await callStore('loadKeyManager', () => location.store.loadKeyManager(location.did));
     return rec === null ? null : new StoredKeyManager(location, restore(location.cipher, location.did, rec), rec.version);
   }
 
@@ -179,53 +201,113 @@ export class StoredKeyManager {
   save(): Promise<number> {
     return this.#exclusive(async () => {
       const { store, cipher, did } = this.#loc;
-      this.#version = await store.saveKeyManager(did, seal(cipher, did, this.#manager), this.#version);
+      this.#version = await callStore('saveKeyManager', () => store.saveKeyManager(did, seal(cipher, did, this.#manager), this.#version));
       return this.#version;
     });
   }
 
   /**
-   * Accepts an initiator's establishment: checks it is not a replay (without a one-time pre-key),
-   * responds (consuming the one-time pre-key, saved first), then saves the new session and returns
-   * it attached. Errors: `OTK_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`, `MALFORMED_MESSAGE`,
-   * `DUPLICATE_MESSAGE` (replay), `STALE_STATE` (a session with this peer exists).
+   * Accepts an initiator's establishment and returns the new session, saved and attached. Checks
+   * everything (keys, replay, the session slot) before spending anything: the one-time pre-key is
+   * consumed, or the establishment recorded against replay, only together with the saved session —
+   * in one atomic write when `options.sessions` is this manager's own store (an `AgentStore`), so
+   * after any failure the same establishment can be accepted again. With a separate session store
+   * the steps are: check the slot, spend, save the session (a failure of that last save spends the
+   * establishment). Errors: `OTK_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`, `MALFORMED_MESSAGE`,
+   * `DUPLICATE_MESSAGE` (replay), `STALE_STATE` (reason `session`: a session with this peer exists).
    */
   acceptChannel(establishment: ChannelEstablishment | ChannelEstablishmentFields, options: AcceptOptions): Promise<PersistentChannel> {
     return this.#exclusive(async () => {
       const e = ChannelEstablishment.from(establishment);
       if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'accept options are required');
       assertStoreId(options.peerDid, 'peerDid');
-      const made: { channel: SecureChannel | null } = { channel: null };
-      const discard = (): void => {
-        made.channel?.close();
-        made.channel = null;
-      };
-      const open = (m: X3DHKeyManager): void => {
-        discard();
-        made.channel = SecureChannel.createReceiver(m, e, options.associatedData, options.channelOptions);
-      };
-      try {
-        if (e.usedOneTimeKeyId === undefined) {
-          // Nothing is consumed, so nothing to save; but refuse a replay, atomically across processes.
-          await this.#withFreshRetry(() => open(this.#manager));
-          const spkId = e.signedPreKeyId ?? (this.#manager.signedPreKey as { keyId: number }).keyId;
-          if (!(await this.#loc.store.markEstablishment(this.#loc.did, spkId, establishmentFingerprint(e)))) {
-            throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted', 'establishment_replay');
-          }
-        } else {
-          await this.#update(open, discard);
+      assertSessions(options.sessions);
+      const store = this.#loc.store as Partial<AgentStore>;
+      const atomic = (options.sessions as unknown) === store && typeof store.saveAcceptance === 'function';
+      let refreshed = false;
+      for (let attempt = 1; ; attempt++) {
+        const copy = copyOf(this.#manager);
+        let channel: SecureChannel;
+        try {
+          channel = SecureChannel.createReceiver(copy, e, options.associatedData, options.channelOptions);
+        } catch (err) {
+          copy.wipe();
+          if (!isMissingKey(err) || refreshed) throw err;
+          refreshed = true; // our copy may be older than a key another process made: reload once
+          await this.#refresh();
+          continue;
         }
+        let adopted = false;
+        const adopt = (version: number): void => {
+          this.#manager.wipe();
+          this.#manager = copy;
+          this.#version = version;
+          adopted = true;
+        };
+        try {
+          const sessionVersion = await this.#spendAndSave(e, copy, channel, options, atomic, adopt);
+          return attachSavedChannel({ store: options.sessions, cipher: this.#loc.cipher, localDid: this.#loc.did, peerDid: options.peerDid }, channel, sessionVersion);
+        } catch (err) {
+          channel.close();
+          if (!isE2EError(err, 'STALE_STATE') || err.reason !== 'key_manager' || attempt >= MAX_ATTEMPTS) throw err;
+          await this.#refresh(); // another process saved the key manager first: redo on the newer state
+        } finally {
+          if (!adopted) copy.wipe();
+        }
+      }
+    });
+  }
+
+  /**
+   * Spends the establishment (the one-time key consumed in `copy`, or the replay record) together
+   * with the new session; calls `adopt` as soon as the key manager with the key spent is saved.
+   * Returns the session version.
+   */
+  async #spendAndSave(
+    e: ChannelEstablishment, copy: X3DHKeyManager, channel: SecureChannel, options: AcceptOptions, atomic: boolean, adopt: (version: number) => void,
+  ): Promise<number> {
+    const { store, cipher, did } = this.#loc;
+    const { sessions, peerDid } = options;
+    const current = await callStore('loadSession', () => sessions.loadSession(did, peerDid));
+    if (current !== null && options.replaceSession !== true) throw staleStateError(0, current.version, 'session');
+    const sessionVersion = current?.version ?? 0;
+    const usedOtk = e.usedOneTimeKeyId !== undefined;
+    const spkId = e.signedPreKeyId ?? (copy.signedPreKey as { keyId: number }).keyId;
+    const session = { data: sealChannelState(cipher, channel, did, peerDid), expectedVersion: sessionVersion };
+    if (atomic) {
+      const write: AcceptanceWrite = usedOtk
+        ? { did, peerDid, session, keyManager: { data: seal(cipher, did, copy), expectedVersion: this.#version } }
+        : { did, peerDid, session, establishment: { signedPreKeyId: spkId, fingerprint: establishmentFingerprint(e) } };
+      let v: AcceptanceVersions;
+      try {
+        v = await callStore('saveAcceptance', () => (store as AgentStore).saveAcceptance(write));
       } catch (err) {
-        discard();
+        if (!isE2EError(err, 'STORE_ERROR') || err.reason !== 'backend') throw err;
+        // Outcome unknown (a connection dropped after the write?). The sealed blob has a random nonce,
+        // so finding it in the slot proves the write committed: then this acceptance succeeded.
+        const saved = await callStore('loadSession', () => sessions.loadSession(did, peerDid)).catch(() => null);
+        if (saved === null || !(saved.data instanceof Uint8Array) || !constantTimeEqual(saved.data, session.data)) throw err;
+        if (usedOtk) await this.#refresh().catch(() => Promise.reject(err)); // the saved key manager, with its version
+        return saved.version;
+      }
+      if (!isVersions(v, usedOtk)) throw storeFailure('corrupt', 'the store returned no versions');
+      if (usedOtk) adopt(v.keyManagerVersion as number);
+      return v.sessionVersion;
+    }
+    // Separate stores: spend first (never a one-time key twice), then save the session.
+    if (usedOtk) {
+      let version: number;
+      try {
+        version = await callStore('saveKeyManager', () => store.saveKeyManager(did, seal(cipher, did, copy), this.#version));
+      } catch (err) {
+        if (isE2EError(err, 'STALE_STATE')) throw new E2EError('STALE_STATE', 'another process saved the key manager first', 'key_manager');
         throw err;
       }
-      const accepted = made.channel as SecureChannel | null;
-      if (accepted === null) throw new E2EError('INVALID_STATE', 'no channel was created');
-      return PersistentChannel.create(
-        { store: options.sessions, cipher: this.#loc.cipher, localDid: this.#loc.did, peerDid: options.peerDid },
-        accepted, { replace: options.replaceSession === true },
-      );
-    });
+      adopt(version); // saved: ours now, whatever happens to the session save
+    } else if (!(await callStore('markEstablishment', () => store.markEstablishment(did, spkId, establishmentFingerprint(e))))) {
+      throw establishmentReplayError();
+    }
+    return callStore('saveSession', () => sessions.saveSession(did, peerDid, session.data, sessionVersion));
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -235,23 +317,12 @@ export class StoredKeyManager {
   }
 
   async #refresh(): Promise<void> {
-    const rec = await this.#loc.store.loadKeyManager(this.#loc.did);
+    const rec = await callStore('loadKeyManager', () => this.#loc.store.loadKeyManager(this.#loc.did));
     if (rec === null) throw new E2EError('INVALID_STATE', 'the saved key manager was deleted', 'deleted');
     const m = restore(this.#loc.cipher, this.#loc.did, rec);
     this.#manager.wipe();
     this.#manager = m;
     this.#version = rec.version;
-  }
-
-  /** Runs `fn` on the current state; if a key it names is missing, reloads once (another process may have made it). */
-  async #withFreshRetry(fn: () => void): Promise<void> {
-    try {
-      fn();
-    } catch (e) {
-      if (!isE2EError(e, 'SPK_NOT_FOUND') && !isE2EError(e, 'OTK_NOT_FOUND')) throw e;
-      await this.#refresh();
-      fn();
-    }
   }
 
   async #update<T>(change: (m: X3DHKeyManager) => T, onDiscard: () => void): Promise<T> {
@@ -270,7 +341,7 @@ export class StoredKeyManager {
         continue;
       }
       try {
-        const version = await this.#loc.store.saveKeyManager(this.#loc.did, seal(this.#loc.cipher, this.#loc.did, copy), this.#version);
+        const version = await callStore('saveKeyManager', () => this.#loc.store.saveKeyManager(this.#loc.did, seal(this.#loc.cipher, this.#loc.did, copy), this.#version));
         this.#manager.wipe();
         this.#manager = copy;
         this.#version = version;

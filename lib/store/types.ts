@@ -16,6 +16,11 @@ export const MAX_STORE_ID_LENGTH = 1024;
 export const MAX_RECORD_BYTES = 16 * 1024 * 1024;
 /** Most one-time pre-keys one `addOneTimePreKeys` call accepts. */
 export const MAX_ONE_TIME_KEYS_PER_ADD = 10000;
+/**
+ * Most unacknowledged messages the inbox of one session holds. A receive that would add one more is
+ * refused (`INVALID_STATE`, reason `inbox_full`, nothing saved) until the application acknowledges some.
+ */
+export const MAX_INBOX_ENTRIES = 1024;
 
 /** The public half of a one-time pre-key, as published to a {@link PreKeyStore}. */
 export interface PublicOneTimePreKey {
@@ -76,6 +81,16 @@ export interface StoredRecord {
   readonly data: Uint8Array;
 }
 
+/** A received message kept until the application acknowledges it (sealed by the caller). */
+export interface InboxRecord {
+  /** The message id: {@link inboxMessageId} of its envelope (1 to 128 printable ASCII characters). */
+  readonly id: string;
+  /** The session version saved together with it (orders the inbox by arrival). */
+  readonly version: number;
+  /** The sealed plaintext, as saved. */
+  readonly data: Uint8Array;
+}
+
 /**
  * The saved state of each channel, keyed by (local DID, peer DID), with compare-and-swap: a save
  * names the version it is based on (0 to create) and is refused with `STALE_STATE` if the stored
@@ -90,10 +105,26 @@ export interface SessionStore {
    * new version. `STALE_STATE` otherwise, and nothing changes.
    */
   saveSession(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number): MaybePromise<number>;
-  /** Deletes the session; `true` if there was one. */
+  /** Deletes the session and its inbox; `true` if there was a session. */
   deleteSession(localDid: string, peerDid: string): MaybePromise<boolean>;
   /** The peer DIDs with a saved session for `localDid`, sorted. */
   listSessions(localDid: string): MaybePromise<string[]>;
+  /**
+   * In one atomic write: saves the session as {@link saveSession} does and adds `entry` to the
+   * session's inbox (its version is the new session version). Returns the new version.
+   * `STALE_STATE` as {@link saveSession}; `INVALID_STATE` (reason `inbox_full`) when the inbox holds
+   * {@link MAX_INBOX_ENTRIES} other entries; `INVALID_STATE` (reason `inbox_id_reused`) when an entry
+   * with this id is stored already. On any error nothing changes.
+   */
+  saveSessionWithInbox(
+    localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array },
+  ): MaybePromise<number>;
+  /** The inbox entry `id` of the session, or `null`. */
+  loadInboxEntry(localDid: string, peerDid: string, id: string): MaybePromise<InboxRecord | null>;
+  /** Every inbox entry of the session, oldest first. */
+  listInbox(localDid: string, peerDid: string): MaybePromise<InboxRecord[]>;
+  /** Deletes (acknowledges) inbox entry `id`; `true` if it was there. */
+  deleteInboxEntry(localDid: string, peerDid: string, id: string): MaybePromise<boolean>;
 }
 
 /**
@@ -117,8 +148,40 @@ export interface KeyManagerStore {
   forgetEstablishments(did: string, signedPreKeyId: number): MaybePromise<void>;
 }
 
+/**
+ * What {@link AgentStore.saveAcceptance} writes in one atomic step when a responder accepts an
+ * establishment: the spent one-time pre-key (the new key-manager state) or the replay record of an
+ * establishment without one, together with the new session.
+ */
+export interface AcceptanceWrite {
+  /** The responder: owner of the key manager and local DID of the session. */
+  readonly did: string;
+  /** The initiator's DID. */
+  readonly peerDid: string;
+  /** The key-manager state with the one-time pre-key removed, compare-and-swap against `expectedVersion`. */
+  readonly keyManager?: { readonly data: Uint8Array; readonly expectedVersion: number };
+  /** The establishment to record (one made without a one-time pre-key), as {@link KeyManagerStore.markEstablishment}. */
+  readonly establishment?: { readonly signedPreKeyId: number; readonly fingerprint: string };
+  /** The new session, compare-and-swap against `expectedVersion` (0: none may be saved). */
+  readonly session: { readonly data: Uint8Array; readonly expectedVersion: number };
+}
+
+/** The versions {@link AgentStore.saveAcceptance} saved. */
+export interface AcceptanceVersions {
+  /** The new key-manager version, or `null` when no key-manager state was written. */
+  readonly keyManagerVersion: number | null;
+  /** The new session version. */
+  readonly sessionVersion: number;
+}
+
 /** A store for everything: pre-keys, sessions and key managers. All three implementations are one. */
 export interface AgentStore extends PreKeyStore, SessionStore, KeyManagerStore {
+  /**
+   * Writes an acceptance atomically: all of it or nothing. `STALE_STATE` with reason `key_manager`
+   * or `session` when a compare-and-swap fails; `DUPLICATE_MESSAGE` (reason `establishment_replay`)
+   * when the establishment was recorded before. Exactly one of `keyManager` and `establishment` is given.
+   */
+  saveAcceptance(write: AcceptanceWrite): MaybePromise<AcceptanceVersions>;
   /** Releases the store's resources (closes a database; does not close a caller's Redis client). */
   close(): MaybePromise<void>;
 }

@@ -2,12 +2,61 @@
 import { E2EError } from '../errors';
 import { constantTimeEqual, ed25519Verify } from '../crypto';
 import { PreKeyBundle, assertBundleShape, isU32, x25519FormOfEd25519 } from '../x3dh';
-import { MAX_ONE_TIME_KEYS_PER_ADD, MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH, PublicOneTimePreKey } from './types';
+import {
+  AcceptanceWrite, MAX_ONE_TIME_KEYS_PER_ADD, MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH, PublicOneTimePreKey,
+} from './types';
 
-/** Throws `INVALID_ARGUMENT` unless `id` is a non-empty string of at most 1024 units without NUL. */
+// A lone surrogate has no UTF-8 form: SQLite would store U+FFFD (two DIDs becoming one) and
+// encodeURIComponent throws a URIError, so such ids are refused everywhere alike.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Throws `INVALID_ARGUMENT` unless `id` is a non-empty string of at most 1024 units, without NUL and
+ * well-formed UTF-16 (no lone surrogate).
+ */
 export function assertStoreId(id: unknown, name: string): asserts id is string {
-  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_STORE_ID_LENGTH || id.includes('\u0000')) {
-    throw new E2EError('INVALID_ARGUMENT', `${name} must be a non-empty string of at most ${MAX_STORE_ID_LENGTH} characters without NUL`);
+  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_STORE_ID_LENGTH || id.includes('\u0000') || LONE_SURROGATE.test(id)) {
+    throw new E2EError('INVALID_ARGUMENT', `${name} must be a non-empty string of at most ${MAX_STORE_ID_LENGTH} characters, well-formed, without NUL`);
+  }
+}
+
+/** Throws `INVALID_ARGUMENT` unless `id` is an inbox id: 1 to 128 characters of 0-9 a-z A-Z `_-`. */
+export function assertInboxId(id: unknown): asserts id is string {
+  if (typeof id !== 'string' || !/^[0-9A-Za-z_-]{1,128}$/.test(id)) {
+    throw new E2EError('INVALID_ARGUMENT', 'inbox id must be 1 to 128 characters of 0-9 a-z A-Z _ -');
+  }
+}
+
+/** Checks an inbox entry argument `{ id, data }`. */
+export function assertInboxEntry(entry: unknown): asserts entry is { readonly id: string; readonly data: Uint8Array } {
+  if (typeof entry !== 'object' || entry === null) throw new E2EError('INVALID_ARGUMENT', 'inbox entry must be an object { id, data }');
+  const e = entry as { id?: unknown; data?: unknown };
+  assertInboxId(e.id);
+  assertRecordData(e.data);
+}
+
+/** Checks an {@link AcceptanceWrite} (exactly one of `keyManager` and `establishment`). */
+export function assertAcceptance(w: unknown): asserts w is AcceptanceWrite {
+  if (typeof w !== 'object' || w === null) throw new E2EError('INVALID_ARGUMENT', 'acceptance must be an object');
+  const a = w as Partial<AcceptanceWrite>;
+  assertStoreId(a.did, 'did');
+  assertStoreId(a.peerDid, 'peerDid');
+  const rec = (r: unknown, name: string): void => {
+    if (typeof r !== 'object' || r === null) throw new E2EError('INVALID_ARGUMENT', `${name} must be an object { data, expectedVersion }`);
+    const o = r as { data?: unknown; expectedVersion?: unknown };
+    assertRecordData(o.data);
+    assertVersion(o.expectedVersion);
+  };
+  rec(a.session, 'session');
+  if ((a.keyManager === undefined) === (a.establishment === undefined)) {
+    throw new E2EError('INVALID_ARGUMENT', 'exactly one of keyManager and establishment must be given');
+  }
+  if (a.keyManager !== undefined) rec(a.keyManager, 'keyManager');
+  if (a.establishment !== undefined) {
+    const e = a.establishment as { signedPreKeyId?: unknown; fingerprint?: unknown } | null;
+    if (typeof e !== 'object' || e === null) throw new E2EError('INVALID_ARGUMENT', 'establishment must be an object');
+    assertKeyId(e.signedPreKeyId, 'signedPreKeyId');
+    assertFingerprint(e.fingerprint);
   }
 }
 
@@ -84,16 +133,61 @@ export function identityChangedError(): E2EError {
   return new E2EError('IDENTITY_MISMATCH', 'a bundle with another identity is stored for this DID; remove it first', 'identity_changed');
 }
 
-/** The compare-and-swap failure. */
-export function staleStateError(expected: number, actual: number): E2EError {
-  return new E2EError('STALE_STATE', `stored version is ${actual}, not ${expected}`);
+/** The compare-and-swap failure (`reason` names the record when one write covers several). */
+export function staleStateError(expected: number, actual: number, reason?: string): E2EError {
+  return new E2EError('STALE_STATE', `stored version is ${actual}, not ${expected}${reason ? ` (${reason})` : ''}`, reason);
 }
 
-/** Wraps a backend failure (a driver's own error text never escapes). */
+/** The refusal of a receive while the session's inbox is full. */
+export function inboxFullError(): E2EError {
+  return new E2EError('INVALID_STATE', 'the inbox of this session is full: acknowledge received messages first', 'inbox_full');
+}
+
+/** The refusal of an inbox entry whose id is stored already. */
+export function inboxIdReusedError(): E2EError {
+  return new E2EError('INVALID_STATE', 'an inbox entry with this id is stored already', 'inbox_id_reused');
+}
+
+/** The refusal of an establishment recorded before. */
+export function establishmentReplayError(): E2EError {
+  return new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted', 'establishment_replay');
+}
+
+/**
+ * A `STORE_ERROR` whose message ends with its reason, so logs and `reason` always agree. `cause`
+ * (kept, not enumerable, never in the message) is the foreign error behind it, for debugging.
+ */
+export function storeFailure(reason: string, message: string, cause?: unknown): E2EError {
+  const err = new E2EError('STORE_ERROR', `${message} [${reason}]`, reason);
+  if (cause !== undefined) Object.defineProperty(err, 'cause', { value: cause, enumerable: false, configurable: true, writable: false });
+  return err;
+}
+
+/**
+ * Wraps a backend failure as `STORE_ERROR` (reason `backend`, the original as `cause`); an
+ * `E2EError` passes as it is. The driver's own error text stays out of the message: it may quote data.
+ */
 export function storeError(operation: string, e: unknown): E2EError {
   if (e instanceof E2EError) return e;
-  const code = (e as { code?: unknown } | null)?.code;
-  // Only a driver's error code (e.g. SQLITE_BUSY) is passed on: its message may quote data.
-  const kind = typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code) ? code : 'backend';
-  return new E2EError('STORE_ERROR', `storage backend failed during ${operation} (${kind})`, 'backend');
+  let code: unknown;
+  try {
+    code = (e as { code?: unknown } | null)?.code;
+  } catch {
+    code = undefined; // a hostile getter
+  }
+  // Only a driver's error code (e.g. SQLITE_BUSY) is passed on in the message.
+  const kind = typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code) ? code : 'error';
+  return storeFailure('backend', `storage backend failed during ${operation} (${kind})`, e);
+}
+
+/**
+ * Calls a store method (of any implementation, also an application's own) and awaits it; anything
+ * it throws or rejects with that is not an `E2EError` becomes `STORE_ERROR` (reason `backend`, with `cause`).
+ */
+export async function callStore<T>(operation: string, f: () => T | Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw storeError(operation, e);
+  }
 }

@@ -2,6 +2,7 @@
  * Encryption at rest: after a realistic run (published keys, a channel with skipped keys and a DH
  * ratchet step), no secret key appears in the SQLite files or the Redis values, in any encoding.
  */
+import { randomBytes as nodeRandomBytes } from 'crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
@@ -13,7 +14,7 @@ import { SecureChannel } from '../../lib/channel';
 import {
   AgentStore, PersistentChannel, RedisStore, SqliteStore, StorageCipher, StoredKeyManager, maintainPreKeys, sessionContext,
 } from '../../lib/store';
-import { describeRedis, makeAgent, randomNamespace } from './helpers';
+import { clearPrefix, describeRedis, makeAgent, randomNamespace } from './helpers';
 
 const ALICE = 'did:mesh:alice';
 const BOB = 'did:mesh:bob';
@@ -44,6 +45,10 @@ function leaks(haystack: Buffer, secrets: Uint8Array[]): string[] {
   return found;
 }
 
+/** Distinctive plaintexts, received and left unacknowledged in the inboxes: they must be sealed too. */
+// Module load, before ready(): Node's CSPRNG for the random tag.
+const PLAINTEXTS = ['m0', 'm1', 'm2', 'reply', 'm3'].map((m) => new Uint8Array(Buffer.from(`inbox plaintext ${m} ${nodeRandomBytes(12).toString('hex')}`)));
+
 /** A realistic run: keys published, a channel opened, messages skipped, a DH ratchet step. Returns the secrets. */
 async function run(store: AgentStore, cipher: StorageCipher): Promise<Uint8Array[]> {
   const aliceKeys = await StoredKeyManager.create({ store, cipher, did: ALICE }, makeAgent());
@@ -54,16 +59,32 @@ async function run(store: AgentStore, cipher: StorageCipher): Promise<Uint8Array
   const { channel, establishment } = SecureChannel.createSender(aliceKeys.manager, (await store.claimBundle(BOB))!, ad);
   const alice = await PersistentChannel.create({ store, cipher, localDid: ALICE, peerDid: BOB }, channel);
   const bob = await bobKeys.acceptChannel(establishment, { sessions: store, peerDid: ALICE, associatedData: ad });
-  const sent = [await alice.send(utf8('m0')), await alice.send(utf8('m1')), await alice.send(utf8('m2'))];
+  const [p0, p1, p2, pReply, p3] = PLAINTEXTS;
+  const sent = [await alice.send(p0), await alice.send(p1), await alice.send(p2)];
   await bob.receive(sent[2]); // m0 and m1 stay as skipped keys
-  await alice.receive(await bob.send(utf8('reply'))); // a DH ratchet step on both sides
-  await alice.send(utf8('m3'));
+  await alice.receive(await bob.send(pReply)); // a DH ratchet step on both sides
+  await bob.receive(await alice.send(p3));
+  await bob.receive(sent[0]); // from a skipped key
+  // Received, not acknowledged: the plaintexts are in the inboxes (sealed).
+  expect((await store.listInbox(BOB, ALICE)).length).toBe(3);
+  expect((await store.listInbox(ALICE, BOB)).length).toBe(1);
   const secrets = [
     ...managerSecrets(aliceKeys), ...managerSecrets(bobKeys),
     ...(await channelSecrets(store, cipher, ALICE, BOB)), ...(await channelSecrets(store, cipher, BOB, ALICE)),
   ];
   expect(secrets.every((s) => s.length === 32)).toBe(true);
   return secrets;
+}
+
+/** Which inbox plaintexts occur in `haystack` as text, hex or base64. */
+function plaintextLeaks(haystack: Buffer): string[] {
+  const found: string[] = [];
+  for (const p of PLAINTEXTS) {
+    for (const [form, needle] of [['text', Buffer.from(p)], ['hex', Buffer.from(toHex(p))], ['base64', Buffer.from(toBase64(p).slice(0, 40))]] as [string, Buffer][]) {
+      if (haystack.includes(needle)) found.push(`${Buffer.from(p).toString().slice(0, 20)}… as ${form}`);
+    }
+  }
+  return found;
 }
 
 describe('secrets at rest: SQLite', () => {
@@ -78,10 +99,20 @@ describe('secrets at rest: SQLite', () => {
     const path = join(dir, 'sealed.sqlite');
     const store = new SqliteStore(path);
     const secrets = await run(store, new StorageCipher(randomBytes(32)));
-    expect(secrets.length).toBe(2 * (1 + 1 + 10) - 1 + 4 + 4 + 2);
+    expect(secrets.length).toBeGreaterThanOrEqual(2 * (1 + 1 + 10) - 1 + 4 + 4 + 1);
     const before = fileBytes(path);
     store.close(); // checkpoints the WAL into the main file
-    expect(leaks(Buffer.concat([before, fileBytes(path)]), secrets)).toEqual([]);
+    const all = Buffer.concat([before, fileBytes(path)]);
+    expect(leaks(all, secrets)).toEqual([]);
+    expect(plaintextLeaks(all)).toEqual([]);
+  });
+
+  it('(control) finds an inbox plaintext written in the clear', async () => {
+    const path = join(dir, 'clear-inbox.sqlite');
+    const store = new SqliteStore(path);
+    store.saveSessionWithInbox(ALICE, BOB, utf8('s'), 0, { id: 'm', data: PLAINTEXTS[0] });
+    expect(plaintextLeaks(fileBytes(path))).toEqual([`${Buffer.from(PLAINTEXTS[0]).toString().slice(0, 20)}… as text`]);
+    store.close();
   });
 
   it('(control) finds a key written in the clear', async () => {
@@ -103,7 +134,7 @@ describeRedis('secrets at rest: Redis', (url) => {
     client = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: (n) => (n > 3 ? null : 100) });
   });
   afterAll(async () => {
-    await new RedisStore({ client, namespace: ns }).clearNamespace();
+    await clearPrefix(client, ns);
     client.disconnect();
   });
 
@@ -123,17 +154,24 @@ describeRedis('secrets at rest: Redis', (url) => {
   }
 
   it('leaves no key bytes in the clear in any value', async () => {
-    const store = new RedisStore({ client, namespace: `${ns}:sealed` });
+    const store = new RedisStore({ client, namespace: `${ns}-sealed` });
     const secrets = await run(store, new StorageCipher(randomBytes(32)));
-    const all = await dump(`${ns}:sealed`);
+    const all = await dump(`${ns}-sealed`);
     expect(all.length).toBeGreaterThan(2000);
     expect(leaks(all, secrets)).toEqual([]);
+    expect(plaintextLeaks(all)).toEqual([]);
+  });
+
+  it('(control) finds an inbox plaintext written in the clear', async () => {
+    const store = new RedisStore({ client, namespace: `${ns}-clear-inbox` });
+    await store.saveSessionWithInbox(ALICE, BOB, utf8('s'), 0, { id: 'm', data: PLAINTEXTS[0] });
+    expect(plaintextLeaks(await dump(`${ns}-clear-inbox`))).toEqual([`${Buffer.from(PLAINTEXTS[0]).toString().slice(0, 20)}… as text`]);
   });
 
   it('(control) finds a key written in the clear', async () => {
-    const store = new RedisStore({ client, namespace: `${ns}:clear` });
+    const store = new RedisStore({ client, namespace: `${ns}-clear` });
     const secret = randomBytes(32);
     await store.saveSession(ALICE, BOB, secret, 0);
-    expect(leaks(await dump(`${ns}:clear`), [secret])).toEqual([`${toHex(secret).slice(0, 8)}… as raw`]);
+    expect(leaks(await dump(`${ns}-clear`), [secret])).toEqual([`${toHex(secret).slice(0, 8)}… as raw`]);
   });
 });

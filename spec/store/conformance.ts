@@ -4,7 +4,7 @@
  */
 import { ready } from '../../lib/sodium';
 import { randomBytes, toHex, utf8 } from '../../lib/crypto';
-import { AgentStore } from '../../lib/store';
+import { AgentStore, MAX_INBOX_ENTRIES } from '../../lib/store';
 import { expectCode, makeAgent, plain, publicOtks } from './helpers';
 
 /** How a suite gets a fresh, empty store (and, for persistent ones, the same store re-opened). */
@@ -13,7 +13,9 @@ export interface StoreFactory {
   reopen?(previous: AgentStore): Promise<AgentStore>;
 }
 
-const BAD_IDS: unknown[] = ['', 42, null, 'a'.repeat(1025), 'did:mesh:\u0000x'];
+// Lone surrogates: no UTF-8 form (SQLite would store U+FFFD, making two DIDs one; Redis keys would throw URIError).
+const BAD_IDS: unknown[] = ['', 42, null, undefined, {}, 'a'.repeat(1025), 'did:mesh:\u0000x', 'did:mesh:\uD800', 'did:\uDC00x', 'x\uDBFF'];
+const BAD_INBOX_IDS: unknown[] = ['', 7, null, 'a b', 'é', 'x'.repeat(129), 'a:b'];
 const BAD_KEY_IDS: unknown[] = [-1, 1.5, 2 ** 32, '1', null];
 
 export function storeConformance(name: string, factory: StoreFactory): void {
@@ -79,6 +81,27 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const b = await store.claimBundle(d);
         expect(b?.oneTimePreKeyId).toBe(1);
         expect(toHex(b?.oneTimePreKey as Uint8Array)).toBe(toHex(bob.getOneTimePreKey(1)?.keyPair.publicKey as Uint8Array));
+      });
+
+      it('stores an identical bundle again as a no-op (also with its one-time key), and replaces the signed pre-key', async () => {
+        const bob = makeAgent(2);
+        const d = did();
+        const bundle = bob.getPublicBundle({ otkId: 0 });
+        await store.storeBundle(d, bundle);
+        await store.storeBundle(d, bundle);
+        await store.storeBundle(d, bob.getPublicBundle({ otkId: 0 }));
+        expect(await store.countOneTimePreKeys(d)).toBe(1);
+        expect(plain(await store.getBundle(d))).toEqual(plain(bundle));
+        await store.storeBundle(d, bob.getPublicBundle());
+        expect(await store.countOneTimePreKeys(d)).toBe(1);
+        // The same identity with a new signed pre-key (a rotation) replaces it; the pool stays.
+        bob.generateSignedPreKey();
+        await store.storeBundle(d, bob.getPublicBundle({ otkId: 1 }));
+        const now = await store.getBundle(d);
+        expect([now?.signedPreKeyId, now?.oneTimePreKeyId, await store.countOneTimePreKeys(d)]).toEqual([1, 0, 2]);
+        // An older bundle published again puts the older signed pre-key back (last write wins), as in every store.
+        await store.storeBundle(d, bundle);
+        expect((await store.getBundle(d))?.signedPreKeyId).toBe(0);
       });
 
       it('never puts a claimed key back in the pool, and keeps the pool when the signed pre-key rotates', async () => {
@@ -184,6 +207,22 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         }
       });
 
+      it('keeps sessions, inboxes and key managers of DIDs that share prefixes or contain separators apart', async () => {
+        const ids = ['did:mesh:x', 'did:mesh:x:y', 'did:mesh:{x}', 'did:mesh:x%3Ay', 'did:mesh:ü*?[]', 'did:mesh:\u00e9', 'did:mesh:e\u0301',
+          's', 'si', 'k', '{', '}', ':', '%', '\u{1F600}'.repeat(511)].map((x) => x + n);
+        for (const [i, a] of ids.entries()) {
+          await store.saveSessionWithInbox(a, ids[(i + 1) % ids.length], utf8(`s${i}`), 0, { id: 'm', data: utf8(`p${i}`) });
+          await store.saveKeyManager(a, utf8(`k${i}`), 0);
+        }
+        for (const [i, a] of ids.entries()) {
+          const peer = ids[(i + 1) % ids.length];
+          expect(Buffer.from((await store.loadSession(a, peer))?.data as Uint8Array).toString()).toBe(`s${i}`);
+          expect((await store.listInbox(a, peer)).map((r) => Buffer.from(r.data).toString())).toEqual([`p${i}`]);
+          expect(Buffer.from((await store.loadKeyManager(a))?.data as Uint8Array).toString()).toBe(`k${i}`);
+          expect(await store.listSessions(a)).toEqual([peer]);
+        }
+      });
+
       it('returns copies that callers cannot use to change the store', async () => {
         const bob = makeAgent(1);
         const d = did();
@@ -195,6 +234,29 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         expect(toHex(got?.signedPreKey as Uint8Array)).toBe(keep);
         got?.signedPreKey.fill(1);
         expect(toHex((await store.getBundle(d))?.signedPreKey as Uint8Array)).toBe(keep);
+      });
+      it('keeps no view of caller Buffers (bundle fields, one-time keys) and returns plain Uint8Arrays', async () => {
+        const bob = makeAgent(2);
+        const d = did();
+        const b = bob.getPublicBundle({ otkId: 0 });
+        const asBuffers = {
+          ...b, identityKey: Buffer.from(b.identityKey), identityKeyEd: Buffer.from(b.identityKeyEd), signedPreKey: Buffer.from(b.signedPreKey),
+          signedPreKeySignature: Buffer.from(b.signedPreKeySignature), oneTimePreKey: Buffer.from(b.oneTimePreKey as Uint8Array),
+        };
+        const keep = plain(b);
+        await store.storeBundle(d, asBuffers);
+        for (const v of Object.values(asBuffers)) if (v instanceof Uint8Array) v.fill(0);
+        const otk = publicOtks(bob)[1];
+        const otkBuf = Buffer.from(otk.publicKey);
+        await store.addOneTimePreKeys(d, [{ keyId: 1, publicKey: otkBuf }]);
+        otkBuf.fill(0);
+        const got = await store.getBundle(d);
+        expect(plain(got)).toEqual(keep);
+        for (const v of Object.values(got as object)) if (v instanceof Uint8Array) expect(v.constructor).toBe(Uint8Array);
+        expect((await store.claimBundle(d))?.oneTimePreKeyId).toBe(0);
+        const second = await store.claimBundle(d);
+        expect(toHex(second?.oneTimePreKey as Uint8Array)).toBe(toHex(otk.publicKey));
+        expect(second?.oneTimePreKey?.constructor).toBe(Uint8Array);
       });
     });
 
@@ -254,6 +316,111 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         expect(toHex((await store.loadSession(a, b))?.data as Uint8Array)).toBe(keep);
       });
 
+      it('saves a session and an inbox entry in one write; loads, lists oldest first, deletes', async () => {
+        const [a, b] = [did(), did()];
+        await expectCode(() => store.saveSessionWithInbox(a, b, data('s1'), 1, { id: 'm0', data: data('p0') }), 'STALE_STATE');
+        expect(await store.saveSessionWithInbox(a, b, data('s1'), 0, { id: 'm1', data: data('p1') })).toBe(1);
+        expect(await store.saveSession(a, b, data('s2'), 1)).toBe(2);
+        expect(await store.saveSessionWithInbox(a, b, data('s3'), 2, { id: 'm3', data: data('p3') })).toBe(3);
+        expect(await store.saveSessionWithInbox(a, b, data('s4'), 3, { id: 'M-2_x', data: data('p4') })).toBe(4);
+        const rec = await store.loadSession(a, b);
+        expect([rec?.version, Buffer.from(rec?.data as Uint8Array).toString()]).toEqual([4, 's4']);
+        const e = await store.loadInboxEntry(a, b, 'm3');
+        expect([e?.id, e?.version, Buffer.from(e?.data as Uint8Array).toString()]).toEqual(['m3', 3, 'p3']);
+        expect(await store.loadInboxEntry(a, b, 'nope')).toBeNull();
+        expect(await store.loadInboxEntry(b, a, 'm3')).toBeNull();
+        const list = await store.listInbox(a, b);
+        expect(list.map((r) => [r.id, r.version, Buffer.from(r.data).toString()])).toEqual([['m1', 1, 'p1'], ['m3', 3, 'p3'], ['M-2_x', 4, 'p4']]);
+        expect(list.every((r) => r.data.constructor === Uint8Array)).toBe(true);
+        expect(await store.deleteInboxEntry(a, b, 'm3')).toBe(true);
+        expect(await store.deleteInboxEntry(a, b, 'm3')).toBe(false);
+        expect((await store.listInbox(a, b)).map((r) => r.id)).toEqual(['m1', 'M-2_x']);
+        expect(await store.listInbox(b, a)).toEqual([]);
+      });
+
+      it('refuses the whole write when any part is refused, and changes nothing', async () => {
+        const [a, b] = [did(), did()];
+        await store.saveSessionWithInbox(a, b, data('s1'), 0, { id: 'm1', data: data('p1') });
+        await expectCode(() => store.saveSessionWithInbox(a, b, data('s2'), 0, { id: 'm2', data: data('p2') }), 'STALE_STATE');
+        await expectCode(() => store.saveSessionWithInbox(a, b, data('s2'), 1, { id: 'm1', data: data('other') }), 'INVALID_STATE', 'inbox_id_reused');
+        expect((await store.loadSession(a, b))?.version).toBe(1);
+        expect((await store.listInbox(a, b)).map((r) => [r.id, Buffer.from(r.data).toString()])).toEqual([['m1', 'p1']]);
+      });
+
+      it(`holds at most ${MAX_INBOX_ENTRIES} entries per session (INVALID_STATE, inbox_full)`, async () => {
+        const [a, b] = [did(), did()];
+        let v = 0;
+        for (let i = 0; i < MAX_INBOX_ENTRIES; i++) v = await store.saveSessionWithInbox(a, b, data('s'), v, { id: `m${i}`, data: data('p') });
+        await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), v, { id: 'over', data: data('p') }), 'INVALID_STATE', 'inbox_full');
+        expect((await store.loadSession(a, b))?.version).toBe(v);
+        expect(await store.saveSession(a, b, data('still saves without a new entry'), v)).toBe(v + 1);
+        await store.deleteInboxEntry(a, b, 'm0');
+        expect(await store.saveSessionWithInbox(a, b, data('s'), v + 1, { id: 'over', data: data('p') })).toBe(v + 2);
+        expect(await store.saveSessionWithInbox(did(), b, data('s'), 0, { id: 'm0', data: data('p') })).toBe(1); // per session
+      }, 120_000);
+
+      it('deletes the inbox with its session; a re-created session starts empty', async () => {
+        const [a, b] = [did(), did()];
+        await store.saveSessionWithInbox(a, b, data('s1'), 0, { id: 'm1', data: data('p1') });
+        await store.saveSessionWithInbox(b, a, data('t1'), 0, { id: 'm1', data: data('q1') });
+        expect(await store.deleteSession(a, b)).toBe(true);
+        expect(await store.listInbox(a, b)).toEqual([]);
+        expect(await store.loadInboxEntry(a, b, 'm1')).toBeNull();
+        expect(await store.saveSessionWithInbox(a, b, data('s2'), 0, { id: 'm1', data: data('p2') })).toBe(2);
+        expect((await store.listInbox(b, a)).map((r) => Buffer.from(r.data).toString())).toEqual(['q1']);
+        expect(await store.deleteInboxEntry(did(), did(), 'm1')).toBe(false);
+      });
+
+      it('stores inbox bytes by value and returns owned copies', async () => {
+        const [a, b] = [did(), did()];
+        const bytes = Buffer.from(randomBytes(64)); // a Buffer: the store must not keep a view of it
+        const keep = toHex(bytes);
+        await store.saveSessionWithInbox(a, b, data('s'), 0, { id: 'm', data: bytes });
+        bytes.fill(0);
+        const got = await store.loadInboxEntry(a, b, 'm');
+        expect(toHex(got?.data as Uint8Array)).toBe(keep);
+        got?.data.fill(1);
+        expect(toHex((await store.listInbox(a, b))[0].data)).toBe(keep);
+      });
+
+      it('validates the inbox arguments', async () => {
+        const [a, b] = [did(), did()];
+        for (const bad of BAD_IDS) {
+          const x = bad as string;
+          await expectCode(() => store.saveSessionWithInbox(x, b, data('s'), 0, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
+          await expectCode(() => store.loadInboxEntry(a, x, 'm'), 'INVALID_ARGUMENT');
+          await expectCode(() => store.listInbox(x, b), 'INVALID_ARGUMENT');
+          await expectCode(() => store.deleteInboxEntry(a, x, 'm'), 'INVALID_ARGUMENT');
+        }
+        for (const bad of BAD_INBOX_IDS) {
+          await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), 0, { id: bad as string, data: data('p') }), 'INVALID_ARGUMENT');
+          await expectCode(() => store.loadInboxEntry(a, b, bad as string), 'INVALID_ARGUMENT');
+          await expectCode(() => store.deleteInboxEntry(a, b, bad as string), 'INVALID_ARGUMENT');
+        }
+        for (const entry of [null, 'x', { id: 'm' }, { id: 'm', data: new Uint8Array(0) }, { id: 'm', data: 'p' }]) {
+          await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), 0, entry as never), 'INVALID_ARGUMENT');
+        }
+        await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), 0, { id: 'm', data: new Uint8Array(16 * 1024 * 1024 + 1) }), 'MESSAGE_TOO_LARGE');
+        await expectCode(() => store.saveSessionWithInbox(a, b, new Uint8Array(0), 0, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
+        await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), -1, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
+        expect(await store.loadSession(a, b)).toBeNull();
+        expect(await store.listInbox(a, b)).toEqual([]);
+      });
+
+      it('keeps no view of caller Buffers in sessions, key managers and acceptances; returns plain Uint8Arrays', async () => {
+        const [a, b, c] = [did(), did(), did()];
+        const bytes = (): Buffer => Buffer.from(randomBytes(48));
+        const [s1, k1, s2, k2] = [bytes(), bytes(), bytes(), bytes()];
+        const keep = [s1, k1, s2, k2].map((x) => toHex(x));
+        await store.saveSession(a, b, s1, 0);
+        await store.saveKeyManager(a, k1, 0);
+        await store.saveAcceptance({ did: a, peerDid: c, keyManager: { data: k2, expectedVersion: 1 }, session: { data: s2, expectedVersion: 0 } });
+        for (const x of [s1, k1, s2, k2]) x.fill(0);
+        const recs = [await store.loadSession(a, b), await store.loadKeyManager(a), await store.loadSession(a, c)];
+        expect(recs.map((r) => toHex(r?.data as Uint8Array))).toEqual([keep[0], keep[3], keep[2]]);
+        expect(recs.every((r) => r?.data.constructor === Uint8Array)).toBe(true);
+      });
+
       it('validates every argument', async () => {
         const [a, b] = [did(), did()];
         for (const bad of BAD_IDS) {
@@ -306,6 +473,60 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         expect(await store.markEstablishment(a, 5, fp)).toBe(true);
       });
 
+      it('writes an acceptance with a one-time key (key manager + session) in one step, or nothing', async () => {
+        const [a, p] = [did(), did()];
+        await store.saveKeyManager(a, utf8('k1'), 0);
+        const w = { did: a, peerDid: p, keyManager: { data: utf8('k2'), expectedVersion: 1 }, session: { data: utf8('s1'), expectedVersion: 0 } };
+        await expectCode(() => store.saveAcceptance({ ...w, keyManager: { data: utf8('k2'), expectedVersion: 0 } }), 'STALE_STATE', 'key_manager');
+        await store.saveSession(a, p, utf8('taken'), 0);
+        await expectCode(() => store.saveAcceptance(w), 'STALE_STATE', 'session');
+        expect((await store.loadKeyManager(a))?.version).toBe(1); // nothing of the refused writes
+        expect(Buffer.from((await store.loadSession(a, p))?.data as Uint8Array).toString()).toBe('taken');
+        expect(await store.saveAcceptance({ ...w, session: { data: utf8('s2'), expectedVersion: 1 } })).toEqual({ keyManagerVersion: 2, sessionVersion: 2 });
+        const k = await store.loadKeyManager(a);
+        const s2 = await store.loadSession(a, p);
+        expect([k?.version, Buffer.from(k?.data as Uint8Array).toString(), s2?.version, Buffer.from(s2?.data as Uint8Array).toString()]).toEqual([2, 'k2', 2, 's2']);
+        expect(await store.listSessions(a)).toEqual([p]);
+      });
+
+      it('writes an acceptance without a one-time key (replay record + session) in one step, or nothing', async () => {
+        const [a, p, q] = [did(), did(), did()];
+        const fp = toHex(randomBytes(32));
+        await store.saveSession(a, p, utf8('taken'), 0);
+        const w = { did: a, peerDid: p, establishment: { signedPreKeyId: 3, fingerprint: fp }, session: { data: utf8('s'), expectedVersion: 0 } };
+        await expectCode(() => store.saveAcceptance(w), 'STALE_STATE', 'session');
+        expect(await store.markEstablishment(a, 3, fp)).toBe(true); // the refused write recorded nothing
+        await store.forgetEstablishments(a, 3);
+        expect(await store.saveAcceptance({ ...w, peerDid: q })).toEqual({ keyManagerVersion: null, sessionVersion: 1 });
+        await expectCode(() => store.saveAcceptance({ ...w, session: { data: utf8('s'), expectedVersion: 1 } }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+        expect(Buffer.from((await store.loadSession(a, p))?.data as Uint8Array).toString()).toBe('taken');
+        expect(await store.markEstablishment(a, 3, fp)).toBe(false);
+        expect(await store.markEstablishment(a, 4, fp)).toBe(true);
+        expect((await store.listSessions(a)).sort()).toEqual([p, q].sort());
+        await store.saveKeyManager(a, utf8('k'), 0);
+        await store.deleteKeyManager(a); // deletes the replay records too
+        expect(await store.saveAcceptance({ ...w, peerDid: did() })).toEqual({ keyManagerVersion: null, sessionVersion: 1 });
+      });
+
+      it('validates an acceptance', async () => {
+        const a = did();
+        const session = { data: utf8('s'), expectedVersion: 0 };
+        const km = { data: utf8('k'), expectedVersion: 0 };
+        const est = { signedPreKeyId: 0, fingerprint: 'fp' };
+        const bad: unknown[] = [
+          null, 'x', { did: a, peerDid: a, session }, { did: a, peerDid: a, session, keyManager: km, establishment: est },
+          { did: '', peerDid: a, session, keyManager: km }, { did: a, peerDid: 'x\uD800', session, keyManager: km },
+          { did: a, peerDid: a, session: { data: utf8('s'), expectedVersion: -1 }, keyManager: km },
+          { did: a, peerDid: a, session: null, keyManager: km }, { did: a, peerDid: a, session, keyManager: { data: new Uint8Array(0), expectedVersion: 0 } },
+          { did: a, peerDid: a, session, establishment: { signedPreKeyId: -1, fingerprint: 'fp' } },
+          { did: a, peerDid: a, session, establishment: { signedPreKeyId: 0, fingerprint: 'a b' } },
+          { did: a, peerDid: a, session, establishment: null },
+        ];
+        for (const w of bad) await expectCode(() => store.saveAcceptance(w as never), 'INVALID_ARGUMENT');
+        expect(await store.loadSession(a, a)).toBeNull();
+        expect(await store.loadKeyManager(a)).toBeNull();
+      });
+
       it('validates every argument', async () => {
         const a = did();
         for (const bad of BAD_IDS) {
@@ -339,7 +560,9 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         await store.saveSession(d, peer, utf8('s'), 0);
         await store.saveKeyManager(d, utf8('k'), 0);
         await store.markEstablishment(d, 0, 'fp');
+        await store.saveSessionWithInbox(peer, d, utf8('s'), 0, { id: 'm1', data: utf8('sealed message') });
         store = await reopen(store);
+        expect((await store.listInbox(peer, d)).map((r) => [r.id, r.version, Buffer.from(r.data).toString()])).toEqual([['m1', 1, 'sealed message']]);
         expect((await store.claimBundle(d))?.oneTimePreKeyId).toBe(1);
         expect(await store.consumeOneTimeKey(d, 0)).toBe(false);
         expect((await store.loadSession(d, peer))?.version).toBe(1);

@@ -3,6 +3,7 @@ import { ChildProcess, spawn, spawnSync } from 'child_process';
 import { randomBytes as nodeRandomBytes } from 'crypto';
 import { join } from 'path';
 import Database = require('better-sqlite3');
+import type Redis from 'ioredis';
 import { ALICE, BOB, NETWORK_SCHEMA } from './fixtures/network';
 import { E2EError, ErrorCode } from '../../lib/errors';
 import { ed25519KeyPair, randomBytes, toHex, utf8 } from '../../lib/crypto';
@@ -49,7 +50,19 @@ export function plain(b: PreKeyBundle | null): unknown {
 /** A random namespace for one test run, so parallel runs against one Redis never collide. */
 export function randomNamespace(): string {
   // Collection time, before ready(): Node's CSPRNG rather than the library's.
-  return `agentmesh-test:${nodeRandomBytes(6).toString('hex')}`;
+  return `agentmesh-test-${nodeRandomBytes(6).toString('hex')}`;
+}
+
+/** Test clean-up: deletes every key whose name starts with `prefix` (all namespaces of one run). */
+export async function clearPrefix(client: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+    if (keys.length > 0) deleted += await client.unlink(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  return deleted;
 }
 
 /** The Redis URL to test against, or `null` (with the reason) when the tests must skip. */

@@ -8,7 +8,7 @@ import { X3DHKeyManager } from '../../lib/x3dh';
 import { SecureChannel } from '../../lib/channel';
 import { EncryptedMessage } from '../../lib/ratchet';
 import {
-  InMemoryStore, PersistentChannel, SessionStore, SqliteStore, StorageCipher, StoredKeyManager, StoredRecord, maintainPreKeys,
+  InMemoryStore, InboxRecord, PersistentChannel, SessionStore, SqliteStore, StorageCipher, StoredKeyManager, StoredRecord, maintainPreKeys,
   sessionContext,
 } from '../../lib/store';
 import { expectCode, makeAgent, openPair } from './helpers';
@@ -34,6 +34,20 @@ class FlakyStore implements SessionStore {
   }
   listSessions(a: string): string[] {
     return this.inner.listSessions(a);
+  }
+  saveSessionWithInbox(a: string, b: string, d: Uint8Array, v: number, entry: { id: string; data: Uint8Array }): number {
+    if (this.failSaves) throw new E2EError('STORE_ERROR', 'disk full', 'backend');
+    this.saves++;
+    return this.inner.saveSessionWithInbox(a, b, d, v, entry);
+  }
+  loadInboxEntry(a: string, b: string, id: string): InboxRecord | null {
+    return this.inner.loadInboxEntry(a, b, id);
+  }
+  listInbox(a: string, b: string): InboxRecord[] {
+    return this.inner.listInbox(a, b);
+  }
+  deleteInboxEntry(a: string, b: string, id: string): boolean {
+    return this.inner.deleteInboxEntry(a, b, id);
   }
 }
 
@@ -133,16 +147,19 @@ describe('PersistentChannel', () => {
     await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE');
   });
 
-  it('delivers before saving: a failing deliver saves nothing, a later one gets the message', async () => {
+  it('delivers after saving in the inbox: a failing deliver keeps the message there, a later one gets it and acks', async () => {
     const store = new InMemoryStore();
     const { alice, bob } = await openPair(store, cipher);
     const m = await alice.send(utf8('job 1'));
     const appError = new Error('application database down');
     await expect(bob.receive(m, { deliver: () => Promise.reject(appError) })).rejects.toBe(appError);
-    expect(bob.version).toBe(1);
+    expect(bob.version).toBe(2); // saved, with the message in the inbox
+    expect(store.listInbox('did:mesh:bob', 'did:mesh:alice').length).toBe(1);
     const got: string[] = [];
     expect(text(await bob.receive(m, { deliver: async (pt) => void got.push(text(pt)) }))).toBe('job 1');
     expect(got).toEqual(['job 1']);
+    expect(store.listInbox('did:mesh:bob', 'did:mesh:alice')).toEqual([]);
+    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE');
     await expectCode(() => bob.receive(m, { deliver: 'no' as never }), 'INVALID_ARGUMENT');
   });
 

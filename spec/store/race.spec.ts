@@ -9,7 +9,7 @@ import Redis from 'ioredis';
 import { ready } from '../../lib/sodium';
 import { randomBytes } from '../../lib/crypto';
 import { AgentStore, RedisStore, SqliteStore } from '../../lib/store';
-import { collect, describeRedis, makeAgent, randomNamespace, spawnFixture, waitForLine } from './helpers';
+import { clearPrefix, collect, describeRedis, makeAgent, randomNamespace, spawnFixture, waitForLine } from './helpers';
 
 const WORKERS = 4;
 const KEYS = 1000;
@@ -93,23 +93,23 @@ describeRedis('one-time pre-key race across processes: Redis', (url) => {
     await client.ping();
   });
   afterAll(async () => {
-    await new RedisStore({ client, namespace: ns }).clearNamespace();
+    await clearPrefix(client, ns);
     client.disconnect();
   });
 
   it(`hands out each of ${KEYS} keys exactly once to ${WORKERS} claiming processes`, async () => {
-    const store = new RedisStore({ client, namespace: `${ns}:claim` });
+    const store = new RedisStore({ client, namespace: `${ns}-claim` });
     const ids = await seed(store);
-    const results = await race(['redis', url, `${ns}:claim`], 'claim', ids);
+    const results = await race(['redis', url, `${ns}-claim`], 'claim', ids);
     checkExactlyOnce(results, ids);
     expect(await store.countOneTimePreKeys(DID)).toBe(0);
     report('Redis claimBundle', results);
   });
 
   it('lets exactly one process consume each key by id', async () => {
-    const store = new RedisStore({ client, namespace: `${ns}:consume` });
+    const store = new RedisStore({ client, namespace: `${ns}-consume` });
     const ids = await seed(store);
-    const results = await race(['redis', url, `${ns}:consume`], 'consume', ids);
+    const results = await race(['redis', url, `${ns}-consume`], 'consume', ids);
     checkExactlyOnce(results, ids);
     report('Redis consumeOneTimeKey', results);
   });

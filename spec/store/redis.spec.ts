@@ -3,7 +3,7 @@ import { RedisStore } from '../../lib/store';
 import { ready } from '../../lib/sodium';
 import { utf8 } from '../../lib/crypto';
 import { storeConformance } from './conformance';
-import { describeRedis, expectCode, makeAgent, publicOtks, randomNamespace } from './helpers';
+import { clearPrefix, describeRedis, expectCode, makeAgent, publicOtks, randomNamespace } from './helpers';
 
 describeRedis('RedisStore', (url) => {
   const ns = randomNamespace();
@@ -26,59 +26,101 @@ describeRedis('RedisStore', (url) => {
     }
   });
   afterAll(async () => {
-    await new RedisStore({ client: admin, namespace: ns }).clearNamespace().catch(() => undefined);
+    await clearPrefix(admin, ns).catch(() => undefined);
     clients.forEach((c) => c.disconnect());
   });
 
   let suite = 0;
   storeConformance('RedisStore', {
-    open: async () => new RedisStore({ client: admin, namespace: `${ns}:c${++suite}` }),
+    open: async () => new RedisStore({ client: admin, namespace: `${ns}-c${++suite}` }),
     reopen: async (previous) => new RedisStore({ client: client(), namespace: (previous as RedisStore).namespace }),
   });
 
   describe('Redis specifics', () => {
     it('keeps every key under its namespace, DIDs percent-encoded', async () => {
-      const s = new RedisStore({ client: admin, namespace: `${ns}:layout` });
+      const s = new RedisStore({ client: admin, namespace: `${ns}-layout` });
       const bob = makeAgent(1);
       await s.storeBundle('did:mesh:{bob}', bob.getPublicBundle({ otkId: 0 }));
       await s.saveSession('did:mesh:{bob}', 'did:mesh:alice', utf8('x'), 0);
       await s.saveKeyManager('did:mesh:{bob}', utf8('k'), 0);
       await s.markEstablishment('did:mesh:{bob}', 0, 'fp');
-      const keys = (await admin.keys(`${ns}:layout:*`)).sort();
+      const keys = (await admin.keys(`${ns}-layout:*`)).sort();
       expect(keys).toEqual([
-        `${ns}:layout:s:{did%3Amesh%3A%7Bbob%7D}:did%3Amesh%3Aalice`,
-        `${ns}:layout:si:{did%3Amesh%3A%7Bbob%7D}`,
-        `${ns}:layout:{did%3Amesh%3A%7Bbob%7D}:bundle`,
-        `${ns}:layout:{did%3Amesh%3A%7Bbob%7D}:keys`,
-        `${ns}:layout:{did%3Amesh%3A%7Bbob%7D}:pool`,
-        `${ns}:layout:{did%3Amesh%3A%7Bbob%7D}:queue`,
-        `${ns}:layout:{did%3Amesh%3A%7Bbob%7D}:replay-index`,
-        `${ns}:layout:{did%3Amesh%3A%7Bbob%7D}:replay:0`,
+        `${ns}-layout:s:{did%3Amesh%3A%7Bbob%7D}:did%3Amesh%3Aalice`,
+        `${ns}-layout:si:{did%3Amesh%3A%7Bbob%7D}`,
+        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:bundle`,
+        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:keys`,
+        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:pool`,
+        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:queue`,
+        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:replay-index`,
+        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:replay:0`,
       ].sort());
       expect(await s.clearNamespace()).toBe(8);
-      expect(await admin.keys(`${ns}:layout:*`)).toEqual([]);
+      expect(await admin.keys(`${ns}-layout:*`)).toEqual([]);
+    });
+
+    it('keeps namespaces apart: no colon in a namespace, and clearNamespace deletes exactly its own keys (finding 10)', async () => {
+      for (const bad of [`${ns}-x:s`, `${ns}-x:eu`, 'a:b', 'x*', 'x{y}', 'x y', 'é', 'x'.repeat(129)]) {
+        await expectCode(() => new RedisStore({ client: admin, namespace: bad }), 'INVALID_ARGUMENT');
+      }
+      const names = [`${ns}-x`, `${ns}-x-s`, `${ns}-xs`, `${ns}-x.eu`, `${ns}-x_eu`];
+      const stores = names.map((n) => new RedisStore({ client: admin, namespace: n }));
+      for (const s of stores) {
+        await s.saveSession('s', 'eu', utf8('x'), 0);
+        await s.saveSession('did:a', 'did:b', utf8('y'), 0);
+        await s.saveKeyManager('s', utf8('k'), 0);
+      }
+      const count = async (n: string): Promise<number> => (await admin.keys(`${n}:*`)).length;
+      const before = await Promise.all(names.map(count));
+      expect(await stores[0].clearNamespace()).toBe(before[0]);
+      expect(await Promise.all(names.map(count))).toEqual([0, ...before.slice(1)]);
+      for (const s of stores.slice(1)) expect((await s.loadSession('s', 'eu'))?.version).toBe(1);
+    });
+
+    it('copies caller bytes before a command is queued (a Buffer zeroed while the client connects)', async () => {
+      const lazy = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      clients.push(lazy);
+      const s = new RedisStore({ client: lazy, namespace: `${ns}-queued` });
+      const data = Buffer.from('sealed session bytes');
+      const saving = s.saveSession('bob', 'alice', data, 0);
+      const inboxData = Buffer.from('sealed inbox bytes');
+      const inboxSave = s.saveSessionWithInbox('bob', 'carol', Buffer.from('s'), 0, { id: 'm1', data: inboxData });
+      data.fill(0);
+      inboxData.fill(0);
+      await Promise.all([saving, inboxSave]);
+      expect(Buffer.from((await s.loadSession('bob', 'alice'))?.data as Uint8Array).toString()).toBe('sealed session bytes');
+      expect(Buffer.from((await s.loadInboxEntry('bob', 'carol', 'm1'))?.data as Uint8Array).toString()).toBe('sealed inbox bytes');
     });
 
     it('applies the optional TTLs, and none by default', async () => {
-      const s = new RedisStore({ client: admin, namespace: `${ns}:ttl`, sessionTtlMs: 60_000, bundleTtlMs: 120_000 });
+      const s = new RedisStore({ client: admin, namespace: `${ns}-ttl`, sessionTtlMs: 60_000, bundleTtlMs: 120_000 });
       const bob = makeAgent(2);
       await s.storeBundle('bob', bob.getPublicBundle({ otkId: 0 }));
       await s.addOneTimePreKeys('bob', publicOtks(bob).slice(1));
       await s.saveSession('bob', 'alice', utf8('x'), 0);
-      const pttl = async (k: string): Promise<number> => admin.pttl(`${ns}:ttl:${k}`);
+      const pttl = async (k: string): Promise<number> => admin.pttl(`${ns}-ttl:${k}`);
       for (const k of ['{bob}:bundle', '{bob}:pool', '{bob}:queue']) {
         const t = await pttl(k);
         expect(t > 60_000 && t <= 120_000).toBe(true);
       }
       const t = await pttl('s:{bob}:alice');
       expect(t > 0 && t <= 60_000).toBe(true);
-      const plainStore = new RedisStore({ client: admin, namespace: `${ns}:nottl` });
+      // The inbox lives as long as its session: every save of the session renews both.
+      await s.saveSessionWithInbox('bob', 'alice', utf8('y'), 1, { id: 'm', data: utf8('p') });
+      await admin.pexpire(`${ns}-ttl:ih:{bob}:alice`, 5);
+      await admin.pexpire(`${ns}-ttl:iz:{bob}:alice`, 5);
+      await s.saveSession('bob', 'alice', utf8('z'), 2);
+      for (const k of ['ih:{bob}:alice', 'iz:{bob}:alice']) {
+        const ti = await pttl(k);
+        expect(ti > 50_000 && ti <= 60_000).toBe(true);
+      }
+      const plainStore = new RedisStore({ client: admin, namespace: `${ns}-nottl` });
       await plainStore.saveSession('bob', 'alice', utf8('x'), 0);
-      expect(await admin.pttl(`${ns}:nottl:s:{bob}:alice`)).toBe(-1);
+      expect(await admin.pttl(`${ns}-nottl:s:{bob}:alice`)).toBe(-1);
     });
 
     it('forgets an expired session, also in listSessions', async () => {
-      const s = new RedisStore({ client: admin, namespace: `${ns}:expire`, sessionTtlMs: 30 });
+      const s = new RedisStore({ client: admin, namespace: `${ns}-expire`, sessionTtlMs: 30 });
       await s.saveSession('bob', 'alice', utf8('x'), 0);
       await new Promise((r) => setTimeout(r, 150));
       expect(await s.loadSession('bob', 'alice')).toBeNull();
@@ -87,7 +129,7 @@ describeRedis('RedisStore', (url) => {
     });
 
     it('reloads its scripts after the server forgets them', async () => {
-      const s = new RedisStore({ client: admin, namespace: `${ns}:flush` });
+      const s = new RedisStore({ client: admin, namespace: `${ns}-flush` });
       const bob = makeAgent(2);
       await s.storeBundle('bob', bob.getPublicBundle({ otkId: 0 }));
       await admin.script('FLUSH');
@@ -95,22 +137,25 @@ describeRedis('RedisStore', (url) => {
     });
 
     it('reports unreadable data as STORE_ERROR (corrupt)', async () => {
-      const s = new RedisStore({ client: admin, namespace: `${ns}:corrupt` });
-      await admin.set(`${ns}:corrupt:{bob}:bundle`, 'not json');
+      const s = new RedisStore({ client: admin, namespace: `${ns}-corrupt` });
+      await admin.set(`${ns}-corrupt:{bob}:bundle`, 'not json');
       await expectCode(() => s.getBundle('bob'), 'STORE_ERROR', 'corrupt');
-      await admin.set(`${ns}:corrupt:{eve}:bundle`, JSON.stringify({ ik: 'AAAA', ed: 'x', spk: 'y', sig: 'z', id: 1 }));
+      await admin.set(`${ns}-corrupt:{eve}:bundle`, JSON.stringify({ ik: 'AAAA', ed: 'x', spk: 'y', sig: 'z', id: 1 }));
       await expectCode(() => s.claimBundle('eve'), 'STORE_ERROR', 'corrupt');
-      await admin.hset(`${ns}:corrupt:s:{bob}:alice`, 'v', 'x', 'd', 'data');
+      await admin.hset(`${ns}-corrupt:s:{bob}:alice`, 'v', 'x', 'd', 'data');
       await expectCode(() => s.loadSession('bob', 'alice'), 'STORE_ERROR', 'corrupt');
       const bob = makeAgent(1);
       await s.storeBundle('carol', bob.getPublicBundle({ otkId: 0 }));
-      await admin.hset(`${ns}:corrupt:{carol}:pool`, '0', '***');
+      await admin.hset(`${ns}-corrupt:{carol}:pool`, '0', '***');
       await expectCode(() => s.claimBundle('carol'), 'STORE_ERROR', 'corrupt');
+      await admin.sadd(`${ns}-corrupt:si:{dave}`, '%E0%A4%A');
+      await admin.hset(`${ns}-corrupt:s:{dave}:%E0%A4%A`, 'v', '1', 'd', 'x');
+      await expectCode(() => s.listSessions('dave'), 'STORE_ERROR', 'corrupt');
     });
 
     it('fails with STORE_ERROR when Redis cannot be reached', async () => {
       const dead = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
-      const s = new RedisStore({ client: dead, namespace: `${ns}:dead` });
+      const s = new RedisStore({ client: dead, namespace: `${ns}-dead` });
       await expectCode(() => s.getBundle('bob'), 'STORE_ERROR', 'backend');
       await expectCode(() => s.saveSession('bob', 'alice', utf8('x'), 0), 'STORE_ERROR', 'backend');
       await expectCode(() => s.countOneTimePreKeys('bob'), 'STORE_ERROR', 'backend');

@@ -52,6 +52,24 @@ describe('SqliteStore', () => {
     await expectCode(() => new SqliteStore(path), 'STORE_ERROR', 'unknown_schema');
   });
 
+  it('upgrades a version-1 file (no inbox) in place, keeping its data', async () => {
+    const path = freshPath();
+    const v1 = new SqliteStore(path);
+    v1.saveSession('did:mesh:a', 'did:mesh:b', utf8('old session'), 0);
+    v1.close();
+    const db = new Database(path);
+    db.exec('DROP TABLE inbox');
+    db.prepare("UPDATE meta SET value = '1' WHERE key = 'schema_version'").run();
+    db.close();
+    const s = new SqliteStore(path);
+    expect(Buffer.from(s.loadSession('did:mesh:a', 'did:mesh:b')?.data as Uint8Array).toString()).toBe('old session');
+    expect(s.saveSessionWithInbox('did:mesh:a', 'did:mesh:b', utf8('s2'), 1, { id: 'm', data: utf8('p') })).toBe(2);
+    s.close();
+    const check = new Database(path);
+    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: '2' });
+    check.close();
+  });
+
   it('fails with STORE_ERROR on a file that is not a database', async () => {
     const path = freshPath();
     writeFileSync(path, 'this is not an SQLite database, but long enough to have a header....................');

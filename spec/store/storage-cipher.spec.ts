@@ -28,6 +28,20 @@ describe('StorageCipher', () => {
     expect(toHex(c.open(c.seal(new Uint8Array(0), CTX), CTX))).toBe('');
   });
 
+  it('keeps no view of the caller\'s key Buffers (current and previous keys zeroed after construction)', () => {
+    const key = Buffer.from(randomBytes(32));
+    const old = Buffer.from(randomBytes(32));
+    const sealedOld = new StorageCipher(Uint8Array.from(old)).seal(utf8('old'), CTX);
+    const c = new StorageCipher(key, { previousKeys: [old] });
+    const blob = c.seal(utf8('x'), CTX);
+    key.fill(0);
+    old.fill(0);
+    expect(fromUtf8(c.open(blob, CTX))).toBe('x');
+    expect(fromUtf8(c.open(sealedOld, CTX))).toBe('old');
+    expect(fromUtf8(c.open(c.seal(utf8('y'), CTX), CTX))).toBe('y');
+    expect(c.open(blob, CTX).constructor).toBe(Uint8Array);
+  });
+
   it('refuses a blob opened in another slot, modified anywhere, truncated or of another format', async () => {
     const c = new StorageCipher(randomBytes(32));
     const blob = c.seal(randomBytes(100), CTX);

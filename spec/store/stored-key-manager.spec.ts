@@ -177,27 +177,39 @@ describe('StoredKeyManager', () => {
     expect(keys.manager.oneTimePreKeyIds).toEqual([0]);
   });
 
-  it('consumes the one-time key before saving the session (a failed session save loses the establishment only)', async () => {
+  it('spends nothing when the session slot is taken: the retry with replaceSession succeeds (finding 8)', async () => {
     const { store, keys, original } = await setup(1);
-    const e = SecureChannel.createSender(makeAgent(), original.getPublicBundle({ otkId: 0 })).establishment;
+    const ad = utf8('ad');
+    const { channel, establishment: e } = SecureChannel.createSender(makeAgent(), original.getPublicBundle({ otkId: 0 }), ad);
     store.saveSession(BOB, ALICE, utf8('an existing session'), 0);
-    await expectCode(() => keys.acceptChannel(e, { sessions: store, peerDid: ALICE }), 'STALE_STATE');
-    expect(keys.manager.oneTimePreKeyIds).toEqual([]);
-    await expectCode(() => keys.acceptChannel(e, { sessions: store, peerDid: ALICE, replaceSession: true }), 'OTK_NOT_FOUND');
-    const again = SecureChannel.createSender(makeAgent(), original.getPublicBundle());
-    const pc = await keys.acceptChannel(again.establishment, { sessions: store, peerDid: ALICE, replaceSession: true });
+    await expectCode(() => keys.acceptChannel(e, { sessions: store, peerDid: ALICE, associatedData: ad }), 'STALE_STATE', 'session');
+    expect(keys.manager.oneTimePreKeyIds).toEqual([0]);
+    expect((await StoredKeyManager.load({ store, cipher, did: BOB }))?.manager.oneTimePreKeyIds).toEqual([0]);
+    const pc = await keys.acceptChannel(e, { sessions: store, peerDid: ALICE, associatedData: ad, replaceSession: true });
     expect(pc.version).toBe(2);
-    expect(fromUtf8(await pc.receive(again.channel.send(utf8('ok'))))).toBe('ok');
+    expect(keys.manager.oneTimePreKeyIds).toEqual([]);
+    expect(fromUtf8(await pc.receive(channel.send(utf8('ok'))))).toBe('ok');
+    await expectCode(() => keys.acceptChannel(e, { sessions: store, peerDid: 'did:mesh:x', associatedData: ad }), 'OTK_NOT_FOUND');
+    // The last resort too: a refused acceptance records nothing, so the retry is accepted.
+    const lr = SecureChannel.createSender(makeAgent(), original.getPublicBundle());
+    store.saveSession(BOB, 'did:mesh:carol', utf8('taken'), 0);
+    await expectCode(() => keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:carol' }), 'STALE_STATE', 'session');
+    expect(store.markEstablishment(BOB, 0, establishmentFingerprint(lr.establishment))).toBe(true); // was not marked
+    store.forgetEstablishments(BOB, 0);
+    await keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:carol', replaceSession: true });
+    await expectCode(() => keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:dave' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
   });
 
   it('reports errors of a store as they are', async () => {
     const { store, keys, original } = await setup(0);
     const e = SecureChannel.createSender(makeAgent(), original.getPublicBundle()).establishment;
-    const broken = jest.spyOn(store, 'markEstablishment').mockImplementation(() => {
+    const broken = jest.spyOn(store, 'saveAcceptance').mockImplementation(() => {
       throw new E2EError('STORE_ERROR', 'down', 'backend');
     });
     await expectCode(() => keys.acceptChannel(e, { sessions: store, peerDid: ALICE }), 'STORE_ERROR', 'backend');
     broken.mockRestore();
     expect(store.listSessions(BOB)).toEqual([]);
+    // Nothing was spent: the same establishment is accepted now.
+    await keys.acceptChannel(e, { sessions: store, peerDid: ALICE });
   });
 });
