@@ -15,6 +15,18 @@ export type RuntimeName = 'node' | 'bun' | 'deno' | 'browser' | 'unknown';
 
 const loaded = new Map<BackendName, unknown>();
 
+/**
+ * Checks that a loaded backend works. better-sqlite3 loads its native binding only when a database
+ * is opened, so a binding that cannot load (another Node ABI, Bun) would otherwise surface later as
+ * a bare `ERR_DLOPEN_FAILED`; an in-memory database is opened and closed once instead.
+ */
+const PROBES: Partial<Record<BackendName, (mod: unknown) => void>> = {
+  'better-sqlite3': (mod) => {
+    const Driver = ((mod as { default?: unknown }).default ?? mod) as new (path: string) => { close(): void };
+    new Driver(':memory:').close();
+  },
+};
+
 /** Which runtime this is: Bun and Deno set their own globals; Node has `process.versions.node`. */
 export function runtimeName(): RuntimeName {
   const g = globalThis as { Bun?: unknown; Deno?: unknown; process?: { versions?: { node?: string } }; window?: unknown };
@@ -44,9 +56,7 @@ export function backendHint(name: BackendName, runtime: RuntimeName = runtimeNam
     case 'bun':
       return 'better-sqlite3 does not run under Bun (Bun points to its own bun:sqlite, for which this library has no store yet): under Bun use RedisStore or InMemoryStore';
     case 'deno':
-      return missing
-        ? 'add it with `deno add npm:better-sqlite3` and allow its native build (`deno install --allow-scripts=npm:better-sqlite3`), or use RedisStore or InMemoryStore'
-        : 'its native binding did not load: run `deno install --allow-scripts=npm:better-sqlite3` so it is built, or use RedisStore or InMemoryStore';
+      return 'better-sqlite3 does not run under Deno (a V8/nan addon; Deno loads only Node-API addons, and points to node:sqlite, for which this library has no store yet): under Deno use RedisStore or InMemoryStore';
     case 'browser':
     case 'unknown':
       return 'SQLite needs Node (or Deno) and a native module: in a browser use InMemoryStore';
@@ -93,6 +103,7 @@ export function loadBackend<T>(name: BackendName, store: string): T {
     const req = nodeRequire();
     if (req === null) throw new Error(`no require() in this runtime to load ${name}`);
     mod = req(name);
+    PROBES[name]?.(mod);
   } catch (e) {
     throw backendError(name, store, e);
   }
