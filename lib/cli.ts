@@ -80,7 +80,9 @@ function parse(args: string[], options: Record<string, { type: 'string' | 'boole
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw usage(e instanceof Error ? e.message.split('\n')[0]! : 'bad arguments');
+    // Duck-typed: an error from Node's own realm is not always an instance of this realm's Error.
+    const message = (e as { message?: unknown } | null)?.message;
+    throw usage(typeof message === 'string' ? message.split('\n')[0]! : 'bad arguments');
   }
 }
 

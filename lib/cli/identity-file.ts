@@ -98,15 +98,23 @@ export function parseIdentityFile(text: string): IdentityFileJSON {
 }
 
 /**
- * The identity sealed in `file`. `STORE_ERROR` (`tampered`) for a wrong passphrase or key, or a
+ * The identity sealed in `file`. `STORE_ERROR` (`wrong_key`) for a wrong passphrase or key, or a
  * modified file; `INVALID_KEY` if the secret does not match the file's public key.
  */
 export function openIdentity(file: IdentityFileJSON, secret: SealingSecret): AgentIdentity {
   const key = sealingKey(secret, file.protection);
   const cipher = new StorageCipher(key);
   memzero(key);
-  const sk = cipher.open(fromBase64(file.sealed), context(file.did));
-  cipher.wipe();
+  let sk: Uint8Array;
+  try {
+    sk = cipher.open(fromBase64(file.sealed), context(file.did));
+  } catch (e) {
+    const reason = (e as { reason?: unknown }).reason;
+    if (reason !== 'unknown_storage_key' && reason !== 'tampered') throw e;
+    throw new E2EError('STORE_ERROR', 'the passphrase or key file does not open this identity (or the file was modified)', 'wrong_key');
+  } finally {
+    cipher.wipe();
+  }
   try {
     const identity = AgentIdentity.fromSecretKey(sk, { did: file.did });
     if (identity.toJSON().publicKey !== file.publicKey) {
