@@ -68,6 +68,13 @@ describe('a SecureChannel-only consumer install', () => {
 });
 
 describe('Node', () => {
+  test('the agentmesh-e2e bin is linked and runs from the install', () => {
+    const bin = join(consumer, 'node_modules', '.bin', 'agentmesh-e2e');
+    expect(expectOk(run(bin, ['--help'], consumer), 'bin --help')).toContain('Usage: agentmesh-e2e <command>');
+    const out = expectOk(run(bin, ['fingerprint', '00'.repeat(31) + '01', '--json'], consumer), 'bin fingerprint');
+    expect(JSON.parse(out)).toMatchObject({ did: expect.stringMatching(/^did:mesh:[0-9a-f]{32}$/) });
+  });
+
   test.each(PORTABLE_STORIES)('CommonJS require: %s', (name) => {
     const file = write(`${name}.cjs`, toJs(runnableStory(name, stories.get(name)!), 'cjs'));
     expect(expectOk(run(process.execPath, [file], consumer), name)).toContain(`STORY OK ${name}`);
