@@ -25,6 +25,39 @@ function write(name: string, text: string): string {
   return p;
 }
 
+/** A RedisStore round trip from the package, with ioredis (the repository's, pure JS) linked in. */
+const REDIS_PROGRAM = `import { ready, X3DHKeyManager, ed25519KeyPair } from 'agentmesh-e2e';
+import { RedisStore, connectRedis } from 'agentmesh-e2e/redis';
+await ready();
+const client = connectRedis(process.env.REDIS_URL!);
+const store = new RedisStore({ client, namespace: 'agentmesh-reach-' + Math.random().toString(36).slice(2) });
+const k = ed25519KeyPair();
+const m = X3DHKeyManager.fromEd25519Keys(k.secretKey, k.publicKey);
+m.generateSignedPreKey();
+m.generateOneTimePreKeys(2);
+await store.storeBundle('did:mesh:x', m.getPublicBundle({ otkId: 1 }));
+const b = await store.claimBundle('did:mesh:x');
+await store.removeBundle('did:mesh:x');
+await client.quit();
+console.log('REDIS OK ' + String(b?.oneTimePreKeyId));
+`;
+
+/** Runs `fn` with ioredis linked into the consumer (Redis tests need REDIS_URL, which Jest's global setup provides). */
+function withIoredis(fn: () => void): void {
+  if (!process.env.REDIS_URL) {
+    console.warn('[reach] SKIPPING a Redis runtime check: REDIS_URL is unset (npm test sets it when redis-server is on PATH)');
+    if (process.env.CI) throw new Error('CI must run the Redis runtime checks');
+    return;
+  }
+  const link = join(consumer, 'node_modules', 'ioredis');
+  symlinkSync(join(ROOT, 'node_modules', 'ioredis'), link, 'dir');
+  try {
+    fn();
+  } finally {
+    rmSync(link);
+  }
+}
+
 beforeAll(() => {
   tarball = packTarball();
   consumer = mkdtempSync(join(tmpdir(), 'agentmesh-consumer-'));
@@ -124,11 +157,25 @@ describe('Node', () => {
   });
 });
 
+test('Node: RedisStore from agentmesh-e2e/redis, with connectRedis loading ioredis (ESM)', () => {
+  withIoredis(() => {
+    const file = write('redis.mjs', toJs(REDIS_PROGRAM, 'esm'));
+    expect(expectOk(run(process.execPath, [file], consumer), 'node redis')).toContain('REDIS OK 1');
+  });
+});
+
 const bun = findBinary('bun');
 describeWith('Bun', bun, 'npm ci installs it (devDependency `bun`); .ci/run makes sure.', (bin) => {
   test.each(PORTABLE_STORIES)('runs the README story %s (TypeScript, ESM, from the package)', (name) => {
     const file = write(`${name}.bun.ts`, runnableStory(name, stories.get(name)!));
     expect(expectOk(run(bin, ['run', file], consumer), name)).toContain(`STORY OK ${name}`);
+  });
+
+  test('RedisStore works under Bun (ioredis)', () => {
+    withIoredis(() => {
+      const file = write('redis.bun.ts', REDIS_PROGRAM);
+      expect(expectOk(run(bin, ['run', file], consumer), 'bun redis')).toContain('REDIS OK 1');
+    });
   });
 
   test('SqliteStore under Bun is a STORE_ERROR that says what works there', () => {
@@ -154,6 +201,15 @@ describeWith('Deno', deno, 'npm ci installs it (devDependency `deno`); .ci/run m
     const r = run(bin, ['run', '--quiet', '--no-config', '--node-modules-dir=manual', '--allow-read', '--allow-env', file], consumer,
       { DENO_NO_UPDATE_CHECK: '1', DENO_DIR: join(consumer, '.deno') });
     expect(expectOk(r, name)).toContain(`STORY OK ${name}`);
+  });
+
+  test('RedisStore works under Deno (ioredis)', () => {
+    withIoredis(() => {
+      const file = write('redis.deno.ts', REDIS_PROGRAM);
+      const r = run(bin, ['run', '--quiet', '--no-config', '--node-modules-dir=manual', '--allow-all', file], consumer,
+        { DENO_NO_UPDATE_CHECK: '1', DENO_DIR: join(consumer, '.deno') });
+      expect(expectOk(r, 'deno redis')).toContain('REDIS OK 1');
+    });
   });
 
   test('SqliteStore under Deno is a STORE_ERROR that says what works there', () => {
