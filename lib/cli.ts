@@ -44,9 +44,13 @@ Secrets are never printed, and never accepted as arguments (use an environment v
 
 /** Streams and environment of one run (the real process by default; tests pass their own). */
 export interface CliIo {
+  /** Writes results. */
   stdout: (text: string) => void;
+  /** Writes errors, one line each. */
   stderr: (text: string) => void;
+  /** Where `--passphrase-env NAME` looks. */
   env: Record<string, string | undefined>;
+  /** Reads all of standard input (`inspect -`). */
   stdin: () => string;
 }
 

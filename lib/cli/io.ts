@@ -7,6 +7,7 @@ import { fromBase64, fromBase64Url, fromHex } from '../crypto';
 
 /** Exit codes of the `agentmesh-e2e` command. */
 export const ExitCode = {
+  /** Success. */
   OK: 0,
   /** The input was refused by the library (`E2EError`: malformed, wrong key, wrong passphrase…). */
   INVALID_INPUT: 1,
@@ -23,6 +24,7 @@ export class CliError extends Error {
   /** A stable code: `USAGE`, `IO`, or the `E2EError` code. */
   readonly code: string;
 
+  /** A failure with a stable `code`, a one-line `message` and the process exit status. */
   constructor(code: string, message: string, exitCode: number) {
     super(message);
     this.name = 'CliError';
