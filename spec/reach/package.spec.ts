@@ -3,7 +3,7 @@
  * tarball, and the root entry's module graph reaches no `node:` module, no Node built-in and no
  * package but libsodium's and tweetnacl-util.
  */
-import { existsSync, readFileSync } from 'fs';
+import { existsSync, readFileSync, rmSync } from 'fs';
 import { builtinModules } from 'module';
 import { dirname, join, resolve } from 'path';
 import { ROOT, ensureBuilt, expectOk, packTarball, run } from './helpers';
@@ -15,6 +15,7 @@ describe('the packed package', () => {
   beforeAll(() => {
     tarball = packTarball();
   });
+  afterAll(() => rmSync(dirname(tarball), { recursive: true, force: true }));
 
   test('publint --strict finds nothing', () => {
     const out = expectOk(run(bin('publint'), ['--strict', tarball], ROOT), 'publint');

@@ -8,7 +8,7 @@
 import { execFileSync } from 'child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
-import { join } from 'path';
+import { dirname, join } from 'path';
 import { gzipSync } from 'zlib';
 import { PORTABLE_STORIES, readmeExamples } from '../helpers/readme-examples';
 import { ROOT, describeWith, expectOk, findBinary, installedPackages, packTarball, run } from './helpers';
@@ -71,6 +71,7 @@ beforeAll(() => {
 afterAll(() => {
   console.log(`[reach] figures: ${JSON.stringify(figures)}`);
   if (consumer) rmSync(consumer, { recursive: true, force: true });
+  if (tarball) rmSync(dirname(tarball), { recursive: true, force: true });
 });
 
 describe('a SecureChannel-only consumer install', () => {
