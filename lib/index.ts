@@ -1,5 +1,8 @@
 /**
  * agentmesh-e2e: end-to-end encryption between AI agents. `await ready()` first.
+ *
+ * This root entry runs in Node, Bun, Deno and browsers: it imports no `node:` module and no native
+ * package. The SQLite and Redis stores are at `agentmesh-e2e/sqlite` and `agentmesh-e2e/redis`.
  * @packageDocumentation
  */
 export { ready, isReady } from './sodium';
@@ -23,4 +26,17 @@ export * from './x3dh';
 export * from './ratchet';
 export * from './channel';
 export * from './trust';
-export * from './store';
+// Stores that need no backend package and no Node built-in. SqliteStore and RedisStore live behind
+// the subpaths `agentmesh-e2e/sqlite` and `agentmesh-e2e/redis`, so this entry loads no native module.
+export * from './store/types';
+export { StorageCipher, STORAGE_KEY_BYTES, SEALED_FORMAT_VERSION } from './store/storage-cipher';
+export { InMemoryStore, InMemoryPreKeyStore } from './store/memory';
+export { PersistentChannel, sessionContext } from './store/persistent-channel';
+export type { SessionLocation, ReceiveOptions, LoadOptions } from './store/persistent-channel';
+export { StoredKeyManager, establishmentFingerprint } from './store/stored-key-manager';
+export type { KeyManagerLocation, AcceptOptions } from './store/stored-key-manager';
+export {
+  maintainPreKeys, DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_TARGET_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS,
+  DEFAULT_SIGNED_PRE_KEY_GRACE_MS,
+} from './store/prekey-maintenance';
+export type { PreKeyPolicy, MaintenanceReport } from './store/prekey-maintenance';

@@ -2,7 +2,7 @@
  * The async init layer: the only module that imports libsodium. `await ready()` once, then every
  * primitive in `lib/crypto/` is synchronous.
  */
-import sodiumWrapper = require('libsodium-wrappers-sumo');
+import sodiumWrapper from 'libsodium-wrappers-sumo';
 import { E2EError } from './errors';
 import { randomUint32 } from './entropy';
 

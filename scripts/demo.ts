@@ -4,13 +4,10 @@
  * sees on the wire; each agent prints what it reads; then a low-score agent is refused both ways.
  * Exits 0 on success, 1 (with the error code) on any failure.
  */
-import { ready } from '../lib/sodium';
-import { fromUtf8, toHex, utf8 } from '../lib/crypto';
-import { isE2EError } from '../lib/errors';
-import { ChannelEstablishment, SecureChannel } from '../lib/channel';
 import {
-  AgentIdentity, EncryptedTrustBridge, InMemoryIdentityRegistry, LocalTrustNetwork, TrustWireEvent, trustLevel,
-} from '../lib/trust';
+  ready, fromUtf8, toHex, utf8, isE2EError, ChannelEstablishment, SecureChannel, AgentIdentity, EncryptedTrustBridge,
+  InMemoryIdentityRegistry, LocalTrustNetwork, trustLevel, type TrustWireEvent,
+} from 'agentmesh-e2e';
 
 /** Shortens a DID for display. */
 function short(did: string): string {

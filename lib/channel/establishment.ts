@@ -22,9 +22,9 @@ export interface ChannelEstablishmentFields {
   /** The initiator's X3DH ephemeral public key. */
   readonly ephemeralPublicKey: Uint8Array;
   /** The responder's one-time pre-key the initiator used, if any. */
-  readonly usedOneTimeKeyId?: number | null;
+  readonly usedOneTimeKeyId?: number | null | undefined;
   /** The responder's signed pre-key the initiator used (the current one when absent). */
-  readonly signedPreKeyId?: number | null;
+  readonly signedPreKeyId?: number | null | undefined;
 }
 
 const FLAG_OTK = 1;

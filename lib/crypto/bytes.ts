@@ -2,7 +2,7 @@
  * Byte helpers: concatenation, big-endian u32, hex, base64 (standard and url-safe unpadded), UTF-8,
  * constant-time equality and wiping. Decoders are strict and throw `MALFORMED_MESSAGE`.
  */
-import naclUtil = require('tweetnacl-util');
+import naclUtil from 'tweetnacl-util';
 import { E2EError } from '../errors';
 import { isReady, sodium } from '../sodium';
 

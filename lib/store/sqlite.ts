@@ -6,6 +6,7 @@
  */
 import type Database from 'better-sqlite3';
 import { E2EError } from '../errors';
+import { loadBackend } from './backend';
 import { constantTimeEqual } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
 import { BundleBase, baseOf, joinBundle } from './bundle-parts';
@@ -82,7 +83,7 @@ type Stmt = Database.Statement;
 let driver: typeof Database | null = null;
 /** The driver, loaded on first use: importing the library must not load a native module nobody uses. */
 function sqlite(): typeof Database {
-  driver ??= require('better-sqlite3') as typeof Database;
+  driver ??= loadBackend<typeof Database>('better-sqlite3', 'SqliteStore');
   return driver;
 }
 

@@ -43,9 +43,9 @@ export interface X3DHInitiation {
 export interface X3DHRespondParams {
   readonly peerIdentityKey: Uint8Array;
   readonly ephemeralPublicKey: Uint8Array;
-  readonly usedOneTimeKeyId?: number | null;
+  readonly usedOneTimeKeyId?: number | null | undefined;
   /** The signed pre-key the initiator used; the current one when absent. */
-  readonly signedPreKeyId?: number | null;
+  readonly signedPreKeyId?: number | null | undefined;
 }
 
 /** What `respond` returns. */
