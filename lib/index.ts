@@ -31,8 +31,8 @@ export * from './trust';
 export * from './store/types';
 export { StorageCipher, STORAGE_KEY_BYTES, SEALED_FORMAT_VERSION } from './store/storage-cipher';
 export { InMemoryStore, InMemoryPreKeyStore } from './store/memory';
-export { PersistentChannel, sessionContext } from './store/persistent-channel';
-export type { SessionLocation, ReceiveOptions, LoadOptions } from './store/persistent-channel';
+export { PersistentChannel, sessionContext, inboxMessageId } from './store/persistent-channel';
+export type { SessionLocation, ReceiveOptions, LoadOptions, InboxMessage } from './store/persistent-channel';
 export { StoredKeyManager, establishmentFingerprint } from './store/stored-key-manager';
 export type { KeyManagerLocation, AcceptOptions } from './store/stored-key-manager';
 export {
