@@ -2,7 +2,7 @@
 import { E2EError } from '../errors';
 import { assertKey } from './bytes';
 import { scratch } from './heap';
-import { randomBytes } from './random';
+import { randomSecretBytes } from './random';
 
 /** Bytes of an X25519 key (private or public) and of a shared secret. */
 export const X25519_BYTES = 32;
@@ -25,9 +25,9 @@ export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
   return pub;
 }
 
-/** A fresh X25519 key pair from the CSPRNG. */
+/** A fresh X25519 key pair; the private key is drawn from the platform CSPRNG straight into its own array. */
 export function x25519KeyPair(): X25519KeyPair {
-  const privateKey = randomBytes(X25519_BYTES);
+  const privateKey = randomSecretBytes(X25519_BYTES);
   return { privateKey, publicKey: x25519PublicKey(privateKey) };
 }
 
