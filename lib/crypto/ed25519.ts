@@ -1,8 +1,9 @@
 /** Ed25519 (RFC 8032) signatures and the conversion of Ed25519 keys to X25519, over libsodium. */
 import { E2EError } from '../errors';
-import { assertBytes, assertKey } from './bytes';
+import { MAX_AEAD_INPUT_BYTES } from '../limits';
+import { assertBytes, assertKey, isUsableBytes } from './bytes';
 import { scratch } from './heap';
-import { randomBytes } from './random';
+import { randomSecretBytes } from './random';
 
 /** Bytes of an Ed25519 seed. */
 export const ED25519_SEED_BYTES = 32;
@@ -36,9 +37,9 @@ export function ed25519KeyPairFromSeed(seed: Uint8Array): Ed25519KeyPair {
   return pair;
 }
 
-/** A fresh Ed25519 key pair from the CSPRNG. */
+/** A fresh Ed25519 key pair; its seed is drawn from the platform CSPRNG directly (never the pool), then wiped. */
 export function ed25519KeyPair(): Ed25519KeyPair {
-  const seed = randomBytes(ED25519_SEED_BYTES);
+  const seed = randomSecretBytes(ED25519_SEED_BYTES);
   try {
     return ed25519KeyPairFromSeed(seed);
   } finally {
@@ -83,9 +84,9 @@ export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Ar
  * types or lengths included — gives `false`, never an exception.
  */
 export function ed25519Verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
-  if (!(signature instanceof Uint8Array) || signature.length !== ED25519_SIGNATURE_BYTES) return false;
-  if (!(message instanceof Uint8Array)) return false;
-  if (!(publicKey instanceof Uint8Array) || publicKey.length !== ED25519_PUBLIC_KEY_BYTES) return false;
+  if (!isUsableBytes(signature) || signature.length !== ED25519_SIGNATURE_BYTES) return false;
+  if (!isUsableBytes(message) || message.length > MAX_AEAD_INPUT_BYTES) return false;
+  if (!isUsableBytes(publicKey) || publicKey.length !== ED25519_PUBLIC_KEY_BYTES) return false;
   const { raw, ptr } = scratch(64 + 32 + message.length);
   const heap = raw.HEAPU8;
   heap.set(signature, ptr);
