@@ -40,11 +40,11 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
  */
 export function chainKeyStep(chainKey: Uint8Array, messageKeyOut: Uint8Array, nextChainKeyOut: Uint8Array): void {
   // Checked inline: this is the per-message path (the assert helpers measurably cost more here).
-  if (!(chainKey instanceof Uint8Array) || chainKey.length !== 32) {
+  if (!(chainKey instanceof Uint8Array) || !ArrayBuffer.isView(chainKey) || chainKey.length !== 32) {
     throw new E2EError('INVALID_KEY', 'chain key must be 32 bytes');
   }
-  if (!(messageKeyOut instanceof Uint8Array) || messageKeyOut.length !== 32
-    || !(nextChainKeyOut instanceof Uint8Array) || nextChainKeyOut.length !== 32) {
+  if (!(messageKeyOut instanceof Uint8Array) || !ArrayBuffer.isView(messageKeyOut) || messageKeyOut.length !== 32
+    || !(nextChainKeyOut instanceof Uint8Array) || !ArrayBuffer.isView(nextChainKeyOut) || nextChainKeyOut.length !== 32) {
     throw new E2EError('INVALID_ARGUMENT', 'chain key step outputs must be 32-byte Uint8Arrays');
   }
   const { raw, ptr } = scratch(CHAIN_KEY_STEP_HEAP_BYTES);
