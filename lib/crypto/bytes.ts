@@ -28,8 +28,9 @@ function isDetachedView(bytes: Uint8Array): boolean {
  * only inherits from `Uint8Array.prototype`, not a Proxy, not a view of a detached buffer.
  */
 export function isUsableBytes(value: unknown): value is Uint8Array {
-  // isView, not only instanceof: a Proxy or an object made from Uint8Array.prototype passes instanceof.
-  if (!(value instanceof Uint8Array) || !ArrayBuffer.isView(value)) return false;
+  // isView first: it sees through no Proxy (whose getPrototypeOf trap could throw in instanceof),
+  // and an object made from Uint8Array.prototype passes instanceof but is no view.
+  if (!ArrayBuffer.isView(value) || !(value instanceof Uint8Array)) return false;
   return value.length !== 0 || !isDetachedView(value);
 }
 
@@ -46,9 +47,17 @@ export function assertBytes(value: unknown, name: string, length?: number): asse
 /** Throws `INVALID_KEY` unless `key` is a Uint8Array of exactly `length` bytes (a detached view has 0). */
 export function assertKey(key: unknown, name: string, length: number): asserts key is Uint8Array {
   if (!isUsableBytes(key) || key.length !== length) {
-    const got = key instanceof Uint8Array && ArrayBuffer.isView(key) ? `${key.length} bytes` : typeof key;
+    const got = ArrayBuffer.isView(key) && key instanceof Uint8Array ? `${key.length} bytes` : typeof key;
     throw new E2EError('INVALID_KEY', `${name} must be ${length} bytes, got ${got}`);
   }
+}
+
+/**
+ * A plain `Uint8Array` over the same memory as `bytes` (no copy). A Node `Buffer`'s `slice` is a
+ * view; a plain array's `slice` copies, so parsers that keep parts of their input use this first.
+ */
+export function plainView(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
 }
 
 /** Concatenates byte arrays into a new array. */

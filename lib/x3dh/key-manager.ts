@@ -8,6 +8,7 @@ import {
   ed25519SecretKeyToX25519, ed25519Sign, ed25519Verify, fromHex, memzero, readU32BE, toHex, writeU32BE, x25519,
   x25519KeyPair, x25519PublicKey,
 } from '../crypto';
+import { assertCanonicalX25519PublicKey } from '../crypto/x25519';
 import { PreKeyBundle, assertBundleShape, isU32 } from './bundle';
 import { x3dhKdf } from './kdf';
 import { signedPreKeyVerifies, x25519FormOfEd25519 } from './identity-cache';
@@ -246,8 +247,10 @@ export class X3DHKeyManager {
    */
   respond(params: X3DHRespondParams): X3DHResponse {
     if (typeof params !== 'object' || params === null) throw new E2EError('INVALID_ARGUMENT', 'respond needs its parameters');
-    assertKey(params.peerIdentityKey, 'peer identity key', 32);
-    assertKey(params.ephemeralPublicKey, 'ephemeral public key', 32);
+    // Canonical only: X25519 ignores bit 255 and reduces mod p, so an establishment re-sent with
+    // those bits changed would derive the same secret while looking new to anything over raw bytes.
+    assertCanonicalX25519PublicKey(params.peerIdentityKey, 'peer identity key');
+    assertCanonicalX25519PublicKey(params.ephemeralPublicKey, 'ephemeral public key');
     const spkId = params.signedPreKeyId ?? this.#currentSignedPreKeyId;
     if (spkId === null || !isU32(spkId)) throw new E2EError('SPK_NOT_FOUND', 'no signed pre-key to respond with');
     const spk = this.#signedPreKeys.get(spkId);
