@@ -221,6 +221,10 @@ export class X3DHKeyManager {
     if (!constantTimeEqual(x25519FormOfEd25519(bundle.identityKeyEd), bundle.identityKey)) {
       throw new E2EError('IDENTITY_MISMATCH', 'bundle.identityKey is not the X25519 form of bundle.identityKeyEd');
     }
+    // The signed pre-key is covered by the signature as sent; both it and the one-time pre-key must
+    // also be canonical, so no bundle names a key under two encodings.
+    assertCanonicalX25519PublicKey(bundle.signedPreKey, 'bundle.signedPreKey');
+    if (bundle.oneTimePreKey) assertCanonicalX25519PublicKey(bundle.oneTimePreKey, 'bundle.oneTimePreKey');
     const ek = x25519KeyPair();
     const dhs: Uint8Array[] = [];
     try {
