@@ -217,10 +217,11 @@ export class RatchetState {
       for (const [id, mk] of entries) {
         const m = /^([0-9a-f]{64}):(\d{1,10})$/.exec(id);
         if (!m) throw new E2EError('MALFORMED_MESSAGE', 'bad skipped key id');
+        const messageKey = key(mk, 'skipped key');
         s.skippedKeys.add(
           {
             dhPublicKey: remoteKey(m[1], 'skipped key ratchet key'), messageNumber: count(Number(m[2]), 'skipped key number'),
-            messageKey: key(mk, 'skipped key'), storedAt: now,
+            messageKey, storedAt: now,
           },
           MAX_SKIPPED_KEYS_LIMIT,
         );
