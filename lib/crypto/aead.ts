@@ -6,7 +6,7 @@ import { E2EError } from '../errors';
 import { MAX_AEAD_INPUT_BYTES } from '../limits';
 import { RawSodium } from '../sodium';
 import { assertBytes, assertKey } from './bytes';
-import { scratch } from './heap';
+import { releaseLargeScratch, scratch } from './heap';
 
 /** Bytes of an AEAD key. */
 export const AEAD_KEY_BYTES = 32;
@@ -51,21 +51,22 @@ export function sealInto(
 ): void {
   const adLen = adPrefix.length + adSuffix.length;
   const ctLen = plaintext.length + AEAD_TAG_BYTES;
-  const { raw, ptr } = scratch(32 + 24 + adLen + plaintext.length + ctLen);
+  // Encrypted in place: one region of about the input's size.
+  const { raw, ptr } = scratch(32 + 24 + adLen + ctLen);
   const k = ptr;
   const n = ptr + 32;
   const a = n + 24;
-  const m = a + adLen;
-  const c = m + plaintext.length;
+  const c = a + adLen;
   const heap = raw.HEAPU8;
   heap.set(key, k);
   heap.set(nonce, n);
   heap.set(adPrefix, a);
   heap.set(adSuffix, a + adPrefix.length);
-  heap.set(plaintext, m);
-  encryptFn(raw, v)(c, 0, m, plaintext.length, 0, a, adLen, 0, 0, n, k);
+  heap.set(plaintext, c);
+  encryptFn(raw, v)(c, 0, c, plaintext.length, 0, a, adLen, 0, 0, n, k);
   out.set(heap.subarray(c, c + ctLen), outOffset);
   heap.fill(0, ptr, c + ctLen);
+  releaseLargeScratch();
 }
 
 /**
@@ -80,21 +81,22 @@ export function openParts(
   if (ciphertext.length < AEAD_TAG_BYTES) return null;
   const adLen = adPrefix.length + adSuffix.length;
   const ptLen = ciphertext.length - AEAD_TAG_BYTES;
-  const { raw, ptr } = scratch(32 + 24 + adLen + ciphertext.length + ptLen);
+  // Decrypted in place (the tag is verified over the ciphertext first).
+  const { raw, ptr } = scratch(32 + 24 + adLen + ciphertext.length);
   const k = ptr;
   const n = ptr + 32;
   const a = n + 24;
   const c = a + adLen;
-  const m = c + ciphertext.length;
   const heap = raw.HEAPU8;
   heap.set(key, k);
   heap.set(nonce, n);
   heap.set(adPrefix, a);
   heap.set(adSuffix, a + adPrefix.length);
   heap.set(ciphertext, c);
-  const rc = decryptFn(raw, v)(m, 0, 0, c, ciphertext.length, 0, a, adLen, 0, n, k);
-  const plaintext = rc === 0 ? heap.slice(m, m + ptLen) : null;
-  heap.fill(0, ptr, m + ptLen);
+  const rc = decryptFn(raw, v)(c, 0, 0, c, ciphertext.length, 0, a, adLen, 0, n, k);
+  const plaintext = rc === 0 ? heap.slice(c, c + ptLen) : null;
+  heap.fill(0, ptr, c + ciphertext.length);
+  releaseLargeScratch();
   return plaintext;
 }
 

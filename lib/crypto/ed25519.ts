@@ -2,7 +2,7 @@
 import { E2EError } from '../errors';
 import { MAX_AEAD_INPUT_BYTES } from '../limits';
 import { assertBytes, assertKey, isUsableBytes } from './bytes';
-import { scratch } from './heap';
+import { releaseLargeScratch, scratch } from './heap';
 import { randomSecretBytes } from './random';
 
 /** Bytes of an Ed25519 seed. */
@@ -56,6 +56,7 @@ export function ed25519KeyPair(): Ed25519KeyPair {
 export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
   assertKey(secretKey, 'Ed25519 secret key', ED25519_SECRET_KEY_BYTES);
   assertBytes(message, 'message');
+  if (message.length > MAX_AEAD_INPUT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `message above ${MAX_AEAD_INPUT_BYTES} bytes`);
   const { raw, ptr } = scratch(64 + 64 + 32 + 64 + message.length);
   const sig = ptr;
   const sk = ptr + 64;
@@ -70,11 +71,13 @@ export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Ar
   for (let i = 0; i < 32; i++) consistent |= heap[pk + i] ^ heap[sk + 32 + i];
   if (consistent !== 0) {
     heap.fill(0, ptr, m + message.length);
+    releaseLargeScratch();
     throw new E2EError('INVALID_KEY', 'the public half of the Ed25519 secret key does not belong to its seed');
   }
   raw._crypto_sign_detached(sig, 0, m, message.length, 0, sk);
   const out = heap.slice(sig, sig + 64);
   heap.fill(0, ptr, m + message.length);
+  releaseLargeScratch();
   return out;
 }
 
@@ -94,6 +97,7 @@ export function ed25519Verify(signature: Uint8Array, message: Uint8Array, public
   heap.set(message, ptr + 96);
   const rc = raw._crypto_sign_verify_detached(ptr, ptr + 96, message.length, 0, ptr + 64);
   heap.fill(0, ptr, ptr + 96 + message.length);
+  releaseLargeScratch();
   return rc === 0;
 }
 
