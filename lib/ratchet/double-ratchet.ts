@@ -76,9 +76,10 @@ function keyAt(env: Uint8Array, offset: number, key: Uint8Array): boolean {
 
 function parse(message: EncryptedMessage | Uint8Array): Incoming {
   // An EncryptedMessage is decrypted through its envelope: one code path, the header bytes as sent.
-  const env: unknown = message instanceof EncryptedMessage ? message.serialize() : message;
-  // isView, not instanceof: an object made from Uint8Array.prototype without a buffer must not pass.
-  if (!(env instanceof Uint8Array) || !ArrayBuffer.isView(env)) {
+  // isView first (it runs no Proxy trap, and bytes are the common case); an object made from
+  // Uint8Array.prototype without a buffer is no view.
+  const env: unknown = ArrayBuffer.isView(message) ? message : isInstance(message, EncryptedMessage) ? message.serialize() : message;
+  if (!ArrayBuffer.isView(env) || !(env instanceof Uint8Array)) {
     throw new E2EError('MALFORMED_MESSAGE', 'message must be an EncryptedMessage or its serialized bytes');
   }
   if (env.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');

@@ -68,7 +68,7 @@ export class EncryptedMessage {
    * @internal
    */
   static fromTrustedEnvelope(envelope: Uint8Array): EncryptedMessage {
-    if (!(envelope instanceof Uint8Array) || !ArrayBuffer.isView(envelope)
+    if (!ArrayBuffer.isView(envelope) || !(envelope instanceof Uint8Array)
       || envelope.length < MIN_ENVELOPE_BYTES || envelope.length > MAX_ENVELOPE_BYTES) {
       throw new E2EError('MALFORMED_MESSAGE', 'not a well-formed envelope');
     }

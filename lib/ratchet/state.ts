@@ -131,7 +131,8 @@ export class RatchetState {
   }
 
   /** The reference's dict form: exactly its keys (`includeLimits` adds `max_skip` and `max_skipped_keys`). */
-  toDict(opts: { includeLimits?: boolean } = {}): RatchetStateDict {
+  toDict(options: { includeLimits?: boolean } = {}): RatchetStateDict {
+    const opts = readOptions(options, ['includeLimits'] as const, 'toDict options');
     const hexOrNull = (b: Uint8Array | null): string | null => (b === null ? null : toHex(b));
     const skipped: Record<string, string> = {};
     for (const k of this.skippedKeys.values()) skipped[skippedKeyId(k.dhPublicKey, k.messageNumber)] = toHex(k.messageKey);

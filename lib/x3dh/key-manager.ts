@@ -186,7 +186,7 @@ export class X3DHKeyManager {
   retireSignedPreKey(keyId: number): void {
     if (keyId === this.#currentSignedPreKeyId) throw new E2EError('INVALID_STATE', 'cannot retire the current signed pre-key');
     const spk = this.#signedPreKeys.get(keyId);
-    if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${String(keyId)}`);
+    if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${isU32(keyId) ? keyId : '(not a key id)'}`);
     memzero(spk.keyPair.privateKey);
     this.#signedPreKeys.delete(keyId);
   }
@@ -227,7 +227,7 @@ export class X3DHKeyManager {
     };
     if (otkId === null) return base;
     const otk = this.#oneTimePreKeys.get(otkId);
-    if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${String(otkId)}`);
+    if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${otkId}`);
     return { ...base, oneTimePreKey: Uint8Array.from(otk.keyPair.publicKey), oneTimePreKeyId: otk.keyId };
   }
 
@@ -284,12 +284,12 @@ export class X3DHKeyManager {
     const spkId = params.signedPreKeyId ?? this.#currentSignedPreKeyId;
     if (!isU32(spkId)) throw new E2EError('SPK_NOT_FOUND', 'no signed pre-key to respond with');
     const spk = this.#signedPreKeys.get(spkId);
-    if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${String(spkId)}`);
+    if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${spkId}`);
     const otkId = params.usedOneTimeKeyId;
     let otk: OneTimePreKey | undefined;
     if (otkId !== undefined && otkId !== null) {
       otk = isU32(otkId) ? this.#oneTimePreKeys.get(otkId) : undefined;
-      if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${String(otkId)}`);
+      if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${isU32(otkId) ? otkId : '(not a key id)'}`);
     }
     const dhs: Uint8Array[] = [];
     try {
