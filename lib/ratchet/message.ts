@@ -16,7 +16,14 @@ export const ENVELOPE_PREFIX_BYTES = 4 + HEADER_BYTES;
 export const MIN_CIPHERTEXT_BYTES = CHACHA20_POLY1305_NONCE_BYTES + AEAD_TAG_BYTES;
 /** Smallest valid envelope. */
 export const MIN_ENVELOPE_BYTES = ENVELOPE_PREFIX_BYTES + MIN_CIPHERTEXT_BYTES;
-/** Largest valid envelope: what a sender makes of the largest plaintext it accepts. */
+/**
+ * Largest valid envelope (16 MiB + 72): what a sender makes of the largest plaintext it accepts.
+ * Every receive path refuses a larger one (`MESSAGE_TOO_LARGE`) before it decodes or touches the
+ * WASM heap. Cost of one at the cap: it is opened in place in one heap region of about its own
+ * size, so a forged one makes libsodium's WASM memory grow by about 16 MiB the first time (WebAssembly
+ * memory never shrinks; later large messages reuse it) and the library's scratch region is released
+ * back to its 256 KiB working size right after.
+ */
 export const MAX_ENVELOPE_BYTES = MIN_ENVELOPE_BYTES + MAX_PLAINTEXT_BYTES;
 
 /** Characters of standard padded base64 for `n` bytes. */
