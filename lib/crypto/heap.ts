@@ -4,11 +4,12 @@
  * every use that put secrets in it.
  *
  * Size: the region grows (doubling) up to {@link SCRATCH_WORKING_BYTES}, which covers every
- * ordinary call. A larger request (a big message: at most `MAX_ENVELOPE_BYTES` plus some KiB,
- * because every size cap is checked before the heap is touched) gets a block of exactly its size,
- * and {@link releaseLargeScratch} gives that block back to libsodium's allocator when the call
- * ends, so the region returns to its working size. WebAssembly memory itself never shrinks: the
- * first such call grows the module's memory by about the request's size, once; later ones reuse it.
+ * ordinary call; AEAD inputs above it (messages included) go through a fixed 64 KiB window
+ * (`aead-chunked.ts`) and never need more. A larger request can only come from HMAC, HKDF or
+ * Ed25519 over a large input (capped at 64 MiB before the heap is touched): it gets a block of
+ * exactly its size, and {@link releaseLargeScratch} gives that block back to libsodium's allocator
+ * when the call ends, so the region returns to its working size (WebAssembly memory itself never
+ * shrinks: such a call grows the module's memory once by about its size).
  */
 import { RawSodium, sodium } from '../sodium';
 import { E2EError } from '../errors';

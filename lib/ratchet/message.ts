@@ -19,10 +19,10 @@ export const MIN_ENVELOPE_BYTES = ENVELOPE_PREFIX_BYTES + MIN_CIPHERTEXT_BYTES;
 /**
  * Largest valid envelope (16 MiB + 72): what a sender makes of the largest plaintext it accepts.
  * Every receive path refuses a larger one (`MESSAGE_TOO_LARGE`) before it decodes or touches the
- * WASM heap. Cost of one at the cap: it is opened in place in one heap region of about its own
- * size, so a forged one makes libsodium's WASM memory grow by about 16 MiB the first time (WebAssembly
- * memory never shrinks; later large messages reuse it) and the library's scratch region is released
- * back to its 256 KiB working size right after.
+ * WASM heap. Cost of one at the cap: a message above the scratch region's 256 KiB working size
+ * goes through the heap in 64 KiB windows (tag checked first, then decrypted window by window), so
+ * no message of any size grows libsodium's WASM memory; a forged one costs one Poly1305 pass over
+ * its bytes (and, for `fromJSON`, one base64 decode of at most 22.4 MiB of text).
  */
 export const MAX_ENVELOPE_BYTES = MIN_ENVELOPE_BYTES + MAX_PLAINTEXT_BYTES;
 
