@@ -4,6 +4,10 @@
  * libsodium.js asks Node for 4 bytes at a time (about 35 µs for a 12-byte nonce); one
  * `crypto.getRandomValues` call per 4 KiB makes a nonce cost about 0.1 µs. Bytes are wiped from
  * the pool as they are handed out, so the pool never holds randomness that was already used.
+ *
+ * The pool holds bytes that will be handed out later, so a snapshot of memory would reveal them:
+ * it serves only public or short-lived values (nonces, ids). Secret keys come from
+ * {@link fillRandomSecret}, which has the platform write straight into the key's own memory.
  */
 
 const POOL_SIZE = 4096;
@@ -53,6 +57,20 @@ export function fillRandom(out: Uint8Array): void {
   out.set(pool.subarray(poolPos, end));
   pool.fill(0, poolPos, end);
   poolPos = end;
+}
+
+/**
+ * Fills `out` with cryptographically secure random bytes straight from the platform CSPRNG, never
+ * through the pool: for secret keys (X25519 private keys, Ed25519 seeds, any key material), so no
+ * buffer ever holds a key before it is generated. The test source, when set, serves this path too,
+ * in call order with {@link fillRandom}.
+ */
+export function fillRandomSecret(out: Uint8Array): void {
+  if (injected !== null) {
+    injected(out);
+    return;
+  }
+  fillFromPlatform(out);
 }
 
 const word = new Uint8Array(4);

@@ -4,7 +4,7 @@
  */
 
 /** Stable error codes. Match on `code`, never on the message text. */
-export const ErrorCode = {
+export const ErrorCode = Object.freeze({
   /** A primitive was used before `await ready()` resolved. */
   NOT_READY: 'NOT_READY',
   /** A key has the wrong length or is unusable (e.g. an X25519 result that is all zero). */
@@ -41,7 +41,7 @@ export const ErrorCode = {
   STALE_STATE: 'STALE_STATE',
   /** A storage backend failed or returned unreadable data. */
   STORE_ERROR: 'STORE_ERROR',
-} as const;
+} as const);
 
 /** One of the stable error codes of {@link ErrorCode}. */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -54,7 +54,8 @@ export class E2EError extends Error {
   readonly reason: string | undefined;
 
   constructor(code: ErrorCode, message: string, reason?: string) {
-    super(message);
+    // Never throws itself: a message that is not a string (or cannot become one) is replaced.
+    super(typeof message === 'string' ? message : 'agentmesh-e2e error');
     this.name = 'E2EError';
     this.code = code;
     this.reason = reason;
@@ -63,5 +64,11 @@ export class E2EError extends Error {
 
 /** True when `e` is an {@link E2EError}, optionally with the given code. */
 export function isE2EError(e: unknown, code?: ErrorCode): e is E2EError {
-  return e instanceof E2EError && (code === undefined || e.code === code);
+  // instanceof runs a Proxy's getPrototypeOf trap, which may throw: a predicate never does.
+  if (typeof e !== 'object' || e === null) return false;
+  try {
+    return e instanceof E2EError && (code === undefined || e.code === code);
+  } catch {
+    return false;
+  }
 }

@@ -41,6 +41,13 @@ export interface RawSodium {
     m: number, mlenP: number, nsec: number, c: number, cLenLo: number, cLenHi: number,
     ad: number, adLenLo: number, adLenHi: number, npub: number, k: number,
   ): number;
+  _crypto_stream_chacha20_ietf(c: number, cLenLo: number, cLenHi: number, n: number, k: number): number;
+  _crypto_stream_chacha20_ietf_xor_ic(c: number, m: number, mLenLo: number, mLenHi: number, n: number, ic: number, k: number): number;
+  _crypto_onetimeauth_poly1305_init(state: number, key: number): number;
+  _crypto_onetimeauth_poly1305_update(state: number, m: number, mLenLo: number, mLenHi: number): number;
+  _crypto_onetimeauth_poly1305_final(state: number, out: number): number;
+  _crypto_verify_16(x: number, y: number): number;
+  _crypto_core_hchacha20(out: number, input: number, k: number, c: number): number;
   _crypto_scalarmult(q: number, n: number, p: number): number;
   _crypto_scalarmult_base(q: number, n: number): number;
   _crypto_sign_seed_keypair(pk: number, sk: number, seed: number): number;

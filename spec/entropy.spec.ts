@@ -4,8 +4,9 @@
  * makes everything deterministic. The platform call is observed with a spy on
  * `globalThis.crypto.getRandomValues` (which also hands us a view of the pool).
  */
-import { randomBytes, toHex, x25519KeyPair, x25519PublicKey } from '../lib/crypto';
+import { ed25519KeyPair, randomBytes, randomSecretBytes, toHex, x25519KeyPair, x25519PublicKey } from '../lib/crypto';
 import { fillRandom, randomUint32, setRandomSourceForTesting } from '../lib/entropy';
+import { randomFillSync } from 'node:crypto';
 import { ready, sodium } from '../lib/sodium';
 
 beforeAll(() => ready());
@@ -215,5 +216,84 @@ describe('a platform without crypto.getRandomValues', () => {
       if (desc) Object.defineProperty(globalThis, 'crypto', desc);
     }
     expect(typeof globalThis.crypto.getRandomValues).toBe('function');
+  });
+});
+
+describe('secret keys never come from the pool (finding 7a)', () => {
+  /** Records a copy of what the platform wrote into each view, so pool bytes can be recognised later. */
+  function recordPlatform(): { views: Uint8Array[]; written: Uint8Array[] } {
+    const views: Uint8Array[] = [];
+    const written: Uint8Array[] = [];
+    spy = jest.spyOn(globalThis.crypto, 'getRandomValues') as typeof spy;
+    spy.mockImplementation((view) => {
+      const v = view as Uint8Array;
+      // Real randomness from another API, so any pool byte that ended up in a key would show.
+      randomFillSync(v);
+      views.push(v);
+      written.push(Uint8Array.from(v));
+      return view;
+    });
+    return { views, written };
+  }
+
+  const contains = (hay: Uint8Array, needle: Uint8Array): boolean => toHex(hay).includes(toHex(needle));
+
+  test('x25519KeyPair: one platform call that writes into the private key itself', () => {
+    randomBytes(1); // make sure a pool exists and is partly used
+    const { views } = recordPlatform();
+    const kp = x25519KeyPair();
+    expect(views).toHaveLength(1);
+    expect(views[0].buffer).toBe(kp.privateKey.buffer);
+    expect(views[0].byteOffset).toBe(0);
+    expect(kp.privateKey.byteOffset).toBe(0);
+    expect(kp.privateKey.buffer.byteLength).toBe(32); // fresh memory of its own, not a slice of a larger pool
+  });
+
+  test('with a fresh pool filled first, no pool byte becomes key bytes (X25519, Ed25519, randomSecretBytes)', () => {
+    const { views, written } = recordPlatform();
+    randomBytes(12); // fills the 4 KiB pool
+    expect(views.map((v) => v.length)).toEqual([4096]);
+    const pool = written[0];
+    const x = x25519KeyPair();
+    const ed = ed25519KeyPair();
+    const s = randomSecretBytes(32);
+    // Three direct 32-byte draws, none of them the pool.
+    expect(views.map((v) => v.length)).toEqual([4096, 32, 32, 32]);
+    expect(views.slice(1).some((v) => v.buffer === views[0].buffer)).toBe(false);
+    expect(x.privateKey).toEqual(written[1]);
+    expect(ed.secretKey.subarray(0, 32)).toEqual(written[2]);
+    expect(s).toEqual(written[3]);
+    for (const key of [x.privateKey, ed.secretKey.subarray(0, 32), s]) expect(contains(pool, key)).toBe(false);
+    // The Ed25519 seed buffer is wiped after use.
+    expect(views[2]).toEqual(new Uint8Array(32));
+  });
+
+  test('pre-keys, ephemeral and ratchet keys follow the same path (a channel set-up never drains the pool for keys)', () => {
+    const { views } = recordPlatform();
+    randomBytes(1);
+    const before = views.length;
+    for (let i = 0; i < 5; i++) x25519KeyPair();
+    expect(views.slice(before).map((v) => v.length)).toEqual([32, 32, 32, 32, 32]);
+  });
+
+  test('the injected test source serves both paths, in call order', () => {
+    let n = 0;
+    setRandomSourceForTesting((out) => {
+      for (let i = 0; i < out.length; i++) out[i] = n++ & 0xff;
+    });
+    const spyCalls = jest.spyOn(globalThis.crypto, 'getRandomValues');
+    const nonce = randomBytes(4);
+    const key = randomSecretBytes(4);
+    expect(toHex(nonce)).toBe('00010203');
+    expect(toHex(key)).toBe('04050607');
+    expect(spyCalls).not.toHaveBeenCalled();
+    spyCalls.mockRestore();
+  });
+
+  test('randomSecretBytes checks its length like randomBytes', () => {
+    for (const bad of [-1, 1.5, NaN, 2 ** 25, '32' as unknown as number]) {
+      expect(() => randomSecretBytes(bad)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
+    expect(randomSecretBytes(0)).toHaveLength(0);
   });
 });

@@ -4,7 +4,7 @@
  * optional `spk`, the signed pre-key id, which the reference ignores).
  */
 import { E2EError } from '../errors';
-import { fromBase64, parseJsonInput, readU32BE, toBase64, writeU32BE } from '../crypto';
+import { fromBase64, isInstance, isUsableBytes, parseJsonInput, readFields, readU32BE, toBase64, writeU32BE } from '../crypto';
 import { isU32 } from '../x3dh';
 
 /** The JSON transport form (standard base64). */
@@ -27,6 +27,9 @@ export interface ChannelEstablishmentFields {
   readonly signedPreKeyId?: number | null | undefined;
 }
 
+/** Longest JSON text {@link ChannelEstablishment.fromJSON} parses (a real one is about 130 characters). */
+export const MAX_ESTABLISHMENT_JSON_CHARS = 1024;
+
 const FLAG_OTK = 1;
 const FLAG_SPK = 2;
 
@@ -39,10 +42,11 @@ export class ChannelEstablishment implements ChannelEstablishmentFields {
 
   /** An establishment from its fields (copied; `MALFORMED_MESSAGE` on bad types or lengths). */
   constructor(fields: ChannelEstablishmentFields) {
-    if (typeof fields !== 'object' || fields === null) throw new E2EError('MALFORMED_MESSAGE', 'establishment must be an object');
-    const { initiatorIdentityKey: ik, ephemeralPublicKey: ek, usedOneTimeKeyId: otk, signedPreKeyId: spk } = fields;
-    if (!(ik instanceof Uint8Array) || ik.length !== 32) throw new E2EError('MALFORMED_MESSAGE', 'initiatorIdentityKey must be 32 bytes');
-    if (!(ek instanceof Uint8Array) || ek.length !== 32) throw new E2EError('MALFORMED_MESSAGE', 'ephemeralPublicKey must be 32 bytes');
+    const { initiatorIdentityKey: ik, ephemeralPublicKey: ek, usedOneTimeKeyId: otk, signedPreKeyId: spk } = readFields(
+      fields, ['initiatorIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId'] as const, 'establishment', 'MALFORMED_MESSAGE',
+    );
+    if (!isUsableBytes(ik) || ik.length !== 32) throw new E2EError('MALFORMED_MESSAGE', 'initiatorIdentityKey must be 32 bytes');
+    if (!isUsableBytes(ek) || ek.length !== 32) throw new E2EError('MALFORMED_MESSAGE', 'ephemeralPublicKey must be 32 bytes');
     if (otk !== undefined && otk !== null && !isU32(otk)) throw new E2EError('MALFORMED_MESSAGE', 'usedOneTimeKeyId must be an integer in [0, 2^32)');
     if (spk !== undefined && spk !== null && !isU32(spk)) throw new E2EError('MALFORMED_MESSAGE', 'signedPreKeyId must be an integer in [0, 2^32)');
     this.initiatorIdentityKey = Uint8Array.from(ik);
@@ -70,7 +74,7 @@ export class ChannelEstablishment implements ChannelEstablishmentFields {
 
   /** Parses the binary form; `MALFORMED_MESSAGE` on any defect. */
   static deserialize(bytes: Uint8Array): ChannelEstablishment {
-    if (!(bytes instanceof Uint8Array) || bytes.length < 65) throw new E2EError('MALFORMED_MESSAGE', 'establishment too short');
+    if (!isUsableBytes(bytes) || bytes.length < 65) throw new E2EError('MALFORMED_MESSAGE', 'establishment too short');
     const flags = bytes[64];
     if (flags & ~(FLAG_OTK | FLAG_SPK)) throw new E2EError('MALFORMED_MESSAGE', 'unknown establishment flags');
     const want = 65 + (flags & FLAG_OTK ? 4 : 0) + (flags & FLAG_SPK ? 4 : 0);
@@ -97,21 +101,26 @@ export class ChannelEstablishment implements ChannelEstablishmentFields {
     return j;
   }
 
-  /** Parses the JSON transport form (object or text); `MALFORMED_MESSAGE` on any defect. */
+  /**
+   * Parses the JSON transport form (object or text); `MALFORMED_MESSAGE` on any defect. Text above
+   * {@link MAX_ESTABLISHMENT_JSON_CHARS}, or keys that are not 44 characters, are refused before
+   * any parsing or decoding.
+   */
   static fromJSON(json: ChannelEstablishmentJSON | string): ChannelEstablishment {
-    const j = parseJsonInput(json, 'establishment');
-    const o = j as Partial<ChannelEstablishmentJSON> | null;
-    if (typeof o !== 'object' || o === null || typeof o.ik !== 'string' || typeof o.ek !== 'string') {
+    const j = parseJsonInput(json, 'establishment', MAX_ESTABLISHMENT_JSON_CHARS);
+    const o = readFields(j, ['ik', 'ek', 'otk', 'spk'] as const, 'establishment JSON', 'MALFORMED_MESSAGE');
+    if (typeof o.ik !== 'string' || typeof o.ek !== 'string') {
       throw new E2EError('MALFORMED_MESSAGE', 'establishment JSON needs ik and ek');
     }
+    if (o.ik.length !== 44 || o.ek.length !== 44) throw new E2EError('MALFORMED_MESSAGE', 'establishment keys must be 32 bytes of base64');
     return new ChannelEstablishment({
       initiatorIdentityKey: fromBase64(o.ik), ephemeralPublicKey: fromBase64(o.ek),
-      usedOneTimeKeyId: o.otk ?? undefined, signedPreKeyId: o.spk ?? undefined,
+      usedOneTimeKeyId: (o.otk ?? undefined) as number | undefined, signedPreKeyId: (o.spk ?? undefined) as number | undefined,
     });
   }
 
   /** `e` as a `ChannelEstablishment` (it may be one already, or a plain object with its fields). */
   static from(e: ChannelEstablishment | ChannelEstablishmentFields): ChannelEstablishment {
-    return e instanceof ChannelEstablishment ? e : new ChannelEstablishment(e);
+    return isInstance(e, ChannelEstablishment) ? e : new ChannelEstablishment(e);
   }
 }

@@ -3,9 +3,10 @@
  * associated data is `callerAD ‖ IK_A ‖ IK_B`, computed once and bound into every message.
  */
 import { E2EError } from '../errors';
-import { assertBytes, concatBytes, memzero, readU32BE, writeU32BE } from '../crypto/bytes';
-import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
-import { DoubleRatchet, RatchetOptions } from '../ratchet/double-ratchet';
+import { assertBytes, concatBytes, isUsableBytes, memzero, plainView, readU32BE, writeU32BE } from '../crypto/bytes';
+import { isInstance, readOptions } from '../crypto/input';
+import { PreKeyBundle, X3DHKeyManager, snapshotBundle } from '../x3dh';
+import { DoubleRatchet, RatchetOptions, checkRatchetOptions } from '../ratchet/double-ratchet';
 import { EncryptedMessage } from '../ratchet/message';
 import { RatchetState } from '../ratchet/state';
 import { ChannelEstablishment, ChannelEstablishmentFields } from './establishment';
@@ -18,8 +19,32 @@ export const MAX_ASSOCIATED_DATA_BYTES = 65536;
 /** Options of a channel: the ratchet's limits (and clock, for tests). */
 export type ChannelOptions = RatchetOptions;
 
+/** The channel options read once and checked (`INVALID_ARGUMENT`), before anything is spent. */
+function readChannelOptions(options: unknown): RatchetOptions {
+  const opts = readOptions(options, ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now'] as const, 'channel options');
+  checkRatchetOptions(opts);
+  return opts as RatchetOptions;
+}
+
+/**
+ * What {@link SecureChannel.createSender} returns: `{ channel, establishment }`, and also AGT's
+ * tuple `[channel, establishment]` (a frozen two-element array with those two named properties),
+ * so both `const { channel, establishment } = …` and `const [channel, establishment] = …` work.
+ */
+export type SenderChannel = readonly [channel: SecureChannel, establishment: ChannelEstablishment] & {
+  readonly channel: SecureChannel;
+  readonly establishment: ChannelEstablishment;
+};
+
+function senderChannel(channel: SecureChannel, establishment: ChannelEstablishment): SenderChannel {
+  const out = [channel, establishment];
+  Object.defineProperty(out, 'channel', { value: channel, enumerable: true });
+  Object.defineProperty(out, 'establishment', { value: establishment, enumerable: true });
+  return Object.freeze(out) as unknown as SenderChannel;
+}
+
 function assertManager(m: unknown): asserts m is X3DHKeyManager {
-  if (!(m instanceof X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
+  if (!isInstance(m, X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
 }
 
 function assertAd(ad: unknown): asserts ad is Uint8Array {
@@ -43,25 +68,29 @@ export class SecureChannel {
   /**
    * Opens a channel as the initiator: X3DH against `bundle` (checked: signature, identity binding,
    * low-order keys), then the sending ratchet. Send `establishment` to the peer with (or before)
-   * the first message.
+   * the first message. The result destructures as an object or, like AGT's SDK, as a tuple.
    * @example
    * const { channel, establishment } = SecureChannel.createSender(aliceMgr, bobBundle, utf8('did:mesh:alice|did:mesh:bob'));
+   * const [sameKind, ofResult] = SecureChannel.createSender(aliceMgr, bobBundle); // AGT style
    */
   static createSender(
     manager: X3DHKeyManager, bundle: PreKeyBundle, associatedData: Uint8Array = EMPTY, options: ChannelOptions = {},
-  ): { channel: SecureChannel; establishment: ChannelEstablishment } {
+  ): SenderChannel {
     assertManager(manager);
     assertAd(associatedData);
-    const x = manager.initiate(bundle);
+    const opts = readChannelOptions(options);
+    // One read of the bundle: the key checked and signed is the key the ratchet starts from.
+    const b = snapshotBundle(bundle);
+    const x = manager.initiate(b);
     try {
-      const ratchet = DoubleRatchet.initSender({ ...options, sharedSecret: x.sharedSecret, remoteDhPublic: bundle.signedPreKey });
+      const ratchet = DoubleRatchet.initSender({ ...opts, sharedSecret: x.sharedSecret, remoteDhPublic: b.signedPreKey });
       const establishment = new ChannelEstablishment({
         initiatorIdentityKey: manager.identityKey.publicKey,
         ephemeralPublicKey: x.ephemeralPublicKey,
         usedOneTimeKeyId: x.usedOneTimeKeyId,
         signedPreKeyId: x.signedPreKeyId,
       });
-      return { channel: new SecureChannel(ratchet, concatBytes(associatedData, x.associatedData), 0), establishment };
+      return senderChannel(new SecureChannel(ratchet, concatBytes(associatedData, x.associatedData), 0), establishment);
     } finally {
       memzero(x.sharedSecret);
     }
@@ -69,7 +98,9 @@ export class SecureChannel {
 
   /**
    * Accepts a channel as the responder from the initiator's establishment (consumes the one-time
-   * pre-key it names). Errors: `OTK_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`, `MALFORMED_MESSAGE`.
+   * pre-key it names). Errors: `OTK_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`, `MALFORMED_MESSAGE`,
+   * `INVALID_ARGUMENT` (options, associated data). Everything is checked before the one-time pre-key
+   * is spent: a failed call consumes nothing, and the same establishment can be accepted again.
    */
   static createReceiver(
     manager: X3DHKeyManager, establishment: ChannelEstablishment | ChannelEstablishmentFields,
@@ -77,7 +108,9 @@ export class SecureChannel {
   ): SecureChannel {
     assertManager(manager);
     assertAd(associatedData);
+    const opts = readChannelOptions(options);
     const e = ChannelEstablishment.from(establishment);
+    // respond spends the one-time pre-key only when it succeeds; what follows it cannot fail now.
     const r = manager.respond({
       peerIdentityKey: e.initiatorIdentityKey,
       ephemeralPublicKey: e.ephemeralPublicKey,
@@ -87,7 +120,7 @@ export class SecureChannel {
     try {
       const spk = manager.getSignedPreKey(r.signedPreKeyId);
       if (!spk) throw new E2EError('SPK_NOT_FOUND', 'signed pre-key vanished');
-      const ratchet = DoubleRatchet.initReceiver({ ...options, sharedSecret: r.sharedSecret, dhKeyPair: spk.keyPair });
+      const ratchet = DoubleRatchet.initReceiver({ ...opts, sharedSecret: r.sharedSecret, dhKeyPair: spk.keyPair });
       return new SecureChannel(ratchet, concatBytes(associatedData, r.associatedData), 0);
     } finally {
       memzero(r.sharedSecret);
@@ -152,15 +185,21 @@ export class SecureChannel {
     return out;
   }
 
-  /** A channel restored from {@link toBytes}; `MALFORMED_MESSAGE` on any defect. */
-  static fromBytes(bytes: Uint8Array, options: { now?: () => number } = {}): SecureChannel {
-    if (!(bytes instanceof Uint8Array) || bytes.length < 12) throw new E2EError('MALFORMED_MESSAGE', 'channel state too short');
+  /**
+   * A channel restored from {@link toBytes}; `MALFORMED_MESSAGE` on any defect. Everything it keeps
+   * is copied out of `bytes` (a Node `Buffer` included): the caller may reuse or wipe them.
+   */
+  static fromBytes(input: Uint8Array, options: { now?: () => number } = {}): SecureChannel {
+    if (!isUsableBytes(input) || input.length < 12) throw new E2EError('MALFORMED_MESSAGE', 'channel state too short');
+    const opts = readOptions(options, ['now'] as const, 'options');
+    checkRatchetOptions(opts);
+    const bytes = plainView(input); // its slice copies
     if (MAGIC.some((b, i) => bytes[i] !== b)) throw new E2EError('MALFORMED_MESSAGE', 'not a channel state (or unknown version)');
     const adLen = readU32BE(bytes, 8);
     if (adLen > bytes.length - 12) throw new E2EError('MALFORMED_MESSAGE', 'channel state truncated');
     const ad = bytes.slice(12, 12 + adLen);
     const state = RatchetState.fromBytes(bytes.subarray(12 + adLen));
-    return new SecureChannel(new DoubleRatchet(state, options), ad, readU32BE(bytes, 4));
+    return new SecureChannel(new DoubleRatchet(state, opts as { now?: () => number }), ad, readU32BE(bytes, 4));
   }
 
   #assertOpen(): void {

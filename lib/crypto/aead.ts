@@ -6,7 +6,8 @@ import { E2EError } from '../errors';
 import { MAX_AEAD_INPUT_BYTES } from '../limits';
 import { RawSodium } from '../sodium';
 import { assertBytes, assertKey } from './bytes';
-import { scratch } from './heap';
+import { CHUNKED_AEAD_HEAP_BYTES, chunkedOpen, chunkedSeal } from './aead-chunked';
+import { SCRATCH_WORKING_BYTES, releaseLargeScratch, scratch } from './heap';
 
 /** Bytes of an AEAD key. */
 export const AEAD_KEY_BYTES = 32;
@@ -40,6 +41,24 @@ function decryptFn(raw: RawSodium, v: Variant) {
 }
 
 /**
+ * For inputs too large for the scratch region's working size: the key (and, for XChaCha20, the
+ * HChaCha20 subkey and the shortened nonce) in the heap at `ptr`, the chunked AEAD after it.
+ * Returns the heap pointer of the ChaCha20-Poly1305-IETF key and its 12-byte nonce.
+ */
+function chunkedKey(raw: RawSodium, v: Variant, ptr: number, key: Uint8Array, nonce: Uint8Array): { k: number; n: Uint8Array } {
+  const heap = raw.HEAPU8;
+  heap.set(key, ptr);
+  if (v === 'ietf') return { k: ptr, n: nonce };
+  // XChaCha20-Poly1305: subkey = HChaCha20(key, nonce[0..16]), nonce = 0⁴ ‖ nonce[16..24].
+  heap.set(nonce.subarray(0, 16), ptr + 64);
+  raw._crypto_core_hchacha20(ptr + 32, ptr + 64, ptr, 0);
+  const n = new Uint8Array(12);
+  n.set(nonce.subarray(16, 24), 4);
+  return { k: ptr + 32, n };
+}
+const CHUNKED_KEY_BYTES = 96;
+
+/**
  * Seals `plaintext` and writes `ciphertext ‖ tag` into `out` at `outOffset`. The associated data is
  * `adPrefix ‖ adSuffix`, assembled in WASM memory so the caller never concatenates. Inputs are
  * trusted (checked by the caller).
@@ -51,21 +70,29 @@ export function sealInto(
 ): void {
   const adLen = adPrefix.length + adSuffix.length;
   const ctLen = plaintext.length + AEAD_TAG_BYTES;
-  const { raw, ptr } = scratch(32 + 24 + adLen + plaintext.length + ctLen);
+  if (32 + 24 + adLen + ctLen > SCRATCH_WORKING_BYTES) {
+    const { raw, ptr } = scratch(CHUNKED_KEY_BYTES + CHUNKED_AEAD_HEAP_BYTES);
+    const { k, n } = chunkedKey(raw, v, ptr, key, nonce);
+    chunkedSeal(raw, k, ptr + CHUNKED_KEY_BYTES, n, [adPrefix, adSuffix], plaintext, out, outOffset);
+    raw.HEAPU8.fill(0, ptr, ptr + CHUNKED_KEY_BYTES);
+    return;
+  }
+  // Encrypted in place: one region of about the input's size.
+  const { raw, ptr } = scratch(32 + 24 + adLen + ctLen);
   const k = ptr;
   const n = ptr + 32;
   const a = n + 24;
-  const m = a + adLen;
-  const c = m + plaintext.length;
+  const c = a + adLen;
   const heap = raw.HEAPU8;
   heap.set(key, k);
   heap.set(nonce, n);
   heap.set(adPrefix, a);
   heap.set(adSuffix, a + adPrefix.length);
-  heap.set(plaintext, m);
-  encryptFn(raw, v)(c, 0, m, plaintext.length, 0, a, adLen, 0, 0, n, k);
+  heap.set(plaintext, c);
+  encryptFn(raw, v)(c, 0, c, plaintext.length, 0, a, adLen, 0, 0, n, k);
   out.set(heap.subarray(c, c + ctLen), outOffset);
   heap.fill(0, ptr, c + ctLen);
+  releaseLargeScratch();
 }
 
 /**
@@ -80,21 +107,29 @@ export function openParts(
   if (ciphertext.length < AEAD_TAG_BYTES) return null;
   const adLen = adPrefix.length + adSuffix.length;
   const ptLen = ciphertext.length - AEAD_TAG_BYTES;
-  const { raw, ptr } = scratch(32 + 24 + adLen + ciphertext.length + ptLen);
+  if (32 + 24 + adLen + ciphertext.length > SCRATCH_WORKING_BYTES) {
+    const { raw, ptr } = scratch(CHUNKED_KEY_BYTES + CHUNKED_AEAD_HEAP_BYTES);
+    const { k, n } = chunkedKey(raw, v, ptr, key, nonce);
+    const plaintext = chunkedOpen(raw, k, ptr + CHUNKED_KEY_BYTES, n, [adPrefix, adSuffix], ciphertext);
+    raw.HEAPU8.fill(0, ptr, ptr + CHUNKED_KEY_BYTES);
+    return plaintext;
+  }
+  // Decrypted in place (the tag is verified over the ciphertext first).
+  const { raw, ptr } = scratch(32 + 24 + adLen + ciphertext.length);
   const k = ptr;
   const n = ptr + 32;
   const a = n + 24;
   const c = a + adLen;
-  const m = c + ciphertext.length;
   const heap = raw.HEAPU8;
   heap.set(key, k);
   heap.set(nonce, n);
   heap.set(adPrefix, a);
   heap.set(adSuffix, a + adPrefix.length);
   heap.set(ciphertext, c);
-  const rc = decryptFn(raw, v)(m, 0, 0, c, ciphertext.length, 0, a, adLen, 0, n, k);
-  const plaintext = rc === 0 ? heap.slice(m, m + ptLen) : null;
-  heap.fill(0, ptr, m + ptLen);
+  const rc = decryptFn(raw, v)(c, 0, 0, c, ciphertext.length, 0, a, adLen, 0, n, k);
+  const plaintext = rc === 0 ? heap.slice(c, c + ptLen) : null;
+  heap.fill(0, ptr, c + ciphertext.length);
+  releaseLargeScratch();
   return plaintext;
 }
 

@@ -6,20 +6,58 @@ import naclUtil from 'tweetnacl-util';
 import { E2EError } from '../errors';
 import { isReady, sodium } from '../sodium';
 
-/** Throws `INVALID_ARGUMENT` unless `value` is a Uint8Array (of `length` bytes, when given). */
+/**
+ * True when `bytes` is a view of a detached (transferred) or out-of-bounds buffer. Such a view
+ * reports length 0, so only empty views are probed; every other operation on it (`set`, `slice`,
+ * `subarray`, a `DataView`) would throw a `TypeError`.
+ */
+function isDetachedView(bytes: Uint8Array): boolean {
+  const buf = bytes.buffer as ArrayBuffer & { detached?: boolean };
+  if (typeof buf.detached === 'boolean') return buf.detached;
+  try {
+    // Node 20 has no `detached` getter: constructing a view over a detached buffer throws.
+    new Uint8Array(buf, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * True when `value` is a genuine, usable Uint8Array (a Node `Buffer` included): not an object that
+ * only inherits from `Uint8Array.prototype`, not a Proxy, not a view of a detached buffer.
+ */
+export function isUsableBytes(value: unknown): value is Uint8Array {
+  // isView first: it sees through no Proxy (whose getPrototypeOf trap could throw in instanceof),
+  // and an object made from Uint8Array.prototype passes instanceof but is no view.
+  if (!ArrayBuffer.isView(value) || !(value instanceof Uint8Array)) return false;
+  return value.length !== 0 || !isDetachedView(value);
+}
+
+/** Throws `INVALID_ARGUMENT` unless `value` is a Uint8Array (of `length` bytes, when given) over a live buffer. */
 export function assertBytes(value: unknown, name: string, length?: number): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) throw new E2EError('INVALID_ARGUMENT', `${name} must be a Uint8Array`);
+  if (!isUsableBytes(value)) {
+    throw new E2EError('INVALID_ARGUMENT', `${name} must be a Uint8Array (over a buffer that is not detached)`);
+  }
   if (length !== undefined && value.length !== length) {
     throw new E2EError('INVALID_ARGUMENT', `${name} must be ${length} bytes, got ${value.length}`);
   }
 }
 
-/** Throws `INVALID_KEY` unless `key` is a Uint8Array of exactly `length` bytes. */
+/** Throws `INVALID_KEY` unless `key` is a Uint8Array of exactly `length` bytes (a detached view has 0). */
 export function assertKey(key: unknown, name: string, length: number): asserts key is Uint8Array {
-  if (!(key instanceof Uint8Array) || key.length !== length) {
-    const got = key instanceof Uint8Array ? `${key.length} bytes` : typeof key;
+  if (!isUsableBytes(key) || key.length !== length) {
+    const got = ArrayBuffer.isView(key) && key instanceof Uint8Array ? `${key.length} bytes` : typeof key;
     throw new E2EError('INVALID_KEY', `${name} must be ${length} bytes, got ${got}`);
   }
+}
+
+/**
+ * A plain `Uint8Array` over the same memory as `bytes` (no copy). A Node `Buffer`'s `slice` is a
+ * view; a plain array's `slice` copies, so parsers that keep parts of their input use this first.
+ */
+export function plainView(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
 }
 
 /** Concatenates byte arrays into a new array. */

@@ -1,8 +1,9 @@
 /** Ed25519 (RFC 8032) signatures and the conversion of Ed25519 keys to X25519, over libsodium. */
 import { E2EError } from '../errors';
-import { assertBytes, assertKey } from './bytes';
-import { scratch } from './heap';
-import { randomBytes } from './random';
+import { MAX_AEAD_INPUT_BYTES } from '../limits';
+import { assertBytes, assertKey, isUsableBytes } from './bytes';
+import { releaseLargeScratch, scratch } from './heap';
+import { randomSecretBytes } from './random';
 
 /** Bytes of an Ed25519 seed. */
 export const ED25519_SEED_BYTES = 32;
@@ -36,9 +37,9 @@ export function ed25519KeyPairFromSeed(seed: Uint8Array): Ed25519KeyPair {
   return pair;
 }
 
-/** A fresh Ed25519 key pair from the CSPRNG. */
+/** A fresh Ed25519 key pair; its seed is drawn from the platform CSPRNG directly (never the pool), then wiped. */
 export function ed25519KeyPair(): Ed25519KeyPair {
-  const seed = randomBytes(ED25519_SEED_BYTES);
+  const seed = randomSecretBytes(ED25519_SEED_BYTES);
   try {
     return ed25519KeyPairFromSeed(seed);
   } finally {
@@ -55,6 +56,7 @@ export function ed25519KeyPair(): Ed25519KeyPair {
 export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Array {
   assertKey(secretKey, 'Ed25519 secret key', ED25519_SECRET_KEY_BYTES);
   assertBytes(message, 'message');
+  if (message.length > MAX_AEAD_INPUT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `message above ${MAX_AEAD_INPUT_BYTES} bytes`);
   const { raw, ptr } = scratch(64 + 64 + 32 + 64 + message.length);
   const sig = ptr;
   const sk = ptr + 64;
@@ -69,11 +71,13 @@ export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Ar
   for (let i = 0; i < 32; i++) consistent |= heap[pk + i] ^ heap[sk + 32 + i];
   if (consistent !== 0) {
     heap.fill(0, ptr, m + message.length);
+    releaseLargeScratch();
     throw new E2EError('INVALID_KEY', 'the public half of the Ed25519 secret key does not belong to its seed');
   }
   raw._crypto_sign_detached(sig, 0, m, message.length, 0, sk);
   const out = heap.slice(sig, sig + 64);
   heap.fill(0, ptr, m + message.length);
+  releaseLargeScratch();
   return out;
 }
 
@@ -83,9 +87,9 @@ export function ed25519Sign(secretKey: Uint8Array, message: Uint8Array): Uint8Ar
  * types or lengths included — gives `false`, never an exception.
  */
 export function ed25519Verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
-  if (!(signature instanceof Uint8Array) || signature.length !== ED25519_SIGNATURE_BYTES) return false;
-  if (!(message instanceof Uint8Array)) return false;
-  if (!(publicKey instanceof Uint8Array) || publicKey.length !== ED25519_PUBLIC_KEY_BYTES) return false;
+  if (!isUsableBytes(signature) || signature.length !== ED25519_SIGNATURE_BYTES) return false;
+  if (!isUsableBytes(message) || message.length > MAX_AEAD_INPUT_BYTES) return false;
+  if (!isUsableBytes(publicKey) || publicKey.length !== ED25519_PUBLIC_KEY_BYTES) return false;
   const { raw, ptr } = scratch(64 + 32 + message.length);
   const heap = raw.HEAPU8;
   heap.set(signature, ptr);
@@ -93,6 +97,7 @@ export function ed25519Verify(signature: Uint8Array, message: Uint8Array, public
   heap.set(message, ptr + 96);
   const rc = raw._crypto_sign_verify_detached(ptr, ptr + 96, message.length, 0, ptr + 64);
   heap.fill(0, ptr, ptr + 96 + message.length);
+  releaseLargeScratch();
   return rc === 0;
 }
 

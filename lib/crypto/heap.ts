@@ -1,10 +1,21 @@
 /**
  * One scratch region in libsodium's WASM heap, reused by every primitive. JavaScript runs one call
- * at a time and no primitive re-enters another, so a single region is enough; it grows (never
- * shrinks) to the largest request and is wiped after every use that put secrets in it.
+ * at a time and no primitive re-enters another, so a single region is enough. It is wiped after
+ * every use that put secrets in it.
+ *
+ * Size: the region grows (doubling) up to {@link SCRATCH_WORKING_BYTES}, which covers every
+ * ordinary call; AEAD inputs above it (messages included) go through a fixed 64 KiB window
+ * (`aead-chunked.ts`) and never need more. A larger request can only come from HMAC, HKDF or
+ * Ed25519 over a large input (capped at 64 MiB before the heap is touched): it gets a block of
+ * exactly its size, and {@link releaseLargeScratch} gives that block back to libsodium's allocator
+ * when the call ends, so the region returns to its working size (WebAssembly memory itself never
+ * shrinks: such a call grows the module's memory once by about its size).
  */
 import { RawSodium, sodium } from '../sodium';
 import { E2EError } from '../errors';
+
+/** Largest scratch region kept between calls (256 KiB); larger ones are released after use. */
+export const SCRATCH_WORKING_BYTES = 256 * 1024;
 
 let base = 0;
 let capacity = 0;
@@ -21,13 +32,34 @@ export function scratch(size: number): { raw: RawSodium; ptr: number } {
   return { raw, ptr: base };
 }
 
-function grow(raw: RawSodium, size: number): void {
-  const want = Math.max(4096, size, capacity * 2);
-  if (owner === raw && base !== 0) {
-    raw.HEAPU8.fill(0, base, base + capacity);
-    raw._free(base);
+/**
+ * Releases the scratch region if a large call made it bigger than the working size (the caller
+ * has wiped what it used). One comparison on the common path.
+ * @internal
+ */
+export function releaseLargeScratch(): void {
+  if (capacity > SCRATCH_WORKING_BYTES) free();
+}
+
+/** Bytes of the scratch region now held (0 when none). @internal for tests. */
+export function scratchCapacity(): number {
+  return capacity;
+}
+
+function free(): void {
+  if (owner !== null && base !== 0) {
+    owner.HEAPU8.fill(0, base, base + capacity);
+    owner._free(base);
   }
-  // Forget the freed block before allocating, so a failed allocation leaves no dangling pointer.
+  // Forget the freed block before any new allocation, so a failed one leaves no dangling pointer.
+  base = 0;
+  capacity = 0;
+  owner = null;
+}
+
+function grow(raw: RawSodium, size: number): void {
+  const want = size > SCRATCH_WORKING_BYTES ? size : Math.min(SCRATCH_WORKING_BYTES, Math.max(4096, size, capacity * 2));
+  if (owner === raw) free();
   base = 0;
   capacity = 0;
   owner = null;

@@ -1,7 +1,8 @@
 /** HKDF-SHA256 (RFC 5869) over libsodium's `crypto_kdf_hkdf_sha256_extract` / `_expand`. */
 import { E2EError } from '../errors';
 import { assertBytes, assertKey } from './bytes';
-import { scratch } from './heap';
+import { releaseLargeScratch, scratch } from './heap';
+import { MAX_AEAD_INPUT_BYTES } from '../limits';
 
 /** Bytes of an HKDF-SHA256 pseudorandom key. */
 export const HKDF_SHA256_PRK_BYTES = 32;
@@ -12,6 +13,7 @@ export const HKDF_SHA256_MAX_BYTES = 255 * 32;
 export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
   assertBytes(salt, 'salt');
   assertBytes(ikm, 'ikm');
+  if (salt.length + ikm.length > MAX_AEAD_INPUT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `HKDF input above ${MAX_AEAD_INPUT_BYTES} bytes`);
   const { raw, ptr } = scratch(HKDF_SHA256_PRK_BYTES + salt.length + ikm.length);
   const s = ptr + HKDF_SHA256_PRK_BYTES;
   const i = s + salt.length;
@@ -21,6 +23,7 @@ export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
   raw._crypto_kdf_hkdf_sha256_extract(ptr, s, salt.length, i, ikm.length);
   const prk = heap.slice(ptr, ptr + HKDF_SHA256_PRK_BYTES);
   heap.fill(0, ptr, i + ikm.length);
+  releaseLargeScratch();
   return prk;
 }
 
@@ -28,6 +31,7 @@ export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
 export function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): Uint8Array {
   assertKey(prk, 'prk', HKDF_SHA256_PRK_BYTES);
   assertBytes(info, 'info');
+  if (info.length > MAX_AEAD_INPUT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `HKDF info above ${MAX_AEAD_INPUT_BYTES} bytes`);
   if (!Number.isInteger(length) || length < 0 || length > HKDF_SHA256_MAX_BYTES) {
     throw new E2EError('INVALID_ARGUMENT', `HKDF-SHA256 output length must be 0..${HKDF_SHA256_MAX_BYTES}`);
   }
@@ -43,6 +47,7 @@ export function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): U
   }
   const okm = heap.slice(out, out + length);
   heap.fill(0, ptr, out + length);
+  releaseLargeScratch();
   return okm;
 }
 

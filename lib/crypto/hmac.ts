@@ -2,7 +2,8 @@
 import { E2EError } from '../errors';
 import { assertBytes } from './bytes';
 import { RawSodium } from '../sodium';
-import { scratch } from './heap';
+import { releaseLargeScratch, scratch } from './heap';
+import { MAX_AEAD_INPUT_BYTES } from '../limits';
 
 /** Bytes in an HMAC-SHA256 tag. */
 export const HMAC_SHA256_BYTES = 32;
@@ -16,6 +17,8 @@ const STATE_BYTES = 208;
 export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
   assertBytes(key, 'key');
   assertBytes(data, 'data');
+  // Checked before the heap is touched, like every size cap.
+  if (key.length + data.length > MAX_AEAD_INPUT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `HMAC input above ${MAX_AEAD_INPUT_BYTES} bytes`);
   const { raw, ptr } = scratch(STATE_BYTES + HMAC_SHA256_BYTES + key.length + data.length);
   const out = ptr + STATE_BYTES;
   const k = out + HMAC_SHA256_BYTES;
@@ -28,6 +31,7 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
   raw._crypto_auth_hmacsha256_final(ptr, out);
   const tag = heap.slice(out, out + HMAC_SHA256_BYTES);
   heap.fill(0, ptr, m + data.length);
+  releaseLargeScratch();
   return tag;
 }
 
@@ -40,11 +44,11 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
  */
 export function chainKeyStep(chainKey: Uint8Array, messageKeyOut: Uint8Array, nextChainKeyOut: Uint8Array): void {
   // Checked inline: this is the per-message path (the assert helpers measurably cost more here).
-  if (!(chainKey instanceof Uint8Array) || chainKey.length !== 32) {
+  if (!(chainKey instanceof Uint8Array) || !ArrayBuffer.isView(chainKey) || chainKey.length !== 32) {
     throw new E2EError('INVALID_KEY', 'chain key must be 32 bytes');
   }
-  if (!(messageKeyOut instanceof Uint8Array) || messageKeyOut.length !== 32
-    || !(nextChainKeyOut instanceof Uint8Array) || nextChainKeyOut.length !== 32) {
+  if (!(messageKeyOut instanceof Uint8Array) || !ArrayBuffer.isView(messageKeyOut) || messageKeyOut.length !== 32
+    || !(nextChainKeyOut instanceof Uint8Array) || !ArrayBuffer.isView(nextChainKeyOut) || nextChainKeyOut.length !== 32) {
     throw new E2EError('INVALID_ARGUMENT', 'chain key step outputs must be 32-byte Uint8Arrays');
   }
   const { raw, ptr } = scratch(CHAIN_KEY_STEP_HEAP_BYTES);

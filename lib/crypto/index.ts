@@ -5,6 +5,7 @@ export * from './ed25519';
 export * from './hash';
 export * from './hkdf';
 export * from './hmac';
+export * from './input';
 export * from './json';
 export * from './message-aead';
 export * from './random';

@@ -1,6 +1,9 @@
-/** Random bytes from the platform CSPRNG (pooled, see `lib/entropy.ts`). */
+/**
+ * Random bytes from the platform CSPRNG: pooled for public values (`randomBytes`, nonces), direct
+ * for secrets (`randomSecretBytes`); see `lib/entropy.ts`.
+ */
 import { E2EError } from '../errors';
-import { fillRandom } from '../entropy';
+import { fillRandom, fillRandomSecret } from '../entropy';
 import { sodium } from '../sodium';
 import { assertBytes } from './bytes';
 
@@ -10,6 +13,19 @@ export function randomBytes(n: number): Uint8Array {
   if (!Number.isInteger(n) || n < 0 || n > 1 << 24) throw new E2EError('INVALID_ARGUMENT', 'invalid random length');
   const out = new Uint8Array(n);
   fillRandom(out);
+  return out;
+}
+
+/**
+ * `n` cryptographically secure random bytes for a secret (a private key, a seed, a symmetric key):
+ * drawn from the platform CSPRNG directly into the returned array, never through the pool, so no
+ * memory held these bytes before this call (0 ≤ n ≤ 2^24).
+ */
+export function randomSecretBytes(n: number): Uint8Array {
+  sodium();
+  if (!Number.isInteger(n) || n < 0 || n > 1 << 24) throw new E2EError('INVALID_ARGUMENT', 'invalid random length');
+  const out = new Uint8Array(n);
+  fillRandomSecret(out);
   return out;
 }
 

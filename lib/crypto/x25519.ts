@@ -2,7 +2,7 @@
 import { E2EError } from '../errors';
 import { assertKey } from './bytes';
 import { scratch } from './heap';
-import { randomBytes } from './random';
+import { randomSecretBytes } from './random';
 
 /** Bytes of an X25519 key (private or public) and of a shared secret. */
 export const X25519_BYTES = 32;
@@ -25,9 +25,9 @@ export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
   return pub;
 }
 
-/** A fresh X25519 key pair from the CSPRNG. */
+/** A fresh X25519 key pair; the private key is drawn from the platform CSPRNG straight into its own array. */
 export function x25519KeyPair(): X25519KeyPair {
-  const privateKey = randomBytes(X25519_BYTES);
+  const privateKey = randomSecretBytes(X25519_BYTES);
   return { privateKey, publicKey: x25519PublicKey(privateKey) };
 }
 
@@ -80,4 +80,27 @@ export function isCanonicalX25519PublicKey(publicKey: Uint8Array): boolean {
   let d = 0;
   for (let i = 0; i < 32; i++) d |= c[i] ^ publicKey[i];
   return d === 0;
+}
+
+/**
+ * Whether the 32 bytes of `bytes` at `offset` are a canonical X25519 public key, without allocating
+ * (the ratchet checks every header's key with it). Public values only: not constant time. Offsets
+ * are trusted (the caller checked the length).
+ * @internal
+ */
+export function isCanonicalX25519At(bytes: Uint8Array, offset: number): boolean {
+  const top = bytes[offset + 31];
+  if (top & 0x80) return false;
+  if (top !== 0x7f) return true;
+  // 0x7f…: ≥ p only for 2^255 − 19 … 2^255 − 1 (bytes 1–30 all 0xff, byte 0 ≥ 0xed).
+  for (let i = 1; i < 31; i++) if (bytes[offset + i] !== 0xff) return true;
+  return bytes[offset] < 0xed;
+}
+
+/** Throws `INVALID_KEY` unless `publicKey` is a 32-byte canonical X25519 public key (`name` says which). */
+export function assertCanonicalX25519PublicKey(publicKey: unknown, name: string): asserts publicKey is Uint8Array {
+  assertKey(publicKey, name, X25519_BYTES);
+  if (!isCanonicalX25519At(publicKey, 0)) {
+    throw new E2EError('INVALID_KEY', `${name} is not in canonical form (bit 255 set or value ≥ 2^255 − 19)`);
+  }
 }

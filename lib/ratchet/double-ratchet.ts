@@ -15,12 +15,13 @@ import { assertBytes, assertKey, memzero, readU32BE, toHex, writeU32BE } from '.
 import { openMessage, openMessageWithKey, sealMessage } from '../crypto/message-aead';
 import { fillRandomBytes } from '../crypto/random';
 import { chainKeyStep } from '../crypto/hmac';
-import { X25519KeyPair, x25519, x25519KeyPair } from '../crypto/x25519';
+import { X25519KeyPair, assertCanonicalX25519PublicKey, isCanonicalX25519At, x25519, x25519KeyPair } from '../crypto/x25519';
 import { HEADER_BYTES } from './header';
 import { kdfRootKey } from './kdf';
 import { ENVELOPE_PREFIX_BYTES, EncryptedMessage, MAX_ENVELOPE_BYTES, MIN_ENVELOPE_BYTES } from './message';
 import { SkippedKey } from './skipped-keys';
-import { MAX_RETIRED_REMOTE_KEYS, RatchetLimits, RatchetState } from './state';
+import { MAX_RETIRED_REMOTE_KEYS, RatchetLimits, RatchetState, resolveLimits } from './state';
+import { isInstance, readFields, readOptions, typed } from '../crypto/input';
 
 const EMPTY = new Uint8Array(0);
 const NONCE_BYTES = 12;
@@ -32,6 +33,26 @@ export const MAX_RATCHET_AD_BYTES = 1024 * 1024;
 function assertAd(ad: unknown): asserts ad is Uint8Array {
   assertBytes(ad, 'associated data');
   if (ad.length > MAX_RATCHET_AD_BYTES) throw new E2EError('INVALID_ARGUMENT', 'associated data above 1 MiB');
+}
+
+/** The option names of {@link RatchetOptions}. */
+const RATCHET_OPTION_KEYS = ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now'] as const;
+
+/** The clock option: a function, or `undefined` for `Date.now`; `INVALID_ARGUMENT` otherwise. */
+function resolveClock(now: unknown): () => number {
+  if (now === undefined || now === null) return Date.now;
+  if (typeof now !== 'function') throw new E2EError('INVALID_ARGUMENT', 'now must be a function returning milliseconds');
+  return now as () => number;
+}
+
+/**
+ * Checks ratchet options (limits and clock) without using them, so a caller can refuse bad
+ * options before it spends anything (a one-time pre-key); `INVALID_ARGUMENT` on a bad value.
+ */
+export function checkRatchetOptions(opts: unknown): void {
+  const f = readOptions(opts, RATCHET_OPTION_KEYS, 'ratchet options');
+  resolveLimits(f as Partial<RatchetLimits>);
+  resolveClock(f.now);
 }
 
 /** Options of a ratchet: its limits and, for tests, its clock. */
@@ -55,9 +76,10 @@ function keyAt(env: Uint8Array, offset: number, key: Uint8Array): boolean {
 
 function parse(message: EncryptedMessage | Uint8Array): Incoming {
   // An EncryptedMessage is decrypted through its envelope: one code path, the header bytes as sent.
-  const env: unknown = message instanceof EncryptedMessage ? message.serialize() : message;
-  // isView, not instanceof: an object made from Uint8Array.prototype without a buffer must not pass.
-  if (!(env instanceof Uint8Array) || !ArrayBuffer.isView(env)) {
+  // isView first (it runs no Proxy trap, and bytes are the common case); an object made from
+  // Uint8Array.prototype without a buffer is no view.
+  const env: unknown = ArrayBuffer.isView(message) ? message : isInstance(message, EncryptedMessage) ? message.serialize() : message;
+  if (!ArrayBuffer.isView(env) || !(env instanceof Uint8Array)) {
     throw new E2EError('MALFORMED_MESSAGE', 'message must be an EncryptedMessage or its serialized bytes');
   }
   if (env.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
@@ -79,50 +101,66 @@ export class DoubleRatchet {
   #remoteHexOf: Uint8Array | null = null;
   #remoteHexValue = '';
 
-  /** A ratchet over an existing (e.g. restored) state. */
+  /** A ratchet over an existing (e.g. restored) state; `opts.now` is its clock (default `Date.now`). */
   constructor(state: RatchetState, opts: { now?: () => number } = {}) {
-    if (!(state instanceof RatchetState)) throw new E2EError('INVALID_ARGUMENT', 'state must be a RatchetState');
+    if (!isInstance(state, RatchetState)) throw new E2EError('INVALID_ARGUMENT', 'state must be a RatchetState');
     this.state = state;
-    this.#now = opts.now ?? Date.now;
+    this.#now = resolveClock(readOptions(opts, ['now'] as const, 'ratchet options').now);
   }
 
   /**
    * The initiator's ratchet: `DHs` = new pair, `(RK, CKs) = KDF_RK(SK, DH(DHs, SPK_B))`, `DHr = SPK_B`.
+   * Everything is checked before any work (`INVALID_KEY`, `INVALID_ARGUMENT`); the state copies what it keeps.
    * @example
    * const alice = DoubleRatchet.initSender({ sharedSecret: x3dh.sharedSecret, remoteDhPublic: bundle.signedPreKey });
    */
   static initSender(p: { sharedSecret: Uint8Array; remoteDhPublic: Uint8Array } & RatchetOptions): DoubleRatchet {
-    if (typeof p !== 'object' || p === null) throw new E2EError('INVALID_ARGUMENT', 'initSender needs its parameters');
-    assertKey(p.sharedSecret, 'shared secret', 32);
-    assertKey(p.remoteDhPublic, 'remote ratchet public key', 32);
+    const f = readFields(p, ['sharedSecret', 'remoteDhPublic', ...RATCHET_OPTION_KEYS] as const, 'initSender parameters');
+    assertKey(f.sharedSecret, 'shared secret', 32);
+    assertCanonicalX25519PublicKey(f.remoteDhPublic, 'remote ratchet public key');
+    const limits = resolveLimits(f as Partial<RatchetLimits>);
+    const now = resolveClock(f.now);
     const dhSelf = x25519KeyPair();
-    const dh = x25519(dhSelf.privateKey, p.remoteDhPublic);
-    const { rootKey, chainKey } = kdfRootKey(p.sharedSecret, dh);
-    memzero(dh);
-    const state = new RatchetState({
-      dhSelf, dhRemote: Uint8Array.from(p.remoteDhPublic), rootKey, chainKeySend: chainKey, chainKeyRecv: null, limits: p,
-    });
-    return new DoubleRatchet(state, p);
+    let dh: Uint8Array | null = null;
+    let next: { rootKey: Uint8Array; chainKey: Uint8Array } | null = null;
+    try {
+      dh = x25519(dhSelf.privateKey, f.remoteDhPublic);
+      next = kdfRootKey(f.sharedSecret, dh);
+      // The state copies what it keeps (the caller's remoteDhPublic included); ours are wiped.
+      const state = new RatchetState({
+        dhSelf, dhRemote: f.remoteDhPublic, rootKey: next.rootKey, chainKeySend: next.chainKey, chainKeyRecv: null, limits,
+      });
+      return new DoubleRatchet(state, { now });
+    } finally {
+      memzero(dhSelf.privateKey);
+      memzero(dh);
+      memzero(next?.rootKey);
+      memzero(next?.chainKey);
+    }
   }
 
   /**
    * The responder's ratchet: `DHs` = its signed pre-key pair, `RK = SK`; it can send only after
-   * its first message arrived. The key pair is copied (closing the session does not wipe the
-   * key manager's signed pre-key).
+   * its first message arrived. The key pair and the secret are copied (closing the session does
+   * not wipe the key manager's signed pre-key, and the caller may wipe its arrays).
    */
   static initReceiver(p: { sharedSecret: Uint8Array; dhKeyPair: X25519KeyPair | readonly [Uint8Array, Uint8Array] } & RatchetOptions): DoubleRatchet {
-    if (typeof p !== 'object' || p === null) throw new E2EError('INVALID_ARGUMENT', 'initReceiver needs its parameters');
-    assertKey(p.sharedSecret, 'shared secret', 32);
-    const pair = Array.isArray(p.dhKeyPair)
-      ? { privateKey: p.dhKeyPair[0] as Uint8Array, publicKey: p.dhKeyPair[1] as Uint8Array }
-      : (p.dhKeyPair as X25519KeyPair);
-    assertKey(pair?.privateKey, 'ratchet private key', 32);
-    assertKey(pair?.publicKey, 'ratchet public key', 32);
+    const f = readFields(p, ['sharedSecret', 'dhKeyPair', ...RATCHET_OPTION_KEYS] as const, 'initReceiver parameters');
+    assertKey(f.sharedSecret, 'shared secret', 32);
+    const pair = typed(() => {
+      const kp = f.dhKeyPair as X25519KeyPair | readonly [Uint8Array, Uint8Array];
+      if (Array.isArray(kp)) return { privateKey: kp[0] as unknown, publicKey: kp[1] as unknown };
+      return readFields(kp, ['privateKey', 'publicKey'] as const, 'dhKeyPair', 'INVALID_KEY');
+    }, 'INVALID_KEY', 'dhKeyPair');
+    assertKey(pair.privateKey, 'ratchet private key', 32);
+    assertCanonicalX25519PublicKey(pair.publicKey, 'ratchet public key');
+    const limits = resolveLimits(f as Partial<RatchetLimits>);
+    const now = resolveClock(f.now);
     const state = new RatchetState({
-      dhSelf: { privateKey: Uint8Array.from(pair.privateKey), publicKey: Uint8Array.from(pair.publicKey) },
-      dhRemote: null, rootKey: Uint8Array.from(p.sharedSecret), chainKeySend: null, chainKeyRecv: null, limits: p,
+      dhSelf: { privateKey: pair.privateKey, publicKey: pair.publicKey },
+      dhRemote: null, rootKey: f.sharedSecret, chainKeySend: null, chainKeyRecv: null, limits,
     });
-    return new DoubleRatchet(state, p);
+    return new DoubleRatchet(state, { now });
   }
 
   /**
@@ -163,6 +201,8 @@ export class DoubleRatchet {
     const m = parse(message);
     if (m.n >= MAX_COUNTER) throw new E2EError('MALFORMED_MESSAGE', 'message number out of range');
     const st = this.state;
+    // Raw comparisons below equal comparisons of canonical forms: every remembered ratchet key is
+    // canonical (checked on init and restore, and a non-canonical one never starts a chain).
     const onCurrentChain = st.dhRemote !== null && keyAt(m.env, 4, st.dhRemote);
     // Hex of a ratchet key that is not the current one, made at most once per message.
     let otherHex = '';
@@ -250,12 +290,16 @@ export class DoubleRatchet {
         this.#stageSkipped(work, st.recvMessageNumber, m.pn, st.dhRemote as Uint8Array, now, staged);
         memzero(work);
       }
-      const remote = m.env.slice(4, 36);
+      // Our own copy (a Buffer's slice would be a view of the caller's memory).
+      const remote = Uint8Array.from(m.env.subarray(4, 36));
       try {
         dh1 = x25519(st.dhSelf.privateKey, remote);
       } catch {
         throw new E2EError('MALFORMED_MESSAGE', 'invalid (low-order) ratchet key in header');
       }
+      // Bit 255 set or ≥ p: the same curve key as its canonical form, so it could be a remembered
+      // (old or current) key in disguise. No honest sender makes one; it never starts a chain.
+      if (!isCanonicalX25519At(remote, 0)) throw new E2EError('DECRYPT_FAILED', 'non-canonical ratchet key in header');
       next = kdfRootKey(st.rootKey, dh1);
       this.#stageSkipped(next.chainKey, 0, m.n, remote, now, staged);
       const pt = openMessage(next.chainKey, next.chainKey, m.env, ad);

@@ -1,6 +1,7 @@
 /** The 40-byte message header: `ratchet public key(32) ‖ u32be(PN) ‖ u32be(N)`. */
 import { E2EError } from '../errors';
-import { readU32BE, writeU32BE } from '../crypto';
+import { isUsableBytes, readU32BE, writeU32BE } from '../crypto/bytes';
+import { readFields } from '../crypto/input';
 
 /** Bytes of an encoded header. */
 export const HEADER_BYTES = 40;
@@ -21,9 +22,8 @@ function isU32(n: unknown): n is number {
 
 /** Checks a header object's types and ranges; `MALFORMED_MESSAGE` otherwise. */
 export function assertHeader(h: unknown): asserts h is MessageHeader {
-  if (typeof h !== 'object' || h === null) throw new E2EError('MALFORMED_MESSAGE', 'header must be an object');
-  const o = h as Record<string, unknown>;
-  if (!(o.dhPublicKey instanceof Uint8Array) || o.dhPublicKey.length !== 32) {
+  const o = readFields(h, ['dhPublicKey', 'previousChainLength', 'messageNumber'] as const, 'header', 'MALFORMED_MESSAGE');
+  if (!isUsableBytes(o.dhPublicKey) || o.dhPublicKey.length !== 32) {
     throw new E2EError('MALFORMED_MESSAGE', 'header ratchet key must be 32 bytes');
   }
   if (!isU32(o.previousChainLength) || !isU32(o.messageNumber)) {
@@ -31,8 +31,21 @@ export function assertHeader(h: unknown): asserts h is MessageHeader {
   }
 }
 
-/** Writes the 40-byte form of `header` into `out` at `offset`. */
+/**
+ * Writes the 40-byte form of `header` into `out` at `offset`. `MALFORMED_MESSAGE` for a bad header,
+ * `INVALID_ARGUMENT` when the 40 bytes do not fit in `out` there; nothing is written then.
+ */
 export function writeHeader(header: MessageHeader, out: Uint8Array, offset: number): void {
+  const h = readFields(header, ['dhPublicKey', 'previousChainLength', 'messageNumber'] as const, 'header', 'MALFORMED_MESSAGE');
+  assertHeader(h);
+  if (!isUsableBytes(out)) throw new E2EError('INVALID_ARGUMENT', 'out must be a Uint8Array');
+  if (!Number.isInteger(offset) || offset < 0 || offset > out.length - HEADER_BYTES) {
+    throw new E2EError('INVALID_ARGUMENT', 'header does not fit at that offset');
+  }
+  put(h, out, offset);
+}
+
+function put(header: MessageHeader, out: Uint8Array, offset: number): void {
   out.set(header.dhPublicKey, offset);
   writeU32BE(out, offset + 32, header.previousChainLength);
   writeU32BE(out, offset + 36, header.messageNumber);
@@ -40,15 +53,16 @@ export function writeHeader(header: MessageHeader, out: Uint8Array, offset: numb
 
 /** The 40-byte form of `header`. */
 export function encodeHeader(header: MessageHeader): Uint8Array {
-  assertHeader(header);
+  const h = readFields(header, ['dhPublicKey', 'previousChainLength', 'messageNumber'] as const, 'header', 'MALFORMED_MESSAGE');
+  assertHeader(h);
   const out = new Uint8Array(HEADER_BYTES);
-  writeHeader(header, out, 0);
+  put(h, out, 0);
   return out;
 }
 
 /** Parses 40 bytes as a header (the key is copied); `MALFORMED_MESSAGE` on a wrong length. */
 export function decodeHeader(bytes: Uint8Array): MessageHeader {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== HEADER_BYTES) {
+  if (!isUsableBytes(bytes) || bytes.length !== HEADER_BYTES) {
     throw new E2EError('MALFORMED_MESSAGE', `header must be ${HEADER_BYTES} bytes`);
   }
   return { dhPublicKey: bytes.slice(0, 32), previousChainLength: readU32BE(bytes, 32), messageNumber: readU32BE(bytes, 36) };

@@ -5,7 +5,9 @@
  * is computed once) from message number to key, and in a queue in the order they were stored, so
  * the oldest is evicted first and expiry looks only at the front.
  */
-import { memzero, toHex } from '../crypto/bytes';
+import { E2EError } from '../errors';
+import { assertKey, memzero, toHex } from '../crypto/bytes';
+import { readFields } from '../crypto/input';
 
 /** One skipped message key. */
 export interface SkippedKey {
@@ -26,10 +28,19 @@ interface Entry extends SkippedKey {
   live: boolean;
 }
 
+/** Whether `a` holds the 32 bytes of `b` (public values). */
+function sameBytes(a: Uint8Array | null, b: Uint8Array): boolean {
+  if (a === null) return false;
+  for (let i = 0; i < 32; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Skipped message keys, oldest first. */
 export class SkippedKeys {
   readonly #chains = new Map<string, Map<number, Entry>>();
   #queue: Entry[] = [];
+  // Our copy of the last ratchet key passed to add.
+  #lastDh: Uint8Array | null = null;
   #head = 0;
   #size = 0;
 
@@ -63,9 +74,30 @@ export class SkippedKeys {
 
   /**
    * Stores a key (`chain` = hex of its ratchet key, when the caller has it), evicting and wiping
-   * the oldest so that at most `max` remain.
+   * the oldest so that at most `max` remain. The cache takes ownership of `messageKey` (it wipes
+   * that very array on eviction, expiry, delete and wipe: the caller must not reuse it); the
+   * public ratchet key is copied. `INVALID_KEY` / `INVALID_ARGUMENT` on a bad key, limit or chain.
    */
-  add(key: SkippedKey, max: number, chain: string = toHex(key.dhPublicKey)): void {
+  add(input: SkippedKey, max: number, chain?: string): void {
+    const k = readFields(input, ['dhPublicKey', 'messageNumber', 'messageKey', 'storedAt'] as const, 'skipped key');
+    assertKey(k.dhPublicKey, 'skipped key ratchet key', 32);
+    assertKey(k.messageKey, 'skipped message key', 32);
+    if (typeof k.messageNumber !== 'number' || !Number.isInteger(k.messageNumber) || k.messageNumber < 0 || k.messageNumber > 0xffffffff) {
+      throw new E2EError('INVALID_ARGUMENT', 'skipped key number must be an integer in [0, 2^32)');
+    }
+    if (typeof k.storedAt !== 'number' || !Number.isFinite(k.storedAt)) throw new E2EError('INVALID_ARGUMENT', 'storedAt must be a finite number');
+    if (!Number.isInteger(max) || max < 0) throw new E2EError('INVALID_ARGUMENT', 'max must be a non-negative integer');
+    if (chain !== undefined && typeof chain !== 'string') throw new E2EError('INVALID_ARGUMENT', 'chain must be a hex string');
+    // One copy of a chain's ratchet key for all of its entries (the ratchet adds them chain by chain).
+    if (!sameBytes(this.#lastDh, k.dhPublicKey)) this.#lastDh = Uint8Array.from(k.dhPublicKey);
+    const key: SkippedKey = {
+      dhPublicKey: this.#lastDh as Uint8Array, messageNumber: k.messageNumber, messageKey: k.messageKey,
+      storedAt: k.storedAt,
+    };
+    this.#add(key, max, chain ?? toHex(key.dhPublicKey));
+  }
+
+  #add(key: SkippedKey, max: number, chain: string): void {
     // Replace first: deleting a chain's last key drops its map, so fetch the map only afterwards.
     if (this.#chains.get(chain)?.has(key.messageNumber)) this.delete(chain, key.messageNumber);
     let byNumber = this.#chains.get(chain);
@@ -83,8 +115,9 @@ export class SkippedKeys {
     while (this.#size > max) this.#deleteOldest();
   }
 
-  /** Deletes (and wipes) every key stored before `cutoff` (ms since the epoch). */
+  /** Deletes (and wipes) every key stored before `cutoff` (ms since the epoch); `INVALID_ARGUMENT` unless a number. */
   expireBefore(cutoff: number): void {
+    if (typeof cutoff !== 'number' || Number.isNaN(cutoff)) throw new E2EError('INVALID_ARGUMENT', 'cutoff must be a number');
     for (let e = this.#front(); e !== undefined && e.storedAt < cutoff; e = this.#front()) {
       this.delete(e.chain, e.messageNumber);
     }
@@ -102,6 +135,7 @@ export class SkippedKeys {
     this.#queue = [];
     this.#head = 0;
     this.#size = 0;
+    this.#lastDh = null;
   }
 
   /** The oldest live entry, dropping dead ones from the queue. */

@@ -6,6 +6,9 @@
 import { E2EError } from '../errors';
 import { DEFAULT_MAX_SKIP, DEFAULT_MAX_SKIPPED_KEYS, MAX_COUNTER } from '../limits';
 import { X25519KeyPair, fromHex, memzero, readU32BE, toHex, writeU32BE, x25519PublicKey } from '../crypto';
+import { assertKey, constantTimeEqual, isUsableBytes, plainView } from '../crypto/bytes';
+import { readFields, readOptions, typed } from '../crypto/input';
+import { assertCanonicalX25519PublicKey, isCanonicalX25519At } from '../crypto/x25519';
 import { SkippedKeys, skippedKeyId } from './skipped-keys';
 
 /** Default age after which a skipped message key is deleted: 7 days. */
@@ -52,8 +55,18 @@ function asMalformed<T>(f: () => T): T {
   }
 }
 
-/** Checks and fills in limits; `INVALID_ARGUMENT` on a bad value. */
-export function resolveLimits(opts: Partial<RatchetLimits> = {}): RatchetLimits {
+/** Lets this module's parsers hand over arrays they made themselves, without another copy. */
+const ADOPT: unique symbol = Symbol('adopt');
+
+/** The fields of a new {@link RatchetState}. */
+export interface RatchetStateInit {
+  dhSelf: X25519KeyPair; dhRemote: Uint8Array | null; rootKey: Uint8Array;
+  chainKeySend: Uint8Array | null; chainKeyRecv: Uint8Array | null; limits?: Partial<RatchetLimits>;
+}
+
+/** Checks and fills in limits (`undefined` or `null` = all defaults); `INVALID_ARGUMENT` on a bad value. */
+export function resolveLimits(limits: Partial<RatchetLimits> | null = {}): RatchetLimits {
+  const opts = readOptions(limits, ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs'] as const, 'limits') as Partial<RatchetLimits>;
   const maxSkip = opts.maxSkip ?? DEFAULT_MAX_SKIP;
   const maxSkippedKeys = opts.maxSkippedKeys ?? DEFAULT_MAX_SKIPPED_KEYS;
   const age = opts.skippedKeyMaxAgeMs === undefined ? DEFAULT_SKIPPED_KEY_MAX_AGE_MS : opts.skippedKeyMaxAgeMs;
@@ -94,20 +107,32 @@ export class RatchetState {
   /** The limits, persisted with the state. */
   readonly limits: RatchetLimits;
 
-  constructor(init: {
-    dhSelf: X25519KeyPair; dhRemote: Uint8Array | null; rootKey: Uint8Array;
-    chainKeySend: Uint8Array | null; chainKeyRecv: Uint8Array | null; limits?: Partial<RatchetLimits>;
-  }) {
-    this.dhSelf = init.dhSelf;
-    this.dhRemote = init.dhRemote;
-    this.rootKey = init.rootKey;
-    this.chainKeySend = init.chainKeySend;
-    this.chainKeyRecv = init.chainKeyRecv;
-    this.limits = resolveLimits(init.limits);
+  /**
+   * A state from its fields. Every array is checked (`INVALID_KEY`; the remote key must be
+   * canonical) and copied, so the caller's buffers can be reused or wiped afterwards.
+   */
+  constructor(init: RatchetStateInit, adopt?: typeof ADOPT) {
+    const f = readFields(init, ['dhSelf', 'dhRemote', 'rootKey', 'chainKeySend', 'chainKeyRecv', 'limits'] as const, 'ratchet state');
+    const self = readFields(f.dhSelf, ['privateKey', 'publicKey'] as const, 'dhSelf', 'INVALID_KEY');
+    assertKey(self.privateKey, 'dhSelf.privateKey', 32);
+    assertKey(self.publicKey, 'dhSelf.publicKey', 32);
+    if (f.dhRemote !== null) assertCanonicalX25519PublicKey(f.dhRemote, 'dhRemote');
+    assertKey(f.rootKey, 'rootKey', 32);
+    if (f.chainKeySend !== null) assertKey(f.chainKeySend, 'chainKeySend', 32);
+    if (f.chainKeyRecv !== null) assertKey(f.chainKeyRecv, 'chainKeyRecv', 32);
+    this.limits = resolveLimits(f.limits as Partial<RatchetLimits> | undefined);
+    const own = adopt === ADOPT ? (b: Uint8Array): Uint8Array => b : (b: Uint8Array): Uint8Array => Uint8Array.from(b);
+    const ownOrNull = (b: Uint8Array | null): Uint8Array | null => (b === null ? null : own(b));
+    this.dhSelf = { privateKey: own(self.privateKey), publicKey: own(self.publicKey) };
+    this.dhRemote = ownOrNull(f.dhRemote);
+    this.rootKey = own(f.rootKey);
+    this.chainKeySend = ownOrNull(f.chainKeySend);
+    this.chainKeyRecv = ownOrNull(f.chainKeyRecv);
   }
 
   /** The reference's dict form: exactly its keys (`includeLimits` adds `max_skip` and `max_skipped_keys`). */
-  toDict(opts: { includeLimits?: boolean } = {}): RatchetStateDict {
+  toDict(options: { includeLimits?: boolean } = {}): RatchetStateDict {
+    const opts = readOptions(options, ['includeLimits'] as const, 'toDict options');
     const hexOrNull = (b: Uint8Array | null): string | null => (b === null ? null : toHex(b));
     const skipped: Record<string, string> = {};
     for (const k of this.skippedKeys.values()) skipped[skippedKeyId(k.dhPublicKey, k.messageNumber)] = toHex(k.messageKey);
@@ -134,12 +159,23 @@ export class RatchetState {
    * A state from the reference's dict form (or ours, with limits). Limits come from `limits`, else
    * from the dict, else the defaults. `MALFORMED_MESSAGE` on any defect.
    */
-  static fromDict(d: RatchetStateDict, limits: Partial<RatchetLimits> = {}): RatchetState {
-    if (typeof d !== 'object' || d === null) throw new E2EError('MALFORMED_MESSAGE', 'state must be an object');
+  static fromDict(dict: RatchetStateDict, limits: Partial<RatchetLimits> = {}): RatchetState {
+    const d = readFields(dict, [
+      'dh_self_private', 'dh_self_public', 'dh_remote_public', 'root_key', 'chain_key_send', 'chain_key_recv',
+      'send_message_number', 'recv_message_number', 'previous_send_chain_length', 'skipped_keys', 'max_skip', 'max_skipped_keys',
+    ] as const, 'state', 'MALFORMED_MESSAGE');
+    const lim = asMalformed(() => readOptions(limits, ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs'] as const, 'limits'));
+    const made: Uint8Array[] = [];
     const key = (v: unknown, name: string): Uint8Array => {
-      if (typeof v !== 'string') throw new E2EError('MALFORMED_MESSAGE', `${name} must be a hex string`);
+      // Length first: a hostile string is refused before any decoding.
+      if (typeof v !== 'string' || v.length !== 64) throw new E2EError('MALFORMED_MESSAGE', `${name} must be 32 bytes of hex`);
       const b = fromHex(v);
-      if (b.length !== 32) throw new E2EError('MALFORMED_MESSAGE', `${name} must be 32 bytes`);
+      made.push(b);
+      return b;
+    };
+    const remoteKey = (v: unknown, name: string): Uint8Array => {
+      const b = key(v, name);
+      if (!isCanonicalX25519At(b, 0)) throw new E2EError('MALFORMED_MESSAGE', `${name} is not a canonical X25519 key`);
       return b;
     };
     const opt = (v: unknown, name: string): Uint8Array | null => (v === null || v === undefined ? null : key(v, name));
@@ -149,40 +185,53 @@ export class RatchetState {
       }
       return v;
     };
-    const privateKey = key(d.dh_self_private, 'dh_self_private');
-    const publicKey = key(d.dh_self_public, 'dh_self_public');
-    if (toHex(x25519PublicKey(privateKey)) !== toHex(publicKey)) {
-      throw new E2EError('MALFORMED_MESSAGE', 'dh_self_public does not match dh_self_private');
+    try {
+      const privateKey = key(d.dh_self_private, 'dh_self_private');
+      const publicKey = key(d.dh_self_public, 'dh_self_public');
+      const derived = x25519PublicKey(privateKey);
+      const matches = constantTimeEqual(derived, publicKey);
+      memzero(derived);
+      if (!matches) throw new E2EError('MALFORMED_MESSAGE', 'dh_self_public does not match dh_self_private');
+      const s = asMalformed(() => new RatchetState({
+        dhSelf: { privateKey, publicKey },
+        dhRemote: d.dh_remote_public === null || d.dh_remote_public === undefined ? null : remoteKey(d.dh_remote_public, 'dh_remote_public'),
+        rootKey: key(d.root_key, 'root_key'),
+        chainKeySend: opt(d.chain_key_send, 'chain_key_send'),
+        chainKeyRecv: opt(d.chain_key_recv, 'chain_key_recv'),
+        limits: {
+          maxSkip: (lim.maxSkip ?? d.max_skip) as number | undefined,
+          maxSkippedKeys: (lim.maxSkippedKeys ?? d.max_skipped_keys) as number | undefined,
+          skippedKeyMaxAgeMs: lim.skippedKeyMaxAgeMs as number | null | undefined,
+        },
+      }, ADOPT));
+      s.sendMessageNumber = count(d.send_message_number, 'send_message_number');
+      s.recvMessageNumber = count(d.recv_message_number, 'recv_message_number');
+      s.previousSendChainLength = count(d.previous_send_chain_length, 'previous_send_chain_length');
+      const skipped = d.skipped_keys ?? {};
+      if (typeof skipped !== 'object' || skipped === null) throw new E2EError('MALFORMED_MESSAGE', 'skipped_keys must be an object');
+      const entries = typed(() => {
+        const names = Object.keys(skipped);
+        if (names.length > MAX_SKIPPED_KEYS_LIMIT) throw new E2EError('MALFORMED_MESSAGE', 'too many skipped keys');
+        return names.map((n) => [n, (skipped as Record<string, unknown>)[n]] as const);
+      }, 'MALFORMED_MESSAGE', 'skipped_keys');
+      const now = Date.now();
+      for (const [id, mk] of entries) {
+        const m = /^([0-9a-f]{64}):(\d{1,10})$/.exec(id);
+        if (!m) throw new E2EError('MALFORMED_MESSAGE', 'bad skipped key id');
+        const messageKey = key(mk, 'skipped key');
+        s.skippedKeys.add(
+          {
+            dhPublicKey: remoteKey(m[1], 'skipped key ratchet key'), messageNumber: count(Number(m[2]), 'skipped key number'),
+            messageKey, storedAt: now,
+          },
+          MAX_SKIPPED_KEYS_LIMIT,
+        );
+      }
+      return s;
+    } catch (e) {
+      made.forEach((b) => memzero(b));
+      throw e;
     }
-    const s = asMalformed(() => new RatchetState({
-      dhSelf: { privateKey, publicKey },
-      dhRemote: opt(d.dh_remote_public, 'dh_remote_public'),
-      rootKey: key(d.root_key, 'root_key'),
-      chainKeySend: opt(d.chain_key_send, 'chain_key_send'),
-      chainKeyRecv: opt(d.chain_key_recv, 'chain_key_recv'),
-      limits: {
-        maxSkip: limits.maxSkip ?? d.max_skip,
-        maxSkippedKeys: limits.maxSkippedKeys ?? d.max_skipped_keys,
-        skippedKeyMaxAgeMs: limits.skippedKeyMaxAgeMs,
-      },
-    }));
-    s.sendMessageNumber = count(d.send_message_number, 'send_message_number');
-    s.recvMessageNumber = count(d.recv_message_number, 'recv_message_number');
-    s.previousSendChainLength = count(d.previous_send_chain_length, 'previous_send_chain_length');
-    const skipped = d.skipped_keys ?? {};
-    if (typeof skipped !== 'object' || skipped === null) throw new E2EError('MALFORMED_MESSAGE', 'skipped_keys must be an object');
-    const entries = Object.entries(skipped);
-    if (entries.length > MAX_SKIPPED_KEYS_LIMIT) throw new E2EError('MALFORMED_MESSAGE', 'too many skipped keys');
-    const now = Date.now();
-    for (const [id, mk] of entries) {
-      const m = /^([0-9a-f]{64}):(\d{1,10})$/.exec(id);
-      if (!m) throw new E2EError('MALFORMED_MESSAGE', 'bad skipped key id');
-      s.skippedKeys.add(
-        { dhPublicKey: fromHex(m[1]), messageNumber: count(Number(m[2]), 'skipped key number'), messageKey: key(mk, 'skipped key'), storedAt: now },
-        MAX_SKIPPED_KEYS_LIMIT,
-      );
-    }
-    return s;
   }
 
   /**
@@ -239,10 +288,14 @@ export class RatchetState {
 
   /**
    * A state from {@link toBytes}; `MALFORMED_MESSAGE` on any defect (never a crash). The bytes are
-   * trusted to be our own (the stores authenticate them); the public key is not recomputed.
+   * trusted to be our own (the stores authenticate them); the public key is not recomputed. Every
+   * part is copied out of `bytes` (a Node `Buffer` included), so the caller may reuse or wipe it.
    */
-  static fromBytes(bytes: Uint8Array): RatchetState {
-    if (!(bytes instanceof Uint8Array)) throw new E2EError('MALFORMED_MESSAGE', 'state must be a Uint8Array');
+  static fromBytes(input: Uint8Array): RatchetState {
+    if (!isUsableBytes(input)) throw new E2EError('MALFORMED_MESSAGE', 'state must be a Uint8Array');
+    // A plain view: its slice copies (a Buffer's would be a view of the caller's memory).
+    const bytes = plainView(input);
+    const taken: Uint8Array[] = [];
     const bad = (why: string): E2EError => new E2EError('MALFORMED_MESSAGE', `bad ratchet state: ${why}`);
     if (bytes.length < 5 || bytes[0] !== 0x41 || bytes[1] !== 0x4d || bytes[2] !== 0x52) throw bad('not a ratchet state');
     if (bytes[3] !== 0x01) throw bad(`unknown version ${bytes[3]}`);
@@ -254,7 +307,13 @@ export class RatchetState {
     const take = (n: number): Uint8Array => {
       need(n);
       const b = bytes.slice(off, off + n);
+      taken.push(b);
       off += n;
+      return b;
+    };
+    const takeRemote = (what: string): Uint8Array => {
+      const b = take(32);
+      if (!isCanonicalX25519At(b, 0)) throw bad(`${what} is not a canonical X25519 key`);
       return b;
     };
     const u32 = (): number => {
@@ -263,48 +322,53 @@ export class RatchetState {
       off += 4;
       return v;
     };
-    const flags = bytes[4];
-    if (flags & ~7) throw bad('unknown flags');
-    const privateKey = take(32);
-    const publicKey = take(32);
-    const dhRemote = flags & 1 ? take(32) : null;
-    const rootKey = take(32);
-    const chainKeySend = flags & 2 ? take(32) : null;
-    const chainKeyRecv = flags & 4 ? take(32) : null;
-    const ns = u32();
-    const nr = u32();
-    const pn = u32();
-    const maxSkip = u32();
-    const maxSkippedKeys = u32();
-    need(8);
-    const age = view.getFloat64(off);
-    off += 8;
-    const s = asMalformed(() => new RatchetState({
-      dhSelf: { privateKey, publicKey },
-      dhRemote, rootKey, chainKeySend, chainKeyRecv,
-      limits: { maxSkip, maxSkippedKeys, skippedKeyMaxAgeMs: age === 0 ? null : age },
-    }));
-    s.sendMessageNumber = ns;
-    s.recvMessageNumber = nr;
-    s.previousSendChainLength = pn;
-    need(1);
-    const nRetired = bytes[off++];
-    if (nRetired > MAX_RETIRED_REMOTE_KEYS) throw bad('too many retired keys');
-    for (let i = 0; i < nRetired; i++) s.retiredRemoteKeys.push(toHex(take(32)));
-    const nSkipped = u32();
-    if (nSkipped > MAX_SKIPPED_KEYS_LIMIT) throw bad('too many skipped keys');
-    need(nSkipped * 76);
-    for (let i = 0; i < nSkipped; i++) {
-      const dhPublicKey = take(32);
-      const messageNumber = u32();
-      const messageKey = take(32);
-      const storedAt = view.getFloat64(off);
+    try {
+      const flags = bytes[4];
+      if (flags & ~7) throw bad('unknown flags');
+      const privateKey = take(32);
+      const publicKey = take(32);
+      const dhRemote = flags & 1 ? takeRemote('remote ratchet key') : null;
+      const rootKey = take(32);
+      const chainKeySend = flags & 2 ? take(32) : null;
+      const chainKeyRecv = flags & 4 ? take(32) : null;
+      const ns = u32();
+      const nr = u32();
+      const pn = u32();
+      const maxSkip = u32();
+      const maxSkippedKeys = u32();
+      need(8);
+      const age = view.getFloat64(off);
       off += 8;
-      if (!Number.isFinite(storedAt)) throw bad('bad skipped key time');
-      s.skippedKeys.add({ dhPublicKey, messageNumber, messageKey, storedAt }, MAX_SKIPPED_KEYS_LIMIT);
+      const s = asMalformed(() => new RatchetState({
+        dhSelf: { privateKey, publicKey },
+        dhRemote, rootKey, chainKeySend, chainKeyRecv,
+        limits: { maxSkip, maxSkippedKeys, skippedKeyMaxAgeMs: age === 0 ? null : age },
+      }, ADOPT));
+      s.sendMessageNumber = ns;
+      s.recvMessageNumber = nr;
+      s.previousSendChainLength = pn;
+      need(1);
+      const nRetired = bytes[off++];
+      if (nRetired > MAX_RETIRED_REMOTE_KEYS) throw bad('too many retired keys');
+      for (let i = 0; i < nRetired; i++) s.retiredRemoteKeys.push(toHex(takeRemote('retired ratchet key')));
+      const nSkipped = u32();
+      if (nSkipped > MAX_SKIPPED_KEYS_LIMIT) throw bad('too many skipped keys');
+      need(nSkipped * 76);
+      for (let i = 0; i < nSkipped; i++) {
+        const dhPublicKey = takeRemote('skipped key ratchet key');
+        const messageNumber = u32();
+        const messageKey = take(32);
+        const storedAt = view.getFloat64(off);
+        off += 8;
+        if (!Number.isFinite(storedAt)) throw bad('bad skipped key time');
+        s.skippedKeys.add({ dhPublicKey, messageNumber, messageKey, storedAt }, MAX_SKIPPED_KEYS_LIMIT);
+      }
+      if (off !== bytes.length) throw bad('trailing bytes');
+      return s;
+    } catch (e) {
+      taken.forEach((t) => memzero(t));
+      throw e;
     }
-    if (off !== bytes.length) throw bad('trailing bytes');
-    return s;
   }
 
   /** Wipes every secret of the state (ratchet private key, root, chain and skipped keys). */

@@ -1,6 +1,6 @@
 /** The public pre-key bundle an agent publishes so others can start X3DH with it, and its codecs. */
 import { E2EError } from '../errors';
-import { fromBase64Url, parseJsonInput, toBase64Url } from '../crypto';
+import { fromBase64Url, isUsableBytes, parseJsonInput, readFields, toBase64Url } from '../crypto';
 
 /** What a responder publishes (PROTOCOL.md, "X3DH"). All keys are 32 bytes, the signature 64. */
 export interface PreKeyBundle {
@@ -26,16 +26,47 @@ export function isU32(n: unknown): n is number {
 }
 
 function isBytes(v: unknown, len: number): v is Uint8Array {
-  return v instanceof Uint8Array && v.length === len;
+  return isUsableBytes(v) && v.length === len;
 }
+
+const BUNDLE_FIELDS = [
+  'identityKey', 'identityKeyEd', 'signedPreKey', 'signedPreKeySignature', 'signedPreKeyId', 'oneTimePreKey', 'oneTimePreKeyId',
+] as const;
 
 /**
  * Checks the shape of a bundle (types, lengths, ids); throws `INVALID_KEY` for a bad key and
  * `MALFORMED_MESSAGE` for anything else. Cryptographic checks are `initiate`'s.
  */
 export function assertBundleShape(bundle: unknown): asserts bundle is PreKeyBundle {
-  if (typeof bundle !== 'object' || bundle === null) throw new E2EError('MALFORMED_MESSAGE', 'bundle must be an object');
-  const b = bundle as Record<string, unknown>;
+  checkFields(readFields(bundle, BUNDLE_FIELDS, 'bundle', 'MALFORMED_MESSAGE'));
+}
+
+/**
+ * A checked copy of `bundle` that the caller owns: each field read once (a getter cannot answer
+ * differently between the checks and the use), every array copied (the caller may reuse its
+ * buffers), frozen. Throws as {@link assertBundleShape}.
+ */
+export function snapshotBundle(bundle: unknown): PreKeyBundle {
+  const b = readFields(bundle, BUNDLE_FIELDS, 'bundle', 'MALFORMED_MESSAGE');
+  checkFields(b);
+  const out: {
+    identityKey: Uint8Array; identityKeyEd: Uint8Array; signedPreKey: Uint8Array; signedPreKeySignature: Uint8Array;
+    signedPreKeyId: number; oneTimePreKey?: Uint8Array; oneTimePreKeyId?: number;
+  } = {
+    identityKey: Uint8Array.from(b.identityKey as Uint8Array),
+    identityKeyEd: Uint8Array.from(b.identityKeyEd as Uint8Array),
+    signedPreKey: Uint8Array.from(b.signedPreKey as Uint8Array),
+    signedPreKeySignature: Uint8Array.from(b.signedPreKeySignature as Uint8Array),
+    signedPreKeyId: b.signedPreKeyId as number,
+  };
+  if (b.oneTimePreKey !== undefined && b.oneTimePreKey !== null) {
+    out.oneTimePreKey = Uint8Array.from(b.oneTimePreKey as Uint8Array);
+    out.oneTimePreKeyId = b.oneTimePreKeyId as number;
+  }
+  return Object.freeze(out);
+}
+
+function checkFields(b: Record<(typeof BUNDLE_FIELDS)[number], unknown>): void {
   for (const k of ['identityKey', 'identityKeyEd', 'signedPreKey'] as const) {
     if (!isBytes(b[k], 32)) throw new E2EError('INVALID_KEY', `bundle.${k} must be 32 bytes`);
   }
@@ -57,8 +88,8 @@ export interface PreKeyBundleJSON {
 }
 
 /** A bundle in the registry's JSON form. */
-export function bundleToJSON(bundle: PreKeyBundle): PreKeyBundleJSON {
-  assertBundleShape(bundle);
+export function bundleToJSON(input: PreKeyBundle): PreKeyBundleJSON {
+  const bundle = snapshotBundle(input);
   const out: PreKeyBundleJSON = {
     identity_key: toBase64Url(bundle.identityKey),
     identity_key_ed: toBase64Url(bundle.identityKeyEd),
@@ -74,15 +105,23 @@ export function bundleToJSON(bundle: PreKeyBundle): PreKeyBundleJSON {
   return out;
 }
 
-/** A bundle from the registry's JSON form (an object or its JSON text); `MALFORMED_MESSAGE` on any defect. */
+/** Longest JSON text of a bundle {@link bundleFromJSON} reads (a real one is about 330 characters). */
+export const MAX_BUNDLE_JSON_CHARS = 4096;
+
+/**
+ * A bundle from the registry's JSON form (an object or its JSON text); `MALFORMED_MESSAGE` on any
+ * defect. Text above {@link MAX_BUNDLE_JSON_CHARS} and fields longer than their keys' encodings are
+ * refused before any parsing or decoding.
+ */
 export function bundleFromJSON(json: PreKeyBundleJSON | string): PreKeyBundle {
-  const j = parseJsonInput(json, 'bundle');
-  if (typeof j !== 'object' || j === null) throw new E2EError('MALFORMED_MESSAGE', 'bundle must be an object');
-  const o = j as Record<string, unknown>;
-  const spk = o.signed_pre_key as Record<string, unknown> | undefined;
-  if (typeof spk !== 'object' || spk === null) throw new E2EError('MALFORMED_MESSAGE', 'bundle.signed_pre_key missing');
-  const str = (v: unknown, name: string): string => {
+  const j = parseJsonInput(json, 'bundle', MAX_BUNDLE_JSON_CHARS);
+  const o = readFields(j, ['identity_key', 'identity_key_ed', 'signed_pre_key', 'one_time_pre_key'] as const, 'bundle', 'MALFORMED_MESSAGE');
+  const spk = readFields(o.signed_pre_key, ['key_id', 'public_key', 'signature'] as const, 'bundle.signed_pre_key', 'MALFORMED_MESSAGE');
+  // Unpadded base64url: 43 characters for 32 bytes, 86 for 64; checked before decoding.
+  // Longer is refused undecoded (with the code a wrong-length key gets); shorter decodes cheaply.
+  const str = (v: unknown, name: string, chars = 43, tooLong: 'INVALID_KEY' | 'BAD_SIGNATURE' = 'INVALID_KEY'): string => {
     if (typeof v !== 'string') throw new E2EError('MALFORMED_MESSAGE', `bundle.${name} must be a string`);
+    if (v.length > chars) throw new E2EError(tooLong, `bundle.${name} is too long`);
     return v;
   };
   const bundle: {
@@ -92,12 +131,11 @@ export function bundleFromJSON(json: PreKeyBundleJSON | string): PreKeyBundle {
     identityKey: fromBase64Url(str(o.identity_key, 'identity_key')),
     identityKeyEd: fromBase64Url(str(o.identity_key_ed, 'identity_key_ed')),
     signedPreKey: fromBase64Url(str(spk.public_key, 'signed_pre_key.public_key')),
-    signedPreKeySignature: fromBase64Url(str(spk.signature, 'signed_pre_key.signature')),
+    signedPreKeySignature: fromBase64Url(str(spk.signature, 'signed_pre_key.signature', 86, 'BAD_SIGNATURE')),
     signedPreKeyId: spk.key_id as number,
   };
-  const otk = o.one_time_pre_key as Record<string, unknown> | null | undefined;
-  if (otk !== undefined && otk !== null) {
-    if (typeof otk !== 'object') throw new E2EError('MALFORMED_MESSAGE', 'bundle.one_time_pre_key must be an object');
+  if (o.one_time_pre_key !== undefined && o.one_time_pre_key !== null) {
+    const otk = readFields(o.one_time_pre_key, ['key_id', 'public_key'] as const, 'bundle.one_time_pre_key', 'MALFORMED_MESSAGE');
     bundle.oneTimePreKey = fromBase64Url(str(otk.public_key, 'one_time_pre_key.public_key'));
     bundle.oneTimePreKeyId = otk.key_id as number;
   }

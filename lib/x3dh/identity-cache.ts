@@ -18,6 +18,10 @@ export function x25519FormOfEd25519(identityKeyEd: Uint8Array): Uint8Array {
   return converted;
 }
 
+// Both caches are keyed by the raw bytes, on purpose: they memoise deterministic functions of those
+// bytes (an Ed25519 signature covers the signed pre-key's exact bytes), so a canonical-form key
+// would let a bit-255 variant of a signed pre-key pass as verified. Identity comparisons use
+// canonical forms elsewhere (`respond`, the ratchet, the stores' replay memories).
 const verified = new Set<string>();
 
 /**

@@ -2,13 +2,16 @@
  * X3DH key manager: an agent's identity (Ed25519, and its X25519 form), signed pre-keys (rotated,
  * older ones kept until retired) and one-time pre-keys; `initiate` and `respond` (PROTOCOL.md).
  */
-import { E2EError } from '../errors';
+import { E2EError, ErrorCode } from '../errors';
 import {
   X25519KeyPair, assertBytes, assertKey, concatBytes, constantTimeEqual, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
   ed25519SecretKeyToX25519, ed25519Sign, ed25519Verify, fromHex, memzero, readU32BE, toHex, writeU32BE, x25519,
   x25519KeyPair, x25519PublicKey,
 } from '../crypto';
-import { PreKeyBundle, assertBundleShape, isU32 } from './bundle';
+import { assertCanonicalX25519PublicKey } from '../crypto/x25519';
+import { PreKeyBundle, isU32, snapshotBundle } from './bundle';
+import { isUsableBytes, plainView } from '../crypto/bytes';
+import { readFields, typed } from '../crypto/input';
 import { x3dhKdf } from './kdf';
 import { signedPreKeyVerifies, x25519FormOfEd25519 } from './identity-cache';
 
@@ -65,6 +68,22 @@ export interface KeyManagerState {
   readonly oneTimePreKeys: readonly { keyId: number; privateKey: string }[];
   readonly nextSignedPreKeyId: number;
   readonly nextOneTimePreKeyId: number;
+}
+
+/** The one-time pre-key id of `getPublicBundle`'s argument (`null` for none); `INVALID_ARGUMENT` on anything unclear. */
+function readOtkId(opts: unknown): number | null {
+  if (opts === undefined || opts === null) return null;
+  if (typeof opts === 'number') {
+    if (!isU32(opts)) throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
+    return opts;
+  }
+  if (typeof opts !== 'object') throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle takes { otkId } or a one-time pre-key id');
+  const keys = typed(() => Object.keys(opts), 'INVALID_ARGUMENT', 'options');
+  if (keys.some((k) => k !== 'otkId')) throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle options have only otkId');
+  const { otkId } = readFields(opts, ['otkId'] as const, 'options');
+  if (otkId === undefined || otkId === null) return null;
+  if (!isU32(otkId)) throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
+  return otkId;
 }
 
 /** Most one-time pre-keys one call may generate. */
@@ -167,7 +186,7 @@ export class X3DHKeyManager {
   retireSignedPreKey(keyId: number): void {
     if (keyId === this.#currentSignedPreKeyId) throw new E2EError('INVALID_STATE', 'cannot retire the current signed pre-key');
     const spk = this.#signedPreKeys.get(keyId);
-    if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${String(keyId)}`);
+    if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${isU32(keyId) ? keyId : '(not a key id)'}`);
     memzero(spk.keyPair.privateKey);
     this.#signedPreKeys.delete(keyId);
   }
@@ -188,9 +207,15 @@ export class X3DHKeyManager {
 
   /**
    * The public bundle to publish, with the one-time pre-key `otkId` when given (`OTK_NOT_FOUND` if
-   * it is not an unused key of ours). `INVALID_STATE` before the first signed pre-key.
+   * it is not an unused key of ours). `INVALID_STATE` before the first signed pre-key. The id may
+   * be passed as `{ otkId }` or, AGT style, as the number itself: `getPublicBundle(0)` is the bundle
+   * with one-time pre-key 0, never silently one without. Anything else (a non-u32 id, an object
+   * with other keys) is `INVALID_ARGUMENT`.
+   * @example
+   * mgr.getPublicBundle({ otkId: 3 }); mgr.getPublicBundle(3); mgr.getPublicBundle(); // no one-time pre-key
    */
-  getPublicBundle(opts: { otkId?: number | null } = {}): PreKeyBundle {
+  getPublicBundle(opts: { otkId?: number | null } | number | null = {}): PreKeyBundle {
+    const otkId = readOtkId(opts);
     const spk = this.signedPreKey;
     if (!spk) throw new E2EError('INVALID_STATE', 'generate a signed pre-key before publishing a bundle');
     const base = {
@@ -200,10 +225,9 @@ export class X3DHKeyManager {
       signedPreKeySignature: Uint8Array.from(spk.signature),
       signedPreKeyId: spk.keyId,
     };
-    const otkId = opts?.otkId;
-    if (otkId === undefined || otkId === null) return base;
+    if (otkId === null) return base;
     const otk = this.#oneTimePreKeys.get(otkId);
-    if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${String(otkId)}`);
+    if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${otkId}`);
     return { ...base, oneTimePreKey: Uint8Array.from(otk.keyPair.publicKey), oneTimePreKeyId: otk.keyId };
   }
 
@@ -212,14 +236,19 @@ export class X3DHKeyManager {
    * `identityKey` that is not the X25519 form of `identityKeyEd` (`IDENTITY_MISMATCH`) and any
    * low-order key (`INVALID_KEY`).
    */
-  initiate(bundle: PreKeyBundle): X3DHInitiation {
-    assertBundleShape(bundle);
+  initiate(input: PreKeyBundle): X3DHInitiation {
+    // Read once and copied: what is verified is what is used.
+    const bundle = snapshotBundle(input);
     if (!signedPreKeyVerifies(bundle.identityKeyEd, bundle.signedPreKey, bundle.signedPreKeySignature)) {
       throw new E2EError('BAD_SIGNATURE', 'the signed pre-key signature does not verify');
     }
     if (!constantTimeEqual(x25519FormOfEd25519(bundle.identityKeyEd), bundle.identityKey)) {
       throw new E2EError('IDENTITY_MISMATCH', 'bundle.identityKey is not the X25519 form of bundle.identityKeyEd');
     }
+    // The signed pre-key is covered by the signature as sent; both it and the one-time pre-key must
+    // also be canonical, so no bundle names a key under two encodings.
+    assertCanonicalX25519PublicKey(bundle.signedPreKey, 'bundle.signedPreKey');
+    if (bundle.oneTimePreKey) assertCanonicalX25519PublicKey(bundle.oneTimePreKey, 'bundle.oneTimePreKey');
     const ek = x25519KeyPair();
     const dhs: Uint8Array[] = [];
     try {
@@ -244,19 +273,23 @@ export class X3DHKeyManager {
    * Completes X3DH as the responder. Consumes the one-time pre-key (a second use gives
    * `OTK_NOT_FOUND`); on any failure nothing changes.
    */
-  respond(params: X3DHRespondParams): X3DHResponse {
-    if (typeof params !== 'object' || params === null) throw new E2EError('INVALID_ARGUMENT', 'respond needs its parameters');
-    assertKey(params.peerIdentityKey, 'peer identity key', 32);
-    assertKey(params.ephemeralPublicKey, 'ephemeral public key', 32);
+  respond(input: X3DHRespondParams): X3DHResponse {
+    const params = readFields(
+      input, ['peerIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId'] as const, 'respond parameters',
+    ) as { -readonly [K in keyof X3DHRespondParams]: unknown };
+    // Canonical only: X25519 ignores bit 255 and reduces mod p, so an establishment re-sent with
+    // those bits changed would derive the same secret while looking new to anything over raw bytes.
+    assertCanonicalX25519PublicKey(params.peerIdentityKey, 'peer identity key');
+    assertCanonicalX25519PublicKey(params.ephemeralPublicKey, 'ephemeral public key');
     const spkId = params.signedPreKeyId ?? this.#currentSignedPreKeyId;
-    if (spkId === null || !isU32(spkId)) throw new E2EError('SPK_NOT_FOUND', 'no signed pre-key to respond with');
+    if (!isU32(spkId)) throw new E2EError('SPK_NOT_FOUND', 'no signed pre-key to respond with');
     const spk = this.#signedPreKeys.get(spkId);
-    if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${String(spkId)}`);
+    if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${spkId}`);
     const otkId = params.usedOneTimeKeyId;
     let otk: OneTimePreKey | undefined;
     if (otkId !== undefined && otkId !== null) {
       otk = isU32(otkId) ? this.#oneTimePreKeys.get(otkId) : undefined;
-      if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${String(otkId)}`);
+      if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${isU32(otkId) ? otkId : '(not a key id)'}`);
     }
     const dhs: Uint8Array[] = [];
     try {
@@ -272,7 +305,7 @@ export class X3DHKeyManager {
       }
       return {
         sharedSecret,
-        associatedData: concatBytes(params.peerIdentityKey, this.identityKey.publicKey),
+        associatedData: concatBytes(params.peerIdentityKey as Uint8Array, this.identityKey.publicKey),
         signedPreKeyId: spk.keyId,
       };
     } finally {
@@ -296,43 +329,65 @@ export class X3DHKeyManager {
   }
 
   /** A manager restored from {@link exportState}; `MALFORMED_MESSAGE` or `INVALID_KEY` on a bad state. */
-  static fromState(state: KeyManagerState): X3DHKeyManager {
-    if (typeof state !== 'object' || state === null || state.version !== 1) {
-      throw new E2EError('MALFORMED_MESSAGE', 'unknown key manager state version');
-    }
-    const sk = fromHex(state.identitySecretKey);
-    assertKey(sk, 'identity secret key', 64);
-    const mgr = X3DHKeyManager.fromEd25519Keys(sk, sk.subarray(32));
+  static fromState(input: KeyManagerState): X3DHKeyManager {
+    const state = readFields(input, [
+      'version', 'identitySecretKey', 'signedPreKeys', 'currentSignedPreKeyId', 'oneTimePreKeys', 'nextSignedPreKeyId',
+      'nextOneTimePreKeyId',
+    ] as const, 'key manager state', 'MALFORMED_MESSAGE');
+    if (state.version !== 1) throw new E2EError('MALFORMED_MESSAGE', 'unknown key manager state version');
+    // Hex lengths are checked before decoding: a hostile state costs no work.
+    const hex = (v: unknown, bytes: number, what: string, wrongLength: ErrorCode = 'INVALID_KEY'): Uint8Array => {
+      if (typeof v !== 'string') throw new E2EError('MALFORMED_MESSAGE', `${what} must be a hex string`);
+      if (v.length > 2 * bytes) throw new E2EError(wrongLength, `${what} must be ${bytes} bytes`);
+      const b = fromHex(v);
+      if (b.length !== bytes) throw new E2EError(wrongLength, `${what} must be ${bytes} bytes`);
+      return b;
+    };
+    const list = (v: unknown, max: number, what: string): unknown[] => typed(() => {
+      if (!Array.isArray(v) || v.length > max) throw new E2EError('MALFORMED_MESSAGE', `key manager state ${what} missing or too long`);
+      return Array.from(v as unknown[]);
+    }, 'MALFORMED_MESSAGE', `key manager state ${what}`);
+    const spks = list(state.signedPreKeys, 1024, 'signed pre-keys');
+    const otks = list(state.oneTimePreKeys, 1 << 20, 'one-time pre-keys');
+    const sk = hex(state.identitySecretKey, 64, 'identity secret key');
+    const mgr = typed(() => X3DHKeyManager.fromEd25519Keys(sk, sk.subarray(32)), 'MALFORMED_MESSAGE', 'identity secret key');
     memzero(sk);
-    if (!Array.isArray(state.signedPreKeys) || !Array.isArray(state.oneTimePreKeys)) {
-      throw new E2EError('MALFORMED_MESSAGE', 'key manager state lists are missing');
-    }
-    for (const s of state.signedPreKeys) {
-      if (!isU32(s?.keyId) || typeof s.createdAt !== 'number') throw new E2EError('MALFORMED_MESSAGE', 'bad signed pre-key entry');
-      const privateKey = fromHex(s.privateKey);
-      assertKey(privateKey, 'signed pre-key', 32);
-      const keyPair = { privateKey, publicKey: x25519PublicKey(privateKey) };
-      const signature = fromHex(s.signature);
-      if (!ed25519Verify(signature, keyPair.publicKey, mgr.identityKeyEd)) {
-        throw new E2EError('BAD_SIGNATURE', 'stored signed pre-key signature does not verify');
+    try {
+      for (const entry of spks) {
+        const s = readFields(entry, ['keyId', 'privateKey', 'signature', 'createdAt'] as const, 'signed pre-key entry', 'MALFORMED_MESSAGE');
+        if (!isU32(s.keyId) || typeof s.createdAt !== 'number' || !Number.isFinite(s.createdAt)) {
+          throw new E2EError('MALFORMED_MESSAGE', 'bad signed pre-key entry');
+        }
+        const signature = hex(s.signature, 64, 'signed pre-key signature', 'BAD_SIGNATURE');
+        const privateKey = hex(s.privateKey, 32, 'signed pre-key');
+        const keyPair = { privateKey, publicKey: x25519PublicKey(privateKey) };
+        if (!ed25519Verify(signature, keyPair.publicKey, mgr.identityKeyEd)) {
+          memzero(privateKey);
+          throw new E2EError('BAD_SIGNATURE', 'stored signed pre-key signature does not verify');
+        }
+        mgr.#signedPreKeys.set(s.keyId, { keyId: s.keyId, keyPair, signature, createdAt: s.createdAt });
       }
-      mgr.#signedPreKeys.set(s.keyId, { keyId: s.keyId, keyPair, signature, createdAt: s.createdAt });
+      for (const entry of otks) {
+        const o = readFields(entry, ['keyId', 'privateKey'] as const, 'one-time pre-key entry', 'MALFORMED_MESSAGE');
+        if (!isU32(o.keyId)) throw new E2EError('MALFORMED_MESSAGE', 'bad one-time pre-key entry');
+        const privateKey = hex(o.privateKey, 32, 'one-time pre-key');
+        mgr.#oneTimePreKeys.set(o.keyId, { keyId: o.keyId, keyPair: { privateKey, publicKey: x25519PublicKey(privateKey) } });
+      }
+      const cur = state.currentSignedPreKeyId;
+      if (cur !== null && !(isU32(cur) && mgr.#signedPreKeys.has(cur))) {
+        throw new E2EError('MALFORMED_MESSAGE', 'current signed pre-key missing');
+      }
+      if (!isU32(state.nextSignedPreKeyId) || !isU32(state.nextOneTimePreKeyId)) {
+        throw new E2EError('MALFORMED_MESSAGE', 'bad key id counters');
+      }
+      mgr.#currentSignedPreKeyId = cur;
+      mgr.#nextSignedPreKeyId = state.nextSignedPreKeyId;
+      mgr.#nextOneTimePreKeyId = state.nextOneTimePreKeyId;
+      return mgr;
+    } catch (e) {
+      mgr.wipe(); // the keys read so far
+      throw e;
     }
-    for (const o of state.oneTimePreKeys) {
-      if (!isU32(o?.keyId)) throw new E2EError('MALFORMED_MESSAGE', 'bad one-time pre-key entry');
-      const privateKey = fromHex(o.privateKey);
-      assertKey(privateKey, 'one-time pre-key', 32);
-      mgr.#oneTimePreKeys.set(o.keyId, { keyId: o.keyId, keyPair: { privateKey, publicKey: x25519PublicKey(privateKey) } });
-    }
-    const cur = state.currentSignedPreKeyId;
-    if (cur !== null && !mgr.#signedPreKeys.has(cur)) throw new E2EError('MALFORMED_MESSAGE', 'current signed pre-key missing');
-    if (!isU32(state.nextSignedPreKeyId) || !isU32(state.nextOneTimePreKeyId)) {
-      throw new E2EError('MALFORMED_MESSAGE', 'bad key id counters');
-    }
-    mgr.#currentSignedPreKeyId = cur;
-    mgr.#nextSignedPreKeyId = state.nextSignedPreKeyId;
-    mgr.#nextOneTimePreKeyId = state.nextOneTimePreKeyId;
-    return mgr;
   }
 
   /**
@@ -379,50 +434,58 @@ export class X3DHKeyManager {
   /**
    * A manager restored from {@link toBytes}; `MALFORMED_MESSAGE` on any defect, `BAD_SIGNATURE` if a
    * stored signed pre-key signature does not verify. The bytes are trusted to be our own (the
-   * stores authenticate them): public keys are not recomputed.
+   * stores authenticate them): public keys are not recomputed. Every key is copied out of `bytes`:
+   * the caller may reuse or wipe them afterwards.
    */
-  static fromBytes(bytes: Uint8Array): X3DHKeyManager {
+  static fromBytes(input: Uint8Array): X3DHKeyManager {
     const bad = (why: string): E2EError => new E2EError('MALFORMED_MESSAGE', `bad key manager state: ${why}`);
-    if (!(bytes instanceof Uint8Array) || bytes.length < 97) throw bad('too short');
+    if (!isUsableBytes(input) || input.length < 97) throw bad('too short');
+    // A plain view: its slice copies, so no key stays a view of the caller's buffer (a Node Buffer's would).
+    const bytes = plainView(input);
     if (bytes[0] !== 0x41 || bytes[1] !== 0x4d || bytes[2] !== 0x4b) throw bad('not a key manager state');
     if (bytes[3] !== 0x01) throw bad(`unknown version ${bytes[3]}`);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const mgr = X3DHKeyManager.fromEd25519Keys(bytes.subarray(4, 68), bytes.subarray(36, 68));
-    const nextSpk = view.getFloat64(68);
-    const nextOtk = view.getFloat64(76);
-    const isCounter = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 2 ** 32;
-    if (!isCounter(nextSpk) || !isCounter(nextOtk)) throw bad('key id counters');
-    let off = 84;
-    const hasCurrent = bytes[off];
-    const current = readU32BE(bytes, off + 1);
-    const nSpk = readU32BE(bytes, off + 5);
-    off += 9;
-    if (hasCurrent > 1 || nSpk > 1024 || off + nSpk * 140 + 4 > bytes.length) throw bad('signed pre-keys');
-    for (let i = 0; i < nSpk; i++, off += 140) {
-      const keyId = readU32BE(bytes, off);
-      const keyPair = { privateKey: bytes.slice(off + 4, off + 36), publicKey: bytes.slice(off + 36, off + 68) };
-      const signature = bytes.slice(off + 68, off + 132);
-      const createdAt = view.getFloat64(off + 132);
-      if (!Number.isFinite(createdAt)) throw bad('signed pre-key time');
-      if (!ed25519Verify(signature, keyPair.publicKey, mgr.identityKeyEd)) {
-        throw new E2EError('BAD_SIGNATURE', 'stored signed pre-key signature does not verify');
+    try {
+      const nextSpk = view.getFloat64(68);
+      const nextOtk = view.getFloat64(76);
+      const isCounter = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 2 ** 32;
+      if (!isCounter(nextSpk) || !isCounter(nextOtk)) throw bad('key id counters');
+      let off = 84;
+      const hasCurrent = bytes[off];
+      const current = readU32BE(bytes, off + 1);
+      const nSpk = readU32BE(bytes, off + 5);
+      off += 9;
+      if (hasCurrent > 1 || nSpk > 1024 || off + nSpk * 140 + 4 > bytes.length) throw bad('signed pre-keys');
+      for (let i = 0; i < nSpk; i++, off += 140) {
+        const keyId = readU32BE(bytes, off);
+        const keyPair = { privateKey: bytes.slice(off + 4, off + 36), publicKey: bytes.slice(off + 36, off + 68) };
+        const signature = bytes.slice(off + 68, off + 132);
+        const createdAt = view.getFloat64(off + 132);
+        if (!Number.isFinite(createdAt)) throw bad('signed pre-key time');
+        if (!ed25519Verify(signature, keyPair.publicKey, mgr.identityKeyEd)) {
+          throw new E2EError('BAD_SIGNATURE', 'stored signed pre-key signature does not verify');
+        }
+        mgr.#signedPreKeys.set(keyId, { keyId, keyPair, signature, createdAt });
       }
-      mgr.#signedPreKeys.set(keyId, { keyId, keyPair, signature, createdAt });
+      const nOtk = readU32BE(bytes, off);
+      off += 4;
+      if (bytes.length !== off + nOtk * 68) throw bad('one-time pre-keys');
+      for (let i = 0; i < nOtk; i++, off += 68) {
+        const keyId = readU32BE(bytes, off);
+        mgr.#oneTimePreKeys.set(keyId, {
+          keyId, keyPair: { privateKey: bytes.slice(off + 4, off + 36), publicKey: bytes.slice(off + 36, off + 68) },
+        });
+      }
+      if (hasCurrent === 1 && !mgr.#signedPreKeys.has(current)) throw bad('current signed pre-key missing');
+      mgr.#currentSignedPreKeyId = hasCurrent === 1 ? current : null;
+      mgr.#nextSignedPreKeyId = nextSpk;
+      mgr.#nextOneTimePreKeyId = nextOtk;
+      return mgr;
+    } catch (e) {
+      mgr.wipe(); // the keys read so far
+      throw e;
     }
-    const nOtk = readU32BE(bytes, off);
-    off += 4;
-    if (bytes.length !== off + nOtk * 68) throw bad('one-time pre-keys');
-    for (let i = 0; i < nOtk; i++, off += 68) {
-      const keyId = readU32BE(bytes, off);
-      mgr.#oneTimePreKeys.set(keyId, {
-        keyId, keyPair: { privateKey: bytes.slice(off + 4, off + 36), publicKey: bytes.slice(off + 36, off + 68) },
-      });
-    }
-    if (hasCurrent === 1 && !mgr.#signedPreKeys.has(current)) throw bad('current signed pre-key missing');
-    mgr.#currentSignedPreKeyId = hasCurrent === 1 ? current : null;
-    mgr.#nextSignedPreKeyId = nextSpk;
-    mgr.#nextOneTimePreKeyId = nextOtk;
-    return mgr;
   }
 
   /** Wipes every private key this manager holds. The manager is unusable afterwards. */

@@ -128,3 +128,61 @@ describe('ChannelEstablishment codecs', () => {
     }
   });
 });
+
+describe('finding 8: a failed createReceiver spends nothing', () => {
+  const badOptions: [string, object][] = [
+    ['maxSkip -1', { maxSkip: -1 }],
+    ['maxSkippedKeys 1.5', { maxSkippedKeys: 1.5 }],
+    ['skippedKeyMaxAgeMs 0', { skippedKeyMaxAgeMs: 0 }],
+    ['maxSkip as a string', { maxSkip: '10' }],
+    ['now not a function', { now: 42 }],
+  ];
+  test.each(badOptions)('options with %s: INVALID_ARGUMENT, the one-time pre-key is still there, then good options succeed', (_, options) => {
+    const { alice, bob, bundle } = agents();
+    const { channel, establishment } = SecureChannel.createSender(alice, bundle, AD);
+    const before = bob.oneTimePreKeyIds;
+    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, options as never), 'INVALID_ARGUMENT');
+    expect(bob.oneTimePreKeyIds).toEqual(before);
+    const bobCh = SecureChannel.createReceiver(bob, establishment, AD, { maxSkip: 10 });
+    expect(bobCh.receive(channel.send(utf8('after')))).toEqual(utf8('after'));
+    expect(bob.oneTimePreKeyIds).not.toContain(establishment.usedOneTimeKeyId);
+  });
+
+  test('bad associated data or a malformed establishment: nothing spent either', () => {
+    const { alice, bob, bundle } = agents();
+    const { channel, establishment } = SecureChannel.createSender(alice, bundle, AD);
+    const before = bob.oneTimePreKeyIds;
+    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, 'ad' as never), 'INVALID_ARGUMENT');
+    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, new Uint8Array(65537)), 'INVALID_ARGUMENT');
+    expectE2EError(() => SecureChannel.createReceiver(bob, { ...establishment, ephemeralPublicKey: new Uint8Array(31) }, AD), 'MALFORMED_MESSAGE');
+    expectE2EError(() => SecureChannel.createReceiver(bob, { ...establishment, ephemeralPublicKey: new Uint8Array(32) }, AD), 'INVALID_KEY');
+    expect(bob.oneTimePreKeyIds).toEqual(before);
+    expect(SecureChannel.createReceiver(bob, establishment, AD).receive(channel.send(utf8('ok')))).toEqual(utf8('ok'));
+  });
+
+  test('createSender checks its options before any work too', () => {
+    const { alice, bundle } = agents();
+    expectE2EError(() => SecureChannel.createSender(alice, bundle, AD, { maxSkip: -1 }), 'INVALID_ARGUMENT');
+  });
+});
+
+describe('issue 11: createSender also destructures as AGT\'s tuple', () => {
+  test('object and tuple forms give the same channel and establishment, typed', () => {
+    const { alice, bob, bundle } = agents();
+    const result = SecureChannel.createSender(alice, bundle, AD);
+    const [channel, establishment] = result;
+    const { channel: c2, establishment: e2 } = result;
+    expect(channel).toBe(c2);
+    expect(establishment).toBe(e2);
+    expect(channel).toBeInstanceOf(SecureChannel);
+    expect(establishment).toBeInstanceOf(ChannelEstablishment);
+    expect(result).toHaveLength(2);
+    expect(Object.isFrozen(result)).toBe(true);
+    expect([...result]).toEqual([channel, establishment]);
+    // Types: no casts needed on either form.
+    const typed: [SecureChannel, ChannelEstablishment] = [result[0], result[1]];
+    expect(typed[0]).toBe(channel);
+    const bobCh = SecureChannel.createReceiver(bob, establishment, AD);
+    expect(bobCh.receive(channel.send(utf8('tuple')))).toEqual(utf8('tuple'));
+  });
+});

@@ -1,7 +1,7 @@
 /** Byte helpers: concatenation, u32be, hex, base64, base64url, UTF-8, constant-time equality, memzero. */
 import {
-  assertBytes, assertKey, concatBytes, constantTimeEqual, fromBase64, fromBase64Url, fromHex, fromUtf8, memzero,
-  readU32BE, toBase64, toBase64Url, toHex, u32be, utf8, writeU32BE,
+  assertBytes, assertKey, concatBytes, constantTimeEqual, ed25519Verify, fromBase64, fromBase64Url, fromHex, fromUtf8, hmacSha256,
+  isUsableBytes, memzero, readU32BE, sha256, toBase64, toBase64Url, toHex, u32be, utf8, writeU32BE, x25519,
 } from '../../lib/crypto';
 import { ready } from '../../lib/sodium';
 import { expectE2EError } from '../helpers/expect-error';
@@ -280,5 +280,41 @@ describe('assertBytes and assertKey', () => {
     expect(expectE2EError(() => assertKey('secret', 'k', 32), 'INVALID_KEY').message).toBe('k must be 32 bytes, got string');
     // A Node Buffer is a Uint8Array and is accepted.
     expect(() => assertKey(Buffer.alloc(32), 'k', 32)).not.toThrow();
+  });
+});
+
+describe('views of detached buffers and fake arrays (finding 11)', () => {
+  const detached = (n: number): Uint8Array => {
+    const u = new Uint8Array(n);
+    structuredClone(u.buffer, { transfer: [u.buffer] });
+    return u;
+  };
+
+  test('isUsableBytes: genuine arrays and Buffers yes; detached views, Proxies, prototype-only objects no', () => {
+    expect(isUsableBytes(new Uint8Array(0))).toBe(true);
+    expect(isUsableBytes(Buffer.alloc(3))).toBe(true);
+    expect(isUsableBytes(new Uint8Array(new ArrayBuffer(8), 2, 4))).toBe(true);
+    expect(isUsableBytes(detached(32))).toBe(false);
+    expect(isUsableBytes(detached(0))).toBe(false);
+    expect(isUsableBytes(new Proxy(new Uint8Array(4), {}))).toBe(false);
+    expect(isUsableBytes(Object.create(Uint8Array.prototype))).toBe(false);
+    const throwing = new Proxy({}, { getPrototypeOf: () => { throw new Error('trap'); } });
+    expect(isUsableBytes(throwing)).toBe(false);
+  });
+
+  test('every helper refuses a detached view with a typed error, never a TypeError', () => {
+    const d = detached(16);
+    expectE2EError(() => toHex(d), 'INVALID_ARGUMENT');
+    expectE2EError(() => toBase64(d), 'INVALID_ARGUMENT');
+    expectE2EError(() => toBase64Url(d), 'INVALID_ARGUMENT');
+    expectE2EError(() => fromUtf8(d), 'INVALID_ARGUMENT');
+    expectE2EError(() => concatBytes(new Uint8Array(2), d), 'INVALID_ARGUMENT');
+    expectE2EError(() => constantTimeEqual(d, new Uint8Array(0)), 'INVALID_ARGUMENT');
+    expectE2EError(() => readU32BE(d, 0), 'INVALID_ARGUMENT');
+    expectE2EError(() => memzero(d), 'INVALID_ARGUMENT');
+    expectE2EError(() => sha256(d), 'INVALID_ARGUMENT');
+    expectE2EError(() => hmacSha256(d, new Uint8Array(1)), 'INVALID_ARGUMENT');
+    expectE2EError(() => x25519(new Uint8Array(32), d), 'INVALID_KEY');
+    expect(ed25519Verify(new Uint8Array(64), d, new Uint8Array(32))).toBe(false);
   });
 });

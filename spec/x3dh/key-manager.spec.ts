@@ -286,3 +286,37 @@ describe('toBytes / fromBytes (binary private state)', () => {
     expectE2EError(() => X3DHKeyManager.fromBytes('x' as never), 'MALFORMED_MESSAGE');
   });
 });
+
+describe('issue 11: getPublicBundle takes AGT-style arguments loudly', () => {
+  test('getPublicBundle(0) is the bundle with one-time pre-key 0, like { otkId: 0 }', () => {
+    const bob = manager();
+    bob.generateSignedPreKey();
+    bob.generateOneTimePreKeys(2);
+    const b = bob.getPublicBundle(0);
+    expect(b.oneTimePreKeyId).toBe(0);
+    expect(b.oneTimePreKey).toEqual(bob.getOneTimePreKey(0)?.keyPair.publicKey);
+    expect(bob.getPublicBundle({ otkId: 0 })).toEqual(b);
+    expect(bob.getPublicBundle(1).oneTimePreKeyId).toBe(1);
+  });
+
+  test('no argument, undefined, null or { otkId: null } is the bundle without a one-time pre-key', () => {
+    const bob = manager();
+    bob.generateSignedPreKey();
+    bob.generateOneTimePreKeys(1);
+    for (const arg of [undefined, null, {}, { otkId: null }, { otkId: undefined }]) {
+      expect(bob.getPublicBundle(arg as never).oneTimePreKey).toBeUndefined();
+    }
+    expect(bob.getPublicBundle().oneTimePreKey).toBeUndefined();
+  });
+
+  test('an id that is not ours is OTK_NOT_FOUND; anything unclear is INVALID_ARGUMENT', () => {
+    const bob = manager();
+    bob.generateSignedPreKey();
+    bob.generateOneTimePreKeys(1);
+    expectE2EError(() => bob.getPublicBundle(7), 'OTK_NOT_FOUND');
+    expectE2EError(() => bob.getPublicBundle({ otkId: 7 }), 'OTK_NOT_FOUND');
+    for (const bad of [-1, 1.5, NaN, 2 ** 32, '0', true, [0], { otk_id: 0 }, { otkId: '0' }, { otkId: 0, extra: 1 }]) {
+      expectE2EError(() => bob.getPublicBundle(bad as never), 'INVALID_ARGUMENT');
+    }
+  });
+});
