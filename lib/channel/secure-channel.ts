@@ -26,6 +26,15 @@ function readChannelOptions(options: unknown): RatchetOptions {
   return opts as RatchetOptions;
 }
 
+/** Options of {@link SecureChannel.createReceiver}: the channel's, and what to do with the one-time pre-key. */
+export interface ReceiverOptions extends ChannelOptions {
+  /**
+   * Leave the one-time pre-key in the manager (default: consume it), for a caller that consumes it
+   * once the channel has decrypted a message (`X3DHKeyManager.consumeOneTimePreKey`).
+   */
+  readonly keepOneTimePreKey?: boolean;
+}
+
 /**
  * What {@link SecureChannel.createSender} returns: `{ channel, establishment }`, and also AGT's
  * tuple `[channel, establishment]` (a frozen two-element array with those two named properties),
@@ -104,11 +113,17 @@ export class SecureChannel {
    */
   static createReceiver(
     manager: X3DHKeyManager, establishment: ChannelEstablishment | ChannelEstablishmentFields,
-    associatedData: Uint8Array = EMPTY, options: ChannelOptions = {},
+    associatedData: Uint8Array = EMPTY, options: ReceiverOptions = {},
   ): SecureChannel {
     assertManager(manager);
     assertAd(associatedData);
-    const opts = readChannelOptions(options);
+    const { keepOneTimePreKey, ...channelOptions } = readOptions(
+      options, ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'keepOneTimePreKey'] as const, 'channel options',
+    );
+    if (keepOneTimePreKey !== undefined && typeof keepOneTimePreKey !== 'boolean') {
+      throw new E2EError('INVALID_ARGUMENT', 'keepOneTimePreKey must be a boolean');
+    }
+    const opts = readChannelOptions(channelOptions);
     const e = ChannelEstablishment.from(establishment);
     // respond spends the one-time pre-key only when it succeeds; what follows it cannot fail now.
     const r = manager.respond({
@@ -116,6 +131,7 @@ export class SecureChannel {
       ephemeralPublicKey: e.ephemeralPublicKey,
       usedOneTimeKeyId: e.usedOneTimeKeyId,
       signedPreKeyId: e.signedPreKeyId,
+      keepOneTimePreKey: keepOneTimePreKey === true,
     });
     try {
       const spk = manager.getSignedPreKey(r.signedPreKeyId);

@@ -11,7 +11,7 @@
  * before any key exchange or ratchet state exists. Channel AD = UTF-8 `initiatorDid|responderDid`.
  */
 import { E2EError, isE2EError } from '../errors';
-import { canonicalX25519PublicKey, constantTimeEqual, toHex, utf8 } from '../crypto';
+import { canonicalX25519PublicKey, constantTimeEqual, isInstance, readFields, readOptions, toHex, utf8 } from '../crypto';
 import { PreKeyBundle, X3DHKeyManager, assertBundleShape, x25519FormOfEd25519 } from '../x3dh';
 import { ChannelEstablishment, ChannelEstablishmentFields, ChannelOptions, SecureChannel } from '../channel';
 import { EncryptedMessage } from '../ratchet';
@@ -26,7 +26,7 @@ import {
 } from './limits';
 import { counterChallengeNonce } from './mutual';
 import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
-import { BridgePreKeyStore, PreKeyPublisher, storeCall } from './prekey-pool';
+import { BridgePreKeyStore, KeyManagerSource, PersistedKeyManager, PreKeyPublisher, isPersistedKeyManager, storeCall } from './prekey-pool';
 import { TrustRejectReason, trustRejected } from './reasons';
 import { IdentityRecord, IdentityRegistry } from './registry';
 import { SessionTable, TrustSession } from './session';
@@ -40,8 +40,12 @@ export interface EncryptedTrustBridgeOptions {
   readonly agentDid?: string;
   /** This agent's identity (signs handshake answers). */
   readonly identity?: AgentIdentity;
-  /** This agent's X3DH key manager (made from `identity` when absent). */
-  readonly keyManager?: X3DHKeyManager;
+  /**
+   * This agent's X3DH key manager (made from `identity` when absent). Give a persisted one (a
+   * `StoredKeyManager` from `lib/store`) to restart cleanly: new pre-keys are then saved before
+   * they are published, and consumed one-time pre-keys are saved before `receive` returns.
+   */
+  readonly keyManager?: X3DHKeyManager | PersistedKeyManager;
   /** Source of every peer's key, status, score and capabilities. */
   readonly registry: IdentityRegistry;
   /** Where bundles are published and claimed (optional: without it, bundles are handed over directly). */
@@ -87,7 +91,9 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   /** Score a peer needs by default. */
   readonly minTrustScore: number;
   readonly #identity: AgentIdentity;
-  readonly #manager: X3DHKeyManager;
+  readonly #keys: KeyManagerSource;
+  /** One-time pre-keys used by sessions that authenticated, not yet saved to a persisted key manager. */
+  readonly #toConsume = new Set<number>();
   readonly #registry: IdentityRegistry;
   readonly #store: BridgePreKeyStore | undefined;
   readonly #transport: TrustTransport | undefined;
@@ -115,16 +121,18 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    * @example
    * const bridge = new EncryptedTrustBridge({ identity, registry, transport: network, minTrustScore: 700 });
    */
-  constructor(options: EncryptedTrustBridgeOptions) {
-    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+  constructor(input: EncryptedTrustBridgeOptions) {
+    const options = readFields(input, BRIDGE_OPTIONS, 'options') as EncryptedTrustBridgeOptions; // each read once
     const { identity, keyManager } = options;
-    if (identity !== undefined && !(identity instanceof AgentIdentity)) throw new E2EError('INVALID_ARGUMENT', 'identity must be an AgentIdentity');
-    if (keyManager !== undefined && !(keyManager instanceof X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'keyManager must be an X3DHKeyManager');
+    if (identity !== undefined && !isInstance(identity, AgentIdentity)) throw new E2EError('INVALID_ARGUMENT', 'identity must be an AgentIdentity');
+    if (keyManager !== undefined && !isInstance(keyManager, X3DHKeyManager) && !isPersistedKeyManager(keyManager)) {
+      throw new E2EError('INVALID_ARGUMENT', 'keyManager must be an X3DHKeyManager or a persisted one (StoredKeyManager)');
+    }
     if (!identity && !keyManager) throw new E2EError('INVALID_ARGUMENT', 'give an identity or a keyManager');
     const agentDid = options.agentDid ?? identity?.did;
     assertMeshDid(agentDid, 'agentDid');
     if (identity && identity.did !== agentDid) throw new E2EError('INVALID_ARGUMENT', 'agentDid must be identity.did');
-    if (identity && keyManager && !identity.ownsKeyManager(keyManager)) {
+    if (identity && keyManager && !identity.ownsKeyManager(keyManager instanceof X3DHKeyManager ? keyManager : keyManager.manager)) {
       throw new E2EError('IDENTITY_MISMATCH', 'identity and keyManager hold different keys');
     }
     const minTrustScore = options.minTrustScore ?? DEFAULT_MIN_TRUST_SCORE;
@@ -138,7 +146,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     const t = options.transport;
     if (t !== undefined) assertTransport(t);
     const store = options.preKeyStore;
-    if (store !== undefined && (['storeBundle', 'claimBundle', 'consumeOneTimeKey', 'addOneTimePreKeys', 'countOneTimePreKeys'] as const)
+    if (store !== undefined && (['storeBundle', 'claimBundle', 'consumeOneTimeKey', 'addOneTimePreKeys', 'countOneTimePreKeys', 'getBundle', 'removeBundle'] as const)
       .some((m) => typeof store?.[m] !== 'function')) {
       throw new E2EError('INVALID_ARGUMENT', 'preKeyStore lacks a PreKeyStore method');
     }
@@ -146,10 +154,11 @@ export class EncryptedTrustBridge implements TrustEndpoint {
 
     this.agentDid = agentDid;
     this.minTrustScore = minTrustScore;
-    this.#manager = keyManager ?? (identity as AgentIdentity).createKeyManager();
+    this.#keys = new KeyManagerSource(keyManager ?? (identity as AgentIdentity).createKeyManager());
     this.#ownsManager = keyManager === undefined;
-    // Made from the manager, the identity signs through it and holds no copy of the secret.
-    this.#identity = identity ?? AgentIdentity.fromKeyManager(this.#manager, agentDid);
+    // Made from the manager, the identity signs through it (the persisted one's newest state) and
+    // holds no copy of the secret.
+    this.#identity = identity ?? AgentIdentity.fromKeyManager(keyManager ?? this.#keys.current(), agentDid);
     this.#registry = options.registry;
     this.#store = store;
     this.#transport = t;
@@ -166,14 +175,11 @@ export class EncryptedTrustBridge implements TrustEndpoint {
       agentDid, identity: this.#identity, registry: options.registry, minTrustScore,
       requiredCapabilities: this.#requirements.requiredCapabilities, challengeTtlSeconds: options.challengeTtlSeconds, now,
     });
-    this.#publisher = new PreKeyPublisher(this.#manager, agentDid, store, pool);
+    this.#publisher = new PreKeyPublisher(this.#keys, agentDid, store, pool);
     this.#verified = new VerifiedPeers(ttl * 1000, DEFAULT_MAX_PENDING_CHALLENGES, now);
     // A waiting establishment becomes the session once it decrypts its first message: that is
     // when the peer's verification is used up.
-    this.#sessions = new SessionTable(MAX_PENDING_ESTABLISHMENTS_PER_PEER, (s) => {
-      const ticket = this.#admittedBy.get(s);
-      if (ticket) this.#verified.takeIf(s.peerDid, ticket);
-    });
+    this.#sessions = new SessionTable(MAX_PENDING_ESTABLISHMENTS_PER_PEER, (s) => this.#authenticated(s));
     if (t instanceof LocalTrustNetwork) t.join(this);
   }
 
@@ -183,6 +189,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    */
   async publishPrekeyBundle(): Promise<PreKeyBundle> {
     this.#assertOpen();
+    await this.#saveConsumed();
     return this.#publisher.publish();
   }
 
@@ -190,9 +197,9 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    * Runs the trust handshake with `peerDid` (and answers its challenge back, if it sends one);
    * resolves to what the registry says about the verified peer. `TRUST_REJECTED` on any failure.
    */
-  async verifyPeer(peerDid: string, options: OpenChannelOptions = {}): Promise<HandshakeResult> {
+  async verifyPeer(peerDid: string, input: OpenChannelOptions = {}): Promise<HandshakeResult> {
     this.#assertPeer(peerDid);
-    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    const options = readOpenOptions(input);
     const transport = options.transport ?? this.#transport;
     if (!transport) throw new E2EError('INVALID_STATE', 'no transport to run the trust handshake over');
     assertTransport(transport);
@@ -237,9 +244,9 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    * Errors: `TRUST_REJECTED` (no key exchange happened), `INVALID_STATE` (no transport, no bundle),
    * and X3DH's own (`BAD_SIGNATURE`, `IDENTITY_MISMATCH`, `INVALID_KEY`, `MALFORMED_MESSAGE`).
    */
-  async openSecureChannel(peerDid: string, bundle?: PreKeyBundle, options: OpenChannelOptions = {}): Promise<SecureChannel> {
+  async openSecureChannel(peerDid: string, bundle?: PreKeyBundle, input: OpenChannelOptions = {}): Promise<SecureChannel> {
     this.#assertPeer(peerDid);
-    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    const options = readOpenOptions(input);
     if (bundle !== undefined) assertBundleShape(bundle);
     else if (!this.#store) throw new E2EError('INVALID_STATE', 'no bundle given and no pre-key store to claim one from');
     const verified = await this.verifyPeer(peerDid, options);
@@ -250,7 +257,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
       throw trustRejected(TrustRejectReason.BUNDLE_KEY_MISMATCH, 'the bundle\'s identity key is not the registry\'s key for this DID');
     }
     const { channel, establishment } = SecureChannel.createSender(
-      this.#manager, b, channelAd(this.agentDid, peerDid), this.#channelOptions,
+      this.#keys.current(), b, channelAd(this.agentDid, peerDid), this.#channelOptions,
     );
     this.#sessions.replace(this.#session(peerDid, 'initiator', channel, establishment, verified));
     return channel;
@@ -275,6 +282,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     const seen = establishmentKey(e);
     if (this.#accepted.has(seen)) throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted');
     this.#sessions.get(peerDid); // a waiting session that has authenticated uses up its verification first
+    await this.#saveConsumed();
     const ticket = this.#mutual ? this.#verified.peek(peerDid) : undefined;
     if (this.#mutual && !ticket) throw notVerified();
     const record = await lookupActiveIdentity(this.#registry, peerDid);
@@ -289,12 +297,16 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     if (this.#accepted.has(seen)) throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted');
     const otkId = e.usedOneTimeKeyId;
     if (otkId !== undefined) {
-      if (!this.#manager.getOneTimePreKey(otkId)) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${otkId}`);
+      if (!this.#keys.current().getOneTimePreKey(otkId)) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${otkId}`);
       const store = this.#store;
-      if (store) await storeCall(() => store.consumeOneTimeKey(this.agentDid, otkId)); // off the public pool too
+      if (store) await storeCall(() => store.consumeOneTimeKey(this.agentDid, otkId)); // off the public pool (it was claimed anyway)
       this.#assertOpen();
     }
-    const channel = SecureChannel.createReceiver(this.#manager, e, channelAd(peerDid, this.agentDid), this.#channelOptions);
+    // The one-time pre-key stays until a message under this session decrypts: an establishment
+    // forged with the peer's public key and the same pre-key id must not spend the genuine one's.
+    const channel = SecureChannel.createReceiver(
+      this.#keys.current(), e, channelAd(peerDid, this.agentDid), { ...this.#channelOptions, keepOneTimePreKey: true },
+    );
     if (this.#accepted.size >= MAX_REMEMBERED_ESTABLISHMENTS) this.#accepted.delete(this.#accepted.values().next().value as string);
     this.#accepted.add(seen);
     // An establishment the peer never sent can neither replace nor close a session the peer is
@@ -312,21 +324,24 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    * `INVALID_STATE` when there is no session with the peer; otherwise, when none can read it, the
    * error of the first one tried (`DECRYPT_FAILED`, `DUPLICATE_MESSAGE`, `TOO_MANY_SKIPPED`, …).
    */
-  receive(peerDid: string, message: EncryptedMessage | Uint8Array): Uint8Array {
+  async receive(peerDid: string, message: EncryptedMessage | Uint8Array): Promise<Uint8Array> {
     this.#assertPeer(peerDid);
     const candidates = this.#sessions.candidates(peerDid);
     if (candidates.length === 0) throw new E2EError('INVALID_STATE', 'no session with this peer');
     let first: unknown;
     for (const s of candidates) {
+      let plaintext: Uint8Array;
       try {
-        const plaintext = s.channel.receive(message);
-        this.#sessions.get(peerDid); // promotes it if it was waiting
-        return plaintext;
+        plaintext = s.channel.receive(message);
       } catch (e) {
         // A message of a waiting session can fail on the live one for any reason (a gap above
         // maxSkip, say); the tries change nothing, so go on and report the first failure.
         first ??= e;
+        continue;
       }
+      this.#sessions.get(peerDid); // promotes it if it was waiting
+      await this.#saveConsumed(); // its one-time pre-key is saved as spent before the plaintext is handed out
+      return plaintext;
     }
     throw first;
   }
@@ -368,7 +383,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#sessions.closeAll();
     this.#verified.clear();
     this.#accepted.clear();
-    if (this.#ownsManager) this.#manager.wipe();
+    if (this.#ownsManager) this.#keys.current().wipe();
     if (this.#transport instanceof LocalTrustNetwork) this.#transport.leave(this.agentDid, this);
   }
 
@@ -404,6 +419,24 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   /** Closes every session, wiping their keys (e.g. on shutdown). */
   closeAllSessions(): void {
     this.#sessions.closeAll();
+  }
+
+  /** An accepted session decrypted its first message: its verification and one-time pre-key are used up. */
+  #authenticated(s: TrustSession): void {
+    const ticket = this.#admittedBy.get(s);
+    if (ticket) this.#verified.takeIf(s.peerDid, ticket);
+    const otkId = s.establishment.usedOneTimeKeyId;
+    if (otkId === undefined) return;
+    this.#keys.current().consumeOneTimePreKey(otkId); // at once in this process; saved by #saveConsumed
+    if (this.#keys.persisted) this.#toConsume.add(otkId);
+  }
+
+  /** Saves the one-time pre-keys used since the last save into a persisted key manager. */
+  async #saveConsumed(): Promise<void> {
+    if (this.#toConsume.size === 0) return;
+    const ids = [...this.#toConsume];
+    await this.#keys.change((m) => ids.forEach((id) => m.consumeOneTimePreKey(id)));
+    ids.forEach((id) => this.#toConsume.delete(id));
   }
 
   #assertOpen(): void {
@@ -457,10 +490,22 @@ function channelAd(initiatorDid: string, responderDid: string): Uint8Array {
 }
 
 function assertTransport(t: unknown): asserts t is TrustTransport {
-  const o = t as Partial<TrustTransport> | null;
-  if (typeof o !== 'object' || o === null || typeof o.sendChallenge !== 'function' || typeof o.sendAnswer !== 'function') {
+  const o = typeof t === 'object' && t !== null ? readFields(t, ['sendChallenge', 'sendAnswer'] as const, 'transport') : undefined;
+  if (!o || typeof o.sendChallenge !== 'function' || typeof o.sendAnswer !== 'function') {
     throw new E2EError('INVALID_ARGUMENT', 'transport must have sendChallenge and sendAnswer');
   }
+}
+
+/** Every option of {@link EncryptedTrustBridgeOptions}, read once from the caller's object. */
+const BRIDGE_OPTIONS = [
+  'agentDid', 'identity', 'keyManager', 'registry', 'preKeyStore', 'transport', 'minTrustScore', 'requiredCapabilities',
+  'capabilities', 'requireMutualHandshake', 'oneTimePreKeyPool', 'verifiedPeerTtlSeconds', 'handshakeTimeoutMs',
+  'challengeTtlSeconds', 'channelOptions', 'now',
+] as const;
+
+function readOpenOptions(input: unknown): OpenChannelOptions {
+  if (input === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+  return readOptions(input, ['requiredTrustScore', 'requiredCapabilities', 'transport'] as const, 'options') as OpenChannelOptions;
 }
 
 function notVerified(): E2EError {

@@ -4,7 +4,7 @@
  * UTF-8 `challenge_id:nonce:response_nonce:agent_did` (+ `:freshness_nonce` when the challenge has one).
  */
 import { E2EError } from '../errors';
-import { fromBase64, utf8 } from '../crypto';
+import { fromBase64, readFields, utf8 } from '../crypto';
 import { isCapabilityList } from './capabilities';
 import { isMeshDid } from './did';
 import { MAX_CHALLENGE_TTL_SECONDS } from './limits';
@@ -52,7 +52,8 @@ function malformed(what: string): E2EError {
   return new E2EError('MALFORMED_MESSAGE', `handshake ${what}`);
 }
 
-function asObject(input: unknown, kind: string): Record<string, unknown> {
+/** The fields `keys` of a message (an object or its JSON text), each read once into a plain object. */
+function asObject<K extends string>(input: unknown, kind: string, keys: readonly K[]): Record<K, unknown> {
   let v = input;
   if (typeof input === 'string') {
     if (input.length > MAX_HANDSHAKE_MESSAGE_CHARS) throw malformed(`${kind} is too long`);
@@ -62,9 +63,20 @@ function asObject(input: unknown, kind: string): Record<string, unknown> {
       throw malformed(`${kind} is not valid JSON`);
     }
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw malformed(`${kind} must be an object`);
-  return v as Record<string, unknown>;
+  let isArray = false;
+  try {
+    isArray = Array.isArray(v); // a revoked Proxy throws here
+  } catch {
+    throw malformed(`${kind} could not be read`);
+  }
+  if (typeof v !== 'object' || v === null || isArray) throw malformed(`${kind} must be an object`);
+  return readFields(v, keys, kind, 'MALFORMED_MESSAGE');
 }
+
+const CHALLENGE_FIELDS = ['challenge_id', 'nonce', 'freshness_nonce', 'timestamp', 'expires_in_seconds'] as const;
+const RESPONSE_FIELDS = [
+  'challenge_id', 'response_nonce', 'agent_did', 'capabilities', 'signature', 'public_key', 'freshness_nonce', 'timestamp',
+] as const;
 
 function timestamp(v: unknown, kind: string): string {
   if (typeof v !== 'string' || v.length > 64 || Number.isNaN(Date.parse(v))) throw malformed(`${kind}.timestamp must be an ISO 8601 time`);
@@ -92,7 +104,7 @@ function decodes(b64: unknown, len: number): boolean {
  * extras, are dropped). `MALFORMED_MESSAGE` on any defect.
  */
 export function parseHandshakeChallenge(input: unknown): HandshakeChallenge {
-  const o = asObject(input, 'challenge');
+  const o = asObject(input, 'challenge', CHALLENGE_FIELDS);
   if (typeof o.challenge_id !== 'string' || !CHALLENGE_ID.test(o.challenge_id)) throw malformed('challenge.challenge_id must be "challenge_" + 16 hex');
   if (typeof o.nonce !== 'string' || !HEX64.test(o.nonce)) throw malformed('challenge.nonce must be 64 hex characters');
   const ttl = o.expires_in_seconds;
@@ -112,7 +124,7 @@ export function parseHandshakeChallenge(input: unknown): HandshakeChallenge {
  * `trust_score` is dropped: scores come from the registry). `MALFORMED_MESSAGE` on any defect.
  */
 export function parseHandshakeResponse(input: unknown): HandshakeResponse {
-  const o = asObject(input, 'response');
+  const o = asObject(input, 'response', RESPONSE_FIELDS);
   if (typeof o.challenge_id !== 'string' || !CHALLENGE_ID.test(o.challenge_id)) throw malformed('response.challenge_id must be "challenge_" + 16 hex');
   if (typeof o.response_nonce !== 'string' || !HEX32.test(o.response_nonce)) throw malformed('response.response_nonce must be 32 hex characters');
   if (!isMeshDid(o.agent_did)) throw malformed('response.agent_did must be a did:mesh DID');
@@ -131,7 +143,10 @@ export function parseHandshakeResponse(input: unknown): HandshakeResponse {
 
 /** The bytes a responder signs (AGT's exact payload). */
 export function handshakeSignedPayload(challenge: HandshakeChallenge, responseNonce: string, agentDid: string): Uint8Array {
-  let payload = `${challenge.challenge_id}:${challenge.nonce}:${responseNonce}:${agentDid}`;
-  if (challenge.freshness_nonce) payload += `:${challenge.freshness_nonce}`;
+  const c = parseHandshakeChallenge(challenge); // one read of each field, and only well-formed ones are signed
+  if (typeof responseNonce !== 'string' || !HEX32.test(responseNonce)) throw malformed('response_nonce must be 32 hex characters');
+  if (!isMeshDid(agentDid)) throw malformed('agent_did must be a did:mesh DID');
+  let payload = `${c.challenge_id}:${c.nonce}:${responseNonce}:${agentDid}`;
+  if (c.freshness_nonce) payload += `:${c.freshness_nonce}`;
   return utf8(payload);
 }

@@ -5,11 +5,11 @@
  * with a reason and removes the challenge.
  */
 import { E2EError, isE2EError } from '../errors';
-import { constantTimeEqual, ed25519Verify, fromBase64, randomBytes, toBase64, toHex } from '../crypto';
+import { constantTimeEqual, ed25519Verify, fromBase64, isInstance, randomBytes, readFields, readOptions, toBase64, toHex } from '../crypto';
 import { normalizeCapabilities } from './capabilities';
 import { assertMeshDid } from './did';
 import {
-  HandshakeChallenge, HandshakeResponse, MAX_HANDSHAKE_MESSAGE_CHARS, handshakeSignedPayload, parseHandshakeChallenge, parseHandshakeResponse,
+  HandshakeChallenge, HandshakeResponse, handshakeSignedPayload, parseHandshakeChallenge, parseHandshakeResponse,
 } from './handshake-messages';
 import { AgentIdentity } from './identity';
 import {
@@ -119,14 +119,18 @@ export class TrustHandshake {
   readonly #spent = new Map<string, number>();
 
   /** A handshake for `agentDid`; `INVALID_ARGUMENT` on bad options. */
-  constructor(options: TrustHandshakeOptions) {
-    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+  constructor(input: TrustHandshakeOptions) {
+    const options = readFields(input, [
+      'agentDid', 'identity', 'registry', 'minTrustScore', 'requiredCapabilities', 'challengeTtlSeconds', 'maxPendingChallenges', 'now',
+    ] as const, 'options') as TrustHandshakeOptions; // each read once
     assertMeshDid(options.agentDid, 'agentDid');
     if (options.identity !== undefined) {
-      if (!(options.identity instanceof AgentIdentity)) throw new E2EError('INVALID_ARGUMENT', 'identity must be an AgentIdentity');
+      if (!isInstance(options.identity, AgentIdentity)) throw new E2EError('INVALID_ARGUMENT', 'identity must be an AgentIdentity');
       if (options.identity.did !== options.agentDid) throw new E2EError('INVALID_ARGUMENT', 'identity.did must be agentDid');
     }
-    if (typeof options.registry?.get !== 'function') throw new E2EError('INVALID_ARGUMENT', 'registry must have get(did)');
+    const registryGet = typeof options.registry === 'object' && options.registry !== null
+      ? readFields(options.registry, ['get'] as const, 'registry').get : undefined;
+    if (typeof registryGet !== 'function') throw new E2EError('INVALID_ARGUMENT', 'registry must have get(did)');
     const minTrustScore = options.minTrustScore ?? DEFAULT_MIN_TRUST_SCORE;
     assertTrustScore(minTrustScore, 'minTrustScore');
     const ttl = options.challengeTtlSeconds ?? DEFAULT_CHALLENGE_TTL_SECONDS;
@@ -169,16 +173,18 @@ export class TrustHandshake {
    * @example
    * const challenge = aliceHs.createChallenge(bob.did, { requiredTrustScore: 700 });
    */
-  createChallenge(peerDid: string, options: ChallengeOptions = {}): HandshakeChallenge {
+  createChallenge(peerDid: string, input: ChallengeOptions = {}): HandshakeChallenge {
     assertMeshDid(peerDid, 'peerDid');
-    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    if (input === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    const options = readOptions(input, ['requiredTrustScore', 'requiredCapabilities', 'requireFreshness', 'counterTo'] as const, 'options') as ChallengeOptions;
     const requiredTrustScore = options.requiredTrustScore ?? this.#defaults.requiredTrustScore;
     assertTrustScore(requiredTrustScore, 'requiredTrustScore');
     const requiredCapabilities = options.requiredCapabilities === undefined
       ? this.#defaults.requiredCapabilities
       : normalizeCapabilities(options.requiredCapabilities, 'requiredCapabilities');
-    const counter = options.counterTo;
-    if (counter !== undefined && (typeof counter !== 'object' || counter === null || typeof counter.responseNonce !== 'string')) {
+    const counter = options.counterTo === undefined ? undefined
+      : readFields(options.counterTo, ['challenge', 'responseNonce'] as const, 'counterTo') as ChallengeOptions['counterTo'];
+    if (counter !== undefined && typeof counter.responseNonce !== 'string') {
       throw new E2EError('INVALID_ARGUMENT', 'counterTo needs the peer\'s challenge and our response nonce');
     }
     const now = this.#now();
@@ -255,18 +261,26 @@ export class TrustHandshake {
    * unknown or inactive identity) leaves the challenge pending, so a forged answer cannot spend
    * the genuine one's; once the signer is proven the challenge is spent, pass or fail.
    */
-  async verify(response: HandshakeResponse | string, options: VerifyOptions = {}): Promise<HandshakeResult> {
-    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
-    // Take the challenge out first (synchronously), so a concurrent second answer finds nothing.
-    const id = challengeIdOf(response);
+  async verify(response: HandshakeResponse | string, input: VerifyOptions = {}): Promise<HandshakeResult> {
+    if (input === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    const options = readOptions(input, ['challengeId', 'peerDid', 'kind'] as const, 'options') as VerifyOptions;
+    // Parse (one read of every field) and take the challenge out synchronously, so a concurrent
+    // second answer finds nothing; a response that does not parse takes nothing.
+    let r: HandshakeResponse;
+    try {
+      r = parseHandshakeResponse(response);
+    } catch {
+      throw trustRejected(TrustRejectReason.MALFORMED_RESPONSE, 'the response does not parse');
+    }
+    const id = r.challenge_id;
     const now = this.#now();
     if (options.challengeId !== undefined && id !== options.challengeId) {
       throw trustRejected(TrustRejectReason.UNEXPECTED_CHALLENGE, 'the response answers another challenge than the one sent');
     }
-    const pending = id === undefined ? undefined : this.#take(id, options.kind ?? 'any');
+    const pending = this.#take(id, options.kind ?? 'any');
     if (pending) this.#markSpent(pending, now);
     try {
-      return await this.#check(response, pending, now, options.peerDid);
+      return await this.#check(r, pending, now, options.peerDid);
     } catch (e) {
       const expired = pending !== undefined && now - pending.issuedAt > pending.challenge.expires_in_seconds * 1000;
       if (pending && !expired && isE2EError(e, 'TRUST_REJECTED') && UNAUTHENTICATED_FAILURES.includes(e.reason)) this.#restore(pending);
@@ -274,13 +288,7 @@ export class TrustHandshake {
     }
   }
 
-  async #check(response: HandshakeResponse | string, pending: Pending | undefined, now: number, peerDid: string | undefined): Promise<HandshakeResult> {
-    let r: HandshakeResponse;
-    try {
-      r = parseHandshakeResponse(response);
-    } catch {
-      throw trustRejected(TrustRejectReason.MALFORMED_RESPONSE, 'the response does not parse');
-    }
+  async #check(r: HandshakeResponse, pending: Pending | undefined, now: number, peerDid: string | undefined): Promise<HandshakeResult> {
     if (!pending) {
       const replayed = (this.#spent.get(r.challenge_id) ?? -Infinity) >= now;
       throw replayed
@@ -383,19 +391,4 @@ export class TrustHandshake {
       this.#spent.delete(id);
     }
   }
-}
-
-/** The `challenge_id` of a response before it is parsed, to drop its challenge whatever else is wrong. */
-function challengeIdOf(response: unknown): string | undefined {
-  let v = response;
-  if (typeof response === 'string') {
-    if (response.length > MAX_HANDSHAKE_MESSAGE_CHARS) return undefined;
-    try {
-      v = JSON.parse(response);
-    } catch {
-      return undefined;
-    }
-  }
-  const id = typeof v === 'object' && v !== null ? (v as Record<string, unknown>).challenge_id : undefined;
-  return typeof id === 'string' ? id : undefined;
 }

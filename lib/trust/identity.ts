@@ -7,11 +7,16 @@
 import { E2EError, isE2EError } from '../errors';
 import {
   assertBytes, assertKey, constantTimeEqual, ed25519KeyPair, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
-  ed25519Sign, ed25519Verify, memzero, toBase64,
+  ed25519Sign, ed25519Verify, isInstance, memzero, readFields, toBase64,
 } from '../crypto';
 import { X3DHKeyManager } from '../x3dh';
 import { assertMeshDid, didFromPublicKey } from './did';
 import { keyFingerprint } from './fingerprint';
+
+/** Where an identity made from a key manager finds it (a persisted manager replaces its object on each save). */
+interface KeyManagerHolder {
+  readonly manager: X3DHKeyManager;
+}
 
 /** Options of the identity constructors. */
 export interface AgentIdentityOptions {
@@ -35,11 +40,11 @@ export class AgentIdentity {
   /** The agent's DID. */
   readonly did: string;
   readonly #publicKey: Uint8Array;
-  /** The secret key, or the key manager that holds it. */
-  readonly #secret: Uint8Array | X3DHKeyManager;
+  /** The secret key, or where the key manager that holds it is found. */
+  readonly #secret: Uint8Array | KeyManagerHolder;
   #wiped = false;
 
-  private constructor(secret: Uint8Array | X3DHKeyManager, publicKey: Uint8Array, did: string) {
+  private constructor(secret: Uint8Array | KeyManagerHolder, publicKey: Uint8Array, did: string) {
     this.#secret = secret;
     this.#publicKey = publicKey;
     this.did = did;
@@ -52,14 +57,16 @@ export class AgentIdentity {
    * alice.did; // 'did:mesh:…'
    */
   static generate(options: AgentIdentityOptions = {}): AgentIdentity {
+    const did = readDidOption(options); // before a key exists: a bad option costs nothing
     const pair = ed25519KeyPair();
-    return AgentIdentity.#make(pair.secretKey, pair.publicKey, options);
+    return AgentIdentity.#make(pair.secretKey, pair.publicKey, did);
   }
 
   /** The identity of a 32-byte Ed25519 seed (deterministic). */
   static fromSeed(seed: Uint8Array, options: AgentIdentityOptions = {}): AgentIdentity {
+    const did = readDidOption(options);
     const pair = ed25519KeyPairFromSeed(seed);
-    return AgentIdentity.#make(pair.secretKey, pair.publicKey, options);
+    return AgentIdentity.#make(pair.secretKey, pair.publicKey, did);
   }
 
   /**
@@ -67,33 +74,37 @@ export class AgentIdentity {
    * `INVALID_KEY` when its public half is not the seed's public key.
    */
   static fromSecretKey(secretKey: Uint8Array, options: AgentIdentityOptions = {}): AgentIdentity {
+    const did = readDidOption(options);
     assertKey(secretKey, 'Ed25519 secret key', 64);
     const pair = ed25519KeyPairFromSeed(secretKey.subarray(0, 32));
     if (!constantTimeEqual(pair.publicKey, secretKey.subarray(32))) {
       memzero(pair.secretKey);
       throw new E2EError('INVALID_KEY', 'the Ed25519 secret key is inconsistent (public half is not the seed\'s)');
     }
-    return AgentIdentity.#make(pair.secretKey, pair.publicKey, options);
+    return AgentIdentity.#make(pair.secretKey, pair.publicKey, did);
   }
 
   /**
-   * The identity held by an X3DH key manager, named `did`. It keeps no copy of the secret key: it
-   * signs through the manager, so once the manager is wiped it can no longer sign.
+   * The identity held by an X3DH key manager (or a persisted one such as `StoredKeyManager`, whose
+   * newest state is used each time), named `did`. It keeps no copy of the secret key: it signs
+   * through the manager, so once the manager is wiped it can no longer sign.
    */
-  static fromKeyManager(manager: X3DHKeyManager, did: string): AgentIdentity {
-    if (!(manager instanceof X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
+  static fromKeyManager(manager: X3DHKeyManager | { readonly manager: X3DHKeyManager }, did: string): AgentIdentity {
+    const holder: KeyManagerHolder = isInstance(manager, X3DHKeyManager) ? { manager } : manager as KeyManagerHolder;
+    let current: unknown;
+    try {
+      current = holder?.manager;
+    } catch {
+      current = undefined;
+    }
+    if (!isInstance(current, X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
     assertMeshDid(did, 'did');
-    return new AgentIdentity(manager, Uint8Array.from(manager.identityKeyEd), did);
+    return new AgentIdentity(holder, Uint8Array.from(current.identityKeyEd), did);
   }
 
-  static #make(secretKey: Uint8Array, publicKey: Uint8Array, options: AgentIdentityOptions): AgentIdentity {
-    if (typeof options !== 'object' || options === null) {
-      memzero(secretKey);
-      throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
-    }
-    const did = options.did ?? didFromPublicKey(publicKey);
+  static #make(secretKey: Uint8Array, publicKey: Uint8Array, chosenDid: string | undefined): AgentIdentity {
+    const did = chosenDid ?? didFromPublicKey(publicKey);
     try {
-      assertMeshDid(did, 'options.did');
       ed25519PublicKeyToX25519(publicKey); // a key with no X25519 form could never run X3DH
     } catch (e) {
       memzero(secretKey);
@@ -127,9 +138,9 @@ export class AgentIdentity {
     this.#assertUsable();
     assertBytes(message, 'message');
     const secret = this.#secret;
-    if (secret instanceof X3DHKeyManager) {
+    if (!(secret instanceof Uint8Array)) {
       try {
-        return secret.signWithIdentityKey(message);
+        return secret.manager.signWithIdentityKey(message);
       } catch (e) {
         // A wiped manager's key is zeros, which no longer matches the public half.
         throw isE2EError(e, 'INVALID_KEY') ? new E2EError('INVALID_STATE', 'the key manager holding this identity was wiped') : e;
@@ -156,14 +167,14 @@ export class AgentIdentity {
 
   /** True when `manager` holds this identity's key. */
   ownsKeyManager(manager: X3DHKeyManager): boolean {
-    return manager instanceof X3DHKeyManager && constantTimeEqual(manager.identityKeyEd, this.#publicKey);
+    return isInstance(manager, X3DHKeyManager) && constantTimeEqual(manager.identityKeyEd, this.#publicKey);
   }
 
   /** A copy of the 64-byte secret key, for the caller to store sealed (and wipe). */
   exportSecretKey(): Uint8Array {
     this.#assertUsable();
     const secret = this.#secret;
-    return secret instanceof X3DHKeyManager ? secret.exportIdentitySecretKey() : Uint8Array.from(secret);
+    return secret instanceof Uint8Array ? Uint8Array.from(secret) : secret.manager.exportIdentitySecretKey();
   }
 
   /**
@@ -183,4 +194,11 @@ export class AgentIdentity {
   #assertUsable(): void {
     if (this.#wiped) throw new E2EError('INVALID_STATE', 'the identity was wiped');
   }
+}
+
+/** The `did` option, read once; checked here so no key is made for a bad one. */
+function readDidOption(options: unknown): string | undefined {
+  const { did } = options === undefined ? { did: undefined } : readFields(options, ['did'] as const, 'options');
+  if (did !== undefined) assertMeshDid(did, 'options.did');
+  return did as string | undefined;
 }

@@ -8,8 +8,10 @@
  * forwards Bob's counter-challenge to Alice as its own fails: Bob derived it with Bob as the
  * answerer, Alice expects the relay's DID there. The messages keep AGT's format.
  */
-import { sha256, toHex, utf8, writeU32BE } from '../crypto';
-import { HandshakeChallenge } from './handshake-messages';
+import { E2EError } from '../errors';
+import { readFields, sha256, toHex, utf8, writeU32BE } from '../crypto';
+import { assertMeshDid } from './did';
+import { HandshakeChallenge, parseHandshakeChallenge } from './handshake-messages';
 
 const LABEL = 'AgentMesh_MutualHandshake_v2';
 
@@ -26,7 +28,12 @@ export interface MutualRoles {
  * bytes: openerDid, answererDid, challenge_id, nonce, response_nonce. 64 characters.
  */
 export function counterChallengeNonce(challenge: HandshakeChallenge, responseNonce: string, roles: MutualRoles): string {
-  const fields = [roles.openerDid, roles.answererDid, challenge.challenge_id, challenge.nonce, responseNonce].map((f) => utf8(f));
+  const c = parseHandshakeChallenge(challenge); // one read of each field
+  const { openerDid, answererDid } = readFields(roles, ['openerDid', 'answererDid'] as const, 'roles');
+  assertMeshDid(openerDid, 'roles.openerDid');
+  assertMeshDid(answererDid, 'roles.answererDid');
+  if (typeof responseNonce !== 'string' || responseNonce.length > 256) throw new E2EError('INVALID_ARGUMENT', 'responseNonce must be a string');
+  const fields = [openerDid, answererDid, c.challenge_id, c.nonce, responseNonce].map((f) => utf8(f));
   const label = utf8(LABEL);
   const out = new Uint8Array(label.length + 1 + fields.reduce((n, f) => n + 4 + f.length, 0));
   out.set(label, 0);

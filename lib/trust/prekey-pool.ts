@@ -4,6 +4,7 @@
  * or, without one, in the key manager alone.
  */
 import { E2EError, isE2EError } from '../errors';
+import { constantTimeEqual } from '../crypto';
 import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
 import { Awaitable } from './registry';
 
@@ -17,6 +18,8 @@ export interface BridgePreKeyStore {
   consumeOneTimeKey(did: string, keyId: number): Awaitable<boolean>;
   addOneTimePreKeys(did: string, keys: readonly { keyId: number; publicKey: Uint8Array }[]): Awaitable<void>;
   countOneTimePreKeys(did: string): Awaitable<number>;
+  getBundle(did: string): Awaitable<PreKeyBundle | null>;
+  removeBundle(did: string): Awaitable<boolean>;
 }
 
 /** Runs a store call; anything other than an `E2EError` becomes `STORE_ERROR`. */
@@ -29,17 +32,64 @@ export async function storeCall<T>(f: () => Awaitable<T>): Promise<T> {
   }
 }
 
+/**
+ * A key manager whose changes are saved before they are used (`lib/store`'s `StoredKeyManager`
+ * is one): `update` applies a change to the newest state and resolves once it is saved; `manager`
+ * is the state as last saved (read it afresh: an update replaces the object).
+ */
+export interface PersistedKeyManager {
+  readonly manager: X3DHKeyManager;
+  update<T>(change: (manager: X3DHKeyManager) => T): Promise<T>;
+}
+
+/** Whether `v` looks like a {@link PersistedKeyManager}. */
+export function isPersistedKeyManager(v: unknown): v is PersistedKeyManager {
+  const o = v as Partial<PersistedKeyManager> | null;
+  return typeof o === 'object' && o !== null && !(o instanceof X3DHKeyManager) && typeof o.update === 'function'
+    && o.manager instanceof X3DHKeyManager;
+}
+
+/** Where a bridge's key manager lives: read it with `current()`, change it with `change` (saved first when persisted). */
+export class KeyManagerSource {
+  readonly #fixed: X3DHKeyManager | undefined;
+  readonly #persisted: PersistedKeyManager | undefined;
+
+  constructor(source: X3DHKeyManager | PersistedKeyManager) {
+    if (source instanceof X3DHKeyManager) this.#fixed = source;
+    else this.#persisted = source;
+  }
+
+  /** Whether changes are saved (a {@link PersistedKeyManager}). */
+  get persisted(): boolean {
+    return this.#persisted !== undefined;
+  }
+
+  /** The key manager now. */
+  current(): X3DHKeyManager {
+    return this.#fixed ?? (this.#persisted as PersistedKeyManager).manager;
+  }
+
+  /** Applies `change`; with a persisted manager, resolves once the changed state is saved. */
+  async change<T>(change: (manager: X3DHKeyManager) => T): Promise<T> {
+    if (this.#fixed) return change(this.#fixed);
+    const persisted = this.#persisted as PersistedKeyManager;
+    return storeCall(() => persisted.update(change));
+  }
+}
+
 /** Publishes one agent's bundles and keeps its one-time pre-key pool filled. */
 export class PreKeyPublisher {
-  readonly #manager: X3DHKeyManager;
+  readonly #keys: KeyManagerSource;
   readonly #did: string;
   readonly #store: BridgePreKeyStore | undefined;
   readonly #poolSize: number;
   /** Without a store: one-time keys already put in a returned bundle (never handed out twice). */
   readonly #handedOut = new Set<number>();
+  /** With a store: whether this publisher has checked that the store's record is its manager's. */
+  #checkedStore = false;
 
-  constructor(manager: X3DHKeyManager, did: string, store: BridgePreKeyStore | undefined, poolSize: number) {
-    this.#manager = manager;
+  constructor(keys: X3DHKeyManager | PersistedKeyManager | KeyManagerSource, did: string, store: BridgePreKeyStore | undefined, poolSize: number) {
+    this.#keys = keys instanceof KeyManagerSource ? keys : new KeyManagerSource(keys);
     this.#did = did;
     this.#store = store;
     this.#poolSize = poolSize;
@@ -47,36 +97,57 @@ export class PreKeyPublisher {
 
   /**
    * Tops the pool up to its size and returns a bundle carrying one one-time pre-key that no other
-   * bundle carries (with a store: claimed from it, so no other initiator gets it).
+   * bundle carries (with a store: claimed from it, so no other initiator gets it). New private
+   * keys are saved (with a persisted key manager) before their public halves are published.
    */
   async publish(): Promise<PreKeyBundle> {
-    if (this.#manager.signedPreKey === null) this.#manager.generateSignedPreKey();
+    if (this.#keys.current().signedPreKey === null) await this.#keys.change((m) => m.signedPreKey ?? m.generateSignedPreKey());
     return this.#store ? this.#publishToStore(this.#store) : this.#publishLocally();
   }
 
-  #publishLocally(): PreKeyBundle {
-    const live = new Set(this.#manager.oneTimePreKeyIds);
+  async #publishLocally(): Promise<PreKeyBundle> {
+    const live = new Set(this.#keys.current().oneTimePreKeyIds);
     for (const id of this.#handedOut) if (!live.has(id)) this.#handedOut.delete(id); // used: forget
     const ready = [...live].filter((id) => !this.#handedOut.has(id));
     if (ready.length <= this.#poolSize) {
-      ready.push(...this.#manager.generateOneTimePreKeys(this.#poolSize + 1 - ready.length).map((k) => k.keyId));
+      const made = await this.#keys.change((m) => m.generateOneTimePreKeys(this.#poolSize + 1 - ready.length).map((k) => k.keyId));
+      ready.push(...made);
     }
     const otkId = Math.min(...ready);
     this.#handedOut.add(otkId);
-    return this.#manager.getPublicBundle({ otkId });
+    return this.#keys.current().getPublicBundle({ otkId });
   }
 
   async #publishToStore(store: BridgePreKeyStore): Promise<PreKeyBundle> {
     const did = this.#did;
-    await storeCall(() => store.storeBundle(did, this.#manager.getPublicBundle()));
+    if (!this.#checkedStore) await this.#takeOver(store);
+    await storeCall(() => store.storeBundle(did, this.#keys.current().getPublicBundle()));
     const count = await storeCall(() => store.countOneTimePreKeys(did));
     // One more than the pool size: the bundle returned below claims one.
     if (count <= this.#poolSize) {
-      const made = this.#manager.generateOneTimePreKeys(this.#poolSize + 1 - count);
-      await storeCall(() => store.addOneTimePreKeys(did, made.map((k) => ({ keyId: k.keyId, publicKey: k.keyPair.publicKey }))));
+      const made = await this.#keys.change((m) => m.generateOneTimePreKeys(this.#poolSize + 1 - count)
+        .map((k) => ({ keyId: k.keyId, publicKey: Uint8Array.from(k.keyPair.publicKey) })));
+      await storeCall(() => store.addOneTimePreKeys(did, made));
     }
     const bundle = await storeCall(() => store.claimBundle(did));
     if (!bundle) throw new E2EError('STORE_ERROR', 'the pre-key store lost the bundle it was just given');
     return bundle;
+  }
+
+  /**
+   * A store record of this agent whose signed pre-key this manager does not hold was published by
+   * an earlier run whose private keys are gone (a restart with a key manager that was not saved):
+   * its one-time keys could never be answered and their ids would collide with new ones, so the
+   * record is removed before publishing afresh. A record of another identity is left for
+   * `storeBundle` to refuse (`IDENTITY_MISMATCH`).
+   */
+  async #takeOver(store: BridgePreKeyStore): Promise<void> {
+    const existing = await storeCall(() => store.getBundle(this.#did));
+    const m = this.#keys.current();
+    if (existing && constantTimeEqual(existing.identityKeyEd, m.identityKeyEd)) {
+      const spk = m.getSignedPreKey(existing.signedPreKeyId);
+      if (!spk || !constantTimeEqual(spk.keyPair.publicKey, existing.signedPreKey)) await storeCall(() => store.removeBundle(this.#did));
+    }
+    this.#checkedStore = true;
   }
 }

@@ -3,7 +3,7 @@
  * It is the only source of trust: a peer's self-reported score or capabilities count for nothing.
  */
 import { E2EError } from '../errors';
-import { assertKey, constantTimeEqual, ed25519PublicKeyToX25519 } from '../crypto';
+import { assertKey, constantTimeEqual, ed25519PublicKeyToX25519, readFields } from '../crypto';
 import { assertMeshDid } from './did';
 import { normalizeCapabilities } from './capabilities';
 import { DEFAULT_TRUST_SCORE } from './limits';
@@ -62,8 +62,8 @@ export class InMemoryIdentityRegistry implements IdentityRegistry {
    * @example
    * registry.register({ did: alice.did, publicKey: alice.publicKey, trustScore: 850, capabilities: ['pay'] });
    */
-  register(entry: IdentityRegistration): IdentityRecord {
-    if (typeof entry !== 'object' || entry === null) throw new E2EError('INVALID_ARGUMENT', 'entry must be an object');
+  register(input: IdentityRegistration): IdentityRecord {
+    const entry = readFields(input, ['did', 'publicKey', 'trustScore', 'status', 'capabilities'] as const, 'entry') as IdentityRegistration;
     assertMeshDid(entry.did, 'entry.did');
     assertKey(entry.publicKey, 'entry.publicKey', 32);
     ed25519PublicKeyToX25519(entry.publicKey); // INVALID_KEY for a key that could never run X3DH

@@ -33,6 +33,9 @@ export class SessionTable {
   readonly #pending = new Map<string, TrustSession[]>();
   /** Accepted sessions already seen to have decrypted a message (and so reported to `onPromote`). */
   readonly #authenticated = new WeakSet<TrustSession>();
+  /** Acceptance order of accepted sessions. */
+  readonly #seq = new WeakMap<TrustSession, number>();
+  #nextSeq = 0;
   readonly #maxPendingPerPeer: number;
   readonly #onPromote: (session: TrustSession) => void;
 
@@ -58,6 +61,7 @@ export class SessionTable {
    */
   addAccepted(session: TrustSession): void {
     const did = session.peerDid;
+    this.#seq.set(session, this.#nextSeq++);
     this.#promote(did);
     const live = this.#live.get(did);
     if (live && !live.channel.isClosed && hasCarried(live)) {
@@ -126,13 +130,15 @@ export class SessionTable {
    */
   #promote(did: string): void {
     const live = this.#live.get(did);
+    let newest = -1; // acceptance order of the newest session seen to authenticate
     if (live && live.role === 'responder' && live.channel.messageCount > 0 && !this.#authenticated.has(live)) {
       this.#authenticated.add(live);
       this.#onPromote(live);
+      newest = this.#seq.get(live) ?? -1;
     }
     const list = this.#pending.get(did);
     if (!list) return;
-    const waiting: TrustSession[] = [];
+    let waiting: TrustSession[] = [];
     for (const p of list) {
       if (p.channel.isClosed) continue;
       if (p.channel.messageCount === 0) {
@@ -142,7 +148,15 @@ export class SessionTable {
       this.replace(p);
       this.#authenticated.add(p);
       this.#onPromote(p);
+      newest = Math.max(newest, this.#seq.get(p) ?? -1);
     }
+    // The peer now uses a newer session than the ones still waiting from before it: those are
+    // forgeries or abandoned attempts, closed (and wiped).
+    waiting = waiting.filter((p) => {
+      if ((this.#seq.get(p) ?? -1) > newest) return true;
+      p.channel.close();
+      return false;
+    });
     if (waiting.length > 0) this.#pending.set(did, waiting);
     else this.#pending.delete(did);
   }

@@ -5,6 +5,7 @@
  * them. {@link LocalTrustNetwork} is the in-process one, for tests, demos and single-process meshes.
  */
 import { E2EError } from '../errors';
+import { readOptions } from '../crypto';
 import { HandshakeChallenge, HandshakeResponse } from './handshake-messages';
 import { TrustRejectReason, trustRejected } from './reasons';
 
@@ -58,8 +59,9 @@ export class LocalTrustNetwork implements TrustTransport {
   readonly #endpoints = new Map<string, TrustEndpoint>();
   readonly #observe: ((event: TrustWireEvent) => void) | undefined;
 
-  constructor(options: LocalTrustNetworkOptions = {}) {
-    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+  constructor(input: LocalTrustNetworkOptions = {}) {
+    if (input === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
+    const options = readOptions(input, ['observe'] as const, 'options') as LocalTrustNetworkOptions;
     if (options.observe !== undefined && typeof options.observe !== 'function') {
       throw new E2EError('INVALID_ARGUMENT', 'observe must be a function');
     }

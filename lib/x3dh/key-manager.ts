@@ -49,6 +49,13 @@ export interface X3DHRespondParams {
   readonly usedOneTimeKeyId?: number | null | undefined;
   /** The signed pre-key the initiator used; the current one when absent. */
   readonly signedPreKeyId?: number | null | undefined;
+  /**
+   * Leave the one-time pre-key in place (default: consume it). For a responder that accepts an
+   * establishment only once a message under it has decrypted (the trust bridge): until then the
+   * establishment may be a forgery naming the genuine initiator's key, which must not spend it.
+   * Consume it then with {@link X3DHKeyManager.consumeOneTimePreKey}.
+   */
+  readonly keepOneTimePreKey?: boolean | undefined;
 }
 
 /** What `respond` returns. */
@@ -168,6 +175,19 @@ export class X3DHKeyManager {
   }
 
   /**
+   * Deletes (and wipes) the one-time pre-key `keyId`, as `respond` does unless told to keep it;
+   * `false` if it was already gone. `INVALID_ARGUMENT` for an id that is not a u32.
+   */
+  consumeOneTimePreKey(keyId: number): boolean {
+    if (!isU32(keyId)) throw new E2EError('INVALID_ARGUMENT', 'keyId must be an integer in [0, 2^32)');
+    const otk = this.#oneTimePreKeys.get(keyId);
+    if (!otk) return false;
+    this.#oneTimePreKeys.delete(keyId);
+    memzero(otk.keyPair.privateKey);
+    return true;
+  }
+
+  /**
    * Makes a new signed pre-key and makes it current. The previous ones stay usable for `respond` (by
    * id) until {@link retireSignedPreKey}, so establishments in flight still complete.
    */
@@ -275,8 +295,11 @@ export class X3DHKeyManager {
    */
   respond(input: X3DHRespondParams): X3DHResponse {
     const params = readFields(
-      input, ['peerIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId'] as const, 'respond parameters',
+      input, ['peerIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId', 'keepOneTimePreKey'] as const, 'respond parameters',
     ) as { -readonly [K in keyof X3DHRespondParams]: unknown };
+    if (params.keepOneTimePreKey !== undefined && typeof params.keepOneTimePreKey !== 'boolean') {
+      throw new E2EError('INVALID_ARGUMENT', 'keepOneTimePreKey must be a boolean');
+    }
     // Canonical only: X25519 ignores bit 255 and reduces mod p, so an establishment re-sent with
     // those bits changed would derive the same secret while looking new to anything over raw bytes.
     assertCanonicalX25519PublicKey(params.peerIdentityKey, 'peer identity key');
@@ -298,7 +321,7 @@ export class X3DHKeyManager {
       dhs.push(x25519(spk.keyPair.privateKey, params.ephemeralPublicKey));
       if (otk) dhs.push(x25519(otk.keyPair.privateKey, params.ephemeralPublicKey));
       const sharedSecret = x3dhKdf(dhs);
-      if (otk) {
+      if (otk && params.keepOneTimePreKey !== true) {
         // Consumed only once everything succeeded, so a failed respond changes nothing.
         this.#oneTimePreKeys.delete(otk.keyId);
         memzero(otk.keyPair.privateKey);

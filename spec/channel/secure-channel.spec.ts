@@ -186,3 +186,35 @@ describe('issue 11: createSender also destructures as AGT\'s tuple', () => {
     expect(bobCh.receive(channel.send(utf8('tuple')))).toEqual(utf8('tuple'));
   });
 });
+
+describe('keepOneTimePreKey: a responder that spends the one-time pre-key only once the session has authenticated', () => {
+  test('createReceiver keeps the key; consumeOneTimePreKey spends it once (and wipes it)', () => {
+    const { alice, bob, bundle } = agents();
+    const { channel, establishment } = SecureChannel.createSender(alice, bundle, AD);
+    const id = establishment.usedOneTimeKeyId!;
+    const key = bob.getOneTimePreKey(id)!;
+    const bobCh = SecureChannel.createReceiver(bob, establishment, AD, { keepOneTimePreKey: true });
+    expect(bob.oneTimePreKeyIds).toContain(id);
+    expect(fromUtf8(bobCh.receive(channel.send(utf8('authenticated'))))).toBe('authenticated');
+    expect(bob.consumeOneTimePreKey(id)).toBe(true);
+    expect(key.keyPair.privateKey).toEqual(new Uint8Array(32)); // wiped
+    expect(bob.consumeOneTimePreKey(id)).toBe(false);
+    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, { keepOneTimePreKey: true }), 'OTK_NOT_FOUND');
+    expectE2EError(() => bob.consumeOneTimePreKey(-1), 'INVALID_ARGUMENT');
+    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, { keepOneTimePreKey: 'yes' as never }), 'INVALID_ARGUMENT');
+    expectE2EError(() => bob.respond({
+      peerIdentityKey: alice.identityKey.publicKey, ephemeralPublicKey: establishment.ephemeralPublicKey, keepOneTimePreKey: 1 as never,
+    }), 'INVALID_ARGUMENT');
+  });
+
+  test('two establishments naming the same kept key both derive; only the genuine one reads the messages', () => {
+    const { alice, bob, bundle } = agents();
+    const { channel, establishment } = SecureChannel.createSender(alice, bundle, AD);
+    const other = SecureChannel.createSender(alice, bundle, AD); // same one-time key id, another ephemeral key
+    const first = SecureChannel.createReceiver(bob, other.establishment, AD, { keepOneTimePreKey: true });
+    const second = SecureChannel.createReceiver(bob, establishment, AD, { keepOneTimePreKey: true });
+    const m = channel.send(utf8('for the second'));
+    expectE2EError(() => first.receive(m), 'DECRYPT_FAILED');
+    expect(fromUtf8(second.receive(m))).toBe('for the second');
+  });
+});

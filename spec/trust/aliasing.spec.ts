@@ -70,8 +70,8 @@ describe('trust entry points copy what they keep', () => {
       const wire = callerBuffer(est, offset);
       const bc = await b.acceptSecureChannel(alice.did, ChannelEstablishment.deserialize(wire));
       wire.fill(fill);
-      expect(fromUtf8(b.receive(alice.did, ac.send(utf8('hi bob'))))).toBe('hi bob');
-      expect(fromUtf8(a.receive(bob.did, bc.send(utf8('hi alice'))))).toBe('hi alice');
+      expect(fromUtf8(await b.receive(alice.did, ac.send(utf8('hi bob'))))).toBe('hi bob');
+      expect(fromUtf8(await a.receive(bob.did, bc.send(utf8('hi alice'))))).toBe('hi alice');
       expect(Buffer.from(b.getSession(alice.did)!.establishment.serialize())).toEqual(Buffer.from(est));
     }
   });

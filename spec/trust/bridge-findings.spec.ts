@@ -62,11 +62,11 @@ async function liveAliceBob(w: World) {
 }
 
 /** The session each side records for the other still works both ways. */
-function expectLive(w: World, ac: SecureChannel, bc: SecureChannel): void {
+async function expectLive(w: World, ac: SecureChannel, bc: SecureChannel): Promise<void> {
   expect(w.aliceBridge.getSession(w.bob.did)?.channel).toBe(ac);
   expect(w.bobBridge.getSession(w.alice.did)?.channel).toBe(bc);
-  expect(fromUtf8(w.bobBridge.receive(w.alice.did, ac.send(utf8('still here'))))).toBe('still here');
-  expect(fromUtf8(w.aliceBridge.receive(w.bob.did, bc.send(utf8('me too'))))).toBe('me too');
+  expect(fromUtf8(await w.bobBridge.receive(w.alice.did, ac.send(utf8('still here'))))).toBe('still here');
+  expect(fromUtf8(await w.aliceBridge.receive(w.bob.did, bc.send(utf8('me too'))))).toBe('me too');
 }
 
 async function expectRejected(p: Promise<unknown>, code: string, reason?: string): Promise<void> {
@@ -175,7 +175,7 @@ describe('finding 4: the mutual handshake cannot be relayed, and nothing the pee
     // Mallory's establishment in Alice's name is refused (no verification) and the live session is untouched.
     const forged = forgedEstablishment(w, await w.bobBridge.publishPrekeyBundle());
     await expectRejected(w.bobBridge.acceptSecureChannel(w.alice.did, forged), 'TRUST_REJECTED', 'peer_not_verified');
-    expectLive(w, ac, bc);
+    await expectLive(w, ac, bc);
   });
 
   test('even with Alice freshly verified, a forged or replayed establishment never replaces or closes the live session', async () => {
@@ -188,7 +188,7 @@ describe('finding 4: the mutual handshake cannot be relayed, and nothing the pee
     expect(wipe).not.toHaveBeenCalled();
     expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(bc);
     expectE2EError(() => dead.receive(ac.send(utf8('not for the forgery'))), 'DECRYPT_FAILED');
-    expectLive(w, ac, bc);
+    await expectLive(w, ac, bc);
   });
 });
 
@@ -247,9 +247,32 @@ describe('finding 8: a refused establishment spends nothing', () => {
     await w.bobBridge.acceptSecureChannel(w.alice.did, forgedEstablishment(w, await w.bobBridge.publishPrekeyBundle()));
     const bc2 = await w.bobBridge.acceptSecureChannel(w.alice.did, fresh);
     expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(bc); // until Alice's new session authenticates
-    expect(fromUtf8(w.bobBridge.receive(w.alice.did, ac2.send(utf8('new session'))))).toBe('new session');
+    expect(fromUtf8(await w.bobBridge.receive(w.alice.did, ac2.send(utf8('new session'))))).toBe('new session');
     expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(bc2);
     expect([ac.isClosed, bc.isClosed]).toEqual([true, true]); // each side closed the old one for the new
+  });
+});
+
+describe('finding 8: a forged establishment naming the genuine one-time pre-key does not spend it', () => {
+  test('Mallory injects Alice\'s pre-key ids with her own ephemeral key first: Alice\'s establishment is still accepted; the key is spent once hers authenticates', async () => {
+    const w = world();
+    const bundle = await w.bobBridge.publishPrekeyBundle();
+    const ac = await w.aliceBridge.openSecureChannel(w.bob.did, bundle);
+    const genuine = w.aliceBridge.getSession(w.bob.did)!.establishment;
+    const otkId = genuine.usedOneTimeKeyId!;
+    const forged = ChannelEstablishment.from({
+      initiatorIdentityKey: genuine.initiatorIdentityKey, ephemeralPublicKey: x25519KeyPair().publicKey,
+      usedOneTimeKeyId: otkId, signedPreKeyId: genuine.signedPreKeyId,
+    });
+    const dead = await w.bobBridge.acceptSecureChannel(w.alice.did, forged); // a dead session: nothing decrypts under it
+    const bc = await w.bobBridge.acceptSecureChannel(w.alice.did, genuine); // was OTK_NOT_FOUND
+    expect(fromUtf8(await w.bobBridge.receive(w.alice.did, ac.send(utf8('mine'))))).toBe('mine');
+    expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(bc);
+    expect(dead.isClosed).toBe(true); // an older waiting session goes once a newer one authenticates
+    // Spent now: the same ids with a fresh ephemeral key (as Mallory would retry) find no key.
+    const again = ChannelEstablishment.from({ ...forged, ephemeralPublicKey: x25519KeyPair().publicKey });
+    await w.aliceBridge.verifyPeer(w.bob.did);
+    await expectRejected(w.bobBridge.acceptSecureChannel(w.alice.did, again), 'OTK_NOT_FOUND', undefined);
   });
 });
 
@@ -303,7 +326,7 @@ describe('finding 7b: a closed bridge wipes what it holds and signs nothing', ()
     await expectRejected(w.bobBridge.publishPrekeyBundle(), 'INVALID_STATE', undefined);
     await expectRejected(w.bobBridge.answerChallenge(w.alice.did, challengeAt(w, 1)), 'INVALID_STATE', undefined);
     await expectRejected(w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment), 'INVALID_STATE', undefined);
-    expectE2EError(() => w.bobBridge.receive(w.alice.did, ac.send(utf8('x'))), 'INVALID_STATE');
+    expect((await rejectionOf(w.bobBridge.receive(w.alice.did, ac.send(utf8('x'))))).code).toBe('INVALID_STATE');
     // Bob is gone from the network: Alice's open fails at the transport.
     await expectRejected(w.aliceBridge.verifyPeer(w.bob.did), 'TRUST_REJECTED', 'transport_failed');
   });

@@ -292,7 +292,7 @@ describe('EncryptedTrustBridge: sessions', () => {
     const bc2 = await w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment);
     // Bob's first session stays until the new one has authenticated a message from Alice
     expect([w.bc.isClosed, wipe.mock.calls.length, w.bobBridge.getSession(w.alice.did)!.channel]).toEqual([false, 1, w.bc]);
-    expect(fromUtf8(w.bobBridge.receive(w.alice.did, ac2.send(utf8('again'))))).toBe('again');
+    expect(fromUtf8(await w.bobBridge.receive(w.alice.did, ac2.send(utf8('again'))))).toBe('again');
     expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(bc2);
     expect([w.bc.isClosed, wipe.mock.calls.length]).toEqual([true, 2]);
     expect(w.aliceBridge.activeSessions.size).toBe(1);
@@ -300,22 +300,22 @@ describe('EncryptedTrustBridge: sessions', () => {
 
   test('receive(peerDid, message): live session first, then waiting ones; errors when none can read it', async () => {
     const w = await connected();
-    expectE2EError(() => w.bobBridge.receive(w.mallory.did, w.ac.send(utf8('x'))), 'INVALID_STATE'); // no session with Mallory
+    expect((await rejectionOf(w.bobBridge.receive(w.mallory.did, w.ac.send(utf8('x'))))).code).toBe('INVALID_STATE'); // no session with Mallory
     const m1 = w.ac.send(utf8('one'));
-    expect(fromUtf8(w.bobBridge.receive(w.alice.did, m1))).toBe('one');
-    expectE2EError(() => w.bobBridge.receive(w.alice.did, m1), 'DUPLICATE_MESSAGE');
+    expect(fromUtf8(await w.bobBridge.receive(w.alice.did, m1))).toBe('one');
+    expect((await rejectionOf(w.bobBridge.receive(w.alice.did, m1))).code).toBe('DUPLICATE_MESSAGE');
     const garbled = Uint8Array.from(w.ac.send(utf8('two')).serialize());
     garbled[garbled.length - 1] ^= 1;
-    expectE2EError(() => w.bobBridge.receive(w.alice.did, garbled), 'DECRYPT_FAILED');
-    expectE2EError(() => w.bobBridge.receive(w.alice.did, new Uint8Array(3)), 'MALFORMED_MESSAGE');
+    expect((await rejectionOf(w.bobBridge.receive(w.alice.did, garbled))).code).toBe('DECRYPT_FAILED');
+    expect((await rejectionOf(w.bobBridge.receive(w.alice.did, new Uint8Array(3)))).code).toBe('MALFORMED_MESSAGE');
     // A second session from Alice waits; its messages are read through the bridge, which then promotes it.
     const ac2 = await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle());
     const bc2 = await w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment);
     expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(w.bc);
     const late = Array.from({ length: 40 }, (_, i) => ac2.send(utf8(`m${i}`)));
-    expect(fromUtf8(w.bobBridge.receive(w.alice.did, late[39]))).toBe('m39');
+    expect(fromUtf8(await w.bobBridge.receive(w.alice.did, late[39]))).toBe('m39');
     expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(bc2);
-    expect(fromUtf8(w.bobBridge.receive(w.alice.did, late[0]))).toBe('m0');
+    expect(fromUtf8(await w.bobBridge.receive(w.alice.did, late[0]))).toBe('m0');
     expect(w.bc.isClosed).toBe(true);
   });
 

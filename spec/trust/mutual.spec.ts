@@ -20,9 +20,14 @@ describe('counterChallengeNonce', () => {
     expect(counterChallengeNonce(CHALLENGE, 'ce'.repeat(16), ROLES)).not.toBe(base);
     expect(counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { openerDid: ROLES.answererDid, answererDid: ROLES.openerDid })).not.toBe(base);
     expect(counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { ...ROLES, answererDid: `did:mesh:${'c'.repeat(32)}` })).not.toBe(base);
-    // Length prefixes: moving characters between fields changes the value.
-    expect(counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { openerDid: 'did:mesh:a', answererDid: 'bdid:mesh:' })).not.toBe(
-      counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { openerDid: 'did:mesh:ab', answererDid: 'did:mesh:' }),
-    );
+  });
+
+  test('refuses what it cannot bind: bad DIDs, a malformed challenge, hostile objects (typed errors)', () => {
+    const hostile = new Proxy({}, { get: () => { throw new Error('hostile getter'); } });
+    expect(() => counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { ...ROLES, openerDid: 'alice' })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => counterChallengeNonce({ ...CHALLENGE, nonce: 'xy' }, 'cd'.repeat(16), ROLES)).toThrow(expect.objectContaining({ code: 'MALFORMED_MESSAGE' }));
+    expect(() => counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), hostile as never)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => counterChallengeNonce(hostile as never, 'cd'.repeat(16), ROLES)).toThrow(expect.objectContaining({ code: 'MALFORMED_MESSAGE' }));
+    expect(() => counterChallengeNonce(CHALLENGE, 7 as never, ROLES)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 });

@@ -57,6 +57,7 @@ describe('PreKeyPublisher with a store', () => {
     const lossy: BridgePreKeyStore = {
       storeBundle: (d, b) => store.storeBundle(d, b), countOneTimePreKeys: (d) => store.countOneTimePreKeys(d),
       addOneTimePreKeys: (d, k) => store.addOneTimePreKeys(d, k), consumeOneTimeKey: () => false, claimBundle: async () => null,
+      getBundle: (d) => store.getBundle(d), removeBundle: (d) => store.removeBundle(d),
     };
     expect((await rejectionOf(new PreKeyPublisher(manager(), 'did:mesh:bob', lossy, 1).publish())).code).toBe('STORE_ERROR');
     const broken = { ...lossy, storeBundle: () => { throw new Error('disk full'); } };
