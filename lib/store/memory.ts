@@ -9,9 +9,9 @@ import {
   AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, MAX_INBOX_ENTRIES, PublicOneTimePreKey, StoredRecord,
 } from './types';
 import {
-  assertAcceptance, assertFingerprint, assertInboxEntry, assertInboxId, assertKeyId, assertOneTimeKeys, assertRecordData,
-  assertStoreId, assertValidBundle, assertVersion, establishmentReplayError, identityChangedError, inboxFullError,
-  inboxIdReusedError, noBundleError, otkReusedError, staleStateError,
+  assertFingerprint, assertInboxId, assertKeyId, assertStoreId, assertVersion, establishmentReplayError, identityChangedError,
+  inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
+  readValidBundle, recordCopy, staleStateError,
 } from './validate';
 
 interface DidEntry {
@@ -41,7 +41,7 @@ export class InMemoryStore implements AgentStore {
   /** See {@link PreKeyStore.storeBundle}. */
   storeBundle(did: string, bundle: PreKeyBundle): void {
     assertStoreId(did, 'did');
-    assertValidBundle(bundle);
+    bundle = readValidBundle(bundle); // a checked copy: each field read once
     const base = baseOf(bundle);
     const entry = this.#dids.get(did);
     if (entry && !sameIdentity(entry.base, base)) throw identityChangedError();
@@ -93,7 +93,7 @@ export class InMemoryStore implements AgentStore {
   /** See {@link PreKeyStore.addOneTimePreKeys}. */
   addOneTimePreKeys(did: string, keys: readonly PublicOneTimePreKey[]): void {
     assertStoreId(did, 'did');
-    assertOneTimeKeys(keys);
+    keys = readOneTimeKeys(keys); // a checked copy: each key read once
     const e = this.#dids.get(did);
     if (!e) throw noBundleError();
     for (const k of keys) {
@@ -135,11 +135,9 @@ export class InMemoryStore implements AgentStore {
   /** See {@link SessionStore.saveSessionWithInbox}. */
   saveSessionWithInbox(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array }): number {
     const key = sessionKey(localDid, peerDid);
-    assertRecordData(data);
+    data = recordCopy(data);
     assertVersion(expectedVersion);
-    assertInboxEntry(entry);
-    const { id } = entry;
-    const entryData = Uint8Array.from(entry.data);
+    const { id, data: entryData } = readInboxEntry(entry); // read once, copied
     this.#checkSave(key, expectedVersion);
     const inbox = this.#inbox.get(key);
     if (inbox?.has(id)) throw inboxIdReusedError();
@@ -173,8 +171,8 @@ export class InMemoryStore implements AgentStore {
 
   /** See {@link AgentStore.saveAcceptance}. */
   saveAcceptance(write: AcceptanceWrite): AcceptanceVersions {
-    assertAcceptance(write);
-    const { did, peerDid, keyManager: km, establishment: est, session } = write;
+    // A checked copy: a getter cannot answer differently between the checks and the writes.
+    const { did, peerDid, keyManager: km, establishment: est, session } = readAcceptance(write);
     const sKey = sessionKey(did, peerDid);
     const kKey = keysKey(did);
     // Every check before any write: the acceptance happens entirely or not at all.
@@ -259,12 +257,12 @@ export class InMemoryStore implements AgentStore {
   }
 
   #save(key: string, data: Uint8Array, expectedVersion: number): number {
-    assertRecordData(data);
+    const bytes = recordCopy(data);
     assertVersion(expectedVersion);
     this.#checkSave(key, expectedVersion);
     const slot = this.#slots.get(key);
     const version = (slot?.version ?? 0) + 1;
-    this.#slots.set(key, { version, data: Uint8Array.from(data) });
+    this.#slots.set(key, { version, data: bytes });
     return version;
   }
 

@@ -9,7 +9,7 @@
 import { createHash } from 'crypto';
 import type { Redis } from 'ioredis';
 import { E2EError } from '../errors';
-import { fromBase64, toBase64 } from '../crypto';
+import { fromBase64, readFields, toBase64, typed } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
 import { BundleBase, baseOf, decodeBase, encodeBase, joinBundle } from './bundle-parts';
 import * as lua from './redis-scripts';
@@ -17,9 +17,9 @@ import {
   AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, MAX_INBOX_ENTRIES, PublicOneTimePreKey, StoredRecord,
 } from './types';
 import {
-  assertAcceptance, assertFingerprint, assertInboxEntry, assertInboxId, assertKeyId, assertOneTimeKeys, assertRecordData,
-  assertStoreId, assertValidBundle, assertVersion, establishmentReplayError, identityChangedError, inboxFullError,
-  inboxIdReusedError, noBundleError, otkReusedError, staleStateError, storeError, storeFailure,
+  assertFingerprint, assertInboxId, assertKeyId, assertStoreId, assertVersion, establishmentReplayError, identityChangedError,
+  inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
+  readValidBundle, recordCopy, staleStateError, storeError, storeFailure,
 } from './validate';
 
 /** Options of {@link RedisStore}. */
@@ -110,17 +110,22 @@ export class RedisStore implements AgentStore {
    * const store = new RedisStore({ client: new Redis(process.env.REDIS_URL), namespace: 'agents' });
    */
   constructor(options: RedisStoreOptions) {
-    if (typeof options !== 'object' || options === null || typeof options.client?.evalsha !== 'function') {
+    if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'options.client must be an ioredis client');
+    // Read once into a plain object: a throwing getter or Proxy trap becomes INVALID_ARGUMENT.
+    const o = readFields(options, ['client', 'namespace', 'sessionTtlMs', 'bundleTtlMs'], 'options');
+    const client = o.client as Partial<Redis> | null | undefined;
+    // The client is the caller's: probing it may run a Proxy trap, so that read is typed too.
+    if (!typed(() => typeof client?.evalsha === 'function', 'INVALID_ARGUMENT', 'options.client')) {
       throw new E2EError('INVALID_ARGUMENT', 'options.client must be an ioredis client');
     }
-    const ns = options.namespace ?? 'agentmesh';
+    const ns = o.namespace ?? 'agentmesh';
     if (typeof ns !== 'string' || !/^[A-Za-z0-9._-]{1,128}$/.test(ns)) {
       throw new E2EError('INVALID_ARGUMENT', 'namespace must be 1 to 128 of A-Z a-z 0-9 . _ - (no colon)');
     }
-    this.#r = options.client;
+    this.#r = client as Redis;
     this.#ns = ns;
-    this.#sessionTtl = ttlOption(options.sessionTtlMs, 'sessionTtlMs');
-    this.#bundleTtl = ttlOption(options.bundleTtlMs, 'bundleTtlMs');
+    this.#sessionTtl = ttlOption(o.sessionTtlMs, 'sessionTtlMs');
+    this.#bundleTtl = ttlOption(o.bundleTtlMs, 'bundleTtlMs');
   }
 
   /** The key prefix of this store. */
@@ -131,7 +136,7 @@ export class RedisStore implements AgentStore {
   /** See {@link PreKeyStore.storeBundle}. */
   async storeBundle(did: string, bundle: PreKeyBundle): Promise<void> {
     assertStoreId(did, 'did');
-    assertValidBundle(bundle);
+    bundle = readValidBundle(bundle); // a checked copy: each field read once
     const base = baseOf(bundle);
     const otk = bundle.oneTimePreKey;
     const r = await this.#eval('storeBundle', S.storeBundle, this.#bundleKeys(did), [
@@ -166,7 +171,7 @@ export class RedisStore implements AgentStore {
   /** See {@link PreKeyStore.addOneTimePreKeys}. */
   async addOneTimePreKeys(did: string, keys: readonly PublicOneTimePreKey[]): Promise<void> {
     assertStoreId(did, 'did');
-    assertOneTimeKeys(keys);
+    keys = readOneTimeKeys(keys); // a checked copy: each key read once
     const args: string[] = [];
     for (const k of keys) args.push(String(k.keyId), toBase64(k.publicKey));
     const r = await this.#eval('addOneTimePreKeys', S.addKeys, this.#bundleKeys(did), args);
@@ -206,10 +211,10 @@ export class RedisStore implements AgentStore {
   /** See {@link SessionStore.saveSessionWithInbox}. */
   async saveSessionWithInbox(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array }): Promise<number> {
     const [record, index] = this.#sessionKeys(localDid, peerDid);
-    assertRecordData(data);
+    const bytes = recordCopy(data);
     assertVersion(expectedVersion);
-    assertInboxEntry(entry);
-    const args = [buf(data), String(expectedVersion), String(this.#sessionTtl), enc(peerDid), entry.id, buf(entry.data), String(MAX_INBOX_ENTRIES)];
+    const e = readInboxEntry(entry); // read once, copied
+    const args = [buf(bytes), String(expectedVersion), String(this.#sessionTtl), enc(peerDid), e.id, buf(e.data), String(MAX_INBOX_ENTRIES)];
     const r = await this.#eval('saveSessionWithInbox', S.saveWithInbox, [record, index, ...this.#inboxKeys(localDid, peerDid)], args);
     if (!Array.isArray(r) || r.length !== 2) throw corrupt();
     const [ok, version] = r as [number, number];
@@ -252,8 +257,8 @@ export class RedisStore implements AgentStore {
 
   /** See {@link AgentStore.saveAcceptance}. */
   async saveAcceptance(write: AcceptanceWrite): Promise<AcceptanceVersions> {
-    assertAcceptance(write);
-    const { did, peerDid, keyManager: km, establishment: est, session } = write;
+    // A checked copy: a getter cannot answer differently between the checks and the writes.
+    const { did, peerDid, keyManager: km, establishment: est, session } = readAcceptance(write);
     const [record, index] = this.#sessionKeys(did, peerDid);
     const spk = est ? est.signedPreKeyId : 0;
     const keys = [this.#keysKey(did), record, index, this.#replayKey(did, spk), this.#replayIndexKey(did)];
@@ -400,9 +405,9 @@ export class RedisStore implements AgentStore {
   }
 
   async #save(keys: string[], member: string, data: Uint8Array, expectedVersion: number, ttl: number): Promise<number> {
-    assertRecordData(data);
+    const bytes = recordCopy(data);
     assertVersion(expectedVersion);
-    const r = await this.#eval('save', S.save, keys, [buf(data), String(expectedVersion), String(ttl), member]);
+    const r = await this.#eval('save', S.save, keys, [buf(bytes), String(expectedVersion), String(ttl), member]);
     if (!Array.isArray(r) || r.length !== 2) throw corrupt();
     const [ok, version] = r as [number, number];
     if (ok !== 1) throw staleStateError(expectedVersion, version);

@@ -7,16 +7,16 @@
 import type Database from 'better-sqlite3';
 import { E2EError } from '../errors';
 import { loadBackend } from './backend';
-import { constantTimeEqual } from '../crypto';
+import { constantTimeEqual, readOptions } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
 import { BundleBase, baseOf, joinBundle } from './bundle-parts';
 import {
   AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, MAX_INBOX_ENTRIES, PublicOneTimePreKey, StoredRecord,
 } from './types';
 import {
-  assertAcceptance, assertFingerprint, assertInboxEntry, assertInboxId, assertKeyId, assertOneTimeKeys, assertRecordData,
-  assertStoreId, assertValidBundle, assertVersion, establishmentReplayError, identityChangedError, inboxFullError,
-  inboxIdReusedError, noBundleError, otkReusedError, staleStateError, storeError, storeFailure,
+  assertFingerprint, assertInboxId, assertKeyId, assertStoreId, assertVersion, establishmentReplayError, identityChangedError,
+  inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
+  readValidBundle, recordCopy, staleStateError, storeError, storeFailure,
 } from './validate';
 
 /**
@@ -113,10 +113,12 @@ export class SqliteStore implements AgentStore {
     if (typeof path !== 'string' || path.length === 0 || path.length > 4096 || path.includes('\u0000') || !isWellFormed(path)) {
       throw new E2EError('INVALID_ARGUMENT', 'path must be a non-empty, well-formed string of at most 4096 characters without NUL');
     }
-    const sync = options?.synchronous ?? 'FULL';
+    // Read once into a plain object: a throwing getter or Proxy trap becomes INVALID_ARGUMENT.
+    const opts = readOptions(options, ['synchronous', 'busyTimeoutMs'], 'options');
+    const sync = opts.synchronous ?? 'FULL';
     if (sync !== 'FULL' && sync !== 'NORMAL') throw new E2EError('INVALID_ARGUMENT', 'synchronous must be FULL or NORMAL');
-    const timeout = options?.busyTimeoutMs ?? 5000;
-    if (!Number.isInteger(timeout) || timeout < 0 || timeout > 600_000) {
+    const timeout = opts.busyTimeoutMs ?? 5000;
+    if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 0 || timeout > 600_000) {
       throw new E2EError('INVALID_ARGUMENT', 'busyTimeoutMs must be an integer in [0, 600000]');
     }
     let db: Database.Database;
@@ -132,7 +134,7 @@ export class SqliteStore implements AgentStore {
   /** See {@link PreKeyStore.storeBundle}. */
   storeBundle(did: string, bundle: PreKeyBundle): void {
     assertStoreId(did, 'did');
-    assertValidBundle(bundle);
+    bundle = readValidBundle(bundle); // a checked copy: each field read once
     const base = baseOf(bundle);
     const otkId = bundle.oneTimePreKey ? (bundle.oneTimePreKeyId as number) : null;
     this.#write('storeBundle', () => {
@@ -189,7 +191,7 @@ export class SqliteStore implements AgentStore {
   /** See {@link PreKeyStore.addOneTimePreKeys}. */
   addOneTimePreKeys(did: string, keys: readonly PublicOneTimePreKey[]): void {
     assertStoreId(did, 'did');
-    assertOneTimeKeys(keys);
+    keys = readOneTimeKeys(keys); // a checked copy: each key read once
     this.#write('addOneTimePreKeys', () => {
       if (!this.#q.getBase.get(did)) throw noBundleError();
       for (const k of keys) {
@@ -246,11 +248,9 @@ export class SqliteStore implements AgentStore {
   saveSessionWithInbox(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array }): number {
     assertStoreId(localDid, 'localDid');
     assertStoreId(peerDid, 'peerDid');
-    assertRecordData(data);
+    data = recordCopy(data); // the caller may change its bytes while the driver runs
     assertVersion(expectedVersion);
-    assertInboxEntry(entry);
-    const { id } = entry;
-    const entryData = Uint8Array.from(entry.data);
+    const { id, data: entryData } = readInboxEntry(entry); // read once, copied
     // One transaction: the message and the state that consumed its key are saved together or not at all.
     return this.#write('saveSessionWithInbox', () => {
       const version = this.#cas(KIND_SESSION, localDid, peerDid, expectedVersion);
@@ -290,10 +290,10 @@ export class SqliteStore implements AgentStore {
 
   /** See {@link AgentStore.saveAcceptance}. */
   saveAcceptance(write: AcceptanceWrite): AcceptanceVersions {
-    assertAcceptance(write);
-    const { did, peerDid, keyManager: km, establishment: est, session } = write;
-    const kmData = km ? Uint8Array.from(km.data) : null;
-    const sData = Uint8Array.from(session.data);
+    // A checked copy (bytes copied too): a getter cannot answer differently between the checks and the writes.
+    const { did, peerDid, keyManager: km, establishment: est, session } = readAcceptance(write);
+    const kmData = km ? km.data : null;
+    const sData = session.data;
     return this.#write('saveAcceptance', () => {
       // Every check before any write (and one transaction anyway): all of it or nothing.
       const kv = km ? this.#cas(KIND_KEYS, did, '', km.expectedVersion, 'key_manager') : null;
@@ -363,9 +363,8 @@ export class SqliteStore implements AgentStore {
   }
 
   #save(kind: string, owner: string, peer: string, data: Uint8Array, expectedVersion: number): number {
-    assertRecordData(data);
+    const bytes = recordCopy(data); // the caller may change its bytes while the driver runs
     assertVersion(expectedVersion);
-    const bytes = Uint8Array.from(data); // the caller may change its bytes while the driver runs
     return this.#write('save', () => {
       const version = this.#cas(kind, owner, peer, expectedVersion);
       this.#q.putRecord.run(kind, owner, peer, version, blob(bytes));

@@ -11,8 +11,8 @@
  */
 import { E2EError } from '../errors';
 import {
-  XCHACHA20_POLY1305_NONCE_BYTES, assertKey, concatBytes, constantTimeEqual, hkdfSha256, memzero, randomBytes, utf8,
-  xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt,
+  XCHACHA20_POLY1305_NONCE_BYTES, assertKey, concatBytes, constantTimeEqual, hkdfSha256, isUsableBytes, memzero, randomBytes,
+  readOptions, typed, utf8, xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt,
 } from '../crypto';
 import { storeFailure } from './validate';
 
@@ -50,6 +50,14 @@ function contextBytes(context: unknown): Uint8Array {
   return utf8(context);
 }
 
+/** The ciphers this module made: a brand that, unlike instanceof, no Proxy or fake prototype passes. */
+const brand = new WeakSet<object>();
+
+/** Whether `value` is a {@link StorageCipher} made by its constructor (never throws). Internal to the stores. */
+export function isStorageCipher(value: unknown): value is StorageCipher {
+  return typeof value === 'object' && value !== null && brand.has(value);
+}
+
 function corrupt(reason: string, message: string): E2EError {
   return storeFailure(reason, message);
 }
@@ -72,19 +80,23 @@ export class StorageCipher {
    * derived from them, wiped by {@link wipe}.
    */
   constructor(storageKey: Uint8Array, options: { previousKeys?: readonly Uint8Array[] } = {}) {
-    const previous = options?.previousKeys ?? [];
+    const previous = readOptions(options, ['previousKeys'], 'options').previousKeys ?? [];
     if (!Array.isArray(previous)) throw new E2EError('INVALID_ARGUMENT', 'previousKeys must be a list of keys');
+    // Copied once, typed: a Proxy of an array passes Array.isArray and may still throw from its traps.
+    const keys = typed(() => Array.from(previous as unknown[]), 'INVALID_ARGUMENT', 'previousKeys');
     this.#current = derive(storageKey);
-    this.#all = [this.#current, ...previous.map((k) => derive(k))];
+    this.#all = [this.#current, ...keys.map((k) => derive(k as Uint8Array))];
+    brand.add(this);
   }
 
   /** Seals `plaintext` for the slot named by `context`. */
   seal(plaintext: Uint8Array, context: string): Uint8Array {
     this.#assertUsable();
-    if (!(plaintext instanceof Uint8Array)) throw new E2EError('INVALID_ARGUMENT', 'plaintext must be bytes');
+    // isView first: instanceof runs a Proxy's getPrototypeOf trap, and a fake Uint8Array has no length.
+    if (!ArrayBuffer.isView(plaintext) || !(plaintext instanceof Uint8Array)) throw new E2EError('INVALID_ARGUMENT', 'plaintext must be bytes');
     const ctx = contextBytes(context);
-    // A detached buffer reads as empty; touching it would throw a TypeError in the AEAD.
-    if (plaintext.length === 0) plaintext = new Uint8Array(0);
+    // A detached buffer reads as empty (sealed as empty, as before); touching it would throw a TypeError in the AEAD.
+    if (!isUsableBytes(plaintext)) plaintext = new Uint8Array(0);
     const header = new Uint8Array(HEADER_BYTES);
     header.set(MAGIC, 0);
     header[3] = SEALED_FORMAT_VERSION;
@@ -124,7 +136,8 @@ export class StorageCipher {
   }
 
   #keyFor(blob: Uint8Array): DerivedKey {
-    if (!(blob instanceof Uint8Array) || blob.length < OVERHEAD || MAGIC.some((b, i) => blob[i] !== b)) {
+    // isUsableBytes, not instanceof: a Proxy's trap or a fake Uint8Array's length would throw a TypeError.
+    if (!isUsableBytes(blob) || blob.length < OVERHEAD || MAGIC.some((b, i) => blob[i] !== b)) {
       throw corrupt('unknown_format', 'not a sealed blob');
     }
     if (blob[3] !== SEALED_FORMAT_VERSION) throw corrupt('unknown_format', `sealed blob format ${blob[3]} is not supported`);

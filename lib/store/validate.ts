@@ -1,7 +1,7 @@
 /** Input checks shared by every store: identifiers, versions, records, bundles, one-time keys. */
-import { E2EError } from '../errors';
-import { constantTimeEqual, ed25519Verify } from '../crypto';
-import { PreKeyBundle, assertBundleShape, isU32, x25519FormOfEd25519 } from '../x3dh';
+import { E2EError, isE2EError } from '../errors';
+import { constantTimeEqual, ed25519Verify, isUsableBytes, readFields, typed } from '../crypto';
+import { PreKeyBundle, isU32, snapshotBundle, x25519FormOfEd25519 } from '../x3dh';
 import {
   AcceptanceWrite, MAX_ONE_TIME_KEYS_PER_ADD, MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH, PublicOneTimePreKey,
 } from './types';
@@ -27,37 +27,41 @@ export function assertInboxId(id: unknown): asserts id is string {
   }
 }
 
-/** Checks an inbox entry argument `{ id, data }`. */
-export function assertInboxEntry(entry: unknown): asserts entry is { readonly id: string; readonly data: Uint8Array } {
-  if (typeof entry !== 'object' || entry === null) throw new E2EError('INVALID_ARGUMENT', 'inbox entry must be an object { id, data }');
-  const e = entry as { id?: unknown; data?: unknown };
+/**
+ * A checked copy of an inbox entry argument `{ id, data }`: each field read once (a getter cannot
+ * answer differently between the check and the write), the bytes copied.
+ */
+export function readInboxEntry(entry: unknown): { readonly id: string; readonly data: Uint8Array } {
+  const e = readFields(entry, ['id', 'data'], 'inbox entry');
   assertInboxId(e.id);
-  assertRecordData(e.data);
+  return { id: e.id, data: recordCopy(e.data) };
 }
 
-/** Checks an {@link AcceptanceWrite} (exactly one of `keyManager` and `establishment`). */
-export function assertAcceptance(w: unknown): asserts w is AcceptanceWrite {
-  if (typeof w !== 'object' || w === null) throw new E2EError('INVALID_ARGUMENT', 'acceptance must be an object');
-  const a = w as Partial<AcceptanceWrite>;
+/** A checked `{ data, expectedVersion }` of an acceptance, read once, its bytes copied. */
+function readVersioned(r: unknown, name: string): { readonly data: Uint8Array; readonly expectedVersion: number } {
+  const o = readFields(r, ['data', 'expectedVersion'], name);
+  const data = recordCopy(o.data);
+  assertVersion(o.expectedVersion);
+  return { data, expectedVersion: o.expectedVersion };
+}
+
+/**
+ * A checked, plain copy of an {@link AcceptanceWrite} (exactly one of `keyManager` and
+ * `establishment`): every field read once, every byte array copied, so the stores write what was checked.
+ */
+export function readAcceptance(w: unknown): AcceptanceWrite {
+  const a = readFields(w, ['did', 'peerDid', 'session', 'keyManager', 'establishment'], 'acceptance');
   assertStoreId(a.did, 'did');
   assertStoreId(a.peerDid, 'peerDid');
-  const rec = (r: unknown, name: string): void => {
-    if (typeof r !== 'object' || r === null) throw new E2EError('INVALID_ARGUMENT', `${name} must be an object { data, expectedVersion }`);
-    const o = r as { data?: unknown; expectedVersion?: unknown };
-    assertRecordData(o.data);
-    assertVersion(o.expectedVersion);
-  };
-  rec(a.session, 'session');
+  const session = readVersioned(a.session, 'session');
   if ((a.keyManager === undefined) === (a.establishment === undefined)) {
     throw new E2EError('INVALID_ARGUMENT', 'exactly one of keyManager and establishment must be given');
   }
-  if (a.keyManager !== undefined) rec(a.keyManager, 'keyManager');
-  if (a.establishment !== undefined) {
-    const e = a.establishment as { signedPreKeyId?: unknown; fingerprint?: unknown } | null;
-    if (typeof e !== 'object' || e === null) throw new E2EError('INVALID_ARGUMENT', 'establishment must be an object');
-    assertKeyId(e.signedPreKeyId, 'signedPreKeyId');
-    assertFingerprint(e.fingerprint);
-  }
+  if (a.keyManager !== undefined) return { did: a.did, peerDid: a.peerDid, session, keyManager: readVersioned(a.keyManager, 'keyManager') };
+  const e = readFields(a.establishment, ['signedPreKeyId', 'fingerprint'], 'establishment');
+  assertKeyId(e.signedPreKeyId, 'signedPreKeyId');
+  assertFingerprint(e.fingerprint);
+  return { did: a.did, peerDid: a.peerDid, session, establishment: { signedPreKeyId: e.signedPreKeyId, fingerprint: e.fingerprint } };
 }
 
 /** Throws `INVALID_ARGUMENT` unless `v` is an integer version in [0, 2^53). */
@@ -69,8 +73,15 @@ export function assertVersion(v: unknown): asserts v is number {
 
 /** Throws unless `data` is a non-empty Uint8Array of at most {@link MAX_RECORD_BYTES}. */
 export function assertRecordData(data: unknown): asserts data is Uint8Array {
-  if (!(data instanceof Uint8Array) || data.length === 0) throw new E2EError('INVALID_ARGUMENT', 'record data must be non-empty bytes');
+  // isUsableBytes, not instanceof: a Proxy's trap or a fake Uint8Array's length would throw a TypeError.
+  if (!isUsableBytes(data) || data.length === 0) throw new E2EError('INVALID_ARGUMENT', 'record data must be non-empty bytes');
   if (data.length > MAX_RECORD_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', 'record above 16 MiB');
+}
+
+/** A copy of checked record bytes (the caller may change its own while a driver runs). */
+export function recordCopy(data: unknown): Uint8Array {
+  assertRecordData(data);
+  return Uint8Array.from(data);
 }
 
 /** Throws `INVALID_ARGUMENT` unless `id` is a key id (integer in [0, 2^32)). */
@@ -86,36 +97,59 @@ export function assertFingerprint(fp: unknown): asserts fp is string {
 }
 
 /**
- * Checks a bundle as `initiate` would before a store accepts it: shape (`INVALID_KEY`,
- * `MALFORMED_MESSAGE`), signed pre-key signature (`BAD_SIGNATURE`) and that `identityKey` is the
- * X25519 form of `identityKeyEd` (`IDENTITY_MISMATCH`).
+ * A checked copy of a bundle (each field read once, {@link snapshotBundle}), checked as `initiate`
+ * would before a store accepts it: shape (`INVALID_KEY`, `MALFORMED_MESSAGE`), signed pre-key
+ * signature (`BAD_SIGNATURE`) and that `identityKey` is the X25519 form of `identityKeyEd` (`IDENTITY_MISMATCH`).
  */
-export function assertValidBundle(bundle: unknown): asserts bundle is PreKeyBundle {
-  assertBundleShape(bundle);
-  if (!ed25519Verify(bundle.signedPreKeySignature, bundle.signedPreKey, bundle.identityKeyEd)) {
+export function readValidBundle(bundle: unknown): PreKeyBundle {
+  const b = snapshotBundle(bundle);
+  if (!ed25519Verify(b.signedPreKeySignature, b.signedPreKey, b.identityKeyEd)) {
     throw new E2EError('BAD_SIGNATURE', 'the signed pre-key signature does not verify');
   }
-  if (!constantTimeEqual(x25519FormOfEd25519(bundle.identityKeyEd), bundle.identityKey)) {
+  if (!constantTimeEqual(x25519FormOfEd25519(b.identityKeyEd), b.identityKey)) {
     throw new E2EError('IDENTITY_MISMATCH', 'bundle.identityKey is not the X25519 form of bundle.identityKeyEd');
   }
+  return b;
 }
 
-/** Checks a list of public one-time pre-keys (1 to 10000, 32-byte keys, distinct ids). */
-export function assertOneTimeKeys(keys: unknown): asserts keys is readonly PublicOneTimePreKey[] {
-  if (!Array.isArray(keys) || keys.length === 0 || keys.length > MAX_ONE_TIME_KEYS_PER_ADD) {
+/**
+ * A checked copy of a list of public one-time pre-keys (1 to 10000, 32-byte keys, distinct ids):
+ * the list and each key read once (a Proxy or a getter gives `INVALID_ARGUMENT`), the keys copied.
+ */
+export function readOneTimeKeys(keys: unknown): PublicOneTimePreKey[] {
+  // Array.isArray sees through a Proxy of an array, whose traps may still throw: copy it once, typed.
+  const list = Array.isArray(keys) ? typed(() => Array.from(keys as unknown[]), 'INVALID_ARGUMENT', 'keys') : null;
+  if (list === null || list.length === 0 || list.length > MAX_ONE_TIME_KEYS_PER_ADD) {
     throw new E2EError('INVALID_ARGUMENT', `keys must be a list of 1 to ${MAX_ONE_TIME_KEYS_PER_ADD} one-time pre-keys`);
   }
   const seen = new Set<number>();
-  for (const k of keys as unknown[]) {
-    const o = k as Partial<PublicOneTimePreKey> | null;
-    if (typeof o !== 'object' || o === null) throw new E2EError('INVALID_ARGUMENT', 'each one-time pre-key must be an object');
+  const out: PublicOneTimePreKey[] = [];
+  for (const k of list) {
+    const o = readFields(k, ['keyId', 'publicKey'], 'each one-time pre-key');
     assertKeyId(o.keyId, 'keyId');
-    if (!(o.publicKey instanceof Uint8Array) || o.publicKey.length !== 32) {
+    if (!isUsableBytes(o.publicKey) || o.publicKey.length !== 32) {
       throw new E2EError('INVALID_KEY', 'one-time pre-key publicKey must be 32 bytes');
     }
     if (seen.has(o.keyId)) throw new E2EError('INVALID_ARGUMENT', 'duplicate one-time pre-key id in one call');
     seen.add(o.keyId);
+    out.push({ keyId: o.keyId, publicKey: Uint8Array.from(o.publicKey) });
   }
+  return out;
+}
+
+/**
+ * A store's answer `{ version, data }` (of any implementation, also an application's own), read
+ * once: `STORE_ERROR` (reason `corrupt`) when it is no record (a getter throws, bytes are fake).
+ */
+export function readStoredRecord(rec: unknown): { readonly version: number; readonly data: Uint8Array } {
+  let r: Record<'version' | 'data', unknown>;
+  try {
+    r = readFields(rec, ['version', 'data'], 'stored record');
+  } catch {
+    throw storeFailure('corrupt', 'the store returned no record');
+  }
+  if (!Number.isSafeInteger(r.version) || (r.version as number) < 1 || !isUsableBytes(r.data)) throw storeFailure('corrupt', 'the store returned no record');
+  return { version: r.version as number, data: r.data };
 }
 
 /** The error for a one-time pre-key id that may not be (re-)added. */
@@ -168,7 +202,8 @@ export function storeFailure(reason: string, message: string, cause?: unknown): 
  * `E2EError` passes as it is. The driver's own error text stays out of the message: it may quote data.
  */
 export function storeError(operation: string, e: unknown): E2EError {
-  if (e instanceof E2EError) return e;
+  // isE2EError, not instanceof: a thrown Proxy's getPrototypeOf trap may throw.
+  if (isE2EError(e)) return e;
   let code: unknown;
   try {
     code = (e as { code?: unknown } | null)?.code;
