@@ -20,12 +20,12 @@
  * `STORE_ERROR` (reason `backend`, the original as `cause`).
  */
 import { E2EError, isE2EError } from '../errors';
-import { memzero, sha256, toHex } from '../crypto';
+import { isInstance, isUsableBytes, memzero, readFields, readOptions, sha256, toHex, typed } from '../crypto';
 import { EncryptedMessage } from '../ratchet';
 import { SecureChannel } from '../channel';
-import { StorageCipher } from './storage-cipher';
+import { StorageCipher, isStorageCipher } from './storage-cipher';
 import { MAX_INBOX_ENTRIES, SessionStore, StoredRecord } from './types';
-import { assertInboxId, assertStoreId, callStore, storeFailure } from './validate';
+import { assertInboxId, assertStoreId, callStore, readStoredRecord, storeFailure } from './validate';
 
 /** Where a channel is saved: the store, the cipher sealing it, and its two DIDs. */
 export interface SessionLocation {
@@ -67,16 +67,32 @@ const SESSION_METHODS = ['loadSession', 'saveSession', 'deleteSession', 'saveSes
 export function isSessionStore(s: unknown): s is SessionStore {
   if ((typeof s !== 'object' && typeof s !== 'function') || s === null) return false;
   const o = s as Record<string, unknown>;
-  return SESSION_METHODS.every((m) => typeof o[m] === 'function');
+  try {
+    return SESSION_METHODS.every((m) => typeof o[m] === 'function');
+  } catch {
+    return false; // a throwing getter or Proxy trap: not a store (a predicate never throws)
+  }
 }
 
-function assertLocation(loc: unknown): asserts loc is SessionLocation {
-  const l = loc as Partial<SessionLocation> | null;
-  if (typeof l !== 'object' || l === null) throw new E2EError('INVALID_ARGUMENT', 'a session location is required');
-  if (!(l.cipher instanceof StorageCipher)) throw new E2EError('INVALID_ARGUMENT', 'cipher must be a StorageCipher');
+/**
+ * A checked, plain copy of a session location: each field read once, so a getter cannot answer
+ * differently between the check and the use. `INVALID_ARGUMENT` for anything else.
+ */
+function readLocation(loc: unknown): SessionLocation {
+  if (typeof loc !== 'object' || loc === null) throw new E2EError('INVALID_ARGUMENT', 'a session location is required');
+  const l = readFields(loc, ['store', 'cipher', 'localDid', 'peerDid'], 'session location');
+  // The brand, not instanceof: a Proxy's trap or an object made from the prototype would pass or throw.
+  if (!isStorageCipher(l.cipher)) throw new E2EError('INVALID_ARGUMENT', 'cipher must be a StorageCipher');
   if (!isSessionStore(l.store)) throw new E2EError('INVALID_ARGUMENT', 'store must implement SessionStore (with the inbox methods)');
   assertStoreId(l.localDid, 'localDid');
   assertStoreId(l.peerDid, 'peerDid');
+  return { store: l.store, cipher: l.cipher, localDid: l.localDid, peerDid: l.peerDid };
+}
+
+/** A `now` option: a function or `undefined`, else `INVALID_ARGUMENT`. */
+function nowOption(now: unknown): (() => number) | undefined {
+  if (now !== undefined && typeof now !== 'function') throw new E2EError('INVALID_ARGUMENT', 'now must be a function');
+  return now as (() => number) | undefined;
 }
 
 /** The AEAD context of a session blob: it only opens in its own slot. `INVALID_ARGUMENT` unless both are store ids. */
@@ -101,8 +117,10 @@ export function inboxMessageId(message: EncryptedMessage | Uint8Array): string {
 }
 
 function envelopeOf(message: unknown): EncryptedMessage {
-  if (message instanceof Uint8Array) return EncryptedMessage.deserialize(message);
-  if (message instanceof EncryptedMessage) {
+  // isUsableBytes and isInstance, not instanceof: a Proxy's getPrototypeOf trap may throw, a fake
+  // Uint8Array has no length, and a detached view has no bytes (all MALFORMED_MESSAGE below).
+  if (isUsableBytes(message)) return EncryptedMessage.deserialize(message);
+  if (isInstance(message, EncryptedMessage)) {
     try {
       message.serialize();
       return message;
@@ -164,6 +182,9 @@ function handedOutFor(store: SessionStore, localDid: string, peerDid: string): H
 
 let attach: (loc: SessionLocation, channel: SecureChannel, version: number) => PersistentChannel;
 
+/** Proves a construction comes from this module: the constructor is private to TypeScript only. */
+const CONSTRUCT = Symbol('PersistentChannel');
+
 /**
  * A channel over a state already saved at `version` (by `StoredKeyManager.acceptChannel`'s atomic
  * write). Internal to the stores: not exported from the package.
@@ -187,10 +208,12 @@ export class PersistentChannel {
   readonly #handedOut: HandedOut;
 
   static {
-    attach = (loc, channel, version) => new PersistentChannel(loc, channel, version, undefined);
+    attach = (loc, channel, version) => new PersistentChannel(CONSTRUCT, loc, channel, version, undefined);
   }
 
-  private constructor(loc: SessionLocation, channel: SecureChannel, version: number, now: (() => number) | undefined) {
+  /** Internal: `loc` is checked and plain. From JavaScript, `new PersistentChannel(...)` is refused (`INVALID_STATE`). */
+  private constructor(token: symbol, loc: SessionLocation, channel: SecureChannel, version: number, now: (() => number) | undefined) {
+    if (token !== CONSTRUCT) throw new E2EError('INVALID_STATE', 'use PersistentChannel.create or PersistentChannel.load');
     this.#loc = { store: loc.store, cipher: loc.cipher, localDid: loc.localDid, peerDid: loc.peerDid };
     this.#ctx = sessionContext(loc.localDid, loc.peerDid);
     this.#channel = channel;
@@ -208,32 +231,37 @@ export class PersistentChannel {
    * const alice = await PersistentChannel.create({ store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' }, channel);
    */
   static async create(location: SessionLocation, channel: SecureChannel, options: { replace?: boolean; now?: () => number } = {}): Promise<PersistentChannel> {
+    // isInstance: instanceof runs a Proxy's getPrototypeOf trap, which may throw.
+    const owned = isInstance(channel, SecureChannel);
     try {
-      assertLocation(location);
-      if (!(channel instanceof SecureChannel)) throw new E2EError('INVALID_ARGUMENT', 'channel must be a SecureChannel');
-      if (channel.isClosed) throw new E2EError('CHANNEL_CLOSED', 'the channel is closed');
+      const loc = readLocation(location);
+      const opts = readOptions(options, ['replace', 'now'], 'options');
+      const now = nowOption(opts.now);
+      if (!owned) throw new E2EError('INVALID_ARGUMENT', 'channel must be a SecureChannel');
+      if (typed(() => channel.isClosed, 'INVALID_ARGUMENT', 'channel')) throw new E2EError('CHANNEL_CLOSED', 'the channel is closed');
       let expected = 0;
-      if (options?.replace === true) {
-        expected = (await callStore('loadSession', () => location.store.loadSession(location.localDid, location.peerDid)))?.version ?? 0;
+      if (opts.replace === true) {
+        const rec = await callStore('loadSession', () => loc.store.loadSession(loc.localDid, loc.peerDid));
+        expected = rec === null || rec === undefined ? 0 : readStoredRecord(rec).version;
       }
-      const pc = new PersistentChannel(location, channel, expected, options?.now);
+      const pc = new PersistentChannel(CONSTRUCT, loc, channel, expected, now);
       pc.#version = await pc.#save(channel);
       return pc;
     } catch (e) {
-      if (channel instanceof SecureChannel) channel.close();
+      if (owned) typed(() => channel.close(), 'INVALID_ARGUMENT', 'channel');
       throw e;
     }
   }
 
   /** The channel saved at `location`, or `null`. `STORE_ERROR` if the blob does not open or parse. */
   static async load(location: SessionLocation, options: LoadOptions = {}): Promise<PersistentChannel | null> {
-    assertLocation(location);
-    const now = options?.now;
-    if (now !== undefined && typeof now !== 'function') throw new E2EError('INVALID_ARGUMENT', 'now must be a function');
-    const rec = await callStore('loadSession', () => location.store.loadSession(location.localDid, location.peerDid));
-    if (rec === null) return null;
-    const ctx = sessionContext(location.localDid, location.peerDid);
-    return new PersistentChannel(location, restore(location.cipher, rec, ctx, now), rec.version, now);
+    const loc = readLocation(location);
+    const now = nowOption(readOptions(options, ['now'], 'options').now);
+    const found = await callStore('loadSession', () => loc.store.loadSession(loc.localDid, loc.peerDid));
+    if (found === null) return null;
+    const rec = readStoredRecord(found);
+    const ctx = sessionContext(loc.localDid, loc.peerDid);
+    return new PersistentChannel(CONSTRUCT, loc, restore(loc.cipher, rec, ctx, now), rec.version, now);
   }
 
   /** The local DID. */
@@ -268,7 +296,8 @@ export class PersistentChannel {
   send(plaintext: Uint8Array): Promise<EncryptedMessage> {
     return this.#exclusive(async () => {
       // A detached buffer reads as empty (and would throw a TypeError further down): send it as empty.
-      if (plaintext instanceof Uint8Array && plaintext.length === 0) plaintext = new Uint8Array(0);
+      // isView first: instanceof runs a Proxy's trap; a fake Uint8Array goes on to send's own check.
+      if (ArrayBuffer.isView(plaintext) && plaintext instanceof Uint8Array && !isUsableBytes(plaintext)) plaintext = new Uint8Array(0);
       await this.#resync();
       const scratch = this.#copy();
       let message: EncryptedMessage;
@@ -296,7 +325,7 @@ export class PersistentChannel {
    */
   receive(message: EncryptedMessage | Uint8Array, options: ReceiveOptions = {}): Promise<Uint8Array> {
     return this.#exclusive(async () => {
-      const deliver = options?.deliver;
+      const { deliver } = readOptions(options, ['deliver'], 'options');
       if (deliver !== undefined && typeof deliver !== 'function') throw new E2EError('INVALID_ARGUMENT', 'deliver must be a function');
       const m = envelopeOf(message);
       const id = toHex(sha256(m.serialize()));
@@ -312,7 +341,7 @@ export class PersistentChannel {
       this.#handedOut.add(id);
       if (deliver) {
         try {
-          await deliver(Uint8Array.from(plaintext));
+          await (deliver as (p: Uint8Array) => void | Promise<void>)(Uint8Array.from(plaintext));
         } catch (e) {
           this.#handedOut.delete(id); // not taken: the next receive of the envelope hands it out again
           memzero(plaintext);
@@ -340,9 +369,10 @@ export class PersistentChannel {
       const records = await callStore('listInbox', () => store.listInbox(localDid, peerDid));
       if (!Array.isArray(records)) throw corrupt();
       const out: InboxMessage[] = [];
-      for (const r of records) {
-        if (this.#handedOut.has(r.id)) continue;
-        out.push({ id: r.id, plaintext: cipher.open(r.data, inboxContext(localDid, peerDid, r.id)) });
+      for (const r of records as unknown[]) {
+        const { id, data } = readInboxRecord(r);
+        if (this.#handedOut.has(id)) continue;
+        out.push({ id, plaintext: cipher.open(data, inboxContext(localDid, peerDid, id)) });
       }
       for (const m of out) this.#handedOut.add(m.id);
       return out;
@@ -372,10 +402,16 @@ export class PersistentChannel {
 
   /** Closes the channel and wipes its keys; with `deleteSaved`, also deletes the saved session. Idempotent. */
   close(options: { deleteSaved?: boolean } = {}): Promise<void> {
+    let deleteSaved: unknown;
+    try {
+      deleteSaved = readOptions(options, ['deleteSaved'], 'options').deleteSaved;
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this.#exclusive(async () => {
       this.#closed = true;
       this.#channel.close();
-      if (options?.deleteSaved === true) await callStore('deleteSession', () => this.#loc.store.deleteSession(this.#loc.localDid, this.#loc.peerDid));
+      if (deleteSaved === true) await callStore('deleteSession', () => this.#loc.store.deleteSession(this.#loc.localDid, this.#loc.peerDid));
     }, true);
   }
 
@@ -400,12 +436,13 @@ export class PersistentChannel {
 
   async #reload(): Promise<void> {
     const { store, localDid, peerDid, cipher } = this.#loc;
-    const rec = await callStore('loadSession', () => store.loadSession(localDid, peerDid));
-    if (rec === null) {
+    const found = await callStore('loadSession', () => store.loadSession(localDid, peerDid));
+    if (found === null) {
       this.#closed = true;
       this.#channel.close();
       throw new E2EError('CHANNEL_CLOSED', 'the saved session was deleted', 'session_deleted');
     }
+    const rec = readStoredRecord(found);
     const channel = restore(cipher, rec, this.#ctx, this.#now);
     this.#channel.close();
     this.#channel = channel;
@@ -430,7 +467,7 @@ export class PersistentChannel {
       // Already consumed by a save of ours (or another process's) that the caller never saw: the inbox has it.
       if (isE2EError(e, 'DUPLICATE_MESSAGE') || isE2EError(e, 'DECRYPT_FAILED')) {
         const hit = await callStore('loadInboxEntry', () => store.loadInboxEntry(localDid, peerDid, id));
-        if (hit !== null) return cipher.open(hit.data, inboxContext(localDid, peerDid, id));
+        if (hit !== null) return cipher.open(readInboxRecord(hit).data, inboxContext(localDid, peerDid, id));
       }
       throw e;
     }
@@ -481,6 +518,19 @@ export class PersistentChannel {
   async #save(channel: SecureChannel): Promise<number> {
     return callStore('saveSession', () => this.#saveCall(channel));
   }
+}
+
+/** An inbox record a store returned, read once: `STORE_ERROR` (reason `corrupt`) when it is none. */
+function readInboxRecord(r: unknown): { id: string; data: Uint8Array } {
+  let o: Record<'id' | 'data', unknown>;
+  try {
+    o = readFields(r, ['id', 'data'], 'inbox record');
+  } catch {
+    throw corrupt();
+  }
+  if (typeof o.id !== 'string') throw corrupt();
+  // Not checked here: the cipher refuses anything but a sealed blob (STORE_ERROR, unknown_format).
+  return { id: o.id, data: o.data as Uint8Array };
 }
 
 function restore(cipher: StorageCipher, rec: StoredRecord, ctx: string, now: (() => number) | undefined): SecureChannel {

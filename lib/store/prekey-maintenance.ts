@@ -9,9 +9,9 @@
  * without a one-time pre-key (the last resort; see `PreKeyStore`).
  */
 import { E2EError } from '../errors';
-import { constantTimeEqual } from '../crypto';
+import { constantTimeEqual, readFields, typed } from '../crypto';
 import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
-import { StoredKeyManager } from './stored-key-manager';
+import { StoredKeyManager, isStoredKeyManager } from './stored-key-manager';
 import { PreKeyStore, PublicOneTimePreKey } from './types';
 import { callStore } from './validate';
 
@@ -59,8 +59,12 @@ interface Resolved {
   now: () => number;
 }
 
-function resolve(p: PreKeyPolicy): Resolved {
-  if (typeof p !== 'object' || p === null) throw new E2EError('INVALID_ARGUMENT', 'policy must be an object');
+const POLICY_FIELDS = ['minOneTimePreKeys', 'targetOneTimePreKeys', 'signedPreKeyMaxAgeMs', 'signedPreKeyGraceMs', 'now'] as const;
+
+function resolve(policy: unknown): Resolved {
+  if (typeof policy !== 'object' || policy === null) throw new E2EError('INVALID_ARGUMENT', 'policy must be an object');
+  // Read once into a plain object: a throwing getter becomes INVALID_ARGUMENT, and no field changes later.
+  const p = readFields(policy, POLICY_FIELDS, 'policy');
   const int = (v: unknown, dflt: number, name: string, max: number): number => {
     if (v === undefined) return dflt;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
@@ -73,7 +77,7 @@ function resolve(p: PreKeyPolicy): Resolved {
     target: int(p.targetOneTimePreKeys, DEFAULT_TARGET_ONE_TIME_PRE_KEYS, 'targetOneTimePreKeys', 10000),
     maxAge: int(p.signedPreKeyMaxAgeMs, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS, 'signedPreKeyMaxAgeMs', 3650 * DAY),
     grace: int(p.signedPreKeyGraceMs, DEFAULT_SIGNED_PRE_KEY_GRACE_MS, 'signedPreKeyGraceMs', 3650 * DAY),
-    now: p.now ?? Date.now,
+    now: (p.now ?? Date.now) as () => number,
   };
   if (r.min > r.target) throw new E2EError('INVALID_ARGUMENT', 'minOneTimePreKeys must not exceed targetOneTimePreKeys');
   if (typeof r.now !== 'function') throw new E2EError('INVALID_ARGUMENT', 'now must be a function');
@@ -89,7 +93,9 @@ interface Planned {
 
 /** The change one run makes to the key manager (pure in the manager it is given: it may run again). */
 function plan(m: X3DHKeyManager, pool: number, p: Resolved): Planned {
-  const now = p.now();
+  // The clock is the caller's: a throw or a non-number is a bad policy, not a foreign error escaping.
+  const now = typed(() => p.now(), 'INVALID_ARGUMENT', 'policy.now');
+  if (typeof now !== 'number' || !Number.isFinite(now)) throw new E2EError('INVALID_ARGUMENT', 'policy.now must return a finite number');
   const current = m.signedPreKey;
   const rotatedTo = current === null || now - current.createdAt >= p.maxAge ? m.generateSignedPreKey().keyId : null;
   const currentId = (m.signedPreKey as { keyId: number }).keyId;
@@ -109,9 +115,29 @@ function plan(m: X3DHKeyManager, pool: number, p: Resolved): Planned {
   return { rotatedTo, retired, added, bundle: m.getPublicBundle() };
 }
 
-function sameBase(a: PreKeyBundle | null, b: PreKeyBundle): boolean {
-  return a !== null && a.signedPreKeyId === b.signedPreKeyId && constantTimeEqual(a.signedPreKey, b.signedPreKey)
-    && constantTimeEqual(a.identityKeyEd, b.identityKeyEd);
+/** Whether the published bundle `a` (a directory's answer, maybe the application's own) has `b`'s base. */
+function sameBase(a: unknown, b: PreKeyBundle): boolean {
+  if (a === null || a === undefined) return false;
+  try {
+    const p = readFields(a, ['signedPreKeyId', 'signedPreKey', 'identityKeyEd'], 'published bundle');
+    return p.signedPreKeyId === b.signedPreKeyId && constantTimeEqual(p.signedPreKey as Uint8Array, b.signedPreKey)
+      && constantTimeEqual(p.identityKeyEd as Uint8Array, b.identityKeyEd);
+  } catch {
+    return false; // unreadable or not bytes: publish again
+  }
+}
+
+const DIRECTORY_METHODS = ['countOneTimePreKeys', 'getBundle', 'storeBundle', 'addOneTimePreKeys'] as const;
+
+/** Whether `d` has the methods maintenance uses (never throws: a throwing getter means no). */
+function isDirectory(d: unknown): d is PreKeyStore {
+  if ((typeof d !== 'object' && typeof d !== 'function') || d === null) return false;
+  try {
+    const o = d as Record<string, unknown>;
+    return DIRECTORY_METHODS.every((m) => typeof o[m] === 'function');
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -122,11 +148,9 @@ function sameBase(a: PreKeyBundle | null, b: PreKeyBundle): boolean {
  * const report = await maintainPreKeys(bobKeys, store, { minOneTimePreKeys: 20, targetOneTimePreKeys: 100 });
  */
 export async function maintainPreKeys(keys: StoredKeyManager, directory: PreKeyStore, policy: PreKeyPolicy = {}): Promise<MaintenanceReport> {
-  if (!(keys instanceof StoredKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'keys must be a StoredKeyManager');
-  const d = directory as Partial<PreKeyStore> | null;
-  if (typeof d?.countOneTimePreKeys !== 'function' || typeof d.storeBundle !== 'function' || typeof d.addOneTimePreKeys !== 'function') {
-    throw new E2EError('INVALID_ARGUMENT', 'directory must implement PreKeyStore');
-  }
+  // The brand, not instanceof: a Proxy's trap may throw, and an object made from the prototype has no state.
+  if (!isStoredKeyManager(keys)) throw new E2EError('INVALID_ARGUMENT', 'keys must be a StoredKeyManager');
+  if (!isDirectory(directory)) throw new E2EError('INVALID_ARGUMENT', 'directory must implement PreKeyStore');
   const p = resolve(policy);
   // A directory of the application's own may throw anything: callStore makes it a STORE_ERROR.
   const pool = await callStore('countOneTimePreKeys', () => directory.countOneTimePreKeys(keys.did));

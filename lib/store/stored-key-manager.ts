@@ -13,13 +13,15 @@
  * `establishment_replay`).
  */
 import { E2EError, isE2EError } from '../errors';
-import { canonicalX25519PublicKey, concatBytes, constantTimeEqual, memzero, sha256, toHex } from '../crypto';
+import {
+  canonicalX25519PublicKey, concatBytes, constantTimeEqual, isInstance, isUsableBytes, memzero, readFields, sha256, toHex,
+} from '../crypto';
 import { X3DHKeyManager } from '../x3dh';
 import { ChannelEstablishment, ChannelEstablishmentFields, ChannelOptions, SecureChannel } from '../channel';
 import { PersistentChannel, attachSavedChannel, isSessionStore, sealChannelState } from './persistent-channel';
-import { StorageCipher } from './storage-cipher';
+import { StorageCipher, isStorageCipher } from './storage-cipher';
 import { AcceptanceVersions, AcceptanceWrite, AgentStore, KeyManagerStore, SessionStore, StoredRecord } from './types';
-import { assertStoreId, callStore, establishmentReplayError, staleStateError, storeFailure } from './validate';
+import { assertStoreId, callStore, establishmentReplayError, readStoredRecord, staleStateError, storeFailure } from './validate';
 
 /** Where a key manager is saved. */
 export interface KeyManagerLocation {
@@ -45,15 +47,52 @@ export interface AcceptOptions {
 /** Most attempts of one change when other processes keep saving first. */
 const MAX_ATTEMPTS = 8;
 
-function assertLocation(loc: unknown): asserts loc is KeyManagerLocation {
-  const l = loc as Partial<KeyManagerLocation> | null;
-  if (typeof l !== 'object' || l === null) throw new E2EError('INVALID_ARGUMENT', 'a key manager location is required');
-  if (!(l.cipher instanceof StorageCipher)) throw new E2EError('INVALID_ARGUMENT', 'cipher must be a StorageCipher');
-  const s = l.store as Partial<KeyManagerStore> | undefined;
-  if (typeof s?.loadKeyManager !== 'function' || typeof s.saveKeyManager !== 'function' || typeof s.markEstablishment !== 'function') {
-    throw new E2EError('INVALID_ARGUMENT', 'store must implement KeyManagerStore');
+/** Whether `s` has the methods a key manager saves with (never throws: a throwing getter means no). */
+function isKeyManagerStore(s: unknown): s is KeyManagerStore {
+  if ((typeof s !== 'object' && typeof s !== 'function') || s === null) return false;
+  try {
+    const o = s as Partial<KeyManagerStore>;
+    return typeof o.loadKeyManager === 'function' && typeof o.saveKeyManager === 'function' && typeof o.markEstablishment === 'function';
+  } catch {
+    return false;
   }
+}
+
+/**
+ * A checked, plain copy of a key manager location: each field read once, so a getter cannot answer
+ * differently between the check and the use. `INVALID_ARGUMENT` for anything else.
+ */
+function readLocation(loc: unknown): KeyManagerLocation {
+  if (typeof loc !== 'object' || loc === null) throw new E2EError('INVALID_ARGUMENT', 'a key manager location is required');
+  const l = readFields(loc, ['store', 'cipher', 'did'], 'key manager location');
+  // The brand, not instanceof: a Proxy's trap or an object made from the prototype would pass or throw.
+  if (!isStorageCipher(l.cipher)) throw new E2EError('INVALID_ARGUMENT', 'cipher must be a StorageCipher');
+  if (!isKeyManagerStore(l.store)) throw new E2EError('INVALID_ARGUMENT', 'store must implement KeyManagerStore');
   assertStoreId(l.did, 'did');
+  return { store: l.store, cipher: l.cipher, did: l.did };
+}
+
+/** Accept options, read once into a plain object (`INVALID_ARGUMENT` when a read throws). */
+function readAcceptOptions(options: unknown): AcceptOptions {
+  if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'accept options are required');
+  const o = readFields(options, ['sessions', 'peerDid', 'associatedData', 'channelOptions', 'replaceSession'], 'accept options');
+  assertStoreId(o.peerDid, 'peerDid');
+  assertSessions(o.sessions);
+  return {
+    sessions: o.sessions, peerDid: o.peerDid, associatedData: o.associatedData as Uint8Array | undefined,
+    channelOptions: o.channelOptions as ChannelOptions | undefined, replaceSession: o.replaceSession as boolean | undefined,
+  };
+}
+
+/** Proves a construction comes from this module: the constructor is private to TypeScript only. */
+const CONSTRUCT = Symbol('StoredKeyManager');
+
+/** The managers this module made (a brand no Proxy or fake prototype passes). */
+const brand = new WeakSet<object>();
+
+/** Whether `value` is a {@link StoredKeyManager} made here (never throws). Internal to the stores. */
+export function isStoredKeyManager(value: unknown): value is StoredKeyManager {
+  return typeof value === 'object' && value !== null && brand.has(value);
 }
 
 /** The AEAD context of a key-manager blob. */
@@ -105,10 +144,16 @@ function isMissingKey(e: unknown): boolean {
   return isE2EError(e, 'SPK_NOT_FOUND') || isE2EError(e, 'OTK_NOT_FOUND');
 }
 
-function isVersions(v: unknown, withKeyManager: boolean): v is AcceptanceVersions {
-  const o = v as Partial<AcceptanceVersions> | null;
-  return typeof o === 'object' && o !== null && Number.isSafeInteger(o.sessionVersion)
-    && (!withKeyManager || Number.isSafeInteger(o.keyManagerVersion));
+/** The versions a store's `saveAcceptance` returned, read once; `null` when they are none. */
+function readVersions(v: unknown, withKeyManager: boolean): AcceptanceVersions | null {
+  let o: Record<'sessionVersion' | 'keyManagerVersion', unknown>;
+  try {
+    o = readFields(v, ['sessionVersion', 'keyManagerVersion'], 'versions');
+  } catch {
+    return null; // not an object, or a getter threw
+  }
+  if (!Number.isSafeInteger(o.sessionVersion) || (withKeyManager && !Number.isSafeInteger(o.keyManagerVersion))) return null;
+  return { sessionVersion: o.sessionVersion as number, keyManagerVersion: withKeyManager ? o.keyManagerVersion as number : null };
 }
 
 function assertSessions(s: unknown): asserts s is SessionStore {
@@ -122,7 +167,10 @@ export class StoredKeyManager {
   #version: number;
   #tail: Promise<unknown> = Promise.resolve();
 
-  private constructor(loc: KeyManagerLocation, manager: X3DHKeyManager, version: number) {
+  /** Internal: `loc` is checked and plain. From JavaScript, `new StoredKeyManager(...)` is refused (`INVALID_STATE`). */
+  private constructor(token: symbol, loc: KeyManagerLocation, manager: X3DHKeyManager, version: number) {
+    if (token !== CONSTRUCT) throw new E2EError('INVALID_STATE', 'use StoredKeyManager.create or StoredKeyManager.load');
+    brand.add(this);
     this.#loc = { store: loc.store, cipher: loc.cipher, did: loc.did };
     this.#manager = manager;
     this.#version = version;
@@ -135,12 +183,13 @@ export class StoredKeyManager {
    * const keys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:bob' }, bobMgr);
    */
   static async create(location: KeyManagerLocation, manager: X3DHKeyManager): Promise<StoredKeyManager> {
-    assertLocation(location);
-    if (!(manager instanceof X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
+    const loc = readLocation(location);
+    // isInstance: instanceof runs a Proxy's getPrototypeOf trap, which may throw.
+    if (!isInstance(manager, X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
     const copy = copyOf(manager);
     try {
-      const version = await callStore('saveKeyManager', () => location.store.saveKeyManager(location.did, seal(location.cipher, location.did, copy), 0));
-      return new StoredKeyManager(location, copy, version);
+      const version = await callStore('saveKeyManager', () => loc.store.saveKeyManager(loc.did, seal(loc.cipher, loc.did, copy), 0));
+      return new StoredKeyManager(CONSTRUCT, loc, copy, version);
     } catch (e) {
       copy.wipe();
       throw e;
@@ -149,9 +198,11 @@ export class StoredKeyManager {
 
   /** The key manager saved for `location.did`, or `null`. `STORE_ERROR` if it does not open or parse. */
   static async load(location: KeyManagerLocation): Promise<StoredKeyManager | null> {
-    assertLocation(location);
-    const rec = await callStore('loadKeyManager', () => location.store.loadKeyManager(location.did));
-    return rec === null ? null : new StoredKeyManager(location, restore(location.cipher, location.did, rec), rec.version);
+    const loc = readLocation(location);
+    const found = await callStore('loadKeyManager', () => loc.store.loadKeyManager(loc.did));
+    if (found === null) return null;
+    const rec = readStoredRecord(found);
+    return new StoredKeyManager(CONSTRUCT, loc, restore(loc.cipher, loc.did, rec), rec.version);
   }
 
   /** The DID this manager belongs to. */
@@ -219,9 +270,7 @@ export class StoredKeyManager {
   acceptChannel(establishment: ChannelEstablishment | ChannelEstablishmentFields, options: AcceptOptions): Promise<PersistentChannel> {
     return this.#exclusive(async () => {
       const e = ChannelEstablishment.from(establishment);
-      if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'accept options are required');
-      assertStoreId(options.peerDid, 'peerDid');
-      assertSessions(options.sessions);
+      options = readAcceptOptions(options); // read once: the loop below uses it again and again
       const store = this.#loc.store as Partial<AgentStore>;
       const atomic = (options.sessions as unknown) === store && typeof store.saveAcceptance === 'function';
       let refreshed = false;
@@ -268,7 +317,8 @@ export class StoredKeyManager {
   ): Promise<number> {
     const { store, cipher, did } = this.#loc;
     const { sessions, peerDid } = options;
-    const current = await callStore('loadSession', () => sessions.loadSession(did, peerDid));
+    const found = await callStore('loadSession', () => sessions.loadSession(did, peerDid));
+    const current = found === null ? null : readStoredRecord(found);
     if (current !== null && options.replaceSession !== true) throw staleStateError(0, current.version, 'session');
     const sessionVersion = current?.version ?? 0;
     const usedOtk = e.usedOneTimeKeyId !== undefined;
@@ -286,13 +336,20 @@ export class StoredKeyManager {
         // Outcome unknown (a connection dropped after the write?). The sealed blob has a random nonce,
         // so finding it in the slot proves the write committed: then this acceptance succeeded.
         const saved = await callStore('loadSession', () => sessions.loadSession(did, peerDid)).catch(() => null);
-        if (saved === null || !(saved.data instanceof Uint8Array) || !constantTimeEqual(saved.data, session.data)) throw err;
+        let rec: StoredRecord | null = null;
+        try {
+          rec = saved === null ? null : readStoredRecord(saved);
+        } catch {
+          throw err; // unreadable: the outcome stays unknown
+        }
+        if (rec === null || !isUsableBytes(rec.data) || !constantTimeEqual(rec.data, session.data)) throw err;
         if (usedOtk) await this.#refresh().catch(() => Promise.reject(err)); // the saved key manager, with its version
-        return saved.version;
+        return rec.version;
       }
-      if (!isVersions(v, usedOtk)) throw storeFailure('corrupt', 'the store returned no versions');
-      if (usedOtk) adopt(v.keyManagerVersion as number);
-      return v.sessionVersion;
+      const versions = readVersions(v, usedOtk);
+      if (versions === null) throw storeFailure('corrupt', 'the store returned no versions');
+      if (usedOtk) adopt(versions.keyManagerVersion as number);
+      return versions.sessionVersion;
     }
     // Separate stores: spend first (never a one-time key twice), then save the session.
     if (usedOtk) {
@@ -317,8 +374,9 @@ export class StoredKeyManager {
   }
 
   async #refresh(): Promise<void> {
-    const rec = await callStore('loadKeyManager', () => this.#loc.store.loadKeyManager(this.#loc.did));
-    if (rec === null) throw new E2EError('INVALID_STATE', 'the saved key manager was deleted', 'deleted');
+    const found = await callStore('loadKeyManager', () => this.#loc.store.loadKeyManager(this.#loc.did));
+    if (found === null) throw new E2EError('INVALID_STATE', 'the saved key manager was deleted', 'deleted');
+    const rec = readStoredRecord(found);
     const m = restore(this.#loc.cipher, this.#loc.did, rec);
     this.#manager.wipe();
     this.#manager = m;
