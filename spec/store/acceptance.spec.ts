@@ -53,8 +53,9 @@ describe('replay memory over canonical keys (finding 2, store part)', () => {
     for (const [i, v] of variants.entries()) {
       const fields = { initiatorIdentityKey: v.initiatorIdentityKey, ephemeralPublicKey: v.ephemeralPublicKey, usedOneTimeKeyId: v.usedOneTimeKeyId, signedPreKeyId: v.signedPreKeyId };
       expect(establishmentFingerprint(fields)).toBe(establishmentFingerprint(e));
-      // Accepted again, it would decrypt the old message again: it must be refused as the replay it is.
-      await expectCode(() => keys.acceptChannel(fields, { sessions: store, peerDid: `did:mesh:mallory-${i}` }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+      // Accepted again, it would decrypt the old message again: it must be refused. The core now refuses
+      // a non-canonical X25519 key outright (INVALID_KEY, in respond), before the store's replay memory.
+      await expectCode(() => keys.acceptChannel(fields, { sessions: store, peerDid: `did:mesh:mallory-${i}` }), 'INVALID_KEY');
     }
     expect(store.listSessions(BOB)).toEqual([ALICE]);
   });
