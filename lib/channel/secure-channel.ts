@@ -5,7 +5,7 @@
 import { E2EError } from '../errors';
 import { assertBytes, concatBytes, isUsableBytes, memzero, plainView, readU32BE, writeU32BE } from '../crypto/bytes';
 import { isInstance, readOptions } from '../crypto/input';
-import { PreKeyBundle, X3DHKeyManager, snapshotBundle } from '../x3dh';
+import { OneTimePreKey, PreKeyBundle, X3DHKeyManager, snapshotBundle } from '../x3dh';
 import { DoubleRatchet, RatchetOptions, checkRatchetOptions } from '../ratchet/double-ratchet';
 import { EncryptedMessage } from '../ratchet/message';
 import { RatchetState } from '../ratchet/state';
@@ -26,13 +26,10 @@ function readChannelOptions(options: unknown): RatchetOptions {
   return opts as RatchetOptions;
 }
 
-/** Options of {@link SecureChannel.createReceiver}: the channel's, and what to do with the one-time pre-key. */
+/** Options of {@link SecureChannel.createReceiver}: the channel's, and a one-time pre-key the caller holds. */
 export interface ReceiverOptions extends ChannelOptions {
-  /**
-   * Leave the one-time pre-key in the manager (default: consume it), for a caller that consumes it
-   * once the channel has decrypted a message (`X3DHKeyManager.consumeOneTimePreKey`).
-   */
-  readonly keepOneTimePreKey?: boolean;
+  /** Answer with this caller-held one-time pre-key; nothing is consumed (see `X3DHRespondParams.heldOneTimePreKey`). */
+  readonly heldOneTimePreKey?: OneTimePreKey;
 }
 
 /**
@@ -117,12 +114,9 @@ export class SecureChannel {
   ): SecureChannel {
     assertManager(manager);
     assertAd(associatedData);
-    const { keepOneTimePreKey, ...channelOptions } = readOptions(
-      options, ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'keepOneTimePreKey'] as const, 'channel options',
+    const { heldOneTimePreKey, ...channelOptions } = readOptions(
+      options, ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'heldOneTimePreKey'] as const, 'channel options',
     );
-    if (keepOneTimePreKey !== undefined && typeof keepOneTimePreKey !== 'boolean') {
-      throw new E2EError('INVALID_ARGUMENT', 'keepOneTimePreKey must be a boolean');
-    }
     const opts = readChannelOptions(channelOptions);
     const e = ChannelEstablishment.from(establishment);
     // respond spends the one-time pre-key only when it succeeds; what follows it cannot fail now.
@@ -131,7 +125,7 @@ export class SecureChannel {
       ephemeralPublicKey: e.ephemeralPublicKey,
       usedOneTimeKeyId: e.usedOneTimeKeyId,
       signedPreKeyId: e.signedPreKeyId,
-      keepOneTimePreKey: keepOneTimePreKey === true,
+      heldOneTimePreKey: heldOneTimePreKey as OneTimePreKey | undefined,
     });
     try {
       const spk = manager.getSignedPreKey(r.signedPreKeyId);

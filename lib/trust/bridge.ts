@@ -11,8 +11,8 @@
  * before any key exchange or ratchet state exists. Channel AD = UTF-8 `initiatorDid|responderDid`.
  */
 import { E2EError, isE2EError } from '../errors';
-import { canonicalX25519PublicKey, constantTimeEqual, isInstance, readFields, readOptions, toHex, utf8 } from '../crypto';
-import { PreKeyBundle, X3DHKeyManager, assertBundleShape, x25519FormOfEd25519 } from '../x3dh';
+import { canonicalX25519PublicKey, constantTimeEqual, isInstance, memzero, readFields, readOptions, toHex, utf8 } from '../crypto';
+import { OneTimePreKey, PreKeyBundle, X3DHKeyManager, assertBundleShape, x25519FormOfEd25519 } from '../x3dh';
 import { ChannelEstablishment, ChannelEstablishmentFields, ChannelOptions, SecureChannel } from '../channel';
 import { EncryptedMessage } from '../ratchet';
 import { normalizeCapabilities } from './capabilities';
@@ -92,8 +92,14 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   readonly minTrustScore: number;
   readonly #identity: AgentIdentity;
   readonly #keys: KeyManagerSource;
-  /** One-time pre-keys used by sessions that authenticated, not yet saved to a persisted key manager. */
-  readonly #toConsume = new Set<number>();
+  /**
+   * One-time pre-keys spent (in the key manager, saved) by an accepted establishment whose session
+   * has not authenticated yet: a copy stays here, in memory only, so that if that establishment was
+   * a forgery carrying the genuine one's key id, the genuine one can still be answered. Wiped when
+   * a session under it authenticates, on close, or after the verification lifetime.
+   */
+  readonly #held = new Map<number, { readonly key: OneTimePreKey; readonly until: number }>();
+  readonly #heldTtlMs: number;
   readonly #registry: IdentityRegistry;
   readonly #store: BridgePreKeyStore | undefined;
   readonly #transport: TrustTransport | undefined;
@@ -177,6 +183,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     });
     this.#publisher = new PreKeyPublisher(this.#keys, agentDid, store, pool);
     this.#verified = new VerifiedPeers(ttl * 1000, DEFAULT_MAX_PENDING_CHALLENGES, now);
+    this.#heldTtlMs = ttl * 1000;
     // A waiting establishment becomes the session once it decrypts its first message: that is
     // when the peer's verification is used up.
     this.#sessions = new SessionTable(MAX_PENDING_ESTABLISHMENTS_PER_PEER, (s) => this.#authenticated(s));
@@ -189,7 +196,6 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    */
   async publishPrekeyBundle(): Promise<PreKeyBundle> {
     this.#assertOpen();
-    await this.#saveConsumed();
     return this.#publisher.publish();
   }
 
@@ -282,7 +288,6 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     const seen = establishmentKey(e);
     if (this.#accepted.has(seen)) throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted');
     this.#sessions.get(peerDid); // a waiting session that has authenticated uses up its verification first
-    await this.#saveConsumed();
     const ticket = this.#mutual ? this.#verified.peek(peerDid) : undefined;
     if (this.#mutual && !ticket) throw notVerified();
     const record = await lookupActiveIdentity(this.#registry, peerDid);
@@ -296,17 +301,37 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     }
     if (this.#accepted.has(seen)) throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted');
     const otkId = e.usedOneTimeKeyId;
-    if (otkId !== undefined) {
-      if (!this.#keys.current().getOneTimePreKey(otkId)) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${otkId}`);
-      const store = this.#store;
-      if (store) await storeCall(() => store.consumeOneTimeKey(this.agentDid, otkId)); // off the public pool (it was claimed anyway)
-      this.#assertOpen();
+    this.#sweepHeld();
+    let held = otkId === undefined ? undefined : this.#held.get(otkId)?.key;
+    if (otkId !== undefined && !held) {
+      const otk = this.#keys.current().getOneTimePreKey(otkId);
+      if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${otkId}`);
+      held = { keyId: otkId, keyPair: { privateKey: Uint8Array.from(otk.keyPair.privateKey), publicKey: Uint8Array.from(otk.keyPair.publicKey) } };
     }
-    // The one-time pre-key stays until a message under this session decrypts: an establishment
-    // forged with the peer's public key and the same pre-key id must not spend the genuine one's.
-    const channel = SecureChannel.createReceiver(
-      this.#keys.current(), e, channelAd(peerDid, this.agentDid), { ...this.#channelOptions, keepOneTimePreKey: true },
-    );
+    let channel: SecureChannel;
+    try {
+      channel = SecureChannel.createReceiver(
+        this.#keys.current(), e, channelAd(peerDid, this.agentDid), { ...this.#channelOptions, heldOneTimePreKey: held },
+      );
+    } catch (err) {
+      if (held && otkId !== undefined && !this.#held.has(otkId)) memzero(held.keyPair.privateKey);
+      throw err;
+    }
+    if (held && otkId !== undefined && !this.#held.has(otkId)) {
+      // Spent now, in the manager (saved first when persisted) and off the public pool; the copy
+      // stays held for a genuine establishment that may still come with the same id.
+      try {
+        await this.#keys.change((m) => m.consumeOneTimePreKey(otkId));
+        const store = this.#store;
+        if (store) await storeCall(() => store.consumeOneTimeKey(this.agentDid, otkId));
+      } catch (err) {
+        channel.close();
+        memzero(held.keyPair.privateKey);
+        throw err;
+      }
+      this.#held.set(otkId, { key: held, until: this.#now() + this.#heldTtlMs });
+    }
+    this.#assertOpen();
     if (this.#accepted.size >= MAX_REMEMBERED_ESTABLISHMENTS) this.#accepted.delete(this.#accepted.values().next().value as string);
     this.#accepted.add(seen);
     // An establishment the peer never sent can neither replace nor close a session the peer is
@@ -340,7 +365,6 @@ export class EncryptedTrustBridge implements TrustEndpoint {
         continue;
       }
       this.#sessions.get(peerDid); // promotes it if it was waiting
-      await this.#saveConsumed(); // its one-time pre-key is saved as spent before the plaintext is handed out
       return plaintext;
     }
     throw first;
@@ -381,6 +405,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     if (this.#closed) return;
     this.#closed = true;
     this.#sessions.closeAll();
+    for (const id of [...this.#held.keys()]) this.#dropHeld(id);
     this.#verified.clear();
     this.#accepted.clear();
     if (this.#ownsManager) this.#keys.current().wipe();
@@ -421,22 +446,25 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#sessions.closeAll();
   }
 
-  /** An accepted session decrypted its first message: its verification and one-time pre-key are used up. */
+  /** An accepted session decrypted its first message: its verification and held one-time pre-key are used up. */
   #authenticated(s: TrustSession): void {
     const ticket = this.#admittedBy.get(s);
     if (ticket) this.#verified.takeIf(s.peerDid, ticket);
     const otkId = s.establishment.usedOneTimeKeyId;
-    if (otkId === undefined) return;
-    this.#keys.current().consumeOneTimePreKey(otkId); // at once in this process; saved by #saveConsumed
-    if (this.#keys.persisted) this.#toConsume.add(otkId);
+    if (otkId !== undefined) this.#dropHeld(otkId);
   }
 
-  /** Saves the one-time pre-keys used since the last save into a persisted key manager. */
-  async #saveConsumed(): Promise<void> {
-    if (this.#toConsume.size === 0) return;
-    const ids = [...this.#toConsume];
-    await this.#keys.change((m) => ids.forEach((id) => m.consumeOneTimePreKey(id)));
-    ids.forEach((id) => this.#toConsume.delete(id));
+  #dropHeld(otkId: number): void {
+    const h = this.#held.get(otkId);
+    if (!h) return;
+    memzero(h.key.keyPair.privateKey);
+    this.#held.delete(otkId);
+  }
+
+  /** Held copies older than the verification lifetime go: no genuine establishment can come for them now. */
+  #sweepHeld(): void {
+    const now = this.#now();
+    for (const [id, h] of this.#held) if (h.until < now) this.#dropHeld(id);
   }
 
   #assertOpen(): void {

@@ -50,12 +50,13 @@ export interface X3DHRespondParams {
   /** The signed pre-key the initiator used; the current one when absent. */
   readonly signedPreKeyId?: number | null | undefined;
   /**
-   * Leave the one-time pre-key in place (default: consume it). For a responder that accepts an
-   * establishment only once a message under it has decrypted (the trust bridge): until then the
-   * establishment may be a forgery naming the genuine initiator's key, which must not spend it.
-   * Consume it then with {@link X3DHKeyManager.consumeOneTimePreKey}.
+   * Answer with this one-time pre-key, which the caller holds, instead of looking
+   * `usedOneTimeKeyId` up (its `keyId` must be that id); nothing is consumed. For a responder that
+   * spends a key when the first establishment naming it arrives but keeps a copy in memory until a
+   * session under it authenticates (the trust bridge): a forgery naming the genuine initiator's
+   * key id, delivered first, must not make the genuine establishment fail.
    */
-  readonly keepOneTimePreKey?: boolean | undefined;
+  readonly heldOneTimePreKey?: OneTimePreKey | undefined;
 }
 
 /** What `respond` returns. */
@@ -295,11 +296,9 @@ export class X3DHKeyManager {
    */
   respond(input: X3DHRespondParams): X3DHResponse {
     const params = readFields(
-      input, ['peerIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId', 'keepOneTimePreKey'] as const, 'respond parameters',
+      input, ['peerIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId', 'heldOneTimePreKey'] as const, 'respond parameters',
     ) as { -readonly [K in keyof X3DHRespondParams]: unknown };
-    if (params.keepOneTimePreKey !== undefined && typeof params.keepOneTimePreKey !== 'boolean') {
-      throw new E2EError('INVALID_ARGUMENT', 'keepOneTimePreKey must be a boolean');
-    }
+    const held = params.heldOneTimePreKey === undefined ? undefined : readHeldKey(params.heldOneTimePreKey, params.usedOneTimeKeyId);
     // Canonical only: X25519 ignores bit 255 and reduces mod p, so an establishment re-sent with
     // those bits changed would derive the same secret while looking new to anything over raw bytes.
     assertCanonicalX25519PublicKey(params.peerIdentityKey, 'peer identity key');
@@ -309,8 +308,8 @@ export class X3DHKeyManager {
     const spk = this.#signedPreKeys.get(spkId);
     if (!spk) throw new E2EError('SPK_NOT_FOUND', `no signed pre-key with id ${spkId}`);
     const otkId = params.usedOneTimeKeyId;
-    let otk: OneTimePreKey | undefined;
-    if (otkId !== undefined && otkId !== null) {
+    let otk: OneTimePreKey | undefined = held;
+    if (!held && otkId !== undefined && otkId !== null) {
       otk = isU32(otkId) ? this.#oneTimePreKeys.get(otkId) : undefined;
       if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${isU32(otkId) ? otkId : '(not a key id)'}`);
     }
@@ -321,7 +320,7 @@ export class X3DHKeyManager {
       dhs.push(x25519(spk.keyPair.privateKey, params.ephemeralPublicKey));
       if (otk) dhs.push(x25519(otk.keyPair.privateKey, params.ephemeralPublicKey));
       const sharedSecret = x3dhKdf(dhs);
-      if (otk && params.keepOneTimePreKey !== true) {
+      if (otk && !held) {
         // Consumed only once everything succeeded, so a failed respond changes nothing.
         this.#oneTimePreKeys.delete(otk.keyId);
         memzero(otk.keyPair.privateKey);
@@ -529,4 +528,13 @@ export class X3DHKeyManager {
     else this.#nextOneTimePreKeyId = id + 1;
     return id;
   }
+}
+
+/** A caller-held one-time pre-key for `respond`: a copy of its private key, for the id the establishment names. */
+function readHeldKey(input: unknown, usedOneTimeKeyId: unknown): OneTimePreKey {
+  const { keyId, keyPair } = readFields(input, ['keyId', 'keyPair'] as const, 'heldOneTimePreKey');
+  if (!isU32(keyId) || keyId !== usedOneTimeKeyId) throw new E2EError('INVALID_ARGUMENT', 'heldOneTimePreKey must be the key the establishment names');
+  const { privateKey } = readFields(keyPair, ['privateKey'] as const, 'heldOneTimePreKey.keyPair');
+  assertKey(privateKey, 'held one-time pre-key', 32);
+  return { keyId, keyPair: { privateKey, publicKey: new Uint8Array(32) } };
 }

@@ -187,32 +187,36 @@ describe('issue 11: createSender also destructures as AGT\'s tuple', () => {
   });
 });
 
-describe('keepOneTimePreKey: a responder that spends the one-time pre-key only once the session has authenticated', () => {
-  test('createReceiver keeps the key; consumeOneTimePreKey spends it once (and wipes it)', () => {
+describe('heldOneTimePreKey: answering with a one-time pre-key the caller holds (the bridge\'s forgery-proof acceptance)', () => {
+  test('createReceiver answers with the held copy and consumes nothing; consumeOneTimePreKey spends once (and wipes)', () => {
     const { alice, bob, bundle } = agents();
     const { channel, establishment } = SecureChannel.createSender(alice, bundle, AD);
     const id = establishment.usedOneTimeKeyId!;
     const key = bob.getOneTimePreKey(id)!;
-    const bobCh = SecureChannel.createReceiver(bob, establishment, AD, { keepOneTimePreKey: true });
-    expect(bob.oneTimePreKeyIds).toContain(id);
-    expect(fromUtf8(bobCh.receive(channel.send(utf8('authenticated'))))).toBe('authenticated');
+    const held = { keyId: id, keyPair: { privateKey: Uint8Array.from(key.keyPair.privateKey), publicKey: Uint8Array.from(key.keyPair.publicKey) } };
     expect(bob.consumeOneTimePreKey(id)).toBe(true);
     expect(key.keyPair.privateKey).toEqual(new Uint8Array(32)); // wiped
     expect(bob.consumeOneTimePreKey(id)).toBe(false);
-    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, { keepOneTimePreKey: true }), 'OTK_NOT_FOUND');
+    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD), 'OTK_NOT_FOUND');
+    const bobCh = SecureChannel.createReceiver(bob, establishment, AD, { heldOneTimePreKey: held });
+    expect(fromUtf8(bobCh.receive(channel.send(utf8('answered with the held key'))))).toBe('answered with the held key');
+    expect(held.keyPair.privateKey).not.toEqual(new Uint8Array(32)); // the caller's copy is the caller's
     expectE2EError(() => bob.consumeOneTimePreKey(-1), 'INVALID_ARGUMENT');
-    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, { keepOneTimePreKey: 'yes' as never }), 'INVALID_ARGUMENT');
-    expectE2EError(() => bob.respond({
-      peerIdentityKey: alice.identityKey.publicKey, ephemeralPublicKey: establishment.ephemeralPublicKey, keepOneTimePreKey: 1 as never,
-    }), 'INVALID_ARGUMENT');
+    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, { heldOneTimePreKey: { ...held, keyId: id + 1 } }), 'INVALID_ARGUMENT');
+    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, { heldOneTimePreKey: 'key' as never }), 'INVALID_ARGUMENT');
+    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, {
+      heldOneTimePreKey: { keyId: id, keyPair: { privateKey: new Uint8Array(31), publicKey: new Uint8Array(32) } },
+    }), 'INVALID_KEY');
   });
 
-  test('two establishments naming the same kept key both derive; only the genuine one reads the messages', () => {
+  test('two establishments naming the same held key both derive; only the genuine one reads the messages', () => {
     const { alice, bob, bundle } = agents();
     const { channel, establishment } = SecureChannel.createSender(alice, bundle, AD);
     const other = SecureChannel.createSender(alice, bundle, AD); // same one-time key id, another ephemeral key
-    const first = SecureChannel.createReceiver(bob, other.establishment, AD, { keepOneTimePreKey: true });
-    const second = SecureChannel.createReceiver(bob, establishment, AD, { keepOneTimePreKey: true });
+    const key = bob.getOneTimePreKey(establishment.usedOneTimeKeyId!)!;
+    const first = SecureChannel.createReceiver(bob, other.establishment, AD, { heldOneTimePreKey: key });
+    const second = SecureChannel.createReceiver(bob, establishment, AD, { heldOneTimePreKey: key });
+    expect(bob.oneTimePreKeyIds).toContain(establishment.usedOneTimeKeyId);
     const m = channel.send(utf8('for the second'));
     expectE2EError(() => first.receive(m), 'DECRYPT_FAILED');
     expect(fromUtf8(second.receive(m))).toBe('for the second');
