@@ -11,8 +11,13 @@ import { storeError } from '../store/validate';
 /** One registered agent. */
 export interface AgentRecord {
   did: string;
-  /** Ed25519 public key (32 bytes). */
+  /**
+   * Ed25519 public key (32 bytes). Empty for an agent registered by an AGT 4.0.0 client (legacy mode, no proof)
+   * until its first bundle upload binds one (the DID must be derived from it).
+   */
   publicKey: Uint8Array;
+  /** Legacy registrations only: the X25519 identity key the AGT 4.0.0 client registered. */
+  legacyIdentityKey?: Uint8Array;
   capabilities: string[];
   metadata: Record<string, string>;
   registeredAt: number;
@@ -47,7 +52,9 @@ export interface AgentDirectory {
 }
 
 function copy(r: AgentRecord): AgentRecord {
-  return { ...r, publicKey: new Uint8Array(r.publicKey), capabilities: [...r.capabilities], metadata: { ...r.metadata } };
+  const c: AgentRecord = { ...r, publicKey: new Uint8Array(r.publicKey), capabilities: [...r.capabilities], metadata: { ...r.metadata } };
+  if (r.legacyIdentityKey) c.legacyIdentityKey = new Uint8Array(r.legacyIdentityKey);
+  return c;
 }
 
 /** Agent records in memory. */
@@ -101,12 +108,18 @@ interface Row {
 }
 
 function toRow(r: AgentRecord): string {
-  return JSON.stringify({ ...r, publicKey: Buffer.from(r.publicKey).toString('base64') });
+  return JSON.stringify({
+    ...r, publicKey: Buffer.from(r.publicKey).toString('base64'),
+    legacyIdentityKey: r.legacyIdentityKey ? Buffer.from(r.legacyIdentityKey).toString('base64') : undefined,
+  });
 }
 
 function fromRow(row: Row): AgentRecord {
-  const o = JSON.parse(row.record) as AgentRecord & { publicKey: string };
-  return { ...o, publicKey: new Uint8Array(Buffer.from(o.publicKey, 'base64')) };
+  const o = JSON.parse(row.record) as Omit<AgentRecord, 'publicKey' | 'legacyIdentityKey'> & { publicKey: string; legacyIdentityKey?: string };
+  const { legacyIdentityKey, ...rest } = o;
+  const r: AgentRecord = { ...rest, publicKey: new Uint8Array(Buffer.from(o.publicKey, 'base64')) };
+  if (legacyIdentityKey !== undefined) r.legacyIdentityKey = new Uint8Array(Buffer.from(legacyIdentityKey, 'base64'));
+  return r;
 }
 
 /** Agent records in a SQLite file (may be the relay's and a `SqliteStore`'s file too). */

@@ -66,6 +66,13 @@ export interface RegistryOptions {
   limits?: Partial<RegistryLimits>;
   /** Whether the relay has a live connection for `did` (presence comes from the relay, not only heartbeats). */
   isConnected?: (did: string) => boolean;
+  /**
+   * Accept AGT SDK 4.0.0 clients (default `false`; INSECURE, for interop tests): registration without a
+   * proof (`{did, public_key}`), bundle uploads without auth when the bundle certifies the DID (its
+   * `identity_key_ed` hashes to the DID and signs the SPK), and bundle claims without auth (rate-limited per
+   * address). Anyone can then register any self-certifying DID first and drain its one-time keys.
+   */
+  legacyClients?: boolean;
   log?: (line: string) => void;
 }
 
@@ -100,6 +107,7 @@ export class Registry {
   readonly #registerLimiter: RateLimiter;
   readonly #uploadLimiter: RateLimiter;
   readonly #reportLimiter: RateLimiter;
+  readonly #legacy: boolean;
 
   /** A registry over a directory and a pre-key store. */
   constructor(options: RegistryOptions) {
@@ -108,6 +116,7 @@ export class Registry {
     this.#prekeys = options.prekeys;
     this.#proofs = options.proofs;
     this.#isConnected = options.isConnected ?? (() => false);
+    this.#legacy = options.legacyClients === true;
     this.#log = options.log ?? (() => undefined);
     const l = this.limits;
     this.#fetchLimiter = new RateLimiter(l.bundleFetchBurst, l.bundleFetchPerSecond);
@@ -193,7 +202,7 @@ export class Registry {
     if (t === 'naive') throw new HttpError(401, 'Timestamp must include timezone offset');
     if (Math.abs(Date.now() - t) > PROOF_WINDOW_MS) throw new HttpError(401, 'Timestamp outside replay window');
     const record = await this.#dir.get(a.did);
-    if (!record) throw new HttpError(401, 'Agent not registered');
+    if (!record || record.publicKey.length !== 32) throw new HttpError(401, 'Agent not registered');
     const sig = decodeB64Lenient(a.signature);
     if (sig === null || sig.length !== 64 || !ed25519Verify(sig, this.#signedBytes(a, ctx), record.publicKey)) {
       throw new HttpError(401, 'Invalid signature');
@@ -228,6 +237,7 @@ export class Registry {
   async #register(ctx: Ctx): Promise<{ status: number; body: unknown }> {
     const b = jsonObject(ctx.body);
     const { public_key, proof, proof_timestamp } = b;
+    if (this.#legacy && proof === undefined && proof_timestamp === undefined && typeof b.did === 'string') return this.#registerLegacy(ctx, b);
     if (typeof public_key !== 'string' || typeof proof !== 'string' || typeof proof_timestamp !== 'string') {
       throw new HttpError(422, 'public_key, proof and proof_timestamp are required strings');
     }
@@ -250,6 +260,25 @@ export class Registry {
     const now = Date.now();
     const inserted = await this.#dir.insert({
       did, publicKey: pk, capabilities, metadata, registeredAt: now, lastSeen: now, reputation: 0.5,
+      totalSessions: 0, successfulSessions: 0, failedSessions: 0, timeoutSessions: 0, lastSessionAt: null, tier: 'anonymous',
+    });
+    if (!inserted) throw new HttpError(409, 'Agent already registered');
+    return { status: 201, body: { did, status: 'registered' } };
+  }
+
+  /** AGT 4.0.0's body `{did, public_key: X25519 identity key}`: no proof, so the key is bound at first upload. */
+  async #registerLegacy(ctx: Ctx, b: Record<string, unknown>): Promise<{ status: number; body: unknown }> {
+    const did = b.did as string;
+    if (!/^did:mesh:[0-9a-f]{32}$/.test(did)) throw new HttpError(400, 'did must be did:mesh: + 32 hex characters of sha256(Ed25519 key)');
+    const x = typeof b.public_key === 'string' ? decodeB64Lenient(b.public_key) : null;
+    if (x === null || x.length !== 32) throw new HttpError(400, 'public_key must be 32 bytes');
+    const capabilities = this.#capabilities(b.capabilities);
+    const metadata = this.#metadata(b.metadata);
+    if (!this.#registerLimiter.take(ctx.req.socket.remoteAddress ?? 'unknown')) throw new HttpError(429, 'Too many registrations');
+    this.#log(`registry: ${did} registered WITHOUT proof-of-possession (legacy AGT 4.0.0 mode)`);
+    const now = Date.now();
+    const inserted = await this.#dir.insert({
+      did, publicKey: new Uint8Array(0), legacyIdentityKey: x, capabilities, metadata, registeredAt: now, lastSeen: now, reputation: 0.5,
       totalSessions: 0, successfulSessions: 0, failedSessions: 0, timeoutSessions: 0, lastSessionAt: null, tier: 'anonymous',
     });
     if (!inserted) throw new HttpError(409, 'Agent already registered');
@@ -293,7 +322,7 @@ export class Registry {
         last_session_at: r.lastSessionAt === null ? null : pyIso(r.lastSessionAt),
         completion_rate: r.totalSessions === 0 ? null : r.successfulSessions / r.totalSessions,
         tier: r.tier, verified_app_id: null, verified_tenant_id: null, verified_at: null,
-        public_key: toBase64Url(r.publicKey),
+        public_key: r.publicKey.length === 32 ? toBase64Url(r.publicKey) : '',
       },
     };
   }
@@ -327,8 +356,10 @@ export class Registry {
   }
 
   async #uploadPrekeys(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
-    const record = await this.#owner(ctx, did, 422);
     const b = jsonObject(ctx.body);
+    const record = this.#legacy && ctx.req.headers.authorization === undefined
+      ? await this.#legacyUploader(did, b)
+      : await this.#owner(ctx, did, 422);
     if (!this.#uploadLimiter.take(did)) throw new HttpError(429, 'Too many pre-key uploads');
     const spk = b.signed_pre_key as Record<string, unknown> | undefined;
     if (typeof b.identity_key !== 'string' || typeof spk !== 'object' || spk === null || b.one_time_pre_keys === undefined) {
@@ -354,6 +385,14 @@ export class Registry {
       throw new HttpError(400, 'Invalid pre-key bundle: signed_pre_key signature does not verify under the registered key');
     }
     const otks = await this.#parseOneTimeKeys(did, b.one_time_pre_keys);
+    if (record.publicKey.length !== 32 || (record.legacyIdentityKey && !constantTimeEqual(record.legacyIdentityKey, ik))) {
+      throw new HttpError(400, 'Invalid pre-key bundle: identity_key is not the registered identity key');
+    }
+    if (record.legacyIdentityKey) {
+      // First legacy upload: the DID now has its Ed25519 key, checked against the DID's hash.
+      delete record.legacyIdentityKey;
+      await this.#dir.update(record);
+    }
     // AGT replaces everything, the OPK pool included. Claimed keys are in the handed-out ledger, so clearing the
     // store's claim history cannot let one be handed out twice.
     await this.#prekeys.removeBundle(did);
@@ -362,6 +401,19 @@ export class Registry {
     });
     if (otks.length > 0) await this.#prekeys.addOneTimePreKeys(did, otks);
     return { status: 200, body: { did, otk_count: await this.#prekeys.countOneTimePreKeys(did) } };
+  }
+
+  /**
+   * Legacy mode, no Authorization: the bundle must certify the DID itself (DID = hash of `identity_key_ed`, whose
+   * key signs the SPK, checked by the caller), so only the key's holder can make a new one.
+   */
+  async #legacyUploader(did: string, b: Record<string, unknown>): Promise<AgentRecord> {
+    const record = await this.#record(did);
+    const ed = typeof b.identity_key_ed === 'string' ? decodeB64Lenient(b.identity_key_ed) : null;
+    if (ed === null || ed.length !== 32 || meshDidOf(ed) !== did) throw new HttpError(401, 'Authentication required');
+    if (record.publicKey.length === 32 && !constantTimeEqual(record.publicKey, ed)) throw new HttpError(401, 'Authentication required');
+    this.#log(`registry: ${did} uploaded pre-keys WITHOUT auth (legacy AGT 4.0.0 mode; bundle self-certifies the DID)`);
+    return { ...record, publicKey: ed };
   }
 
   async #addPrekeys(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
@@ -390,8 +442,10 @@ export class Registry {
 
   async #claimBundle(ctx: Ctx, did: string): Promise<{ status: number; body: PreKeyBundleResponse }> {
     // G4: AGT serves this to anyone; here only a registered agent, within its rate.
-    const requester = await this.#auth(ctx, 401);
-    if (!this.#fetchLimiter.take(requester.did)) throw new HttpError(429, 'Too many pre-key bundle requests');
+    const requester = this.#legacy && ctx.req.headers.authorization === undefined
+      ? `ip:${ctx.req.socket.remoteAddress ?? 'unknown'}`
+      : (await this.#auth(ctx, 401)).did;
+    if (!this.#fetchLimiter.take(requester)) throw new HttpError(429, 'Too many pre-key bundle requests');
     const bundle = await this.#prekeys.claimBundle(did);
     if (!bundle) throw new HttpError(404, 'Pre-key bundle not found');
     if (bundle.oneTimePreKey) await this.#dir.markHandedOut(did, hashKey(bundle.oneTimePreKey));

@@ -10,7 +10,7 @@ import { isE2EError } from '../errors';
 import {
   AcceptedFrame, CloseCode, ConnectedFrame, DEFAULT_MAX_FRAME_BYTES, FIRST_FRAME_TIMEOUT_MS, Feature, IDLE_TIMEOUT_MS,
   RelayErrorCode, RoutedFrame, SESSION_REPLACED_REASON, decodeClientFrame, decodeConnectFrame,
-  encodeFrame, errorFrame, verifyConnectProof,
+  encodeFrame, errorFrame, isFrameDid, verifyConnectProof,
 } from '../mesh/frames';
 import { InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome, assertQuota } from './inbox';
 import { ProofCache, RateLimiter } from './guards';
@@ -84,6 +84,12 @@ export interface RelayOptions {
   limits?: Partial<RelayLimits>;
   /** AGT's `AGENTMESH_RELAY_TOKEN`: when set, `connect.token` must equal it. */
   token?: string;
+  /**
+   * Accept AGT SDK 4.0.0 clients, whose `connect` is `{type, from}` with no proof (default `false`; INSECURE,
+   * for interop tests only): anyone can then connect as any DID and take its mailbox, as with AGT's
+   * `AGENTMESH_RELAY_ALLOW_UNAUTHED_DID`. The `from` binding still holds (to the claimed DID).
+   */
+  legacyClients?: boolean;
   /** Log lines (no message content is ever logged). */
   log?: (line: string) => void;
 }
@@ -126,6 +132,7 @@ export class Relay {
   #flushing: Promise<void> | null = null;
   readonly #timers: NodeJS.Timeout[] = [];
   #closed = false;
+  readonly #legacy: boolean;
 
   /** A relay over `options.inbox`. */
   constructor(options: RelayOptions) {
@@ -136,6 +143,7 @@ export class Relay {
     this.#proofs = options.proofs;
     this.#token = options.token !== undefined ? Buffer.from(options.token, 'utf8') : null;
     this.#log = options.log ?? (() => undefined);
+    this.#legacy = options.legacyClients === true;
     this.#connLimiter = new RateLimiter(this.limits.connectionBurst, this.limits.connectionsPerSecond);
     this.#msgLimiter = new RateLimiter(this.limits.messageBurst, this.limits.messagesPerSecond);
     this.#timers.push(setInterval(() => this.#sweep(), this.limits.pingIntervalMs).unref());
@@ -233,6 +241,7 @@ export class Relay {
       this.#send(conn, errorFrame(detail, conn.extended, code));
       conn.ws.close(close);
     };
+    if (this.#legacy && this.#tryLegacyConnect(conn, text)) return;
     let f;
     try {
       f = decodeConnectFrame(text);
@@ -259,7 +268,26 @@ export class Relay {
     if (use === 'replayed') return fail('DID proof failed: connect proof already used', CloseCode.PROOF_FAILED, RelayErrorCode.PROOF_REPLAYED);
     if (use === 'full') return fail('Too many connections', CloseCode.RATE_LIMITED, RelayErrorCode.TOO_MANY_CONNECTIONS);
     if (!proof.strong) this.#log(`relay: ${f.from} connected with AGT's timestamp-only proof (weaker: not bound to a nonce)`);
-    const did = f.from;
+    this.#admit(conn, f.from, features);
+  }
+
+  /** AGT 4.0.0's proof-less `{type:'connect', from}`, in legacy mode only. */
+  #tryLegacyConnect(conn: Conn, text: string): boolean {
+    let o: Record<string, unknown>;
+    try {
+      o = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      return false;
+    }
+    if (typeof o !== 'object' || o === null || o.type !== 'connect' || !isFrameDid(o.from)) return false;
+    if (o.public_key !== undefined || o.signature !== undefined || o.timestamp !== undefined) return false;
+    this.#log(`relay: ${o.from} connected WITHOUT a DID proof (legacy AGT 4.0.0 mode)`);
+    this.#admit(conn, o.from, new Set());
+    return true;
+  }
+
+  /** Registers an authenticated connection: 4006 for an older one of the same DID, then the stored mail. */
+  #admit(conn: Conn, did: string, features: Set<string>): void {
     const old = this.#byDid.get(did);
     if (old) {
       this.#byDid.delete(did);

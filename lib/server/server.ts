@@ -38,6 +38,11 @@ export interface MeshServerOptions {
   registry?: Partial<RegistryLimits>;
   /** AGT's shared relay token (`connect.token` must equal it). */
   token?: string;
+  /**
+   * Accept AGT SDK 4.0.0 clients, which send no proofs (default `false`; INSECURE — see
+   * `RelayOptions.legacyClients` and `RegistryOptions.legacyClients`). For interop tests.
+   */
+  legacyClients?: boolean;
   /** Log lines (never message content). Default: none. */
   log?: (line: string) => void;
 }
@@ -74,8 +79,10 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
   const directory = options.directory ?? own(options.db ? new SqliteAgentDirectory(options.db) : new MemoryAgentDirectory());
   const prekeys = options.prekeys ?? own(options.db ? new SqliteStore(options.db) : new InMemoryStore());
   const proofs = new ProofCache(PROOF_WINDOW_MS);
-  const relay = new Relay({ inbox, proofs, limits: options.relay ?? {}, log, ...(options.token !== undefined ? { token: options.token } : {}) });
-  const registry = new Registry({ directory, prekeys, proofs, limits: options.registry ?? {}, log, isConnected: (d) => relay.isConnected(d) });
+  const legacyClients = options.legacyClients === true;
+  if (legacyClients) log('server: legacy AGT 4.0.0 mode is ON — connects and registrations without proofs are accepted (insecure)');
+  const relay = new Relay({ inbox, proofs, legacyClients, limits: options.relay ?? {}, log, ...(options.token !== undefined ? { token: options.token } : {}) });
+  const registry = new Registry({ directory, prekeys, proofs, legacyClients, limits: options.registry ?? {}, log, isConnected: (d) => relay.isConnected(d) });
   const wss = new WebSocketServer({ noServer: true, maxPayload: relay.limits.hardMaxFrameBytes, perMessageDeflate: false });
 
   const server: Server = createServer((req, res) => {
