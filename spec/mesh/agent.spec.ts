@@ -1,0 +1,204 @@
+/**
+ * MeshAgent against the real server (lib/server, loopback): two agents both ways, payload forms, the async
+ * iterator, an offline peer's mailbox, a restart with a SQLite store mid-stream, a refused untrusted agent,
+ * a 4006 takeover as an event, and an unbound bundle (G1, initiator side).
+ */
+import { mkdtempSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { ready } from '../../lib/sodium';
+import { randomBytes } from '../../lib/crypto';
+import { InMemoryIdentityRegistry } from '../../lib/trust';
+import { bundleToJSON } from '../../lib/x3dh';
+import { InMemoryStore } from '../../lib/store';
+import { MeshAgent, MeshAgentOptions } from '../../lib/mesh';
+import { startMeshServer, MeshServer } from '../../lib/server';
+import { collect, newIdentity, until } from './helpers';
+
+let server: MeshServer;
+const agents: MeshAgent[] = [];
+let dir: string;
+
+async function agent(o: Omit<MeshAgentOptions, 'url'>): Promise<MeshAgent> {
+  const a = await MeshAgent.connect({ url: server.url, heartbeatMs: 1000, ...o });
+  agents.push(a);
+  return a;
+}
+
+beforeAll(async () => {
+  await ready();
+  dir = mkdtempSync(join(tmpdir(), 'mesh-agent-'));
+  server = await startMeshServer({ port: 0 });
+});
+
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((a) => a.close()));
+});
+
+afterAll(async () => {
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('two agents talk both ways; bytes, text and JSON; the relay sees ciphertext only', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const alice = await agent({ identity: a });
+  const bob = await agent({ identity: b });
+  const got = collect(bob);
+  const back = collect(alice);
+  bob.on('message', async (m) => {
+    if (m.text() === 'ping') await bob.send(m.from, { reply: 'pong' });
+  });
+  const id = await alice.send(b.did, 'ping');
+  expect(typeof id).toBe('string');
+  await alice.send(b.did, { n: 1 });
+  await alice.send(b.did, new Uint8Array([0, 255, 7]));
+  await until(() => got.messages.length === 3 && back.messages.length === 1);
+  expect(got.messages[0].from).toBe(a.did);
+  expect(got.messages[0].id).toBe(id);
+  expect(got.messages[1].json()).toEqual({ n: 1 });
+  expect([...got.messages[2].data]).toEqual([0, 255, 7]);
+  expect(back.messages[0].json()).toEqual({ reply: 'pong' });
+  expect(alice.sessions(b.did)).toEqual([expect.objectContaining({ role: 'initiator', current: true })]);
+  expect(bob.peers).toEqual([a.did]);
+});
+
+test('the async iterator delivers in order; a message is handled when the loop asks for the next', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const alice = await agent({ identity: a });
+  const bob = await agent({ identity: b });
+  for (let i = 0; i < 5; i++) await alice.send(b.did, `m${i}`);
+  const seen: string[] = [];
+  for await (const m of bob) {
+    seen.push(m.text());
+    if (seen.length === 5) break;
+  }
+  expect(seen).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
+});
+
+test('a message to an offline agent waits in its mailbox and arrives when it comes back', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const bobStore = new InMemoryStore();
+  const storageKey = randomBytes(32);
+  const alice = await agent({ identity: a });
+  let bob = await agent({ identity: b, store: bobStore, storageKey });
+  collect(bob);
+  await alice.send(b.did, 'hello');
+  await until(() => bob.sessions(a.did).length === 1);
+  await bob.close();
+  // Bob is offline: the relay keeps these until he acks them.
+  for (let i = 0; i < 3; i++) await alice.send(b.did, `while away ${i}`);
+  bob = await agent({ identity: b, store: bobStore, storageKey });
+  const got = collect(bob);
+  await until(() => got.texts.length === 3);
+  expect(got.texts).toEqual(['while away 0', 'while away 1', 'while away 2']);
+});
+
+test('an agent with a SQLite store restarted mid-stream resumes its session: every message once', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const path = join(dir, 'bob.sqlite');
+  const storageKey = randomBytes(32);
+  const alice = await agent({ identity: a });
+  let bob = await agent({ identity: b, store: path, storageKey });
+  let got = collect(bob);
+  const all: string[] = [];
+  const sending = (async () => {
+    for (let i = 0; i < 40; i++) {
+      await alice.send(b.did, `s${i}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  await until(() => got.texts.length >= 10, 10000, '10 messages');
+  await bob.close();
+  all.push(...got.texts);
+  bob = await agent({ identity: b, store: path, storageKey });
+  got = collect(bob);
+  await sending;
+  await until(() => all.length + got.texts.length >= 40, 10000, '40 messages');
+  all.push(...got.texts);
+  expect(all).toEqual(Array.from({ length: 40 }, (_, i) => `s${i}`));
+  // The reply goes on the resumed session (no new one).
+  await bob.send(a.did, 'back');
+  expect(bob.sessions(a.did)).toHaveLength(1);
+});
+
+test('trust: an untrusted agent is refused both ways; trusted ones talk', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const m = newIdentity();
+  const registry = new InMemoryIdentityRegistry();
+  registry.register({ did: a.did, publicKey: a.publicKey, trustScore: 850 });
+  registry.register({ did: b.did, publicKey: b.publicKey, trustScore: 850 });
+  registry.register({ did: m.did, publicKey: m.publicKey, trustScore: 300 });
+  const trust = { registry, minTrustScore: 700 };
+  const alice = await agent({ identity: a, trust });
+  const bob = await agent({ identity: b, trust });
+  const mallory = await agent({ identity: m, trust: { registry, minTrustScore: 0 } });
+  const got = collect(bob);
+  const rejected: string[] = [];
+  bob.on('rejected', (e) => rejected.push(`${e.direction}:${e.reason}`));
+  await alice.send(b.did, 'trusted hello');
+  await until(() => got.texts.length === 1);
+  await expect(mallory.send(b.did, 'let me in')).rejects.toMatchObject({ code: 'TRUST_REJECTED' });
+  await expect(alice.send(m.did, 'secret')).rejects.toMatchObject({ code: 'TRUST_REJECTED', reason: 'trust_score_too_low' });
+  expect(rejected).toContain('inbound:trust_score_too_low');
+  expect(got.texts).toEqual(['trusted hello']);
+});
+
+test('a knock from an agent that skipped the handshake is refused by a trust-gated agent', async () => {
+  const b = newIdentity();
+  const p = newIdentity();
+  const registry = new InMemoryIdentityRegistry();
+  registry.register({ did: b.did, publicKey: b.publicKey, trustScore: 850 });
+  registry.register({ did: p.did, publicKey: p.publicKey, trustScore: 950 });
+  const bob = await agent({ identity: b, trust: { registry } });
+  const plain = await agent({ identity: p });
+  const got = collect(bob);
+  const rejected: string[] = [];
+  const refusedUs: string[] = [];
+  bob.on('rejected', (e) => rejected.push(e.reason));
+  plain.on('rejected', (e) => refusedUs.push(e.reason));
+  await plain.send(b.did, 'no handshake');
+  await until(() => refusedUs.length === 1);
+  expect(rejected).toEqual(['peer_not_verified']);
+  expect(refusedUs).toEqual(['peer_not_verified']);
+  expect(got.texts).toEqual([]);
+});
+
+test('a second connection for the same DID takes over (4006): an event, no reconnect loop', async () => {
+  const a = newIdentity();
+  const first = await agent({ identity: a });
+  const replaced: string[] = [];
+  first.on('replaced', (e) => replaced.push(e.reason ?? ''));
+  const second = await agent({ identity: a, store: new InMemoryStore(), storageKey: randomBytes(32) });
+  await until(() => replaced.length === 1);
+  expect(replaced).toEqual(['session_replaced']);
+  await new Promise((r) => setTimeout(r, 600));
+  expect(first.state).toBe('replaced');
+  expect(second.state).toBe('connected');
+});
+
+test('G1 (initiator): a bundle that is not the DID\'s key is refused before any X3DH', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const m = newIdentity();
+  await agent({ identity: b });
+  // A registry (or a man in the middle of it) answering Bob's bundle with Mallory's.
+  const mm = m.createKeyManager();
+  mm.generateSignedPreKey();
+  const forged = JSON.stringify(bundleToJSON(mm.getPublicBundle()));
+  const realFetch = globalThis.fetch;
+  const lying = (async (url: string, init: RequestInit) => {
+    if (init.method === 'GET' && String(url).endsWith(`${encodeURIComponent(b.did)}/prekeys`)) {
+      return { status: 200, text: async () => forged };
+    }
+    return realFetch(url, init);
+  }) as never;
+  const alice = await agent({ identity: a, fetch: lying });
+  await expect(alice.send(b.did, 'for bob only')).rejects.toMatchObject({ code: 'IDENTITY_MISMATCH', reason: 'not_bound_to_did' });
+  expect(alice.sessions(b.did)).toEqual([]);
+});
