@@ -840,9 +840,9 @@ async function retryUntil<T>(deadline: number, fn: () => Promise<T>): Promise<T>
     try {
       return await fn();
     } catch (e) {
-      const retryable = isE2EError(e) && e.reason === MeshErrorReason.REGISTRY_UNREACHABLE;
+      const retryable = isE2EError(e) && (e.reason === MeshErrorReason.REGISTRY_UNREACHABLE || e.reason === MeshErrorReason.REGISTRY_RATE_LIMITED);
       if (!retryable || Date.now() >= deadline) throw e;
-      await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)));
+      await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt) * (0.8 + 0.4 * Math.random())));
     }
   }
 }

@@ -16,6 +16,8 @@ export const MeshErrorReason = {
   RELAY_ERROR: 'relay_error',
   /** The registry answered with an error status. */
   REGISTRY_ERROR: 'registry_error',
+  /** The registry refused for now (HTTP 429); retried with a backoff at start-up. */
+  REGISTRY_RATE_LIMITED: 'registry_rate_limited',
   /** The registry could not be reached. */
   REGISTRY_UNREACHABLE: 'registry_unreachable',
   /** The registry has no bundle for the peer. */
@@ -35,6 +37,7 @@ const CODE: Record<MeshErrorReason, ErrorCode> = {
   relay_error: 'INVALID_STATE',
   registry_error: 'STORE_ERROR',
   registry_unreachable: 'STORE_ERROR',
+  registry_rate_limited: 'STORE_ERROR',
   unknown_peer: 'INVALID_STATE',
   not_bound_to_did: 'IDENTITY_MISMATCH',
   agent_closed: 'INVALID_STATE',

@@ -173,5 +173,5 @@ function countOf(body: unknown): number | null {
 function registryError(r: Reply, what: string): E2EError {
   const detail = (r.body as { detail?: unknown } | null)?.detail;
   const d = typeof detail === 'string' ? `: ${detail.slice(0, 200)}` : '';
-  return meshError(MeshErrorReason.REGISTRY_ERROR, `${what} failed with HTTP ${r.status}${d}`);
+  return meshError(r.status === 429 ? MeshErrorReason.REGISTRY_RATE_LIMITED : MeshErrorReason.REGISTRY_ERROR, `${what} failed with HTTP ${r.status}${d}`);
 }

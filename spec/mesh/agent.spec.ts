@@ -28,7 +28,7 @@ async function agent(o: Omit<MeshAgentOptions, 'url'>): Promise<MeshAgent> {
 beforeAll(async () => {
   await ready();
   dir = mkdtempSync(join(tmpdir(), 'mesh-agent-'));
-  server = await startMeshServer({ port: 0 });
+  server = await startMeshServer({ port: 0, registry: { registerBurst: 1000, uploadBurst: 1000, bundleFetchBurst: 1000 } });
 });
 
 afterEach(async () => {
