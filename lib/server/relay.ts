@@ -208,8 +208,9 @@ export class Relay {
       return this.#error(conn, `Frame too large (max ${this.limits.maxFrameBytes} bytes)`, RelayErrorCode.TOO_BIG);
     }
     let frame;
+    const text = data.toString('utf8');
     try {
-      frame = decodeClientFrame(data.toString('utf8'));
+      frame = decodeClientFrame(text);
     } catch (e) {
       // AGT drops the socket with 1000 here (which stops MeshClient's reconnects, G12); we answer and stay open.
       const reason = isE2EError(e) && e.reason === RelayErrorCode.UNKNOWN_TYPE ? RelayErrorCode.UNKNOWN_TYPE : RelayErrorCode.MALFORMED;
@@ -230,7 +231,7 @@ export class Relay {
         // AGT's MeshClient sends it on every connect and AGT's relay rejects it; pushing again would duplicate.
         return this.#error(conn, 'Unknown frame type: fetch_pending', RelayErrorCode.UNKNOWN_TYPE);
       default:
-        return this.#route(conn, frame as RoutedFrame);
+        return this.#route(conn, frame as RoutedFrame, text);
     }
   }
 
@@ -340,17 +341,16 @@ export class Relay {
     }
   }
 
-  #route(conn: Conn, frame: RoutedFrame): void {
+  #route(conn: Conn, frame: RoutedFrame, text: string): void {
     const did = conn.did as string;
     // G1: the sender is the authenticated DID. AGT drops a mismatch silently; we say why.
     if (frame.from !== undefined && frame.from !== null && frame.from !== did) {
       return this.#error(conn, "'from' does not match the authenticated DID", RelayErrorCode.FROM_MISMATCH, frame.id);
     }
     if (!this.#msgLimiter.take(did)) return this.#error(conn, 'Rate limit exceeded', RelayErrorCode.RATE_LIMITED, frame.id);
-    frame.from = did;
     const now = Date.now();
     this.#puts.push({
-      msg: { recipient: frame.to, id: frame.id, sender: did, frame: encodeFrame(frame), storedAt: now, expiresAt: now + this.limits.ttlMs },
+      msg: { recipient: frame.to, id: frame.id, sender: did, frame: stampFrom(frame, text, did), storedAt: now, expiresAt: now + this.limits.ttlMs },
       from: conn,
     });
     this.#schedule();
@@ -405,11 +405,11 @@ export class Relay {
             this.stats.messages_routed++;
           }
         }
-        if (from.receipts) this.#send(from, { type: 'accepted', id: msg.id, to: msg.recipient, duplicate: false } satisfies AcceptedFrame);
+        if (from.receipts) this.#send(from, receipt(msg, false));
         return;
       }
       case 'duplicate':
-        if (from.receipts) this.#send(from, { type: 'accepted', id: msg.id, to: msg.recipient, duplicate: true } satisfies AcceptedFrame);
+        if (from.receipts) this.#send(from, receipt(msg, true));
         return;
       case 'id_conflict':
         return this.#error(from, 'Message id already in use for this recipient', RelayErrorCode.ID_CONFLICT, msg.id);
@@ -459,3 +459,25 @@ export class Relay {
   }
 }
 
+/**
+ * The frame as forwarded: verbatim when it already names the sender, else with `"from"` appended. Appending to
+ * the sender's own text (a JSON object, so it ends with `}`) saves a re-serialization per frame on the hot path.
+ */
+function stampFrom(frame: RoutedFrame, text: string, did: string): string {
+  // Verbatim only with a single "from" key: with duplicates, parsers that keep the first would see a forged one.
+  if (frame.from === did && text.indexOf('"from"') === text.lastIndexOf('"from"')) return text;
+  const end = text.lastIndexOf('}');
+  if (frame.from === undefined && end > 0) {
+    const body = text.slice(0, end).trimEnd();
+    const empty = body.endsWith('{');
+    return `${body}${empty ? '' : ','}"from":${JSON.stringify(did)}}`;
+  }
+  frame.from = did;
+  return encodeFrame(frame);
+}
+
+/** An `accepted` receipt's text (ids are short; a template avoids building an object per frame). */
+function receipt(msg: InboxMessage, duplicate: boolean): string {
+  const f: AcceptedFrame = { type: 'accepted', id: msg.id, to: msg.recipient, duplicate };
+  return `{"type":"accepted","id":${JSON.stringify(f.id)},"to":${JSON.stringify(f.to)},"duplicate":${f.duplicate}}`;
+}

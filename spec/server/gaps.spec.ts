@@ -146,3 +146,18 @@ describe('G12 (server side): malformed input never drops the socket with 1000', 
     c.close();
   });
 });
+
+describe('G1: duplicate JSON keys cannot smuggle a forged from', () => {
+  it('a frame with two from keys is re-serialized with the authenticated DID only', async () => {
+    const mallory = newAgent();
+    const bob = newAgent();
+    const cm = await connect(server.url, mallory);
+    const cb = await connect(server.url, bob);
+    cm.send(`{"type":"message","from":"${newAgent().did}","to":"${bob.did}","id":"dupkey","from":"${mallory.did}"}`);
+    const got = (await cb.next()) as { kind: 'frame'; raw: string };
+    expect(got.raw.match(/"from"/g)).toHaveLength(1);
+    expect(JSON.parse(got.raw).from).toBe(mallory.did);
+    cm.close();
+    cb.close();
+  });
+});
