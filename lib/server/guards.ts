@@ -3,11 +3,22 @@
  * bounded: they forget what can no longer matter (proofs outside the window, full buckets).
  */
 
+import type { MaybePromise } from '../store/types';
+
+/** Where single-use proofs are remembered: this process ({@link ProofCache}) or shared (`RedisProofGuard`). */
+export interface ProofGuard {
+  /**
+   * Records `key` (a proof made at `proofTimeMs`): `'fresh'` the first time, `'replayed'` ever after, `'full'` when
+   * it cannot be recorded (then the proof must be refused: forgetting would re-open replays).
+   */
+  use(key: string, proofTimeMs: number): MaybePromise<'fresh' | 'replayed' | 'full'>;
+}
+
 /**
  * Remembers proofs until they leave the ±window in which they are accepted, so each is accepted once. When
  * full it refuses new proofs (fails closed) rather than forgetting live ones, which would re-open replays.
  */
-export class ProofCache {
+export class ProofCache implements ProofGuard {
   readonly #seen = new Map<string, number>();
   readonly #windowMs: number;
   readonly #max: number;

@@ -15,3 +15,7 @@ export { SqliteInboxStore } from './sqlite-inbox';
 export type { SqliteInboxOptions } from './sqlite-inbox';
 export { MemoryAgentDirectory, SqliteAgentDirectory } from './directory';
 export type { AgentDirectory, AgentRecord } from './directory';
+export { RedisInboxStore, RedisAgentDirectory, RedisProofGuard, RedisRelayBus } from './redis';
+export { ProofCache, RateLimiter } from './guards';
+export type { ProofGuard } from './guards';
+export type { RelayBus, BusEvent } from './relay';

@@ -14,7 +14,7 @@ import {
   parseProofTimestamp, parseRegistryAuth, registryProofMessage,
 } from '../mesh/frames';
 import type { AgentDirectory, AgentRecord } from './directory';
-import { ProofCache, RateLimiter } from './guards';
+import { ProofGuard, RateLimiter } from './guards';
 
 /** Limits of the registry. */
 export interface RegistryLimits {
@@ -62,7 +62,7 @@ export interface RegistryOptions {
   directory: AgentDirectory;
   prekeys: PreKeyStore;
   /** Shared with the relay (G3). */
-  proofs: ProofCache;
+  proofs: ProofGuard;
   limits?: Partial<RegistryLimits>;
   /** Whether the relay has a live connection for `did` (presence comes from the relay, not only heartbeats). */
   isConnected?: (did: string) => boolean;
@@ -100,7 +100,7 @@ export class Registry {
   readonly limits: Readonly<RegistryLimits>;
   readonly #dir: AgentDirectory;
   readonly #prekeys: PreKeyStore;
-  readonly #proofs: ProofCache;
+  readonly #proofs: ProofGuard;
   readonly #isConnected: (did: string) => boolean;
   readonly #log: (line: string) => void;
   readonly #fetchLimiter: RateLimiter;
@@ -209,7 +209,7 @@ export class Registry {
     }
     // Single use. AGT's header shares its key with a timestamp-only relay connect proof: neither replays as the other (G3).
     const key = a.scheme === 'agt' ? `w|${a.did}|${a.timestamp}` : `m|${a.did}|${a.timestamp}|${a.nonce}`;
-    const use = this.#proofs.use(key, t);
+    const use = await this.#proofs.use(key, t);
     if (use === 'replayed') throw new HttpError(401, 'Authorization already used (replay)');
     if (use === 'full') throw new HttpError(429, 'Too many requests');
     if (a.scheme === 'agt') {
@@ -256,7 +256,7 @@ export class Registry {
     if (sig === null || sig.length !== 64) throw new HttpError(400, 'Malformed proof');
     if (!ed25519Verify(sig, utf8(public_key + proof_timestamp), pk)) throw new HttpError(401, 'Invalid proof-of-possession');
     const did = meshDidOf(pk);
-    if (this.#proofs.use(`r|${did}|${proof_timestamp}`, t) === 'replayed') throw new HttpError(401, 'Registration proof already used (replay)');
+    if ((await this.#proofs.use(`r|${did}|${proof_timestamp}`, t)) !== 'fresh') throw new HttpError(401, 'Registration proof already used (replay)');
     const now = Date.now();
     const inserted = await this.#dir.insert({
       did, publicKey: pk, capabilities, metadata, registeredAt: now, lastSeen: now, reputation: 0.5,

@@ -13,7 +13,7 @@ import {
   encodeFrame, errorFrame, isFrameDid, verifyConnectProof,
 } from '../mesh/frames';
 import { InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome, assertQuota } from './inbox';
-import { ProofCache, RateLimiter } from './guards';
+import { ProofGuard, RateLimiter } from './guards';
 
 /** Limits and timings of the relay. Every one has a default; tests shorten the timings. */
 export interface RelayLimits {
@@ -80,7 +80,9 @@ export interface RelayStats {
 export interface RelayOptions {
   inbox: InboxStore;
   /** Single-use proofs, shared with the registry so a connect proof is never also a registry credential (G3). */
-  proofs: ProofCache;
+  proofs: ProofGuard;
+  /** Several processes: live frames and takeovers for DIDs connected elsewhere go over this bus. */
+  bus?: RelayBus;
   limits?: Partial<RelayLimits>;
   /** AGT's `AGENTMESH_RELAY_TOKEN`: when set, `connect.token` must equal it. */
   token?: string;
@@ -94,8 +96,24 @@ export interface RelayOptions {
   log?: (line: string) => void;
 }
 
+/** An event between relay processes. */
+export type BusEvent =
+  /** A stored frame for `to`, for the process holding its socket. */
+  | { t: 'deliver'; to: string; id: string; frame: string }
+  /** `did` authenticated elsewhere at `at`: an older socket of it here is closed with 4006. */
+  | { t: 'takeover'; did: string; at: number };
+
+/** Carries {@link BusEvent}s between relay processes (`RedisRelayBus`). Delivery is best effort: frames are stored anyway. */
+export interface RelayBus {
+  publish(e: BusEvent): void;
+  onEvent(handler: (e: BusEvent) => void): void;
+}
+
 interface Conn {
   readonly ws: WebSocket;
+  /** While the connect proof is being checked (asynchronously with a shared guard), later frames wait here. */
+  early: Array<{ data: Buffer; isBinary: boolean }> | null;
+  admittedAt: number;
   readonly ip: string;
   did: string | null;
   extended: boolean;
@@ -117,7 +135,8 @@ export class Relay {
   readonly limits: Readonly<RelayLimits>;
   readonly stats: RelayStats = { messages_routed: 0, messages_stored: 0, messages_delivered: 0 };
   readonly #inbox: InboxStore;
-  readonly #proofs: ProofCache;
+  readonly #proofs: ProofGuard;
+  readonly #bus: RelayBus | null;
   readonly #token: Buffer | null;
   readonly #log: (line: string) => void;
   readonly #quota: InboxQuota;
@@ -141,6 +160,8 @@ export class Relay {
     assertQuota(this.#quota);
     this.#inbox = options.inbox;
     this.#proofs = options.proofs;
+    this.#bus = options.bus ?? null;
+    this.#bus?.onEvent((e) => this.#onBus(e));
     this.#token = options.token !== undefined ? Buffer.from(options.token, 'utf8') : null;
     this.#log = options.log ?? (() => undefined);
     this.#legacy = options.legacyClients === true;
@@ -164,7 +185,7 @@ export class Relay {
   accept(ws: WebSocket, req: IncomingMessage): void {
     const ip = req.socket.remoteAddress ?? 'unknown';
     const conn: Conn = {
-      ws, ip, did: null, extended: false, receipts: false, heartbeatAck: false, lastSeen: Date.now(), held: null, firstTimer: null,
+      ws, ip, early: null, admittedAt: 0, did: null, extended: false, receipts: false, heartbeatAck: false, lastSeen: Date.now(), held: null, firstTimer: null,
     };
     if (this.#closed || this.#sockets.size >= this.limits.maxConnections || !this.#connLimiter.take(ip)) {
       this.#send(conn, errorFrame('Too many connections', false));
@@ -199,8 +220,18 @@ export class Relay {
 
   #onFrame(conn: Conn, data: Buffer, isBinary: boolean): void {
     conn.lastSeen = Date.now();
+    if (conn.early !== null) {
+      // AGT's MeshClient sends fetch_pending right behind connect: keep a few frames until the proof is checked.
+      if (conn.early.length < 32) conn.early.push({ data, isBinary });
+      return;
+    }
     if (conn.did === null) {
-      this.#onConnect(conn, isBinary ? '' : data.toString('utf8'));
+      conn.early = [];
+      void this.#onConnect(conn, isBinary ? '' : data.toString('utf8')).finally(() => {
+        const early = conn.early ?? [];
+        conn.early = null;
+        if (conn.did !== null) for (const f of early) this.#onFrame(conn, f.data, f.isBinary);
+      });
       return;
     }
     if (isBinary) return this.#error(conn, 'Binary frames are not accepted', RelayErrorCode.BINARY);
@@ -235,7 +266,7 @@ export class Relay {
     }
   }
 
-  #onConnect(conn: Conn, text: string): void {
+  async #onConnect(conn: Conn, text: string): Promise<void> {
     if (conn.firstTimer) clearTimeout(conn.firstTimer);
     conn.firstTimer = null;
     const fail = (detail: string, close: number, code: RelayErrorCode): void => {
@@ -265,7 +296,13 @@ export class Relay {
     }
     // Single use (G2). The timestamp-only proof shares its key with the registry's AGT header (G3).
     const key = f.nonce === undefined ? `w|${f.from}|${f.timestamp}` : `c|${f.from}|${f.timestamp}|${f.nonce}`;
-    const use = this.#proofs.use(key, proof.timestampMs);
+    let use: 'fresh' | 'replayed' | 'full';
+    try {
+      use = await this.#proofs.use(key, proof.timestampMs);
+    } catch {
+      use = 'full';
+    }
+    if (conn.ws.readyState !== 1) return;
     if (use === 'replayed') return fail('DID proof failed: connect proof already used', CloseCode.PROOF_FAILED, RelayErrorCode.PROOF_REPLAYED);
     if (use === 'full') return fail('Too many connections', CloseCode.RATE_LIMITED, RelayErrorCode.TOO_MANY_CONNECTIONS);
     if (!proof.strong) this.#log(`relay: ${f.from} connected with AGT's timestamp-only proof (weaker: not bound to a nonce)`);
@@ -295,6 +332,8 @@ export class Relay {
       old.ws.close(CloseCode.SESSION_REPLACED, SESSION_REPLACED_REASON);
     }
     conn.did = did;
+    conn.admittedAt = Date.now();
+    this.#bus?.publish({ t: 'takeover', did, at: conn.admittedAt });
     conn.receipts = features.has(Feature.RECEIPTS);
     conn.heartbeatAck = features.has(Feature.HEARTBEAT_ACK);
     this.#byDid.set(did, conn);
@@ -397,14 +436,7 @@ export class Relay {
     switch (outcome) {
       case 'stored': {
         this.stats.messages_stored++;
-        const to = this.#byDid.get(msg.recipient);
-        if (to && to.ws.readyState === 1) {
-          if (to.held) to.held.push(msg);
-          else {
-            this.#send(to, msg.frame);
-            this.stats.messages_routed++;
-          }
-        }
+        if (!this.#deliverLocal(msg)) this.#bus?.publish({ t: 'deliver', to: msg.recipient, id: msg.id, frame: msg.frame });
         if (from.receipts) this.#send(from, receipt(msg, false));
         return;
       }
@@ -417,6 +449,30 @@ export class Relay {
         return this.#error(from, 'Recipient inbox is full', RelayErrorCode.INBOX_FULL, msg.id);
       case 'sender_quota':
         return this.#error(from, 'Too many unacknowledged messages from this sender', RelayErrorCode.SENDER_QUOTA, msg.id);
+    }
+  }
+
+  /** Delivers a stored frame to a socket of its recipient here; `false` when there is none. */
+  #deliverLocal(msg: { recipient: string; id: string; frame: string }): boolean {
+    const to = this.#byDid.get(msg.recipient);
+    if (!to || to.ws.readyState !== 1) return false;
+    if (to.held) to.held.push(msg as InboxMessage);
+    else {
+      this.#send(to, msg.frame);
+      this.stats.messages_routed++;
+    }
+    return true;
+  }
+
+  #onBus(e: BusEvent): void {
+    if (e.t === 'deliver') {
+      this.#deliverLocal({ recipient: e.to, id: e.id, frame: e.frame });
+      return;
+    }
+    const here = this.#byDid.get(e.did);
+    if (here && here.admittedAt <= e.at) {
+      this.#byDid.delete(e.did);
+      here.ws.close(CloseCode.SESSION_REPLACED, SESSION_REPLACED_REASON);
     }
   }
 

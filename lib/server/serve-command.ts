@@ -46,16 +46,14 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs {
 }
 
 /**
- * Runs the server until SIGINT/SIGTERM. `--redis` is refused (`INVALID_ARGUMENT`, reason `not_implemented`):
- * the shared-inbox Redis backend is not built yet.
+ * Runs the server until SIGINT/SIGTERM: in memory, on one SQLite file (`--db`), or on Redis (`--redis`, several
+ * processes sharing one address). `INVALID_ARGUMENT` for bad arguments, `STORE_ERROR` if storage cannot be opened.
  */
 export async function runServe(argv: string[]): Promise<void> {
   const args = parseServeArgs(argv);
-  if (args.redis !== undefined) {
-    throw new E2EError('INVALID_ARGUMENT', '--redis is not implemented yet in this release; use --db FILE', 'not_implemented');
-  }
   const options: MeshServerOptions = { host: args.host, port: args.port, log: (l) => process.stderr.write(`${l}\n`) };
   if (args.db !== undefined) options.db = args.db;
+  if (args.redis !== undefined) options.redis = args.redis;
   const server = await startMeshServer(options);
   process.stdout.write(`listening on ${server.url}\n`);
   await new Promise<void>((resolve) => {

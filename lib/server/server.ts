@@ -17,6 +17,10 @@ import { AgentDirectory, MemoryAgentDirectory, SqliteAgentDirectory } from './di
 import { ProofCache } from './guards';
 import { Relay, RelayLimits } from './relay';
 import { Registry, RegistryLimits, send } from './registry';
+import type { ProofGuard } from './guards';
+import type { RelayBus } from './relay';
+import { RedisAgentDirectory, RedisInboxStore, RedisProofGuard, RedisRelayBus } from './redis';
+import { RedisStore } from '../store/redis';
 
 /** Options of {@link startMeshServer}. */
 export interface MeshServerOptions {
@@ -26,6 +30,13 @@ export interface MeshServerOptions {
   port?: number;
   /** SQLite file for everything (inboxes, agents, pre-keys); in memory when absent. */
   db?: string;
+  /**
+   * Redis URL (`redis://127.0.0.1:6379`): inboxes, agents, pre-keys and single-use proofs in Redis, live frames and
+   * takeovers over pub/sub, so several server processes behind one address act as one. Excludes `db`.
+   */
+  redis?: string;
+  /** Key prefix in Redis (default `agentmesh`); processes sharing one prefix share everything. */
+  redisPrefix?: string;
   /** `synchronous` of the inbox file (default `FULL`). */
   synchronous?: 'FULL' | 'NORMAL';
   /** Storage overrides (e.g. a Redis pre-key store); each replaces what `db` would give. */
@@ -73,15 +84,49 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
   const port = options.port ?? 8083;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new E2EError('INVALID_ARGUMENT', 'port must be an integer in [0, 65535]');
   const log = options.log ?? (() => undefined);
+  if (options.db !== undefined && options.redis !== undefined) throw new E2EError('INVALID_ARGUMENT', 'db and redis exclude each other');
   const owned: { close(): unknown }[] = [];
   const own = <T extends { close(): unknown }>(x: T): T => (owned.push(x), x);
-  const inbox = options.inbox ?? own(options.db ? new SqliteInboxStore(options.db, { synchronous: options.synchronous ?? 'FULL' }) : new MemoryInboxStore());
-  const directory = options.directory ?? own(options.db ? new SqliteAgentDirectory(options.db) : new MemoryAgentDirectory());
-  const prekeys = options.prekeys ?? own(options.db ? new SqliteStore(options.db) : new InMemoryStore());
-  const proofs = new ProofCache(PROOF_WINDOW_MS);
+  let inbox: InboxStore;
+  let directory: AgentDirectory;
+  let prekeys: PreKeyStore;
+  let proofs: ProofGuard;
+  let bus: RelayBus | undefined;
+  if (options.redis !== undefined) {
+    const ns = options.redisPrefix ?? 'agentmesh';
+    const Driver = require('ioredis') as typeof import('ioredis').default;
+    const connect = () => new Driver(options.redis as string, { maxRetriesPerRequest: 2, connectTimeout: 3000 });
+    const main = connect();
+    const sub = connect();
+    try {
+      await main.ping();
+    } catch {
+      main.disconnect();
+      sub.disconnect();
+      throw new E2EError('STORE_ERROR', 'Redis does not answer', 'backend');
+    }
+    const redisBus = new RedisRelayBus(main, sub, `${ns}:relay:bus`);
+    await redisBus.ready();
+    // Closed last (owned is closed in reverse): the bus, then the clients.
+    owned.push({ close: () => { main.disconnect(); sub.disconnect(); } });
+    owned.push({ close: () => redisBus.close() });
+    inbox = options.inbox ?? new RedisInboxStore(main, `${ns}:relay:`);
+    directory = options.directory ?? new RedisAgentDirectory(main, `${ns}:registry:`);
+    prekeys = options.prekeys ?? new RedisStore({ client: main, namespace: `${ns}:prekeys` });
+    proofs = new RedisProofGuard(main, PROOF_WINDOW_MS, `${ns}:proof:`);
+    bus = redisBus;
+  } else {
+    inbox = options.inbox ?? own(options.db ? new SqliteInboxStore(options.db, { synchronous: options.synchronous ?? 'FULL' }) : new MemoryInboxStore());
+    directory = options.directory ?? own(options.db ? new SqliteAgentDirectory(options.db) : new MemoryAgentDirectory());
+    prekeys = options.prekeys ?? own(options.db ? new SqliteStore(options.db) : new InMemoryStore());
+    proofs = new ProofCache(PROOF_WINDOW_MS);
+  }
   const legacyClients = options.legacyClients === true;
   if (legacyClients) log('server: legacy AGT 4.0.0 mode is ON — connects and registrations without proofs are accepted (insecure)');
-  const relay = new Relay({ inbox, proofs, legacyClients, limits: options.relay ?? {}, log, ...(options.token !== undefined ? { token: options.token } : {}) });
+  const relay = new Relay({
+    inbox, proofs, legacyClients, limits: options.relay ?? {}, log,
+    ...(options.token !== undefined ? { token: options.token } : {}), ...(bus ? { bus } : {}),
+  });
   const registry = new Registry({ directory, prekeys, proofs, legacyClients, limits: options.registry ?? {}, log, isConnected: (d) => relay.isConnected(d) });
   const wss = new WebSocketServer({ noServer: true, maxPayload: relay.limits.hardMaxFrameBytes, perMessageDeflate: false });
 
