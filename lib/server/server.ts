@@ -76,7 +76,8 @@ export interface MeshServer {
  * const server = await startMeshServer({ port: 0, db: 'relay.sqlite' });
  * console.log(server.url); // http://127.0.0.1:41234
  * await server.close();
- * @throws E2EError `INVALID_ARGUMENT` for bad options, `STORE_ERROR` if the database cannot be opened.
+ * @throws E2EError `INVALID_ARGUMENT` for bad options, `STORE_ERROR` if the database or Redis cannot be opened,
+ *   `INVALID_STATE` (reason `listen_failed`) if the address is taken.
  */
 export async function startMeshServer(options: MeshServerOptions = {}): Promise<MeshServer> {
   await ready();
@@ -154,13 +155,20 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
     wss.handleUpgrade(req, socket, head, (ws) => relay.accept(ws, req));
   });
   server.keepAliveTimeout = 5000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (e) {
+    await relay.close();
+    for (const x of owned.reverse()) await x.close();
+    const code = (e as { code?: unknown }).code;
+    throw new E2EError('INVALID_STATE', `cannot listen on ${host}:${port} (${typeof code === 'string' ? code : 'error'})`, 'listen_failed');
+  }
   const addr = server.address();
   const boundPort = typeof addr === 'object' && addr ? addr.port : port;
   const urlHost = host.includes(':') ? `[${host}]` : host;
