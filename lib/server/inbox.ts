@@ -64,6 +64,12 @@ export interface InboxStore {
    * on each put. Returns one outcome per put. Acks of unknown ids do nothing.
    */
   commit(puts: readonly InboxMessage[], acks: readonly InboxAck[], quota: InboxQuota): MaybePromise<PutOutcome[]>;
+  /**
+   * Optional: as {@link commit}, but calls `decided(outcomes)` once the outcomes are fixed and before the group is
+   * made durable (the fsync). The relay delivers live frames there, so delivery does not wait for the disk; the
+   * senders' receipts still wait for the return. If the group then fails, `commit` throws as usual.
+   */
+  commitDecided?(puts: readonly InboxMessage[], acks: readonly InboxAck[], quota: InboxQuota, decided: (outcomes: readonly PutOutcome[]) => void): MaybePromise<PutOutcome[]>;
   /** Unexpired frames of `recipient` with `seq > afterSeq`, oldest first, at most `limit`. */
   pending(recipient: string, now: number, limit: number, afterSeq?: number): MaybePromise<PendingMessage[]>;
   /** Number of frames held for `recipient` (expired ones included until purged). */

@@ -414,14 +414,22 @@ export class Relay {
         const acks = this.#acks;
         this.#acks = [];
         let outcomes: PutOutcome[];
+        let delivered = false;
         try {
-          outcomes = await this.#inbox.commit(puts.map((p) => p.msg), acks, this.#quota);
+          const msgs = puts.map((p) => p.msg);
+          outcomes = this.#inbox.commitDecided
+            ? await this.#inbox.commitDecided(msgs, acks, this.#quota, (o) => {
+              // Live delivery overlaps the group's fsync; receipts wait for it (below).
+              delivered = true;
+              for (let i = 0; i < puts.length; i++) if (o[i] === 'stored') this.#deliver((puts[i] as QueuedPut).msg);
+            })
+            : await this.#inbox.commit(msgs, acks, this.#quota);
         } catch {
           this.#log('relay: inbox commit failed');
           for (const p of puts) this.#error(p.from, 'Message could not be stored', RelayErrorCode.STORE_FAILED, p.msg.id);
           continue;
         }
-        for (let i = 0; i < puts.length; i++) this.#settle(puts[i] as QueuedPut, outcomes[i] as PutOutcome);
+        for (let i = 0; i < puts.length; i++) this.#settle(puts[i] as QueuedPut, outcomes[i] as PutOutcome, !delivered);
       }
     })();
     try {
@@ -431,12 +439,17 @@ export class Relay {
     }
   }
 
-  #settle(p: QueuedPut, outcome: PutOutcome): void {
+  /** Sends a stored frame to its recipient: here, or through the bus to the process holding its socket. */
+  #deliver(msg: InboxMessage): void {
+    if (!this.#deliverLocal(msg)) this.#bus?.publish({ t: 'deliver', to: msg.recipient, id: msg.id, frame: msg.frame });
+  }
+
+  #settle(p: QueuedPut, outcome: PutOutcome, deliver: boolean): void {
     const { msg, from } = p;
     switch (outcome) {
       case 'stored': {
         this.stats.messages_stored++;
-        if (!this.#deliverLocal(msg)) this.#bus?.publish({ t: 'deliver', to: msg.recipient, id: msg.id, frame: msg.frame });
+        if (deliver) this.#deliver(msg);
         if (from.receipts) this.#send(from, receipt(msg, false));
         return;
       }

@@ -43,6 +43,7 @@ export class SqliteInboxStore implements InboxStore {
   readonly #bySender = new Counter();
   #size = 0;
   readonly #commit: (puts: readonly InboxMessage[], acks: readonly InboxAck[], q: InboxQuota) => PutOutcome[];
+  readonly #apply: (puts: readonly InboxMessage[], acks: readonly InboxAck[], q: InboxQuota) => PutOutcome[];
 
   /**
    * Opens (creating if needed) the inbox tables in the file at `path` (which may also hold a `SqliteStore`).
@@ -81,7 +82,7 @@ export class SqliteInboxStore implements InboxStore {
     } catch (e) {
       throw storeError('open', e);
     }
-    this.#commit = this.#db.transaction((puts: readonly InboxMessage[], acks: readonly InboxAck[], q: InboxQuota) => {
+    this.#apply = (puts: readonly InboxMessage[], acks: readonly InboxAck[], q: InboxQuota) => {
       for (const a of acks) {
         const r = this.#q.del.get(a.recipient, a.id) as { sender: string } | undefined;
         if (r) this.#counted(a.recipient, r.sender, -1);
@@ -96,7 +97,8 @@ export class SqliteInboxStore implements InboxStore {
         this.#counted(m.recipient, m.sender, 1);
       }
       return out;
-    });
+    };
+    this.#commit = this.#db.transaction(this.#apply);
   }
 
   #counted(recipient: string, sender: string, d: number): void {
@@ -111,6 +113,36 @@ export class SqliteInboxStore implements InboxStore {
       return this.#commit(puts, acks, quota);
     } catch (e) {
       // The counters moved inside a transaction that rolled back: recount from the file.
+      this.#rebuildCounters();
+      throw storeError('commit', e);
+    }
+  }
+
+  /**
+   * See {@link InboxStore.commitDecided}: the statements run inside `BEGIN IMMEDIATE`, `decided` is called, then
+   * `COMMIT` pays the fsync. A failure rolls back and throws `STORE_ERROR`.
+   */
+  commitDecided(puts: readonly InboxMessage[], acks: readonly InboxAck[], quota: InboxQuota, decided: (o: readonly PutOutcome[]) => void): PutOutcome[] {
+    let began = false;
+    try {
+      this.#db.exec('BEGIN IMMEDIATE');
+      began = true;
+      const out = this.#apply(puts, acks, quota);
+      try {
+        decided(out);
+      } catch {
+        // The caller's delivery failing must not lose the group.
+      }
+      this.#db.exec('COMMIT');
+      return out;
+    } catch (e) {
+      if (began && this.#db.inTransaction) {
+        try {
+          this.#db.exec('ROLLBACK');
+        } catch {
+          // nothing more to undo
+        }
+      }
       this.#rebuildCounters();
       throw storeError('commit', e);
     }

@@ -33,6 +33,17 @@ export function inboxConformance(name: string, make: () => InboxStore | Promise<
       expect(await s.size()).toBe(2);
     });
 
+    it('commitDecided (where offered): the outcomes are reported before the group returns, and are the same', async () => {
+      if (!s.commitDecided) return;
+      let seen: readonly string[] = [];
+      const out = await s.commitDecided([msg('r', 'a'), msg('r', 'a')], [], Q, (o) => {
+        seen = [...o];
+      });
+      expect(seen).toEqual(['stored', 'duplicate']);
+      expect(out).toEqual(seen);
+      expect((await s.pending('r', NOW, 10)).map((m) => m.id)).toEqual(['a']);
+    });
+
     it('paging with limit and afterSeq', async () => {
       await s.commit([msg('r', '1'), msg('r', '2'), msg('r', '3')], [], { maxPerInbox: 10, maxPerSender: 10 });
       const first = await s.pending('r', NOW, 2);
