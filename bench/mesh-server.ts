@@ -1,7 +1,7 @@
 /**
  * The relay + registry server under load (loopback only, bounded, stops by itself):
  *
- *   npx tsx bench/mesh-server.ts [--quick] [--clients 1000] [--memory-db]
+ *   npx tsx bench/mesh-server.ts [--quick] [--clients 1000] [--memory-db | --redis redis://127.0.0.1:6379]
  *
  * The server runs in a child process (SQLite, synchronous=FULL: every frame persisted until acked), the load
  * clients in this one, so they do not share an event loop. Rows:
@@ -27,7 +27,7 @@ const args = process.argv.slice(2);
 async function child(): Promise<void> {
   const db = args[args.indexOf('--child') + 1] as string;
   const server = await startMeshServer({
-    port: 0, ...(db === ':memory:' ? {} : { db }),
+    port: 0, ...(db === ':memory:' ? {} : db.startsWith('redis://') ? { redis: db, redisPrefix: `bench${Date.now()}` } : { db }),
     relay: {
       connectionBurst: 1_000_000, connectionsPerSecond: 1_000_000, messageBurst: 1_000_000, messagesPerSecond: 1_000_000,
       maxPerInbox: 1_000_000, maxPerSender: 1_000_000, maxConnections: 100_000,
@@ -215,10 +215,13 @@ async function main(): Promise<void> {
   const ci = args.indexOf('--clients');
   const clients = ci >= 0 ? Number(args[ci + 1]) : quick ? 200 : 1000;
   const dir = mkdtempSync(join(tmpdir(), 'mesh-bench-'));
-  const db = args.includes('--memory-db') ? ':memory:' : join(dir, 'relay.sqlite');
+  const ri = args.indexOf('--redis');
+  const db = ri >= 0 ? (args[ri + 1] as string) : args.includes('--memory-db') ? ':memory:' : join(dir, 'relay.sqlite');
   const server = await startServer(db);
   try {
-    process.stderr.write(`server pid ${server.child.pid}, ${db === ':memory:' ? 'in-memory inbox' : 'SQLite synchronous=FULL'}\n`);
+    const kind = db === ':memory:' ? 'in-memory inbox' : db.startsWith('redis://') ? `Redis ${db}` : 'SQLite synchronous=FULL';
+    process.stderr.write(`server pid ${server.child.pid}, ${kind}\n`);
+    console.log(`storage: ${kind}`);
     const mem = await idleMemory(server.url, server.child, clients);
     console.log(`idle connections: ${clients}, server RSS ${mem.before} → ${mem.after} kB: ${mem.perConnKb.toFixed(1)} kB per connection (goal ≤ 20)`);
     // The idle connections stay open through the load rows: N connected clients.
