@@ -2,7 +2,7 @@
 import { ready } from '../../lib/sodium';
 import { ed25519Sign, toBase64Url, utf8, x25519KeyPair } from '../../lib/crypto';
 import { buildAgtRegistryAuth, buildRegistration, buildRegistryAuth } from '../../lib/mesh/frames';
-import { MeshServer, startMeshServer } from '../../lib/server';
+import { MemoryAgentDirectory, MeshServer, startMeshServer } from '../../lib/server';
 import { TestAgent, authed, bundleBody, connect, http, newAgent, publish, register } from './helpers';
 
 let server: MeshServer;
@@ -190,6 +190,20 @@ describe('presence, heartbeat, reputation, verify, discover, health', () => {
     expect((await http(url, 'GET', `/v1/agents/${newAgent().did}/presence`)).status).toBe(404);
     // Registration counts as seen, so the first heartbeat is within 10 s: 429, as AGT.
     expect(await authed(url, a, 'POST', `/v1/agents/${a.did}/heartbeat`)).toMatchObject({ status: 429, body: { detail: 'Heartbeat too frequent' } });
+    // 20 s later: 200 {did, last_seen}.
+    const dir = new MemoryAgentDirectory();
+    const s2 = await startMeshServer({ port: 0, directory: dir });
+    try {
+      await register(s2.url, a);
+      const rec = dir.get(a.did)!;
+      dir.update({ ...rec, lastSeen: rec.lastSeen - 20_000 });
+      const hb = await authed(s2.url, a, 'POST', `/v1/agents/${a.did}/heartbeat`);
+      expect(hb.status).toBe(200);
+      expect(hb.body).toEqual({ did: a.did, last_seen: expect.stringMatching(/\+00:00$/) });
+      expect(await http(s2.url, 'GET', `/v1/agents/${a.did}/presence`)).toMatchObject({ body: { online: true } });
+    } finally {
+      await s2.close();
+    }
     expect((await http(url, 'POST', `/v1/agents/${a.did}/heartbeat`)).status).toBe(401);
     expect((await authed(url, b, 'POST', `/v1/agents/${a.did}/heartbeat`)).status).toBe(403);
   });

@@ -120,6 +120,10 @@ describe('routing, store until ack', () => {
     ca.send(f);
     expect(await ca.frame()).toEqual({ type: 'accepted', id: `${type}-1`, to: b.did, duplicate: false });
     expect(await cb.frame()).toEqual({ ...f, from: a.did });
+    // At rest: exactly the frame the relay saw and forwarded (its text), nothing more.
+    const [stored] = inbox.pending(b.did, Date.now(), 10);
+    expect(JSON.parse(stored!.frame)).toEqual({ ...f, from: a.did });
+    expect(stored).toMatchObject({ recipient: b.did, id: `${type}-1`, sender: a.did });
     cb.send({ type: 'ack', id: `${type}-1` });
     await sleep(30);
     await server.relay.drain();
