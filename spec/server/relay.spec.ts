@@ -324,9 +324,39 @@ describe('limits (G10)', () => {
     }
   });
 
+  it('the purge timer deletes expired frames by itself', async () => {
+    const box = new MemoryInboxStore();
+    const s = await startMeshServer({ port: 0, inbox: box, relay: { ttlMs: 50, purgeIntervalMs: 100 } });
+    try {
+      const ca = await connect(s.url, newAgent());
+      ca.send(message(newAgent().did, 'expiring'));
+      await ca.frame();
+      expect(box.size()).toBe(1);
+      await sleep(300);
+      expect(box.size()).toBe(0);
+      ca.close();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('maxConnections: the socket over the limit gets "Too many connections" and 4008', async () => {
+    const s = await startMeshServer({ port: 0, relay: { maxConnections: 1 } });
+    try {
+      const first = new TestClient(s.url);
+      await first.opened;
+      const second = new TestClient(s.url);
+      await second.opened;
+      expect(await second.closeEvent()).toEqual({ code: 4008, reason: 'rate_limited', frames: [{ type: 'error', detail: 'Too many connections' }] });
+      first.close();
+    } finally {
+      await s.close();
+    }
+  });
+
   it('TTL: expired frames are not pushed and are purged', async () => {
     const box = new MemoryInboxStore();
-    const s = await startMeshServer({ port: 0, inbox: box, relay: { ttlMs: 100 } });
+    const s = await startMeshServer({ port: 0, inbox: box, relay: { ttlMs: 100, purgeIntervalMs: 60_000 } });
     try {
       const a = newAgent();
       const b = newAgent();
