@@ -202,3 +202,19 @@ test('G1 (initiator): a bundle that is not the DID\'s key is refused before any 
   await expect(alice.send(b.did, 'for bob only')).rejects.toMatchObject({ code: 'IDENTITY_MISMATCH', reason: 'not_bound_to_did' });
   expect(alice.sessions(b.did)).toEqual([]);
 });
+
+test('agt mode (timestamp-only proofs, no receipts, no extensions) works against our server too', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const alice = await agent({ identity: a, agt: true });
+  const bob = await agent({ identity: b, agt: true });
+  const got = collect(bob);
+  const back = collect(alice);
+  bob.on('message', async (m) => {
+    await bob.send(m.from, `re: ${m.text()}`);
+  });
+  await alice.send(b.did, { hello: 'agt' });
+  await until(() => got.messages.length === 1 && back.messages.length === 1);
+  expect(got.messages[0].json()).toEqual({ hello: 'agt' });
+  expect(back.texts).toEqual(['re: {"hello":"agt"}']);
+});
