@@ -39,7 +39,11 @@ async function child(): Promise<void> {
   process.stdin.setEncoding('utf8');
   process.stdin.on('data', () => {
     (globalThis as { gc?: () => void }).gc?.();
-    setTimeout(() => process.stdout.write(`rss ${Math.round(process.memoryUsage().rss / 1024)}\n`), 300);
+    setTimeout(() => {
+      const m = process.memoryUsage();
+      process.stderr.write(`[child] heapUsed ${Math.round(m.heapUsed / 1024)} external ${Math.round(m.external / 1024)} arrayBuffers ${Math.round(m.arrayBuffers / 1024)} kB\n`);
+      process.stdout.write(`rss ${Math.round(m.rss / 1024)}\n`);
+    }, 300);
   });
 }
 

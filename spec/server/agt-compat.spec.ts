@@ -2,7 +2,8 @@
  * AGT's own TypeScript clients (npm @microsoft/agent-governance-sdk 4.0.0, unmodified) through our server.
  * 4.0.0 sends no connect proof and registers without proof-of-possession, so it needs `legacyClients: true`
  * (off by default); the default server refuses it. Its KDF is legacy, so it talks only to 4.0.0 peers.
- * The clients run in a child process (fixtures/agt-pair.cjs): the SDK's ESM-only dependencies do not load in jest.
+ * The clients run in a child process (fixtures/agt-pair.cjs): the SDK's ESM-only dependencies (@noble/*) do not load
+ * in jest; plain Node loads them with require(esm) (default from Node 20.19; the flag covers older 20.x).
  */
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { TestClient, http, newAgent } from './helpers';
 
 function runPair(url: string): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [join(__dirname, 'fixtures', 'agt-pair.cjs'), url], { timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, ['--experimental-require-module', join(__dirname, 'fixtures', 'agt-pair.cjs'), url], { timeout: 30_000 }, (err, stdout, stderr) => {
       const line = stdout.trim().split('\n').pop() ?? '';
       try {
         resolve(JSON.parse(line) as Record<string, any>);
