@@ -145,6 +145,8 @@ export class Relay {
   readonly #byDid = new Map<string, Conn>();
   readonly #connLimiter: RateLimiter;
   readonly #msgLimiter: RateLimiter;
+  /** Every frame after connect (acks and heartbeats too), at twice the message rate: no free ack floods. */
+  readonly #frameLimiter: RateLimiter;
   #puts: QueuedPut[] = [];
   #acks: InboxAck[] = [];
   #scheduled = false;
@@ -167,6 +169,7 @@ export class Relay {
     this.#legacy = options.legacyClients === true;
     this.#connLimiter = new RateLimiter(this.limits.connectionBurst, this.limits.connectionsPerSecond);
     this.#msgLimiter = new RateLimiter(this.limits.messageBurst, this.limits.messagesPerSecond);
+    this.#frameLimiter = new RateLimiter(2 * this.limits.messageBurst, 2 * this.limits.messagesPerSecond);
     this.#timers.push(setInterval(() => this.#sweep(), this.limits.pingIntervalMs).unref());
     this.#timers.push(setInterval(() => void this.#purge(), this.limits.purgeIntervalMs).unref());
   }
@@ -234,6 +237,7 @@ export class Relay {
       });
       return;
     }
+    if (!this.#frameLimiter.take(conn.did)) return this.#error(conn, 'Rate limit exceeded', RelayErrorCode.RATE_LIMITED);
     if (isBinary) return this.#error(conn, 'Binary frames are not accepted', RelayErrorCode.BINARY);
     if (data.length > this.limits.maxFrameBytes) {
       return this.#error(conn, `Frame too large (max ${this.limits.maxFrameBytes} bytes)`, RelayErrorCode.TOO_BIG);

@@ -307,6 +307,18 @@ describe('limits (G10)', () => {
     }
   });
 
+  it('every frame counts at twice the message rate: an ack flood is refused too', async () => {
+    const s = await startMeshServer({ port: 0, relay: { messageBurst: 2, messagesPerSecond: 0.001 } });
+    try {
+      const c = await connect(s.url, newAgent());
+      for (let i = 0; i < 5; i++) c.send({ type: 'ack', id: `a${i}` });
+      expect(await c.frame()).toEqual({ type: 'error', detail: 'Rate limit exceeded', code: 'rate_limited' });
+      c.close();
+    } finally {
+      await s.close();
+    }
+  });
+
   it('connection rate per address → error "Too many connections" and 4008', async () => {
     const s = await startMeshServer({ port: 0, relay: { connectionBurst: 2, connectionsPerSecond: 0.01 } });
     try {
