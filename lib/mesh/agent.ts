@@ -15,15 +15,18 @@
  */
 import { E2EError, isE2EError } from '../errors';
 import { ready } from '../sodium';
-import { constantTimeEqual, randomBytes, utf8 } from '../crypto';
+import { constantTimeEqual, fromBase64, randomBytes, toBase64, utf8 } from '../crypto';
 import { x25519FormOfEd25519 } from '../x3dh';
 import { EncryptedMessage } from '../ratchet';
 import { ChannelEstablishment, SecureChannel } from '../channel';
 import { AgentIdentity, ChallengeReply, HandshakeChallenge, HandshakeResponse, TrustTransport, didFromPublicKey, isMeshDid } from '../trust';
-import { AgentStore, InMemoryStore, PreKeyPolicy, SqliteStore, StorageCipher, StoredKeyManager } from '../store';
-import { MaintenanceReport } from '../store';
-import { fromBase64 } from '../crypto';
-import { toBase64 } from '../crypto';
+// Module by module, not the store barrel (which holds the Redis store and its `node:crypto`).
+import { AgentStore } from '../store/types';
+import { InMemoryStore } from '../store/memory';
+import { SqliteStore } from '../store/sqlite';
+import { StorageCipher } from '../store/storage-cipher';
+import { StoredKeyManager } from '../store/stored-key-manager';
+import { MaintenanceReport, PreKeyPolicy } from '../store/prekey-maintenance';
 import { RELAY_PATH, RoutedFrame, ServerFrame } from './frames';
 import { BackoffOptions, ConnectionState, RelayConnection } from './connection';
 import { Emitter } from './emitter';

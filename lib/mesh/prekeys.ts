@@ -8,10 +8,10 @@
 import { E2EError } from '../errors';
 import { fromBase64, fromUtf8, toBase64, utf8 } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
-import {
-  MaintenanceReport, PreKeyPolicy, PreKeyStore, PublicOneTimePreKey, SessionStore, StorageCipher, StoredKeyManager,
-  maintainPreKeys,
-} from '../store';
+import { PreKeyStore, PublicOneTimePreKey, SessionStore } from '../store/types';
+import { StorageCipher } from '../store/storage-cipher';
+import { StoredKeyManager } from '../store/stored-key-manager';
+import { MaintenanceReport, PreKeyPolicy, maintainPreKeys } from '../store/prekey-maintenance';
 import { RegistryClient } from './registry-client';
 
 /** The slot (under the agent's DID) holding what was last published. */

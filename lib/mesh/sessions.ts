@@ -16,7 +16,10 @@ import { E2EError, isE2EError } from '../errors';
 import { memzero, utf8 } from '../crypto';
 import { EncryptedMessage } from '../ratchet';
 import { ChannelEstablishment, SecureChannel } from '../channel';
-import { PersistentChannel, SessionStore, StorageCipher, StoredKeyManager, establishmentFingerprint } from '../store';
+import { SessionStore } from '../store/types';
+import { PersistentChannel } from '../store/persistent-channel';
+import { StorageCipher } from '../store/storage-cipher';
+import { StoredKeyManager, establishmentFingerprint } from '../store/stored-key-manager';
 
 /** Who opened a session. */
 export type SessionRole = 'initiator' | 'responder';
