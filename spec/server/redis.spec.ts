@@ -4,7 +4,7 @@
  * single-use proofs across nodes. Starts its own redis-server on a free loopback port (skipped if none is installed).
  */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
+import { Socket, createServer } from 'node:net';
 import Redis from 'ioredis';
 import { ready } from '../../lib/sodium';
 import { buildConnectFrame } from '../../lib/mesh/frames';
@@ -160,6 +160,70 @@ d('two serve processes (agentmesh-e2e serve --redis)', () => {
       });
     });
   }
+
+  /** A round-robin TCP balancer on one loopback port in front of `backends` (what a load balancer does). */
+  async function balancer(backends: string[]): Promise<{ url: string; close(): Promise<void> }> {
+    let next = 0;
+    const sockets = new Set<Socket>();
+    const server = createServer((client) => {
+      const target = new URL(backends[next++ % backends.length] as string);
+      const upstream = new Socket();
+      sockets.add(client);
+      sockets.add(upstream);
+      upstream.connect(Number(target.port), target.hostname, () => {
+        client.pipe(upstream);
+        upstream.pipe(client);
+      });
+      for (const s of [client, upstream]) {
+        s.on('error', () => undefined);
+        s.on('close', () => {
+          client.destroy();
+          upstream.destroy();
+          sockets.delete(s);
+        });
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    return {
+      url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+      close: () => new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+    };
+  }
+
+  it('behind one address (a round-robin balancer): agents landing on different processes register and talk', async () => {
+    const p1 = await serveChild();
+    const p2 = await serveChild();
+    const lb = await balancer([p1.url, p2.url]);
+    try {
+      const a = newAgent();
+      const b = newAgent();
+      // fetch keeps connections alive: every registry call may hit either process.
+      await publish(lb.url, a, 2);
+      await publish(lb.url, b, 2);
+      expect((await authed(lb.url, a, 'GET', `/v1/agents/${b.did}/prekeys`)).status).toBe(200);
+      const ca = await connect(lb.url, a);
+      const cb = await connect(lb.url, b);
+      // Consecutive connections alternate: one agent on each process.
+      for (const p of [p1, p2]) expect((await http(p.url, 'GET', '/health')).body.connected_agents).toBe(1);
+      ca.send(message(b.did, 'lb-1'));
+      expect((await cb.frame()).id).toBe('lb-1');
+      cb.send({ type: 'ack', id: 'lb-1' });
+      cb.send(message(a.did, 'lb-2'));
+      expect((await ca.frame()).type).toBe('accepted');
+      expect((await ca.frame()).id).toBe('lb-2');
+      ca.close();
+      cb.close();
+    } finally {
+      await lb.close();
+      for (const p of [p1, p2]) {
+        p.child.kill('SIGTERM');
+        await new Promise((r) => p.child.once('exit', r));
+      }
+    }
+  }, 30_000);
 
   it('an agent on process 1 and one on process 2 exchange frames live', async () => {
     const p1 = await serveChild();
