@@ -218,3 +218,28 @@ test('agt mode (timestamp-only proofs, no receipts, no extensions) works against
   expect(got.messages[0].json()).toEqual({ hello: 'agt' });
   expect(back.texts).toEqual(['re: {"hello":"agt"}']);
 });
+
+test('groupCommit: a burst is saved and acknowledged in groups; a restart resumes with nothing twice', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const path = join(dir, 'group.sqlite');
+  const storageKey = randomBytes(32);
+  const alice = await agent({ identity: a });
+  let bob = await agent({ identity: b, store: path, storageKey, groupCommit: true });
+  collect(bob);
+  await alice.send(b.did, 'first');
+  await until(() => bob.sessions(a.did).length === 1);
+  await bob.close();
+  for (let i = 0; i < 300; i++) await alice.send(b.did, `g${i}`);
+  bob = await agent({ identity: b, store: path, storageKey, groupCommit: true });
+  let got = collect(bob);
+  await until(() => got.texts.length === 300, 15000, '300 messages');
+  expect(got.texts).toEqual(Array.from({ length: 300 }, (_, i) => `g${i}`));
+  await bob.close();
+  bob = await agent({ identity: b, store: path, storageKey, groupCommit: true });
+  got = collect(bob);
+  await alice.send(b.did, 'after');
+  await until(() => got.texts.length === 1);
+  await new Promise((r) => setTimeout(r, 200));
+  expect(got.texts).toEqual(['after']);
+});

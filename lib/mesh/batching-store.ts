@@ -1,0 +1,121 @@
+/**
+ * Group commit for the sessions of one agent: a `SessionStore` that keeps saves in memory and writes them
+ * to the real store on {@link BatchingSessionStore.flush}, the newest state of each session once. The agent
+ * flushes before anything leaves it that depends on a saved state: before a message or knock goes to the
+ * relay (so a restart can never reuse a sending key), and before it acknowledges received frames (so an
+ * acknowledged message is never lost). Between flushes a burst of messages from one peer costs one write
+ * and one fsync, not one each; a crash loses only unacknowledged work, which the relay delivers again.
+ *
+ * Versions seen by callers are this object's own (compare-and-swap between the agent's own channels); the
+ * underlying store's compare-and-swap still guards against another process writing the same session.
+ */
+import { E2EError } from '../errors';
+import { MaybePromise, SessionStore, StoredRecord } from '../store/types';
+
+interface Slot {
+  /** The version callers see. */
+  version: number;
+  /** The underlying store's version of what it holds. */
+  base: number;
+  /** Data saved since the last flush. */
+  dirty: Uint8Array | null;
+  /** Latest data (dirty or flushed). */
+  data: Uint8Array | null;
+}
+
+/** A write-behind `SessionStore` over another one. */
+export class BatchingSessionStore implements SessionStore {
+  readonly #inner: SessionStore;
+  readonly #slots = new Map<string, Slot>();
+  #flushing: Promise<void> | null = null;
+  #again = false;
+
+  constructor(inner: SessionStore) {
+    this.#inner = inner;
+  }
+
+  /** Saves waiting for {@link flush}. */
+  get pending(): number {
+    let n = 0;
+    for (const s of this.#slots.values()) if (s.dirty) n++;
+    return n;
+  }
+
+  /** See `SessionStore.loadSession`. */
+  async loadSession(localDid: string, peerDid: string): Promise<StoredRecord | null> {
+    const k = key(localDid, peerDid);
+    const s = this.#slots.get(k);
+    if (s) return s.data === null ? null : { version: s.version, data: s.data };
+    const rec = await this.#inner.loadSession(localDid, peerDid);
+    if (rec) this.#slots.set(k, { version: rec.version, base: rec.version, dirty: null, data: rec.data });
+    return rec;
+  }
+
+  /** See `SessionStore.saveSession`: in memory until {@link flush}. */
+  async saveSession(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number): Promise<number> {
+    const k = key(localDid, peerDid);
+    let s = this.#slots.get(k);
+    if (!s) {
+      await this.loadSession(localDid, peerDid);
+      s = this.#slots.get(k) ?? { version: 0, base: 0, dirty: null, data: null };
+      this.#slots.set(k, s);
+    }
+    if (s.version !== expectedVersion) throw new E2EError('STALE_STATE', 'the session changed since it was read');
+    s.version++;
+    s.dirty = data;
+    s.data = data;
+    return s.version;
+  }
+
+  /** See `SessionStore.deleteSession` (immediate). */
+  async deleteSession(localDid: string, peerDid: string): Promise<boolean> {
+    const k = key(localDid, peerDid);
+    const s = this.#slots.get(k);
+    this.#slots.delete(k);
+    const had = await this.#inner.deleteSession(localDid, peerDid);
+    return had || (s?.data ?? null) !== null;
+  }
+
+  /** See `SessionStore.listSessions` (saved and pending). */
+  async listSessions(localDid: string): Promise<string[]> {
+    const out = new Set(await this.#inner.listSessions(localDid));
+    for (const [k, s] of this.#slots) {
+      const [l, p] = k.split('\u0000') as [string, string];
+      if (l === localDid && s.data !== null) out.add(p);
+    }
+    return [...out].sort();
+  }
+
+  /** Writes every pending save (newest state per session). Concurrent calls share one pass. */
+  flush(): Promise<void> {
+    if (this.#flushing) {
+      this.#again = true;
+      return this.#flushing;
+    }
+    const run = (async () => {
+      do {
+        this.#again = false;
+        for (const [k, s] of this.#slots) {
+          if (!s.dirty) continue;
+          const data = s.dirty;
+          const [l, p] = k.split('\u0000') as [string, string];
+          s.dirty = null;
+          try {
+            s.base = await (this.#inner.saveSession(l, p, data, s.base) as MaybePromise<number>);
+          } catch (e) {
+            if (s.dirty === null) s.dirty = data; // keep it for the next flush
+            throw e;
+          }
+        }
+      } while (this.#again || this.pending > 0);
+    })();
+    this.#flushing = run.finally(() => {
+      this.#flushing = null;
+    });
+    return this.#flushing;
+  }
+}
+
+function key(localDid: string, peerDid: string): string {
+  return `${localDid}\u0000${peerDid}`;
+}
