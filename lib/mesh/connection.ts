@@ -202,6 +202,14 @@ export class RelayConnection {
       }
       this.#socket = socket;
     } catch (e) {
+      if (e instanceof E2EError && e.reason === 'no_websocket') {
+        // Nothing to retry: this runtime cannot open a WebSocket at all.
+        this.#o.onError(e);
+        this.#first?.reject(e);
+        this.#first = null;
+        this.#setState('closed');
+        return;
+      }
       this.#onClose(1006, e instanceof Error ? e.message : 'connect failed', false);
     }
   }

@@ -197,6 +197,16 @@ describe('G8 and the connection loop', () => {
     expect(alice.state).toBe('connected');
   });
 
+  test('G12: a relay-side close with 1000 (AGT closes so on any exception) is reconnected', async () => {
+    const a = newIdentity();
+    const alice = await viaFake({ identity: a, backoff: { baseMs: 20, maxMs: 100 } });
+    let reconnected = 0;
+    alice.on('connected', () => reconnected++);
+    relay.sockets.get(a.did)?.close(1000, 'handler exception');
+    await until(() => reconnected === 1, 3000, 'the reconnect');
+    expect(alice.state).toBe('connected');
+  });
+
   test('a refused proof fails connect() with a clear error instead of looping', async () => {
     relay.refuseWith = 4005;
     const t0 = Date.now();
