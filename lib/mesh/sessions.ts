@@ -212,7 +212,9 @@ export class SessionBook {
     list.push(entry);
     while (list.length > MAX_SESSIONS_PER_PEER) {
       const cur = this.current(entry.peer);
-      const victim = list.find((s) => s !== cur && s !== entry);
+      // Sessions the peer never used go first (anyone who knows its public key can make one), oldest first.
+      const spare = (s: SessionEntry): boolean => s !== cur && s !== entry;
+      const victim = list.find((s) => spare(s) && s.role === 'responder' && s.channel.messageCount === 0) ?? list.find(spare);
       if (!victim) break;
       list.splice(list.indexOf(victim), 1);
       await victim.channel.close({ deleteSaved: true }).catch(() => undefined);

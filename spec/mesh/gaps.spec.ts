@@ -230,3 +230,27 @@ describe('G8 and the connection loop', () => {
     expect(got.texts).toEqual(['first', 'q1', 'q2']);
   });
 });
+
+test('G1 limit: establishments forged with Alice\'s public keys wait unused and never crowd out her live session', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const alice = await viaFake({ identity: a });
+  const bob = await viaFake({ identity: b });
+  const got = collect(bob);
+  await alice.send(b.did, 'live');
+  await until(() => got.texts.length === 1);
+  const knock = relay.framesFrom(a.did, 'knock')[0] as Record<string, unknown>;
+  // A relay replays Alice's knock with fresh ephemeral keys (it knows her public identity key): 10 forgeries.
+  const { x25519KeyPair } = await import('../../lib/crypto');
+  for (let i = 0; i < 10; i++) {
+    const est = { ...(knock.establishment as Record<string, unknown>), ek: Buffer.from(x25519KeyPair().publicKey).toString('base64') };
+    delete est.otk;
+    relay.deliver(b.did, { ...knock, id: `forged-${i}`, establishment: est, from: a.did });
+  }
+  await until(() => relay.framesFrom(b.did, 'ack').filter((f) => String(f.id).startsWith('forged-')).length === 10, 5000, 'the forged knocks processed');
+  expect(bob.sessions(a.did).length).toBeLessThanOrEqual(6);
+  await alice.send(b.did, 'still live');
+  await bob.send(a.did, 'reply');
+  await until(() => got.texts.length === 2);
+  expect(got.texts).toEqual(['live', 'still live']);
+});
