@@ -30,6 +30,7 @@ export class BatchingSessionStore implements SessionStore {
   #flushing: Promise<void> | null = null;
   #again = false;
 
+  /** Write-behind over `inner`. */
   constructor(inner: SessionStore) {
     this.#inner = inner;
   }

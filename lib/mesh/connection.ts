@@ -76,6 +76,7 @@ export class RelayConnection {
   /** Resolves on the first accepted connection; rejects if the relay refuses the proof before that. */
   readonly ready: Promise<void>;
 
+  /** A connection (call {@link start}). */
   constructor(options: RelayConnectionOptions) {
     this.#o = options;
     this.#heartbeatMs = options.heartbeatMs ?? HEARTBEAT_INTERVAL_MS;

@@ -28,6 +28,7 @@ export class MeshMessage {
   /** The plaintext. */
   readonly data: Uint8Array;
 
+  /** A message (made by the agent). */
   constructor(from: string, id: string, data: Uint8Array) {
     this.from = from;
     this.id = id;

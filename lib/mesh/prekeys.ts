@@ -32,6 +32,7 @@ export class PreKeyUpkeep {
   readonly #policy: PreKeyPolicy;
   #tail: Promise<unknown> = Promise.resolve();
 
+  /** Upkeep of `o.keys` at `o.registry`; what was published is remembered in `o.store`. */
   constructor(o: { keys: StoredKeyManager; registry: RegistryClient; store: SessionStore; cipher: StorageCipher; policy?: PreKeyPolicy }) {
     this.#keys = o.keys;
     this.#registry = o.registry;

@@ -45,6 +45,7 @@ export class RegistryClient {
   readonly #fetch: FetchLike;
   readonly #timeoutMs: number;
 
+  /** A client for `options.baseUrl`, signing as `options.signer`. */
   constructor(options: RegistryClientOptions) {
     this.#base = options.baseUrl.replace(/\/+$/, '');
     this.#signer = options.signer;

@@ -55,6 +55,7 @@ export class SessionBook {
   readonly #sentOn = new Map<string, SessionEntry>();
   #seq = 0;
 
+  /** The book of `o.localDid`, saving into `o.store` sealed with `o.cipher`; accepts with `o.keys`. */
   constructor(o: { store: SessionStore; cipher: StorageCipher; localDid: string; keys: StoredKeyManager }) {
     this.#store = o.store;
     this.#cipher = o.cipher;

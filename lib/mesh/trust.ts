@@ -34,12 +34,14 @@ const MAX_ADMISSIONS = 10_000;
 
 /** The trust side of one agent. */
 export class MeshTrust {
+  /** The bridge running the handshake (its sessions are unused: the agent keeps its own). */
   readonly bridge: EncryptedTrustBridge;
   readonly #registry: IdentityRegistry;
   readonly #min: number;
   readonly #required: readonly string[];
   readonly #admitted = new Map<string, number>();
 
+  /** The gate of `identity`, its handshake carried by `transport`. */
   constructor(identity: AgentIdentity, options: MeshTrustOptions, transport: TrustTransport) {
     this.bridge = new EncryptedTrustBridge({
       identity, registry: options.registry, transport,
