@@ -243,7 +243,7 @@ test('G1 limit: establishments forged with Alice\'s public keys wait unused and 
   // A relay replays Alice's knock with fresh ephemeral keys (it knows her public identity key): 10 forgeries.
   const { x25519KeyPair } = await import('../../lib/crypto');
   for (let i = 0; i < 10; i++) {
-    const est = { ...(knock.establishment as Record<string, unknown>), ek: Buffer.from(x25519KeyPair().publicKey).toString('base64') };
+    const est: Record<string, unknown> = { ...(knock.establishment as Record<string, unknown>), ek: Buffer.from(x25519KeyPair().publicKey).toString('base64') };
     delete est.otk;
     relay.deliver(b.did, { ...knock, id: `forged-${i}`, establishment: est, from: a.did });
   }
