@@ -243,3 +243,26 @@ test('groupCommit: a burst is saved and acknowledged in groups; a restart resume
   await new Promise((r) => setTimeout(r, 200));
   expect(got.texts).toEqual(['after']);
 });
+
+test('pre-key upkeep: used one-time pre-keys are refilled; a rotated signed pre-key keeps sessions opening', async () => {
+  const b = newIdentity();
+  const bob = await agent({ identity: b, preKeys: { minOneTimePreKeys: 3, targetOneTimePreKeys: 5 } });
+  const got = collect(bob);
+  for (let i = 0; i < 4; i++) {
+    const peer = await agent({ identity: newIdentity() });
+    await peer.send(b.did, `from peer ${i}`);
+  }
+  await until(() => got.texts.length === 4);
+  const report = await bob.maintainPreKeys();
+  expect(report.addedOneTimePreKeys).toBeGreaterThan(0);
+  // Rotation on every run (max age 0): the bundle is re-published and new initiators still get through.
+  const carol = newIdentity();
+  const rotating = await agent({ identity: carol, preKeys: { signedPreKeyMaxAgeMs: 0, signedPreKeyGraceMs: 3_600_000 } });
+  const atCarol = collect(rotating);
+  const first = await rotating.maintainPreKeys();
+  expect(first.rotatedTo).not.toBeNull();
+  const dave = await agent({ identity: newIdentity() });
+  await dave.send(carol.did, 'after rotation');
+  await until(() => atCarol.texts.length === 1);
+  expect(atCarol.texts).toEqual(['after rotation']);
+});
