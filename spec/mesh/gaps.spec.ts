@@ -207,6 +207,24 @@ describe('G8 and the connection loop', () => {
     expect(alice.state).toBe('connected');
   });
 
+  test('a proof refused after a reconnect surfaces an error and backs off (no 1 Hz loop)', async () => {
+    const a = newIdentity();
+    const alice = await viaFake({ identity: a, backoff: { baseMs: 20, authBaseMs: 100 } });
+    const errors: string[] = [];
+    alice.on('error', (e) => errors.push(e.reason ?? ''));
+    let attempts = 0;
+    relay.wss.on('connection', () => attempts++);
+    relay.refuseWith = 4005;
+    relay.sockets.get(a.did)?.close(1011, 'restart');
+    await new Promise((r) => setTimeout(r, 1000));
+    // 20 ms, then 100, 200, 400 ms… after the refusals: a handful of attempts in a second, each reported.
+    expect(attempts).toBeGreaterThanOrEqual(2);
+    expect(attempts).toBeLessThanOrEqual(5);
+    expect(errors.filter((r) => r === 'relay_auth_failed').length).toBe(attempts);
+    relay.refuseWith = null;
+    await until(() => alice.state === 'connected', 3000, 'the reconnect once accepted');
+  });
+
   test('a refused proof fails connect() with a clear error instead of looping', async () => {
     relay.refuseWith = 4005;
     const t0 = Date.now();
