@@ -53,6 +53,8 @@ interface Pending {
 const AUTH_CODES: ReadonlySet<number> = new Set([CloseCode.FIRST_FRAME_NOT_CONNECT, CloseCode.MISSING_FROM, CloseCode.AUTH_FAILED, CloseCode.PROOF_FAILED]);
 /** Without a welcome frame (AGT), a socket still open this long after the proof counts as accepted. */
 const AGT_GRACE_MS = 300;
+/** AGT's relay (uvicorn) closes the socket of a frame above 16 MiB. */
+const AGT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** How long to wait for our server's `connected` frame. */
 const WELCOME_TIMEOUT_MS = 10_000;
 
@@ -68,6 +70,8 @@ export class RelayConnection {
   #receipts = false;
   #heartbeatAck = false;
   #lastHeard = 0;
+  /** The relay's frame limit: from its welcome, else AGT's 16 MiB. */
+  #maxFrameBytes = AGT_MAX_FRAME_BYTES;
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #heartbeat: ReturnType<typeof setInterval> | null = null;
   #stopped = false;
@@ -113,8 +117,10 @@ export class RelayConnection {
   /** Queues a routed frame; resolves once the relay has taken it (see the module comment). */
   send(frame: RoutedFrame): Promise<void> {
     if (this.#stopped) return Promise.reject(meshError(MeshErrorReason.AGENT_CLOSED, 'the agent is closed'));
+    const text = encodeFrame(frame);
+    if (byteLength(text) > this.#maxFrameBytes) return Promise.reject(tooLarge(this.#maxFrameBytes));
     return new Promise<void>((resolve, reject) => {
-      const p: Pending = { id: frame.id, text: encodeFrame(frame), resolve, reject };
+      const p: Pending = { id: frame.id, text, resolve, reject };
       this.#outbox.set(frame.id, p);
       if (this.#state === 'connected') this.#write(p);
     });
@@ -164,6 +170,15 @@ export class RelayConnection {
       const features = welcome?.features ?? [];
       this.#receipts = features.includes(Feature.RECEIPTS);
       this.#heartbeatAck = features.includes(Feature.HEARTBEAT_ACK);
+      const max = welcome?.limits?.max_frame_bytes;
+      if (typeof max === 'number' && max > 0) this.#maxFrameBytes = max;
+      // Frames queued before we knew the limit: refuse those the relay would refuse (it closes on them).
+      for (const p of [...this.#outbox.values()]) {
+        if (byteLength(p.text) > this.#maxFrameBytes) {
+          this.#outbox.delete(p.id);
+          p.reject(tooLarge(this.#maxFrameBytes));
+        }
+      }
       this.#attempt = 0;
       this.#authFailures = 0;
       this.#everConnected = true;
@@ -264,6 +279,15 @@ export class RelayConnection {
       this.#first = null;
       return;
     }
+    if (code === CloseCode.TOO_BIG) {
+      // The relay closed on a frame it found too big: drop the largest pending one, or it would loop forever.
+      let big: Pending | undefined;
+      for (const p of this.#outbox.values()) if (!big || p.text.length > big.text.length) big = p;
+      if (big) {
+        this.#outbox.delete(big.id);
+        big.reject(tooLarge(this.#maxFrameBytes));
+      }
+    }
     let delay: number;
     if (AUTH_CODES.has(code)) {
       this.#authFailures++;
@@ -358,4 +382,13 @@ export class RelayConnection {
     this.#timers.clear();
     this.#stopHeartbeat();
   }
+}
+
+/** UTF-8 length of `text` (exact only when it could matter). */
+function byteLength(text: string): number {
+  return text.length < 1024 ? text.length : new TextEncoder().encode(text).length;
+}
+
+function tooLarge(max: number): E2EError {
+  return new E2EError('MESSAGE_TOO_LARGE', `the frame is larger than the relay accepts (${max} bytes)`, 'frame_too_big');
 }

@@ -266,3 +266,18 @@ test('pre-key upkeep: used one-time pre-keys are refilled; a rotated signed pre-
   await until(() => atCarol.texts.length === 1);
   expect(atCarol.texts).toEqual(['after rotation']);
 });
+
+test('a frame over the relay\'s announced limit is refused before it leaves (MESSAGE_TOO_LARGE); the session goes on', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const alice = await agent({ identity: a });
+  const bob = await agent({ identity: b });
+  const got = collect(bob);
+  await alice.send(b.did, 'small');
+  // Refused before it leaves (the relay announced its limit), not a reconnect loop on a poison frame.
+  await expect(alice.send(b.did, new Uint8Array(2 * 1024 * 1024))).rejects.toMatchObject({ code: 'MESSAGE_TOO_LARGE', reason: 'frame_too_big' });
+  expect(alice.state).toBe('connected');
+  await alice.send(b.did, 'small again');
+  await until(() => got.texts.length === 2);
+  expect(got.texts).toEqual(['small', 'small again']);
+});

@@ -225,6 +225,20 @@ describe('G8 and the connection loop', () => {
     await until(() => alice.state === 'connected', 3000, 'the reconnect once accepted');
   });
 
+  test('a relay that closes on a too-big frame (1009) gets it refused, not re-sent forever', async () => {
+    const a = newIdentity();
+    const b = newIdentity();
+    const alice = await viaFake({ identity: a, backoff: { baseMs: 20, maxMs: 100 } });
+    const bob = await viaFake({ identity: b });
+    const got = collect(bob);
+    await alice.send(b.did, 'small');
+    relay.closeAbove = 100_000;
+    await expect(alice.send(b.did, new Uint8Array(200_000))).rejects.toMatchObject({ code: 'MESSAGE_TOO_LARGE' });
+    await alice.send(b.did, 'small again');
+    await until(() => got.texts.length === 2);
+    expect(got.texts).toEqual(['small', 'small again']);
+  });
+
   test('a refused proof fails connect() with a clear error instead of looping', async () => {
     relay.refuseWith = 4005;
     const t0 = Date.now();

@@ -34,6 +34,8 @@ export class FakeRelay {
   route: (from: string, frame: Record<string, unknown>) => boolean = () => true;
   /** Close code for connect frames, or null to accept them. */
   refuseWith: number | null = null;
+  /** Frames above this many bytes close the sender's socket with 1009 (as uvicorn does). */
+  closeAbove = Infinity;
   /** Answer heartbeats with heartbeat_ack. */
   heartbeatAcks = true;
 
@@ -42,6 +44,10 @@ export class FakeRelay {
     wss.on('connection', (ws) => {
       let did: string | null = null;
       ws.on('message', (data) => {
+        if (String(data).length > this.closeAbove) {
+          ws.close(1009, 'too big');
+          return;
+        }
         const frame = JSON.parse(String(data)) as Record<string, unknown>;
         if (did === null) {
           if (this.refuseWith !== null) {
