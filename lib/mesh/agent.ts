@@ -162,6 +162,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   #maintenance: ReturnType<typeof setInterval> | null = null;
   #maintenanceSoon: ReturnType<typeof setTimeout> | null = null;
   #closed = false;
+  #connectedOnce = false;
 
   private constructor(p: {
     identity: AgentIdentity; store: AgentStore; ownsStore: boolean; keys: StoredKeyManager; cipher: StorageCipher;
@@ -179,7 +180,10 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     this.#sessionStore = new BatchingSessionStore(p.store);
     this.#maxBatch = o.groupCommit === true ? 256 : 1;
     this.#sessions = new SessionBook({ store: this.#sessionStore, cipher: p.cipher, localDid: this.did, keys: p.keys });
-    this.#upkeep = new PreKeyUpkeep({ keys: p.keys, registry: p.registry, store: p.store, cipher: p.cipher, ...(o.preKeys ? { policy: o.preKeys } : {}) });
+    this.#upkeep = new PreKeyUpkeep({
+      keys: p.keys, registry: p.registry, store: p.store, cipher: p.cipher,
+      ...(o.preKeys ? { policy: o.preKeys } : {}), ...(o.capabilities ? { capabilities: o.capabilities } : {}),
+    });
     this.#trust = o.trust ? new MeshTrust(p.identity, o.trust, this.#trustTransport()) : null;
     this.#conn = new RelayConnection({
       url: p.relayUrl, signer: p.identity, agt: o.agt === true, socketFactory: o.socketFactory ?? openSocket,
@@ -427,7 +431,12 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   // Receiving
 
   #onState(s: ConnectionState, d?: { code?: number; error?: E2EError }): void {
-    if (s === 'connected') this.emit('connected');
+    if (s === 'connected') {
+      // After a reconnect the server may have restarted: check (and, if it lost us, restore) our pre-keys.
+      if (this.#connectedOnce) this.#maintain();
+      this.#connectedOnce = true;
+      this.emit('connected');
+    }
     else if (s === 'disconnected') this.emit('disconnected', d?.code !== undefined ? { code: d.code } : {});
     else if (s === 'replaced' && d?.error) this.emit('replaced', d.error);
   }

@@ -20,6 +20,8 @@ export const MeshErrorReason = {
   REGISTRY_RATE_LIMITED: 'registry_rate_limited',
   /** The registry could not be reached. */
   REGISTRY_UNREACHABLE: 'registry_unreachable',
+  /** The registry does not know this agent (it lost its records): the agent registers again. */
+  NOT_REGISTERED: 'not_registered',
   /** The registry has no bundle for the peer. */
   UNKNOWN_PEER: 'unknown_peer',
   /** The peer's bundle or establishment is not bound to its DID (G1). */
@@ -39,6 +41,7 @@ const CODE: Record<MeshErrorReason, ErrorCode> = {
   registry_unreachable: 'STORE_ERROR',
   registry_rate_limited: 'STORE_ERROR',
   unknown_peer: 'INVALID_STATE',
+  not_registered: 'STORE_ERROR',
   not_bound_to_did: 'IDENTITY_MISMATCH',
   agent_closed: 'INVALID_STATE',
 };

@@ -12,6 +12,7 @@ import { PreKeyStore, PublicOneTimePreKey, SessionStore } from '../store/types';
 import { StorageCipher } from '../store/storage-cipher';
 import { StoredKeyManager } from '../store/stored-key-manager';
 import { MaintenanceReport, PreKeyPolicy, maintainPreKeys } from '../store/prekey-maintenance';
+import { MeshErrorReason } from './errors';
 import { RegistryClient } from './registry-client';
 
 /** The slot (under the agent's DID) holding what was last published. */
@@ -30,27 +31,39 @@ export class PreKeyUpkeep {
   readonly #store: SessionStore;
   readonly #cipher: StorageCipher;
   readonly #policy: PreKeyPolicy;
+  readonly #capabilities: string[] | undefined;
   #tail: Promise<unknown> = Promise.resolve();
 
   /** Upkeep of `o.keys` at `o.registry`; what was published is remembered in `o.store`. */
-  constructor(o: { keys: StoredKeyManager; registry: RegistryClient; store: SessionStore; cipher: StorageCipher; policy?: PreKeyPolicy }) {
+  constructor(o: { keys: StoredKeyManager; registry: RegistryClient; store: SessionStore; cipher: StorageCipher; policy?: PreKeyPolicy; capabilities?: string[] }) {
     this.#keys = o.keys;
     this.#registry = o.registry;
     this.#store = o.store;
     this.#cipher = o.cipher;
     this.#policy = o.policy ?? {};
+    this.#capabilities = o.capabilities;
   }
 
   /** One maintenance run (runs are serialized); a second one follows a re-publication, which empties the pool. */
   run(): Promise<MaintenanceReport> {
-    const r = this.#tail.then(async () => {
+    const r = this.#tail.then(() => this.#runOnce().catch(async (e: unknown) => {
+      if (!(e instanceof E2EError) || e.reason !== MeshErrorReason.NOT_REGISTERED) throw e;
+      // The registry lost this agent (e.g. restarted without its database): register and publish anew.
+      await this.#registry.register(this.#capabilities);
+      await this.forgetPublished();
+      return this.#runOnce();
+    }));
+    this.#tail = r.catch(() => undefined);
+    return r;
+  }
+
+  #runOnce(): Promise<MaintenanceReport> {
+    return (async () => {
       const first = await maintainPreKeys(this.#keys, this.#directory(), this.#policy);
       if (!first.publishedBundle) return first;
       const second = await maintainPreKeys(this.#keys, this.#directory(), this.#policy);
       return { ...first, addedOneTimePreKeys: first.addedOneTimePreKeys + second.addedOneTimePreKeys };
-    });
-    this.#tail = r.catch(() => undefined);
-    return r;
+    })();
   }
 
   /** Forgets what was published (the registry lost it): the next run uploads everything again. */

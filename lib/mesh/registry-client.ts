@@ -74,6 +74,7 @@ export class RegistryClient {
       one_time_pre_keys: oneTime.map(otkJson),
     };
     const r = await this.#request('PUT', `${REGISTRY_PREFIX}/agents/${enc(this.#signer.did)}/prekeys`, body);
+    assertRegistered(r);
     if (r.status !== 200) throw registryError(r, 'pre-key upload');
     return countOf(r.body);
   }
@@ -85,6 +86,7 @@ export class RegistryClient {
   async addOneTimePreKeys(keys: readonly { keyId: number; publicKey: Uint8Array }[]): Promise<number | null> {
     if (this.#agt) return null;
     const r = await this.#request('POST', `${REGISTRY_PREFIX}/agents/${enc(this.#signer.did)}/prekeys/one-time`, { one_time_pre_keys: keys.map(otkJson) });
+    assertRegistered(r);
     if (r.status === 404 || r.status === 405) return null;
     if (r.status !== 200) throw registryError(r, 'one-time pre-key upload');
     return countOf(r.body) ?? 0;
@@ -94,6 +96,7 @@ export class RegistryClient {
   async countOneTimePreKeys(): Promise<number | null> {
     if (this.#agt) return null;
     const r = await this.#request('GET', `${REGISTRY_PREFIX}/agents/${enc(this.#signer.did)}/prekeys/count`);
+    assertRegistered(r);
     if (r.status === 404) return 0;
     if (r.status !== 200) return null;
     return countOf(r.body);
@@ -175,4 +178,12 @@ function registryError(r: Reply, what: string): E2EError {
   const detail = (r.body as { detail?: unknown } | null)?.detail;
   const d = typeof detail === 'string' ? `: ${detail.slice(0, 200)}` : '';
   return meshError(r.status === 429 ? MeshErrorReason.REGISTRY_RATE_LIMITED : MeshErrorReason.REGISTRY_ERROR, `${what} failed with HTTP ${r.status}${d}`);
+}
+
+/** Throws `not_registered` when the registry says it does not know the signing agent (401/404 with that detail). */
+function assertRegistered(r: Reply): void {
+  const detail = String((r.body as { detail?: unknown } | null)?.detail ?? '');
+  if ((r.status === 401 && /not registered/i.test(detail)) || (r.status === 404 && /^Agent not found$/i.test(detail))) {
+    throw meshError(MeshErrorReason.NOT_REGISTERED, 'the registry does not know this agent');
+  }
 }

@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { createServer } from 'net';
 import { ready } from '../../lib/sodium';
 import { randomBytes } from '../../lib/crypto';
 import { InMemoryIdentityRegistry } from '../../lib/trust';
@@ -280,4 +281,43 @@ test('a frame over the relay\'s announced limit is refused before it leaves (MES
   await alice.send(b.did, 'small again');
   await until(() => got.texts.length === 2);
   expect(got.texts).toEqual(['small', 'small again']);
+});
+
+test('a server restarted without its records: agents register and publish again on reconnect, and talk', async () => {
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+  let volatile = await startMeshServer({ port, registry: { registerBurst: 1000, uploadBurst: 1000, bundleFetchBurst: 1000 } });
+  const a = newIdentity();
+  const b = newIdentity();
+  const fast = { backoff: { baseMs: 20, maxMs: 200 }, heartbeatMs: 1000 };
+  const alice = await MeshAgent.connect({ url: volatile.url, identity: a, ...fast });
+  const bob = await MeshAgent.connect({ url: volatile.url, identity: b, ...fast });
+  agents.push(alice, bob);
+  const got = collect(bob);
+  await alice.send(b.did, 'one');
+  await until(() => got.texts.length === 1);
+  await volatile.close();
+  volatile = await startMeshServer({ port, registry: { registerBurst: 1000, uploadBurst: 1000, bundleFetchBurst: 1000 } });
+  try {
+    await until(() => alice.state === 'connected' && bob.state === 'connected', 5000, 'the reconnects');
+    // Bob's bundle comes back with his upkeep; a new peer can open a session to him.
+    const carol = await MeshAgent.connect({ url: volatile.url, identity: newIdentity(), ...fast });
+    agents.push(carol);
+    let sent = false;
+    for (let i = 0; i < 50 && !sent; i++) {
+      sent = await carol.send(b.did, 'new peer').then(() => true, () => false);
+      if (!sent) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(sent).toBe(true);
+    await alice.send(b.did, 'two'); // the old session needs nothing from the registry
+    await until(() => got.texts.length === 3);
+    expect(new Set(got.texts)).toEqual(new Set(['one', 'two', 'new peer']));
+  } finally {
+    await Promise.all(agents.splice(0).map((x) => x.close()));
+    await volatile.close();
+  }
 });
