@@ -121,6 +121,14 @@ export type MeshAgentEvents = {
 
 type Routed = RoutedFrame & { from: string };
 
+/** Frames waiting for the save of the state they advanced (`stamp`). */
+interface Outgoing {
+  readonly frames: RoutedFrame[];
+  readonly stamp: number;
+  resolve(): void;
+  reject(e: E2EError): void;
+}
+
 interface PendingRoundTrip {
   readonly peer: string;
   resolve(f: Routed): void;
@@ -156,6 +164,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   readonly #sessionStore: BatchingSessionStore;
   readonly #maxBatch: number;
   #pendingAcks: string[] = [];
+  readonly #outgoing: Outgoing[] = [];
   #queuedFrames = 0;
   #inbox: Promise<void> = Promise.resolve();
   #consumerWaiters: (() => void)[] = [];
@@ -282,14 +291,52 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
       this.#sessions.noteSent(id, entry);
       const j = m.toJSON();
       const frame: RoutedFrame = { v: 1, type: 'message', from: this.did, to: peerDid, id, ts: new Date().toISOString(), header: j.header, ciphertext: j.ciphertext };
-      // Saved before anything leaves: a restart can never reuse a sending key.
-      await this.#sessionStore.flush();
-      // Not awaited: the outbox keeps order, so the knock goes before the message either way.
-      if (knock) this.#conn.send(knock).catch(() => undefined);
-      return { id, taken: this.#conn.send(frame) };
+      // Queued in send order; each leaves only once the state it advanced is saved.
+      return { id, taken: this.#stage(knock ? [knock, frame] : [frame]) };
     });
+    // Outside the peer lock, one turn later: concurrent sends share one write (group commit of sends).
+    try {
+      await this.#sessionStore.flush({ gather: true });
+    } catch (e) {
+      this.#dropUnsaved(e);
+    }
+    this.#release();
     await taken.taken;
     return taken.id;
+  }
+
+  /**
+   * Queues frames to leave once the sessions they advanced are saved (a restart can never reuse a sending
+   * key); resolves when the relay has taken the last one.
+   */
+  #stage(frames: RoutedFrame[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#outgoing.push({ frames, stamp: this.#sessionStore.stamp, resolve, reject });
+    });
+  }
+
+  /** Hands every saved frame to the connection, in the order they were made. */
+  #release(): void {
+    while (this.#outgoing.length > 0 && (this.#outgoing[0] as Outgoing).stamp <= this.#sessionStore.durable) {
+      const o = this.#outgoing.shift() as Outgoing;
+      const last = o.frames.length - 1;
+      o.frames.forEach((f, i) => {
+        const p = this.#conn.send(f);
+        if (i === last) p.then(o.resolve, o.reject);
+        else p.catch(() => undefined);
+      });
+    }
+  }
+
+  /** A failed save: the frames waiting for it never leave; their sends fail. */
+  #dropUnsaved(e: unknown): void {
+    const err = isE2EError(e) ? e : new E2EError('STORE_ERROR', 'saving the session failed');
+    const keep: Outgoing[] = [];
+    for (const o of this.#outgoing.splice(0)) {
+      if (o.stamp <= this.#sessionStore.durable) keep.push(o);
+      else o.reject(err);
+    }
+    this.#outgoing.push(...keep);
   }
 
   /** Messages as an async iterator; a message counts as handled when the loop asks for the next one. */
@@ -347,6 +394,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     // What was handled is saved and acknowledged before the socket goes.
     if (this.#pendingAcks.length > 0) await this.#flushAcks();
     else await this.#sessionStore.flush().catch(() => undefined);
+    this.#release();
     this.#conn.close();
     await this.#sessions.closeAll();
     this.#trust?.close();

@@ -29,10 +29,23 @@ export class BatchingSessionStore implements SessionStore {
   readonly #slots = new Map<string, Slot>();
   #flushing: Promise<void> | null = null;
   #again = false;
+  /** Saves made so far (a stamp), and how many of them are known written. */
+  #saves = 0;
+  #durable = 0;
 
   /** Write-behind over `inner`. */
   constructor(inner: SessionStore) {
     this.#inner = inner;
+  }
+
+  /** The stamp of the latest save: it is durable once {@link durable} reaches it. */
+  get stamp(): number {
+    return this.#saves;
+  }
+
+  /** Every save with a stamp up to this one is written. */
+  get durable(): number {
+    return this.#durable;
   }
 
   /** Saves waiting for {@link flush}. */
@@ -65,6 +78,7 @@ export class BatchingSessionStore implements SessionStore {
     s.version++;
     s.dirty = data;
     s.data = data;
+    this.#saves++;
     return s.version;
   }
 
@@ -87,15 +101,21 @@ export class BatchingSessionStore implements SessionStore {
     return [...out].sort();
   }
 
-  /** Writes every pending save (newest state per session). Concurrent calls share one pass. */
-  flush(): Promise<void> {
+  /**
+   * Writes every pending save (newest state per session). Concurrent calls share one pass. With `gather`
+   * the write waits one turn of the event loop, so saves made in this turn (a burst of sends) join it.
+   */
+  flush(options: { gather?: boolean } = {}): Promise<void> {
     if (this.#flushing) {
       this.#again = true;
       return this.#flushing;
     }
     const run = (async () => {
+      if (options.gather === true) await nextTurn();
       do {
         this.#again = false;
+        // Every save stamped up to `target` is in a dirty slot now, so this pass writes it.
+        const target = this.#saves;
         for (const [k, s] of this.#slots) {
           if (!s.dirty) continue;
           const data = s.dirty;
@@ -108,6 +128,7 @@ export class BatchingSessionStore implements SessionStore {
             throw e;
           }
         }
+        if (target > this.#durable) this.#durable = target;
       } while (this.#again || this.pending > 0);
     })();
     this.#flushing = run.finally(() => {
@@ -119,4 +140,10 @@ export class BatchingSessionStore implements SessionStore {
 
 function key(localDid: string, peerDid: string): string {
   return `${localDid}\u0000${peerDid}`;
+}
+
+/** Resolves on the next turn of the event loop (`setImmediate` where there is one). */
+function nextTurn(): Promise<void> {
+  const si = (globalThis as { setImmediate?: (fn: () => void) => unknown }).setImmediate;
+  return new Promise((resolve) => (si ? si(resolve) : setTimeout(resolve, 0)));
 }

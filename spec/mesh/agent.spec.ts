@@ -86,9 +86,9 @@ test('a message to an offline agent waits in its mailbox and arrives when it com
   const storageKey = randomBytes(32);
   const alice = await agent({ identity: a });
   let bob = await agent({ identity: b, store: bobStore, storageKey });
-  collect(bob);
+  const first = collect(bob);
   await alice.send(b.did, 'hello');
-  await until(() => bob.sessions(a.did).length === 1);
+  await until(() => first.texts.length === 1);
   await bob.close();
   // Bob is offline: the relay keeps these until he acks them.
   for (let i = 0; i < 3; i++) await alice.send(b.did, `while away ${i}`);
@@ -227,9 +227,9 @@ test('groupCommit: a burst is saved and acknowledged in groups; a restart resume
   const storageKey = randomBytes(32);
   const alice = await agent({ identity: a });
   let bob = await agent({ identity: b, store: path, storageKey, groupCommit: true });
-  collect(bob);
+  const first = collect(bob);
   await alice.send(b.did, 'first');
-  await until(() => bob.sessions(a.did).length === 1);
+  await until(() => first.texts.length === 1);
   await bob.close();
   for (let i = 0; i < 300; i++) await alice.send(b.did, `g${i}`);
   bob = await agent({ identity: b, store: path, storageKey, groupCommit: true });
@@ -320,4 +320,25 @@ test('a server restarted without its records: agents register and publish again 
     await Promise.all(agents.splice(0).map((x) => x.close()));
     await volatile.close();
   }
+});
+
+test('concurrent sends share their saves (group commit of sends), and arrive in order', async () => {
+  const a = newIdentity();
+  const b = newIdentity();
+  const store = new InMemoryStore();
+  let writes = 0;
+  const save = store.saveSession.bind(store);
+  store.saveSession = (l, p, d, v) => {
+    writes++;
+    return save(l, p, d, v);
+  };
+  const alice = await agent({ identity: a, store, storageKey: randomBytes(32) });
+  const bob = await agent({ identity: b });
+  const got = collect(bob);
+  await alice.send(b.did, 'open');
+  writes = 0;
+  await Promise.all(Array.from({ length: 200 }, (_, i) => alice.send(b.did, `c${i}`)));
+  await until(() => got.texts.length === 201);
+  expect(got.texts.slice(1)).toEqual(Array.from({ length: 200 }, (_, i) => `c${i}`));
+  expect(writes).toBeLessThan(100);
 });
