@@ -163,7 +163,8 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   readonly #pendingCommit = new Map<string, { entry: SessionEntry; message: EncryptedMessage }>();
   readonly #sessionStore: BatchingSessionStore;
   readonly #maxBatch: number;
-  #pendingAcks: string[] = [];
+  /** Frames processed but not yet acknowledged (their sessions wait for the next flush). */
+  #pendingAcks: { id: string; key: string }[] = [];
   readonly #outgoing: Outgoing[] = [];
   #queuedFrames = 0;
   #inbox: Promise<void> = Promise.resolve();
@@ -172,6 +173,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   #maintenanceSoon: ReturnType<typeof setTimeout> | null = null;
   #closed = false;
   #connectedOnce = false;
+  #reportingListenerError = false;
 
   private constructor(p: {
     identity: AgentIdentity; store: AgentStore; ownsStore: boolean; keys: StoredKeyManager; cipher: StorageCipher;
@@ -395,6 +397,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     if (this.#pendingAcks.length > 0) await this.#flushAcks();
     else await this.#sessionStore.flush().catch(() => undefined);
     this.#release();
+    for (const o of this.#outgoing.splice(0)) o.reject(meshError(MeshErrorReason.AGENT_CLOSED, 'the agent was closed before the message was saved'));
     this.#conn.close();
     await this.#sessions.closeAll();
     this.#trust?.close();
@@ -407,9 +410,14 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     return this.#closed;
   }
 
+  /** A listener's exception becomes an `error` event (once: an `error` listener that throws is not re-reported). */
   protected override onListenerError(e: unknown): void {
-    if (this.listenerCount('error') > 0 && !(e instanceof E2EError && e.reason === 'listener')) {
+    if (this.#reportingListenerError || this.listenerCount('error') === 0) return;
+    this.#reportingListenerError = true;
+    try {
       this.emit('error', isE2EError(e) ? e : new E2EError('INVALID_STATE', 'an event listener threw', 'listener'));
+    } finally {
+      this.#reportingListenerError = false;
     }
   }
 
@@ -530,23 +538,24 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
 
   /** Saves every pending session, then acknowledges the frames it covers. */
   async #flushAcks(): Promise<void> {
-    const ids = this.#pendingAcks;
+    const done = this.#pendingAcks;
     this.#pendingAcks = [];
     try {
       await this.#sessionStore.flush();
     } catch (e) {
-      // Not saved: not acknowledged either; the relay delivers them again.
+      // Not saved: not acknowledged either, and processed anew when the relay delivers them again.
+      for (const d of done) this.#processed.delete(d.key);
       this.emit('error', isE2EError(e) ? e : new E2EError('STORE_ERROR', 'saving sessions failed'));
       return;
     }
-    for (const id of ids) this.#conn.ack(id);
+    for (const d of done) this.#conn.ack(d.id);
   }
 
   async #process(frame: Routed): Promise<void> {
     if (this.#closed) return;
     const key = `${frame.from}\n${frame.id}`;
     if (this.#processed.has(key)) {
-      this.#pendingAcks.push(frame.id);
+      this.#pendingAcks.push({ id: frame.id, key });
       this.emit('duplicate', { peer: frame.from, id: frame.id });
       return;
     }
@@ -567,7 +576,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     }
     if (!done) return;
     this.#remember(key);
-    this.#pendingAcks.push(frame.id);
+    this.#pendingAcks.push({ id: frame.id, key });
   }
 
   /** `true` when the frame is finished with (acknowledge it). */
