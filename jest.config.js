@@ -8,6 +8,7 @@ module.exports = {
   moduleNameMapper: {
     '^agentmesh-e2e$': '<rootDir>/lib/index.ts',
     '^agentmesh-e2e/(sqlite|redis)$': '<rootDir>/lib/$1.ts',
+    '^agentmesh-e2e/(mesh|server)$': '<rootDir>/lib/$1/index.ts',
   },
   // Starts a redis-server for the run when REDIS_URL is unset and one is on PATH.
   globalSetup: '<rootDir>/spec/helpers/global-setup.js',

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `agentmesh-e2e` command: `keygen` (a new identity, its secret sealed to a file),
- * `fingerprint <did|public key>` and `inspect <envelope|establishment|bundle>`. Results go to stdout,
+ * `fingerprint <did|public key>`, `inspect <envelope|establishment|bundle>` and `serve` (the relay +
+ * registry server). Results go to stdout,
  * errors to stderr as `agentmesh-e2e: <CODE>: <message>` with the exit codes of {@link ExitCode}.
  * No command ever prints a secret.
  */
@@ -34,6 +35,10 @@ Commands:
   inspect <input | - | @FILE> [--as envelope|establishment|bundle]
       Decodes a binary envelope or establishment (hex or base64) or the JSON of an envelope,
       establishment or bundle to JSON. '-' reads stdin, @FILE reads a file.
+  serve [--host 127.0.0.1] [--port 8083] [--db relay.sqlite | --redis redis://…]
+      The relay (/ws, AGT's frames) and registry (/v1/…) on one port; prints 'listening on URL'.
+      Messages are kept until their recipient acknowledges them (SQLite file, or Redis shared by
+      several server processes). Stops on SIGINT/SIGTERM.
 
 Options:
   -h, --help      this text          -v, --version   the package version
@@ -221,6 +226,12 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       case 'keygen': keygen(rest, io); break;
       case 'fingerprint': fingerprint(rest, io); break;
       case 'inspect': inspectCommand(rest, io); break;
+      case 'serve': {
+        // Loaded only for this command: the server (and ws, better-sqlite3, ioredis) stays off the others' path.
+        const { runServe } = await import('./server');
+        await runServe(rest);
+        break;
+      }
       default: throw usage(`unknown command ${command} (try --help)`);
     }
     return ExitCode.OK;

@@ -11,6 +11,8 @@ import * as ts from 'typescript';
 const root = join(__dirname, '..');
 const dir = join(root, 'scripts', 'examples');
 const examples = readdirSync(dir).filter((f) => f.endsWith('.ts')).sort();
+/** The two-file mesh example (one agent per file): type-checked here, run by spec/mesh/demo-mesh.spec.ts (the demo runs both). */
+const meshExamples = readdirSync(join(dir, 'mesh')).filter((f) => f.endsWith('.ts')).sort().map((f) => join('mesh', f));
 
 const expected: Record<string, RegExp[]> = {
   'json-wire.ts': [/^bundle: \{"identity_key":"[\w-]{43}","identity_key_ed":"[\w-]{43}","signed_pre_key":\{"key_id":0,/m,
@@ -25,7 +27,8 @@ const expected: Record<string, RegExp[]> = {
 describe('scripts/examples', () => {
   test('every example is listed here, and imports the package by name, never ../lib', () => {
     expect(examples).toEqual(Object.keys(expected).sort());
-    for (const f of examples) {
+    expect(meshExamples).toEqual([join('mesh', 'alice.ts'), join('mesh', 'bob.ts')]);
+    for (const f of [...examples, ...meshExamples]) {
       const src = ts.sys.readFile(join(dir, f))!;
       expect(src).toMatch(/from 'agentmesh-e2e'/);
       expect(src).not.toMatch(/from '\.\.?\//);
@@ -38,7 +41,7 @@ describe('scripts/examples', () => {
       moduleResolution: ts.ModuleResolutionKind.Node10, types: ['node'], esModuleInterop: true, skipLibCheck: true,
       lib: ['lib.es2022.d.ts'], baseUrl: root, paths: { 'agentmesh-e2e': ['./lib/index.ts'], 'agentmesh-e2e/*': ['./lib/*'] },
     };
-    const files = examples.map((f) => join(dir, f));
+    const files = [...examples, ...meshExamples].map((f) => join(dir, f));
     const program = ts.createProgram(files, options);
     const diags = files.flatMap((f) => {
       const sf = program.getSourceFile(f)!;

@@ -1,0 +1,100 @@
+/**
+ * Small guards of the server: single-use proofs (`ProofCache`) and token buckets (`RateLimiter`). Both are
+ * bounded: they forget what can no longer matter (proofs outside the window, full buckets).
+ */
+
+import type { MaybePromise } from '../store/types';
+
+/** Where single-use proofs are remembered: this process ({@link ProofCache}) or shared (`RedisProofGuard`). */
+export interface ProofGuard {
+  /**
+   * Records `key` (a proof made at `proofTimeMs`): `'fresh'` the first time, `'replayed'` ever after, `'full'` when
+   * it cannot be recorded (then the proof must be refused: forgetting would re-open replays).
+   */
+  use(key: string, proofTimeMs: number): MaybePromise<'fresh' | 'replayed' | 'full'>;
+}
+
+/**
+ * Remembers proofs until they leave the ±window in which they are accepted, so each is accepted once. When
+ * full it refuses new proofs (fails closed) rather than forgetting live ones, which would re-open replays.
+ */
+export class ProofCache implements ProofGuard {
+  readonly #seen = new Map<string, number>();
+  readonly #windowMs: number;
+  readonly #max: number;
+  #lastSweep = 0;
+
+  /** `windowMs`: how far a proof's time may be from now; `max`: most proofs held at once. */
+  constructor(windowMs: number, max = 1_000_000) {
+    this.#windowMs = windowMs;
+    this.#max = max;
+  }
+
+  /**
+   * Records `key` (a proof made at `proofTimeMs`). `'fresh'` the first time, `'replayed'` ever after,
+   * `'full'` when the cache holds `max` live proofs.
+   */
+  use(key: string, proofTimeMs: number, now: number = Date.now()): 'fresh' | 'replayed' | 'full' {
+    if (this.#seen.has(key)) return 'replayed';
+    if (this.#seen.size >= this.#max || now - this.#lastSweep > this.#windowMs / 10) this.#sweep(now);
+    if (this.#seen.size >= this.#max) return 'full';
+    // Accepted until proofTime + window; a little slack for the clock moving between check and sweep.
+    this.#seen.set(key, proofTimeMs + this.#windowMs + 1000);
+    return 'fresh';
+  }
+
+  /** Whether `key` was used. */
+  has(key: string): boolean {
+    return this.#seen.has(key);
+  }
+
+  /** How many proofs are held. */
+  get size(): number {
+    return this.#seen.size;
+  }
+
+  #sweep(now: number): void {
+    this.#lastSweep = now;
+    for (const [k, until] of this.#seen) if (until < now) this.#seen.delete(k);
+  }
+}
+
+/** Token buckets per key: `burst` tokens, refilled at `perSecond`. */
+export class RateLimiter {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #burst: number;
+  readonly #perMs: number;
+  readonly #max: number;
+
+  /** At most `burst` at once, `perSecond` sustained; `maxKeys` buckets tracked (oldest full ones dropped). */
+  constructor(burst: number, perSecond: number, maxKeys = 100_000) {
+    this.#burst = burst;
+    this.#perMs = perSecond / 1000;
+    this.#max = maxKeys;
+  }
+
+  /** Takes one token for `key`: `true` if allowed. */
+  take(key: string, now: number = Date.now()): boolean {
+    let b = this.#buckets.get(key);
+    if (b) {
+      b.tokens = Math.min(this.#burst, b.tokens + (now - b.at) * this.#perMs);
+      b.at = now;
+    } else {
+      if (this.#buckets.size >= this.#max) this.#evict(now);
+      b = { tokens: this.#burst, at: now };
+      this.#buckets.set(key, b);
+    }
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  #evict(now: number): void {
+    // A bucket that would be full again is the same as no bucket.
+    for (const [k, b] of this.#buckets) if (b.tokens + (now - b.at) * this.#perMs >= this.#burst) this.#buckets.delete(k);
+    if (this.#buckets.size >= this.#max) {
+      const first = this.#buckets.keys().next().value;
+      if (first !== undefined) this.#buckets.delete(first);
+    }
+  }
+}

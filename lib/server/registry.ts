@@ -1,0 +1,597 @@
+/**
+ * The registry: AGT's HTTP endpoints under `/v1/` (AGT-WIRE.md §2), same paths, bodies and status codes, with
+ * the holes closed: request-bound single-use auth (AGT's timestamp-only header still accepted, single-use and
+ * flagged weaker), authenticated and rate-limited bundle claims (G4), validated bundles, validation before any
+ * change (G11), one-time keys handed out once and never re-published.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isE2EError } from '../errors';
+import { constantTimeEqual, ed25519Verify, sha256, toBase64Url, toHex, utf8 } from '../crypto';
+import { x25519FormOfEd25519 } from '../x3dh';
+import type { PreKeyStore, PublicOneTimePreKey } from '../store/types';
+import {
+  AgentRecordResponse, PROOF_WINDOW_MS, PreKeyBundleResponse, RegistryAuth, decodeB64Lenient, meshDidOf,
+  parseProofTimestamp, parseRegistryAuth, registryProofMessage,
+} from '../mesh/frames';
+import type { AgentDirectory, AgentRecord } from './directory';
+import { ProofGuard, RateLimiter } from './guards';
+
+/** Limits of the registry. */
+export interface RegistryLimits {
+  /** Largest request body (default 256 KiB). */
+  maxBodyBytes: number;
+  /** Bundle claims per requester: burst (default 30) and per second sustained (default 1). */
+  bundleFetchBurst: number;
+  bundleFetchPerSecond: number;
+  /** Registrations per remote address: burst (default 20), per second (default 0.5). */
+  registerBurst: number;
+  registerPerSecond: number;
+  /** Pre-key uploads per DID: burst (default 10), per second (default 0.2). */
+  uploadBurst: number;
+  uploadPerSecond: number;
+  /** Reputation reports per reporter: burst (default 20), per second (default 0.2). */
+  reportBurst: number;
+  reportPerSecond: number;
+  /** Most one-time pre-keys in one DID's pool (default 1000). */
+  maxOneTimeKeys: number;
+  /** Most capabilities (default 64) and metadata entries (default 64); longest string (default 1024). */
+  maxCapabilities: number;
+  maxMetadata: number;
+  maxStringLength: number;
+}
+
+/** The defaults of {@link RegistryLimits}. */
+export const DEFAULT_REGISTRY_LIMITS: Readonly<RegistryLimits> = Object.freeze({
+  maxBodyBytes: 256 * 1024,
+  bundleFetchBurst: 30,
+  bundleFetchPerSecond: 1,
+  registerBurst: 20,
+  registerPerSecond: 0.5,
+  uploadBurst: 10,
+  uploadPerSecond: 0.2,
+  reportBurst: 20,
+  reportPerSecond: 0.2,
+  maxOneTimeKeys: 1000,
+  maxCapabilities: 64,
+  maxMetadata: 64,
+  maxStringLength: 1024,
+});
+
+/** Options of {@link Registry}. */
+export interface RegistryOptions {
+  directory: AgentDirectory;
+  prekeys: PreKeyStore;
+  /** Shared with the relay (G3). */
+  proofs: ProofGuard;
+  limits?: Partial<RegistryLimits>;
+  /** Whether the relay has a live connection for `did` (presence comes from the relay, not only heartbeats). */
+  isConnected?: (did: string) => boolean;
+  /**
+   * Accept AGT SDK 4.0.0 clients (default `false`; INSECURE, for interop tests): registration without a
+   * proof (`{did, public_key}`), bundle uploads without auth when the bundle certifies the DID (its
+   * `identity_key_ed` hashes to the DID and signs the SPK), and bundle claims without auth (rate-limited per
+   * address). Anyone can then register any self-certifying DID first and drain its one-time keys.
+   */
+  legacyClients?: boolean;
+  log?: (line: string) => void;
+}
+
+/** An HTTP error with AGT's `{detail}` body. */
+class HttpError extends Error {
+  constructor(readonly status: number, readonly detail: string) {
+    super(detail);
+  }
+}
+
+const ONLINE_MS = 90_000;
+const HEARTBEAT_MIN_MS = 10_000;
+
+/** Python `isoformat()` of a UTC time, as AGT's registry prints it. */
+export function pyIso(ms: number): string {
+  return new Date(ms).toISOString().replace('Z', '000+00:00');
+}
+
+function hashKey(k: Uint8Array): string {
+  return toHex(sha256(k));
+}
+
+/** The registry's request handler. */
+export class Registry {
+  readonly limits: Readonly<RegistryLimits>;
+  readonly #dir: AgentDirectory;
+  readonly #prekeys: PreKeyStore;
+  readonly #proofs: ProofGuard;
+  readonly #isConnected: (did: string) => boolean;
+  readonly #log: (line: string) => void;
+  readonly #fetchLimiter: RateLimiter;
+  readonly #registerLimiter: RateLimiter;
+  readonly #uploadLimiter: RateLimiter;
+  readonly #reportLimiter: RateLimiter;
+  readonly #legacy: boolean;
+
+  /** A registry over a directory and a pre-key store. */
+  constructor(options: RegistryOptions) {
+    this.limits = Object.freeze({ ...DEFAULT_REGISTRY_LIMITS, ...options.limits });
+    this.#dir = options.directory;
+    this.#prekeys = options.prekeys;
+    this.#proofs = options.proofs;
+    this.#isConnected = options.isConnected ?? (() => false);
+    this.#legacy = options.legacyClients === true;
+    this.#log = options.log ?? (() => undefined);
+    const l = this.limits;
+    this.#fetchLimiter = new RateLimiter(l.bundleFetchBurst, l.bundleFetchPerSecond);
+    this.#registerLimiter = new RateLimiter(l.registerBurst, l.registerPerSecond);
+    this.#uploadLimiter = new RateLimiter(l.uploadBurst, l.uploadPerSecond);
+    this.#reportLimiter = new RateLimiter(l.reportBurst, l.reportPerSecond);
+  }
+
+  /** Handles a request whose path starts with `/v1/`. Never throws. */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const body = await readBody(req, this.limits.maxBodyBytes);
+      const out = await this.#route(req, url, body, res);
+      if (out === null) {
+        res.writeHead(204).end();
+      } else {
+        send(res, out.status, out.body);
+      }
+    } catch (e) {
+      if (e instanceof HttpError) send(res, e.status, { detail: e.detail });
+      else {
+        this.#log(`registry: internal error (${isE2EError(e) ? e.code : 'unexpected'})`);
+        send(res, isE2EError(e, 'STORE_ERROR') ? 503 : 500, { detail: 'Internal server error' });
+      }
+    }
+  }
+
+  async #route(req: IncomingMessage, url: URL, body: Buffer, res: ServerResponse): Promise<{ status: number; body: unknown } | null> {
+    const method = req.method ?? 'GET';
+    const parts = url.pathname.split('/').filter((p) => p.length > 0).map((p) => {
+      try {
+        return decodeURIComponent(p);
+      } catch {
+        throw new HttpError(404, 'Not Found');
+      }
+    });
+    const ctx: Ctx = { req, res, url, body, method };
+    // parts[0] === 'v1'
+    const [, a, did, sub, sub2] = parts;
+    if (a === 'agents' && parts.length === 2) {
+      if (method === 'POST') return this.#register(ctx);
+      throw methodNotAllowed();
+    }
+    if (a === 'agents' && did !== undefined) {
+      if (parts.length === 3) {
+        if (method === 'GET') return this.#getAgent(did);
+        if (method === 'DELETE') return this.#deleteAgent(ctx, did);
+        throw methodNotAllowed();
+      }
+      if (sub === 'prekeys' && parts.length === 4) {
+        if (method === 'PUT') return this.#uploadPrekeys(ctx, did);
+        if (method === 'GET') return this.#claimBundle(ctx, did);
+        throw methodNotAllowed();
+      }
+      if (sub === 'prekeys' && sub2 === 'count' && parts.length === 5 && method === 'GET') return this.#countPrekeys(ctx, did);
+      if (sub === 'prekeys' && sub2 === 'one-time' && parts.length === 5 && method === 'POST') return this.#addPrekeys(ctx, did);
+      if (sub === 'presence' && parts.length === 4 && method === 'GET') return this.#presence(did);
+      if (sub === 'heartbeat' && parts.length === 4 && method === 'POST') return this.#heartbeat(ctx, did);
+      if (sub === 'reputation' && parts.length === 4 && method === 'POST') return this.#reputation(ctx, did);
+    }
+    if (a === 'registry' && did === 'reputation' && sub === 'session' && parts.length === 4 && method === 'POST') return this.#sessionReport(ctx);
+    if (a === 'registry' && did === 'verify' && parts.length === 3 && method === 'POST') {
+      throw new HttpError(503, 'Entra verification is not configured');
+    }
+    if (a === 'discover' && parts.length === 2 && method === 'GET') return this.#discover(url);
+    throw new HttpError(404, 'Not Found');
+  }
+
+  // ----- auth -----
+
+  /**
+   * The authenticated DID of a request. `missingStatus`: AGT answers 422 where the header is declared
+   * required (DELETE, PUT prekeys) and 401 elsewhere.
+   */
+  async #auth(ctx: Ctx, missingStatus: 401 | 422): Promise<{ did: string; record: AgentRecord }> {
+    const header = ctx.req.headers.authorization;
+    if (header === undefined) throw new HttpError(missingStatus, missingStatus === 422 ? 'Missing Authorization header' : 'Authentication required');
+    const a = parseRegistryAuth(header);
+    if (a === null) throw new HttpError(401, 'Invalid Authorization header');
+    const t = parseProofTimestamp(a.timestamp);
+    if (t === null) throw new HttpError(401, 'Invalid timestamp');
+    if (t === 'naive') throw new HttpError(401, 'Timestamp must include timezone offset');
+    if (Math.abs(Date.now() - t) > PROOF_WINDOW_MS) throw new HttpError(401, 'Timestamp outside replay window');
+    const record = await this.#dir.get(a.did);
+    if (!record || record.publicKey.length !== 32) throw new HttpError(401, 'Agent not registered');
+    const sig = decodeB64Lenient(a.signature);
+    if (sig === null || sig.length !== 64 || !ed25519Verify(sig, this.#signedBytes(a, ctx), record.publicKey)) {
+      throw new HttpError(401, 'Invalid signature');
+    }
+    // Single use. AGT's header shares its key with a timestamp-only relay connect proof: neither replays as the other (G3).
+    const key = a.scheme === 'agt' ? `w|${a.did}|${a.timestamp}` : `m|${a.did}|${a.timestamp}|${a.nonce}`;
+    const use = await this.#proofs.use(key, t);
+    if (use === 'replayed') throw new HttpError(401, 'Authorization already used (replay)');
+    if (use === 'full') throw new HttpError(429, 'Too many requests');
+    if (a.scheme === 'agt') {
+      ctx.res.setHeader('X-AgentMesh-Auth-Warning', 'Ed25519-Timestamp is not bound to the request; use AgentMesh-Ed25519-v1');
+      this.#log(`registry: ${a.did} used AGT's Ed25519-Timestamp header (weaker: not request-bound) for ${ctx.method} ${ctx.url.pathname}`);
+    }
+    return { did: a.did, record };
+  }
+
+  #signedBytes(a: RegistryAuth, ctx: Ctx): Uint8Array {
+    if (a.scheme === 'agt') return utf8(a.timestamp);
+    return registryProofMessage({
+      did: a.did, method: ctx.method, path: ctx.url.pathname + ctx.url.search, timestamp: a.timestamp, nonce: a.nonce, body: ctx.body,
+    });
+  }
+
+  async #owner(ctx: Ctx, did: string, missingStatus: 401 | 422): Promise<AgentRecord> {
+    const a = await this.#auth(ctx, missingStatus);
+    if (a.did !== did) throw new HttpError(403, 'DID mismatch');
+    return a.record;
+  }
+
+  // ----- endpoints -----
+
+  async #register(ctx: Ctx): Promise<{ status: number; body: unknown }> {
+    const b = jsonObject(ctx.body);
+    const { public_key, proof, proof_timestamp } = b;
+    if (this.#legacy && proof === undefined && proof_timestamp === undefined && typeof b.did === 'string') return this.#registerLegacy(ctx, b);
+    if (typeof public_key !== 'string' || typeof proof !== 'string' || typeof proof_timestamp !== 'string') {
+      throw new HttpError(422, 'public_key, proof and proof_timestamp are required strings');
+    }
+    const capabilities = this.#capabilities(b.capabilities);
+    const metadata = this.#metadata(b.metadata);
+    if (!this.#registerLimiter.take(ctx.req.socket.remoteAddress ?? 'unknown')) throw new HttpError(429, 'Too many registrations');
+    const pk = decodeB64Lenient(public_key);
+    if (pk === null) throw new HttpError(400, 'Invalid public_key encoding');
+    if (pk.length !== 32) throw new HttpError(400, 'public_key must be 32 bytes');
+    const t = parseProofTimestamp(proof_timestamp);
+    if (t === null) throw new HttpError(400, 'Invalid proof_timestamp');
+    // AGT crashes with 500 here (G11); a naive time is a client error.
+    if (t === 'naive') throw new HttpError(400, 'proof_timestamp must include timezone offset');
+    if (Math.abs(Date.now() - t) > PROOF_WINDOW_MS) throw new HttpError(401, 'proof_timestamp outside replay window');
+    const sig = decodeB64Lenient(proof);
+    if (sig === null || sig.length !== 64) throw new HttpError(400, 'Malformed proof');
+    if (!ed25519Verify(sig, utf8(public_key + proof_timestamp), pk)) throw new HttpError(401, 'Invalid proof-of-possession');
+    const did = meshDidOf(pk);
+    if ((await this.#proofs.use(`r|${did}|${proof_timestamp}`, t)) !== 'fresh') throw new HttpError(401, 'Registration proof already used (replay)');
+    const now = Date.now();
+    const inserted = await this.#dir.insert({
+      did, publicKey: pk, capabilities, metadata, registeredAt: now, lastSeen: now, reputation: 0.5,
+      totalSessions: 0, successfulSessions: 0, failedSessions: 0, timeoutSessions: 0, lastSessionAt: null, tier: 'anonymous',
+    });
+    if (!inserted) throw new HttpError(409, 'Agent already registered');
+    return { status: 201, body: { did, status: 'registered' } };
+  }
+
+  /** AGT 4.0.0's body `{did, public_key: X25519 identity key}`: no proof, so the key is bound at first upload. */
+  async #registerLegacy(ctx: Ctx, b: Record<string, unknown>): Promise<{ status: number; body: unknown }> {
+    const did = b.did as string;
+    if (!/^did:mesh:[0-9a-f]{32}$/.test(did)) throw new HttpError(400, 'did must be did:mesh: + 32 hex characters of sha256(Ed25519 key)');
+    const x = typeof b.public_key === 'string' ? decodeB64Lenient(b.public_key) : null;
+    if (x === null || x.length !== 32) throw new HttpError(400, 'public_key must be 32 bytes');
+    const capabilities = this.#capabilities(b.capabilities);
+    const metadata = this.#metadata(b.metadata);
+    if (!this.#registerLimiter.take(ctx.req.socket.remoteAddress ?? 'unknown')) throw new HttpError(429, 'Too many registrations');
+    this.#log(`registry: ${did} registered WITHOUT proof-of-possession (legacy AGT 4.0.0 mode)`);
+    const now = Date.now();
+    const inserted = await this.#dir.insert({
+      did, publicKey: new Uint8Array(0), legacyIdentityKey: x, capabilities, metadata, registeredAt: now, lastSeen: now, reputation: 0.5,
+      totalSessions: 0, successfulSessions: 0, failedSessions: 0, timeoutSessions: 0, lastSessionAt: null, tier: 'anonymous',
+    });
+    if (!inserted) throw new HttpError(409, 'Agent already registered');
+    return { status: 201, body: { did, status: 'registered' } };
+  }
+
+  #capabilities(v: unknown): string[] {
+    if (v === undefined || v === null) return [];
+    const l = this.limits;
+    if (!Array.isArray(v) || v.length > l.maxCapabilities || !v.every((c) => typeof c === 'string' && c.length <= l.maxStringLength)) {
+      throw new HttpError(422, `capabilities must be a list of at most ${l.maxCapabilities} strings`);
+    }
+    return v as string[];
+  }
+
+  #metadata(v: unknown): Record<string, string> {
+    if (v === undefined || v === null) return {};
+    const l = this.limits;
+    if (typeof v !== 'object' || Array.isArray(v)) throw new HttpError(422, 'metadata must be an object of strings');
+    const entries = Object.entries(v as Record<string, unknown>);
+    if (entries.length > l.maxMetadata || !entries.every(([k, s]) => typeof s === 'string' && k.length <= l.maxStringLength && s.length <= l.maxStringLength)) {
+      throw new HttpError(422, `metadata must be an object of at most ${l.maxMetadata} strings`);
+    }
+    return Object.fromEntries(entries) as Record<string, string>;
+  }
+
+  async #record(did: string): Promise<AgentRecord> {
+    const r = await this.#dir.get(did);
+    if (!r) throw new HttpError(404, 'Agent not found');
+    return r;
+  }
+
+  async #getAgent(did: string): Promise<{ status: number; body: AgentRecordResponse }> {
+    const r = await this.#record(did);
+    return {
+      status: 200,
+      body: {
+        did: r.did, capabilities: r.capabilities, metadata: r.metadata, registered_at: pyIso(r.registeredAt), last_seen: pyIso(r.lastSeen),
+        reputation_score: r.reputation, total_sessions: r.totalSessions, successful_sessions: r.successfulSessions,
+        failed_sessions: r.failedSessions, timeout_sessions: r.timeoutSessions,
+        last_session_at: r.lastSessionAt === null ? null : pyIso(r.lastSessionAt),
+        completion_rate: r.totalSessions === 0 ? null : r.successfulSessions / r.totalSessions,
+        tier: r.tier, verified_app_id: null, verified_tenant_id: null, verified_at: null,
+        public_key: r.publicKey.length === 32 ? toBase64Url(r.publicKey) : '',
+      },
+    };
+  }
+
+  async #deleteAgent(ctx: Ctx, did: string): Promise<null> {
+    await this.#owner(ctx, did, 422);
+    if (!(await this.#dir.remove(did))) throw new HttpError(404, 'Agent not found');
+    await this.#prekeys.removeBundle(did);
+    return null;
+  }
+
+  /** Decodes and checks a whole upload before anything changes (AGT mutates first, G11). */
+  async #parseOneTimeKeys(did: string, v: unknown): Promise<PublicOneTimePreKey[]> {
+    if (!Array.isArray(v)) throw new HttpError(422, 'one_time_pre_keys must be a list');
+    if (v.length > this.limits.maxOneTimeKeys) throw new HttpError(400, `Invalid pre-key bundle: at most ${this.limits.maxOneTimeKeys} one-time pre-keys`);
+    const ids = new Set<number>();
+    const out: PublicOneTimePreKey[] = [];
+    for (const o of v as unknown[]) {
+      const k = o as Record<string, unknown> | null;
+      if (typeof k !== 'object' || k === null || !isU32(k.key_id) || typeof k.public_key !== 'string') {
+        throw new HttpError(400, 'Invalid pre-key bundle: each one-time pre-key is {key_id, public_key}');
+      }
+      const pk = decodeB64Lenient(k.public_key);
+      if (pk === null || pk.length !== 32) throw new HttpError(400, 'Invalid pre-key bundle: one-time pre-key must be 32 bytes');
+      if (ids.has(k.key_id)) throw new HttpError(400, 'Invalid pre-key bundle: duplicate one-time pre-key id');
+      if (await this.#dir.wasHandedOut(did, hashKey(pk))) throw new HttpError(400, 'Invalid pre-key bundle: one-time pre-key was already handed out');
+      ids.add(k.key_id);
+      out.push({ keyId: k.key_id, publicKey: pk });
+    }
+    return out;
+  }
+
+  async #uploadPrekeys(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
+    const b = jsonObject(ctx.body);
+    const record = this.#legacy && ctx.req.headers.authorization === undefined
+      ? await this.#legacyUploader(did, b)
+      : await this.#owner(ctx, did, 422);
+    if (!this.#uploadLimiter.take(did)) throw new HttpError(429, 'Too many pre-key uploads');
+    const spk = b.signed_pre_key as Record<string, unknown> | undefined;
+    if (typeof b.identity_key !== 'string' || typeof spk !== 'object' || spk === null || b.one_time_pre_keys === undefined) {
+      throw new HttpError(422, 'identity_key, signed_pre_key and one_time_pre_keys are required');
+    }
+    const ik = decodeB64Lenient(b.identity_key);
+    if (ik === null || ik.length !== 32) throw new HttpError(400, 'Invalid pre-key bundle: identity_key must be 32 bytes');
+    if (b.identity_key_ed !== undefined && b.identity_key_ed !== null) {
+      const ed = typeof b.identity_key_ed === 'string' ? decodeB64Lenient(b.identity_key_ed) : null;
+      if (ed === null || ed.length !== 32) throw new HttpError(400, 'identity_key_ed must be 32 bytes');
+      if (!constantTimeEqual(ed, record.publicKey)) throw new HttpError(400, 'Invalid pre-key bundle: identity_key_ed is not the registered key');
+    }
+    if (!constantTimeEqual(ik, x25519FormOfEd25519(record.publicKey))) {
+      throw new HttpError(400, 'Invalid pre-key bundle: identity_key is not the X25519 form of the registered key');
+    }
+    if (!isU32(spk.key_id) || typeof spk.public_key !== 'string' || typeof spk.signature !== 'string') {
+      throw new HttpError(400, 'Invalid pre-key bundle: signed_pre_key is {key_id, public_key, signature}');
+    }
+    const spkPub = decodeB64Lenient(spk.public_key);
+    const spkSig = decodeB64Lenient(spk.signature);
+    if (spkPub === null || spkPub.length !== 32) throw new HttpError(400, 'Invalid pre-key bundle: signed_pre_key must be 32 bytes');
+    if (spkSig === null || spkSig.length !== 64 || !ed25519Verify(spkSig, spkPub, record.publicKey)) {
+      throw new HttpError(400, 'Invalid pre-key bundle: signed_pre_key signature does not verify under the registered key');
+    }
+    const otks = await this.#parseOneTimeKeys(did, b.one_time_pre_keys);
+    if (record.publicKey.length !== 32 || (record.legacyIdentityKey && !constantTimeEqual(record.legacyIdentityKey, ik))) {
+      throw new HttpError(400, 'Invalid pre-key bundle: identity_key is not the registered identity key');
+    }
+    if (record.legacyIdentityKey) {
+      // First legacy upload: the DID now has its Ed25519 key, checked against the DID's hash.
+      delete record.legacyIdentityKey;
+      await this.#dir.update(record);
+    }
+    // AGT replaces everything, the OPK pool included. Claimed keys are in the handed-out ledger, so clearing the
+    // store's claim history cannot let one be handed out twice.
+    await this.#prekeys.removeBundle(did);
+    await this.#prekeys.storeBundle(did, {
+      identityKey: ik, identityKeyEd: record.publicKey, signedPreKey: spkPub, signedPreKeySignature: spkSig, signedPreKeyId: spk.key_id,
+    });
+    if (otks.length > 0) await this.#prekeys.addOneTimePreKeys(did, otks);
+    return { status: 200, body: { did, otk_count: await this.#prekeys.countOneTimePreKeys(did) } };
+  }
+
+  /**
+   * Legacy mode, no Authorization: the bundle must certify the DID itself (DID = hash of `identity_key_ed`, whose
+   * key signs the SPK, checked by the caller), so only the key's holder can make a new one.
+   */
+  async #legacyUploader(did: string, b: Record<string, unknown>): Promise<AgentRecord> {
+    const record = await this.#record(did);
+    const ed = typeof b.identity_key_ed === 'string' ? decodeB64Lenient(b.identity_key_ed) : null;
+    if (ed === null || ed.length !== 32 || meshDidOf(ed) !== did) throw new HttpError(401, 'Authentication required');
+    if (record.publicKey.length === 32 && !constantTimeEqual(record.publicKey, ed)) throw new HttpError(401, 'Authentication required');
+    this.#log(`registry: ${did} uploaded pre-keys WITHOUT auth (legacy AGT 4.0.0 mode; bundle self-certifies the DID)`);
+    return { ...record, publicKey: ed };
+  }
+
+  async #addPrekeys(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
+    await this.#owner(ctx, did, 401);
+    const b = jsonObject(ctx.body);
+    if (!this.#uploadLimiter.take(did)) throw new HttpError(429, 'Too many pre-key uploads');
+    const otks = await this.#parseOneTimeKeys(did, b.one_time_pre_keys);
+    if ((await this.#prekeys.getBundle(did)) === null) throw new HttpError(404, 'Pre-key bundle not found');
+    const count = await this.#prekeys.countOneTimePreKeys(did);
+    if (count + otks.length > this.limits.maxOneTimeKeys) throw new HttpError(400, `Invalid pre-key bundle: at most ${this.limits.maxOneTimeKeys} one-time pre-keys`);
+    if (otks.length > 0) {
+      try {
+        await this.#prekeys.addOneTimePreKeys(did, otks);
+      } catch (e) {
+        if (isE2EError(e, 'INVALID_STATE')) throw new HttpError(409, 'One-time pre-key id already used');
+        throw e;
+      }
+    }
+    return { status: 200, body: { did, otk_count: await this.#prekeys.countOneTimePreKeys(did) } };
+  }
+
+  async #countPrekeys(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
+    await this.#owner(ctx, did, 401);
+    return { status: 200, body: { did, otk_count: await this.#prekeys.countOneTimePreKeys(did) } };
+  }
+
+  async #claimBundle(ctx: Ctx, did: string): Promise<{ status: number; body: PreKeyBundleResponse }> {
+    // G4: AGT serves this to anyone; here only a registered agent, within its rate.
+    const requester = this.#legacy && ctx.req.headers.authorization === undefined
+      ? `ip:${ctx.req.socket.remoteAddress ?? 'unknown'}`
+      : (await this.#auth(ctx, 401)).did;
+    if (!this.#fetchLimiter.take(requester)) throw new HttpError(429, 'Too many pre-key bundle requests');
+    const bundle = await this.#prekeys.claimBundle(did);
+    if (!bundle) throw new HttpError(404, 'Pre-key bundle not found');
+    if (bundle.oneTimePreKey) await this.#dir.markHandedOut(did, hashKey(bundle.oneTimePreKey));
+    return {
+      status: 200,
+      body: {
+        identity_key: toBase64Url(bundle.identityKey),
+        identity_key_ed: toBase64Url(bundle.identityKeyEd),
+        signed_pre_key: { key_id: bundle.signedPreKeyId, public_key: toBase64Url(bundle.signedPreKey), signature: toBase64Url(bundle.signedPreKeySignature) },
+        one_time_pre_key: bundle.oneTimePreKey ? { key_id: bundle.oneTimePreKeyId as number, public_key: toBase64Url(bundle.oneTimePreKey) } : null,
+      },
+    };
+  }
+
+  async #presence(did: string): Promise<{ status: number; body: unknown }> {
+    const r = await this.#record(did);
+    const online = this.#isConnected(did) || Date.now() - r.lastSeen < ONLINE_MS;
+    return { status: 200, body: { did, last_seen: pyIso(r.lastSeen), online } };
+  }
+
+  async #heartbeat(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
+    const r = await this.#owner(ctx, did, 401);
+    const now = Date.now();
+    if (now - r.lastSeen < HEARTBEAT_MIN_MS) throw new HttpError(429, 'Heartbeat too frequent');
+    r.lastSeen = now;
+    await this.#dir.update(r);
+    return { status: 200, body: { did, last_seen: pyIso(now) } };
+  }
+
+  async #reputation(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
+    const a = await this.#auth(ctx, 401);
+    if (a.did === did) throw new HttpError(403, 'Cannot report on yourself');
+    const b = jsonObject(ctx.body);
+    if (typeof b.score !== 'number' || !(b.score >= 0 && b.score <= 1)) throw new HttpError(422, 'score must be a number in [0, 1]');
+    if (b.reason !== undefined && b.reason !== null && typeof b.reason !== 'string') throw new HttpError(422, 'reason must be a string');
+    if (!this.#reportLimiter.take(a.did)) throw new HttpError(429, 'Too many reports');
+    const r = await this.#record(did);
+    r.reputation = 0.7 * r.reputation + 0.3 * b.score;
+    r.totalSessions++;
+    if (b.score >= 0.7) r.successfulSessions++;
+    else if (b.score < 0.3) r.failedSessions++;
+    else r.timeoutSessions++;
+    await this.#dir.update(r);
+    return { status: 200, body: { did, reputation_score: r.reputation } };
+  }
+
+  async #sessionReport(ctx: Ctx): Promise<{ status: number; body: unknown }> {
+    const a = await this.#auth(ctx, 401);
+    const b = jsonObject(ctx.body);
+    const { session_id, initiator_amid, receiver_amid, outcome, reporter_amid } = b;
+    if (typeof session_id !== 'string' || typeof initiator_amid !== 'string' || typeof receiver_amid !== 'string'
+      || typeof outcome !== 'string' || typeof reporter_amid !== 'string') {
+      throw new HttpError(422, 'session_id, initiator_amid, receiver_amid, outcome and reporter_amid are required');
+    }
+    if (reporter_amid !== a.did) throw new HttpError(403, 'Reporter does not match the authenticated DID');
+    if (reporter_amid !== initiator_amid && reporter_amid !== receiver_amid) throw new HttpError(403, 'Reporter is not a participant');
+    if (outcome !== 'success' && outcome !== 'failed' && outcome !== 'timeout') throw new HttpError(400, 'outcome must be success, failed or timeout');
+    const ini = await this.#dir.get(initiator_amid);
+    const rec = await this.#dir.get(receiver_amid);
+    if (!ini || !rec) throw new HttpError(403, 'Both participants must be registered');
+    if (!this.#reportLimiter.take(a.did)) throw new HttpError(429, 'Too many reports');
+    const now = Date.now();
+    const ema = (r: AgentRecord, target: number) => (r.reputation = 0.8 * r.reputation + 0.2 * target);
+    if (outcome === 'success') {
+      ema(ini, 1);
+      if (rec.did !== ini.did) ema(rec, 1);
+    } else ema(rec, outcome === 'failed' ? 0 : 0.2);
+    for (const r of rec.did === ini.did ? [ini] : [ini, rec]) {
+      r.totalSessions++;
+      if (outcome === 'success') r.successfulSessions++;
+      else if (outcome === 'failed') r.failedSessions++;
+      else r.timeoutSessions++;
+      r.lastSessionAt = now;
+      await this.#dir.update(r);
+    }
+    return { status: 200, body: { session_id, outcome, reputation: { [ini.did]: ini.reputation, [rec.did]: rec.reputation } } };
+  }
+
+  async #discover(url: URL): Promise<{ status: number; body: unknown }> {
+    const capability = url.searchParams.get('capability') ?? undefined;
+    const limitText = url.searchParams.get('limit');
+    const limit = limitText === null ? 50 : Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 200) throw new HttpError(422, 'limit must be an integer in [1, 200]');
+    const { results, total } = await this.#dir.find(capability, limit);
+    return {
+      status: 200,
+      body: { results: results.map((r) => ({ did: r.did, capabilities: r.capabilities, reputation_score: r.reputation, last_seen: pyIso(r.lastSeen) })), total },
+    };
+  }
+}
+
+interface Ctx {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly url: URL;
+  readonly body: Buffer;
+  readonly method: string;
+}
+
+function isU32(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+}
+
+function methodNotAllowed(): HttpError {
+  return new HttpError(405, 'Method Not Allowed');
+}
+
+function jsonObject(body: Buffer): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new HttpError(422, 'Body must be JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HttpError(422, 'Body must be a JSON object');
+  return v as Record<string, unknown>;
+}
+
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > max) {
+      req.resume();
+      reject(new HttpError(413, 'Request body too large'));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > max) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new HttpError(413, 'Request body too large'));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', () => reject(new HttpError(400, 'Request aborted')));
+  });
+}
+
+/** Writes a JSON response. */
+export function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,556 @@
+/**
+ * The relay: AGT's WebSocket frames (AGT-WIRE.md §1), store-and-forward until ack for every frame, with the
+ * sender bound to the authenticated connection. Where AGT's relay is looser we are strict and say so with an
+ * error frame, never silently (the list is in the README, "Server").
+ */
+import type { IncomingMessage } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { WebSocket } from 'ws';
+import { isE2EError } from '../errors';
+import {
+  AcceptedFrame, CloseCode, ConnectedFrame, DEFAULT_MAX_FRAME_BYTES, FIRST_FRAME_TIMEOUT_MS, Feature, IDLE_TIMEOUT_MS,
+  RelayErrorCode, RoutedFrame, SESSION_REPLACED_REASON, decodeClientFrame, decodeConnectFrame,
+  encodeFrame, errorFrame, isFrameDid, verifyConnectProof,
+} from '../mesh/frames';
+import { InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome, assertQuota } from './inbox';
+import { ProofGuard, RateLimiter } from './guards';
+
+/** Limits and timings of the relay. Every one has a default; tests shorten the timings. */
+export interface RelayLimits {
+  /** Frames above this many bytes are refused with an error frame (default 1 MiB; AGT: 16 MiB). */
+  maxFrameBytes: number;
+  /** Frames above this close the socket with 1009 (default 2 × maxFrameBytes). */
+  hardMaxFrameBytes: number;
+  /** Kept this long unacked, then purged (default 72 h, as AGT). */
+  ttlMs: number;
+  /** Most unacked frames per recipient (default 10,000). */
+  maxPerInbox: number;
+  /** Most unacked frames per sender over all inboxes (default 10,000). */
+  maxPerSender: number;
+  /** Sustained routed frames per second per sender DID (default 2,000), with `messageBurst` (default 4,000). */
+  messagesPerSecond: number;
+  messageBurst: number;
+  /** New connections per second per remote address (default 20), with `connectionBurst` (default 100). */
+  connectionsPerSecond: number;
+  connectionBurst: number;
+  /** Most open sockets (default 20,000). */
+  maxConnections: number;
+  /** No `connect` within this → close 1000 (default 10 s). */
+  firstFrameTimeoutMs: number;
+  /** No frame and no pong within this → close 4004 (default 90 s). */
+  idleTimeoutMs: number;
+  /** WebSocket ping interval (default 30 s): keeps AGT clients that never heartbeat alive (G8). */
+  pingIntervalMs: number;
+  /** Expired-frame purge interval (default 60 s). */
+  purgeIntervalMs: number;
+  /** Most frames committed in one group (default 2,000). */
+  maxBatch: number;
+}
+
+/** The defaults of {@link RelayLimits}. */
+export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  hardMaxFrameBytes: 2 * DEFAULT_MAX_FRAME_BYTES,
+  ttlMs: 72 * 3600_000,
+  maxPerInbox: 10_000,
+  maxPerSender: 10_000,
+  messagesPerSecond: 2_000,
+  messageBurst: 4_000,
+  connectionsPerSecond: 20,
+  connectionBurst: 100,
+  maxConnections: 20_000,
+  firstFrameTimeoutMs: FIRST_FRAME_TIMEOUT_MS,
+  idleTimeoutMs: IDLE_TIMEOUT_MS,
+  pingIntervalMs: 30_000,
+  purgeIntervalMs: 60_000,
+  maxBatch: 2_000,
+});
+
+/** Counters of `/health` (AGT's names). */
+export interface RelayStats {
+  /** Frames delivered live. */
+  messages_routed: number;
+  /** Frames stored (every accepted frame, on this relay). */
+  messages_stored: number;
+  /** Frames pushed from the inbox at connect. */
+  messages_delivered: number;
+}
+
+/** Options of {@link Relay}. */
+export interface RelayOptions {
+  inbox: InboxStore;
+  /** Single-use proofs, shared with the registry so a connect proof is never also a registry credential (G3). */
+  proofs: ProofGuard;
+  /** Several processes: live frames and takeovers for DIDs connected elsewhere go over this bus. */
+  bus?: RelayBus;
+  limits?: Partial<RelayLimits>;
+  /** AGT's `AGENTMESH_RELAY_TOKEN`: when set, `connect.token` must equal it. */
+  token?: string;
+  /**
+   * Accept AGT SDK 4.0.0 clients, whose `connect` is `{type, from}` with no proof (default `false`; INSECURE,
+   * for interop tests only): anyone can then connect as any DID and take its mailbox, as with AGT's
+   * `AGENTMESH_RELAY_ALLOW_UNAUTHED_DID`. The `from` binding still holds (to the claimed DID).
+   */
+  legacyClients?: boolean;
+  /** Log lines (no message content is ever logged). */
+  log?: (line: string) => void;
+}
+
+/** An event between relay processes. */
+export type BusEvent =
+  /** A stored frame for `to`, for the process holding its socket. */
+  | { t: 'deliver'; to: string; id: string; frame: string }
+  /** `did` authenticated elsewhere at `at`: an older socket of it here is closed with 4006. */
+  | { t: 'takeover'; did: string; at: number };
+
+/** Carries {@link BusEvent}s between relay processes (`RedisRelayBus`). Delivery is best effort: frames are stored anyway. */
+export interface RelayBus {
+  publish(e: BusEvent): void;
+  onEvent(handler: (e: BusEvent) => void): void;
+}
+
+interface Conn {
+  readonly ws: WebSocket;
+  /** While the connect proof is being checked (asynchronously with a shared guard), later frames wait here. */
+  early: Array<{ data: Buffer; isBinary: boolean }> | null;
+  admittedAt: number;
+  readonly ip: string;
+  did: string | null;
+  extended: boolean;
+  receipts: boolean;
+  heartbeatAck: boolean;
+  lastSeen: number;
+  /** While the stored mail is being pushed, live frames wait here (then go unless already pushed). */
+  held: InboxMessage[] | null;
+  firstTimer: NodeJS.Timeout | null;
+}
+
+interface QueuedPut {
+  readonly msg: InboxMessage;
+  readonly from: Conn;
+}
+
+/** The relay. Attach sockets with {@link Relay.accept}; the HTTP upgrade is the server's. */
+export class Relay {
+  readonly limits: Readonly<RelayLimits>;
+  readonly stats: RelayStats = { messages_routed: 0, messages_stored: 0, messages_delivered: 0 };
+  readonly #inbox: InboxStore;
+  readonly #proofs: ProofGuard;
+  readonly #bus: RelayBus | null;
+  readonly #token: Buffer | null;
+  readonly #log: (line: string) => void;
+  readonly #quota: InboxQuota;
+  readonly #sockets = new Set<Conn>();
+  /** Authenticated connection per DID (the latest; an older one was closed with 4006). */
+  readonly #byDid = new Map<string, Conn>();
+  readonly #connLimiter: RateLimiter;
+  readonly #msgLimiter: RateLimiter;
+  /** Every frame after connect (acks and heartbeats too), at twice the message rate: no free ack floods. */
+  readonly #frameLimiter: RateLimiter;
+  #puts: QueuedPut[] = [];
+  #acks: InboxAck[] = [];
+  #scheduled = false;
+  #flushing: Promise<void> | null = null;
+  readonly #timers: NodeJS.Timeout[] = [];
+  #closed = false;
+  readonly #legacy: boolean;
+
+  /** A relay over `options.inbox`. */
+  constructor(options: RelayOptions) {
+    this.limits = Object.freeze({ ...DEFAULT_RELAY_LIMITS, ...options.limits });
+    this.#quota = { maxPerInbox: this.limits.maxPerInbox, maxPerSender: this.limits.maxPerSender };
+    assertQuota(this.#quota);
+    this.#inbox = options.inbox;
+    this.#proofs = options.proofs;
+    this.#bus = options.bus ?? null;
+    this.#bus?.onEvent((e) => this.#onBus(e));
+    this.#token = options.token !== undefined ? Buffer.from(options.token, 'utf8') : null;
+    this.#log = options.log ?? (() => undefined);
+    this.#legacy = options.legacyClients === true;
+    this.#connLimiter = new RateLimiter(this.limits.connectionBurst, this.limits.connectionsPerSecond);
+    this.#msgLimiter = new RateLimiter(this.limits.messageBurst, this.limits.messagesPerSecond);
+    this.#frameLimiter = new RateLimiter(2 * this.limits.messageBurst, 2 * this.limits.messagesPerSecond);
+    this.#timers.push(setInterval(() => this.#sweep(), this.limits.pingIntervalMs).unref());
+    this.#timers.push(setInterval(() => void this.#purge(), this.limits.purgeIntervalMs).unref());
+  }
+
+  /** Authenticated connections. */
+  get connectedAgents(): number {
+    return this.#byDid.size;
+  }
+
+  /** Whether `did` has a live authenticated connection here. */
+  isConnected(did: string): boolean {
+    return this.#byDid.has(did);
+  }
+
+  /** Takes a new WebSocket from the HTTP upgrade of `req`. */
+  accept(ws: WebSocket, req: IncomingMessage): void {
+    const ip = req.socket.remoteAddress ?? 'unknown';
+    const conn: Conn = {
+      ws, ip, early: null, admittedAt: 0, did: null, extended: false, receipts: false, heartbeatAck: false, lastSeen: Date.now(), held: null, firstTimer: null,
+    };
+    if (this.#closed || this.#sockets.size >= this.limits.maxConnections || !this.#connLimiter.take(ip)) {
+      this.#send(conn, errorFrame('Too many connections', false));
+      ws.close(CloseCode.RATE_LIMITED, 'rate_limited');
+      return;
+    }
+    this.#sockets.add(conn);
+    // AGT: no first frame within 10 s → close 1000, no error frame.
+    conn.firstTimer = setTimeout(() => ws.close(CloseCode.NORMAL), this.limits.firstFrameTimeoutMs);
+    ws.on('pong', () => {
+      conn.lastSeen = Date.now();
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.#onFrame(conn, data, isBinary));
+    ws.on('close', () => this.#onClose(conn));
+    ws.on('error', () => undefined);
+  }
+
+  #onClose(conn: Conn): void {
+    if (conn.firstTimer) clearTimeout(conn.firstTimer);
+    this.#sockets.delete(conn);
+    if (conn.did !== null && this.#byDid.get(conn.did) === conn) this.#byDid.delete(conn.did);
+  }
+
+  #send(conn: Conn, frame: object | string): void {
+    if (conn.ws.readyState !== 1) return;
+    conn.ws.send(typeof frame === 'string' ? frame : encodeFrame(frame));
+  }
+
+  #error(conn: Conn, detail: string, code: RelayErrorCode, id?: string): void {
+    this.#send(conn, errorFrame(detail, conn.extended, code, id));
+  }
+
+  #onFrame(conn: Conn, data: Buffer, isBinary: boolean): void {
+    conn.lastSeen = Date.now();
+    if (conn.early !== null) {
+      // AGT's MeshClient sends fetch_pending right behind connect: keep a few frames until the proof is checked.
+      if (conn.early.length < 32) conn.early.push({ data, isBinary });
+      return;
+    }
+    if (conn.did === null) {
+      conn.early = [];
+      void this.#onConnect(conn, isBinary ? '' : data.toString('utf8')).finally(() => {
+        const early = conn.early ?? [];
+        conn.early = null;
+        if (conn.did !== null) for (const f of early) this.#onFrame(conn, f.data, f.isBinary);
+      });
+      return;
+    }
+    if (!this.#frameLimiter.take(conn.did)) return this.#error(conn, 'Rate limit exceeded', RelayErrorCode.RATE_LIMITED);
+    if (isBinary) return this.#error(conn, 'Binary frames are not accepted', RelayErrorCode.BINARY);
+    if (data.length > this.limits.maxFrameBytes) {
+      return this.#error(conn, `Frame too large (max ${this.limits.maxFrameBytes} bytes)`, RelayErrorCode.TOO_BIG);
+    }
+    let frame;
+    const text = data.toString('utf8');
+    try {
+      frame = decodeClientFrame(text);
+    } catch (e) {
+      // AGT drops the socket with 1000 here (which stops MeshClient's reconnects, G12); we answer and stay open.
+      const reason = isE2EError(e) && e.reason === RelayErrorCode.UNKNOWN_TYPE ? RelayErrorCode.UNKNOWN_TYPE : RelayErrorCode.MALFORMED;
+      return this.#error(conn, isE2EError(e) ? e.message : 'Malformed frame', reason);
+    }
+    switch (frame.type) {
+      case 'ack':
+        this.#acks.push({ recipient: conn.did, id: frame.id });
+        this.#schedule();
+        return;
+      case 'heartbeat':
+        if (conn.heartbeatAck) this.#send(conn, { type: 'heartbeat_ack', ts: new Date().toISOString() });
+        return;
+      case 'disconnect':
+        conn.ws.close(CloseCode.NORMAL);
+        return;
+      case 'fetch_pending':
+        // AGT's MeshClient sends it on every connect and AGT's relay rejects it; pushing again would duplicate.
+        return this.#error(conn, 'Unknown frame type: fetch_pending', RelayErrorCode.UNKNOWN_TYPE);
+      default:
+        return this.#route(conn, frame as RoutedFrame, text);
+    }
+  }
+
+  async #onConnect(conn: Conn, text: string): Promise<void> {
+    if (conn.firstTimer) clearTimeout(conn.firstTimer);
+    conn.firstTimer = null;
+    const fail = (detail: string, close: number, code: RelayErrorCode): void => {
+      this.#send(conn, errorFrame(detail, conn.extended, code));
+      conn.ws.close(close);
+    };
+    if (this.#legacy && this.#tryLegacyConnect(conn, text)) return;
+    let f;
+    try {
+      f = decodeConnectFrame(text);
+    } catch (e) {
+      const close = isE2EError(e) && e.reason ? Number(e.reason) : CloseCode.FIRST_FRAME_NOT_CONNECT;
+      const code = close === CloseCode.FIRST_FRAME_NOT_CONNECT ? RelayErrorCode.FIRST_FRAME
+        : close === CloseCode.MISSING_FROM ? RelayErrorCode.MISSING_FROM
+          : close === CloseCode.AUTH_FAILED ? RelayErrorCode.AUTH_FAILED : RelayErrorCode.PROOF_FAILED;
+      return fail(isE2EError(e) ? e.message : "First frame must be 'connect'", close, code);
+    }
+    const features = new Set(f.features ?? []);
+    conn.extended = features.has(Feature.WELCOME);
+    const proof = verifyConnectProof(f);
+    if (!proof.ok) return fail(`DID proof failed: ${proof.detail}`, CloseCode.PROOF_FAILED, RelayErrorCode.PROOF_FAILED);
+    if (this.#token !== null) {
+      const given = Buffer.from(f.token ?? '', 'utf8');
+      if (given.length !== this.#token.length || !timingSafeEqual(given, this.#token)) {
+        return fail('Authentication failed', CloseCode.AUTH_FAILED, RelayErrorCode.AUTH_FAILED);
+      }
+    }
+    // Single use (G2). The timestamp-only proof shares its key with the registry's AGT header (G3).
+    const key = f.nonce === undefined ? `w|${f.from}|${f.timestamp}` : `c|${f.from}|${f.timestamp}|${f.nonce}`;
+    let use: 'fresh' | 'replayed' | 'full';
+    try {
+      use = await this.#proofs.use(key, proof.timestampMs);
+    } catch {
+      use = 'full';
+    }
+    if (conn.ws.readyState !== 1) return;
+    if (use === 'replayed') return fail('DID proof failed: connect proof already used', CloseCode.PROOF_FAILED, RelayErrorCode.PROOF_REPLAYED);
+    if (use === 'full') return fail('Too many connections', CloseCode.RATE_LIMITED, RelayErrorCode.TOO_MANY_CONNECTIONS);
+    if (!proof.strong) this.#log(`relay: ${f.from} connected with AGT's timestamp-only proof (weaker: not bound to a nonce)`);
+    this.#admit(conn, f.from, features);
+  }
+
+  /** AGT 4.0.0's proof-less `{type:'connect', from}`, in legacy mode only. */
+  #tryLegacyConnect(conn: Conn, text: string): boolean {
+    let o: Record<string, unknown>;
+    try {
+      o = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      return false;
+    }
+    if (typeof o !== 'object' || o === null || o.type !== 'connect' || !isFrameDid(o.from)) return false;
+    if (o.public_key !== undefined || o.signature !== undefined || o.timestamp !== undefined) return false;
+    this.#log(`relay: ${o.from} connected WITHOUT a DID proof (legacy AGT 4.0.0 mode)`);
+    this.#admit(conn, o.from, new Set());
+    return true;
+  }
+
+  /** Registers an authenticated connection: 4006 for an older one of the same DID, then the stored mail. */
+  #admit(conn: Conn, did: string, features: Set<string>): void {
+    const old = this.#byDid.get(did);
+    if (old) {
+      this.#byDid.delete(did);
+      old.ws.close(CloseCode.SESSION_REPLACED, SESSION_REPLACED_REASON);
+    }
+    conn.did = did;
+    conn.admittedAt = Date.now();
+    this.#bus?.publish({ t: 'takeover', did, at: conn.admittedAt });
+    conn.receipts = features.has(Feature.RECEIPTS);
+    conn.heartbeatAck = features.has(Feature.HEARTBEAT_ACK);
+    this.#byDid.set(did, conn);
+    void this.#pushPending(conn, did);
+  }
+
+  async #pushPending(conn: Conn, did: string): Promise<void> {
+    conn.held = [];
+    const pushed = new Set<string>();
+    try {
+      if (conn.extended) {
+        const granted = [Feature.WELCOME, conn.receipts ? Feature.RECEIPTS : null, conn.heartbeatAck ? Feature.HEARTBEAT_ACK : null]
+          .filter((x): x is Feature => x !== null);
+        const welcome: ConnectedFrame = {
+          type: 'connected', did, features: granted, pending: await this.#inbox.count(did),
+          limits: { max_frame_bytes: this.limits.maxFrameBytes, idle_timeout_ms: this.limits.idleTimeoutMs },
+        };
+        this.#send(conn, welcome);
+      }
+      let after = 0;
+      for (;;) {
+        const page = await this.#inbox.pending(did, Date.now(), 500, after);
+        for (const m of page) {
+          if (conn.ws.readyState !== 1) return;
+          this.#send(conn, m.frame);
+          pushed.add(m.id);
+          this.stats.messages_delivered++;
+        }
+        if (page.length < 500) break;
+        after = (page[page.length - 1] as PendingMessage).seq;
+      }
+    } catch {
+      // A store failure stops the push; the mail stays and the next connect retries (as AGT: "reconnect will retry").
+      this.#error(conn, 'Pending messages could not be read; reconnect to retry', RelayErrorCode.STORE_FAILED);
+    } finally {
+      const held = conn.held ?? [];
+      conn.held = null;
+      for (const m of held) {
+        if (!pushed.has(m.id)) {
+          this.#send(conn, m.frame);
+          this.stats.messages_routed++;
+        }
+      }
+    }
+  }
+
+  #route(conn: Conn, frame: RoutedFrame, text: string): void {
+    const did = conn.did as string;
+    // G1: the sender is the authenticated DID. AGT drops a mismatch silently; we say why.
+    if (frame.from !== undefined && frame.from !== null && frame.from !== did) {
+      return this.#error(conn, "'from' does not match the authenticated DID", RelayErrorCode.FROM_MISMATCH, frame.id);
+    }
+    if (!this.#msgLimiter.take(did)) return this.#error(conn, 'Rate limit exceeded', RelayErrorCode.RATE_LIMITED, frame.id);
+    const now = Date.now();
+    this.#puts.push({
+      msg: { recipient: frame.to, id: frame.id, sender: did, frame: stampFrom(frame, text, did), storedAt: now, expiresAt: now + this.limits.ttlMs },
+      from: conn,
+    });
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#flush();
+    });
+  }
+
+  /** Commits queued frames and acks (one group per turn), then delivers and answers. */
+  async #flush(): Promise<void> {
+    if (this.#flushing) return this.#flushing;
+    this.#flushing = (async () => {
+      while (this.#puts.length > 0 || this.#acks.length > 0) {
+        const puts = this.#puts.length <= this.limits.maxBatch ? this.#puts : this.#puts.slice(0, this.limits.maxBatch);
+        this.#puts = puts === this.#puts ? [] : this.#puts.slice(this.limits.maxBatch);
+        const acks = this.#acks;
+        this.#acks = [];
+        let outcomes: PutOutcome[];
+        let delivered = false;
+        try {
+          const msgs = puts.map((p) => p.msg);
+          outcomes = this.#inbox.commitDecided
+            ? await this.#inbox.commitDecided(msgs, acks, this.#quota, (o) => {
+              // Live delivery overlaps the group's fsync; receipts wait for it (below).
+              delivered = true;
+              for (let i = 0; i < puts.length; i++) if (o[i] === 'stored') this.#deliver((puts[i] as QueuedPut).msg);
+            })
+            : await this.#inbox.commit(msgs, acks, this.#quota);
+        } catch {
+          this.#log('relay: inbox commit failed');
+          for (const p of puts) this.#error(p.from, 'Message could not be stored', RelayErrorCode.STORE_FAILED, p.msg.id);
+          continue;
+        }
+        for (let i = 0; i < puts.length; i++) this.#settle(puts[i] as QueuedPut, outcomes[i] as PutOutcome, !delivered);
+      }
+    })();
+    try {
+      await this.#flushing;
+    } finally {
+      this.#flushing = null;
+    }
+  }
+
+  /** Sends a stored frame to its recipient: here, or through the bus to the process holding its socket. */
+  #deliver(msg: InboxMessage): void {
+    if (!this.#deliverLocal(msg)) this.#bus?.publish({ t: 'deliver', to: msg.recipient, id: msg.id, frame: msg.frame });
+  }
+
+  #settle(p: QueuedPut, outcome: PutOutcome, deliver: boolean): void {
+    const { msg, from } = p;
+    switch (outcome) {
+      case 'stored': {
+        this.stats.messages_stored++;
+        if (deliver) this.#deliver(msg);
+        if (from.receipts) this.#send(from, receipt(msg, false));
+        return;
+      }
+      case 'duplicate':
+        if (from.receipts) this.#send(from, receipt(msg, true));
+        return;
+      case 'id_conflict':
+        return this.#error(from, 'Message id already in use for this recipient', RelayErrorCode.ID_CONFLICT, msg.id);
+      case 'inbox_full':
+        return this.#error(from, 'Recipient inbox is full', RelayErrorCode.INBOX_FULL, msg.id);
+      case 'sender_quota':
+        return this.#error(from, 'Too many unacknowledged messages from this sender', RelayErrorCode.SENDER_QUOTA, msg.id);
+    }
+  }
+
+  /** Delivers a stored frame to a socket of its recipient here; `false` when there is none. */
+  #deliverLocal(msg: { recipient: string; id: string; frame: string }): boolean {
+    const to = this.#byDid.get(msg.recipient);
+    if (!to || to.ws.readyState !== 1) return false;
+    if (to.held) to.held.push(msg as InboxMessage);
+    else {
+      this.#send(to, msg.frame);
+      this.stats.messages_routed++;
+    }
+    return true;
+  }
+
+  #onBus(e: BusEvent): void {
+    if (e.t === 'deliver') {
+      this.#deliverLocal({ recipient: e.to, id: e.id, frame: e.frame });
+      return;
+    }
+    const here = this.#byDid.get(e.did);
+    if (here && here.admittedAt <= e.at) {
+      this.#byDid.delete(e.did);
+      here.ws.close(CloseCode.SESSION_REPLACED, SESSION_REPLACED_REASON);
+    }
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const c of this.#sockets) {
+      if (c.did === null) continue;
+      if (now - c.lastSeen > this.limits.idleTimeoutMs) c.ws.close(CloseCode.IDLE);
+      else if (c.ws.readyState === 1) c.ws.ping();
+    }
+  }
+
+  async #purge(): Promise<void> {
+    try {
+      const n = await this.#inbox.purgeExpired(Date.now());
+      if (n > 0) this.#log(`relay: purged ${n} expired messages`);
+    } catch {
+      this.#log('relay: purge failed');
+    }
+  }
+
+  /** Purges expired frames now (the timer does it every `purgeIntervalMs`). */
+  purgeNow(): Promise<void> {
+    return this.#purge();
+  }
+
+  /** Waits until every queued frame and ack is committed. */
+  async drain(): Promise<void> {
+    while (this.#puts.length > 0 || this.#acks.length > 0 || this.#flushing || this.#scheduled) {
+      await (this.#flushing ?? new Promise((r) => setImmediate(r)));
+    }
+  }
+
+  /** Stops the timers, commits what is queued and closes every socket with 1001. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const t of this.#timers) clearInterval(t);
+    await this.drain();
+    for (const c of this.#sockets) c.ws.close(CloseCode.GOING_AWAY, 'server_shutdown');
+  }
+}
+
+/**
+ * The frame as forwarded: verbatim when it already names the sender, else with `"from"` appended. Appending to
+ * the sender's own text (a JSON object, so it ends with `}`) saves a re-serialization per frame on the hot path.
+ */
+function stampFrom(frame: RoutedFrame, text: string, did: string): string {
+  // Verbatim only with a single "from" key: with duplicates, parsers that keep the first would see a forged one.
+  if (frame.from === did && text.indexOf('"from"') === text.lastIndexOf('"from"')) return text;
+  const end = text.lastIndexOf('}');
+  if (frame.from === undefined && end > 0) {
+    const body = text.slice(0, end).trimEnd();
+    const empty = body.endsWith('{');
+    return `${body}${empty ? '' : ','}"from":${JSON.stringify(did)}}`;
+  }
+  frame.from = did;
+  return encodeFrame(frame);
+}
+
+/** An `accepted` receipt's text (ids are short; a template avoids building an object per frame). */
+function receipt(msg: InboxMessage, duplicate: boolean): string {
+  const f: AcceptedFrame = { type: 'accepted', id: msg.id, to: msg.recipient, duplicate };
+  return `{"type":"accepted","id":${JSON.stringify(f.id)},"to":${JSON.stringify(f.to)},"duplicate":${f.duplicate}}`;
+}
