@@ -44,7 +44,7 @@ function constructor(): Promise<WhatwgCtor> {
   wsCtor ??= import('ws').then((m) => ((m as unknown as { WebSocket?: WhatwgCtor; default?: WhatwgCtor }).WebSocket
     ?? (m as unknown as { default: WhatwgCtor }).default)).catch(() => {
     wsCtor = null;
-    throw new E2EError('INVALID_STATE', 'no global WebSocket and the ws package is not installed', 'no_websocket');
+    throw new E2EError('INVALID_STATE', 'no global WebSocket in this runtime: install the optional peer dependency ws (npm install ws)', 'no_websocket');
   });
   return wsCtor;
 }

@@ -5,7 +5,7 @@
 import { loadBackend } from '../store/backend';
 import { createServer, IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer } from 'ws';
+import type { WebSocketServer as WebSocketServerType } from 'ws';
 import { E2EError } from '../errors';
 import { ready } from '../sodium';
 import { InMemoryStore } from '../store/memory';
@@ -133,6 +133,8 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
     ...(options.token !== undefined ? { token: options.token } : {}), ...(bus ? { bus } : {}),
   });
   const registry = new Registry({ directory, prekeys, proofs, legacyClients, limits: options.registry ?? {}, log, isConnected: (d) => relay.isConnected(d) });
+  // ws is an optional peer dependency (a SecureChannel-only install never needs it): loaded here, with a hint if missing.
+  const { WebSocketServer } = loadBackend<{ WebSocketServer: typeof WebSocketServerType }>('ws', 'the relay server');
   const wss = new WebSocketServer({ noServer: true, maxPayload: relay.limits.hardMaxFrameBytes, perMessageDeflate: false });
 
   const server: Server = createServer((req, res) => {

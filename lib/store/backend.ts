@@ -8,7 +8,7 @@ import { E2EError } from '../errors';
 import { nodeRequire } from './node-require';
 
 /** The optional peer dependencies that a store may load. */
-export type BackendName = 'better-sqlite3' | 'ioredis';
+export type BackendName = 'better-sqlite3' | 'ioredis' | 'ws';
 
 /** The JavaScript runtime this code runs in, as far as the backend hints care. */
 export type RuntimeName = 'node' | 'bun' | 'deno' | 'browser' | 'unknown';
@@ -46,6 +46,11 @@ export function runtimeName(): RuntimeName {
  * @returns one line, no trailing period.
  */
 export function backendHint(name: BackendName, runtime: RuntimeName = runtimeName(), missing = true): string {
+  if (name === 'ws') {
+    if (runtime === 'bun') return 'install it with `bun add ws` (the relay server runs on Node; Bun\'s own Bun.serve is not supported)';
+    if (runtime === 'deno') return 'install it with `deno add npm:ws` (or npm install ws)';
+    return 'install it with `npm install ws` (a pure-JavaScript WebSocket server, no native code)';
+  }
   if (name === 'ioredis') {
     if (runtime === 'browser') return 'Redis needs a TCP socket, which browsers do not have: use InMemoryStore there';
     if (runtime === 'deno') return 'install it with `deno add npm:ioredis` (or npm install ioredis), then pass new Redis(url) to RedisStore';
