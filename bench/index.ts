@@ -5,8 +5,9 @@
  *   npx tsx bench/index.ts [--quick] [--only <group>[,<group>...]] [--json FILE]
  *
  * Groups: primitives, floors, ours, naive, peers (or one peer: libsignal, proteus, 2key-ratchet),
- * memory. Floors are computed from the primitives of the same run, so any group that needs them
- * also measures the primitives they are made of.
+ * memory, and mesh. Floors are computed from the primitives of the same run, so any group that needs
+ * them also measures the primitives they are made of. The mesh group (the relay + registry server and
+ * the agent's receive rate, `bench/mesh.ts`; about a minute) runs only when asked for with `--only`.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -16,12 +17,15 @@ import {
   FULL, QUICK, Result, Row, RunOptions, bestOf, failedResult, formatTable, formatUs, progressLine, runRow,
 } from './harness';
 import { MemoryReport, formatMemory, memoryReport } from './memory';
+import { MESH_FULL, MESH_QUICK, MeshReport, formatMesh, meshReport } from './mesh';
 import { naiveRows, selfCheck } from './naive';
 import { OURS, oursRows } from './ours';
 import { floorPrimitiveRows, primitiveRows } from './primitives';
 import { initWrapper } from './wrapper';
 
-const GROUPS = ['primitives', 'floors', 'ours', 'naive', 'peers', 'memory'] as const;
+const GROUPS = ['primitives', 'floors', 'ours', 'naive', 'peers', 'memory', 'mesh'] as const;
+/** The groups of a run without `--only` (mesh takes a minute and needs better-sqlite3: asked for only). */
+const DEFAULT_GROUPS: readonly Group[] = ['primitives', 'floors', 'ours', 'naive', 'peers', 'memory'];
 const PEERS = ['libsignal', 'proteus', '2key-ratchet'] as const;
 type Group = (typeof GROUPS)[number];
 type Peer = (typeof PEERS)[number];
@@ -37,6 +41,7 @@ interface Options {
 const USAGE = `usage: npx tsx bench/index.ts [--quick] [--only <group>[,<group>...]] [--json FILE]
   --quick       smoke run (short rows, fewer sessions for memory); figures are rough
   --only        groups: ${GROUPS.join(', ')}; or peers one by one: ${PEERS.join(', ')}
+                (without --only: every group but mesh; mesh uses REDIS_URL, when set, for its Redis rows)
   --json FILE   also write every figure as JSON to FILE`;
 
 function parseArgs(argv: readonly string[]): Options {
@@ -63,7 +68,7 @@ function parseArgs(argv: readonly string[]): Options {
     else if ((PEERS as readonly string[]).includes(o)) peers.add(o as Peer);
     else throw new Error(`unknown group ${o}`);
   }
-  if (only.length === 0) GROUPS.forEach((g) => groups.add(g));
+  if (only.length === 0) DEFAULT_GROUPS.forEach((g) => groups.add(g));
   if (groups.has('peers')) PEERS.forEach((p) => peers.add(p));
   if (peers.size > 0) groups.add('peers');
   return { quick, json, groups, peers };
@@ -220,13 +225,16 @@ async function main(): Promise<void> {
     };
     memory = await memoryReport(counts, memPeers, log);
   }
+  const meshSizes = opts.quick ? MESH_QUICK : MESH_FULL;
+  const mesh: MeshReport | null = opts.groups.has('mesh') ? await meshReport(meshSizes, process.env.REDIS_URL || undefined, log) : null;
   const goalList = opts.groups.has('ours') ? goals(byId, ordered, memory) : [];
   const seconds = (performance.now() - started) / 1000;
 
   const out: string[] = [];
   out.push(`agentmesh-e2e benchmarks — ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.platform}` +
     `${opts.quick ? ' — QUICK RUN (rough figures)' : ''}`);
-  out.push(`median per operation; a sample is the mean of a batch of calls (samples column: samples × calls per sample);` +
+  const timedRows = ordered.length > 0 || memory !== null || mesh === null;
+  if (timedRows) out.push(`median per operation; a sample is the mean of a batch of calls (samples column: samples × calls per sample);` +
     ` ±MAD = median absolute deviation (% of median);` +
     ` ${run.timeMs} ms per row after ${run.warmupMs} ms warm-up` +
     `${run.rounds > 1 ? `, best of ${run.rounds} interleaved rounds` : ''}`);
@@ -235,6 +243,7 @@ async function main(): Promise<void> {
     out.push(formatTable(ordered, (id) => ({ raw: byId.get(`${id}.raw`), wrapper: byId.get(`${id}.wrapper`) }), (id) => byId.get(id)));
   }
   if (memory) out.push('', formatMemory(memory));
+  if (mesh) out.push(...(timedRows ? [''] : []), formatMesh(mesh, meshSizes));
   if (goalList.length > 0) {
     out.push('', 'Goals (ratios from this run)', '');
     for (const g of goalList) out.push(`  [${g.met === null ? ' ? ' : g.met ? 'met' : 'NOT'}] ${g.goal}: ${g.value}`);
@@ -245,7 +254,7 @@ async function main(): Promise<void> {
   if (opts.json) {
     const doc = {
       date: new Date().toISOString(), machine: m, quick: opts.quick, run, groups: [...opts.groups], seconds,
-      results: ordered, memory, goals: goalList,
+      results: ordered, memory, mesh, goals: goalList,
     };
     fs.writeFileSync(opts.json, `${JSON.stringify(doc, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
     log(`wrote ${opts.json}`);
