@@ -94,12 +94,23 @@ export class RegistryClient {
 
   /** Unclaimed one-time pre-keys on the server; `null` when the registry cannot say (AGT), 0 when it has no bundle. */
   async countOneTimePreKeys(): Promise<number | null> {
-    if (this.#agt) return null;
+    if (this.#agt) {
+      // AGT's registry cannot count, but it can say it forgot us (a restart): then upkeep registers again.
+      if ((await this.isRegistered()) === false) throw meshError(MeshErrorReason.NOT_REGISTERED, 'the registry does not know this agent');
+      return null;
+    }
     const r = await this.#request('GET', `${REGISTRY_PREFIX}/agents/${enc(this.#signer.did)}/prekeys/count`);
     assertRegistered(r);
     if (r.status === 404) return 0;
     if (r.status !== 200) return null;
     return countOf(r.body);
+  }
+
+  /** Whether the registry knows this agent (an unsigned `GET /v1/agents/{did}`, which claims nothing); `null` when it cannot say. */
+  async isRegistered(): Promise<boolean | null> {
+    const r = await this.#request('GET', `${REGISTRY_PREFIX}/agents/${enc(this.#signer.did)}`, undefined, false);
+    if (r.status === 404) return false;
+    return r.status === 200 ? true : null;
   }
 
   /** Claims `did`'s bundle (it takes one one-time pre-key off the pool); `null` for an unknown DID. */
