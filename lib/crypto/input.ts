@@ -29,7 +29,7 @@ export function readOptions<K extends string>(obj: unknown, keys: readonly K[], 
 }
 
 /** `value instanceof ctor`, but `false` where a Proxy's `getPrototypeOf` trap throws. */
-// eslint-disable-next-line @typescript-eslint/ban-types -- a class with a private constructor is still a Function
+// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- a class with a private constructor is still a Function
 export function isInstance<T>(value: unknown, ctor: Function & { prototype: T }): value is T {
   if (typeof value !== 'object' || value === null) return false;
   try {
