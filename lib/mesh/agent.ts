@@ -18,6 +18,7 @@ import { ready } from '../sodium';
 import { constantTimeEqual, fromBase64, randomBytes, toBase64, utf8 } from '../crypto';
 import { x25519FormOfEd25519 } from '../x3dh';
 import { EncryptedMessage } from '../ratchet';
+import { MAX_PLAINTEXT_BYTES } from '../limits';
 import { ChannelEstablishment, SecureChannel } from '../channel';
 import { AgentIdentity, ChallengeReply, HandshakeChallenge, HandshakeResponse, TrustTransport, didFromPublicKey, isMeshDid } from '../trust';
 // Module by module, not the store barrel (which holds the Redis store and its `node:crypto`).
@@ -280,6 +281,9 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     if (!isMeshDid(peerDid)) throw new E2EError('INVALID_ARGUMENT', 'peerDid must be a did:mesh DID');
     if (peerDid === this.did) throw new E2EError('INVALID_ARGUMENT', 'an agent cannot send to itself');
     const bytes = encodePayload(data);
+    // Refused before a session is opened for it (a session opened for a message that then fails would
+    // go unannounced: its knock is sent with its first message).
+    if (bytes.length > MAX_PLAINTEXT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `message above ${MAX_PLAINTEXT_BYTES} bytes`);
     const taken = await this.#withPeer(peerDid, async () => {
       this.#assertOpen();
       // A reply from the handler of this peer's message commits that message first: a responder can only
@@ -288,7 +292,14 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
       let entry = this.#sessions.current(peerDid);
       let knock: RoutedFrame | null = null;
       if (!entry) ({ entry, knock } = await this.#open(peerDid));
-      const m = await entry.channel.send(bytes);
+      let m: EncryptedMessage;
+      try {
+        m = await entry.channel.send(bytes);
+      } catch (e) {
+        // The session is open and saved: announce it anyway, so the next message on it can be read.
+        if (knock) void this.#stage([knock]).catch(() => undefined);
+        throw e;
+      }
       const id = uuid();
       this.#sessions.noteSent(id, entry);
       const j = m.toJSON();
@@ -607,7 +618,9 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
       if (this.#pendingCommit.get(peer) === pending) {
         this.#pendingCommit.delete(peer);
         this.emit('error', isE2EError(e) ? e : new E2EError('INVALID_STATE', 'the message handler threw', 'handler_failed'));
-        return false; // not acknowledged: the relay delivers it again
+        // Not acknowledged: the relay delivers it again, and the session hands it out again from its inbox.
+        await opened.entry.channel.release(message).catch(() => undefined);
+        return false;
       }
       // The handler replied before it threw, which committed the message: it counts as handled.
       this.emit('error', isE2EError(e) ? e : new E2EError('INVALID_STATE', 'the message handler threw', 'handler_failed'));
@@ -865,27 +878,32 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
 }
 
 /** An async iterator fed by the agent; `push` resolves when the consumer asks for the next message. */
+function notTaken(): E2EError {
+  return new E2EError('INVALID_STATE', 'the message iterator ended before this message was taken', 'not_consumed');
+}
+
 class MessageQueue implements AsyncIterableIterator<MeshMessage> {
   readonly #onEnd: () => void;
   #waiting: ((r: IteratorResult<MeshMessage>) => void) | null = null;
   #handed: (() => void) | null = null;
-  #queue: { m: MeshMessage; handled: () => void }[] = [];
+  #queue: { m: MeshMessage; handled: () => void; untaken: (e: E2EError) => void }[] = [];
   #ended = false;
 
   constructor(onEnd: () => void) {
     this.#onEnd = onEnd;
   }
 
+  /** Resolves once the consumer has handled `m`; rejects if the iterator ends before it took `m` (so it is not acknowledged). */
   push(m: MeshMessage): Promise<void> {
-    if (this.#ended) return Promise.resolve();
-    return new Promise<void>((handled) => {
+    if (this.#ended) return Promise.reject(notTaken());
+    return new Promise<void>((handled, untaken) => {
       if (this.#waiting) {
         const w = this.#waiting;
         this.#waiting = null;
         this.#handed = handled;
         w({ value: m, done: false });
       } else {
-        this.#queue.push({ m, handled });
+        this.#queue.push({ m, handled, untaken });
       }
     });
   }
@@ -916,7 +934,8 @@ class MessageQueue implements AsyncIterableIterator<MeshMessage> {
     if (this.#ended) return;
     this.#ended = true;
     this.#onEnd();
-    for (const q of this.#queue.splice(0)) q.handled();
+    // Never seen by the consumer: not handled, so not acknowledged (the relay delivers them again).
+    for (const q of this.#queue.splice(0)) q.untaken(notTaken());
     this.#waiting?.({ value: undefined, done: true });
     this.#waiting = null;
   }

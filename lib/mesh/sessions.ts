@@ -128,7 +128,15 @@ export class SessionBook {
     const slot = `${peer}#r.${seq}.${fp}`;
     let channel: PersistentChannel;
     try {
-      channel = await this.#keys.acceptChannel(e, { sessions: this.#store, peerDid: slot, associatedData: utf8(`${peer}|${this.#me}`) });
+      // Accepted against the agent's own store, not the write-behind one: there the spent one-time pre-key
+      // (or the replay record) and the new session are one atomic write, so a crash leaves both or neither
+      // and the relay's redelivery of the knock finds things as they were.
+      const own = this.#keys.store as unknown as SessionStore;
+      const accepted = await this.#keys.acceptChannel(e, { sessions: own, peerDid: slot, associatedData: utf8(`${peer}|${this.#me}`) });
+      await accepted.close(); // the saved state stays; the session goes on through the write-behind store
+      const loaded = await PersistentChannel.load({ store: this.#store, cipher: this.#cipher, localDid: this.#me, peerDid: slot });
+      if (!loaded) throw new E2EError('STORE_ERROR', 'the accepted session was not found after its save', 'corrupt');
+      channel = loaded;
     } catch (err) {
       if (isE2EError(err, 'DUPLICATE_MESSAGE')) return 'duplicate';
       throw err;

@@ -380,6 +380,21 @@ export class PersistentChannel {
   }
 
   /**
+   * Hands an unacknowledged message back (by its id, or the message itself), for an application
+   * that could not handle it: the next `receive` of its envelope, or {@link pending}, returns it
+   * again instead of `DUPLICATE_MESSAGE`. `true` if it was handed out and not acknowledged.
+   */
+  release(message: string | EncryptedMessage | Uint8Array): Promise<boolean> {
+    return this.#exclusive(async () => {
+      const id = typeof message === 'string' ? message : inboxMessageId(message);
+      assertInboxId(id);
+      const was = this.#handedOut.has(id);
+      this.#handedOut.delete(id);
+      return was;
+    });
+  }
+
+  /**
    * Acknowledges a received message (by its id, or the message itself): deletes it from the inbox,
    * so it is never handed out again (a later copy of its envelope is `DUPLICATE_MESSAGE`). `true`
    * if it was in the inbox. Idempotent.

@@ -56,6 +56,23 @@ describe('PersistentChannel inbox (finding 9)', () => {
     expect(inner.listInbox(BOB, ALICE)).toEqual([]);
   });
 
+  it('release: a message the application could not handle is handed out again, then acknowledged once', async () => {
+    const inner = new InMemoryStore();
+    const { alice } = await openPair(inner, cipher);
+    const bob = (await PersistentChannel.load(bobAt(inner))) as PersistentChannel;
+    const m = await alice.send(utf8('retry me'));
+    expect(text(await bob.receive(m))).toBe('retry me');
+    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE', 'unacknowledged');
+    expect(await bob.release(m)).toBe(true);
+    expect(await bob.release(m)).toBe(false); // not handed out now
+    expect(text(await bob.receive(m))).toBe('retry me'); // from the inbox: the ratchet consumed it already
+    expect(await bob.release(inboxMessageId(m))).toBe(true);
+    expect((await bob.pending()).map((p) => text(p.plaintext))).toEqual(['retry me']);
+    expect(await bob.ack(m)).toBe(true);
+    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE');
+    await expectCode(() => bob.release('not an id'), 'INVALID_ARGUMENT');
+  });
+
   it('also without refresh, and the next message goes on from the committed state', async () => {
     const inner = new InMemoryStore();
     const { alice } = await openPair(inner, cipher);
