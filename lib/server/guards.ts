@@ -5,6 +5,19 @@
 
 import type { MaybePromise } from '../store/types';
 
+/**
+ * How far in the future a proof's timestamp may be (30 s of clock skew). The past window stays
+ * `PROOF_WINDOW_MS`; a proof from the far future would otherwise hold a cache entry for up to twice the window.
+ */
+export const MAX_FUTURE_SKEW_MS = 30_000;
+
+/** The DID of a proof key (`kind|did|…`): whose budget in the cache the proof counts against. */
+function ownerOf(key: string): string {
+  const i = key.indexOf('|');
+  const j = key.indexOf('|', i + 1);
+  return i < 0 ? key : key.slice(i + 1, j < 0 ? undefined : j);
+}
+
 /** Where single-use proofs are remembered: this process ({@link ProofCache}) or shared (`RedisProofGuard`). */
 export interface ProofGuard {
   /**
@@ -19,15 +32,22 @@ export interface ProofGuard {
  * full it refuses new proofs (fails closed) rather than forgetting live ones, which would re-open replays.
  */
 export class ProofCache implements ProofGuard {
-  readonly #seen = new Map<string, number>();
+  readonly #seen = new Map<string, { until: number; owner: string }>();
+  readonly #perOwner = new Map<string, number>();
   readonly #windowMs: number;
   readonly #max: number;
+  readonly #maxPerOwner: number;
   #lastSweep = 0;
 
-  /** `windowMs`: how far a proof's time may be from now; `max`: most proofs held at once. */
-  constructor(windowMs: number, max = 1_000_000) {
+  /**
+   * `windowMs`: how far a proof's time may be from now; `max`: most proofs held at once; `maxPerOwner`: most
+   * held for one DID (default 10,000), so one agent cannot fill the cache for everyone: beyond it, only its own
+   * new proofs are refused.
+   */
+  constructor(windowMs: number, max = 1_000_000, maxPerOwner = 10_000) {
     this.#windowMs = windowMs;
     this.#max = max;
+    this.#maxPerOwner = maxPerOwner;
   }
 
   /**
@@ -36,10 +56,14 @@ export class ProofCache implements ProofGuard {
    */
   use(key: string, proofTimeMs: number, now: number = Date.now()): 'fresh' | 'replayed' | 'full' {
     if (this.#seen.has(key)) return 'replayed';
-    if (this.#seen.size >= this.#max || now - this.#lastSweep > this.#windowMs / 10) this.#sweep(now);
-    if (this.#seen.size >= this.#max) return 'full';
+    const owner = ownerOf(key);
+    const full = () => this.#seen.size >= this.#max || (this.#perOwner.get(owner) ?? 0) >= this.#maxPerOwner;
+    // Expired entries are purged before anything is refused.
+    if (full() || now - this.#lastSweep > this.#windowMs / 10) this.#sweep(now);
+    if (full()) return 'full';
     // Accepted until proofTime + window; a little slack for the clock moving between check and sweep.
-    this.#seen.set(key, proofTimeMs + this.#windowMs + 1000);
+    this.#seen.set(key, { until: proofTimeMs + this.#windowMs + 1000, owner });
+    this.#perOwner.set(owner, (this.#perOwner.get(owner) ?? 0) + 1);
     return 'fresh';
   }
 
@@ -55,7 +79,13 @@ export class ProofCache implements ProofGuard {
 
   #sweep(now: number): void {
     this.#lastSweep = now;
-    for (const [k, until] of this.#seen) if (until < now) this.#seen.delete(k);
+    for (const [k, e] of this.#seen) {
+      if (e.until >= now) continue;
+      this.#seen.delete(k);
+      const n = (this.#perOwner.get(e.owner) ?? 1) - 1;
+      if (n <= 0) this.#perOwner.delete(e.owner);
+      else this.#perOwner.set(e.owner, n);
+    }
   }
 }
 

@@ -14,7 +14,7 @@ import {
   parseProofTimestamp, parseRegistryAuth, registryProofMessage,
 } from '../mesh/frames';
 import type { AgentDirectory, AgentRecord } from './directory';
-import { ProofGuard, RateLimiter } from './guards';
+import { MAX_FUTURE_SKEW_MS, ProofGuard, RateLimiter } from './guards';
 
 /** Limits of the registry. */
 export interface RegistryLimits {
@@ -32,6 +32,14 @@ export interface RegistryLimits {
   /** Reputation reports per reporter: burst (default 20), per second (default 0.2). */
   reportBurst: number;
   reportPerSecond: number;
+  /**
+   * Authenticated requests (every endpoint with an Authorization header) per DID: burst (default 60), per second
+   * (default 5); and per remote address: burst (default 600), per second (default 50).
+   */
+  authBurst: number;
+  authPerSecond: number;
+  authAddressBurst: number;
+  authAddressPerSecond: number;
   /** Most one-time pre-keys in one DID's pool (default 1000). */
   maxOneTimeKeys: number;
   /** Most capabilities (default 64) and metadata entries (default 64); longest string (default 1024). */
@@ -51,6 +59,10 @@ export const DEFAULT_REGISTRY_LIMITS: Readonly<RegistryLimits> = Object.freeze({
   uploadPerSecond: 0.2,
   reportBurst: 20,
   reportPerSecond: 0.2,
+  authBurst: 60,
+  authPerSecond: 5,
+  authAddressBurst: 600,
+  authAddressPerSecond: 50,
   maxOneTimeKeys: 1000,
   maxCapabilities: 64,
   maxMetadata: 64,
@@ -107,6 +119,8 @@ export class Registry {
   readonly #registerLimiter: RateLimiter;
   readonly #uploadLimiter: RateLimiter;
   readonly #reportLimiter: RateLimiter;
+  readonly #authLimiter: RateLimiter;
+  readonly #authAddressLimiter: RateLimiter;
   readonly #legacy: boolean;
 
   /** A registry over a directory and a pre-key store. */
@@ -123,6 +137,8 @@ export class Registry {
     this.#registerLimiter = new RateLimiter(l.registerBurst, l.registerPerSecond);
     this.#uploadLimiter = new RateLimiter(l.uploadBurst, l.uploadPerSecond);
     this.#reportLimiter = new RateLimiter(l.reportBurst, l.reportPerSecond);
+    this.#authLimiter = new RateLimiter(l.authBurst, l.authPerSecond);
+    this.#authAddressLimiter = new RateLimiter(l.authAddressBurst, l.authAddressPerSecond);
   }
 
   /** Handles a request whose path starts with `/v1/`. Never throws. */
@@ -197,16 +213,19 @@ export class Registry {
     if (header === undefined) throw new HttpError(missingStatus, missingStatus === 422 ? 'Missing Authorization header' : 'Authentication required');
     const a = parseRegistryAuth(header);
     if (a === null) throw new HttpError(401, 'Invalid Authorization header');
+    if (!this.#authAddressLimiter.take(ctx.req.socket.remoteAddress ?? 'unknown')) throw new HttpError(429, 'Too many requests');
     const t = parseProofTimestamp(a.timestamp);
     if (t === null) throw new HttpError(401, 'Invalid timestamp');
     if (t === 'naive') throw new HttpError(401, 'Timestamp must include timezone offset');
-    if (Math.abs(Date.now() - t) > PROOF_WINDOW_MS) throw new HttpError(401, 'Timestamp outside replay window');
+    if (!inWindow(t)) throw new HttpError(401, 'Timestamp outside replay window');
     const record = await this.#dir.get(a.did);
     if (!record || record.publicKey.length !== 32) throw new HttpError(401, 'Agent not registered');
     const sig = decodeB64Lenient(a.signature);
     if (sig === null || sig.length !== 64 || !ed25519Verify(sig, this.#signedBytes(a, ctx), record.publicKey)) {
       throw new HttpError(401, 'Invalid signature');
     }
+    // Per DID after the signature, so nobody else can spend an agent's budget.
+    if (!this.#authLimiter.take(a.did)) throw new HttpError(429, 'Too many requests');
     // Single use. AGT's header shares its key with a timestamp-only relay connect proof: neither replays as the other (G3).
     const key = a.scheme === 'agt' ? `w|${a.did}|${a.timestamp}` : `m|${a.did}|${a.timestamp}|${a.nonce}`;
     const use = await this.#proofs.use(key, t);
@@ -251,7 +270,7 @@ export class Registry {
     if (t === null) throw new HttpError(400, 'Invalid proof_timestamp');
     // AGT crashes with 500 here (G11); a naive time is a client error.
     if (t === 'naive') throw new HttpError(400, 'proof_timestamp must include timezone offset');
-    if (Math.abs(Date.now() - t) > PROOF_WINDOW_MS) throw new HttpError(401, 'proof_timestamp outside replay window');
+    if (!inWindow(t)) throw new HttpError(401, 'proof_timestamp outside replay window');
     const sig = decodeB64Lenient(proof);
     if (sig === null || sig.length !== 64) throw new HttpError(400, 'Malformed proof');
     if (!ed25519Verify(sig, utf8(public_key + proof_timestamp), pk)) throw new HttpError(401, 'Invalid proof-of-possession');
@@ -543,6 +562,11 @@ interface Ctx {
   readonly url: URL;
   readonly body: Buffer;
   readonly method: string;
+}
+
+/** A proof time up to `PROOF_WINDOW_MS` in the past, at most `MAX_FUTURE_SKEW_MS` in the future. */
+function inWindow(t: number, now: number = Date.now()): boolean {
+  return now - t <= PROOF_WINDOW_MS && t - now <= MAX_FUTURE_SKEW_MS;
 }
 
 function isU32(n: unknown): n is number {

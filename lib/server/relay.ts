@@ -13,7 +13,7 @@ import {
   encodeFrame, errorFrame, isFrameDid, verifyConnectProof,
 } from '../mesh/frames';
 import { InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome, assertQuota } from './inbox';
-import { ProofGuard, RateLimiter } from './guards';
+import { MAX_FUTURE_SKEW_MS, ProofGuard, RateLimiter } from './guards';
 
 /** Limits and timings of the relay. Every one has a default; tests shorten the timings. */
 export interface RelayLimits {
@@ -292,6 +292,10 @@ export class Relay {
     conn.extended = features.has(Feature.WELCOME);
     const proof = verifyConnectProof(f);
     if (!proof.ok) return fail(`DID proof failed: ${proof.detail}`, CloseCode.PROOF_FAILED, RelayErrorCode.PROOF_FAILED);
+    // The past window is the proof's; the future one is narrower, so no proof holds a cache entry much past the window.
+    if (proof.timestampMs - Date.now() > MAX_FUTURE_SKEW_MS) {
+      return fail('DID proof failed: timestamp too far in the future', CloseCode.PROOF_FAILED, RelayErrorCode.PROOF_FAILED);
+    }
     if (this.#token !== null) {
       const given = Buffer.from(f.token ?? '', 'utf8');
       if (given.length !== this.#token.length || !timingSafeEqual(given, this.#token)) {

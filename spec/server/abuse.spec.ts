@@ -1,0 +1,63 @@
+/** Abuse limits from the adversarial review: proof cache, auth rate, OPK drain, inbox fill, reports, discover, frames. */
+import { ready } from '../../lib/sodium';
+import { ed25519Sign, toBase64Url, utf8 } from '../../lib/crypto';
+import { buildConnectFrame } from '../../lib/mesh/frames';
+import { MeshServer, ProofCache, startMeshServer } from '../../lib/server';
+import { TestClient, authed, http, newAgent, register } from './helpers';
+
+beforeAll(async () => ready());
+
+describe('proof cache DoS (finding 1)', () => {
+  it('one DID cannot fill the cache: its own new proofs are refused, others still fit; expired ones are purged first', () => {
+    const c = new ProofCache(1000, 100, 3);
+    for (const n of [1, 2, 3]) expect(c.use(`m|did:a|t|${n}`, 0, 0)).toBe('fresh');
+    expect(c.use('m|did:a|t|4', 0, 0)).toBe('full');
+    expect(c.use('m|did:b|t|1', 0, 0)).toBe('fresh');
+    // Once out of the window, did:a's entries are swept before anything is refused.
+    expect(c.use('m|did:a|t|5', 5000, 5000)).toBe('fresh');
+  });
+
+  describe('over HTTP and the relay', () => {
+    let server: MeshServer;
+    beforeAll(async () => {
+      server = await startMeshServer({ port: 0, registry: { authBurst: 5, authPerSecond: 0.01 } });
+    });
+    afterAll(async () => server.close());
+
+    it('registry auth: a timestamp more than 30 s ahead is refused (past window unchanged)', async () => {
+      const a = newAgent();
+      await register(server.url, a);
+      const path = `/v1/agents/${a.did}/prekeys/count`;
+      const at = (ms: number) => {
+        const ts = new Date(Date.now() + ms).toISOString();
+        return `Ed25519-Timestamp ${a.did} ${ts} ${toBase64Url(ed25519Sign(a.secretKey, utf8(ts)))}`;
+      };
+      expect(await http(server.url, 'GET', path, undefined, { authorization: at(290_000) })).toMatchObject({ status: 401, body: { detail: 'Timestamp outside replay window' } });
+      expect((await http(server.url, 'GET', path, undefined, { authorization: at(-290_000) })).status).toBe(200);
+      expect((await http(server.url, 'GET', path, undefined, { authorization: at(20_000) })).status).toBe(200);
+    });
+
+    it('every authenticated endpoint is rate-limited per DID (prekeys/count included); other DIDs unaffected', async () => {
+      const a = newAgent();
+      const b = newAgent();
+      await register(server.url, a);
+      await register(server.url, b);
+      const path = `/v1/agents/${a.did}/prekeys/count`;
+      const statuses: number[] = [];
+      for (let i = 0; i < 7; i++) statuses.push((await authed(server.url, a, 'GET', path)).status);
+      expect(statuses.slice(0, 5)).toEqual([200, 200, 200, 200, 200]);
+      expect(statuses.slice(5)).toEqual([429, 429]);
+      expect((await authed(server.url, b, 'GET', `/v1/agents/${b.did}/prekeys/count`)).status).toBe(200);
+    });
+
+    it('relay connect: a proof more than 30 s ahead is refused as a proof failure', async () => {
+      const a = newAgent();
+      const c = new TestClient(server.url);
+      await c.opened;
+      c.send(buildConnectFrame(a, { now: new Date(Date.now() + 290_000) }));
+      const ev = await c.closeEvent();
+      expect(ev.code).not.toBe(1000);
+      expect(JSON.stringify(ev.frames)).toContain('future');
+    });
+  });
+});
