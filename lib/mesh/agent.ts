@@ -36,6 +36,7 @@ import { MeshMessage, MeshPayload, encodePayload } from './message';
 import { PreKeyUpkeep } from './prekeys';
 import { FetchLike, RegistryClient } from './registry-client';
 import { BatchingSessionStore } from './batching-store';
+import { KeyedBudget } from './budget';
 import { SessionBook, SessionEntry } from './sessions';
 import { SocketFactory, openSocket } from './socket';
 import { MeshTrust, MeshTrustOptions } from './trust';
@@ -152,6 +153,11 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   readonly #keys: StoredKeyManager;
   readonly #sessions: SessionBook;
   readonly #registry: RegistryClient;
+  readonly #agt: boolean;
+  /** Automatic `knock_reject`s: a few per peer per minute, 100 an hour in all (see budget.ts). */
+  readonly #replies = new KeyedBudget({ perKeyBurst: 2, perKeyPerSecond: 1 / 60, allBurst: 100, allPerSecond: 100 / 3600 });
+  /** Registry look-ups of the key behind an unauthenticated knock: a few per peer, 2 a second in all. */
+  readonly #lookups = new KeyedBudget({ perKeyBurst: 3, perKeyPerSecond: 1 / 60, allBurst: 20, allPerSecond: 2 });
   readonly #upkeep: PreKeyUpkeep;
   readonly #conn: RelayConnection;
   readonly #trust: MeshTrust | null;
@@ -188,6 +194,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     this.#ownsStore = p.ownsStore;
     this.#keys = p.keys;
     this.#registry = p.registry;
+    this.#agt = o.agt === true;
     this.#graceMs = o.undecryptableGraceMs ?? 3_000;
     this.#sessionStore = new BatchingSessionStore(p.store);
     this.#maxBatch = o.groupCommit === true ? 256 : 1;
@@ -673,8 +680,9 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   }
 
   #giveUp(frame: Routed): void {
-    // G7: the peer is told, so it opens a fresh session instead of sending into the void.
-    this.#conn.send({
+    // G7: the peer is told, so it opens a fresh session instead of sending into the void — within a
+    // budget, since anyone can send junk to make us answer.
+    if (this.#replies.take(frame.from)) this.#conn.send({
       v: 1, type: 'knock_reject', from: this.did, to: frame.from, id: uuid(), knock_id: frame.id,
       reason: 'session_unknown', ts: new Date().toISOString(),
     }).catch(() => undefined);
@@ -738,16 +746,20 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
         ed = null;
       }
     }
-    // An AGT peer sends no Ed25519 key: ask the registry (ours gives the key; AGT's only inside a bundle).
-    if (ed === null) ed = await this.#registry.publicKeyOf(frame.from);
-    if (ed === null) ed = (await this.#registry.claimBundle(frame.from).catch(() => null))?.identityKeyEd ?? null;
+    // An AGT peer sends no Ed25519 key: ask the registry (ours gives the key; AGT's only inside a bundle),
+    // within a budget: each look-up spends our own registry allowance, and anyone can send knocks.
+    if (ed === null) {
+      if (!this.#lookups.take(frame.from)) throw meshError(MeshErrorReason.NOT_BOUND_TO_DID, 'too many key look-ups for unauthenticated knocks; try later');
+      ed = await this.#registry.publicKeyOf(frame.from);
+      if (ed === null && this.#agt) ed = (await this.#registry.claimBundle(frame.from).catch(() => null))?.identityKeyEd ?? null;
+    }
     if (ed === null || ed.length !== 32 || didFromPublicKey(ed) !== frame.from || !constantTimeEqual(x25519FormOfEd25519(ed), e.initiatorIdentityKey)) {
       throw meshError(MeshErrorReason.NOT_BOUND_TO_DID, 'the establishment is not the sender DID\'s key');
     }
   }
 
   #refuse(frame: Routed, reason: string): void {
-    this.#conn.send({
+    if (this.#replies.take(frame.from)) this.#conn.send({
       v: 1, type: 'knock_reject', from: this.did, to: frame.from, id: uuid(), knock_id: frame.id, reason, ts: new Date().toISOString(),
     }).catch(() => undefined);
     this.emit('rejected', { peer: frame.from, direction: 'inbound', reason });

@@ -144,3 +144,59 @@ test('a first message too large to send opens no unannounced session: the next o
   expect(got).toEqual(['second, normal message']);
   expect(resets).toEqual([]);
 });
+
+/** A raw relay connection with a fresh, unregistered identity: what anyone with a key pair has. */
+async function stranger(): Promise<{ id: AgentIdentity; ws: WebSocket; knock: (to: string, extra?: Record<string, unknown>) => void }> {
+  const id = AgentIdentity.generate();
+  const ws = new WebSocket(`${server.url.replace('http', 'ws')}/ws`);
+  await new Promise((r) => ws.once('open', r));
+  ws.send(JSON.stringify(buildConnectFrame(id, { features: [] })));
+  await new Promise((r) => setTimeout(r, 50));
+  let n = 0;
+  const knock = (to: string, extra: Record<string, unknown> = {}) => ws.send(JSON.stringify({
+    v: 1, type: 'knock', from: id.did, to, id: `k-${id.did.slice(-6)}-${n++}`, ts: new Date().toISOString(), establishment: {}, ...extra,
+  }));
+  return { id, ws, knock };
+}
+
+test('knocks from strangers get a bounded number of automatic rejects: the agent\'s own relay quota is not spent on them', async () => {
+  const alice = await agent();
+  const bob = await agent();
+  const s = await stranger();
+  for (let i = 0; i < 300; i++) s.knock(bob.did);
+  await new Promise((r) => setTimeout(r, 1500));
+  s.ws.close();
+  expect(inbox.count(s.id.did)).toBeLessThanOrEqual(2); // Bob's rejects stored for the stranger: 2 per peer
+  const many = await Promise.all(Array.from({ length: 30 }, () => stranger()));
+  for (const m of many) for (let i = 0; i < 10; i++) m.knock(bob.did);
+  await new Promise((r) => setTimeout(r, 1500));
+  const stored = many.reduce((n, m) => n + inbox.count(m.id.did), 0);
+  expect(stored).toBeLessThanOrEqual(60);
+  many.forEach((m) => m.ws.close());
+  const got: string[] = [];
+  alice.on('message', (m) => { got.push(m.text()); });
+  await bob.send(alice.did, 'still sending');
+  await until(() => got.length === 1, 5000, 'Bob\'s own message');
+});
+
+test('knocks without a key make at most a few registry look-ups per stranger: the agent\'s registry budget stays its own', async () => {
+  let lookups = 0;
+  let strangerDid = '';
+  const counting = ((url: string, init?: RequestInit) => {
+    if (strangerDid !== '' && String(url).includes(encodeURIComponent(strangerDid))) lookups++;
+    return fetch(url, init);
+  }) as typeof fetch;
+  const bob = await agent({ fetch: counting as never });
+  const s = await stranger();
+  strangerDid = s.id.did;
+  const establishment = { ik: Buffer.alloc(32, 9).toString('base64'), ek: Buffer.alloc(32, 7).toString('base64') };
+  for (let i = 0; i < 50; i++) s.knock(bob.did, { establishment });
+  await new Promise((r) => setTimeout(r, 1500));
+  s.ws.close();
+  expect(lookups).toBeLessThanOrEqual(3);
+  const carol = await agent();
+  const got: string[] = [];
+  carol.on('message', (m) => { got.push(m.text()); });
+  await bob.send(carol.did, 'a new peer'); // claims Carol's bundle: the registry budget is intact
+  await until(() => got.length === 1, 5000, 'the message to a new peer');
+});
