@@ -23,6 +23,13 @@ export interface RegistryLimits {
   /** Bundle claims per requester: burst (default 30) and per second sustained (default 1). */
   bundleFetchBurst: number;
   bundleFetchPerSecond: number;
+  /**
+   * One-time pre-keys handed out per target agent: burst (default 20), per second (default 1/3, i.e. 20 a minute).
+   * Beyond it a claim gets the bundle without a one-time pre-key (the last-resort form): sessions still open, and
+   * throwaway requester DIDs cannot drain the pool.
+   */
+  oneTimeKeyBurst: number;
+  oneTimeKeyPerSecond: number;
   /** Registrations per remote address: burst (default 20), per second (default 0.5). */
   registerBurst: number;
   registerPerSecond: number;
@@ -53,6 +60,8 @@ export const DEFAULT_REGISTRY_LIMITS: Readonly<RegistryLimits> = Object.freeze({
   maxBodyBytes: 256 * 1024,
   bundleFetchBurst: 30,
   bundleFetchPerSecond: 1,
+  oneTimeKeyBurst: 20,
+  oneTimeKeyPerSecond: 20 / 60,
   registerBurst: 20,
   registerPerSecond: 0.5,
   uploadBurst: 10,
@@ -116,6 +125,7 @@ export class Registry {
   readonly #isConnected: (did: string) => boolean;
   readonly #log: (line: string) => void;
   readonly #fetchLimiter: RateLimiter;
+  readonly #otkLimiter: RateLimiter;
   readonly #registerLimiter: RateLimiter;
   readonly #uploadLimiter: RateLimiter;
   readonly #reportLimiter: RateLimiter;
@@ -134,6 +144,7 @@ export class Registry {
     this.#log = options.log ?? (() => undefined);
     const l = this.limits;
     this.#fetchLimiter = new RateLimiter(l.bundleFetchBurst, l.bundleFetchPerSecond);
+    this.#otkLimiter = new RateLimiter(l.oneTimeKeyBurst, l.oneTimeKeyPerSecond);
     this.#registerLimiter = new RateLimiter(l.registerBurst, l.registerPerSecond);
     this.#uploadLimiter = new RateLimiter(l.uploadBurst, l.uploadPerSecond);
     this.#reportLimiter = new RateLimiter(l.reportBurst, l.reportPerSecond);
@@ -464,9 +475,15 @@ export class Registry {
     const requester = this.#legacy && ctx.req.headers.authorization === undefined
       ? `ip:${ctx.req.socket.remoteAddress ?? 'unknown'}`
       : (await this.#auth(ctx, 401)).did;
+    // An unknown target is answered before the requester's budget is charged (a lookup of a DID that knocked
+    // must not spend the requester's claims).
+    if ((await this.#prekeys.getBundle(did)) === null) throw new HttpError(404, 'Pre-key bundle not found');
     if (!this.#fetchLimiter.take(requester)) throw new HttpError(429, 'Too many pre-key bundle requests');
-    const bundle = await this.#prekeys.claimBundle(did);
-    if (!bundle) throw new HttpError(404, 'Pre-key bundle not found');
+    // Per target: beyond its budget of one-time keys, the last-resort bundle (no one-time pre-key), as Signal does.
+    const withOtk = this.#otkLimiter.take(did);
+    const got = withOtk ? await this.#prekeys.claimBundle(did) : await this.#prekeys.getBundle(did);
+    if (!got) throw new HttpError(404, 'Pre-key bundle not found');
+    const bundle = withOtk ? got : { ...got, oneTimePreKey: undefined, oneTimePreKeyId: undefined };
     if (bundle.oneTimePreKey) await this.#dir.markHandedOut(did, hashKey(bundle.oneTimePreKey));
     return {
       status: 200,

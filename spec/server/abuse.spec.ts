@@ -3,7 +3,7 @@ import { ready } from '../../lib/sodium';
 import { ed25519Sign, toBase64Url, utf8 } from '../../lib/crypto';
 import { buildConnectFrame } from '../../lib/mesh/frames';
 import { MeshServer, ProofCache, startMeshServer } from '../../lib/server';
-import { TestClient, authed, http, newAgent, register } from './helpers';
+import { TestClient, authed, http, newAgent, publish, register } from './helpers';
 
 beforeAll(async () => ready());
 
@@ -59,5 +59,39 @@ describe('proof cache DoS (finding 1)', () => {
       expect(ev.code).not.toBe(1000);
       expect(JSON.stringify(ev.frames)).toContain('future');
     });
+  });
+});
+
+describe('one-time-key drain through throwaway DIDs (finding 2)', () => {
+  let server: MeshServer;
+  beforeAll(async () => {
+    server = await startMeshServer({ port: 0, registry: { bundleFetchBurst: 2, bundleFetchPerSecond: 0.01, oneTimeKeyBurst: 5, oneTimeKeyPerSecond: 0.01, registerBurst: 1000 } });
+  });
+  afterAll(async () => server.close());
+
+  it('many fresh requesters get at most the per-target budget of one-time keys; then the last-resort bundle', async () => {
+    const victim = newAgent();
+    await publish(server.url, victim, 20);
+    const got: Array<unknown> = [];
+    for (let i = 0; i < 8; i++) {
+      const r = newAgent();
+      await register(server.url, r);
+      const res = await authed(server.url, r, 'GET', `/v1/agents/${victim.did}/prekeys`);
+      expect(res.status).toBe(200);
+      expect(typeof res.body.signed_pre_key.public_key).toBe('string');
+      got.push(res.body.one_time_pre_key);
+    }
+    expect(got.slice(0, 5).every((k) => k !== null)).toBe(true);
+    expect(got.slice(5)).toEqual([null, null, null]);
+    expect((await authed(server.url, victim, 'GET', `/v1/agents/${victim.did}/prekeys/count`)).body.otk_count).toBe(15);
+  });
+
+  it("404 for an unknown target does not spend the requester's claim budget", async () => {
+    const r = newAgent();
+    const target = newAgent();
+    await register(server.url, r);
+    await publish(server.url, target, 3);
+    for (let i = 0; i < 3; i++) expect((await authed(server.url, r, 'GET', `/v1/agents/${newAgent().did}/prekeys`)).status).toBe(404);
+    expect((await authed(server.url, r, 'GET', `/v1/agents/${target.did}/prekeys`)).status).toBe(200);
   });
 });
