@@ -27,16 +27,28 @@ const COMMIT = `
 local p = ARGV[1]
 local maxIn = tonumber(ARGV[2])
 local maxSnd = tonumber(ARGV[3])
-local nA = tonumber(ARGV[4])
-local i = 5
+local maxInB = tonumber(ARGV[4])
+local maxSndB = tonumber(ARGV[5])
+local maxPair = tonumber(ARGV[6])
+local maxPairB = tonumber(ARGV[7])
+local nA = tonumber(ARGV[8])
+local i = 9
+local function cnt(h, k) return tonumber(redis.call('HGET', p .. h, k) or '0') end
+local function dec(h, k, d) if redis.call('HINCRBY', p .. h, k, -d) <= 0 then redis.call('HDEL', p .. h, k) end end
 local function del(r, id)
   local v = redis.call('HGET', p .. 'm:' .. r, id)
   if not v then return 0 end
   local m = cjson.decode(v)
+  local n = #m.x
+  local pk = m.f .. '\\n' .. r
   redis.call('HDEL', p .. 'm:' .. r, id)
   redis.call('ZREM', p .. 'o:' .. r, id)
   redis.call('ZREM', p .. 'exp', r .. '\\n' .. id)
-  if redis.call('HINCRBY', p .. 'snd', m.f, -1) <= 0 then redis.call('HDEL', p .. 'snd', m.f) end
+  dec('snd', m.f, 1)
+  dec('sb', m.f, n)
+  dec('ib', r, n)
+  dec('pc', pk, 1)
+  dec('pb', pk, n)
   redis.call('DECR', p .. 'size')
   return 1
 end
@@ -54,14 +66,24 @@ while i <= #ARGV do
     if cjson.decode(held).f == s then o = 'duplicate' else o = 'id_conflict' end
   elseif redis.call('HLEN', p .. 'm:' .. r) >= maxIn then
     o = 'inbox_full'
-  elseif tonumber(redis.call('HGET', p .. 'snd', s) or '0') >= maxSnd then
+  elseif cnt('ib', r) + #f > maxInB then
+    o = 'inbox_bytes'
+  elseif cnt('snd', s) >= maxSnd then
     o = 'sender_quota'
+  elseif cnt('sb', s) + #f > maxSndB then
+    o = 'sender_bytes'
+  elseif cnt('pc', s .. '\\n' .. r) >= maxPair or cnt('pb', s .. '\\n' .. r) + #f > maxPairB then
+    o = 'pair_quota'
   else
     local seq = redis.call('INCR', p .. 'seq')
     redis.call('HSET', p .. 'm:' .. r, id, cjson.encode({ s = seq, f = s, a = a, e = e, x = f }))
     redis.call('ZADD', p .. 'o:' .. r, seq, id)
     redis.call('ZADD', p .. 'exp', tonumber(e), r .. '\\n' .. id)
     redis.call('HINCRBY', p .. 'snd', s, 1)
+    redis.call('HINCRBY', p .. 'sb', s, #f)
+    redis.call('HINCRBY', p .. 'ib', r, #f)
+    redis.call('HINCRBY', p .. 'pc', s .. '\\n' .. r, 1)
+    redis.call('HINCRBY', p .. 'pb', s .. '\\n' .. r, #f)
     redis.call('INCR', p .. 'size')
     o = 'stored'
   end
@@ -72,6 +94,7 @@ return out
 
 const PURGE = `
 local p = ARGV[1]
+local function dec(h, k, d) if redis.call('HINCRBY', p .. h, k, -d) <= 0 then redis.call('HDEL', p .. h, k) end end
 local items = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', ARGV[2], 'LIMIT', 0, 500)
 for _, item in ipairs(items) do
   local nl = string.find(item, '\\n', 1, true)
@@ -79,9 +102,15 @@ for _, item in ipairs(items) do
   local v = redis.call('HGET', p .. 'm:' .. r, id)
   if v then
     local m = cjson.decode(v)
+    local n = #m.x
+    local pk = m.f .. '\\n' .. r
     redis.call('HDEL', p .. 'm:' .. r, id)
     redis.call('ZREM', p .. 'o:' .. r, id)
-    if redis.call('HINCRBY', p .. 'snd', m.f, -1) <= 0 then redis.call('HDEL', p .. 'snd', m.f) end
+    dec('snd', m.f, 1)
+    dec('sb', m.f, n)
+    dec('ib', r, n)
+    dec('pc', pk, 1)
+    dec('pb', pk, n)
     redis.call('DECR', p .. 'size')
   end
   redis.call('ZREM', p .. 'exp', item)
@@ -110,7 +139,11 @@ export class RedisInboxStore implements InboxStore {
 
   /** See {@link InboxStore.commit}. One script: atomic across processes. */
   async commit(puts: readonly InboxMessage[], acks: readonly InboxAck[], quota: InboxQuota): Promise<PutOutcome[]> {
-    const argv: string[] = [this.#p, String(quota.maxPerInbox), String(quota.maxPerSender), String(acks.length)];
+    const lim = (v: number | undefined) => String(v ?? Number.MAX_SAFE_INTEGER);
+    const argv: string[] = [
+      this.#p, String(quota.maxPerInbox), String(quota.maxPerSender), lim(quota.maxBytesPerInbox), lim(quota.maxBytesPerSender),
+      lim(quota.maxPerPair), lim(quota.maxBytesPerPair), String(acks.length),
+    ];
     for (const a of acks) argv.push(a.recipient, a.id);
     for (const m of puts) argv.push(m.recipient, m.id, m.sender, String(m.storedAt), String(m.expiresAt), m.frame);
     try {

@@ -27,6 +27,12 @@ export interface RelayLimits {
   maxPerInbox: number;
   /** Most unacked frames per sender over all inboxes (default 10,000). */
   maxPerSender: number;
+  /** Most unacked frames one sender may hold in one recipient's inbox (default 1,000), so it cannot fill it for others. */
+  maxPerPair: number;
+  /** Most bytes per recipient (default 256 MiB), per sender (default 256 MiB), per (sender, recipient) (default 32 MiB). */
+  maxBytesPerInbox: number;
+  maxBytesPerSender: number;
+  maxBytesPerPair: number;
   /** Sustained routed frames per second per sender DID (default 2,000), with `messageBurst` (default 4,000). */
   messagesPerSecond: number;
   messageBurst: number;
@@ -54,6 +60,10 @@ export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   ttlMs: 72 * 3600_000,
   maxPerInbox: 10_000,
   maxPerSender: 10_000,
+  maxPerPair: 1_000,
+  maxBytesPerInbox: 256 * 1024 * 1024,
+  maxBytesPerSender: 256 * 1024 * 1024,
+  maxBytesPerPair: 32 * 1024 * 1024,
   messagesPerSecond: 2_000,
   messageBurst: 4_000,
   connectionsPerSecond: 20,
@@ -158,7 +168,11 @@ export class Relay {
   /** A relay over `options.inbox`. */
   constructor(options: RelayOptions) {
     this.limits = Object.freeze({ ...DEFAULT_RELAY_LIMITS, ...options.limits });
-    this.#quota = { maxPerInbox: this.limits.maxPerInbox, maxPerSender: this.limits.maxPerSender };
+    const l = this.limits;
+    this.#quota = {
+      maxPerInbox: l.maxPerInbox, maxPerSender: l.maxPerSender, maxPerPair: l.maxPerPair,
+      maxBytesPerInbox: l.maxBytesPerInbox, maxBytesPerSender: l.maxBytesPerSender, maxBytesPerPair: l.maxBytesPerPair,
+    };
     assertQuota(this.#quota);
     this.#inbox = options.inbox;
     this.#proofs = options.proofs;
@@ -470,6 +484,14 @@ export class Relay {
         return this.#error(from, 'Recipient inbox is full', RelayErrorCode.INBOX_FULL, msg.id);
       case 'sender_quota':
         return this.#error(from, 'Too many unacknowledged messages from this sender', RelayErrorCode.SENDER_QUOTA, msg.id);
+      case 'inbox_bytes':
+        return this.#error(from, 'Recipient inbox is full (bytes)', RelayErrorCode.INBOX_FULL, msg.id);
+      case 'store_full':
+        return this.#error(from, 'Relay storage is full', RelayErrorCode.INBOX_FULL, msg.id);
+      case 'sender_bytes':
+        return this.#error(from, 'Too many unacknowledged bytes from this sender', RelayErrorCode.SENDER_QUOTA, msg.id);
+      case 'pair_quota':
+        return this.#error(from, 'Too many unacknowledged messages from this sender to this recipient', RelayErrorCode.SENDER_QUOTA, msg.id);
     }
   }
 

@@ -8,7 +8,7 @@ import { loadBackend } from '../store/backend';
 import type Database from 'better-sqlite3';
 import { E2EError } from '../errors';
 import { storeError } from '../store/validate';
-import { Counter, InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome, decidePut } from './inbox';
+import { InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome, QuotaCounters, decidePut, frameBytes } from './inbox';
 
 /** Options of {@link SqliteInboxStore}. */
 export interface SqliteInboxOptions {
@@ -40,9 +40,7 @@ export class SqliteInboxStore implements InboxStore {
     insert: Database.Statement; del: Database.Statement; held: Database.Statement; pending: Database.Statement;
     expired: Database.Statement; purge: Database.Statement;
   };
-  readonly #byInbox = new Counter();
-  readonly #bySender = new Counter();
-  #size = 0;
+  readonly #c = new QuotaCounters();
   readonly #commit: (puts: readonly InboxMessage[], acks: readonly InboxAck[], q: InboxQuota) => PutOutcome[];
   readonly #apply: (puts: readonly InboxMessage[], acks: readonly InboxAck[], q: InboxQuota) => PutOutcome[];
 
@@ -66,46 +64,34 @@ export class SqliteInboxStore implements InboxStore {
       this.#db = db;
       this.#q = {
         insert: db.prepare('INSERT INTO relay_inbox (recipient, id, sender, stored_at, expires_at, frame) VALUES (?, ?, ?, ?, ?, ?)'),
-        del: db.prepare('DELETE FROM relay_inbox WHERE recipient = ? AND id = ? RETURNING sender'),
+        del: db.prepare('DELETE FROM relay_inbox WHERE recipient = ? AND id = ? RETURNING sender, length(CAST(frame AS BLOB)) AS n'),
         held: db.prepare('SELECT sender FROM relay_inbox WHERE recipient = ? AND id = ?').pluck(),
         pending: db.prepare('SELECT * FROM relay_inbox WHERE recipient = ? AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?'),
-        expired: db.prepare('SELECT recipient, sender FROM relay_inbox WHERE expires_at <= ?'),
+        expired: db.prepare('SELECT recipient, sender, length(CAST(frame AS BLOB)) AS n FROM relay_inbox WHERE expires_at <= ?'),
         purge: db.prepare('DELETE FROM relay_inbox WHERE expires_at <= ?'),
       };
       // Quota counters, rebuilt from the file: a restarted relay enforces the same quotas.
-      for (const r of db.prepare('SELECT recipient, COUNT(*) AS n FROM relay_inbox GROUP BY recipient').all() as { recipient: string; n: number }[]) {
-        this.#byInbox.add(r.recipient, r.n);
-        this.#size += r.n;
-      }
-      for (const r of db.prepare('SELECT sender, COUNT(*) AS n FROM relay_inbox GROUP BY sender').all() as { sender: string; n: number }[]) {
-        this.#bySender.add(r.sender, r.n);
-      }
+      this.#rebuildCounters();
     } catch (e) {
       throw storeError('open', e);
     }
     this.#apply = (puts: readonly InboxMessage[], acks: readonly InboxAck[], q: InboxQuota) => {
       for (const a of acks) {
-        const r = this.#q.del.get(a.recipient, a.id) as { sender: string } | undefined;
-        if (r) this.#counted(a.recipient, r.sender, -1);
+        const r = this.#q.del.get(a.recipient, a.id) as { sender: string; n: number } | undefined;
+        if (r) this.#c.add(a.recipient, r.sender, r.n, -1);
       }
       const out: PutOutcome[] = [];
       for (const m of puts) {
         const held = this.#q.held.get(m.recipient, m.id) as string | undefined;
-        const outcome = decidePut(m, held, this.#byInbox.get(m.recipient), this.#bySender.get(m.sender), q);
+        const outcome = decidePut(m, held, this.#c.state(m.recipient, m.sender), q);
         out.push(outcome);
         if (outcome !== 'stored') continue;
         this.#q.insert.run(m.recipient, m.id, m.sender, m.storedAt, m.expiresAt, m.frame);
-        this.#counted(m.recipient, m.sender, 1);
+        this.#c.add(m.recipient, m.sender, frameBytes(m.frame), 1);
       }
       return out;
     };
     this.#commit = this.#db.transaction(this.#apply);
-  }
-
-  #counted(recipient: string, sender: string, d: number): void {
-    this.#byInbox.add(recipient, d);
-    this.#bySender.add(sender, d);
-    this.#size += d;
   }
 
   /** See {@link InboxStore.commit}. One transaction. */
@@ -150,13 +136,10 @@ export class SqliteInboxStore implements InboxStore {
   }
 
   #rebuildCounters(): void {
-    this.#byInbox.clear();
-    this.#bySender.clear();
-    this.#size = 0;
+    this.#c.clear();
     try {
-      for (const r of this.#db.prepare('SELECT recipient, sender, COUNT(*) AS n FROM relay_inbox GROUP BY recipient, sender').all() as { recipient: string; sender: string; n: number }[]) {
-        this.#counted(r.recipient, r.sender, r.n);
-      }
+      const rows = this.#db.prepare('SELECT recipient, sender, COUNT(*) AS n, SUM(length(CAST(frame AS BLOB))) AS b FROM relay_inbox GROUP BY recipient, sender').all() as { recipient: string; sender: string; n: number; b: number }[];
+      for (const r of rows) this.#c.add(r.recipient, r.sender, r.b, 1, r.n);
     } catch {
       // The database is unusable; the next commit reports it.
     }
@@ -173,20 +156,20 @@ export class SqliteInboxStore implements InboxStore {
 
   /** See {@link InboxStore.count}. */
   count(recipient: string): number {
-    return this.#byInbox.get(recipient);
+    return this.#c.inboxCount.get(recipient);
   }
 
   /** See {@link InboxStore.size}. */
   size(): number {
-    return this.#size;
+    return this.#c.size;
   }
 
   /** See {@link InboxStore.purgeExpired}. */
   purgeExpired(now: number): number {
     try {
       return this.#db.transaction(() => {
-        const rows = this.#q.expired.all(now) as { recipient: string; sender: string }[];
-        for (const r of rows) this.#counted(r.recipient, r.sender, -1);
+        const rows = this.#q.expired.all(now) as { recipient: string; sender: string; n: number }[];
+        for (const r of rows) this.#c.add(r.recipient, r.sender, r.n, -1);
         this.#q.purge.run(now);
         return rows.length;
       })();

@@ -2,8 +2,8 @@
 import { ready } from '../../lib/sodium';
 import { ed25519Sign, toBase64Url, utf8 } from '../../lib/crypto';
 import { buildConnectFrame } from '../../lib/mesh/frames';
-import { MeshServer, ProofCache, startMeshServer } from '../../lib/server';
-import { TestClient, authed, http, newAgent, publish, register } from './helpers';
+import { MemoryInboxStore, MeshServer, ProofCache, startMeshServer } from '../../lib/server';
+import { TestClient, authed, connect, http, message, newAgent, publish, register } from './helpers';
 
 beforeAll(async () => ready());
 
@@ -93,5 +93,38 @@ describe('one-time-key drain through throwaway DIDs (finding 2)', () => {
     await publish(server.url, target, 3);
     for (let i = 0; i < 3; i++) expect((await authed(server.url, r, 'GET', `/v1/agents/${newAgent().did}/prekeys`)).status).toBe(404);
     expect((await authed(server.url, r, 'GET', `/v1/agents/${target.did}/prekeys`)).status).toBe(200);
+  });
+});
+
+describe('inbox fill (finding 3)', () => {
+  it('one sender cannot fill an inbox for the others: per-(sender, recipient) cap, then byte quotas, with error frames', async () => {
+    const s = await startMeshServer({ port: 0, relay: { maxPerInbox: 10, maxPerPair: 2, maxBytesPerSender: 4000, messageBurst: 1000 } });
+    try {
+      const [a, b, v] = [newAgent(), newAgent(), newAgent()];
+      const ca = await connect(s.url, a);
+      const cb = await connect(s.url, b);
+      for (let i = 0; i < 3; i++) ca.send(message(v.did, `p${i}`));
+      const got = [await ca.frame(), await ca.frame(), await ca.frame()];
+      expect(got.slice(0, 2).every((f) => f.type === 'accepted')).toBe(true);
+      expect(got[2]).toEqual({ type: 'error', detail: 'Too many unacknowledged messages from this sender to this recipient', code: 'sender_quota', id: 'p2' });
+      cb.send(message(v.did, 'other'));
+      expect(await cb.frame()).toMatchObject({ type: 'accepted', id: 'other' });
+      // Bytes per sender: 4000 bytes in all, whatever the frame count.
+      cb.send(message(newAgent().did, 'big1', { ciphertext: 'A'.repeat(2500) }));
+      cb.send(message(newAgent().did, 'big2', { ciphertext: 'A'.repeat(2500) }));
+      expect(await cb.frame()).toMatchObject({ type: 'accepted', id: 'big1' });
+      expect(await cb.frame()).toEqual({ type: 'error', detail: 'Too many unacknowledged bytes from this sender', code: 'sender_quota', id: 'big2' });
+      ca.close();
+      cb.close();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('the in-memory store has a global byte cap (store_full)', () => {
+    const m = new MemoryInboxStore({ maxBytes: 250 });
+    const put = (id: string, sender: string) => ({ recipient: 'did:mesh:r', id, sender, frame: 'x'.repeat(100), storedAt: 0, expiresAt: 10 });
+    expect(m.commit([put('1', 'a'), put('2', 'b'), put('3', 'c')], [], { maxPerInbox: 10, maxPerSender: 10 })).toEqual(['stored', 'stored', 'store_full']);
+    expect(m.commit([put('3', 'c')], [{ recipient: 'did:mesh:r', id: '1' }], { maxPerInbox: 10, maxPerSender: 10 })).toEqual(['stored']);
   });
 });

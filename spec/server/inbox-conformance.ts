@@ -65,6 +65,30 @@ export function inboxConformance(name: string, make: () => InboxStore | Promise<
       expect(await s.commit([msg('r', '4')], [{ recipient: 'r', id: '1' }], Q)).toEqual(['stored']);
     });
 
+    it('per-(sender, recipient) cap: one sender cannot fill an inbox for the others (pair_quota)', async () => {
+      const q: InboxQuota = { maxPerInbox: 10, maxPerSender: 10, maxPerPair: 2 };
+      expect(await s.commit([msg('r', '1', 'did:mesh:a'), msg('r', '2', 'did:mesh:a'), msg('r', '3', 'did:mesh:a')], [], q)).toEqual(['stored', 'stored', 'pair_quota']);
+      expect(await s.commit([msg('r', '4', 'did:mesh:b'), msg('x', '5', 'did:mesh:a')], [], q)).toEqual(['stored', 'stored']);
+      expect(await s.commit([msg('r', '3', 'did:mesh:a')], [{ recipient: 'r', id: '1' }], q)).toEqual(['stored']);
+    });
+
+    it('byte quotas per inbox, per sender and per pair; acks and purges give the bytes back', async () => {
+      const n = Buffer.byteLength(msg('r', '1').frame); // every test frame id is one character: same size
+      const big = (recipient: string, id: string, sender: string) => msg(recipient, id, sender);
+      expect(await s.commit([big('r', '1', 'did:mesh:a'), big('r', '2', 'did:mesh:b'), big('r', '3', 'did:mesh:c')], [], { maxPerInbox: 10, maxPerSender: 10, maxBytesPerInbox: 2 * n + 1 }))
+        .toEqual(['stored', 'stored', 'inbox_bytes']);
+      expect(await s.commit([big('x', '4', 'did:mesh:a'), big('y', '5', 'did:mesh:a')], [], { maxPerInbox: 10, maxPerSender: 10, maxBytesPerSender: 2 * n }))
+        .toEqual(['stored', 'sender_bytes']);
+      expect(await s.commit([big('x', '6', 'did:mesh:a')], [], { maxPerInbox: 10, maxPerSender: 10, maxBytesPerPair: n }))
+        .toEqual(['pair_quota']);
+      expect(await s.commit([big('x', '6', 'did:mesh:a')], [{ recipient: 'x', id: '4' }], { maxPerInbox: 10, maxPerSender: 10, maxBytesPerPair: n }))
+        .toEqual(['stored']);
+      await s.commit([msg('z', '7', 'did:mesh:e', NOW + 10)], [], Q);
+      await s.purgeExpired(NOW + 10);
+      expect(await s.commit([msg('z', '8', 'did:mesh:e')], [], { maxPerInbox: 10, maxPerSender: 10, maxBytesPerInbox: n, maxBytesPerSender: n, maxBytesPerPair: n }))
+        .toEqual(['stored']);
+    });
+
     it('expiry: expired frames are not listed; purge deletes them and frees quota', async () => {
       await s.commit([msg('r', 'old', 'did:mesh:s', NOW + 10), msg('r', 'new', 'did:mesh:s', NOW + 1000)], [], Q);
       expect((await s.pending('r', NOW + 10, 10)).map((m) => m.id)).toEqual(['new']);
