@@ -47,6 +47,10 @@ export interface RegistryLimits {
   authPerSecond: number;
   authAddressBurst: number;
   authAddressPerSecond: number;
+  /** `GET /v1/discover` per remote address: burst (default 30), per second (default 2); most bytes of results (default 256 KiB). */
+  discoverBurst: number;
+  discoverPerSecond: number;
+  discoverMaxBytes: number;
   /** Most one-time pre-keys in one DID's pool (default 1000). */
   maxOneTimeKeys: number;
   /** Most capabilities (default 64) and metadata entries (default 64); longest string (default 1024). */
@@ -72,6 +76,9 @@ export const DEFAULT_REGISTRY_LIMITS: Readonly<RegistryLimits> = Object.freeze({
   authPerSecond: 5,
   authAddressBurst: 600,
   authAddressPerSecond: 50,
+  discoverBurst: 30,
+  discoverPerSecond: 2,
+  discoverMaxBytes: 256 * 1024,
   maxOneTimeKeys: 1000,
   maxCapabilities: 64,
   maxMetadata: 64,
@@ -130,6 +137,7 @@ export class Registry {
   readonly #uploadLimiter: RateLimiter;
   readonly #reportLimiter: RateLimiter;
   readonly #authLimiter: RateLimiter;
+  readonly #discoverLimiter: RateLimiter;
   readonly #authAddressLimiter: RateLimiter;
   readonly #legacy: boolean;
 
@@ -149,6 +157,7 @@ export class Registry {
     this.#uploadLimiter = new RateLimiter(l.uploadBurst, l.uploadPerSecond);
     this.#reportLimiter = new RateLimiter(l.reportBurst, l.reportPerSecond);
     this.#authLimiter = new RateLimiter(l.authBurst, l.authPerSecond);
+    this.#discoverLimiter = new RateLimiter(l.discoverBurst, l.discoverPerSecond);
     this.#authAddressLimiter = new RateLimiter(l.authAddressBurst, l.authAddressPerSecond);
   }
 
@@ -209,7 +218,7 @@ export class Registry {
     if (a === 'registry' && did === 'verify' && parts.length === 3 && method === 'POST') {
       throw new HttpError(503, 'Entra verification is not configured');
     }
-    if (a === 'discover' && parts.length === 2 && method === 'GET') return this.#discover(url);
+    if (a === 'discover' && parts.length === 2 && method === 'GET') return this.#discover(ctx);
     throw new HttpError(404, 'Not Found');
   }
 
@@ -538,6 +547,8 @@ export class Registry {
     }
     if (reporter_amid !== a.did) throw new HttpError(403, 'Reporter does not match the authenticated DID');
     if (reporter_amid !== initiator_amid && reporter_amid !== receiver_amid) throw new HttpError(403, 'Reporter is not a participant');
+    // A session with oneself would let an agent raise its own reputation.
+    if (initiator_amid === receiver_amid) throw new HttpError(403, 'Initiator and receiver must differ');
     if (outcome !== 'success' && outcome !== 'failed' && outcome !== 'timeout') throw new HttpError(400, 'outcome must be success, failed or timeout');
     const ini = await this.#dir.get(initiator_amid);
     const rec = await this.#dir.get(receiver_amid);
@@ -560,16 +571,24 @@ export class Registry {
     return { status: 200, body: { session_id, outcome, reputation: { [ini.did]: ini.reputation, [rec.did]: rec.reputation } } };
   }
 
-  async #discover(url: URL): Promise<{ status: number; body: unknown }> {
+  async #discover(ctx: Ctx): Promise<{ status: number; body: unknown }> {
+    const url = ctx.url;
+    if (!this.#discoverLimiter.take(ctx.req.socket.remoteAddress ?? 'unknown')) throw new HttpError(429, 'Too many discover requests');
     const capability = url.searchParams.get('capability') ?? undefined;
     const limitText = url.searchParams.get('limit');
     const limit = limitText === null ? 50 : Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > 200) throw new HttpError(422, 'limit must be an integer in [1, 200]');
     const { results, total } = await this.#dir.find(capability, limit);
-    return {
-      status: 200,
-      body: { results: results.map((r) => ({ did: r.did, capabilities: r.capabilities, reputation_score: r.reputation, last_seen: pyIso(r.lastSeen) })), total },
-    };
+    // At most `discoverMaxBytes` of results: records past it are left off (`total` still counts them).
+    const out: unknown[] = [];
+    let bytes = 0;
+    for (const r of results) {
+      const item = { did: r.did, capabilities: r.capabilities, reputation_score: r.reputation, last_seen: pyIso(r.lastSeen) };
+      bytes += Buffer.byteLength(JSON.stringify(item));
+      if (bytes > this.limits.discoverMaxBytes) break;
+      out.push(item);
+    }
+    return { status: 200, body: { results: out, total } };
   }
 }
 

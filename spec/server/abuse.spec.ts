@@ -128,3 +128,33 @@ describe('inbox fill (finding 3)', () => {
     expect(m.commit([put('3', 'c')], [{ recipient: 'did:mesh:r', id: '1' }], { maxPerInbox: 10, maxPerSender: 10 })).toEqual(['stored']);
   });
 });
+
+describe('reputation self-inflation and /discover (finding 4)', () => {
+  let server: MeshServer;
+  beforeAll(async () => {
+    server = await startMeshServer({ port: 0, registry: { discoverBurst: 3, discoverPerSecond: 0.01, discoverMaxBytes: 300, registerBurst: 1000 } });
+  });
+  afterAll(async () => server.close());
+
+  it('a session report with initiator = receiver is refused (403) and changes nothing', async () => {
+    const a = newAgent();
+    await register(server.url, a);
+    const r = await authed(server.url, a, 'POST', '/v1/registry/reputation/session', {
+      session_id: 's1', initiator_amid: a.did, receiver_amid: a.did, outcome: 'success', reporter_amid: a.did,
+    });
+    expect(r).toMatchObject({ status: 403, body: { detail: 'Initiator and receiver must differ' } });
+    expect((await http(server.url, 'GET', `/v1/agents/${a.did}`)).body).toMatchObject({ reputation_score: 0.5, total_sessions: 0 });
+  });
+
+  it('/discover: capped in bytes (total still counts all) and rate-limited per address', async () => {
+    for (let i = 0; i < 4; i++) await register(server.url, newAgent(), ['cap-x', 'y'.repeat(100)]);
+    const r = await http(server.url, 'GET', '/v1/discover?capability=cap-x&limit=200');
+    expect(r.status).toBe(200);
+    expect(r.body.total).toBe(4);
+    expect(r.body.results.length).toBeGreaterThan(0);
+    expect(r.body.results.length).toBeLessThan(4);
+    await http(server.url, 'GET', '/v1/discover');
+    await http(server.url, 'GET', '/v1/discover');
+    expect(await http(server.url, 'GET', '/v1/discover')).toMatchObject({ status: 429, body: { detail: 'Too many discover requests' } });
+  });
+});
