@@ -280,7 +280,7 @@ export class Relay {
         // AGT's MeshClient sends it on every connect and AGT's relay rejects it; pushing again would duplicate.
         return this.#error(conn, 'Unknown frame type: fetch_pending', RelayErrorCode.UNKNOWN_TYPE);
       default:
-        return this.#route(conn, frame as RoutedFrame, text);
+        return this.#route(conn, frame as RoutedFrame);
     }
   }
 
@@ -402,7 +402,7 @@ export class Relay {
     }
   }
 
-  #route(conn: Conn, frame: RoutedFrame, text: string): void {
+  #route(conn: Conn, frame: RoutedFrame): void {
     const did = conn.did as string;
     // G1: the sender is the authenticated DID. AGT drops a mismatch silently; we say why.
     if (frame.from !== undefined && frame.from !== null && frame.from !== did) {
@@ -411,7 +411,7 @@ export class Relay {
     if (!this.#msgLimiter.take(did)) return this.#error(conn, 'Rate limit exceeded', RelayErrorCode.RATE_LIMITED, frame.id);
     const now = Date.now();
     this.#puts.push({
-      msg: { recipient: frame.to, id: frame.id, sender: did, frame: stampFrom(frame, text, did), storedAt: now, expiresAt: now + this.limits.ttlMs },
+      msg: { recipient: frame.to, id: frame.id, sender: did, frame: stampFrom(frame, did), storedAt: now, expiresAt: now + this.limits.ttlMs },
       from: conn,
     });
     this.#schedule();
@@ -559,18 +559,11 @@ export class Relay {
 }
 
 /**
- * The frame as forwarded: verbatim when it already names the sender, else with `"from"` appended. Appending to
- * the sender's own text (a JSON object, so it ends with `}`) saves a re-serialization per frame on the hot path.
+ * The frame as forwarded: always re-serialized from the parsed, validated object with `from` set to the sender,
+ * never the client's text. A verbatim text could carry a second `from` (or `to`, `id`) under an escaped key
+ * (`"fr\\u006fm"`) that a first-key-wins parser would read as the sender.
  */
-function stampFrom(frame: RoutedFrame, text: string, did: string): string {
-  // Verbatim only with a single "from" key: with duplicates, parsers that keep the first would see a forged one.
-  if (frame.from === did && text.indexOf('"from"') === text.lastIndexOf('"from"')) return text;
-  const end = text.lastIndexOf('}');
-  if (frame.from === undefined && end > 0) {
-    const body = text.slice(0, end).trimEnd();
-    const empty = body.endsWith('{');
-    return `${body}${empty ? '' : ','}"from":${JSON.stringify(did)}}`;
-  }
+function stampFrom(frame: RoutedFrame, did: string): string {
   frame.from = did;
   return encodeFrame(frame);
 }

@@ -160,4 +160,19 @@ describe('G1: duplicate JSON keys cannot smuggle a forged from', () => {
     cm.close();
     cb.close();
   });
+
+  it('an escaped duplicate key ("fr\\u006fm") is not forwarded verbatim: the recipient sees only the sender', async () => {
+    const mallory = newAgent();
+    const alice = newAgent();
+    const bob = newAgent();
+    const cm = await connect(server.url, mallory);
+    const cb = await connect(server.url, bob);
+    cm.send(`{"type":"message","fr\\u006fm":"${alice.did}","to":"${bob.did}","id":"esc","from":"${mallory.did}"}`);
+    const got = (await cb.next()) as { kind: 'frame'; raw: string };
+    expect(got.raw).not.toContain(alice.did);
+    expect(got.raw).not.toContain('\\u006f');
+    expect(JSON.parse(got.raw).from).toBe(mallory.did);
+    cm.close();
+    cb.close();
+  });
 });
