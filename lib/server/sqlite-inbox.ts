@@ -71,7 +71,7 @@ export class SqliteInboxStore implements InboxStore {
         purge: db.prepare('DELETE FROM relay_inbox WHERE expires_at <= ?'),
       };
       // Quota counters, rebuilt from the file: a restarted relay enforces the same quotas.
-      this.#rebuildCounters();
+      this.#rebuildCounters(true);
     } catch (e) {
       throw storeError('open', e);
     }
@@ -135,12 +135,14 @@ export class SqliteInboxStore implements InboxStore {
     }
   }
 
-  #rebuildCounters(): void {
+  /** Recounts from the file; `strict` (at open) lets a failure throw, otherwise the next commit reports it. */
+  #rebuildCounters(strict = false): void {
     this.#c.clear();
     try {
       const rows = this.#db.prepare('SELECT recipient, sender, COUNT(*) AS n, SUM(length(CAST(frame AS BLOB))) AS b FROM relay_inbox GROUP BY recipient, sender').all() as { recipient: string; sender: string; n: number; b: number }[];
       for (const r of rows) this.#c.add(r.recipient, r.sender, r.b, 1, r.n);
-    } catch {
+    } catch (e) {
+      if (strict) throw e;
       // The database is unusable; the next commit reports it.
     }
   }
