@@ -53,8 +53,11 @@ export class TestClient {
     this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
   }
 
-  /** The next event, or throws after `ms`. */
-  async next(ms = 3000): Promise<Event> {
+  /**
+   * The next event, or throws after `ms` (generous: frames that cross two server processes and Redis
+   * under a full parallel test run on 2 cores can take seconds; tests of silence use {@link quiet}).
+   */
+  async next(ms = 15_000): Promise<Event> {
     const deadline = Date.now() + ms;
     while (this.events.length === 0) {
       const left = deadline - Date.now();
@@ -71,7 +74,7 @@ export class TestClient {
   }
 
   /** The next frame (throws on a close). */
-  async frame(ms = 3000): Promise<Record<string, unknown>> {
+  async frame(ms = 15_000): Promise<Record<string, unknown>> {
     const e = await this.next(ms);
     if (e.kind !== 'frame') throw new Error(`closed ${e.code} ${e.reason} while waiting for a frame`);
     return e.frame;
