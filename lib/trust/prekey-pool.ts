@@ -22,13 +22,15 @@ export interface BridgePreKeyStore {
   removeBundle(did: string): Awaitable<boolean>;
 }
 
-/** Runs a store call; anything other than an `E2EError` becomes `STORE_ERROR`. */
+/** Runs a store call; anything other than an `E2EError` becomes `STORE_ERROR` (reason `backend`, the original as `cause`). */
 export async function storeCall<T>(f: () => Awaitable<T>): Promise<T> {
   try {
     return await f();
   } catch (e) {
     if (isE2EError(e)) throw e;
-    throw new E2EError('STORE_ERROR', 'the pre-key store failed');
+    const err = new E2EError('STORE_ERROR', 'the pre-key store failed', 'backend');
+    Object.defineProperty(err, 'cause', { value: e, enumerable: false, writable: true, configurable: true }); // as the stores do
+    throw err;
   }
 }
 
@@ -57,11 +59,6 @@ export class KeyManagerSource {
   constructor(source: X3DHKeyManager | PersistedKeyManager) {
     if (source instanceof X3DHKeyManager) this.#fixed = source;
     else this.#persisted = source;
-  }
-
-  /** Whether changes are saved (a {@link PersistedKeyManager}). */
-  get persisted(): boolean {
-    return this.#persisted !== undefined;
   }
 
   /** The key manager now. */

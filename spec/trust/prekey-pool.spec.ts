@@ -62,6 +62,9 @@ describe('PreKeyPublisher with a store', () => {
     expect((await rejectionOf(new PreKeyPublisher(manager(), 'did:mesh:bob', lossy, 1).publish())).code).toBe('STORE_ERROR');
     const broken = { ...lossy, storeBundle: () => { throw new Error('disk full'); } };
     expect((await rejectionOf(new PreKeyPublisher(manager(), 'did:mesh:bob', broken, 1).publish())).code).toBe('STORE_ERROR');
+    const e = (await rejectionOf(storeCall(() => { throw new Error('disk full'); }))) as { reason?: string; cause?: unknown; message?: string };
+    expect([e.reason, (e.cause as Error).message]).toEqual(['backend', 'disk full']);
+    expect(e.message).not.toMatch(/disk full/); // the foreign text stays out of our message
   });
 
   test('storeCall passes E2EErrors through and returns values', async () => {
