@@ -1,6 +1,7 @@
 /** The primitives: synchronous after `await ready()`, each a few lines over libsodium. */
 export * from './aead';
 export * from './bytes';
+export * from './byte-io';
 export * from './ed25519';
 export * from './hash';
 export * from './hkdf';
