@@ -2,16 +2,65 @@
  * agentmesh-e2e: end-to-end encryption between AI agents. `await ready()` first.
  *
  * This root entry runs in Node, Bun, Deno and browsers: it imports no `node:` module and no native
- * package. The SQLite and Redis stores are at `agentmesh-e2e/sqlite` and `agentmesh-e2e/redis`.
+ * package. The SQLite and Redis stores are at `agentmesh-e2e/sqlite` and `agentmesh-e2e/redis`, the
+ * mesh client at `agentmesh-e2e/mesh`, the relay and registry at `agentmesh-e2e/server`.
+ *
+ * Every name is listed here on purpose: what is not listed is internal and may change in any release.
+ * `api/` holds the report of this surface that CI compares, so a change to it is a visible diff.
  * @packageDocumentation
  */
+
+// Start-up and errors.
 export { ready, isReady } from './sodium';
 export { E2EError, ErrorCode, isE2EError } from './errors';
 export * as limits from './limits';
+
+// Sessions: X3DH key agreement, the Double Ratchet and the channel over both.
+export { X3DHKeyManager, bundleFromJSON, bundleToJSON } from './x3dh';
+export type {
+  KeyManagerState, OneTimePreKey, PreKeyBundle, PreKeyBundleJSON, SignedPreKey, X3DHInitiation, X3DHRespondParams,
+  X3DHResponse,
+} from './x3dh';
+export { SecureChannel, ChannelEstablishment } from './channel';
+export type { ChannelEstablishmentFields, ChannelEstablishmentJSON, ChannelOptions, ReceiverOptions, SenderChannel } from './channel';
+export { DoubleRatchet, EncryptedMessage, RatchetState } from './ratchet';
+export type {
+  EncryptedMessageJSON, MessageHeader, RatchetLimits, RatchetOptions, RatchetStateDict, RatchetStateInit, SkippedKey,
+  SkippedKeys,
+} from './ratchet';
+
+// Identities and the trust-gated bridge.
+export {
+  AgentIdentity, EncryptedTrustBridge, TrustHandshake, InMemoryIdentityRegistry, LocalTrustNetwork, TrustRejectReason,
+  TRUST_LEVEL_THRESHOLDS, trustLevel, didFromPublicKey, keyFingerprint, parseHandshakeChallenge, parseHandshakeResponse,
+} from './trust';
+export type {
+  AgentIdentityJSON, AgentIdentityOptions, Awaitable, BridgePreKeyStore, ChallengeOptions, ChallengeReply,
+  EncryptedTrustBridgeOptions, HandshakeChallenge, HandshakeResponse, HandshakeResult, IdentityRecord,
+  IdentityRegistration, IdentityRegistry, IdentityStatus, LocalTrustNetworkOptions, MutualRoles, OpenChannelOptions,
+  TrustEndpoint, TrustHandshakeOptions, TrustLevel, TrustSession, TrustTransport, TrustWireEvent, VerifyOptions,
+} from './trust';
+export type { PersistedKeyManager } from './trust/prekey-pool';
+
+// Stores that need no backend package and no Node built-in.
+export type {
+  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, KeyManagerStore, MaybePromise, PreKeyStore,
+  PublicOneTimePreKey, SessionStore, StoredRecord,
+} from './store/types';
+export { StorageCipher, STORAGE_KEY_BYTES } from './store/storage-cipher';
+export { InMemoryStore, InMemoryPreKeyStore } from './store/memory';
+export { PersistentChannel, inboxMessageId } from './store/persistent-channel';
+export type { SessionLocation, ReceiveOptions, LoadOptions, InboxMessage } from './store/persistent-channel';
+export { StoredKeyManager, establishmentFingerprint } from './store/stored-key-manager';
+export type { KeyManagerLocation, AcceptOptions } from './store/stored-key-manager';
+export { maintainPreKeys } from './store/prekey-maintenance';
+export type { PreKeyPolicy, MaintenanceReport } from './store/prekey-maintenance';
+
+// Primitives, for the bytes around the protocol (each a few lines over libsodium).
 export {
   AEAD_KEY_BYTES, AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES, XCHACHA20_POLY1305_NONCE_BYTES,
   chacha20Poly1305Encrypt, chacha20Poly1305Decrypt, xchacha20Poly1305Encrypt, xchacha20Poly1305Decrypt,
-  concatBytes, u32be, readU32BE, toHex, fromHex, toBase64, fromBase64, toBase64Url, fromBase64Url, utf8, fromUtf8,
+  concatBytes, u32be, toHex, fromHex, toBase64, fromBase64, toBase64Url, fromBase64Url, utf8, fromUtf8,
   constantTimeEqual, memzero,
   ED25519_PUBLIC_KEY_BYTES, ED25519_SECRET_KEY_BYTES, ED25519_SEED_BYTES, ED25519_SIGNATURE_BYTES,
   ed25519KeyPair, ed25519KeyPairFromSeed, ed25519Sign, ed25519Verify, ed25519SecretKeyToX25519, ed25519PublicKeyToX25519,
@@ -22,21 +71,3 @@ export {
   X25519_BYTES, x25519, x25519KeyPair, x25519PublicKey,
 } from './crypto';
 export type { Ed25519KeyPair, X25519KeyPair } from './crypto';
-export * from './x3dh';
-export * from './ratchet';
-export * from './channel';
-export * from './trust';
-// Stores that need no backend package and no Node built-in. SqliteStore and RedisStore live behind
-// the subpaths `agentmesh-e2e/sqlite` and `agentmesh-e2e/redis`, so this entry loads no native module.
-export * from './store/types';
-export { StorageCipher, STORAGE_KEY_BYTES, SEALED_FORMAT_VERSION } from './store/storage-cipher';
-export { InMemoryStore, InMemoryPreKeyStore } from './store/memory';
-export { PersistentChannel, sessionContext, inboxMessageId } from './store/persistent-channel';
-export type { SessionLocation, ReceiveOptions, LoadOptions, InboxMessage } from './store/persistent-channel';
-export { StoredKeyManager, establishmentFingerprint } from './store/stored-key-manager';
-export type { KeyManagerLocation, AcceptOptions } from './store/stored-key-manager';
-export {
-  maintainPreKeys, DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_TARGET_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS,
-  DEFAULT_SIGNED_PRE_KEY_GRACE_MS,
-} from './store/prekey-maintenance';
-export type { PreKeyPolicy, MaintenanceReport } from './store/prekey-maintenance';

@@ -21,9 +21,9 @@ import lib = require('../lib');
 import { E2EError } from '../lib/errors';
 
 /** Runtime exports of lib/index.ts when this spec was written; a new export must be added to the plan below. */
-const EXPECTED_EXPORTS = 147;
+const EXPECTED_EXPORTS = 78;
 /** Constants, functions, classes, and call targets (functions, constructors, statics, instance methods). */
-const EXPECTED_SHAPE = [61, 68, 18, 198];
+const EXPECTED_SHAPE = [17, 44, 17, 165];
 /** Per target: fast-check runs (fixed seed, so the run is reproducible). */
 const RUNS = 100;
 /** The time bound for one call, sync or async (generous: the machine is shared). */
@@ -201,7 +201,7 @@ const isClass = (f: unknown): f is new (...a: unknown[]) => unknown =>
 
 /** Classes whose instances are cheap to make from valid values; their methods are probed too. */
 function instanceFactories(): Record<string, () => object> {
-  const { X3DHKeyManager, SecureChannel, DoubleRatchet, SkippedKeys, ChannelEstablishment } = lib;
+  const { X3DHKeyManager, SecureChannel, DoubleRatchet, ChannelEstablishment } = lib;
   const mgr = (): lib.X3DHKeyManager => {
     const id = lib.ed25519KeyPair();
     const m = X3DHKeyManager.fromEd25519Keys(id.secretKey, id.publicKey);
@@ -226,7 +226,6 @@ function instanceFactories(): Record<string, () => object> {
     SecureChannel: () => channels().bob,
     DoubleRatchet: ratchet,
     RatchetState: () => ratchet().state,
-    SkippedKeys: () => new SkippedKeys(),
     EncryptedMessage: () => channels().alice.send(lib.utf8('m')),
     ChannelEstablishment: () => ChannelEstablishment.from(valid.establishment as never),
     E2EError: () => new lib.E2EError('INVALID_ARGUMENT', 'x'),

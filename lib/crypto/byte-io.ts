@@ -1,8 +1,7 @@
 /**
  * One byte writer and one byte reader for every binary layout the library defines (ratchet state,
  * key manager, channel, establishment, sealed blob). A layout is then a list of field calls, and
- * truncation or trailing bytes fail the same way everywhere: `MALFORMED_MESSAGE`.
- * @internal
+ * truncation or trailing bytes fail the same way everywhere: `MALFORMED_MESSAGE`. Internal to the library.
  */
 import { E2EError, ErrorCode } from '../errors';
 import { memzero } from './bytes';

@@ -5,6 +5,7 @@
 export { MeshAgent } from './agent';
 export type { MeshAgentOptions, MeshAgentEvents, SessionResetEvent, RejectedEvent, SessionEvent } from './agent';
 export { MeshMessage } from './message';
+export type { Emitter } from './emitter';
 export type { MeshPayload } from './message';
 export type { MeshTrustOptions } from './trust';
 export type { BackoffOptions, ConnectionState } from './connection';

@@ -10,7 +10,7 @@ export type { RelayLimits, RelayOptions, RelayStats } from './relay';
 export { Registry, DEFAULT_REGISTRY_LIMITS } from './registry';
 export type { RegistryLimits, RegistryOptions } from './registry';
 export { MemoryInboxStore } from './inbox';
-export type { InboxStore, InboxMessage, PendingMessage, InboxAck, InboxQuota, PutOutcome } from './inbox';
+export type { InboxStore, InboxMessage, PendingMessage, InboxAck, InboxQuota, PutOutcome, MemoryInboxOptions } from './inbox';
 export { SqliteInboxStore } from './sqlite-inbox';
 export type { SqliteInboxOptions } from './sqlite-inbox';
 export { MemoryAgentDirectory, SqliteAgentDirectory } from './directory';
