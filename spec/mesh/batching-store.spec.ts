@@ -2,6 +2,7 @@
 import { ready } from '../../lib/sodium';
 import { InMemoryStore } from '../../lib/store';
 import { BatchingSessionStore } from '../../lib/mesh/batching-store';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 beforeAll(ready);
 
@@ -30,7 +31,7 @@ test('a save based on a stale version is refused; deletes are immediate', async 
   const inner = new InMemoryStore();
   const s = new BatchingSessionStore(inner);
   await s.saveSession('me', 'peer', new Uint8Array([1]), 0);
-  await expect(s.saveSession('me', 'peer', new Uint8Array([2]), 0)).rejects.toMatchObject({ code: 'STALE_STATE' });
+  await expectE2EErrorAsync(s.saveSession('me', 'peer', new Uint8Array([2]), 0), 'STALE_STATE');
   await s.flush();
   expect(await s.deleteSession('me', 'peer')).toBe(true);
   expect(inner.loadSession('me', 'peer')).toBeNull();

@@ -6,7 +6,7 @@ import {
   decodeB64Lenient, decodeClientFrame, decodeConnectFrame, decodeServerFrame, errorFrame, isFrameDid, isMessageId, meshDidOf,
   parseProofTimestamp, parseRegistryAuth, registryProofMessage, verifyConnectProof,
 } from '../../lib/mesh/frames';
-import { E2EError } from '../../lib/errors';
+import { thrownE2EError } from '../helpers/expect-error';
 
 let signer: FrameSigner;
 beforeAll(async () => {
@@ -14,16 +14,6 @@ beforeAll(async () => {
   const kp = ed25519KeyPair();
   signer = { did: meshDidOf(kp.publicKey), publicKey: kp.publicKey, sign: (m) => ed25519Sign(kp.secretKey, m) };
 });
-
-function thrown(f: () => unknown): E2EError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(E2EError);
-    return e as E2EError;
-  }
-  throw new Error('did not throw');
-}
 
 describe('connect frame', () => {
   it('AGT form: signature over the timestamp only, standard padded base64, toISOString()', () => {
@@ -45,10 +35,10 @@ describe('connect frame', () => {
   });
 
   it('decode errors carry the close code as reason', () => {
-    expect(thrown(() => decodeConnectFrame('x')).reason).toBe('4001');
-    expect(thrown(() => decodeConnectFrame('{"type":"heartbeat"}')).reason).toBe('4001');
-    expect(thrown(() => decodeConnectFrame('{"type":"connect"}')).reason).toBe('4002');
-    expect(thrown(() => decodeConnectFrame('{"type":"connect","from":"did:mesh:x"}')).reason).toBe('4005');
+    expect(thrownE2EError(() => decodeConnectFrame('x')).reason).toBe('4001');
+    expect(thrownE2EError(() => decodeConnectFrame('{"type":"heartbeat"}')).reason).toBe('4001');
+    expect(thrownE2EError(() => decodeConnectFrame('{"type":"connect"}')).reason).toBe('4002');
+    expect(thrownE2EError(() => decodeConnectFrame('{"type":"connect","from":"did:mesh:x"}')).reason).toBe('4005');
   });
 
   it('the ±300 s window, both ways', () => {
@@ -63,19 +53,19 @@ describe('client and server frames', () => {
   it('routed frames keep every field; to must be a DID, id 1–128 printable', () => {
     const f = { v: 1, type: 'knock', to: signer.did, id: 'k1', establishment: { ik: 'a', ek: 'b', otk: 3 }, intent: { action: 'establish_session' } };
     expect(decodeClientFrame(JSON.stringify(f))).toEqual(f);
-    expect(thrown(() => decodeClientFrame(JSON.stringify({ ...f, to: 'bob' }))).reason).toBe('malformed_frame');
-    expect(thrown(() => decodeClientFrame(JSON.stringify({ ...f, id: 'x'.repeat(129) }))).reason).toBe('malformed_frame');
-    expect(thrown(() => decodeClientFrame(JSON.stringify({ ...f, from: 5 }))).reason).toBe('malformed_frame');
-    expect(thrown(() => decodeClientFrame('{"type":"pending_messages"}')).reason).toBe('unknown_type');
+    expect(thrownE2EError(() => decodeClientFrame(JSON.stringify({ ...f, to: 'bob' }))).reason).toBe('malformed_frame');
+    expect(thrownE2EError(() => decodeClientFrame(JSON.stringify({ ...f, id: 'x'.repeat(129) }))).reason).toBe('malformed_frame');
+    expect(thrownE2EError(() => decodeClientFrame(JSON.stringify({ ...f, from: 5 }))).reason).toBe('malformed_frame');
+    expect(thrownE2EError(() => decodeClientFrame('{"type":"pending_messages"}')).reason).toBe('unknown_type');
     expect(decodeClientFrame('{"v":1,"type":"ack","id":"u-1","extra":1}')).toEqual({ type: 'ack', id: 'u-1' });
   });
 
   it('server frames: routed (from required), error, connected, accepted, heartbeat_ack; unknown → unknown_type', () => {
     expect(decodeServerFrame(JSON.stringify({ type: 'message', from: signer.did, to: signer.did, id: '1', ciphertext: 'x' })).type).toBe('message');
-    expect(thrown(() => decodeServerFrame(JSON.stringify({ type: 'message', to: signer.did, id: '1' }))).reason).toBe('malformed_frame');
+    expect(thrownE2EError(() => decodeServerFrame(JSON.stringify({ type: 'message', to: signer.did, id: '1' }))).reason).toBe('malformed_frame');
     expect(decodeServerFrame('{"type":"error","detail":"Unknown frame type: fetch_pending"}')).toEqual({ type: 'error', detail: 'Unknown frame type: fetch_pending' });
     expect(decodeServerFrame(`{"type":"accepted","id":"1","to":"${signer.did}","duplicate":false}`).type).toBe('accepted');
-    expect(thrown(() => decodeServerFrame('{"type":"presence"}')).reason).toBe('unknown_type');
+    expect(thrownE2EError(() => decodeServerFrame('{"type":"presence"}')).reason).toBe('unknown_type');
   });
 
   it('error frames: AGT\'s exact {type, detail} unless extended', () => {

@@ -13,6 +13,7 @@ import { InMemoryStore } from '../../lib/store';
 import { MeshAgent, MeshAgentOptions } from '../../lib/mesh';
 import { startMeshServer, MeshServer } from '../../lib/server';
 import { FakeRelay, collect, newIdentity, until } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 let server: MeshServer;
 let relay: FakeRelay;
@@ -234,7 +235,7 @@ describe('G8 and the connection loop', () => {
     const got = collect(bob);
     await alice.send(b.did, 'small');
     relay.closeAbove = 100_000;
-    await expect(alice.send(b.did, new Uint8Array(200_000))).rejects.toMatchObject({ code: 'MESSAGE_TOO_LARGE' });
+    await expectE2EErrorAsync(alice.send(b.did, new Uint8Array(200_000)), 'MESSAGE_TOO_LARGE');
     await alice.send(b.did, 'small again');
     await until(() => got.texts.length === 2);
     expect(got.texts).toEqual(['small', 'small again']);
@@ -243,7 +244,7 @@ describe('G8 and the connection loop', () => {
   test('a refused proof fails connect() with a clear error instead of looping', async () => {
     relay.refuseWith = 4005;
     const t0 = Date.now();
-    await expect(viaFake({ identity: newIdentity() })).rejects.toMatchObject({ code: 'BAD_SIGNATURE', reason: 'relay_auth_failed' });
+    await expectE2EErrorAsync(viaFake({ identity: newIdentity() }), 'BAD_SIGNATURE', 'relay_auth_failed');
     expect(Date.now() - t0).toBeLessThan(5000);
   });
 

@@ -14,6 +14,7 @@ import { MemoryInboxStore } from '../../lib/server/inbox';
 import { MeshServer, startMeshServer } from '../../lib/server';
 import { buildConnectFrame } from '../../lib/mesh/frames';
 import { WebSocket } from 'ws';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 
@@ -137,7 +138,7 @@ test('a first message too large to send opens no unannounced session: the next o
   const resets: string[] = [];
   bob.on('message', (m) => { got.push(m.text()); });
   alice.on('session-reset', () => resets.push('reset'));
-  await expect(alice.send(bob.did, new Uint8Array(MAX_PLAINTEXT_BYTES + 1))).rejects.toMatchObject({ code: 'MESSAGE_TOO_LARGE' });
+  await expectE2EErrorAsync(alice.send(bob.did, new Uint8Array(MAX_PLAINTEXT_BYTES + 1)), 'MESSAGE_TOO_LARGE');
   expect(alice.sessions(bob.did)).toEqual([]);
   await alice.send(bob.did, 'second, normal message');
   await until(() => got.length === 1, 5000, 'the normal message');

@@ -2,6 +2,7 @@
 import { ready } from '../../lib/sodium';
 import { E2EError } from '../../lib/errors';
 import { parseServeArgs, startMeshServer } from '../../lib/server';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 
@@ -36,11 +37,11 @@ describe('startMeshServer failures', () => {
   it('a taken port → INVALID_STATE listen_failed; a bad port → INVALID_ARGUMENT; db with redis → INVALID_ARGUMENT', async () => {
     const s = await startMeshServer({ port: 0 });
     try {
-      await expect(startMeshServer({ port: s.port })).rejects.toMatchObject({ code: 'INVALID_STATE', reason: 'listen_failed' });
+      await expectE2EErrorAsync(startMeshServer({ port: s.port }), 'INVALID_STATE', 'listen_failed');
     } finally {
       await s.close();
     }
-    await expect(startMeshServer({ port: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-    await expect(startMeshServer({ port: 0, db: 'x.sqlite', redis: 'redis://127.0.0.1:1' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expectE2EErrorAsync(startMeshServer({ port: -1 }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(startMeshServer({ port: 0, db: 'x.sqlite', redis: 'redis://127.0.0.1:1' }), 'INVALID_ARGUMENT');
   });
 });

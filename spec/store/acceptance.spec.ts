@@ -10,7 +10,8 @@ import { ChannelEstablishment, SecureChannel } from '../../lib/channel';
 import { X3DHKeyManager } from '../../lib/x3dh';
 import { InMemoryStore, PersistentChannel, StorageCipher, StoredKeyManager, establishmentFingerprint } from '../../lib/store';
 import { BackendDown, FAULTS, Fault, faultyStore } from './faulty';
-import { expectCode, makeAgent } from './helpers';
+import { makeAgent } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const BOB = 'did:mesh:bob';
 const ALICE = 'did:mesh:alice';
@@ -55,7 +56,7 @@ describe('replay memory over canonical keys (finding 2, store part)', () => {
       expect(establishmentFingerprint(fields)).toBe(establishmentFingerprint(e));
       // Accepted again, it would decrypt the old message again: it must be refused. The core now refuses
       // a non-canonical X25519 key outright (INVALID_KEY, in respond), before the store's replay memory.
-      await expectCode(() => keys.acceptChannel(fields, { sessions: store, peerDid: `did:mesh:mallory-${i}` }), 'INVALID_KEY');
+      await expectE2EErrorAsync(() => keys.acceptChannel(fields, { sessions: store, peerDid: `did:mesh:mallory-${i}` }), 'INVALID_KEY');
     }
     expect(store.listSessions(BOB)).toEqual([ALICE]);
   });
@@ -81,7 +82,7 @@ describe('replay memory over canonical keys (finding 2, store part)', () => {
 
   it('refuses what is not an establishment with MALFORMED_MESSAGE', async () => {
     for (const bad of [null, {}, 'x', { initiatorIdentityKey: new Uint8Array(32), ephemeralPublicKey: new Uint8Array(31) }]) {
-      await expectCode(() => establishmentFingerprint(bad as never), 'MALFORMED_MESSAGE');
+      await expectE2EErrorAsync(() => establishmentFingerprint(bad as never), 'MALFORMED_MESSAGE');
     }
   });
 });
@@ -94,13 +95,13 @@ describe('acceptChannel spends nothing on a failure (finding 8, store part)', ()
     const keys = await StoredKeyManager.create({ store: keyStore, cipher, did: BOB }, bobMgr);
     const { establishment: e } = SecureChannel.createSender(makeAgent(), bobMgr.getPublicBundle({ otkId: 0 }));
     sessions.saveSession(BOB, ALICE, utf8('taken'), 0);
-    await expectCode(() => keys.acceptChannel(e, { sessions, peerDid: ALICE }), 'STALE_STATE', 'session');
+    await expectE2EErrorAsync(() => keys.acceptChannel(e, { sessions, peerDid: ALICE }), 'STALE_STATE', 'session');
     expect(keys.manager.oneTimePreKeyIds).toEqual([0]);
     const pc = await keys.acceptChannel(e, { sessions, peerDid: ALICE, replaceSession: true });
     expect(pc.version).toBe(2);
     expect(keys.manager.oneTimePreKeyIds).toEqual([]);
-    await expectCode(() => keys.acceptChannel(e, { sessions, peerDid: 'did:mesh:x' }), 'OTK_NOT_FOUND');
-    await expectCode(() => keys.acceptChannel(e, { sessions: {} as never, peerDid: 'did:mesh:x' }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => keys.acceptChannel(e, { sessions, peerDid: 'did:mesh:x' }), 'OTK_NOT_FOUND');
+    await expectE2EErrorAsync(() => keys.acceptChannel(e, { sessions: {} as never, peerDid: 'did:mesh:x' }), 'INVALID_ARGUMENT');
   });
 
   it('returns the channel when the atomic write commits but reports a failure (its sealed blob is found in the slot)', async () => {
@@ -179,7 +180,7 @@ describe('acceptChannel spends nothing on a failure (finding 8, store part)', ()
     expect(fromUtf8(await bob.receive(channel.send(utf8('hello'))))).toBe('hello');
     // And the establishment is spent: never accepted twice.
     const again = (await StoredKeyManager.load({ store: inner, cipher, did: BOB })) as StoredKeyManager;
-    await expectCode(() => again.acceptChannel(e, { sessions: inner, peerDid: 'did:mesh:other', associatedData: ad }), withOtk ? 'OTK_NOT_FOUND' : 'DUPLICATE_MESSAGE');
+    await expectE2EErrorAsync(() => again.acceptChannel(e, { sessions: inner, peerDid: 'did:mesh:other', associatedData: ad }), withOtk ? 'OTK_NOT_FOUND' : 'DUPLICATE_MESSAGE');
   }
 
   /** The one-time pre-key ids of the saved key manager, read from the store directly. */

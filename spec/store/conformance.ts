@@ -5,7 +5,8 @@
 import { ready } from '../../lib/sodium';
 import { randomBytes, toHex, utf8 } from '../../lib/crypto';
 import { AgentStore, MAX_INBOX_ENTRIES } from '../../lib/store';
-import { expectCode, makeAgent, plain, publicOtks } from './helpers';
+import { makeAgent, plain, publicOtks } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 /** How a suite gets a fresh, empty store (and, for persistent ones, the same store re-opened). */
 export interface StoreFactory {
@@ -124,17 +125,17 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const bob = makeAgent(4);
         const keys = publicOtks(bob);
         const d = did();
-        await expectCode(() => store.addOneTimePreKeys(d, keys), 'INVALID_STATE', 'no_bundle');
+        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, keys), 'INVALID_STATE', 'no_bundle');
         await store.storeBundle(d, bob.getPublicBundle());
         await store.addOneTimePreKeys(d, keys.slice(0, 2));
         await store.addOneTimePreKeys(d, keys.slice(0, 2)); // same keys again: nothing changes
         expect(await store.countOneTimePreKeys(d)).toBe(2);
         expect(await store.consumeOneTimeKey(d, 0)).toBe(true);
-        await expectCode(() => store.addOneTimePreKeys(d, [keys[2], keys[0]]), 'INVALID_STATE', 'otk_id_reused');
-        await expectCode(() => store.addOneTimePreKeys(d, [keys[3], { keyId: 1, publicKey: keys[3].publicKey }]), 'INVALID_STATE', 'otk_id_reused');
+        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [keys[2], keys[0]]), 'INVALID_STATE', 'otk_id_reused');
+        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [keys[3], { keyId: 1, publicKey: keys[3].publicKey }]), 'INVALID_STATE', 'otk_id_reused');
         expect(await store.countOneTimePreKeys(d)).toBe(1);
         const other = makeAgent(1);
-        await expectCode(() => store.storeBundle(d, { ...bob.getPublicBundle(), oneTimePreKey: other.getOneTimePreKey(0)?.keyPair.publicKey, oneTimePreKeyId: 1 }), 'INVALID_STATE', 'otk_id_reused');
+        await expectE2EErrorAsync(() => store.storeBundle(d, { ...bob.getPublicBundle(), oneTimePreKey: other.getOneTimePreKey(0)?.keyPair.publicKey, oneTimePreKeyId: 1 }), 'INVALID_STATE', 'otk_id_reused');
       });
 
       it('refuses a bundle with another identity until the DID is removed', async () => {
@@ -142,7 +143,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const bob = makeAgent(1);
         const mallory = makeAgent(1);
         await store.storeBundle(d, bob.getPublicBundle({ otkId: 0 }));
-        await expectCode(() => store.storeBundle(d, mallory.getPublicBundle()), 'IDENTITY_MISMATCH', 'identity_changed');
+        await expectE2EErrorAsync(() => store.storeBundle(d, mallory.getPublicBundle()), 'IDENTITY_MISMATCH', 'identity_changed');
         expect(toHex((await store.getBundle(d))?.identityKeyEd as Uint8Array)).toBe(toHex(bob.identityKeyEd));
         expect(await store.removeBundle(d)).toBe(true);
         expect(await store.getBundle(d)).toBeNull();
@@ -159,11 +160,11 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const d = did();
         const sig = Uint8Array.from(good.signedPreKeySignature);
         sig[0] ^= 1;
-        await expectCode(() => store.storeBundle(d, { ...good, signedPreKeySignature: sig }), 'BAD_SIGNATURE');
-        await expectCode(() => store.storeBundle(d, { ...good, identityKey: makeAgent().identityKey.publicKey }), 'IDENTITY_MISMATCH');
-        await expectCode(() => store.storeBundle(d, { ...good, signedPreKey: new Uint8Array(31) }), 'INVALID_KEY');
-        await expectCode(() => store.storeBundle(d, { ...good, oneTimePreKeyId: 3 }), 'MALFORMED_MESSAGE');
-        await expectCode(() => store.storeBundle(d, null as never), 'MALFORMED_MESSAGE');
+        await expectE2EErrorAsync(() => store.storeBundle(d, { ...good, signedPreKeySignature: sig }), 'BAD_SIGNATURE');
+        await expectE2EErrorAsync(() => store.storeBundle(d, { ...good, identityKey: makeAgent().identityKey.publicKey }), 'IDENTITY_MISMATCH');
+        await expectE2EErrorAsync(() => store.storeBundle(d, { ...good, signedPreKey: new Uint8Array(31) }), 'INVALID_KEY');
+        await expectE2EErrorAsync(() => store.storeBundle(d, { ...good, oneTimePreKeyId: 3 }), 'MALFORMED_MESSAGE');
+        await expectE2EErrorAsync(() => store.storeBundle(d, null as never), 'MALFORMED_MESSAGE');
         expect(await store.getBundle(d)).toBeNull();
       });
 
@@ -172,27 +173,27 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const b = bob.getPublicBundle();
         for (const bad of BAD_IDS) {
           const x = bad as string;
-          await expectCode(() => store.storeBundle(x, b), 'INVALID_ARGUMENT');
-          await expectCode(() => store.getBundle(x), 'INVALID_ARGUMENT');
-          await expectCode(() => store.claimBundle(x), 'INVALID_ARGUMENT');
-          await expectCode(() => store.consumeOneTimeKey(x, 0), 'INVALID_ARGUMENT');
-          await expectCode(() => store.addOneTimePreKeys(x, publicOtks(bob)), 'INVALID_ARGUMENT');
-          await expectCode(() => store.countOneTimePreKeys(x), 'INVALID_ARGUMENT');
-          await expectCode(() => store.removeBundle(x), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.storeBundle(x, b), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.getBundle(x), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.claimBundle(x), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.consumeOneTimeKey(x, 0), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.addOneTimePreKeys(x, publicOtks(bob)), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.countOneTimePreKeys(x), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.removeBundle(x), 'INVALID_ARGUMENT');
         }
         const d = did();
         await store.storeBundle(d, b);
         for (const bad of BAD_KEY_IDS) {
-          await expectCode(() => store.consumeOneTimeKey(d, bad as number), 'INVALID_ARGUMENT');
-          await expectCode(() => store.addOneTimePreKeys(d, [{ keyId: bad as number, publicKey: new Uint8Array(32) }]), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.consumeOneTimeKey(d, bad as number), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [{ keyId: bad as number, publicKey: new Uint8Array(32) }]), 'INVALID_ARGUMENT');
         }
-        await expectCode(() => store.addOneTimePreKeys(d, []), 'INVALID_ARGUMENT');
-        await expectCode(() => store.addOneTimePreKeys(d, 'keys' as never), 'INVALID_ARGUMENT');
-        await expectCode(() => store.addOneTimePreKeys(d, [null as never]), 'INVALID_ARGUMENT');
-        await expectCode(() => store.addOneTimePreKeys(d, new Array(10001).fill({ keyId: 1, publicKey: new Uint8Array(32) })), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, []), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, 'keys' as never), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [null as never]), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, new Array(10001).fill({ keyId: 1, publicKey: new Uint8Array(32) })), 'INVALID_ARGUMENT');
         const k = { keyId: 7, publicKey: new Uint8Array(32).fill(9) };
-        await expectCode(() => store.addOneTimePreKeys(d, [k, k]), 'INVALID_ARGUMENT');
-        await expectCode(() => store.addOneTimePreKeys(d, [{ keyId: 7, publicKey: new Uint8Array(33) }]), 'INVALID_KEY');
+        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [k, k]), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [{ keyId: 7, publicKey: new Uint8Array(33) }]), 'INVALID_KEY');
         expect(await store.countOneTimePreKeys(d)).toBe(0);
       });
 
@@ -278,12 +279,12 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const [a, b] = [did(), did()];
         await store.saveSession(a, b, data('v1'), 0);
         await store.saveSession(a, b, data('v2-process-1'), 1);
-        await expectCode(() => store.saveSession(a, b, data('v2-process-2'), 1), 'STALE_STATE');
-        await expectCode(() => store.saveSession(a, b, data('again'), 0), 'STALE_STATE');
-        await expectCode(() => store.saveSession(a, b, data('ahead'), 5), 'STALE_STATE');
+        await expectE2EErrorAsync(() => store.saveSession(a, b, data('v2-process-2'), 1), 'STALE_STATE');
+        await expectE2EErrorAsync(() => store.saveSession(a, b, data('again'), 0), 'STALE_STATE');
+        await expectE2EErrorAsync(() => store.saveSession(a, b, data('ahead'), 5), 'STALE_STATE');
         const rec = await store.loadSession(a, b);
         expect([rec?.version, Buffer.from(rec?.data as Uint8Array).toString()]).toEqual([2, 'v2-process-1']);
-        await expectCode(() => store.saveSession(did(), b, data('new'), 1), 'STALE_STATE');
+        await expectE2EErrorAsync(() => store.saveSession(did(), b, data('new'), 1), 'STALE_STATE');
       });
 
       it('deletes, lists, and keeps counting versions after a re-create', async () => {
@@ -297,9 +298,9 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         expect(await store.deleteSession(a, b)).toBe(false);
         expect(await store.loadSession(a, b)).toBeNull();
         expect(await store.listSessions(a)).toEqual([c]);
-        await expectCode(() => store.saveSession(a, b, data('from the deleted session'), 2), 'STALE_STATE');
+        await expectE2EErrorAsync(() => store.saveSession(a, b, data('from the deleted session'), 2), 'STALE_STATE');
         expect(await store.saveSession(a, b, data('new session'), 0)).toBe(3);
-        await expectCode(() => store.saveSession(a, b, data('old writer'), 2), 'STALE_STATE');
+        await expectE2EErrorAsync(() => store.saveSession(a, b, data('old writer'), 2), 'STALE_STATE');
         expect(await store.listSessions(did())).toEqual([]);
       });
 
@@ -318,7 +319,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
 
       it('saves a session and an inbox entry in one write; loads, lists oldest first, deletes', async () => {
         const [a, b] = [did(), did()];
-        await expectCode(() => store.saveSessionWithInbox(a, b, data('s1'), 1, { id: 'm0', data: data('p0') }), 'STALE_STATE');
+        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s1'), 1, { id: 'm0', data: data('p0') }), 'STALE_STATE');
         expect(await store.saveSessionWithInbox(a, b, data('s1'), 0, { id: 'm1', data: data('p1') })).toBe(1);
         expect(await store.saveSession(a, b, data('s2'), 1)).toBe(2);
         expect(await store.saveSessionWithInbox(a, b, data('s3'), 2, { id: 'm3', data: data('p3') })).toBe(3);
@@ -341,8 +342,8 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       it('refuses the whole write when any part is refused, and changes nothing', async () => {
         const [a, b] = [did(), did()];
         await store.saveSessionWithInbox(a, b, data('s1'), 0, { id: 'm1', data: data('p1') });
-        await expectCode(() => store.saveSessionWithInbox(a, b, data('s2'), 0, { id: 'm2', data: data('p2') }), 'STALE_STATE');
-        await expectCode(() => store.saveSessionWithInbox(a, b, data('s2'), 1, { id: 'm1', data: data('other') }), 'INVALID_STATE', 'inbox_id_reused');
+        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s2'), 0, { id: 'm2', data: data('p2') }), 'STALE_STATE');
+        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s2'), 1, { id: 'm1', data: data('other') }), 'INVALID_STATE', 'inbox_id_reused');
         expect((await store.loadSession(a, b))?.version).toBe(1);
         expect((await store.listInbox(a, b)).map((r) => [r.id, Buffer.from(r.data).toString()])).toEqual([['m1', 'p1']]);
       });
@@ -351,7 +352,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const [a, b] = [did(), did()];
         let v = 0;
         for (let i = 0; i < MAX_INBOX_ENTRIES; i++) v = await store.saveSessionWithInbox(a, b, data('s'), v, { id: `m${i}`, data: data('p') });
-        await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), v, { id: 'over', data: data('p') }), 'INVALID_STATE', 'inbox_full');
+        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s'), v, { id: 'over', data: data('p') }), 'INVALID_STATE', 'inbox_full');
         expect((await store.loadSession(a, b))?.version).toBe(v);
         expect(await store.saveSession(a, b, data('still saves without a new entry'), v)).toBe(v + 1);
         await store.deleteInboxEntry(a, b, 'm0');
@@ -387,22 +388,22 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const [a, b] = [did(), did()];
         for (const bad of BAD_IDS) {
           const x = bad as string;
-          await expectCode(() => store.saveSessionWithInbox(x, b, data('s'), 0, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
-          await expectCode(() => store.loadInboxEntry(a, x, 'm'), 'INVALID_ARGUMENT');
-          await expectCode(() => store.listInbox(x, b), 'INVALID_ARGUMENT');
-          await expectCode(() => store.deleteInboxEntry(a, x, 'm'), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.saveSessionWithInbox(x, b, data('s'), 0, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.loadInboxEntry(a, x, 'm'), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.listInbox(x, b), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.deleteInboxEntry(a, x, 'm'), 'INVALID_ARGUMENT');
         }
         for (const bad of BAD_INBOX_IDS) {
-          await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), 0, { id: bad as string, data: data('p') }), 'INVALID_ARGUMENT');
-          await expectCode(() => store.loadInboxEntry(a, b, bad as string), 'INVALID_ARGUMENT');
-          await expectCode(() => store.deleteInboxEntry(a, b, bad as string), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s'), 0, { id: bad as string, data: data('p') }), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.loadInboxEntry(a, b, bad as string), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.deleteInboxEntry(a, b, bad as string), 'INVALID_ARGUMENT');
         }
         for (const entry of [null, 'x', { id: 'm' }, { id: 'm', data: new Uint8Array(0) }, { id: 'm', data: 'p' }]) {
-          await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), 0, entry as never), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s'), 0, entry as never), 'INVALID_ARGUMENT');
         }
-        await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), 0, { id: 'm', data: new Uint8Array(16 * 1024 * 1024 + 1) }), 'MESSAGE_TOO_LARGE');
-        await expectCode(() => store.saveSessionWithInbox(a, b, new Uint8Array(0), 0, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
-        await expectCode(() => store.saveSessionWithInbox(a, b, data('s'), -1, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s'), 0, { id: 'm', data: new Uint8Array(16 * 1024 * 1024 + 1) }), 'MESSAGE_TOO_LARGE');
+        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, new Uint8Array(0), 0, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s'), -1, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
         expect(await store.loadSession(a, b)).toBeNull();
         expect(await store.listInbox(a, b)).toEqual([]);
       });
@@ -425,19 +426,19 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const [a, b] = [did(), did()];
         for (const bad of BAD_IDS) {
           const x = bad as string;
-          await expectCode(() => store.loadSession(x, b), 'INVALID_ARGUMENT');
-          await expectCode(() => store.loadSession(a, x), 'INVALID_ARGUMENT');
-          await expectCode(() => store.saveSession(x, b, data('x'), 0), 'INVALID_ARGUMENT');
-          await expectCode(() => store.saveSession(a, x, data('x'), 0), 'INVALID_ARGUMENT');
-          await expectCode(() => store.deleteSession(x, b), 'INVALID_ARGUMENT');
-          await expectCode(() => store.listSessions(x), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.loadSession(x, b), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.loadSession(a, x), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.saveSession(x, b, data('x'), 0), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.saveSession(a, x, data('x'), 0), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.deleteSession(x, b), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.listSessions(x), 'INVALID_ARGUMENT');
         }
         for (const v of [-1, 1.5, '0', null, Number.MAX_SAFE_INTEGER + 1]) {
-          await expectCode(() => store.saveSession(a, b, data('x'), v as number), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.saveSession(a, b, data('x'), v as number), 'INVALID_ARGUMENT');
         }
-        await expectCode(() => store.saveSession(a, b, new Uint8Array(0), 0), 'INVALID_ARGUMENT');
-        await expectCode(() => store.saveSession(a, b, 'text' as never, 0), 'INVALID_ARGUMENT');
-        await expectCode(() => store.saveSession(a, b, new Uint8Array(16 * 1024 * 1024 + 1), 0), 'MESSAGE_TOO_LARGE');
+        await expectE2EErrorAsync(() => store.saveSession(a, b, new Uint8Array(0), 0), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.saveSession(a, b, 'text' as never, 0), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.saveSession(a, b, new Uint8Array(16 * 1024 * 1024 + 1), 0), 'MESSAGE_TOO_LARGE');
         expect(await store.loadSession(a, b)).toBeNull();
       });
     });
@@ -447,7 +448,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const a = did();
         expect(await store.loadKeyManager(a)).toBeNull();
         expect(await store.saveKeyManager(a, utf8('k1'), 0)).toBe(1);
-        await expectCode(() => store.saveKeyManager(a, utf8('k1b'), 0), 'STALE_STATE');
+        await expectE2EErrorAsync(() => store.saveKeyManager(a, utf8('k1b'), 0), 'STALE_STATE');
         expect(await store.saveKeyManager(a, utf8('k2'), 1)).toBe(2);
         expect(await store.loadSession(a, a)).toBeNull();
         const rec = await store.loadKeyManager(a);
@@ -477,9 +478,9 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const [a, p] = [did(), did()];
         await store.saveKeyManager(a, utf8('k1'), 0);
         const w = { did: a, peerDid: p, keyManager: { data: utf8('k2'), expectedVersion: 1 }, session: { data: utf8('s1'), expectedVersion: 0 } };
-        await expectCode(() => store.saveAcceptance({ ...w, keyManager: { data: utf8('k2'), expectedVersion: 0 } }), 'STALE_STATE', 'key_manager');
+        await expectE2EErrorAsync(() => store.saveAcceptance({ ...w, keyManager: { data: utf8('k2'), expectedVersion: 0 } }), 'STALE_STATE', 'key_manager');
         await store.saveSession(a, p, utf8('taken'), 0);
-        await expectCode(() => store.saveAcceptance(w), 'STALE_STATE', 'session');
+        await expectE2EErrorAsync(() => store.saveAcceptance(w), 'STALE_STATE', 'session');
         expect((await store.loadKeyManager(a))?.version).toBe(1); // nothing of the refused writes
         expect(Buffer.from((await store.loadSession(a, p))?.data as Uint8Array).toString()).toBe('taken');
         expect(await store.saveAcceptance({ ...w, session: { data: utf8('s2'), expectedVersion: 1 } })).toEqual({ keyManagerVersion: 2, sessionVersion: 2 });
@@ -494,11 +495,11 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const fp = toHex(randomBytes(32));
         await store.saveSession(a, p, utf8('taken'), 0);
         const w = { did: a, peerDid: p, establishment: { signedPreKeyId: 3, fingerprint: fp }, session: { data: utf8('s'), expectedVersion: 0 } };
-        await expectCode(() => store.saveAcceptance(w), 'STALE_STATE', 'session');
+        await expectE2EErrorAsync(() => store.saveAcceptance(w), 'STALE_STATE', 'session');
         expect(await store.markEstablishment(a, 3, fp)).toBe(true); // the refused write recorded nothing
         await store.forgetEstablishments(a, 3);
         expect(await store.saveAcceptance({ ...w, peerDid: q })).toEqual({ keyManagerVersion: null, sessionVersion: 1 });
-        await expectCode(() => store.saveAcceptance({ ...w, session: { data: utf8('s'), expectedVersion: 1 } }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+        await expectE2EErrorAsync(() => store.saveAcceptance({ ...w, session: { data: utf8('s'), expectedVersion: 1 } }), 'DUPLICATE_MESSAGE', 'establishment_replay');
         expect(Buffer.from((await store.loadSession(a, p))?.data as Uint8Array).toString()).toBe('taken');
         expect(await store.markEstablishment(a, 3, fp)).toBe(false);
         expect(await store.markEstablishment(a, 4, fp)).toBe(true);
@@ -522,7 +523,7 @@ export function storeConformance(name: string, factory: StoreFactory): void {
           { did: a, peerDid: a, session, establishment: { signedPreKeyId: 0, fingerprint: 'a b' } },
           { did: a, peerDid: a, session, establishment: null },
         ];
-        for (const w of bad) await expectCode(() => store.saveAcceptance(w as never), 'INVALID_ARGUMENT');
+        for (const w of bad) await expectE2EErrorAsync(() => store.saveAcceptance(w as never), 'INVALID_ARGUMENT');
         expect(await store.loadSession(a, a)).toBeNull();
         expect(await store.loadKeyManager(a)).toBeNull();
       });
@@ -531,21 +532,21 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const a = did();
         for (const bad of BAD_IDS) {
           const x = bad as string;
-          await expectCode(() => store.loadKeyManager(x), 'INVALID_ARGUMENT');
-          await expectCode(() => store.saveKeyManager(x, utf8('k'), 0), 'INVALID_ARGUMENT');
-          await expectCode(() => store.deleteKeyManager(x), 'INVALID_ARGUMENT');
-          await expectCode(() => store.markEstablishment(x, 0, 'fp'), 'INVALID_ARGUMENT');
-          await expectCode(() => store.forgetEstablishments(x, 0), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.loadKeyManager(x), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.saveKeyManager(x, utf8('k'), 0), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.deleteKeyManager(x), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.markEstablishment(x, 0, 'fp'), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.forgetEstablishments(x, 0), 'INVALID_ARGUMENT');
         }
         for (const bad of BAD_KEY_IDS) {
-          await expectCode(() => store.markEstablishment(a, bad as number, 'fp'), 'INVALID_ARGUMENT');
-          await expectCode(() => store.forgetEstablishments(a, bad as number), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.markEstablishment(a, bad as number, 'fp'), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.forgetEstablishments(a, bad as number), 'INVALID_ARGUMENT');
         }
         for (const fp of ['', 'a b', 'x'.repeat(257), 7, 'é']) {
-          await expectCode(() => store.markEstablishment(a, 0, fp as string), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.markEstablishment(a, 0, fp as string), 'INVALID_ARGUMENT');
         }
-        await expectCode(() => store.saveKeyManager(a, new Uint8Array(0), 0), 'INVALID_ARGUMENT');
-        await expectCode(() => store.saveKeyManager(a, utf8('k'), -1), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.saveKeyManager(a, new Uint8Array(0), 0), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.saveKeyManager(a, utf8('k'), -1), 'INVALID_ARGUMENT');
       });
     });
 

@@ -5,25 +5,10 @@ import { join } from 'path';
 import Database = require('better-sqlite3');
 import type Redis from 'ioredis';
 import { ALICE, BOB, NETWORK_SCHEMA } from './fixtures/network';
-import { E2EError, ErrorCode } from '../../lib/errors';
 import { ed25519KeyPair, randomBytes, toHex, utf8 } from '../../lib/crypto';
 import { SecureChannel } from '../../lib/channel';
 import { PersistentChannel, SessionStore, SqliteStore, StorageCipher } from '../../lib/store';
 import { PreKeyBundle, X3DHKeyManager } from '../../lib/x3dh';
-
-/** Awaits `f()` (sync or async) and asserts it fails with an `E2EError` of `code` (and `reason`, when given). */
-export async function expectCode(f: () => unknown, code: ErrorCode, reason?: string): Promise<E2EError> {
-  let thrown: unknown;
-  try {
-    await f();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown).toBeInstanceOf(E2EError);
-  const err = thrown as E2EError;
-  expect({ code: err.code, reason: reason === undefined ? undefined : err.reason }).toEqual({ code, reason });
-  return err;
-}
 
 /** A fresh agent: its key manager with a signed pre-key and `otks` one-time pre-keys. */
 export function makeAgent(otks = 0): X3DHKeyManager {

@@ -17,7 +17,8 @@ import {
   inboxMessageId,
 } from '../../lib/store';
 import { BackendDown, FAULTS, Fault, faultyStore } from './faulty';
-import { clearPrefix, expectCode, openPair, randomNamespace, redisTarget } from './helpers';
+import { clearPrefix, openPair, randomNamespace, redisTarget } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const ALICE = 'did:mesh:alice';
 const BOB = 'did:mesh:bob';
@@ -41,7 +42,7 @@ describe('PersistentChannel inbox (finding 9)', () => {
     const f = faultyStore(inner, () => fault, ['saveSessionWithInbox']);
     const bob = (await PersistentChannel.load(bobAt(f.store))) as PersistentChannel;
     const m = await alice.send(utf8('important'));
-    const err = await expectCode(() => bob.receive(m), 'STORE_ERROR', 'backend');
+    const err = await expectE2EErrorAsync(() => bob.receive(m), 'STORE_ERROR', 'backend');
     expect((err as { cause?: unknown }).cause).toBeInstanceOf(BackendDown);
     expect(err.message).not.toMatch(/secret-looking/);
     expect(err.message).toMatch(/\[backend\]$/);
@@ -49,10 +50,10 @@ describe('PersistentChannel inbox (finding 9)', () => {
     // The scenario of the review: refresh, then the same envelope again.
     await bob.refresh();
     expect(text(await bob.receive(m))).toBe('important');
-    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE', 'unacknowledged');
+    await expectE2EErrorAsync(() => bob.receive(m), 'DUPLICATE_MESSAGE', 'unacknowledged');
     expect(await bob.ack(m)).toBe(true);
     expect(await bob.ack(inboxMessageId(m))).toBe(false);
-    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE');
+    await expectE2EErrorAsync(() => bob.receive(m), 'DUPLICATE_MESSAGE');
     expect(inner.listInbox(BOB, ALICE)).toEqual([]);
   });
 
@@ -62,15 +63,15 @@ describe('PersistentChannel inbox (finding 9)', () => {
     const bob = (await PersistentChannel.load(bobAt(inner))) as PersistentChannel;
     const m = await alice.send(utf8('retry me'));
     expect(text(await bob.receive(m))).toBe('retry me');
-    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE', 'unacknowledged');
+    await expectE2EErrorAsync(() => bob.receive(m), 'DUPLICATE_MESSAGE', 'unacknowledged');
     expect(await bob.release(m)).toBe(true);
     expect(await bob.release(m)).toBe(false); // not handed out now
     expect(text(await bob.receive(m))).toBe('retry me'); // from the inbox: the ratchet consumed it already
     expect(await bob.release(inboxMessageId(m))).toBe(true);
     expect((await bob.pending()).map((p) => text(p.plaintext))).toEqual(['retry me']);
     expect(await bob.ack(m)).toBe(true);
-    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE');
-    await expectCode(() => bob.release('not an id'), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => bob.receive(m), 'DUPLICATE_MESSAGE');
+    await expectE2EErrorAsync(() => bob.release('not an id'), 'INVALID_ARGUMENT');
   });
 
   it('also without refresh, and the next message goes on from the committed state', async () => {
@@ -80,7 +81,7 @@ describe('PersistentChannel inbox (finding 9)', () => {
     const f = faultyStore(inner, () => fault, ['saveSessionWithInbox']);
     const bob = (await PersistentChannel.load(bobAt(f.store))) as PersistentChannel;
     const [m1, m2] = [await alice.send(utf8('one')), await alice.send(utf8('two'))];
-    await expectCode(() => bob.receive(m1), 'STORE_ERROR', 'backend');
+    await expectE2EErrorAsync(() => bob.receive(m1), 'STORE_ERROR', 'backend');
     fault = 'ok';
     expect(text(await bob.receive(m2))).toBe('two'); // reloads the committed state first: no STALE_STATE
     expect(text(await bob.receive(m1))).toBe('one');
@@ -94,10 +95,10 @@ describe('PersistentChannel inbox (finding 9)', () => {
     const f = faultyStore(inner, () => fault, ['saveSessionWithInbox']);
     const bob = (await PersistentChannel.load(bobAt(f.store))) as PersistentChannel;
     const m = await alice.send(utf8('x'));
-    await expectCode(() => bob.receive(m), 'STORE_ERROR', 'backend');
+    await expectE2EErrorAsync(() => bob.receive(m), 'STORE_ERROR', 'backend');
     expect(inner.loadSession(BOB, ALICE)?.version).toBe(1);
     fault = 'before-odd';
-    const odd = await expectCode(() => bob.receive(m), 'STORE_ERROR', 'backend');
+    const odd = await expectE2EErrorAsync(() => bob.receive(m), 'STORE_ERROR', 'backend');
     expect((odd as { cause?: unknown }).cause).toBe('down: saveSessionWithInbox');
     fault = 'ok';
     expect(text(await bob.receive(m))).toBe('x');
@@ -114,17 +115,17 @@ describe('PersistentChannel inbox (finding 9)', () => {
     // Loaded again in the same process: still handed out (never twice within a process).
     const sameProcess = (await PersistentChannel.load(bobAt(store))) as PersistentChannel;
     expect(await sameProcess.pending()).toEqual([]);
-    await expectCode(() => sameProcess.receive(sent[0]), 'DUPLICATE_MESSAGE', 'unacknowledged');
+    await expectE2EErrorAsync(() => sameProcess.receive(sent[0]), 'DUPLICATE_MESSAGE', 'unacknowledged');
     // A restart: a new process has its own store object over the same data.
     const restart = (): AgentStore => faultyStore(store, () => 'ok').store;
     const restarted = (await PersistentChannel.load(bobAt(restart()))) as PersistentChannel;
     const pending = await restarted.pending();
     expect(pending.map((p) => [p.id, text(p.plaintext)])).toEqual([[inboxMessageId(sent[0]), 'a'], [inboxMessageId(sent[2]), 'c']]);
     expect(await restarted.pending()).toEqual([]);
-    await expectCode(() => restarted.receive(sent[0]), 'DUPLICATE_MESSAGE', 'unacknowledged');
-    await expectCode(() => restarted.receive(sent[1]), 'DUPLICATE_MESSAGE');
+    await expectE2EErrorAsync(() => restarted.receive(sent[0]), 'DUPLICATE_MESSAGE', 'unacknowledged');
+    await expectE2EErrorAsync(() => restarted.receive(sent[1]), 'DUPLICATE_MESSAGE');
     for (const p of pending) expect(await restarted.ack(p.id)).toBe(true);
-    await expectCode(() => restarted.receive(sent[0]), 'DUPLICATE_MESSAGE');
+    await expectE2EErrorAsync(() => restarted.receive(sent[0]), 'DUPLICATE_MESSAGE');
     // A second restart: nothing left.
     expect(await ((await PersistentChannel.load(bobAt(restart()))) as PersistentChannel).pending()).toEqual([]);
     // Received before the restart but not acknowledged, then delivered again: handed out again (at least once).
@@ -143,7 +144,7 @@ describe('PersistentChannel inbox (finding 9)', () => {
       const f = faultyStore(inner, () => fault, ['saveSessionWithInbox']);
       const bob1 = (await PersistentChannel.load(bobAt(f.store))) as PersistentChannel;
       const m = await alice.send(utf8('contested'));
-      await expectCode(() => bob1.receive(m), 'STORE_ERROR', 'backend');
+      await expectE2EErrorAsync(() => bob1.receive(m), 'STORE_ERROR', 'backend');
       fault = 'ok';
       const bob2 = (await PersistentChannel.load(bobAt(f.store))) as PersistentChannel;
       const racers: Promise<unknown>[] = round === 0 ? [bob1.receive(m), bob2.pending()] : [bob2.pending(), bob1.receive(m), bob2.receive(m)];
@@ -167,7 +168,7 @@ describe('PersistentChannel inbox (finding 9)', () => {
     // Moved under another id, it does not open.
     store.saveSessionWithInbox(BOB, ALICE, store.loadSession(BOB, ALICE)?.data as Uint8Array, 2, { id: 'f'.repeat(64), data: entry.data });
     const other = (await PersistentChannel.load(bobAt(store))) as PersistentChannel; // this process handed out only the real id
-    await expectCode(() => other.pending(), 'STORE_ERROR', 'tampered');
+    await expectE2EErrorAsync(() => other.pending(), 'STORE_ERROR', 'tampered');
   });
 
   it(`is bounded: ${MAX_INBOX_ENTRIES} unacknowledged messages, then INVALID_STATE (inbox_full) until an ack`, async () => {
@@ -181,7 +182,7 @@ describe('PersistentChannel inbox (finding 9)', () => {
     }
     const extra = await alice.send(utf8('one too many'));
     const v = bob.version;
-    await expectCode(() => bob.receive(extra), 'INVALID_STATE', 'inbox_full');
+    await expectE2EErrorAsync(() => bob.receive(extra), 'INVALID_STATE', 'inbox_full');
     expect(bob.version).toBe(v);
     await bob.ack(ids[0]);
     expect(text(await bob.receive(extra))).toBe('one too many');
@@ -202,7 +203,7 @@ describe('PersistentChannel inbox (finding 9)', () => {
       const { alice } = await openPair(inner, cipher);
       let fault: Fault = kind;
       const f = faultyStore(inner, () => fault);
-      await expectCode(() => PersistentChannel.load(bobAt(f.store)), 'STORE_ERROR', 'backend');
+      await expectE2EErrorAsync(() => PersistentChannel.load(bobAt(f.store)), 'STORE_ERROR', 'backend');
       fault = 'ok';
       const bob = (await PersistentChannel.load(bobAt(f.store))) as PersistentChannel;
       const m = await alice.send(utf8('x'));
@@ -213,7 +214,7 @@ describe('PersistentChannel inbox (finding 9)', () => {
         () => bob.close({ deleteSaved: true }),
       ];
       for (const op of ops) {
-        const err = await expectCode(op, 'STORE_ERROR', 'backend');
+        const err = await expectE2EErrorAsync(op, 'STORE_ERROR', 'backend');
         const cause = (err as { cause?: unknown }).cause;
         expect(cause instanceof BackendDown || typeof cause === 'string').toBe(true);
         expect(Object.keys(err)).not.toContain('cause'); // not enumerable: not serialized by accident

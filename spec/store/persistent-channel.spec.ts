@@ -11,7 +11,8 @@ import {
   InMemoryStore, InboxRecord, PersistentChannel, SessionStore, SqliteStore, StorageCipher, StoredKeyManager, StoredRecord, maintainPreKeys,
   sessionContext,
 } from '../../lib/store';
-import { expectCode, makeAgent, openPair } from './helpers';
+import { makeAgent, openPair } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentmesh-pc-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -126,7 +127,7 @@ describe('PersistentChannel', () => {
     const { alice, bob } = await openPair(flaky, cipher);
     const m0 = await alice.send(utf8('m0'));
     flaky.failSaves = true;
-    await expectCode(() => alice.send(utf8('lost')), 'STORE_ERROR', 'backend');
+    await expectE2EErrorAsync(() => alice.send(utf8('lost')), 'STORE_ERROR', 'backend');
     expect(alice.version).toBe(2);
     flaky.failSaves = false;
     const m1 = await alice.send(utf8('m1'));
@@ -141,10 +142,10 @@ describe('PersistentChannel', () => {
     const { alice, bob } = await openPair(flaky, cipher);
     const m = await alice.send(utf8('important'));
     flaky.failSaves = true;
-    await expectCode(() => bob.receive(m), 'STORE_ERROR');
+    await expectE2EErrorAsync(() => bob.receive(m), 'STORE_ERROR');
     flaky.failSaves = false;
     expect(text(await bob.receive(m))).toBe('important');
-    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE');
+    await expectE2EErrorAsync(() => bob.receive(m), 'DUPLICATE_MESSAGE');
   });
 
   it('delivers after saving in the inbox: a failing deliver keeps the message there, a later one gets it and acks', async () => {
@@ -159,8 +160,8 @@ describe('PersistentChannel', () => {
     expect(text(await bob.receive(m, { deliver: async (pt) => void got.push(text(pt)) }))).toBe('job 1');
     expect(got).toEqual(['job 1']);
     expect(store.listInbox('did:mesh:bob', 'did:mesh:alice')).toEqual([]);
-    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE');
-    await expectCode(() => bob.receive(m, { deliver: 'no' as never }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => bob.receive(m), 'DUPLICATE_MESSAGE');
+    await expectE2EErrorAsync(() => bob.receive(m, { deliver: 'no' as never }), 'INVALID_ARGUMENT');
   });
 
   it('saves nothing when decryption fails, and goes on', async () => {
@@ -170,12 +171,12 @@ describe('PersistentChannel', () => {
     const bytes = Uint8Array.from(m.serialize());
     bytes[bytes.length - 1] ^= 1;
     const before = flaky.saves;
-    await expectCode(() => bob.receive(bytes), 'DECRYPT_FAILED');
-    await expectCode(() => bob.receive(new Uint8Array(10)), 'MALFORMED_MESSAGE');
+    await expectE2EErrorAsync(() => bob.receive(bytes), 'DECRYPT_FAILED');
+    await expectE2EErrorAsync(() => bob.receive(new Uint8Array(10)), 'MALFORMED_MESSAGE');
     expect([flaky.saves, bob.version]).toEqual([before, 1]);
     expect(text(await bob.receive(m.serialize()))).toBe('x');
-    await expectCode(() => bob.receive(m), 'DUPLICATE_MESSAGE');
-    await expectCode(() => alice.send('text' as never), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => bob.receive(m), 'DUPLICATE_MESSAGE');
+    await expectE2EErrorAsync(() => alice.send('text' as never), 'INVALID_ARGUMENT');
   });
 
   it('refuses a save based on a stale state (two processes on one session, SQLite)', async () => {
@@ -201,11 +202,11 @@ describe('PersistentChannel', () => {
     expect(text(await bob.receive(a))).toBe('from process 1');
     // The stale process 1 is refused in turn, also for a receive (whose plaintext it then withholds).
     const c = await bob.send(utf8('reply'));
-    await expectCode(() => alice.send(utf8('stale')), 'STALE_STATE');
+    await expectE2EErrorAsync(() => alice.send(utf8('stale')), 'STALE_STATE');
     const bobInP2 = (await PersistentChannel.load({ ...where, localDid: 'did:mesh:bob', peerDid: 'did:mesh:alice' })) as PersistentChannel;
     await bobInP2.send(utf8('moves bob on'));
     const d = await aliceInP2.send(utf8('to a stale bob'));
-    await expectCode(() => bob.receive(d), 'STALE_STATE');
+    await expectE2EErrorAsync(() => bob.receive(d), 'STALE_STATE');
     await bob.refresh();
     expect(text(await bob.receive(d))).toBe('to a stale bob');
     await alice.refresh();
@@ -231,17 +232,17 @@ describe('PersistentChannel', () => {
     await alice.close();
     await alice.close();
     expect(alice.isClosed).toBe(true);
-    await expectCode(() => alice.send(utf8('x')), 'CHANNEL_CLOSED');
-    await expectCode(() => alice.receive(new Uint8Array(60)), 'CHANNEL_CLOSED');
-    await expectCode(() => alice.refresh(), 'CHANNEL_CLOSED');
+    await expectE2EErrorAsync(() => alice.send(utf8('x')), 'CHANNEL_CLOSED');
+    await expectE2EErrorAsync(() => alice.receive(new Uint8Array(60)), 'CHANNEL_CLOSED');
+    await expectE2EErrorAsync(() => alice.refresh(), 'CHANNEL_CLOSED');
     expect(store.loadSession('did:mesh:alice', 'did:mesh:bob')).not.toBeNull();
     const alive = (await PersistentChannel.load({ store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' })) as PersistentChannel;
     await bob.receive(await alive.send(utf8('before the delete')));
     await alive.close({ deleteSaved: true });
     expect(store.loadSession('did:mesh:alice', 'did:mesh:bob')).toBeNull();
     store.deleteSession('did:mesh:bob', 'did:mesh:alice');
-    await expectCode(() => bob.send(utf8('x')), 'STALE_STATE');
-    await expectCode(() => bob.refresh(), 'CHANNEL_CLOSED', 'session_deleted');
+    await expectE2EErrorAsync(() => bob.send(utf8('x')), 'STALE_STATE');
+    await expectE2EErrorAsync(() => bob.refresh(), 'CHANNEL_CLOSED', 'session_deleted');
     expect(bob.isClosed).toBe(true);
   });
 
@@ -251,15 +252,15 @@ describe('PersistentChannel', () => {
     const bobMgr = makeAgent(1);
     const loc = { store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' };
     const second = SecureChannel.createSender(makeAgent(), bobMgr.getPublicBundle({ otkId: 0 })).channel;
-    await expectCode(() => PersistentChannel.create(loc, second), 'STALE_STATE');
+    await expectE2EErrorAsync(() => PersistentChannel.create(loc, second), 'STALE_STATE');
     expect(second.isClosed).toBe(true);
     const third = SecureChannel.createSender(makeAgent(), bobMgr.getPublicBundle({ otkId: 0 })).channel;
     const replaced = await PersistentChannel.create(loc, third, { replace: true });
     expect(replaced.version).toBe(2);
     const closed = SecureChannel.createSender(makeAgent(), bobMgr.getPublicBundle()).channel;
     closed.close();
-    await expectCode(() => PersistentChannel.create({ ...loc, peerDid: 'did:mesh:x' }, closed), 'CHANNEL_CLOSED');
-    await expectCode(() => PersistentChannel.create(loc, {} as never), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => PersistentChannel.create({ ...loc, peerDid: 'did:mesh:x' }, closed), 'CHANNEL_CLOSED');
+    await expectE2EErrorAsync(() => PersistentChannel.create(loc, {} as never), 'INVALID_ARGUMENT');
   });
 
   it('validates where it is saved', async () => {
@@ -268,10 +269,10 @@ describe('PersistentChannel', () => {
     const good = { store, cipher, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' };
     const bad: unknown[] = [null, { ...good, cipher: {} }, { ...good, store: {} }, { ...good, localDid: '' }, { ...good, peerDid: 5 }];
     for (const loc of bad) {
-      await expectCode(() => PersistentChannel.create(loc as never, ch()), 'INVALID_ARGUMENT');
-      await expectCode(() => PersistentChannel.load(loc as never), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => PersistentChannel.create(loc as never, ch()), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => PersistentChannel.load(loc as never), 'INVALID_ARGUMENT');
     }
-    await expectCode(() => PersistentChannel.load(good, { now: 5 as never }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => PersistentChannel.load(good, { now: 5 as never }), 'INVALID_ARGUMENT');
   });
 
   it('refuses a saved blob that was tampered with, moved to another slot, or sealed under another key', async () => {
@@ -280,14 +281,14 @@ describe('PersistentChannel', () => {
     const rec = store.loadSession('did:mesh:alice', 'did:mesh:bob') as StoredRecord;
     const loc = (l: string, p: string, c = cipher) => ({ store, cipher: c, localDid: l, peerDid: p });
     store.saveSession('did:mesh:alice', 'did:mesh:carol', rec.data, 0);
-    await expectCode(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:carol')), 'STORE_ERROR', 'tampered');
-    await expectCode(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:bob', new StorageCipher(randomBytes(32)))), 'STORE_ERROR', 'unknown_storage_key');
+    await expectE2EErrorAsync(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:carol')), 'STORE_ERROR', 'tampered');
+    await expectE2EErrorAsync(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:bob', new StorageCipher(randomBytes(32)))), 'STORE_ERROR', 'unknown_storage_key');
     const bad = Uint8Array.from(rec.data);
     bad[40] ^= 1;
     store.saveSession('did:mesh:alice', 'did:mesh:bob', bad, rec.version);
-    await expectCode(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:bob')), 'STORE_ERROR', 'tampered');
+    await expectE2EErrorAsync(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:bob')), 'STORE_ERROR', 'tampered');
     store.saveSession('did:mesh:alice', 'did:mesh:dave', cipher.seal(utf8('not a channel'), sessionContext('did:mesh:alice', 'did:mesh:dave')), 0);
-    await expectCode(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:dave')), 'STORE_ERROR', 'corrupt');
+    await expectE2EErrorAsync(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:dave')), 'STORE_ERROR', 'corrupt');
   });
 
   it('passes the clock through to the restored ratchet', async () => {

@@ -6,7 +6,8 @@ import {
   DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_GRACE_MS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS,
   DEFAULT_TARGET_ONE_TIME_PRE_KEYS, InMemoryStore, StorageCipher, StoredKeyManager, maintainPreKeys,
 } from '../../lib/store';
-import { expectCode, makeAgent } from './helpers';
+import { makeAgent } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const BOB = 'did:mesh:bob';
 const DAY = 24 * 3600 * 1000;
@@ -74,7 +75,7 @@ describe('maintainPreKeys', () => {
     expect(keys.manager.signedPreKeyIds).toEqual([1]);
     // The replay records of the retired key are gone, and establishments with it now fail.
     expect(store.markEstablishment(BOB, 0, 'seen-under-0')).toBe(true);
-    await expectCode(() => keys.acceptChannel(lastResortOld, { sessions: store, peerDid: 'did:mesh:carol' }), 'SPK_NOT_FOUND');
+    await expectE2EErrorAsync(() => keys.acceptChannel(lastResortOld, { sessions: store, peerDid: 'did:mesh:carol' }), 'SPK_NOT_FOUND');
   });
 
   it('forgets the replay records of a retired key', async () => {
@@ -107,25 +108,25 @@ describe('maintainPreKeys', () => {
     const { channel, establishment } = SecureChannel.createSender(makeAgent(), dry!);
     const bob = await keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:alice' });
     expect(fromUtf8(await bob.receive(channel.send(utf8('no one-time key left'))))).toBe('no one-time key left');
-    await expectCode(() => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:eve' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+    await expectE2EErrorAsync(() => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:eve' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
   });
 
   it('validates its arguments', async () => {
     const { store, keys } = await setup();
-    await expectCode(() => maintainPreKeys({} as never, store), 'INVALID_ARGUMENT');
-    await expectCode(() => maintainPreKeys(keys, {} as never), 'INVALID_ARGUMENT');
-    await expectCode(() => maintainPreKeys(keys, store, null as never), 'INVALID_ARGUMENT');
-    await expectCode(() => maintainPreKeys(keys, store, { minOneTimePreKeys: 10, targetOneTimePreKeys: 5 }), 'INVALID_ARGUMENT');
-    await expectCode(() => maintainPreKeys(keys, store, { targetOneTimePreKeys: 10001 }), 'INVALID_ARGUMENT');
-    await expectCode(() => maintainPreKeys(keys, store, { signedPreKeyGraceMs: -1 }), 'INVALID_ARGUMENT');
-    await expectCode(() => maintainPreKeys(keys, store, { signedPreKeyMaxAgeMs: 1.5 }), 'INVALID_ARGUMENT');
-    await expectCode(() => maintainPreKeys(keys, store, { now: 5 as never }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys({} as never, store), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys(keys, {} as never), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys(keys, store, null as never), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys(keys, store, { minOneTimePreKeys: 10, targetOneTimePreKeys: 5 }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys(keys, store, { targetOneTimePreKeys: 10001 }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys(keys, store, { signedPreKeyGraceMs: -1 }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys(keys, store, { signedPreKeyMaxAgeMs: 1.5 }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys(keys, store, { now: 5 as never }), 'INVALID_ARGUMENT');
     expect(keys.version).toBe(1);
   });
 
   it('refuses to publish over another identity for the same DID', async () => {
     const { store, keys } = await setup();
     store.storeBundle(BOB, makeAgent().getPublicBundle());
-    await expectCode(() => maintainPreKeys(keys, store), 'IDENTITY_MISMATCH', 'identity_changed');
+    await expectE2EErrorAsync(() => maintainPreKeys(keys, store), 'IDENTITY_MISMATCH', 'identity_changed');
   });
 });

@@ -3,7 +3,8 @@ import { RedisStore } from '../../lib/store';
 import { ready } from '../../lib/sodium';
 import { utf8 } from '../../lib/crypto';
 import { storeConformance } from './conformance';
-import { clearPrefix, describeRedis, expectCode, makeAgent, publicOtks, randomNamespace } from './helpers';
+import { clearPrefix, describeRedis, makeAgent, publicOtks, randomNamespace } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 describeRedis('RedisStore', (url) => {
   const ns = randomNamespace();
@@ -61,7 +62,7 @@ describeRedis('RedisStore', (url) => {
 
     it('keeps namespaces apart: no colon in a namespace, and clearNamespace deletes exactly its own keys (finding 10)', async () => {
       for (const bad of [`${ns}-x:s`, `${ns}-x:eu`, 'a:b', 'x*', 'x{y}', 'x y', 'é', 'x'.repeat(129)]) {
-        await expectCode(() => new RedisStore({ client: admin, namespace: bad }), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => new RedisStore({ client: admin, namespace: bad }), 'INVALID_ARGUMENT');
       }
       const names = [`${ns}-x`, `${ns}-x-s`, `${ns}-xs`, `${ns}-x.eu`, `${ns}-x_eu`];
       const stores = names.map((n) => new RedisStore({ client: admin, namespace: n }));
@@ -139,37 +140,37 @@ describeRedis('RedisStore', (url) => {
     it('reports unreadable data as STORE_ERROR (corrupt)', async () => {
       const s = new RedisStore({ client: admin, namespace: `${ns}-corrupt` });
       await admin.set(`${ns}-corrupt:{bob}:bundle`, 'not json');
-      await expectCode(() => s.getBundle('bob'), 'STORE_ERROR', 'corrupt');
+      await expectE2EErrorAsync(() => s.getBundle('bob'), 'STORE_ERROR', 'corrupt');
       await admin.set(`${ns}-corrupt:{eve}:bundle`, JSON.stringify({ ik: 'AAAA', ed: 'x', spk: 'y', sig: 'z', id: 1 }));
-      await expectCode(() => s.claimBundle('eve'), 'STORE_ERROR', 'corrupt');
+      await expectE2EErrorAsync(() => s.claimBundle('eve'), 'STORE_ERROR', 'corrupt');
       await admin.hset(`${ns}-corrupt:s:{bob}:alice`, 'v', 'x', 'd', 'data');
-      await expectCode(() => s.loadSession('bob', 'alice'), 'STORE_ERROR', 'corrupt');
+      await expectE2EErrorAsync(() => s.loadSession('bob', 'alice'), 'STORE_ERROR', 'corrupt');
       const bob = makeAgent(1);
       await s.storeBundle('carol', bob.getPublicBundle({ otkId: 0 }));
       await admin.hset(`${ns}-corrupt:{carol}:pool`, '0', '***');
-      await expectCode(() => s.claimBundle('carol'), 'STORE_ERROR', 'corrupt');
+      await expectE2EErrorAsync(() => s.claimBundle('carol'), 'STORE_ERROR', 'corrupt');
       await admin.sadd(`${ns}-corrupt:si:{dave}`, '%E0%A4%A');
       await admin.hset(`${ns}-corrupt:s:{dave}:%E0%A4%A`, 'v', '1', 'd', 'x');
-      await expectCode(() => s.listSessions('dave'), 'STORE_ERROR', 'corrupt');
+      await expectE2EErrorAsync(() => s.listSessions('dave'), 'STORE_ERROR', 'corrupt');
     });
 
     it('fails with STORE_ERROR when Redis cannot be reached', async () => {
       const dead = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
       const s = new RedisStore({ client: dead, namespace: `${ns}-dead` });
-      await expectCode(() => s.getBundle('bob'), 'STORE_ERROR', 'backend');
-      await expectCode(() => s.saveSession('bob', 'alice', utf8('x'), 0), 'STORE_ERROR', 'backend');
-      await expectCode(() => s.countOneTimePreKeys('bob'), 'STORE_ERROR', 'backend');
-      await expectCode(() => s.listSessions('bob'), 'STORE_ERROR', 'backend');
+      await expectE2EErrorAsync(() => s.getBundle('bob'), 'STORE_ERROR', 'backend');
+      await expectE2EErrorAsync(() => s.saveSession('bob', 'alice', utf8('x'), 0), 'STORE_ERROR', 'backend');
+      await expectE2EErrorAsync(() => s.countOneTimePreKeys('bob'), 'STORE_ERROR', 'backend');
+      await expectE2EErrorAsync(() => s.listSessions('bob'), 'STORE_ERROR', 'backend');
       dead.disconnect();
     });
 
     it('validates its options', async () => {
-      await expectCode(() => new RedisStore(undefined as never), 'INVALID_ARGUMENT');
-      await expectCode(() => new RedisStore({ client: {} as never }), 'INVALID_ARGUMENT');
-      await expectCode(() => new RedisStore({ client: admin, namespace: 'a b' }), 'INVALID_ARGUMENT');
-      await expectCode(() => new RedisStore({ client: admin, namespace: '' }), 'INVALID_ARGUMENT');
-      await expectCode(() => new RedisStore({ client: admin, sessionTtlMs: 0 }), 'INVALID_ARGUMENT');
-      await expectCode(() => new RedisStore({ client: admin, bundleTtlMs: 1.5 }), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => new RedisStore(undefined as never), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => new RedisStore({ client: {} as never }), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => new RedisStore({ client: admin, namespace: 'a b' }), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => new RedisStore({ client: admin, namespace: '' }), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => new RedisStore({ client: admin, sessionTtlMs: 0 }), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => new RedisStore({ client: admin, bundleTtlMs: 1.5 }), 'INVALID_ARGUMENT');
       expect(new RedisStore({ client: admin }).namespace).toBe('agentmesh');
     });
   });

@@ -9,7 +9,7 @@ import { ready } from '../../lib/sodium';
 import { fromUtf8, randomBytes, utf8 } from '../../lib/crypto';
 import { PersistentChannel, SqliteStore, StorageCipher, StoredKeyManager, maintainPreKeys } from '../../lib/store';
 import { AgentIdentity, EncryptedTrustBridge, InMemoryIdentityRegistry, LocalTrustNetwork } from '../../lib/trust';
-import { expectCode } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentmesh-restart-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -66,7 +66,7 @@ describe('restart from the SQLite file', () => {
     expect(fromUtf8(await b2.receive(inFlight))).toBe('sent before, received after the restart');
     expect(fromUtf8(await a2.receive(await b2.send(utf8('after the restart'))))).toBe('after the restart');
     expect(fromUtf8(await b2.receive(await a2.send(utf8('and on'))))).toBe('and on');
-    await expectCode(() => b2.receive(inFlight), 'DUPLICATE_MESSAGE');
+    await expectE2EErrorAsync(() => b2.receive(inFlight), 'DUPLICATE_MESSAGE');
 
     // The bridges restart from the stored key managers; a new channel uses a key published before the restart.
     network = new LocalTrustNetwork();

@@ -6,7 +6,8 @@ import { SQLITE_SCHEMA_VERSION, SqliteStore } from '../../lib/store';
 import { ready } from '../../lib/sodium';
 import { utf8 } from '../../lib/crypto';
 import { storeConformance } from './conformance';
-import { expectCode, makeAgent } from './helpers';
+import { makeAgent } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentmesh-sqlite-'));
 let files = 0;
@@ -49,7 +50,7 @@ describe('SqliteStore', () => {
     const db = new Database(path);
     db.prepare("UPDATE meta SET value = '99' WHERE key = 'schema_version'").run();
     db.close();
-    await expectCode(() => new SqliteStore(path), 'STORE_ERROR', 'unknown_schema');
+    await expectE2EErrorAsync(() => new SqliteStore(path), 'STORE_ERROR', 'unknown_schema');
   });
 
   it('upgrades a version-1 file (no inbox) in place, keeping its data', async () => {
@@ -73,25 +74,25 @@ describe('SqliteStore', () => {
   it('fails with STORE_ERROR on a file that is not a database', async () => {
     const path = freshPath();
     writeFileSync(path, 'this is not an SQLite database, but long enough to have a header....................');
-    await expectCode(() => new SqliteStore(path), 'STORE_ERROR', 'backend');
-    await expectCode(() => new SqliteStore(join(dir, 'missing-dir', 'x.sqlite')), 'STORE_ERROR', 'backend');
+    await expectE2EErrorAsync(() => new SqliteStore(path), 'STORE_ERROR', 'backend');
+    await expectE2EErrorAsync(() => new SqliteStore(join(dir, 'missing-dir', 'x.sqlite')), 'STORE_ERROR', 'backend');
   });
 
   it('fails with STORE_ERROR once closed (close is idempotent)', async () => {
     const s = new SqliteStore(freshPath());
     s.close();
     s.close();
-    await expectCode(() => s.getBundle('did:mesh:bob'), 'STORE_ERROR', 'backend');
-    await expectCode(() => s.saveSession('a', 'b', utf8('x'), 0), 'STORE_ERROR', 'backend');
-    await expectCode(() => s.storeBundle('did:mesh:bob', makeAgent().getPublicBundle()), 'STORE_ERROR', 'backend');
+    await expectE2EErrorAsync(() => s.getBundle('did:mesh:bob'), 'STORE_ERROR', 'backend');
+    await expectE2EErrorAsync(() => s.saveSession('a', 'b', utf8('x'), 0), 'STORE_ERROR', 'backend');
+    await expectE2EErrorAsync(() => s.storeBundle('did:mesh:bob', makeAgent().getPublicBundle()), 'STORE_ERROR', 'backend');
   });
 
   it('validates its options', async () => {
-    await expectCode(() => new SqliteStore(''), 'INVALID_ARGUMENT');
-    await expectCode(() => new SqliteStore(7 as never), 'INVALID_ARGUMENT');
-    await expectCode(() => new SqliteStore(freshPath(), { synchronous: 'OFF' as never }), 'INVALID_ARGUMENT');
-    await expectCode(() => new SqliteStore(freshPath(), { busyTimeoutMs: -1 }), 'INVALID_ARGUMENT');
-    await expectCode(() => new SqliteStore(freshPath(), { busyTimeoutMs: 1.5 }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => new SqliteStore(''), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => new SqliteStore(7 as never), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => new SqliteStore(freshPath(), { synchronous: 'OFF' as never }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => new SqliteStore(freshPath(), { busyTimeoutMs: -1 }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => new SqliteStore(freshPath(), { busyTimeoutMs: 1.5 }), 'INVALID_ARGUMENT');
   });
 
   it('is synchronous: results, not promises', () => {

@@ -1,7 +1,7 @@
 import { ready } from '../../lib/sodium';
 import { fromHex, fromUtf8, randomBytes, toHex, utf8 } from '../../lib/crypto';
 import { SEALED_FORMAT_VERSION, STORAGE_KEY_BYTES, StorageCipher, sessionContext } from '../../lib/store';
-import { expectCode } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const KEY_1 = new Uint8Array(32).fill(1);
 const CTX = sessionContext('did:mesh:alice', 'did:mesh:bob');
@@ -45,46 +45,46 @@ describe('StorageCipher', () => {
   it('refuses a blob opened in another slot, modified anywhere, truncated or of another format', async () => {
     const c = new StorageCipher(randomBytes(32));
     const blob = c.seal(randomBytes(100), CTX);
-    await expectCode(() => c.open(blob, sessionContext('did:mesh:alice', 'did:mesh:carol')), 'STORE_ERROR', 'tampered');
+    await expectE2EErrorAsync(() => c.open(blob, sessionContext('did:mesh:alice', 'did:mesh:carol')), 'STORE_ERROR', 'tampered');
     const regions: [number, string][] = [[0, 'unknown_format'], [3, 'unknown_format'], [4, 'unknown_storage_key'], [11, 'unknown_storage_key'],
       [12, 'tampered'], [35, 'tampered'], [36, 'tampered'], [blob.length - 1, 'tampered']];
     for (const [i, reason] of regions) {
       const bad = Uint8Array.from(blob);
       bad[i] ^= 0x40;
-      await expectCode(() => c.open(bad, CTX), 'STORE_ERROR', reason);
+      await expectE2EErrorAsync(() => c.open(bad, CTX), 'STORE_ERROR', reason);
     }
-    await expectCode(() => c.open(blob.subarray(0, 4 + 8 + 24 + 15), CTX), 'STORE_ERROR', 'unknown_format');
-    await expectCode(() => c.open(blob.subarray(0, blob.length - 1), CTX), 'STORE_ERROR', 'tampered');
-    await expectCode(() => c.open('blob' as never, CTX), 'STORE_ERROR', 'unknown_format');
+    await expectE2EErrorAsync(() => c.open(blob.subarray(0, 4 + 8 + 24 + 15), CTX), 'STORE_ERROR', 'unknown_format');
+    await expectE2EErrorAsync(() => c.open(blob.subarray(0, blob.length - 1), CTX), 'STORE_ERROR', 'tampered');
+    await expectE2EErrorAsync(() => c.open('blob' as never, CTX), 'STORE_ERROR', 'unknown_format');
     const v2 = Uint8Array.from(blob);
     v2[3] = 2;
-    await expectCode(() => c.open(v2, CTX), 'STORE_ERROR', 'unknown_format');
+    await expectE2EErrorAsync(() => c.open(v2, CTX), 'STORE_ERROR', 'unknown_format');
   });
 
   it('rotates keys: opens with previous keys, says which blobs to re-seal', async () => {
     const oldKey = randomBytes(32);
     const newKey = randomBytes(32);
     const old = new StorageCipher(oldKey).seal(utf8('v'), CTX);
-    await expectCode(() => new StorageCipher(newKey).open(old, CTX), 'STORE_ERROR', 'unknown_storage_key');
+    await expectE2EErrorAsync(() => new StorageCipher(newKey).open(old, CTX), 'STORE_ERROR', 'unknown_storage_key');
     const rotated = new StorageCipher(newKey, { previousKeys: [oldKey] });
     expect(fromUtf8(rotated.open(old, CTX))).toBe('v');
     expect(rotated.needsReseal(old)).toBe(true);
     const fresh = rotated.seal(rotated.open(old, CTX), CTX);
     expect(rotated.needsReseal(fresh)).toBe(false);
     expect(fromUtf8(new StorageCipher(newKey).open(fresh, CTX))).toBe('v');
-    await expectCode(() => rotated.needsReseal(new Uint8Array(3)), 'STORE_ERROR', 'unknown_format');
+    await expectE2EErrorAsync(() => rotated.needsReseal(new Uint8Array(3)), 'STORE_ERROR', 'unknown_format');
   });
 
   it('validates its inputs', async () => {
-    await expectCode(() => new StorageCipher(new Uint8Array(31)), 'INVALID_KEY');
-    await expectCode(() => new StorageCipher('key' as never), 'INVALID_KEY');
-    await expectCode(() => new StorageCipher(KEY_1, { previousKeys: [new Uint8Array(16)] }), 'INVALID_KEY');
-    await expectCode(() => new StorageCipher(KEY_1, { previousKeys: 'k' as never }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => new StorageCipher(new Uint8Array(31)), 'INVALID_KEY');
+    await expectE2EErrorAsync(() => new StorageCipher('key' as never), 'INVALID_KEY');
+    await expectE2EErrorAsync(() => new StorageCipher(KEY_1, { previousKeys: [new Uint8Array(16)] }), 'INVALID_KEY');
+    await expectE2EErrorAsync(() => new StorageCipher(KEY_1, { previousKeys: 'k' as never }), 'INVALID_ARGUMENT');
     const c = new StorageCipher(KEY_1);
-    await expectCode(() => c.seal('text' as never, CTX), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => c.seal('text' as never, CTX), 'INVALID_ARGUMENT');
     for (const ctx of ['', 'x'.repeat(4097), 5]) {
-      await expectCode(() => c.seal(utf8('x'), ctx as string), 'INVALID_ARGUMENT');
-      await expectCode(() => c.open(c.seal(utf8('x'), CTX), ctx as string), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => c.seal(utf8('x'), ctx as string), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => c.open(c.seal(utf8('x'), CTX), ctx as string), 'INVALID_ARGUMENT');
     }
   });
 
@@ -92,9 +92,9 @@ describe('StorageCipher', () => {
     const c = new StorageCipher(KEY_1);
     const blob = c.seal(utf8('x'), CTX);
     c.wipe();
-    await expectCode(() => c.seal(utf8('x'), CTX), 'INVALID_STATE');
-    await expectCode(() => c.open(blob, CTX), 'INVALID_STATE');
-    await expectCode(() => c.needsReseal(blob), 'INVALID_STATE');
+    await expectE2EErrorAsync(() => c.seal(utf8('x'), CTX), 'INVALID_STATE');
+    await expectE2EErrorAsync(() => c.open(blob, CTX), 'INVALID_STATE');
+    await expectE2EErrorAsync(() => c.needsReseal(blob), 'INVALID_STATE');
     expect(toHex(KEY_1)).toBe('01'.repeat(32)); // the caller's key is not touched
   });
 });

@@ -6,7 +6,8 @@ import { X3DHKeyManager } from '../../lib/x3dh';
 import {
   InMemoryStore, KeyManagerStore, PersistentChannel, StorageCipher, StoredKeyManager, establishmentFingerprint,
 } from '../../lib/store';
-import { expectCode, makeAgent } from './helpers';
+import { makeAgent } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const BOB = 'did:mesh:bob';
 const ALICE = 'did:mesh:alice';
@@ -35,8 +36,8 @@ describe('StoredKeyManager', () => {
     expect(m.oneTimePreKeyIds).toEqual([0, 1, 2]);
     expect(toHex(m.getOneTimePreKey(2)?.keyPair.privateKey as Uint8Array)).toBe(toHex(original.getOneTimePreKey(2)?.keyPair.privateKey as Uint8Array));
     expect(await StoredKeyManager.load({ store, cipher, did: 'did:mesh:nobody' })).toBeNull();
-    await expectCode(() => StoredKeyManager.create({ store, cipher, did: BOB }, original), 'STALE_STATE');
-    await expectCode(() => StoredKeyManager.load({ store, cipher: new StorageCipher(randomBytes(32)), did: BOB }), 'STORE_ERROR', 'unknown_storage_key');
+    await expectE2EErrorAsync(() => StoredKeyManager.create({ store, cipher, did: BOB }, original), 'STALE_STATE');
+    await expectE2EErrorAsync(() => StoredKeyManager.load({ store, cipher: new StorageCipher(randomBytes(32)), did: BOB }), 'STORE_ERROR', 'unknown_storage_key');
   });
 
   it('accepts a channel with a one-time pre-key exactly once, also after a restart', async () => {
@@ -47,10 +48,10 @@ describe('StoredKeyManager', () => {
     expect(fromUtf8(await bob.receive(channel.send(utf8('hi'))))).toBe('hi');
     expect(keys.manager.oneTimePreKeyIds).toEqual([0, 2]);
     expect(keys.version).toBe(2);
-    await expectCode(() => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:other', associatedData: ad }), 'OTK_NOT_FOUND');
+    await expectE2EErrorAsync(() => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:other', associatedData: ad }), 'OTK_NOT_FOUND');
     const restarted = (await StoredKeyManager.load({ store, cipher, did: BOB })) as StoredKeyManager;
     expect(restarted.manager.oneTimePreKeyIds).toEqual([0, 2]);
-    await expectCode(() => restarted.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:other', associatedData: ad }), 'OTK_NOT_FOUND');
+    await expectE2EErrorAsync(() => restarted.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:other', associatedData: ad }), 'OTK_NOT_FOUND');
     expect(store.listSessions(BOB)).toEqual([ALICE]);
   });
 
@@ -61,9 +62,9 @@ describe('StoredKeyManager', () => {
     const bob = await keys.acceptChannel(establishment, { sessions: store, peerDid: ALICE });
     expect(fromUtf8(await bob.receive(channel.send(utf8('last resort'))))).toBe('last resort');
     expect(keys.version).toBe(1); // nothing consumed, nothing saved
-    await expectCode(() => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:mallory' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+    await expectE2EErrorAsync(() => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:mallory' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
     const otherProcess = (await StoredKeyManager.load({ store, cipher, did: BOB })) as StoredKeyManager;
-    await expectCode(() => otherProcess.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:mallory' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+    await expectE2EErrorAsync(() => otherProcess.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:mallory' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
     expect(store.markEstablishment(BOB, 0, establishmentFingerprint(establishment))).toBe(false);
     expect(store.listSessions(BOB)).toEqual([ALICE]);
   });
@@ -78,7 +79,7 @@ describe('StoredKeyManager', () => {
     await p2.acceptChannel(e1, { sessions: store, peerDid: 'did:mesh:a1' }); // stale at first: reloads and retries
     expect([p1.version, p2.version]).toEqual([2, 3]);
     expect(p2.manager.oneTimePreKeyIds).toEqual([]);
-    await expectCode(() => p1.acceptChannel(e1, { sessions: store, peerDid: 'did:mesh:a2' }), 'OTK_NOT_FOUND');
+    await expectE2EErrorAsync(() => p1.acceptChannel(e1, { sessions: store, peerDid: 'did:mesh:a2' }), 'OTK_NOT_FOUND');
     expect(store.listSessions(BOB)).toEqual(['did:mesh:a0', 'did:mesh:a1']);
   });
 
@@ -110,7 +111,7 @@ describe('StoredKeyManager', () => {
       throw new E2EError('INVALID_STATE', 'refused by the change');
     })).rejects.toMatchObject({ code: 'INVALID_STATE' });
     expect(keys.version).toBe(2);
-    await expectCode(() => keys.update('x' as never), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => keys.update('x' as never), 'INVALID_ARGUMENT');
     // A store where someone else always saves first.
     let saves = 0;
     const contested: KeyManagerStore = {
@@ -126,7 +127,7 @@ describe('StoredKeyManager', () => {
       forgetEstablishments: (d, s) => store.forgetEstablishments(d, s),
     };
     const busy = (await StoredKeyManager.load({ store: contested, cipher, did: BOB })) as StoredKeyManager;
-    await expectCode(() => busy.update((m) => void m.generateOneTimePreKeys(1)), 'STALE_STATE');
+    await expectE2EErrorAsync(() => busy.update((m) => void m.generateOneTimePreKeys(1)), 'STALE_STATE');
     expect(saves).toBe(8);
   });
 
@@ -138,15 +139,15 @@ describe('StoredKeyManager', () => {
     const other = (await StoredKeyManager.load({ store, cipher, did: BOB })) as StoredKeyManager;
     await other.update((m) => void m.generateSignedPreKey());
     keys.manager.generateOneTimePreKeys(1);
-    await expectCode(() => keys.save(), 'STALE_STATE');
+    await expectE2EErrorAsync(() => keys.save(), 'STALE_STATE');
     expect(keys.version).toBe(2);
   });
 
   it('notices a deleted key manager', async () => {
     const { store, keys } = await setup(0);
     store.deleteKeyManager(BOB);
-    await expectCode(() => keys.refresh(), 'INVALID_STATE', 'deleted');
-    await expectCode(() => keys.update((m) => void m.generateOneTimePreKeys(1)), 'INVALID_STATE', 'deleted');
+    await expectE2EErrorAsync(() => keys.refresh(), 'INVALID_STATE', 'deleted');
+    await expectE2EErrorAsync(() => keys.update((m) => void m.generateOneTimePreKeys(1)), 'INVALID_STATE', 'deleted');
   });
 
   it('refuses a tampered or unparsable saved state', async () => {
@@ -155,25 +156,25 @@ describe('StoredKeyManager', () => {
     const bad = Uint8Array.from(rec?.data as Uint8Array);
     bad[50] ^= 1;
     store.saveKeyManager(BOB, bad, 1);
-    await expectCode(() => StoredKeyManager.load({ store, cipher, did: BOB }), 'STORE_ERROR', 'tampered');
+    await expectE2EErrorAsync(() => StoredKeyManager.load({ store, cipher, did: BOB }), 'STORE_ERROR', 'tampered');
     store.saveKeyManager('did:mesh:junk', cipher.seal(utf8('{"version":1}'), 'agentmesh-keys\u0000did:mesh:junk'), 0);
-    await expectCode(() => StoredKeyManager.load({ store, cipher, did: 'did:mesh:junk' }), 'STORE_ERROR', 'corrupt');
+    await expectE2EErrorAsync(() => StoredKeyManager.load({ store, cipher, did: 'did:mesh:junk' }), 'STORE_ERROR', 'corrupt');
   });
 
   it('validates its arguments', async () => {
     const { store, keys } = await setup(1);
     const good = { store, cipher, did: 'did:mesh:new' };
     for (const loc of [null, { ...good, cipher: 'k' }, { ...good, store: {} }, { ...good, did: '' }]) {
-      await expectCode(() => StoredKeyManager.create(loc as never, makeAgent()), 'INVALID_ARGUMENT');
-      await expectCode(() => StoredKeyManager.load(loc as never), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => StoredKeyManager.create(loc as never, makeAgent()), 'INVALID_ARGUMENT');
+      await expectE2EErrorAsync(() => StoredKeyManager.load(loc as never), 'INVALID_ARGUMENT');
     }
-    await expectCode(() => StoredKeyManager.create(good, {} as never), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => StoredKeyManager.create(good, {} as never), 'INVALID_ARGUMENT');
     const e = SecureChannel.createSender(makeAgent(), keys.manager.getPublicBundle({ otkId: 0 })).establishment;
-    await expectCode(() => keys.acceptChannel(e, null as never), 'INVALID_ARGUMENT');
-    await expectCode(() => keys.acceptChannel(e, { sessions: store, peerDid: '' }), 'INVALID_ARGUMENT');
-    await expectCode(() => keys.acceptChannel({ initiatorIdentityKey: new Uint8Array(3) } as never, { sessions: store, peerDid: ALICE }), 'MALFORMED_MESSAGE');
+    await expectE2EErrorAsync(() => keys.acceptChannel(e, null as never), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => keys.acceptChannel(e, { sessions: store, peerDid: '' }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => keys.acceptChannel({ initiatorIdentityKey: new Uint8Array(3) } as never, { sessions: store, peerDid: ALICE }), 'MALFORMED_MESSAGE');
     const wrongSpk = { ...e, signedPreKeyId: 9, usedOneTimeKeyId: undefined, initiatorIdentityKey: e.initiatorIdentityKey, ephemeralPublicKey: e.ephemeralPublicKey };
-    await expectCode(() => keys.acceptChannel(wrongSpk, { sessions: store, peerDid: ALICE }), 'SPK_NOT_FOUND');
+    await expectE2EErrorAsync(() => keys.acceptChannel(wrongSpk, { sessions: store, peerDid: ALICE }), 'SPK_NOT_FOUND');
     expect(keys.manager.oneTimePreKeyIds).toEqual([0]);
   });
 
@@ -182,22 +183,22 @@ describe('StoredKeyManager', () => {
     const ad = utf8('ad');
     const { channel, establishment: e } = SecureChannel.createSender(makeAgent(), original.getPublicBundle({ otkId: 0 }), ad);
     store.saveSession(BOB, ALICE, utf8('an existing session'), 0);
-    await expectCode(() => keys.acceptChannel(e, { sessions: store, peerDid: ALICE, associatedData: ad }), 'STALE_STATE', 'session');
+    await expectE2EErrorAsync(() => keys.acceptChannel(e, { sessions: store, peerDid: ALICE, associatedData: ad }), 'STALE_STATE', 'session');
     expect(keys.manager.oneTimePreKeyIds).toEqual([0]);
     expect((await StoredKeyManager.load({ store, cipher, did: BOB }))?.manager.oneTimePreKeyIds).toEqual([0]);
     const pc = await keys.acceptChannel(e, { sessions: store, peerDid: ALICE, associatedData: ad, replaceSession: true });
     expect(pc.version).toBe(2);
     expect(keys.manager.oneTimePreKeyIds).toEqual([]);
     expect(fromUtf8(await pc.receive(channel.send(utf8('ok'))))).toBe('ok');
-    await expectCode(() => keys.acceptChannel(e, { sessions: store, peerDid: 'did:mesh:x', associatedData: ad }), 'OTK_NOT_FOUND');
+    await expectE2EErrorAsync(() => keys.acceptChannel(e, { sessions: store, peerDid: 'did:mesh:x', associatedData: ad }), 'OTK_NOT_FOUND');
     // The last resort too: a refused acceptance records nothing, so the retry is accepted.
     const lr = SecureChannel.createSender(makeAgent(), original.getPublicBundle());
     store.saveSession(BOB, 'did:mesh:carol', utf8('taken'), 0);
-    await expectCode(() => keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:carol' }), 'STALE_STATE', 'session');
+    await expectE2EErrorAsync(() => keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:carol' }), 'STALE_STATE', 'session');
     expect(store.markEstablishment(BOB, 0, establishmentFingerprint(lr.establishment))).toBe(true); // was not marked
     store.forgetEstablishments(BOB, 0);
     await keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:carol', replaceSession: true });
-    await expectCode(() => keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:dave' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+    await expectE2EErrorAsync(() => keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:dave' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
   });
 
   it('reports errors of a store as they are', async () => {
@@ -206,7 +207,7 @@ describe('StoredKeyManager', () => {
     const broken = jest.spyOn(store, 'saveAcceptance').mockImplementation(() => {
       throw new E2EError('STORE_ERROR', 'down', 'backend');
     });
-    await expectCode(() => keys.acceptChannel(e, { sessions: store, peerDid: ALICE }), 'STORE_ERROR', 'backend');
+    await expectE2EErrorAsync(() => keys.acceptChannel(e, { sessions: store, peerDid: ALICE }), 'STORE_ERROR', 'backend');
     broken.mockRestore();
     expect(store.listSessions(BOB)).toEqual([]);
     // Nothing was spent: the same establishment is accepted now.

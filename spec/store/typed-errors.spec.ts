@@ -17,7 +17,8 @@ import {
   AgentStore, InMemoryStore, PersistentChannel, RedisStore, SqliteStore, StorageCipher, StoredKeyManager, establishmentFingerprint,
   inboxMessageId, maintainPreKeys, sessionContext,
 } from '../../lib/store';
-import { clearPrefix, expectCode, makeAgent, openPair, randomNamespace, redisTarget } from './helpers';
+import { clearPrefix, makeAgent, openPair, randomNamespace, redisTarget } from './helpers';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentmesh-typed-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -401,10 +402,10 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
     const cipher = new StorageCipher(randomBytes(32));
     const PC = PersistentChannel as unknown as new (...a: unknown[]) => unknown;
     const SKM = StoredKeyManager as unknown as new (...a: unknown[]) => unknown;
-    await expectCode(() => new PC(), 'INVALID_STATE');
-    await expectCode(() => new PC({ store, cipher, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }, {}, 1, undefined), 'INVALID_STATE');
-    await expectCode(() => new SKM(), 'INVALID_STATE');
-    await expectCode(() => new SKM({ store, cipher, did: 'did:mesh:a' }, makeAgent(), 1), 'INVALID_STATE');
+    await expectE2EErrorAsync(() => new PC(), 'INVALID_STATE');
+    await expectE2EErrorAsync(() => new PC({ store, cipher, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }, {}, 1, undefined), 'INVALID_STATE');
+    await expectE2EErrorAsync(() => new SKM(), 'INVALID_STATE');
+    await expectE2EErrorAsync(() => new SKM({ store, cipher, did: 'did:mesh:a' }, makeAgent(), 1), 'INVALID_STATE');
   });
 
   it('a cipher, key manager or channel that only inherits the prototype, or is a Proxy, is refused with INVALID_ARGUMENT', async () => {
@@ -412,22 +413,22 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
     const cipher = new StorageCipher(randomBytes(32));
     const keys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:k' }, makeAgent());
     const fake = Object.create(StorageCipher.prototype) as StorageCipher;
-    await expectCode(() => PersistentChannel.load({ store, cipher: fake, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }), 'INVALID_ARGUMENT');
-    await expectCode(() => StoredKeyManager.load({ store, cipher: fake, did: 'did:mesh:a' }), 'INVALID_ARGUMENT');
-    await expectCode(() => maintainPreKeys(Object.create(StoredKeyManager.prototype) as StoredKeyManager, store), 'INVALID_ARGUMENT');
-    await expectCode(() => maintainPreKeys(new Proxy(keys, {}), store), 'INVALID_ARGUMENT');
-    await expectCode(() => maintainPreKeys(throwingProxy() as never, store), 'INVALID_ARGUMENT');
-    await expectCode(() => PersistentChannel.create({ store, cipher, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }, throwingProxy() as never), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => PersistentChannel.load({ store, cipher: fake, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => StoredKeyManager.load({ store, cipher: fake, did: 'did:mesh:a' }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys(Object.create(StoredKeyManager.prototype) as StoredKeyManager, store), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys(new Proxy(keys, {}), store), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => maintainPreKeys(throwingProxy() as never, store), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => PersistentChannel.create({ store, cipher, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }, throwingProxy() as never), 'INVALID_ARGUMENT');
   });
 
   it('fake and proxied Uint8Arrays: the cipher and inboxMessageId answer with typed errors, a valid blob still opens', async () => {
     const cipher = new StorageCipher(randomBytes(32));
-    await expectCode(() => cipher.needsReseal(Object.create(Uint8Array.prototype)), 'STORE_ERROR', 'unknown_format');
-    await expectCode(() => cipher.open(new Proxy(new Uint8Array(80), {}), 'ctx'), 'STORE_ERROR', 'unknown_format');
-    await expectCode(() => cipher.seal(Object.create(Uint8Array.prototype), 'ctx'), 'INVALID_ARGUMENT');
-    await expectCode(() => cipher.seal(throwingProxy() as never, 'ctx'), 'INVALID_ARGUMENT');
-    await expectCode(() => inboxMessageId(throwingProxy() as never), 'MALFORMED_MESSAGE');
-    await expectCode(() => inboxMessageId(Object.create(Uint8Array.prototype)), 'MALFORMED_MESSAGE');
+    await expectE2EErrorAsync(() => cipher.needsReseal(Object.create(Uint8Array.prototype)), 'STORE_ERROR', 'unknown_format');
+    await expectE2EErrorAsync(() => cipher.open(new Proxy(new Uint8Array(80), {}), 'ctx'), 'STORE_ERROR', 'unknown_format');
+    await expectE2EErrorAsync(() => cipher.seal(Object.create(Uint8Array.prototype), 'ctx'), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => cipher.seal(throwingProxy() as never, 'ctx'), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(() => inboxMessageId(throwingProxy() as never), 'MALFORMED_MESSAGE');
+    await expectE2EErrorAsync(() => inboxMessageId(Object.create(Uint8Array.prototype)), 'MALFORMED_MESSAGE');
     // Unchanged for valid input: a Buffer seals and opens, a detached plaintext seals as empty.
     expect(cipher.open(cipher.seal(Buffer.from('abc'), 'ctx'), 'ctx')).toEqual(utf8('abc'));
     expect(cipher.open(cipher.seal(detached(), 'ctx'), 'ctx')).toEqual(new Uint8Array(0));

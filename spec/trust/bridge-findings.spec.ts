@@ -13,7 +13,8 @@ import {
   LocalTrustNetwork, TrustTransport, handshakeSignedPayload,
 } from '../../lib/trust';
 import { expectE2EError } from '../helpers/expect-error';
-import { FakeClock, registryWith, rejectionOf } from './helpers';
+import { FakeClock, registryWith } from './helpers';
+import { expectE2EErrorAsync, rejectionOf } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 afterEach(() => jest.restoreAllMocks());
@@ -69,11 +70,6 @@ async function expectLive(w: World, ac: SecureChannel, bc: SecureChannel): Promi
   expect(fromUtf8(await w.aliceBridge.receive(w.bob.did, bc.send(utf8('me too'))))).toBe('me too');
 }
 
-async function expectRejected(p: Promise<unknown>, code: string, reason?: string): Promise<void> {
-  const e = await rejectionOf(p);
-  expect([e.code, e.reason]).toEqual([code, reason]);
-}
-
 describe('finding 1: a peer that also relays cannot pass as another DID', () => {
   test('an answer to a counter-challenge Alice issued Mallory is not an answer to her open to Bob', async () => {
     const w = world();
@@ -86,7 +82,7 @@ describe('finding 1: a peer that also relays cannot pass as another DID', () => 
       sendAnswer: async () => undefined,
     };
     const mallorysBundle = await w.malloryBridge.publishPrekeyBundle();
-    await expectRejected(w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle, { transport: relay }), 'TRUST_REJECTED', 'unexpected_challenge');
+    await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle, { transport: relay }), 'TRUST_REJECTED', 'unexpected_challenge');
     expect(w.aliceBridge.getSession(w.bob.did)).toBeUndefined();
   });
 
@@ -97,9 +93,9 @@ describe('finding 1: a peer that also relays cannot pass as another DID', () => 
       sendAnswer: async () => undefined,
     };
     const mallorysBundle = await w.malloryBridge.publishPrekeyBundle();
-    await expectRejected(w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle, { transport: answersAsMallory }), 'TRUST_REJECTED', 'did_mismatch');
+    await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle, { transport: answersAsMallory }), 'TRUST_REJECTED', 'did_mismatch');
     const create = jest.spyOn(SecureChannel, 'createSender');
-    await expectRejected(w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle), 'TRUST_REJECTED', 'bundle_key_mismatch');
+    await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle), 'TRUST_REJECTED', 'bundle_key_mismatch');
     expect(create).not.toHaveBeenCalled();
     expect(w.aliceBridge.activeSessions.size).toBe(0);
   });
@@ -119,10 +115,10 @@ describe('finding 1 (the other direction): an answer to an open is not an answer
       sendAnswer: (from, to, answer) => w.network.sendAnswer(from, to, answer),
     };
     expect(await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle(), { transport: relay })).toBeInstanceOf(SecureChannel);
-    await expectRejected(hijacked!, 'TRUST_REJECTED', 'unknown_challenge');
+    await expectE2EErrorAsync(hijacked!, 'TRUST_REJECTED', 'unknown_challenge');
     // Alice holds no verification of Bob from it: Bob's establishment in the other direction is refused.
     const { establishment } = SecureChannel.createSender(w.bob.createKeyManager(), await w.aliceBridge.publishPrekeyBundle());
-    await expectRejected(w.aliceBridge.acceptSecureChannel(w.bob.did, establishment), 'TRUST_REJECTED', 'peer_not_verified');
+    await expectE2EErrorAsync(w.aliceBridge.acceptSecureChannel(w.bob.did, establishment), 'TRUST_REJECTED', 'peer_not_verified');
   });
 });
 
@@ -137,9 +133,9 @@ describe('finding 3: the requirements of an open hold for the peer it records', 
     const carolsAnswerToEarlier = await carolRespond(w, earlier.challenge!);
     const replaying: TrustTransport = { sendChallenge: async () => ({ response: carolsAnswerToEarlier }), sendAnswer: async () => undefined };
     const bundle = await w.carolBridge.publishPrekeyBundle();
-    await expectRejected(w.aliceBridge.openSecureChannel(w.carol.did, bundle, { ...req, transport: replaying }), 'TRUST_REJECTED', 'unexpected_challenge');
+    await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.carol.did, bundle, { ...req, transport: replaying }), 'TRUST_REJECTED', 'unexpected_challenge');
     // Carol's honest answer to this call's challenge fails the call's own requirement.
-    await expectRejected(w.aliceBridge.openSecureChannel(w.carol.did, bundle, req), 'TRUST_REJECTED', reason);
+    await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.carol.did, bundle, req), 'TRUST_REJECTED', reason);
     expect(w.aliceBridge.activeSessions.size).toBe(0);
     // Without the extra requirement Carol passes.
     expect(await w.aliceBridge.openSecureChannel(w.carol.did, bundle)).toBeInstanceOf(SecureChannel);
@@ -169,12 +165,12 @@ describe('finding 4: the mutual handshake cannot be relayed, and nothing the pee
         await w.bobBridge.completeHandshake(w.alice.did, answer); // Alice's signature, delivered to Bob
       },
     };
-    await expectRejected(w.aliceBridge.openSecureChannel(w.mallory.did, await w.malloryBridge.publishPrekeyBundle(), { transport: relay }),
+    await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.mallory.did, await w.malloryBridge.publishPrekeyBundle(), { transport: relay }),
       'TRUST_REJECTED', 'unbound_challenge');
     expect(forwarded).toBeUndefined();
     // Mallory's establishment in Alice's name is refused (no verification) and the live session is untouched.
     const forged = forgedEstablishment(w, await w.bobBridge.publishPrekeyBundle());
-    await expectRejected(w.bobBridge.acceptSecureChannel(w.alice.did, forged), 'TRUST_REJECTED', 'peer_not_verified');
+    await expectE2EErrorAsync(w.bobBridge.acceptSecureChannel(w.alice.did, forged), 'TRUST_REJECTED', 'peer_not_verified');
     await expectLive(w, ac, bc);
   });
 
@@ -223,8 +219,8 @@ describe('finding 2: a replayed establishment is recognised whatever its encodin
     const replay = ChannelEstablishment.from({
       initiatorIdentityKey: est.initiatorIdentityKey, ephemeralPublicKey: flipped, signedPreKeyId: est.signedPreKeyId,
     });
-    await expectRejected(w.bobBridge.acceptSecureChannel(w.alice.did, replay), 'DUPLICATE_MESSAGE', undefined);
-    await expectRejected(w.bobBridge.acceptSecureChannel(w.alice.did, est), 'DUPLICATE_MESSAGE', undefined);
+    await expectE2EErrorAsync(w.bobBridge.acceptSecureChannel(w.alice.did, replay), 'DUPLICATE_MESSAGE', null);
+    await expectE2EErrorAsync(w.bobBridge.acceptSecureChannel(w.alice.did, est), 'DUPLICATE_MESSAGE', null);
     expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(bc);
   });
 });
@@ -243,7 +239,7 @@ describe('finding 8: a refused establishment spends nothing', () => {
     // Alice opens again: a new handshake (Bob verifies her afresh), a new establishment.
     const ac2 = await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle());
     const fresh = w.aliceBridge.getSession(w.bob.did)!.establishment;
-    await expectRejected(w.bobBridge.acceptSecureChannel(w.alice.did, old), 'DUPLICATE_MESSAGE', undefined);
+    await expectE2EErrorAsync(w.bobBridge.acceptSecureChannel(w.alice.did, old), 'DUPLICATE_MESSAGE', null);
     await w.bobBridge.acceptSecureChannel(w.alice.did, forgedEstablishment(w, await w.bobBridge.publishPrekeyBundle()));
     const bc2 = await w.bobBridge.acceptSecureChannel(w.alice.did, fresh);
     expect(w.bobBridge.getSession(w.alice.did)!.channel).toBe(bc); // until Alice's new session authenticates
@@ -272,7 +268,7 @@ describe('finding 8: a forged establishment naming the genuine one-time pre-key 
     // Spent now: the same ids with a fresh ephemeral key (as Mallory would retry) find no key.
     const again = ChannelEstablishment.from({ ...forged, ephemeralPublicKey: x25519KeyPair().publicKey });
     await w.aliceBridge.verifyPeer(w.bob.did);
-    await expectRejected(w.bobBridge.acceptSecureChannel(w.alice.did, again), 'OTK_NOT_FOUND', undefined);
+    await expectE2EErrorAsync(w.bobBridge.acceptSecureChannel(w.alice.did, again), 'OTK_NOT_FOUND', null);
   });
 });
 
@@ -283,7 +279,7 @@ describe('finding 6: traffic in others\' names cannot lock an agent out', () => 
     const w = world();
     for (let i = 0; i < 1000; i++) {
       const fake = `did:mesh:${i.toString(16).padStart(32, '0')}`;
-      await expectRejected(w.bobBridge.answerChallenge(fake, challengeFor(w, i)), 'TRUST_REJECTED', 'unknown_identity');
+      await expectE2EErrorAsync(w.bobBridge.answerChallenge(fake, challengeFor(w, i)), 'TRUST_REJECTED', 'unknown_identity');
     }
     expect(w.bobBridge.pendingChallenges).toEqual({ own: 0, counter: 0 });
     // 3,000 challenges in Alice's, Carol's and Mallory's names at Bob, and at Alice in Bob's name.
@@ -323,12 +319,12 @@ describe('finding 7b: a closed bridge wipes what it holds and signs nothing', ()
     w.bobBridge.close();
     w.bobBridge.close(); // idempotent
     expect([w.bobBridge.isClosed, bc.isClosed, wipeManager.mock.calls.length]).toEqual([true, true, 1]);
-    await expectRejected(w.bobBridge.publishPrekeyBundle(), 'INVALID_STATE', undefined);
-    await expectRejected(w.bobBridge.answerChallenge(w.alice.did, challengeAt(w, 1)), 'INVALID_STATE', undefined);
-    await expectRejected(w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment), 'INVALID_STATE', undefined);
+    await expectE2EErrorAsync(w.bobBridge.publishPrekeyBundle(), 'INVALID_STATE', null);
+    await expectE2EErrorAsync(w.bobBridge.answerChallenge(w.alice.did, challengeAt(w, 1)), 'INVALID_STATE', null);
+    await expectE2EErrorAsync(w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment), 'INVALID_STATE', null);
     expect((await rejectionOf(w.bobBridge.receive(w.alice.did, ac.send(utf8('x'))))).code).toBe('INVALID_STATE');
     // Bob is gone from the network: Alice's open fails at the transport.
-    await expectRejected(w.aliceBridge.verifyPeer(w.bob.did), 'TRUST_REJECTED', 'transport_failed');
+    await expectE2EErrorAsync(w.aliceBridge.verifyPeer(w.bob.did), 'TRUST_REJECTED', 'transport_failed');
   });
 
   test('a bridge over a caller\'s key manager holds no copy of the identity secret: once the manager is wiped it cannot answer', async () => {
@@ -338,8 +334,8 @@ describe('finding 7b: a closed bridge wipes what it holds and signs nothing', ()
     await w.aliceBridge.verifyPeer(w.carol.did); // works
     carol2.closeAllSessions();
     manager.wipe();
-    await expectRejected(carol2.answerChallenge(w.alice.did, challengeAt(w, 2)), 'INVALID_STATE', undefined);
-    await expectRejected(w.aliceBridge.verifyPeer(w.carol.did), 'TRUST_REJECTED', 'transport_failed');
+    await expectE2EErrorAsync(carol2.answerChallenge(w.alice.did, challengeAt(w, 2)), 'INVALID_STATE', null);
+    await expectE2EErrorAsync(w.aliceBridge.verifyPeer(w.carol.did), 'TRUST_REJECTED', 'transport_failed');
     const identity = AgentIdentity.fromKeyManager(manager, w.carol.did);
     expectE2EError(() => identity.sign(utf8('x')), 'INVALID_STATE');
     carol2.close(); // a caller's key manager is the caller's: close() does not wipe it again

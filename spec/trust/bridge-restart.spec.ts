@@ -12,7 +12,7 @@ import { fromUtf8, randomBytes, utf8 } from '../../lib/crypto';
 import { StorageCipher, StoredKeyManager } from '../../lib/store';
 import { SqliteStore } from '../../lib/sqlite';
 import { AgentIdentity, EncryptedTrustBridge, InMemoryIdentityRegistry, LocalTrustNetwork } from '../../lib/trust';
-import { rejectionOf } from './helpers';
+import { rejectionOf } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 

@@ -10,7 +10,8 @@ import {
   LocalTrustNetwork, TrustHandshake, TrustTransport,
 } from '../../lib/trust';
 import { expectE2EError } from '../helpers/expect-error';
-import { FakeClock, registryWith, rejectionOf } from './helpers';
+import { FakeClock, registryWith } from './helpers';
+import { rejectionOf } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 afterEach(() => jest.restoreAllMocks());

@@ -6,7 +6,8 @@ import {
   TrustHandshake, TrustHandshakeOptions, counterChallengeNonce,
 } from '../../lib/trust';
 import { expectE2EError } from '../helpers/expect-error';
-import { FakeClock, registryWith, rejectionOf } from './helpers';
+import { FakeClock, registryWith } from './helpers';
+import { rejectionOf } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 

@@ -22,13 +22,3 @@ export function registryWith(
   }
   return registry;
 }
-
-/** Runs `p` and returns its rejection (failing when it resolves). */
-export async function rejectionOf(p: Promise<unknown>): Promise<{ code?: string; reason?: string }> {
-  try {
-    await p;
-  } catch (e) {
-    return e as { code?: string; reason?: string };
-  }
-  throw new Error('expected a rejection');
-}

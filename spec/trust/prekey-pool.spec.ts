@@ -4,7 +4,7 @@ import { X3DHKeyManager } from '../../lib/x3dh';
 import { InMemoryStore } from '../../lib/store';
 import { AgentIdentity } from '../../lib/trust';
 import { BridgePreKeyStore, PreKeyPublisher, storeCall } from '../../lib/trust/prekey-pool';
-import { rejectionOf } from './helpers';
+import { rejectionOf } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 

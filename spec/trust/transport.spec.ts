@@ -3,7 +3,7 @@ import {
   ChallengeReply, HandshakeChallenge, HandshakeResponse, LocalTrustNetwork, TrustEndpoint, TrustWireEvent,
 } from '../../lib/trust';
 import { expectE2EError } from '../helpers/expect-error';
-import { rejectionOf } from './helpers';
+import { rejectionOf } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 
