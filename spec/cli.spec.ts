@@ -12,6 +12,7 @@ import {
   toHex, utf8,
 } from '../lib';
 import { ensureBuilt } from './reach/helpers';
+import { expectE2EError } from './helpers/expect-error';
 
 interface Result { code: number; out: string; err: string }
 
@@ -89,7 +90,7 @@ describe('agentmesh-e2e keygen', () => {
       expect(text).not.toContain(form);
       expect(r.out).not.toContain(form);
     }
-    expect(() => openIdentity(file, { passphrase: 'wrong' })).toThrow(expect.objectContaining({ code: 'STORE_ERROR', reason: 'wrong_key' }));
+    expectE2EError(() => openIdentity(file, { passphrase: 'wrong' }), 'STORE_ERROR', 'wrong_key');
   });
 
   test('with a key file: creates it (32 bytes, 0600) and reuses it; --json; refuses to overwrite without --force', async () => {

@@ -3,12 +3,11 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { ready } from '../../lib/sodium';
 import { E2EError } from '../../lib/errors';
-import { ed25519KeyPair, fromUtf8, randomBytes, utf8 } from '../../lib/crypto';
-import { X3DHKeyManager } from '../../lib/x3dh';
+import { fromUtf8, randomBytes, utf8 } from '../../lib/crypto';
 import { SecureChannel } from '../../lib/channel';
 import { EncryptedMessage } from '../../lib/ratchet';
 import {
-  InMemoryStore, InboxRecord, PersistentChannel, SessionStore, SqliteStore, StorageCipher, StoredKeyManager, StoredRecord, maintainPreKeys,
+  InMemoryStore, InboxRecord, PersistentChannel, SessionStore, SqliteStore, StorageCipher, StoredRecord,
   sessionContext,
 } from '../../lib/store';
 import { makeAgent, openPair } from './helpers';
@@ -59,51 +58,6 @@ describe('PersistentChannel', () => {
   beforeAll(async () => {
     await ready();
     cipher = new StorageCipher(randomBytes(32));
-  });
-
-  it('README: a channel that survives a restart (SQLite)', async () => {
-    const path = join(dir, 'readme.sqlite');
-    const storageKey = randomBytes(32);
-    const logged: string[] = [];
-    const log = jest.spyOn(console, 'log').mockImplementation((s: string) => void logged.push(s));
-    // --- README example (verbatim) ---
-    await ready();
-    const store = new SqliteStore(path);              // one file, WAL; processes may share it
-    const cipher = new StorageCipher(storageKey);     // 32 bytes from your secret manager
-
-    // Bob: keys saved sealed in the store; bundle and one-time pre-keys published.
-    const bobId = ed25519KeyPair();
-    const bobKeys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:bob' },
-      X3DHKeyManager.fromEd25519Keys(bobId.secretKey, bobId.publicKey));
-    await maintainPreKeys(bobKeys, store);            // run periodically: refill, rotate, retire
-
-    // Alice claims a bundle (each one-time pre-key goes to one initiator) and opens a channel.
-    const aliceId = ed25519KeyPair();
-    const aliceMgr = X3DHKeyManager.fromEd25519Keys(aliceId.secretKey, aliceId.publicKey);
-    const ad = utf8('did:mesh:alice|did:mesh:bob');
-    const bundle = await store.claimBundle('did:mesh:bob');
-    const { channel, establishment } = SecureChannel.createSender(aliceMgr, bundle!, ad);
-    const alice = await PersistentChannel.create(
-      { store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' }, channel);
-    const bob = await bobKeys.acceptChannel(establishment,
-      { sessions: store, peerDid: 'did:mesh:alice', associatedData: ad });
-
-    const m = await alice.send(utf8('hello bob'));    // saved before it is returned
-    console.log(fromUtf8(await bob.receive(m)));      // hello bob (saved before it is returned)
-
-    // After a restart: load the session and go on.
-    const bobAgain = await PersistentChannel.load(
-      { store, cipher, localDid: 'did:mesh:bob', peerDid: 'did:mesh:alice' });
-    await bobAgain!.send(utf8('hello alice'));
-    // --- end of README example ---
-    log.mockRestore();
-    expect(logged).toEqual(['hello bob']);
-    expect(bundle?.oneTimePreKeyId).toBe(0);
-    expect(store.countOneTimePreKeys('did:mesh:bob')).toBe(99);
-    expect([alice.version, bob.version, bobAgain?.version]).toEqual([2, 2, 3]);
-    const alice2 = await PersistentChannel.load({ store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' });
-    expect(alice2?.messageCount).toBe(1);
-    store.close();
   });
 
   it('saves every step: a reload in a "new process" continues both ways', async () => {

@@ -1,5 +1,6 @@
 import { ready } from '../../lib/sodium';
 import { counterChallengeNonce } from '../../lib/trust';
+import { expectE2EError } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 
@@ -24,10 +25,10 @@ describe('counterChallengeNonce', () => {
 
   test('refuses what it cannot bind: bad DIDs, a malformed challenge, hostile objects (typed errors)', () => {
     const hostile = new Proxy({}, { get: () => { throw new Error('hostile getter'); } });
-    expect(() => counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { ...ROLES, openerDid: 'alice' })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
-    expect(() => counterChallengeNonce({ ...CHALLENGE, nonce: 'xy' }, 'cd'.repeat(16), ROLES)).toThrow(expect.objectContaining({ code: 'MALFORMED_MESSAGE' }));
-    expect(() => counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), hostile as never)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
-    expect(() => counterChallengeNonce(hostile as never, 'cd'.repeat(16), ROLES)).toThrow(expect.objectContaining({ code: 'MALFORMED_MESSAGE' }));
-    expect(() => counterChallengeNonce(CHALLENGE, 7 as never, ROLES)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expectE2EError(() => counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), { ...ROLES, openerDid: 'alice' }), 'INVALID_ARGUMENT');
+    expectE2EError(() => counterChallengeNonce({ ...CHALLENGE, nonce: 'xy' }, 'cd'.repeat(16), ROLES), 'MALFORMED_MESSAGE');
+    expectE2EError(() => counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), hostile as never), 'INVALID_ARGUMENT');
+    expectE2EError(() => counterChallengeNonce(hostile as never, 'cd'.repeat(16), ROLES), 'MALFORMED_MESSAGE');
+    expectE2EError(() => counterChallengeNonce(CHALLENGE, 7 as never, ROLES), 'INVALID_ARGUMENT');
   });
 });
