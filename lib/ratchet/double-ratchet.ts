@@ -11,21 +11,22 @@ import { E2EError } from '../errors';
 import { MAX_COUNTER, MAX_PLAINTEXT_BYTES } from '../limits';
 // Imported from the defining modules, not the '../crypto' barrel: its re-export getters showed up
 // in profiles of the per-message path.
-import { assertBytes, assertKey, memzero, readU32BE, toHex, writeU32BE } from '../crypto/bytes';
+import { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES } from '../crypto/aead';
+import { assertBytes, assertKey, memzero, readU32BE, toHex } from '../crypto/bytes';
+import {
+  ENVELOPE_CIPHERTEXT_AT, ENVELOPE_DH_AT, ENVELOPE_NONCE_AT, ENVELOPE_N_AT, ENVELOPE_PN_AT, assertEnvelope, writeEnvelopePrefix,
+} from '../crypto/envelope-layout';
 import { openMessage, openMessageWithKey, sealMessage } from '../crypto/message-aead';
 import { fillRandomBytes } from '../crypto/random';
 import { chainKeyStep } from '../crypto/hmac';
 import { X25519KeyPair, assertCanonicalX25519PublicKey, isCanonicalX25519At, x25519, x25519KeyPair } from '../crypto/x25519';
-import { HEADER_BYTES } from './header';
 import { kdfRootKey } from './kdf';
-import { ENVELOPE_PREFIX_BYTES, EncryptedMessage, MAX_ENVELOPE_BYTES, MIN_ENVELOPE_BYTES } from './message';
+import { EncryptedMessage } from './message';
 import { SkippedKey } from './skipped-keys';
 import { MAX_RETIRED_REMOTE_KEYS, RatchetLimits, RatchetState, resolveLimits } from './state';
 import { isInstance, readFields, readOptions, typed } from '../crypto/input';
 
 const EMPTY = new Uint8Array(0);
-const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
 
 /** Largest associated data the ratchet accepts (1 MiB); `SecureChannel` allows less. */
 export const MAX_RATCHET_AD_BYTES = 1024 * 1024;
@@ -82,10 +83,8 @@ function parse(message: EncryptedMessage | Uint8Array): Incoming {
   if (!ArrayBuffer.isView(env) || !(env instanceof Uint8Array)) {
     throw new E2EError('MALFORMED_MESSAGE', 'message must be an EncryptedMessage or its serialized bytes');
   }
-  if (env.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
-  if (env.length > MAX_ENVELOPE_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `message above ${MAX_ENVELOPE_BYTES} bytes`);
-  if (readU32BE(env, 0) !== HEADER_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'header length prefix must be 40');
-  return { env, pn: readU32BE(env, 36), n: readU32BE(env, 40) };
+  assertEnvelope(env);
+  return { env, pn: readU32BE(env, ENVELOPE_PN_AT), n: readU32BE(env, ENVELOPE_N_AT) };
 }
 
 /** One Double Ratchet session. */
@@ -95,7 +94,7 @@ export class DoubleRatchet {
   readonly #now: () => number;
   // Scratch for the per-message keys, so the hot path allocates nothing but its output.
   readonly #nextChainKey = new Uint8Array(32);
-  readonly #nonce = new Uint8Array(NONCE_BYTES);
+  readonly #nonce = new Uint8Array(CHACHA20_POLY1305_NONCE_BYTES);
   #wiped = false;
   // Hex of the peer's current ratchet key, the skipped-key map's key for its chain (one string per chain).
   #remoteHexOf: Uint8Array | null = null;
@@ -177,13 +176,10 @@ export class DoubleRatchet {
     const ck = st.chainKeySend;
     if (ck === null) throw new E2EError('INVALID_STATE', 'this side cannot send before it has received a message');
     if (st.sendMessageNumber >= MAX_COUNTER) throw new E2EError('COUNTER_EXHAUSTED', 'sending chain exhausted');
-    const env = new Uint8Array(ENVELOPE_PREFIX_BYTES + NONCE_BYTES + plaintext.length + TAG_BYTES);
-    writeU32BE(env, 0, HEADER_BYTES);
-    env.set(st.dhSelf.publicKey, 4);
-    writeU32BE(env, 36, st.previousSendChainLength);
-    writeU32BE(env, 40, st.sendMessageNumber);
+    const env = new Uint8Array(ENVELOPE_CIPHERTEXT_AT + plaintext.length + AEAD_TAG_BYTES);
+    writeEnvelopePrefix(env, st.dhSelf.publicKey, st.previousSendChainLength, st.sendMessageNumber);
     fillRandomBytes(this.#nonce);
-    env.set(this.#nonce, ENVELOPE_PREFIX_BYTES);
+    env.set(this.#nonce, ENVELOPE_NONCE_AT);
     sealMessage(ck, env, plaintext, ad);
     st.sendMessageNumber++;
     return EncryptedMessage.fromTrustedEnvelope(env);
@@ -203,13 +199,13 @@ export class DoubleRatchet {
     const st = this.state;
     // Raw comparisons below equal comparisons of canonical forms: every remembered ratchet key is
     // canonical (checked on init and restore, and a non-canonical one never starts a chain).
-    const onCurrentChain = st.dhRemote !== null && keyAt(m.env, 4, st.dhRemote);
+    const onCurrentChain = st.dhRemote !== null && keyAt(m.env, ENVELOPE_DH_AT, st.dhRemote);
     // Hex of a ratchet key that is not the current one, made at most once per message.
     let otherHex = '';
 
     if (st.skippedKeys.size > 0) {
       const now = this.#now();
-      const chain = onCurrentChain ? this.#remoteHex() : (otherHex = toHex(m.env.subarray(4, 36)));
+      const chain = onCurrentChain ? this.#remoteHex() : (otherHex = toHex(m.env.subarray(ENVELOPE_DH_AT, ENVELOPE_DH_AT + 32)));
       const skipped = st.skippedKeys.get(chain, m.n);
       if (skipped && !this.#expired(skipped, now)) {
         const pt = openMessageWithKey(skipped.messageKey, m.env, ad);
@@ -221,7 +217,7 @@ export class DoubleRatchet {
     }
 
     if (onCurrentChain) return this.#decryptCurrentChain(m, ad);
-    if (otherHex === '' && (st.retiredRemoteKeys.length > 0 || st.skippedKeys.size > 0)) otherHex = toHex(m.env.subarray(4, 36));
+    if (otherHex === '' && (st.retiredRemoteKeys.length > 0 || st.skippedKeys.size > 0)) otherHex = toHex(m.env.subarray(ENVELOPE_DH_AT, ENVELOPE_DH_AT + 32));
     if (otherHex !== '' && (st.retiredRemoteKeys.includes(otherHex) || st.skippedKeys.hasChain(otherHex))) {
       // An old chain (or a peer reusing an old ratchet key): never a new DH ratchet step.
       throw new E2EError('DUPLICATE_MESSAGE', 'message from an old chain was already decrypted (or its key expired)');
@@ -291,7 +287,7 @@ export class DoubleRatchet {
         memzero(work);
       }
       // Our own copy (a Buffer's slice would be a view of the caller's memory).
-      const remote = Uint8Array.from(m.env.subarray(4, 36));
+      const remote = Uint8Array.from(m.env.subarray(ENVELOPE_DH_AT, ENVELOPE_DH_AT + 32));
       try {
         dh1 = x25519(st.dhSelf.privateKey, remote);
       } catch {
