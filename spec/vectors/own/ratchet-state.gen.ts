@@ -9,6 +9,7 @@ import { ready } from '../../../lib/sodium';
 import { sha256, toHex, utf8, x25519PublicKey } from '../../../lib/crypto';
 import { E2EError } from '../../../lib/errors';
 import { RatchetLimits, RatchetState } from '../../../lib/ratchet';
+import { ratchetStateFields as fields } from '../../helpers/ratchet-state-fields';
 
 /** 32 deterministic bytes named by `label`. */
 const bytes32 = (label: string): Uint8Array => sha256(utf8(`ratchet-state-kat:${label}`));
@@ -42,20 +43,6 @@ function build(c: CaseInput): RatchetState {
     s.skippedKeys.add({ dhPublicKey: publicKey(k.chain), messageNumber: k.n, messageKey: bytes32(`${c.name}:mk:${k.chain}:${k.n}`), storedAt: k.storedAt }, 100_000);
   }
   return s;
-}
-
-function fields(s: RatchetState): Record<string, unknown> {
-  const hex = (b: Uint8Array | null): string | null => (b === null ? null : toHex(b));
-  return {
-    dhSelfPrivate: toHex(s.dhSelf.privateKey), dhSelfPublic: toHex(s.dhSelf.publicKey), dhRemote: hex(s.dhRemote),
-    rootKey: toHex(s.rootKey), chainKeySend: hex(s.chainKeySend), chainKeyRecv: hex(s.chainKeyRecv),
-    sendMessageNumber: s.sendMessageNumber, recvMessageNumber: s.recvMessageNumber, previousSendChainLength: s.previousSendChainLength,
-    limits: { ...s.limits },
-    retiredRemoteKeys: [...s.retiredRemoteKeys],
-    skippedKeys: [...s.skippedKeys.values()].map((k) => ({
-      dhPublicKey: toHex(k.dhPublicKey), messageNumber: k.messageNumber, messageKey: toHex(k.messageKey), storedAt: k.storedAt,
-    })),
-  };
 }
 
 const cases: CaseInput[] = [
