@@ -1,9 +1,11 @@
 /**
  * The Double Ratchet (Signal specification, with PROTOCOL.md's KDFs and bytes).
  *
- * Decryption is transactional without copying the state: everything a message would change is
- * computed into staged values (a working chain key, new skipped keys, the next root and chain
- * keys) and committed only after the AEAD tag verified. A failed decrypt — bad tag, wrong AD,
+ * Decryption is transactional without copying the state, in three stages: find the message key
+ * (TrySkippedMessageKeys, the current chain, or DHRatchet on a new one), computing everything the
+ * message would change into staged values (a working chain key, new skipped keys, the next root
+ * and chain keys); open; commit only after the AEAD tag verified (`receiver-chains.ts` keeps the
+ * peer's chains and their skipped keys). A failed decrypt — bad tag, wrong AD,
  * malformed bytes, forged or low-order ratchet key, a gap above `maxSkip` — throws a typed error and
  * leaves the state exactly as it was; a skipped key is deleted only after its message authenticated.
  */
