@@ -7,16 +7,13 @@
  * (`adPrefix ‖ header`) and the envelope body are each one contiguous region: one copy in, one out.
  * The message key never leaves WASM memory. Inputs are trusted (the ratchet checks them).
  */
+import { AEAD_TAG_BYTES as TAG, CHACHA20_POLY1305_NONCE_BYTES as NONCE } from './aead';
 import { CHUNKED_AEAD_HEAP_BYTES, chunkedOpen, chunkedSeal } from './aead-chunked';
+import {
+  ENVELOPE_CIPHERTEXT_AT as BODY_START, ENVELOPE_HEADER_AT as PREFIX, ENVELOPE_NONCE_AT, HEADER_BYTES as HEADER,
+} from './envelope-layout';
 import { SCRATCH_WORKING_BYTES, releaseLargeScratch, scratch } from './heap';
 import { CHAIN_KEY_STEP_HEAP_BYTES, chainKeyStepInHeap } from './hmac';
-
-const PREFIX = 4;
-const HEADER = 40;
-const NONCE = 12;
-const TAG = 16;
-/** Bytes of an envelope before the ciphertext: length prefix, header, nonce. */
-const BODY_START = PREFIX + HEADER + NONCE;
 
 /**
  * Seals `plaintext` into `envelope` (whose prefix, header and nonce are already written) under the
@@ -31,8 +28,8 @@ export function sealMessage(chainKey: Uint8Array, envelope: Uint8Array, plaintex
   if (tooLargeForOnePass(adLen + HEADER + NONCE + n + TAG)) {
     const { raw, ptr } = scratch(CHAIN_KEY_STEP_HEAP_BYTES + CHUNKED_AEAD_HEAP_BYTES);
     const { heap, mk, ckNext } = chainKeyStepInHeap(raw, ptr, chainKey);
-    const header = envelope.subarray(PREFIX, PREFIX + HEADER);
-    chunkedSeal(raw, mk, ptr + CHAIN_KEY_STEP_HEAP_BYTES, envelope.subarray(PREFIX + HEADER, BODY_START), [adPrefix, header], plaintext, envelope, BODY_START);
+    const header = envelope.subarray(PREFIX, ENVELOPE_NONCE_AT);
+    chunkedSeal(raw, mk, ptr + CHAIN_KEY_STEP_HEAP_BYTES, envelope.subarray(ENVELOPE_NONCE_AT, BODY_START), [adPrefix, header], plaintext, envelope, BODY_START);
     chainKey.set(heap.subarray(ckNext, ckNext + 32));
     heap.fill(0, ptr, ptr + CHAIN_KEY_STEP_HEAP_BYTES);
     return;
@@ -61,8 +58,8 @@ function tooLargeForOnePass(bytes: number): boolean {
 }
 
 function openChunked(raw: ReturnType<typeof scratch>['raw'], key: number, work: number, envelope: Uint8Array, adPrefix: Uint8Array): Uint8Array | null {
-  const header = envelope.subarray(PREFIX, PREFIX + HEADER);
-  return chunkedOpen(raw, key, work, envelope.subarray(PREFIX + HEADER, BODY_START), [adPrefix, header], envelope.subarray(BODY_START));
+  const header = envelope.subarray(PREFIX, ENVELOPE_NONCE_AT);
+  return chunkedOpen(raw, key, work, envelope.subarray(ENVELOPE_NONCE_AT, BODY_START), [adPrefix, header], envelope.subarray(BODY_START));
 }
 
 /** Opens the envelope copied to `a` in place; the plaintext (a JS copy) or `null`. */

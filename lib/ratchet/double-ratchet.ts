@@ -1,9 +1,11 @@
 /**
  * The Double Ratchet (Signal specification, with PROTOCOL.md's KDFs and bytes).
  *
- * Decryption is transactional without copying the state: everything a message would change is
- * computed into staged values (a working chain key, new skipped keys, the next root and chain
- * keys) and committed only after the AEAD tag verified. A failed decrypt — bad tag, wrong AD,
+ * Decryption is transactional without copying the state, in three stages: find the message key
+ * (TrySkippedMessageKeys, the current chain, or DHRatchet on a new one), computing everything the
+ * message would change into staged values (a working chain key, new skipped keys, the next root
+ * and chain keys); open; commit only after the AEAD tag verified (`receiver-chains.ts` keeps the
+ * peer's chains and their skipped keys). A failed decrypt — bad tag, wrong AD,
  * malformed bytes, forged or low-order ratchet key, a gap above `maxSkip` — throws a typed error and
  * leaves the state exactly as it was; a skipped key is deleted only after its message authenticated.
  */
@@ -11,21 +13,22 @@ import { E2EError } from '../errors';
 import { MAX_COUNTER, MAX_PLAINTEXT_BYTES } from '../limits';
 // Imported from the defining modules, not the '../crypto' barrel: its re-export getters showed up
 // in profiles of the per-message path.
-import { assertBytes, assertKey, memzero, readU32BE, toHex, writeU32BE } from '../crypto/bytes';
+import { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES } from '../crypto/aead';
+import { assertBytes, assertKey, memzero, readU32BE } from '../crypto/bytes';
+import {
+  ENVELOPE_CIPHERTEXT_AT, ENVELOPE_DH_AT, ENVELOPE_NONCE_AT, ENVELOPE_N_AT, ENVELOPE_PN_AT, assertEnvelope, writeEnvelopePrefix,
+} from '../crypto/envelope-layout';
 import { openMessage, openMessageWithKey, sealMessage } from '../crypto/message-aead';
 import { fillRandomBytes } from '../crypto/random';
-import { chainKeyStep } from '../crypto/hmac';
 import { X25519KeyPair, assertCanonicalX25519PublicKey, isCanonicalX25519At, x25519, x25519KeyPair } from '../crypto/x25519';
-import { HEADER_BYTES } from './header';
 import { kdfRootKey } from './kdf';
-import { ENVELOPE_PREFIX_BYTES, EncryptedMessage, MAX_ENVELOPE_BYTES, MIN_ENVELOPE_BYTES } from './message';
+import { EncryptedMessage } from './message';
+import { ReceiverChains } from './receiver-chains';
 import { SkippedKey } from './skipped-keys';
-import { MAX_RETIRED_REMOTE_KEYS, RatchetLimits, RatchetState, resolveLimits } from './state';
+import { RatchetLimits, RatchetState, resolveLimits } from './state';
 import { isInstance, readFields, readOptions, typed } from '../crypto/input';
 
 const EMPTY = new Uint8Array(0);
-const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
 
 /** Largest associated data the ratchet accepts (1 MiB); `SecureChannel` allows less. */
 export const MAX_RATCHET_AD_BYTES = 1024 * 1024;
@@ -68,12 +71,6 @@ interface Incoming {
   n: number;
 }
 
-/** True when the 32 bytes of `env` at `offset` equal `key` (public values: no need for constant time). */
-function keyAt(env: Uint8Array, offset: number, key: Uint8Array): boolean {
-  for (let i = 0; i < 32; i++) if (env[offset + i] !== key[i]) return false;
-  return true;
-}
-
 function parse(message: EncryptedMessage | Uint8Array): Incoming {
   // An EncryptedMessage is decrypted through its envelope: one code path, the header bytes as sent.
   // isView first (it runs no Proxy trap, and bytes are the common case); an object made from
@@ -82,11 +79,24 @@ function parse(message: EncryptedMessage | Uint8Array): Incoming {
   if (!ArrayBuffer.isView(env) || !(env instanceof Uint8Array)) {
     throw new E2EError('MALFORMED_MESSAGE', 'message must be an EncryptedMessage or its serialized bytes');
   }
-  if (env.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
-  if (env.length > MAX_ENVELOPE_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `message above ${MAX_ENVELOPE_BYTES} bytes`);
-  if (readU32BE(env, 0) !== HEADER_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'header length prefix must be 40');
-  return { env, pn: readU32BE(env, 36), n: readU32BE(env, 40) };
+  assertEnvelope(env);
+  return { env, pn: readU32BE(env, ENVELOPE_PN_AT), n: readU32BE(env, ENVELOPE_N_AT) };
 }
+
+/** Staged keys of an in-order message: none (shared, never written). */
+const NONE_STAGED: readonly SkippedKey[] = Object.freeze([]);
+
+/**
+ * Where the key of an incoming message was found (vodozemac's `find_message_key` result), with
+ * everything finding it computed, staged until the message authenticates.
+ */
+type FoundKey =
+  /** A kept skipped key of chain `chain`. */
+  | { readonly kind: 'skipped'; readonly chain: string; readonly key: SkippedKey }
+  /** The current chain: `chainKey` is CKr (`own` false) or our advanced copy of it (`own` true). */
+  | { readonly kind: 'current'; readonly chainKey: Uint8Array; readonly staged: readonly SkippedKey[]; readonly own: boolean }
+  /** A new chain (DHRatchet): the peer's new key, the next root key and the new chain's key at message N. */
+  | { readonly kind: 'new'; readonly remote: Uint8Array; readonly rootKey: Uint8Array; readonly chainKey: Uint8Array; readonly staged: readonly SkippedKey[] };
 
 /** One Double Ratchet session. */
 export class DoubleRatchet {
@@ -95,16 +105,15 @@ export class DoubleRatchet {
   readonly #now: () => number;
   // Scratch for the per-message keys, so the hot path allocates nothing but its output.
   readonly #nextChainKey = new Uint8Array(32);
-  readonly #nonce = new Uint8Array(NONCE_BYTES);
+  readonly #nonce = new Uint8Array(CHACHA20_POLY1305_NONCE_BYTES);
+  readonly #chains: ReceiverChains;
   #wiped = false;
-  // Hex of the peer's current ratchet key, the skipped-key map's key for its chain (one string per chain).
-  #remoteHexOf: Uint8Array | null = null;
-  #remoteHexValue = '';
 
   /** A ratchet over an existing (e.g. restored) state; `opts.now` is its clock (default `Date.now`). */
   constructor(state: RatchetState, opts: { now?: () => number } = {}) {
     if (!isInstance(state, RatchetState)) throw new E2EError('INVALID_ARGUMENT', 'state must be a RatchetState');
     this.state = state;
+    this.#chains = new ReceiverChains(state);
     this.#now = resolveClock(readOptions(opts, ['now'] as const, 'ratchet options').now);
   }
 
@@ -177,13 +186,10 @@ export class DoubleRatchet {
     const ck = st.chainKeySend;
     if (ck === null) throw new E2EError('INVALID_STATE', 'this side cannot send before it has received a message');
     if (st.sendMessageNumber >= MAX_COUNTER) throw new E2EError('COUNTER_EXHAUSTED', 'sending chain exhausted');
-    const env = new Uint8Array(ENVELOPE_PREFIX_BYTES + NONCE_BYTES + plaintext.length + TAG_BYTES);
-    writeU32BE(env, 0, HEADER_BYTES);
-    env.set(st.dhSelf.publicKey, 4);
-    writeU32BE(env, 36, st.previousSendChainLength);
-    writeU32BE(env, 40, st.sendMessageNumber);
+    const env = new Uint8Array(ENVELOPE_CIPHERTEXT_AT + plaintext.length + AEAD_TAG_BYTES);
+    writeEnvelopePrefix(env, st.dhSelf.publicKey, st.previousSendChainLength, st.sendMessageNumber);
     fillRandomBytes(this.#nonce);
-    env.set(this.#nonce, ENVELOPE_PREFIX_BYTES);
+    env.set(this.#nonce, ENVELOPE_NONCE_AT);
     sealMessage(ck, env, plaintext, ad);
     st.sendMessageNumber++;
     return EncryptedMessage.fromTrustedEnvelope(env);
@@ -194,39 +200,28 @@ export class DoubleRatchet {
    * `ad ‖ header`. Errors: `DECRYPT_FAILED` (does not authenticate), `DUPLICATE_MESSAGE` (already
    * decrypted, or its skipped key expired), `TOO_MANY_SKIPPED`, `MALFORMED_MESSAGE`. On any error
    * the state is unchanged.
+   *
+   * Three stages, as vodozemac stages them: find the message key (staging, not applying, whatever
+   * finding it computes), open the message with it, and commit only if it authenticated.
    */
   decrypt(message: EncryptedMessage | Uint8Array, ad: Uint8Array = EMPTY): Uint8Array {
     this.#assertUsable();
     assertAd(ad);
     const m = parse(message);
     if (m.n >= MAX_COUNTER) throw new E2EError('MALFORMED_MESSAGE', 'message number out of range');
-    const st = this.state;
-    // Raw comparisons below equal comparisons of canonical forms: every remembered ratchet key is
-    // canonical (checked on init and restore, and a non-canonical one never starts a chain).
-    const onCurrentChain = st.dhRemote !== null && keyAt(m.env, 4, st.dhRemote);
-    // Hex of a ratchet key that is not the current one, made at most once per message.
-    let otherHex = '';
-
-    if (st.skippedKeys.size > 0) {
-      const now = this.#now();
-      const chain = onCurrentChain ? this.#remoteHex() : (otherHex = toHex(m.env.subarray(4, 36)));
-      const skipped = st.skippedKeys.get(chain, m.n);
-      if (skipped && !this.#expired(skipped, now)) {
-        const pt = openMessageWithKey(skipped.messageKey, m.env, ad);
-        if (pt === null) throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
-        st.skippedKeys.delete(chain, m.n);
-        this.#expireSkipped(now);
-        return pt;
-      }
+    const now = this.#now();
+    const found = this.#findMessageKey(m, now);
+    let pt: Uint8Array | null = null;
+    try {
+      pt = found.kind === 'skipped'
+        ? openMessageWithKey(found.key.messageKey, m.env, ad)
+        : openMessage(found.chainKey, this.#nextChainKey, m.env, ad);
+    } finally {
+      if (pt === null) this.#discard(found);
     }
-
-    if (onCurrentChain) return this.#decryptCurrentChain(m, ad);
-    if (otherHex === '' && (st.retiredRemoteKeys.length > 0 || st.skippedKeys.size > 0)) otherHex = toHex(m.env.subarray(4, 36));
-    if (otherHex !== '' && (st.retiredRemoteKeys.includes(otherHex) || st.skippedKeys.hasChain(otherHex))) {
-      // An old chain (or a peer reusing an old ratchet key): never a new DH ratchet step.
-      throw new E2EError('DUPLICATE_MESSAGE', 'message from an old chain was already decrypted (or its key expired)');
-    }
-    return this.#decryptNewChain(m, ad, this.#now());
+    if (pt === null) throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
+    this.#commit(found, m, now);
+    return pt;
   }
 
   /** Wipes every secret of the session; the ratchet is unusable afterwards. */
@@ -236,7 +231,33 @@ export class DoubleRatchet {
     this.#wiped = true;
   }
 
-  #decryptCurrentChain(m: Incoming, ad: Uint8Array): Uint8Array {
+  /**
+   * Finds the key of message `m` without changing the state: a skipped key (TrySkippedMessageKeys),
+   * else the current chain, else — unless the key is an old chain's (`DUPLICATE_MESSAGE`) — a new
+   * chain (DHRatchet). Throws the message's error when it has no key.
+   */
+  #findMessageKey(m: Incoming, now: number): FoundKey {
+    const st = this.state;
+    const chains = this.#chains;
+    const current = chains.isCurrent(m.env, ENVELOPE_DH_AT);
+    const dh = m.env.subarray(ENVELOPE_DH_AT, ENVELOPE_DH_AT + 32);
+    // The chain's id (hex) is made at most once per message, and only when a lookup needs it.
+    let chain = '';
+    if (st.skippedKeys.size > 0) {
+      chain = chains.chainId(dh, current);
+      const key = chains.trySkippedMessageKey(chain, m.n, now);
+      if (key !== undefined) return { kind: 'skipped', chain, key };
+    }
+    if (current) return this.#findOnCurrentChain(m, now);
+    if (chain === '' && chains.remembersOldChains) chain = chains.chainId(dh, false);
+    if (chain !== '' && chains.isOld(chain)) {
+      throw new E2EError('DUPLICATE_MESSAGE', 'message from an old chain was already decrypted (or its key expired)');
+    }
+    return this.#findOnNewChain(m, now);
+  }
+
+  /** The current receiving chain: message `m.n`'s chain key, the keys it passes over staged (SkipMessageKeys). */
+  #findOnCurrentChain(m: Incoming, now: number): FoundKey {
     const st = this.state;
     const ckr = st.chainKeyRecv;
     if (ckr === null) throw new E2EError('DECRYPT_FAILED', 'no receiving chain for this ratchet key');
@@ -246,34 +267,19 @@ export class DoubleRatchet {
     if (m.n - st.recvMessageNumber > st.limits.maxSkip) {
       throw new E2EError('TOO_MANY_SKIPPED', `message skips more than ${st.limits.maxSkip} keys`);
     }
-    if (m.n === st.recvMessageNumber) {
-      // The common case: in order. Nothing staged but the next chain key, in scratch.
-      const pt = openMessage(ckr, this.#nextChainKey, m.env, ad);
-      if (pt === null) throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
-      ckr.set(this.#nextChainKey);
-      memzero(this.#nextChainKey);
-      st.recvMessageNumber = m.n + 1;
-      if (st.skippedKeys.size > 0) this.#expireSkipped(this.#now());
-      return pt;
-    }
-    const now = this.#now();
+    // In order (the common case): the chain key itself, nothing staged.
+    if (m.n === st.recvMessageNumber) return { kind: 'current', chainKey: ckr, staged: NONE_STAGED, own: false };
     const staged: SkippedKey[] = [];
     const work = Uint8Array.from(ckr);
-    this.#stageSkipped(work, st.recvMessageNumber, m.n, st.dhRemote as Uint8Array, now, staged);
-    const pt = openMessage(work, work, m.env, ad);
-    if (pt === null) {
-      memzero(work);
-      staged.forEach((k) => memzero(k.messageKey));
-      throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
-    }
-    ckr.set(work);
-    memzero(work);
-    st.recvMessageNumber = m.n + 1;
-    this.#commitSkipped(staged, now);
-    return pt;
+    ReceiverChains.skipMessageKeys(work, st.recvMessageNumber, m.n, st.dhRemote as Uint8Array, now, staged);
+    return { kind: 'current', chainKey: work, staged, own: true };
   }
 
-  #decryptNewChain(m: Incoming, ad: Uint8Array, now: number): Uint8Array {
+  /**
+   * DHRatchet, staged: the old chain's remaining keys (SkipMessageKeys up to PN), the new receiving
+   * chain from `KDF_RK(RK, DH(DHs, header key))`, and its keys up to `m.n`. Nothing is applied yet.
+   */
+  #findOnNewChain(m: Incoming, now: number): FoundKey {
     const st = this.state;
     const { maxSkip } = st.limits;
     const oldChainGap = st.chainKeyRecv !== null && m.pn > st.recvMessageNumber ? m.pn - st.recvMessageNumber : 0;
@@ -283,15 +289,14 @@ export class DoubleRatchet {
     const staged: SkippedKey[] = [];
     let dh1: Uint8Array | null = null;
     let next: { rootKey: Uint8Array; chainKey: Uint8Array } | null = null;
-    let committed = false;
     try {
       if (oldChainGap > 0) {
         const work = Uint8Array.from(st.chainKeyRecv as Uint8Array);
-        this.#stageSkipped(work, st.recvMessageNumber, m.pn, st.dhRemote as Uint8Array, now, staged);
+        ReceiverChains.skipMessageKeys(work, st.recvMessageNumber, m.pn, st.dhRemote as Uint8Array, now, staged);
         memzero(work);
       }
       // Our own copy (a Buffer's slice would be a view of the caller's memory).
-      const remote = Uint8Array.from(m.env.subarray(4, 36));
+      const remote = Uint8Array.from(m.env.subarray(ENVELOPE_DH_AT, ENVELOPE_DH_AT + 32));
       try {
         dh1 = x25519(st.dhSelf.privateKey, remote);
       } catch {
@@ -301,87 +306,69 @@ export class DoubleRatchet {
       // (old or current) key in disguise. No honest sender makes one; it never starts a chain.
       if (!isCanonicalX25519At(remote, 0)) throw new E2EError('DECRYPT_FAILED', 'non-canonical ratchet key in header');
       next = kdfRootKey(st.rootKey, dh1);
-      this.#stageSkipped(next.chainKey, 0, m.n, remote, now, staged);
-      const pt = openMessage(next.chainKey, next.chainKey, m.env, ad);
-      if (pt === null) throw new E2EError('DECRYPT_FAILED', 'message does not authenticate');
-
-      // Authentic: finish the DH ratchet step and commit.
-      const dhSelf = x25519KeyPair();
-      const dh2 = x25519(dhSelf.privateKey, remote);
-      const sending = kdfRootKey(next.rootKey, dh2);
-      memzero(dh2);
-      memzero(next.rootKey);
-      if (st.dhRemote !== null) {
-        st.retiredRemoteKeys.push(toHex(st.dhRemote));
-        if (st.retiredRemoteKeys.length > MAX_RETIRED_REMOTE_KEYS) st.retiredRemoteKeys.shift();
+      ReceiverChains.skipMessageKeys(next.chainKey, 0, m.n, remote, now, staged);
+      const found: FoundKey = { kind: 'new', remote, rootKey: next.rootKey, chainKey: next.chainKey, staged };
+      next = null;
+      return found;
+    } catch (e) {
+      if (next) {
+        memzero(next.rootKey);
+        memzero(next.chainKey);
       }
-      memzero(st.dhSelf.privateKey);
-      memzero(st.rootKey);
-      memzero(st.chainKeySend);
-      memzero(st.chainKeyRecv);
-      st.previousSendChainLength = st.sendMessageNumber;
-      st.sendMessageNumber = 0;
-      st.recvMessageNumber = m.n + 1;
-      st.dhRemote = remote;
-      st.dhSelf = dhSelf;
-      st.rootKey = sending.rootKey;
-      st.chainKeySend = sending.chainKey;
-      st.chainKeyRecv = next.chainKey;
-      this.#commitSkipped(staged, now);
-      committed = true;
-      return pt;
+      ReceiverChains.discard(staged);
+      throw e;
     } finally {
       memzero(dh1);
-      if (!committed) {
-        if (next) {
-          memzero(next.rootKey);
-          memzero(next.chainKey);
-        }
-        staged.forEach((k) => memzero(k.messageKey));
-      }
     }
   }
 
-  /** Advances `chainKey` (in place) from message `from` to `until`, staging the skipped keys. */
-  #stageSkipped(chainKey: Uint8Array, from: number, until: number, dh: Uint8Array, now: number, staged: SkippedKey[]): void {
-    for (let n = from; n < until; n++) {
-      const messageKey = new Uint8Array(32);
-      chainKeyStep(chainKey, messageKey, chainKey);
-      staged.push({ dhPublicKey: dh, messageNumber: n, messageKey, storedAt: now });
-    }
+  /** Wipes what finding a key staged, for a message that did not authenticate. */
+  #discard(found: FoundKey): void {
+    if (found.kind === 'skipped') return;
+    memzero(this.#nextChainKey);
+    ReceiverChains.discard(found.staged);
+    if (found.kind === 'new') memzero(found.rootKey);
+    if (found.kind === 'new' || found.own) memzero(found.chainKey);
   }
 
-  #commitSkipped(staged: SkippedKey[], now: number): void {
+  /** Applies what finding the key of an authentic message staged. */
+  #commit(found: FoundKey, m: Incoming, now: number): void {
     const st = this.state;
-    let chain = '';
-    let chainKey: Uint8Array | null = null;
-    for (const k of staged) {
-      if (k.dhPublicKey !== chainKey) {
-        chainKey = k.dhPublicKey;
-        chain = toHex(chainKey);
-      }
-      st.skippedKeys.add(k, st.limits.maxSkippedKeys, chain);
+    const chains = this.#chains;
+    if (found.kind === 'skipped') {
+      chains.commitUsedSkipped(found.chain, m.n, now);
+      return;
     }
-    this.#expireSkipped(now);
+    if (found.kind === 'new') this.#commitDhRatchet(found);
+    // CKr ← the chain key after message N (openMessage wrote it to scratch).
+    (st.chainKeyRecv as Uint8Array).set(this.#nextChainKey);
+    memzero(this.#nextChainKey);
+    if (found.kind === 'current' && found.own) memzero(found.chainKey);
+    st.recvMessageNumber = m.n + 1;
+    chains.commitSkipped(found.staged, now);
   }
 
-  #remoteHex(): string {
-    const dh = this.state.dhRemote as Uint8Array;
-    if (this.#remoteHexOf !== dh) {
-      this.#remoteHexOf = dh;
-      this.#remoteHexValue = toHex(dh);
-    }
-    return this.#remoteHexValue;
-  }
-
-  #expired(k: SkippedKey, now: number): boolean {
-    const age = this.state.limits.skippedKeyMaxAgeMs;
-    return age !== null && k.storedAt < now - age;
-  }
-
-  #expireSkipped(now: number): void {
-    const age = this.state.limits.skippedKeyMaxAgeMs;
-    if (age !== null) this.state.skippedKeys.expireBefore(now - age);
+  /** The rest of DHRatchet, for an authentic message on a new chain: the new sending chain, then the switch. */
+  #commitDhRatchet(found: FoundKey & { kind: 'new' }): void {
+    const st = this.state;
+    const dhSelf = x25519KeyPair();
+    const dh2 = x25519(dhSelf.privateKey, found.remote);
+    const sending = kdfRootKey(found.rootKey, dh2);
+    memzero(dh2);
+    memzero(found.rootKey);
+    this.#chains.retireCurrent();
+    memzero(st.dhSelf.privateKey);
+    memzero(st.rootKey);
+    memzero(st.chainKeySend);
+    memzero(st.chainKeyRecv);
+    st.previousSendChainLength = st.sendMessageNumber;
+    st.sendMessageNumber = 0;
+    st.dhRemote = found.remote;
+    st.dhSelf = dhSelf;
+    st.rootKey = sending.rootKey;
+    st.chainKeySend = sending.chainKey;
+    // The new chain's key array becomes CKr; #commit then sets it to the key after message N.
+    st.chainKeyRecv = found.chainKey;
   }
 
   #assertUsable(): void {

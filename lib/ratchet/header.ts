@@ -1,10 +1,12 @@
 /** The 40-byte message header: `ratchet public key(32) ‖ u32be(PN) ‖ u32be(N)`. */
 import { E2EError } from '../errors';
+import { isU32 } from '../crypto/byte-io';
 import { isUsableBytes, readU32BE, writeU32BE } from '../crypto/bytes';
+import { HEADER_BYTES, HEADER_DH_AT, HEADER_N_AT, HEADER_PN_AT } from '../crypto/envelope-layout';
 import { readFields } from '../crypto/input';
 
-/** Bytes of an encoded header. */
-export const HEADER_BYTES = 40;
+// Re-exported: the header length is part of the ratchet's public surface.
+export { HEADER_BYTES } from '../crypto/envelope-layout';
 
 /** The clear-text header of a ratchet message (authenticated as associated data). */
 export interface MessageHeader {
@@ -14,10 +16,6 @@ export interface MessageHeader {
   readonly previousChainLength: number;
   /** Number of this message in its chain (N). */
   readonly messageNumber: number;
-}
-
-function isU32(n: unknown): n is number {
-  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 }
 
 /** Checks a header object's types and ranges; `MALFORMED_MESSAGE` otherwise. */
@@ -46,9 +44,9 @@ export function writeHeader(header: MessageHeader, out: Uint8Array, offset: numb
 }
 
 function put(header: MessageHeader, out: Uint8Array, offset: number): void {
-  out.set(header.dhPublicKey, offset);
-  writeU32BE(out, offset + 32, header.previousChainLength);
-  writeU32BE(out, offset + 36, header.messageNumber);
+  out.set(header.dhPublicKey, offset + HEADER_DH_AT);
+  writeU32BE(out, offset + HEADER_PN_AT, header.previousChainLength);
+  writeU32BE(out, offset + HEADER_N_AT, header.messageNumber);
 }
 
 /** The 40-byte form of `header`. */
@@ -65,5 +63,9 @@ export function decodeHeader(bytes: Uint8Array): MessageHeader {
   if (!isUsableBytes(bytes) || bytes.length !== HEADER_BYTES) {
     throw new E2EError('MALFORMED_MESSAGE', `header must be ${HEADER_BYTES} bytes`);
   }
-  return { dhPublicKey: bytes.slice(0, 32), previousChainLength: readU32BE(bytes, 32), messageNumber: readU32BE(bytes, 36) };
+  return {
+    dhPublicKey: bytes.slice(HEADER_DH_AT, HEADER_DH_AT + 32),
+    previousChainLength: readU32BE(bytes, HEADER_PN_AT),
+    messageNumber: readU32BE(bytes, HEADER_N_AT),
+  };
 }

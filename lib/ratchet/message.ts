@@ -3,28 +3,18 @@
  * `u32be(40) ‖ header ‖ ciphertext field` and the JSON transport form of PROTOCOL.md.
  */
 import { E2EError } from '../errors';
-import { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES } from '../crypto/aead';
-import { fromBase64, isUsableBytes, readU32BE, toBase64, writeU32BE } from '../crypto/bytes';
+import { fromBase64, isUsableBytes, readU32BE, toBase64 } from '../crypto/bytes';
+import {
+  ENVELOPE_DH_AT, ENVELOPE_N_AT, ENVELOPE_PN_AT, ENVELOPE_PREFIX_BYTES, MAX_ENVELOPE_BYTES, MIN_CIPHERTEXT_BYTES, MIN_ENVELOPE_BYTES,
+  assertEnvelope, writeEnvelopePrefix,
+} from '../crypto/envelope-layout';
 import { readFields } from '../crypto/input';
 import { parseJsonInput } from '../crypto/json';
 import { MAX_PLAINTEXT_BYTES } from '../limits';
-import { HEADER_BYTES, MessageHeader, assertHeader } from './header';
+import { MessageHeader, assertHeader } from './header';
 
-/** Bytes before the ciphertext field in an envelope: the length prefix and the header. */
-export const ENVELOPE_PREFIX_BYTES = 4 + HEADER_BYTES;
-/** Smallest valid ciphertext field: nonce and tag around an empty plaintext. */
-export const MIN_CIPHERTEXT_BYTES = CHACHA20_POLY1305_NONCE_BYTES + AEAD_TAG_BYTES;
-/** Smallest valid envelope. */
-export const MIN_ENVELOPE_BYTES = ENVELOPE_PREFIX_BYTES + MIN_CIPHERTEXT_BYTES;
-/**
- * Largest valid envelope (16 MiB + 72): what a sender makes of the largest plaintext it accepts.
- * Every receive path refuses a larger one (`MESSAGE_TOO_LARGE`) before it decodes or touches the
- * WASM heap. Cost of one at the cap: a message above the scratch region's 256 KiB working size
- * goes through the heap in 64 KiB windows (tag checked first, then decrypted window by window), so
- * no message of any size grows libsodium's WASM memory; a forged one costs one Poly1305 pass over
- * its bytes (and, for `fromJSON`, one base64 decode of at most 22.4 MiB of text).
- */
-export const MAX_ENVELOPE_BYTES = MIN_ENVELOPE_BYTES + MAX_PLAINTEXT_BYTES;
+// The envelope's sizes are part of the ratchet's public surface; they are defined with its layout.
+export { ENVELOPE_PREFIX_BYTES, MAX_ENVELOPE_BYTES, MIN_CIPHERTEXT_BYTES, MIN_ENVELOPE_BYTES } from '../crypto/envelope-layout';
 
 /** Characters of standard padded base64 for `n` bytes. */
 const base64Chars = (n: number): number => 4 * Math.ceil(n / 3);
@@ -90,7 +80,11 @@ export class EncryptedMessage {
   get header(): MessageHeader {
     if (this.hdr === null) {
       const env = this.envelope as Uint8Array;
-      this.hdr = Object.freeze({ dhPublicKey: env.subarray(4, 36), previousChainLength: readU32BE(env, 36), messageNumber: readU32BE(env, 40) });
+      this.hdr = Object.freeze({
+        dhPublicKey: env.subarray(ENVELOPE_DH_AT, ENVELOPE_DH_AT + 32),
+        previousChainLength: readU32BE(env, ENVELOPE_PN_AT),
+        messageNumber: readU32BE(env, ENVELOPE_N_AT),
+      });
     }
     return this.hdr;
   }
@@ -109,11 +103,8 @@ export class EncryptedMessage {
     if (this.envelope === null) {
       const body = this.body as Uint8Array;
       const env = new Uint8Array(ENVELOPE_PREFIX_BYTES + body.length);
-      writeU32BE(env, 0, HEADER_BYTES);
       const h = this.hdr as MessageHeader;
-      env.set(h.dhPublicKey, 4);
-      writeU32BE(env, 36, h.previousChainLength);
-      writeU32BE(env, 40, h.messageNumber);
+      writeEnvelopePrefix(env, h.dhPublicKey, h.previousChainLength, h.messageNumber);
       env.set(body, ENVELOPE_PREFIX_BYTES);
       this.envelope = env;
     }
@@ -126,9 +117,7 @@ export class EncryptedMessage {
    */
   static deserialize(bytes: Uint8Array): EncryptedMessage {
     if (!isUsableBytes(bytes)) throw new E2EError('MALFORMED_MESSAGE', 'message must be a Uint8Array');
-    if (bytes.length < MIN_ENVELOPE_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'message too short');
-    if (bytes.length > MAX_ENVELOPE_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `message above ${MAX_ENVELOPE_BYTES} bytes`);
-    if (readU32BE(bytes, 0) !== HEADER_BYTES) throw new E2EError('MALFORMED_MESSAGE', 'header length prefix must be 40');
+    assertEnvelope(bytes);
     return EncryptedMessage.fromTrustedEnvelope(Uint8Array.from(bytes));
   }
 
