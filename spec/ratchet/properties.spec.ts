@@ -6,18 +6,17 @@
  * Set FC_SEED to replay a run (fast-check prints the seed and the shrunk schedule on failure);
  * PROPERTY_STATS=1 prints how often each event occurred.
  */
-import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ready } from '../../lib/sodium';
-import { concatBytes, ed25519KeyPair, fromHex, fromUtf8, readU32BE, toHex, utf8, writeU32BE, x25519KeyPair } from '../../lib/crypto';
+import { concatBytes, fromHex, readU32BE, toHex, utf8, writeU32BE, x25519KeyPair } from '../../lib/crypto';
 import { E2EError, ErrorCode } from '../../lib/errors';
 import { MAX_COUNTER } from '../../lib/limits';
 import {
   DoubleRatchet, EncryptedMessage, MAX_RETIRED_REMOTE_KEYS, MIN_ENVELOPE_BYTES, RatchetLimits, RatchetState, skippedKeyId,
 } from '../../lib/ratchet';
 import { SecureChannel } from '../../lib/channel';
-import { X3DHKeyManager } from '../../lib/x3dh';
 import { channelPair, ratchetPair } from '../helpers/sessions';
+import { expectE2EError } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 
@@ -706,33 +705,10 @@ describe('the edges of the model, as examples', () => {
   test(`a replay from ${MAX_RETIRED_REMOTE_KEYS} chains back is DUPLICATE_MESSAGE; from one more, DECRYPT_FAILED (still refused, state unchanged)`, () => {
     const near = afterTurns(MAX_RETIRED_REMOTE_KEYS);
     expect(near.bob.state.retiredRemoteKeys).toHaveLength(MAX_RETIRED_REMOTE_KEYS);
-    expect(near.replay).toThrow(expect.objectContaining({ code: 'DUPLICATE_MESSAGE' }));
+    expectE2EError(near.replay, 'DUPLICATE_MESSAGE');
     const far = afterTurns(MAX_RETIRED_REMOTE_KEYS + 1);
     const before = toHex(far.bob.state.toBytes());
-    expect(far.replay).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
+    expectE2EError(far.replay, 'DECRYPT_FAILED');
     expect(toHex(far.bob.state.toBytes())).toBe(before);
-  });
-
-  test('README: a forged message changes nothing, and the genuine one decrypts exactly once', () => {
-    // From here to the end: the README example, verbatim (its imports and `await ready()` are the suite's).
-    const a = ed25519KeyPair();
-    const b = ed25519KeyPair();
-    const alice = X3DHKeyManager.fromEd25519Keys(a.secretKey, a.publicKey);
-    const bob = X3DHKeyManager.fromEd25519Keys(b.secretKey, b.publicKey);
-    bob.generateSignedPreKey();
-    const [otk] = bob.generateOneTimePreKeys(1);
-    const { channel: aliceCh, establishment } = SecureChannel.createSender(alice, bob.getPublicBundle({ otkId: otk.keyId }));
-    const bobCh = SecureChannel.createReceiver(bob, establishment);
-
-    // A relay flips one bit of a message in transit.
-    const wire = aliceCh.send(utf8('transfer approved')).serialize();
-    const forged = Uint8Array.from(wire);
-    forged[forged.length - 1] ^= 0x01;
-
-    const saved = bobCh.toBytes();
-    assert.throws(() => bobCh.receive(forged), { code: 'DECRYPT_FAILED' });
-    assert.deepEqual(bobCh.toBytes(), saved); // the failure changed nothing
-    assert.equal(fromUtf8(bobCh.receive(wire)), 'transfer approved'); // the genuine message still decrypts
-    assert.throws(() => bobCh.receive(wire), { code: 'DUPLICATE_MESSAGE' }); // exactly once
   });
 });
