@@ -61,6 +61,9 @@ export interface RawSodium {
   _crypto_sign_verify_detached(sig: number, m: number, mLenLo: number, mLenHi: number, pk: number): number;
   _crypto_sign_ed25519_sk_to_curve25519(out: number, sk: number): number;
   _crypto_sign_ed25519_pk_to_curve25519(out: number, pk: number): number;
+  _crypto_kem_mlkem768_seed_keypair(pk: number, sk: number, seed: number): number;
+  _crypto_kem_mlkem768_enc_deterministic(ct: number, ss: number, pk: number, seed: number): number;
+  _crypto_kem_mlkem768_dec(ss: number, ct: number, sk: number): number;
 }
 
 /**
