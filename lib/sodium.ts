@@ -197,11 +197,20 @@ async function load(choice: BackendChoice): Promise<void> {
  * await ready({ backend: 'wasm' }); // X25519 and Ed25519 on WASM even where sodium-native is installed
  */
 export function ready(options?: ReadyOptions): Promise<void> {
-  const choice = options?.backend;
+  let choice: unknown;
+  try {
+    choice = options === undefined || options === null ? undefined : (options as { backend?: unknown }).backend;
+  } catch {
+    return Promise.reject(new E2EError('INVALID_ARGUMENT', 'ready() options could not be read'));
+  }
   if (choice === undefined && current !== null) return current;
-  if (choice !== undefined && !CHOICES.includes(choice)) {
+  if (choice !== undefined && !(CHOICES as readonly unknown[]).includes(choice)) {
     return Promise.reject(new E2EError('INVALID_ARGUMENT', `backend must be one of ${CHOICES.join(', ')}`));
   }
+  return select(choice as BackendChoice | undefined);
+}
+
+function select(choice: BackendChoice | undefined): Promise<void> {
   // Calls with options run one after another, so the last one called decides the backend.
   const prev = current;
   const run = prev === null ? load(choice ?? 'auto') : prev.then(() => load(choice ?? 'auto'), () => load(choice ?? 'auto'));

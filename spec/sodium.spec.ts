@@ -6,7 +6,7 @@
  */
 import { randomUint32 } from '../lib/entropy';
 import { E2EError } from '../lib/errors';
-import { Backend, RawSodium, backend, isReady, ready, sodium } from '../lib/sodium';
+import { Backend, RawSodium, ReadyOptions, backend, isReady, ready, sodium } from '../lib/sodium';
 
 type SodiumModule = typeof import('../lib/sodium');
 type EntropyModule = typeof import('../lib/entropy');
@@ -181,6 +181,11 @@ describe('backends', () => {
     await ready({ backend: 'native' });
     await expect(ready({ backend: 'gpu' as unknown as Backend })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(backend()).toBe('native');
+  });
+
+  test('options whose getter throws are INVALID_ARGUMENT, never a synchronous throw', async () => {
+    const hostile = Object.defineProperty({}, 'backend', { get: () => { throw new TypeError('hostile getter'); } }) as ReadyOptions;
+    await expect(ready(hostile)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
   test('auto falls back to WASM when sodium-native is missing', async () => {
