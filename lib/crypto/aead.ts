@@ -59,6 +59,24 @@ function chunkedKey(raw: RawSodium, v: Variant, ptr: number, key: Uint8Array, no
 const CHUNKED_KEY_BYTES = 96;
 
 /**
+ * The one-shot layout at `ptr`: key (32) ‖ nonce (24 reserved) ‖ `adPrefix ‖ adSuffix` ‖ `data`,
+ * where `data` is encrypted or decrypted in place. Returns the offsets of the nonce, the AD and the data.
+ */
+function layOut(
+  heap: Uint8Array, ptr: number, key: Uint8Array, nonce: Uint8Array, adPrefix: Uint8Array, adSuffix: Uint8Array, data: Uint8Array,
+): { n: number; a: number; c: number } {
+  const n = ptr + 32;
+  const a = n + 24;
+  const c = a + adPrefix.length + adSuffix.length;
+  heap.set(key, ptr);
+  heap.set(nonce, n);
+  heap.set(adPrefix, a);
+  heap.set(adSuffix, a + adPrefix.length);
+  heap.set(data, c);
+  return { n, a, c };
+}
+
+/**
  * Seals `plaintext` and writes `ciphertext ‖ tag` into `out` at `outOffset`. The associated data is
  * `adPrefix ‖ adSuffix`, assembled in WASM memory so the caller never concatenates. Inputs are
  * trusted (checked by the caller).
@@ -79,16 +97,8 @@ export function sealInto(
   }
   // Encrypted in place: one region of about the input's size.
   withScratch(32 + 24 + adLen + ctLen, (raw, ptr, heap) => {
-    const k = ptr;
-    const n = ptr + 32;
-    const a = n + 24;
-    const c = a + adLen;
-    heap.set(key, k);
-    heap.set(nonce, n);
-    heap.set(adPrefix, a);
-    heap.set(adSuffix, a + adPrefix.length);
-    heap.set(plaintext, c);
-    encryptFn(raw, v)(c, 0, c, plaintext.length, 0, a, adLen, 0, 0, n, k);
+    const { n, a, c } = layOut(heap, ptr, key, nonce, adPrefix, adSuffix, plaintext);
+    encryptFn(raw, v)(c, 0, c, plaintext.length, 0, a, adLen, 0, 0, n, ptr);
     out.set(heap.subarray(c, c + ctLen), outOffset);
   });
 }
@@ -113,16 +123,8 @@ export function openParts(
   }
   // Decrypted in place (the tag is verified over the ciphertext first).
   return withScratch(32 + 24 + adLen + ciphertext.length, (raw, ptr, heap) => {
-    const k = ptr;
-    const n = ptr + 32;
-    const a = n + 24;
-    const c = a + adLen;
-    heap.set(key, k);
-    heap.set(nonce, n);
-    heap.set(adPrefix, a);
-    heap.set(adSuffix, a + adPrefix.length);
-    heap.set(ciphertext, c);
-    const rc = decryptFn(raw, v)(c, 0, 0, c, ciphertext.length, 0, a, adLen, 0, n, k);
+    const { n, a, c } = layOut(heap, ptr, key, nonce, adPrefix, adSuffix, ciphertext);
+    const rc = decryptFn(raw, v)(c, 0, 0, c, ciphertext.length, 0, a, adLen, 0, n, ptr);
     return rc === 0 ? heap.slice(c, c + ptLen) : null;
   });
 }
