@@ -4,8 +4,10 @@
  *
  *   npx tsx bench/index.ts [--quick] [--only <group>[,<group>...]] [--json FILE]
  *
- * Groups: primitives, floors, ours, naive, peers (or one peer: libsignal, proteus, 2key-ratchet),
- * memory, and mesh. Floors are computed from the primitives of the same run, so any group that needs
+ * Groups: primitives, backends (X25519 and Ed25519 on WASM and on sodium-native, and ML-KEM-768),
+ * floors, ours, naive, peers (or one peer: libsignal, proteus, 2key-ratchet), memory, and mesh.
+ * X25519 and Ed25519 elsewhere run on the backend `ready()` picks (auto: native where sodium-native
+ * is installed); `AGENTMESH_BACKEND=wasm` or `=native` fixes it for the run. Floors are computed from the primitives of the same run, so any group that needs
  * them also measures the primitives they are made of. The mesh group (the relay + registry server and
  * the agent's receive rate, `bench/mesh.ts`; about a minute) runs only when asked for with `--only`.
  */
@@ -19,13 +21,15 @@ import {
 import { MemoryReport, formatMemory, memoryReport } from './memory';
 import { MESH_FULL, MESH_QUICK, MeshReport, formatMesh, meshReport } from './mesh';
 import { naiveRows, selfCheck } from './naive';
+import { backendRows } from './backends';
 import { OURS, oursRows } from './ours';
 import { floorPrimitiveRows, primitiveRows } from './primitives';
 import { initWrapper } from './wrapper';
+import { backend } from '../lib/sodium';
 
-const GROUPS = ['primitives', 'floors', 'ours', 'naive', 'peers', 'memory', 'mesh'] as const;
+const GROUPS = ['primitives', 'backends', 'floors', 'ours', 'naive', 'peers', 'memory', 'mesh'] as const;
 /** The groups of a run without `--only` (mesh takes a minute and needs better-sqlite3: asked for only). */
-const DEFAULT_GROUPS: readonly Group[] = ['primitives', 'floors', 'ours', 'naive', 'peers', 'memory'];
+const DEFAULT_GROUPS: readonly Group[] = ['primitives', 'backends', 'floors', 'ours', 'naive', 'peers', 'memory'];
 const PEERS = ['libsignal', 'proteus', '2key-ratchet'] as const;
 type Group = (typeof GROUPS)[number];
 type Peer = (typeof PEERS)[number];
@@ -109,6 +113,8 @@ function machine(): Record<string, string | number> {
     node: process.version,
     platform: `${process.platform} ${process.arch}`,
     libsodiumWrappers: pkg('libsodium-wrappers-sumo'),
+    sodiumNative: pkg('sodium-native'),
+    backend: backend(),
     libsignalClient: pkg('@signalapp/libsignal-client'),
     proteus: pkg('@wireapp/proteus'),
     twoKeyRatchet: pkg('2key-ratchet'),
@@ -185,6 +191,7 @@ async function main(): Promise<void> {
   const repeated: Row[] = [];
   if (opts.groups.has('primitives')) repeated.push(...primitiveRows());
   else if (needsFloors) repeated.push(...floorPrimitiveRows());
+  if (opts.groups.has('backends')) repeated.push(...backendRows());
   if (opts.groups.has('ours')) repeated.push(...oursRows());
   if (opts.groups.has('naive')) {
     selfCheck();
@@ -231,7 +238,7 @@ async function main(): Promise<void> {
   const seconds = (performance.now() - started) / 1000;
 
   const out: string[] = [];
-  out.push(`agentmesh-e2e benchmarks — ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.platform}` +
+  out.push(`agentmesh-e2e benchmarks — ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.platform}, X25519/Ed25519 on ${m.backend}` +
     `${opts.quick ? ' — QUICK RUN (rough figures)' : ''}`);
   const timedRows = ordered.length > 0 || memory !== null || mesh === null;
   if (timedRows) out.push(`median per operation; a sample is the mean of a batch of calls (samples column: samples × calls per sample);` +

@@ -19,12 +19,14 @@ function rawModule(): RawSodium {
 
 /**
  * Loads the wrapper, remembers its stock random source, then runs our `ready()` (which points
- * libsodium.js at the pool). Call once, before anything else touches the library.
+ * libsodium.js at the pool; on the backend `AGENTMESH_BACKEND` names, else auto). Call once, before anything else touches the library.
  */
 export async function initWrapper(): Promise<Wrapper> {
   await sodiumWrapper.ready;
   if (stockRandom === null) stockRandom = rawModule().getRandomValue;
-  await ready();
+  const fixed = process.env.AGENTMESH_BACKEND;
+  if (fixed !== undefined && fixed !== '' && fixed !== 'wasm' && fixed !== 'native') throw new Error('AGENTMESH_BACKEND must be wasm or native');
+  await ready(fixed === 'wasm' || fixed === 'native' ? { backend: fixed } : undefined);
   pooledRandom = rawModule().getRandomValue;
   return sodiumWrapper;
 }

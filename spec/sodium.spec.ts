@@ -1,11 +1,12 @@
 /**
  * The async init layer (lib/sodium.ts): ready() loads once, is idempotent and safe to call
  * concurrently, points libsodium's randomness at our pool, and a failed load is a typed NOT_READY
- * that can be retried. Fresh module state comes from jest.isolateModules.
+ * that can be retried; the backends of X25519 and Ed25519 (auto, wasm, native) and their errors.
+ * Fresh module state comes from jest.isolateModules.
  */
 import { randomUint32 } from '../lib/entropy';
 import { E2EError } from '../lib/errors';
-import { RawSodium, isReady, ready, sodium } from '../lib/sodium';
+import { Backend, RawSodium, ReadyOptions, backend, isReady, ready, sodium } from '../lib/sodium';
 
 type SodiumModule = typeof import('../lib/sodium');
 type EntropyModule = typeof import('../lib/entropy');
@@ -127,5 +128,113 @@ describe('a failed load', () => {
     expect(state.readyReads).toBe(2);
     expect(mod.isReady()).toBe(true);
     expect(mod.ready()).toBe(second);
+  });
+});
+
+/**
+ * lib/sodium.ts loaded afresh over the real libsodium, with sodium-native replaced by `native` (a
+ * factory that may throw) until the test ends: the binding is imported when ready() runs. Errors
+ * come from the fresh copy's lib/errors.ts, so they are checked by code, not by class.
+ */
+function freshWithNative(native: () => unknown): SodiumModule {
+  let mod: SodiumModule | undefined;
+  jest.isolateModules(() => {
+    jest.doMock('sodium-native', native);
+    mod = require('../lib/sodium') as SodiumModule;
+  });
+  return mod as SodiumModule;
+}
+
+function missingNative(): never {
+  throw Object.assign(new Error("Cannot find module 'sodium-native'"), { code: 'MODULE_NOT_FOUND' });
+}
+
+describe('backends', () => {
+  afterEach(() => jest.dontMock('sodium-native'));
+  afterAll(() => ready({ backend: 'auto' }));
+
+  test("auto picks sodium-native under Node when it loads; 'wasm' and 'native' select; ready() alone keeps the choice", async () => {
+    await ready({ backend: 'auto' });
+    expect(backend()).toBe('native');
+    expect(sodium().native).not.toBeNull();
+    await ready({ backend: 'wasm' });
+    expect(backend()).toBe('wasm');
+    expect(sodium().native).toBeNull();
+    await ready();
+    expect(backend()).toBe('wasm');
+    await ready({ backend: 'native' });
+    expect(backend()).toBe('native');
+    await ready();
+    expect(backend()).toBe('native');
+  });
+
+  test('calls with options take effect in the order they were made', async () => {
+    const a = ready({ backend: 'wasm' });
+    const b = ready({ backend: 'native' });
+    const c = ready({ backend: 'wasm' });
+    await Promise.all([a, b, c]);
+    expect(backend()).toBe('wasm');
+    expect(ready()).toBe(c);
+  });
+
+  test('an unknown backend is INVALID_ARGUMENT and changes nothing', async () => {
+    await ready({ backend: 'native' });
+    await expect(ready({ backend: 'gpu' as unknown as Backend })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(backend()).toBe('native');
+  });
+
+  test('options whose getter throws are INVALID_ARGUMENT, never a synchronous throw', async () => {
+    const hostile = Object.defineProperty({}, 'backend', { get: () => { throw new TypeError('hostile getter'); } }) as ReadyOptions;
+    await expect(ready(hostile)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
+  test('auto falls back to WASM when sodium-native is missing', async () => {
+    const mod = freshWithNative(missingNative);
+    await mod.ready();
+    expect(mod.backend()).toBe('wasm');
+  });
+
+  test("'native' when sodium-native is missing: NOT_READY with the loader's error as cause and an install hint; the library stays as it was", async () => {
+    const mod = freshWithNative(missingNative);
+    const err = (await mod.ready({ backend: 'native' }).catch((e: unknown) => e)) as E2EError;
+    expect(err.name).toBe('E2EError');
+    expect(err.code).toBe('NOT_READY');
+    expect(err.reason).toBe('backend_unavailable');
+    expect((err.cause as Error).message).toContain("Cannot find module 'sodium-native'");
+    expect(err.message).toMatch(/\nHint: install it with `npm install sodium-native`/);
+    expect(mod.isReady()).toBe(false);
+    // A later call without options loads (auto: WASM here).
+    await mod.ready();
+    expect(mod.backend()).toBe('wasm');
+    // Asking again fails again and keeps the WASM backend working.
+    await expect(mod.ready({ backend: 'native' })).rejects.toMatchObject({ code: 'NOT_READY' });
+    expect(mod.backend()).toBe('wasm');
+    expect(mod.ready()).toBeInstanceOf(Promise);
+    await mod.ready();
+    expect(mod.backend()).toBe('wasm');
+  });
+
+  test("a sodium-native without the functions we call is refused like a missing one", async () => {
+    const mod = freshWithNative(() => ({ crypto_scalarmult: () => undefined }));
+    const err = (await mod.ready({ backend: 'native' }).catch((e: unknown) => e)) as E2EError;
+    expect(err.code).toBe('NOT_READY');
+    expect((err.cause as Error).message).toMatch(/has no crypto_scalarmult_base/);
+  });
+
+  test('outside Node (Bun, Deno, browsers) auto is WASM and native is NOT_READY, without touching sodium-native', async () => {
+    const g = globalThis as { Bun?: unknown };
+    const factory = jest.fn(missingNative);
+    const mod = freshWithNative(factory);
+    g.Bun = {};
+    try {
+      await mod.ready();
+      expect(mod.backend()).toBe('wasm');
+      const err = (await mod.ready({ backend: 'native' }).catch((e: unknown) => e)) as E2EError;
+      expect(err.code).toBe('NOT_READY');
+      expect(err.message).toMatch(/Hint: sodium-native runs under Node only/);
+      expect(factory).not.toHaveBeenCalled();
+    } finally {
+      delete g.Bun;
+    }
   });
 });

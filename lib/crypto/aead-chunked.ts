@@ -90,31 +90,36 @@ function feedAd(mac: Mac, adParts: readonly Uint8Array[]): number {
 
 /**
  * Seals `plaintext` under the key at heap `key` with associated data `adParts` (concatenated),
- * writing `ciphertext ‖ tag` into `out` at `outOffset`. Wipes its work region.
+ * writing `ciphertext ‖ tag` into `out` at `outOffset`. Wipes its work region on every exit path
+ * (the caller's scratch region holds it, see `heap.ts` `withScratch`).
  */
 export function chunkedSeal(
   raw: RawSodium, key: number, work: number, nonce: Uint8Array, adParts: readonly Uint8Array[],
   plaintext: Uint8Array, out: Uint8Array, outOffset: number,
 ): void {
   const heap = raw.HEAPU8;
-  const mac = new Mac(raw, heap, work, key, nonce);
-  const adLen = feedAd(mac, adParts);
-  const win = work + WIN;
-  for (let off = 0; off < plaintext.length; off += WINDOW) {
-    const n = Math.min(WINDOW, plaintext.length - off);
-    heap.set(plaintext.subarray(off, off + n), win);
-    raw._crypto_stream_chacha20_ietf_xor_ic(win, win, n, 0, work + NONCE, 1 + off / 64, key);
-    mac.feedHeap(win, n);
-    out.set(heap.subarray(win, win + n), outOffset + off);
+  try {
+    const mac = new Mac(raw, heap, work, key, nonce);
+    const adLen = feedAd(mac, adParts);
+    const win = work + WIN;
+    for (let off = 0; off < plaintext.length; off += WINDOW) {
+      const n = Math.min(WINDOW, plaintext.length - off);
+      heap.set(plaintext.subarray(off, off + n), win);
+      raw._crypto_stream_chacha20_ietf_xor_ic(win, win, n, 0, work + NONCE, 1 + off / 64, key);
+      mac.feedHeap(win, n);
+      out.set(heap.subarray(win, win + n), outOffset + off);
+    }
+    mac.finish(adLen, plaintext.length);
+    out.set(heap.subarray(work + TAG, work + TAG + 16), outOffset + plaintext.length);
+  } finally {
+    heap.fill(0, work, work + CHUNKED_AEAD_HEAP_BYTES);
   }
-  mac.finish(adLen, plaintext.length);
-  out.set(heap.subarray(work + TAG, work + TAG + 16), outOffset + plaintext.length);
-  heap.fill(0, work, work + CHUNKED_AEAD_HEAP_BYTES);
 }
 
 /**
  * Opens `ciphertext ‖ tag` (at least 16 bytes) under the key at heap `key`; the plaintext, or
- * `null` when the tag does not verify (then nothing was decrypted). Wipes its work region.
+ * `null` when the tag does not verify (then nothing was decrypted). Wipes its work region on every
+ * exit path.
  */
 export function chunkedOpen(
   raw: RawSodium, key: number, work: number, nonce: Uint8Array, adParts: readonly Uint8Array[], sealed: Uint8Array,
@@ -122,24 +127,23 @@ export function chunkedOpen(
   const heap = raw.HEAPU8;
   const ctLen = sealed.length - 16;
   const ct = sealed.subarray(0, ctLen);
-  const mac = new Mac(raw, heap, work, key, nonce);
-  const adLen = feedAd(mac, adParts);
-  mac.feed(ct);
-  mac.finish(adLen, ctLen);
-  heap.set(sealed.subarray(ctLen), work + EXPECTED);
-  const ok = raw._crypto_verify_16(work + TAG, work + EXPECTED) === 0;
-  if (!ok) {
+  try {
+    const mac = new Mac(raw, heap, work, key, nonce);
+    const adLen = feedAd(mac, adParts);
+    mac.feed(ct);
+    mac.finish(adLen, ctLen);
+    heap.set(sealed.subarray(ctLen), work + EXPECTED);
+    if (raw._crypto_verify_16(work + TAG, work + EXPECTED) !== 0) return null;
+    const plaintext = new Uint8Array(ctLen);
+    const win = work + WIN;
+    for (let off = 0; off < ctLen; off += WINDOW) {
+      const n = Math.min(WINDOW, ctLen - off);
+      heap.set(ct.subarray(off, off + n), win);
+      raw._crypto_stream_chacha20_ietf_xor_ic(win, win, n, 0, work + NONCE, 1 + off / 64, key);
+      plaintext.set(heap.subarray(win, win + n), off);
+    }
+    return plaintext;
+  } finally {
     heap.fill(0, work, work + CHUNKED_AEAD_HEAP_BYTES);
-    return null;
   }
-  const plaintext = new Uint8Array(ctLen);
-  const win = work + WIN;
-  for (let off = 0; off < ctLen; off += WINDOW) {
-    const n = Math.min(WINDOW, ctLen - off);
-    heap.set(ct.subarray(off, off + n), win);
-    raw._crypto_stream_chacha20_ietf_xor_ic(win, win, n, 0, work + NONCE, 1 + off / 64, key);
-    plaintext.set(heap.subarray(win, win + n), off);
-  }
-  heap.fill(0, work, work + CHUNKED_AEAD_HEAP_BYTES);
-  return plaintext;
 }

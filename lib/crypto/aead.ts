@@ -7,7 +7,7 @@ import { MAX_AEAD_INPUT_BYTES } from '../limits';
 import { RawSodium } from '../sodium';
 import { assertBytes, assertKey } from './bytes';
 import { CHUNKED_AEAD_HEAP_BYTES, chunkedOpen, chunkedSeal } from './aead-chunked';
-import { SCRATCH_WORKING_BYTES, releaseLargeScratch, scratch } from './heap';
+import { SCRATCH_WORKING_BYTES, withScratch } from './heap';
 
 /** Bytes of an AEAD key. */
 export const AEAD_KEY_BYTES = 32;
@@ -59,6 +59,24 @@ function chunkedKey(raw: RawSodium, v: Variant, ptr: number, key: Uint8Array, no
 const CHUNKED_KEY_BYTES = 96;
 
 /**
+ * The one-shot layout at `ptr`: key (32) ‖ nonce (24 reserved) ‖ `adPrefix ‖ adSuffix` ‖ `data`,
+ * where `data` is encrypted or decrypted in place. Returns the offsets of the nonce, the AD and the data.
+ */
+function layOut(
+  heap: Uint8Array, ptr: number, key: Uint8Array, nonce: Uint8Array, adPrefix: Uint8Array, adSuffix: Uint8Array, data: Uint8Array,
+): { n: number; a: number; c: number } {
+  const n = ptr + 32;
+  const a = n + 24;
+  const c = a + adPrefix.length + adSuffix.length;
+  heap.set(key, ptr);
+  heap.set(nonce, n);
+  heap.set(adPrefix, a);
+  heap.set(adSuffix, a + adPrefix.length);
+  heap.set(data, c);
+  return { n, a, c };
+}
+
+/**
  * Seals `plaintext` and writes `ciphertext ‖ tag` into `out` at `outOffset`. The associated data is
  * `adPrefix ‖ adSuffix`, assembled in WASM memory so the caller never concatenates. Inputs are
  * trusted (checked by the caller).
@@ -71,28 +89,18 @@ export function sealInto(
   const adLen = adPrefix.length + adSuffix.length;
   const ctLen = plaintext.length + AEAD_TAG_BYTES;
   if (32 + 24 + adLen + ctLen > SCRATCH_WORKING_BYTES) {
-    const { raw, ptr } = scratch(CHUNKED_KEY_BYTES + CHUNKED_AEAD_HEAP_BYTES);
-    const { k, n } = chunkedKey(raw, v, ptr, key, nonce);
-    chunkedSeal(raw, k, ptr + CHUNKED_KEY_BYTES, n, [adPrefix, adSuffix], plaintext, out, outOffset);
-    raw.HEAPU8.fill(0, ptr, ptr + CHUNKED_KEY_BYTES);
+    withScratch(CHUNKED_KEY_BYTES + CHUNKED_AEAD_HEAP_BYTES, (raw, ptr) => {
+      const { k, n } = chunkedKey(raw, v, ptr, key, nonce);
+      chunkedSeal(raw, k, ptr + CHUNKED_KEY_BYTES, n, [adPrefix, adSuffix], plaintext, out, outOffset);
+    });
     return;
   }
   // Encrypted in place: one region of about the input's size.
-  const { raw, ptr } = scratch(32 + 24 + adLen + ctLen);
-  const k = ptr;
-  const n = ptr + 32;
-  const a = n + 24;
-  const c = a + adLen;
-  const heap = raw.HEAPU8;
-  heap.set(key, k);
-  heap.set(nonce, n);
-  heap.set(adPrefix, a);
-  heap.set(adSuffix, a + adPrefix.length);
-  heap.set(plaintext, c);
-  encryptFn(raw, v)(c, 0, c, plaintext.length, 0, a, adLen, 0, 0, n, k);
-  out.set(heap.subarray(c, c + ctLen), outOffset);
-  heap.fill(0, ptr, c + ctLen);
-  releaseLargeScratch();
+  withScratch(32 + 24 + adLen + ctLen, (raw, ptr, heap) => {
+    const { n, a, c } = layOut(heap, ptr, key, nonce, adPrefix, adSuffix, plaintext);
+    encryptFn(raw, v)(c, 0, c, plaintext.length, 0, a, adLen, 0, 0, n, ptr);
+    out.set(heap.subarray(c, c + ctLen), outOffset);
+  });
 }
 
 /**
@@ -108,29 +116,17 @@ export function openParts(
   const adLen = adPrefix.length + adSuffix.length;
   const ptLen = ciphertext.length - AEAD_TAG_BYTES;
   if (32 + 24 + adLen + ciphertext.length > SCRATCH_WORKING_BYTES) {
-    const { raw, ptr } = scratch(CHUNKED_KEY_BYTES + CHUNKED_AEAD_HEAP_BYTES);
-    const { k, n } = chunkedKey(raw, v, ptr, key, nonce);
-    const plaintext = chunkedOpen(raw, k, ptr + CHUNKED_KEY_BYTES, n, [adPrefix, adSuffix], ciphertext);
-    raw.HEAPU8.fill(0, ptr, ptr + CHUNKED_KEY_BYTES);
-    return plaintext;
+    return withScratch(CHUNKED_KEY_BYTES + CHUNKED_AEAD_HEAP_BYTES, (raw, ptr) => {
+      const { k, n } = chunkedKey(raw, v, ptr, key, nonce);
+      return chunkedOpen(raw, k, ptr + CHUNKED_KEY_BYTES, n, [adPrefix, adSuffix], ciphertext);
+    });
   }
   // Decrypted in place (the tag is verified over the ciphertext first).
-  const { raw, ptr } = scratch(32 + 24 + adLen + ciphertext.length);
-  const k = ptr;
-  const n = ptr + 32;
-  const a = n + 24;
-  const c = a + adLen;
-  const heap = raw.HEAPU8;
-  heap.set(key, k);
-  heap.set(nonce, n);
-  heap.set(adPrefix, a);
-  heap.set(adSuffix, a + adPrefix.length);
-  heap.set(ciphertext, c);
-  const rc = decryptFn(raw, v)(c, 0, 0, c, ciphertext.length, 0, a, adLen, 0, n, k);
-  const plaintext = rc === 0 ? heap.slice(c, c + ptLen) : null;
-  heap.fill(0, ptr, c + ciphertext.length);
-  releaseLargeScratch();
-  return plaintext;
+  return withScratch(32 + 24 + adLen + ciphertext.length, (raw, ptr, heap) => {
+    const { n, a, c } = layOut(heap, ptr, key, nonce, adPrefix, adSuffix, ciphertext);
+    const rc = decryptFn(raw, v)(c, 0, 0, c, ciphertext.length, 0, a, adLen, 0, n, ptr);
+    return rc === 0 ? heap.slice(c, c + ptLen) : null;
+  });
 }
 
 function encrypt(v: Variant, nonceBytes: number, key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array {

@@ -23,7 +23,8 @@ let owner: RawSodium | null = null;
 
 /**
  * The raw module and a scratch pointer of at least `size` bytes. Read `raw.HEAPU8` only after
- * this call: growing the WASM memory replaces the buffer behind it.
+ * this call: growing the WASM memory replaces the buffer behind it. The caller wipes what it used;
+ * prefer {@link withScratch}, which does so on every exit path.
  * @internal
  */
 export function scratch(size: number): { raw: RawSodium; ptr: number } {
@@ -39,6 +40,30 @@ export function scratch(size: number): { raw: RawSodium; ptr: number } {
  */
 export function releaseLargeScratch(): void {
   if (capacity > SCRATCH_WORKING_BYTES) free();
+}
+
+/**
+ * Runs `body` on `size` bytes of scratch and wipes them in `finally`, on every exit path (a
+ * return, an `E2EError` thrown by `body`, a failure inside libsodium's glue), then gives back a
+ * region that a large call grew ({@link releaseLargeScratch}). Every primitive that puts its
+ * inputs in WASM memory goes through here, so none can leave a secret behind by returning or
+ * throwing early. `body` gets the raw module, the region's pointer and the heap view (read after
+ * the allocation, so it is the current buffer); it must not call another scratch user.
+ * @param size bytes `body` uses from `ptr` (all of them are wiped).
+ * @param body the call: copies inputs in, calls libsodium, copies results out.
+ * @returns what `body` returns.
+ * @throws `NOT_READY` before `ready()`; `INVALID_ARGUMENT` when WASM memory cannot be allocated;
+ *   whatever `body` throws, after the wipe.
+ * @internal for `lib/crypto/` only.
+ */
+export function withScratch<T>(size: number, body: (raw: RawSodium, ptr: number, heap: Uint8Array) => T): T {
+  const { raw, ptr } = scratch(size);
+  try {
+    return body(raw, ptr, raw.HEAPU8);
+  } finally {
+    raw.HEAPU8.fill(0, ptr, ptr + size);
+    if (capacity > SCRATCH_WORKING_BYTES) free();
+  }
 }
 
 /** Bytes of the scratch region now held (0 when none). @internal for tests. */

@@ -1,7 +1,7 @@
 /** HKDF-SHA256 (RFC 5869) over libsodium's `crypto_kdf_hkdf_sha256_extract` / `_expand`. */
 import { E2EError } from '../errors';
 import { assertBytes, assertKey } from './bytes';
-import { releaseLargeScratch, scratch } from './heap';
+import { withScratch } from './heap';
 import { MAX_AEAD_INPUT_BYTES } from '../limits';
 
 /** Bytes of an HKDF-SHA256 pseudorandom key. */
@@ -14,17 +14,14 @@ export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
   assertBytes(salt, 'salt');
   assertBytes(ikm, 'ikm');
   if (salt.length + ikm.length > MAX_AEAD_INPUT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `HKDF input above ${MAX_AEAD_INPUT_BYTES} bytes`);
-  const { raw, ptr } = scratch(HKDF_SHA256_PRK_BYTES + salt.length + ikm.length);
-  const s = ptr + HKDF_SHA256_PRK_BYTES;
-  const i = s + salt.length;
-  const heap = raw.HEAPU8;
-  heap.set(salt, s);
-  heap.set(ikm, i);
-  raw._crypto_kdf_hkdf_sha256_extract(ptr, s, salt.length, i, ikm.length);
-  const prk = heap.slice(ptr, ptr + HKDF_SHA256_PRK_BYTES);
-  heap.fill(0, ptr, i + ikm.length);
-  releaseLargeScratch();
-  return prk;
+  return withScratch(HKDF_SHA256_PRK_BYTES + salt.length + ikm.length, (raw, ptr, heap) => {
+    const s = ptr + HKDF_SHA256_PRK_BYTES;
+    const i = s + salt.length;
+    heap.set(salt, s);
+    heap.set(ikm, i);
+    raw._crypto_kdf_hkdf_sha256_extract(ptr, s, salt.length, i, ikm.length);
+    return heap.slice(ptr, ptr + HKDF_SHA256_PRK_BYTES);
+  });
 }
 
 /** HKDF-Expand of a 32-byte PRK to `length` bytes (0 to 8160); `INVALID_ARGUMENT` above that. */
@@ -35,20 +32,16 @@ export function hkdfExpand(prk: Uint8Array, info: Uint8Array, length: number): U
   if (!Number.isInteger(length) || length < 0 || length > HKDF_SHA256_MAX_BYTES) {
     throw new E2EError('INVALID_ARGUMENT', `HKDF-SHA256 output length must be 0..${HKDF_SHA256_MAX_BYTES}`);
   }
-  const { raw, ptr } = scratch(HKDF_SHA256_PRK_BYTES + info.length + length);
-  const inf = ptr + HKDF_SHA256_PRK_BYTES;
-  const out = inf + info.length;
-  const heap = raw.HEAPU8;
-  heap.set(prk, ptr);
-  heap.set(info, inf);
-  if (raw._crypto_kdf_hkdf_sha256_expand(out, length, inf, info.length, ptr) !== 0) {
-    heap.fill(0, ptr, out + length);
-    throw new E2EError('INVALID_ARGUMENT', 'HKDF-SHA256 expand failed');
-  }
-  const okm = heap.slice(out, out + length);
-  heap.fill(0, ptr, out + length);
-  releaseLargeScratch();
-  return okm;
+  return withScratch(HKDF_SHA256_PRK_BYTES + info.length + length, (raw, ptr, heap) => {
+    const inf = ptr + HKDF_SHA256_PRK_BYTES;
+    const out = inf + info.length;
+    heap.set(prk, ptr);
+    heap.set(info, inf);
+    if (raw._crypto_kdf_hkdf_sha256_expand(out, length, inf, info.length, ptr) !== 0) {
+      throw new E2EError('INVALID_ARGUMENT', 'HKDF-SHA256 expand failed');
+    }
+    return heap.slice(out, out + length);
+  });
 }
 
 /**

@@ -2,7 +2,7 @@
 import { E2EError } from '../errors';
 import { assertBytes } from './bytes';
 import { RawSodium } from '../sodium';
-import { releaseLargeScratch, scratch } from './heap';
+import { withScratch } from './heap';
 import { MAX_AEAD_INPUT_BYTES } from '../limits';
 
 /** Bytes in an HMAC-SHA256 tag. */
@@ -19,20 +19,17 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
   assertBytes(data, 'data');
   // Checked before the heap is touched, like every size cap.
   if (key.length + data.length > MAX_AEAD_INPUT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `HMAC input above ${MAX_AEAD_INPUT_BYTES} bytes`);
-  const { raw, ptr } = scratch(STATE_BYTES + HMAC_SHA256_BYTES + key.length + data.length);
-  const out = ptr + STATE_BYTES;
-  const k = out + HMAC_SHA256_BYTES;
-  const m = k + key.length;
-  const heap = raw.HEAPU8;
-  heap.set(key, k);
-  heap.set(data, m);
-  raw._crypto_auth_hmacsha256_init(ptr, k, key.length);
-  raw._crypto_auth_hmacsha256_update(ptr, m, data.length, 0);
-  raw._crypto_auth_hmacsha256_final(ptr, out);
-  const tag = heap.slice(out, out + HMAC_SHA256_BYTES);
-  heap.fill(0, ptr, m + data.length);
-  releaseLargeScratch();
-  return tag;
+  return withScratch(STATE_BYTES + HMAC_SHA256_BYTES + key.length + data.length, (raw, ptr, heap) => {
+    const out = ptr + STATE_BYTES;
+    const k = out + HMAC_SHA256_BYTES;
+    const m = k + key.length;
+    heap.set(key, k);
+    heap.set(data, m);
+    raw._crypto_auth_hmacsha256_init(ptr, k, key.length);
+    raw._crypto_auth_hmacsha256_update(ptr, m, data.length, 0);
+    raw._crypto_auth_hmacsha256_final(ptr, out);
+    return heap.slice(out, out + HMAC_SHA256_BYTES);
+  });
 }
 
 /**
@@ -51,11 +48,11 @@ export function chainKeyStep(chainKey: Uint8Array, messageKeyOut: Uint8Array, ne
     || !(nextChainKeyOut instanceof Uint8Array) || !ArrayBuffer.isView(nextChainKeyOut) || nextChainKeyOut.length !== 32) {
     throw new E2EError('INVALID_ARGUMENT', 'chain key step outputs must be 32-byte Uint8Arrays');
   }
-  const { raw, ptr } = scratch(CHAIN_KEY_STEP_HEAP_BYTES);
-  const { heap, mk, ckNext } = chainKeyStepInHeap(raw, ptr, chainKey);
-  messageKeyOut.set(heap.subarray(mk, mk + 32));
-  nextChainKeyOut.set(heap.subarray(ckNext, ckNext + 32));
-  heap.fill(0, ptr, ptr + CHAIN_KEY_STEP_HEAP_BYTES);
+  withScratch(CHAIN_KEY_STEP_HEAP_BYTES, (raw, ptr) => {
+    const { heap, mk, ckNext } = chainKeyStepInHeap(raw, ptr, chainKey);
+    messageKeyOut.set(heap.subarray(mk, mk + 32));
+    nextChainKeyOut.set(heap.subarray(ckNext, ckNext + 32));
+  });
 }
 
 /** Heap bytes {@link chainKeyStepInHeap} uses from its pointer. @internal */

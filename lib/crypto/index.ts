@@ -9,5 +9,6 @@ export * from './hmac';
 export * from './input';
 export * from './json';
 export * from './message-aead';
+export * from './mlkem';
 export * from './random';
 export * from './x25519';

@@ -1,7 +1,11 @@
-/** X25519 (RFC 7748) over libsodium's `crypto_scalarmult`. */
+/**
+ * X25519 (RFC 7748) over libsodium's `crypto_scalarmult`: through `sodium-native` when `ready()`
+ * selected the native backend, else on the WASM heap. Same bytes and the same checks either way.
+ */
 import { E2EError } from '../errors';
 import { assertKey } from './bytes';
-import { scratch } from './heap';
+import { NativeSodium, sodium } from '../sodium';
+import { withScratch } from './heap';
 import { randomSecretBytes } from './random';
 
 /** Bytes of an X25519 key (private or public) and of a shared secret. */
@@ -13,16 +17,20 @@ export interface X25519KeyPair {
   readonly publicKey: Uint8Array;
 }
 
-/** The public key of an X25519 private key. */
+/** The public key of an X25519 private key (`crypto_scalarmult_base`; native where that backend is active). */
 export function x25519PublicKey(privateKey: Uint8Array): Uint8Array {
   assertKey(privateKey, 'X25519 private key', X25519_BYTES);
-  const { raw, ptr } = scratch(64);
-  const heap = raw.HEAPU8;
-  heap.set(privateKey, ptr + 32);
-  raw._crypto_scalarmult_base(ptr, ptr + 32);
-  const pub = heap.slice(ptr, ptr + 32);
-  heap.fill(0, ptr, ptr + 64);
-  return pub;
+  const native = sodium().native;
+  if (native !== null) {
+    const pub = new Uint8Array(X25519_BYTES);
+    native.crypto_scalarmult_base(pub, privateKey);
+    return pub;
+  }
+  return withScratch(64, (raw, ptr, heap) => {
+    heap.set(privateKey, ptr + 32);
+    raw._crypto_scalarmult_base(ptr, ptr + 32);
+    return heap.slice(ptr, ptr + 32);
+  });
 }
 
 /** A fresh X25519 key pair; the private key is drawn from the platform CSPRNG straight into its own array. */
@@ -38,18 +46,27 @@ export function x25519KeyPair(): X25519KeyPair {
 export function x25519(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
   assertKey(privateKey, 'X25519 private key', X25519_BYTES);
   assertKey(publicKey, 'X25519 public key', X25519_BYTES);
-  const { raw, ptr } = scratch(96);
-  const heap = raw.HEAPU8;
-  heap.set(privateKey, ptr + 32);
-  heap.set(publicKey, ptr + 64);
-  const rc = raw._crypto_scalarmult(ptr, ptr + 32, ptr + 64);
-  const shared = heap.slice(ptr, ptr + 32);
-  heap.fill(0, ptr, ptr + 96);
-  if (rc !== 0) {
-    shared.fill(0);
-    throw new E2EError('INVALID_KEY', 'X25519 result is all zero: low-order or invalid public key');
-  }
+  const native = sodium().native;
+  const shared = native !== null ? nativeX25519(native, privateKey, publicKey) : withScratch(96, (raw, ptr, heap) => {
+    heap.set(privateKey, ptr + 32);
+    heap.set(publicKey, ptr + 64);
+    return raw._crypto_scalarmult(ptr, ptr + 32, ptr + 64) === 0 ? heap.slice(ptr, ptr + 32) : null;
+  });
+  if (shared === null) throw new E2EError('INVALID_KEY', 'X25519 result is all zero: low-order or invalid public key');
   return shared;
+}
+
+/** `crypto_scalarmult` through sodium-native: the shared secret, or `null` where libsodium returned −1 (all-zero result). */
+function nativeX25519(native: NativeSodium, privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array | null {
+  const shared = new Uint8Array(X25519_BYTES);
+  try {
+    native.crypto_scalarmult(shared, privateKey, publicKey);
+    return shared;
+  } catch {
+    // The inputs were checked: libsodium's −1 is the only way this throws.
+    shared.fill(0);
+    return null;
+  }
 }
 
 /**

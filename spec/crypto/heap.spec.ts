@@ -1,16 +1,22 @@
 /**
  * The shared WASM scratch region (lib/crypto/heap.ts): every primitive that puts keys, plaintext
- * or intermediate secrets there wipes them before returning — on success and on failure.
+ * or intermediate secrets there wipes them before returning — on success and on failure. Runs on
+ * the WASM backend, so that X25519 and Ed25519 use the heap even where sodium-native is installed.
  */
 import {
   chacha20Poly1305Decrypt, chacha20Poly1305Encrypt, chainKeyStep, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
   ed25519SecretKeyToX25519, ed25519Sign, ed25519Verify, hkdfExpand, hkdfExtract, hkdfSha256, hmacSha256, utf8, x25519,
-  x25519PublicKey, xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt,
+  x25519PublicKey, xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt, mlkem768Decapsulate, mlkem768Encapsulate,
+  mlkem768EncapsulateDerandomized, mlkem768KeyPair, mlkem768KeyPairFromSeed, MLKEM768_CIPHERTEXT_BYTES,
 } from '../../lib/crypto';
-import { scratch } from '../../lib/crypto/heap';
-import { ready } from '../../lib/sodium';
+import { SCRATCH_WORKING_BYTES, scratch, scratchCapacity, withScratch } from '../../lib/crypto/heap';
+import { E2EError } from '../../lib/errors';
+import { backend, ready } from '../../lib/sodium';
 
-beforeAll(() => ready());
+beforeAll(async () => {
+  await ready({ backend: 'wasm' });
+  expect(backend()).toBe('wasm');
+});
 
 /** The smallest scratch region heap.ts ever allocates. */
 const MIN_SCRATCH = 4096;
@@ -44,6 +50,17 @@ const calls: Array<[string, () => unknown]> = [
   ['ed25519Verify', () => ed25519Verify(new Uint8Array(64), msg, ed25519KeyPairFromSeed(seed).publicKey)],
   ['ed25519SecretKeyToX25519', () => ed25519SecretKeyToX25519(ed25519KeyPairFromSeed(seed).secretKey)],
   ['ed25519PublicKeyToX25519', () => ed25519PublicKeyToX25519(ed25519KeyPairFromSeed(seed).publicKey)],
+  ['ed25519Sign refusing an inconsistent key', () => expect(() => ed25519Sign(new Uint8Array(64).fill(1), msg)).toThrow(E2EError)],
+  ['mlkem768KeyPairFromSeed', () => mlkem768KeyPairFromSeed(new Uint8Array(64).fill(9))],
+  ['mlkem768KeyPair', () => mlkem768KeyPair()],
+  ['mlkem768Encapsulate', () => mlkem768Encapsulate(mlkem768KeyPair().publicKey)],
+  ['mlkem768EncapsulateDerandomized', () => mlkem768EncapsulateDerandomized(mlkem768KeyPair().publicKey, key)],
+  ['mlkem768Encapsulate refusing an unreduced key', () => expect(() => mlkem768Encapsulate(new Uint8Array(1184).fill(0xff))).toThrow(E2EError)],
+  ['mlkem768Decapsulate', () => {
+    const { publicKey, secretKey } = mlkem768KeyPair();
+    mlkem768Decapsulate(mlkem768Encapsulate(publicKey).ciphertext, secretKey);
+  }],
+  ['mlkem768Decapsulate of a rejected ciphertext', () => mlkem768Decapsulate(new Uint8Array(MLKEM768_CIPHERTEXT_BYTES).fill(3), mlkem768KeyPair().secretKey)],
 ];
 
 describe('the scratch region is all zero after', () => {
@@ -70,5 +87,37 @@ describe('the scratch region is all zero after', () => {
       '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
     );
     expect(dirtyBytes(region)).toBe(0);
+  });
+});
+
+describe('withScratch', () => {
+  test('wipes the region and passes the error on when the call throws', () => {
+    const err = new E2EError('INVALID_KEY', 'refused');
+    expect(() => withScratch(64, (_raw, ptr, heap) => {
+      heap.fill(0xab, ptr, ptr + 64);
+      throw err;
+    })).toThrow(err);
+    expect(dirtyBytes()).toBe(0);
+  });
+
+  test('returns what the call returns, and wipes what it wrote', () => {
+    const out = withScratch(32, (_raw, ptr, heap) => {
+      heap.fill(0xcd, ptr, ptr + 32);
+      return heap.slice(ptr, ptr + 32);
+    });
+    expect(out).toEqual(new Uint8Array(32).fill(0xcd));
+    expect(dirtyBytes()).toBe(0);
+  });
+
+  test('gives a region above the working size back after the call, on the error path too', () => {
+    const big = SCRATCH_WORKING_BYTES + 1024;
+    expect(() => withScratch(big, (_raw, ptr, heap) => {
+      heap.fill(0xef, ptr, ptr + big);
+      expect(scratchCapacity()).toBe(big);
+      throw new Error('boom');
+    })).toThrow('boom');
+    expect(scratchCapacity()).toBe(0);
+    expect(hmacSha256(key, msg)).toHaveLength(32);
+    expect(scratchCapacity()).toBeLessThanOrEqual(SCRATCH_WORKING_BYTES);
   });
 });

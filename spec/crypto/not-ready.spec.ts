@@ -4,7 +4,7 @@
  * each spec file its own module registry, so lib/sodium.ts starts here unloaded.
  */
 import * as c from '../../lib/crypto';
-import { isReady, sodium } from '../../lib/sodium';
+import { backend, isReady, sodium } from '../../lib/sodium';
 import { expectE2EError } from '../helpers/expect-error';
 
 const k32 = new Uint8Array(32).fill(1);
@@ -40,6 +40,12 @@ test.each<[string, () => unknown]>([
   ['xchacha20Poly1305Encrypt', () => c.xchacha20Poly1305Encrypt(k32, n24, m)],
   ['xchacha20Poly1305Decrypt', () => c.xchacha20Poly1305Decrypt(k32, n24, new Uint8Array(19))],
   ['sha256', () => c.sha256(m)],
+  ['mlkem768KeyPair', () => c.mlkem768KeyPair()],
+  ['mlkem768KeyPairFromSeed', () => c.mlkem768KeyPairFromSeed(k64)],
+  ['mlkem768Encapsulate', () => c.mlkem768Encapsulate(new Uint8Array(c.MLKEM768_PUBLIC_KEY_BYTES))],
+  ['mlkem768EncapsulateDerandomized', () => c.mlkem768EncapsulateDerandomized(new Uint8Array(c.MLKEM768_PUBLIC_KEY_BYTES), k32)],
+  ['mlkem768Decapsulate', () => c.mlkem768Decapsulate(new Uint8Array(c.MLKEM768_CIPHERTEXT_BYTES), new Uint8Array(c.MLKEM768_SECRET_KEY_BYTES))],
+  ['backend', () => backend()],
   ['constantTimeEqual (equal lengths)', () => c.constantTimeEqual(k32, k32)],
   ['toBase64Url', () => c.toBase64Url(m)],
   ['fromBase64Url', () => c.fromBase64Url('AQID')],
