@@ -11,7 +11,8 @@
  */
 
 // Start-up and errors.
-export { ready, isReady } from './sodium';
+export { ready, isReady, backend } from './sodium';
+export type { Backend, BackendChoice, ReadyOptions } from './sodium';
 export { E2EError, ErrorCode, isE2EError } from './errors';
 export * as limits from './limits';
 
@@ -69,5 +70,7 @@ export {
   HMAC_SHA256_BYTES, hmacSha256,
   randomBytes,
   X25519_BYTES, x25519, x25519KeyPair, x25519PublicKey,
+  MLKEM768_PUBLIC_KEY_BYTES, MLKEM768_SECRET_KEY_BYTES, MLKEM768_CIPHERTEXT_BYTES, MLKEM768_SHARED_SECRET_BYTES,
+  MLKEM768_SEED_BYTES, mlkem768KeyPair, mlkem768KeyPairFromSeed, mlkem768Encapsulate, mlkem768Decapsulate,
 } from './crypto';
-export type { Ed25519KeyPair, X25519KeyPair } from './crypto';
+export type { Ed25519KeyPair, X25519KeyPair, MlKem768KeyPair, MlKem768Encapsulation } from './crypto';
