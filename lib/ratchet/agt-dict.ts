@@ -4,12 +4,12 @@
  * It carries no retired keys and no times; ours optionally adds `max_skip` and `max_skipped_keys`.
  */
 import { E2EError } from '../errors';
-import { MAX_COUNTER } from '../limits';
+import { MAX_COUNTER, MAX_SKIPPED_KEYS_LIMIT } from '../limits';
 import { constantTimeEqual, fromHex, memzero, toHex } from '../crypto/bytes';
 import { readFields, readOptions, typed } from '../crypto/input';
 import { isCanonicalX25519At, x25519PublicKey } from '../crypto/x25519';
 import { SkippedKey, skippedKeyId } from './skipped-keys';
-import { DecodedRatchetState, MAX_SKIPPED_KEYS_LIMIT, RatchetLimits, RatchetStateFields, asMalformed } from './state-fields';
+import { DecodedRatchetState, RatchetLimits, RatchetStateFields, asMalformed } from './state-fields';
 
 /** The reference's `to_dict()` form (lowercase hex, `null` for absent keys). */
 export interface RatchetStateDict {

@@ -10,7 +10,7 @@
  * leaves the state exactly as it was; a skipped key is deleted only after its message authenticated.
  */
 import { E2EError } from '../errors';
-import { MAX_COUNTER, MAX_PLAINTEXT_BYTES } from '../limits';
+import { MAX_COUNTER, MAX_PLAINTEXT_BYTES, MAX_RATCHET_AD_BYTES } from '../limits';
 // Imported from the defining modules, not the '../crypto' barrel: its re-export getters showed up
 // in profiles of the per-message path.
 import { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES } from '../crypto/aead';
@@ -29,9 +29,6 @@ import { RatchetLimits, RatchetState, resolveLimits } from './state';
 import { isInstance, readFields, readOptions, typed } from '../crypto/input';
 
 const EMPTY = new Uint8Array(0);
-
-/** Largest associated data the ratchet accepts (1 MiB); `SecureChannel` allows less. */
-export const MAX_RATCHET_AD_BYTES = 1024 * 1024;
 
 function assertAd(ad: unknown): asserts ad is Uint8Array {
   assertBytes(ad, 'associated data');

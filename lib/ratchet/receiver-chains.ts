@@ -10,7 +10,7 @@ import { memzero, toHex } from '../crypto/bytes';
 import { chainKeyStep } from '../crypto/hmac';
 import type { SkippedKey } from './skipped-keys';
 import type { RatchetState } from './state';
-import { MAX_RETIRED_REMOTE_KEYS } from './state-fields';
+import { MAX_RETIRED_REMOTE_KEYS } from '../limits';
 
 /** True when the 32 bytes of `env` at `offset` equal `key` (public values: no need for constant time). */
 function keyAt(env: Uint8Array, offset: number, key: Uint8Array): boolean {

@@ -14,8 +14,8 @@ import { fromHex, isUsableBytes, memzero, plainView, toHex } from '../crypto/byt
 import { isCanonicalX25519At } from '../crypto/x25519';
 import type { SkippedKey } from './skipped-keys';
 import {
-  DecodedRatchetState, MAX_RETIRED_REMOTE_KEYS, MAX_SKIPPED_KEYS_LIMIT, RatchetStateFields, asMalformed, resolveLimits,
-} from './state-fields';
+  DecodedRatchetState, RatchetStateFields, asMalformed, resolveLimits } from './state-fields';
+import { MAX_RETIRED_REMOTE_KEYS, MAX_SKIPPED_KEYS_LIMIT } from '../limits';
 
 const MAGIC = new Uint8Array([0x41, 0x4d, 0x52]); // "AMR"
 const VERSION = 0x01;

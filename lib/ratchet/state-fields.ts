@@ -3,17 +3,10 @@
  * write it, and the bounds on it. A leaf of the state: the forms depend on it, never on the class.
  */
 import { E2EError } from '../errors';
-import { DEFAULT_MAX_SKIP, DEFAULT_MAX_SKIPPED_KEYS } from '../limits';
+import { DEFAULT_MAX_SKIP, DEFAULT_MAX_SKIPPED_KEYS, DEFAULT_SKIPPED_KEY_MAX_AGE_MS, MAX_SKIPPED_KEYS_LIMIT } from '../limits';
 import type { X25519KeyPair } from '../crypto/x25519';
 import { readOptions } from '../crypto/input';
 import type { SkippedKey } from './skipped-keys';
-
-/** Default age after which a skipped message key is deleted: 7 days. */
-export const DEFAULT_SKIPPED_KEY_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
-/** Most previous remote ratchet keys remembered, so replays from old chains are recognised. */
-export const MAX_RETIRED_REMOTE_KEYS = 32;
-/** Most skipped keys `fromBytes`/`fromDict` accept (a bound on hostile input). */
-export const MAX_SKIPPED_KEYS_LIMIT = 100_000;
 
 /** The limits of a session; all persisted with it. */
 export interface RatchetLimits {

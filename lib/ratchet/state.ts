@@ -10,12 +10,13 @@ import { assertCanonicalX25519PublicKey } from '../crypto/x25519';
 import { RatchetStateDict, stateFromDict, stateToDict } from './agt-dict';
 import { SkippedKeys } from './skipped-keys';
 import { decodeRatchetState, encodeRatchetState } from './state-codec';
-import { DecodedRatchetState, MAX_SKIPPED_KEYS_LIMIT, RatchetLimits, asMalformed, resolveLimits } from './state-fields';
+import { DecodedRatchetState, RatchetLimits, asMalformed, resolveLimits } from './state-fields';
+import { MAX_SKIPPED_KEYS_LIMIT } from '../limits';
 
 // The state's public surface, defined with the saved forms that use it.
 export type { RatchetStateDict } from './agt-dict';
 export type { RatchetLimits } from './state-fields';
-export { DEFAULT_SKIPPED_KEY_MAX_AGE_MS, MAX_RETIRED_REMOTE_KEYS, MAX_SKIPPED_KEYS_LIMIT, resolveLimits } from './state-fields';
+export { resolveLimits } from './state-fields';
 
 /** Lets this module's restore hand over arrays the saved forms made, without another copy. */
 const ADOPT: unique symbol = Symbol('adopt');

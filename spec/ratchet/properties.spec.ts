@@ -10,10 +10,9 @@ import fc from 'fast-check';
 import { ready } from '../../lib/sodium';
 import { concatBytes, fromHex, readU32BE, toHex, utf8, writeU32BE, x25519KeyPair } from '../../lib/crypto';
 import { E2EError, ErrorCode } from '../../lib/errors';
-import { MAX_COUNTER } from '../../lib/limits';
+import { MAX_COUNTER, MAX_RETIRED_REMOTE_KEYS } from '../../lib/limits';
 import {
-  DoubleRatchet, EncryptedMessage, MAX_RETIRED_REMOTE_KEYS, MIN_ENVELOPE_BYTES, RatchetLimits, RatchetState, skippedKeyId,
-} from '../../lib/ratchet';
+  DoubleRatchet, EncryptedMessage, MIN_ENVELOPE_BYTES, RatchetLimits, RatchetState, skippedKeyId } from '../../lib/ratchet';
 import { SecureChannel } from '../../lib/channel';
 import { channelPair, ratchetPair } from '../helpers/sessions';
 import { expectE2EError } from '../helpers/expect-error';
