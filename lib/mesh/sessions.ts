@@ -20,6 +20,7 @@ import { SessionStore } from '../store/types';
 import { PersistentChannel } from '../store/persistent-channel';
 import { StorageCipher } from '../store/storage-cipher';
 import { StoredKeyManager, establishmentFingerprint } from '../store/stored-key-manager';
+import { BoundedMap } from '../util/bounded-map';
 
 /** Who opened a session. */
 export type SessionRole = 'initiator' | 'responder';
@@ -50,7 +51,7 @@ export class SessionBook {
   readonly #me: string;
   readonly #keys: StoredKeyManager;
   readonly #peers = new Map<string, SessionEntry[]>();
-  readonly #sentOn = new Map<string, SessionEntry>();
+  readonly #sentOn = new BoundedMap<string, SessionEntry>(MAX_SENT_IDS);
   #seq = 0;
 
   /** The book of `o.localDid`, saving into `o.store` sealed with `o.cipher`; accepts with `o.keys`. */
@@ -146,7 +147,6 @@ export class SessionBook {
 
   /** Remembers which session message `id` went out on. */
   noteSent(id: string, entry: SessionEntry): void {
-    if (this.#sentOn.size >= MAX_SENT_IDS) this.#sentOn.delete(this.#sentOn.keys().next().value as string);
     this.#sentOn.set(id, entry);
   }
 

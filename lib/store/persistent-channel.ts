@@ -26,6 +26,7 @@ import { SecureChannel } from '../channel';
 import { StorageCipher, isStorageCipher } from './storage-cipher';
 import { MAX_INBOX_ENTRIES, SessionStore, StoredRecord } from './types';
 import { assertInboxId, assertStoreId, callStore, readStoredRecord, storeFailure } from './validate';
+import { BoundedSet } from '../util/bounded-map';
 
 /** Where a channel is saved: the store, the cipher sealing it, and its two DIDs. */
 export interface SessionLocation {
@@ -145,24 +146,11 @@ export function sealChannelState(cipher: StorageCipher, channel: SecureChannel, 
   }
 }
 
-/** The ids of one session handed out in this process, oldest first. */
-class HandedOut {
-  readonly #ids = new Set<string>();
-
-  has(id: string): boolean {
-    return this.#ids.has(id);
-  }
-
-  add(id: string): void {
-    this.#ids.add(id);
-    // Bounded: more ids than the inbox can hold means the oldest were acknowledged elsewhere.
-    if (this.#ids.size > 2 * MAX_INBOX_ENTRIES) this.#ids.delete(this.#ids.values().next().value as string);
-  }
-
-  delete(id: string): void {
-    this.#ids.delete(id);
-  }
-}
+/**
+ * The ids of one session handed out in this process, oldest first. Bounded: more ids than the inbox
+ * can hold means the oldest were acknowledged elsewhere.
+ */
+type HandedOut = BoundedSet<string>;
 
 /**
  * Per store object (a process's connection) and session: what was handed out. Shared by every
@@ -176,7 +164,7 @@ function handedOutFor(store: SessionStore, localDid: string, peerDid: string): H
   if (!sessions) HANDED_OUT.set(store, (sessions = new Map()));
   const key = `${localDid}\u0000${peerDid}`;
   let h = sessions.get(key);
-  if (!h) sessions.set(key, (h = new HandedOut()));
+  if (!h) sessions.set(key, (h = new BoundedSet<string>(2 * MAX_INBOX_ENTRIES)));
   return h;
 }
 

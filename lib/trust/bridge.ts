@@ -33,6 +33,7 @@ import { SessionTable, TrustSession } from './session';
 import { ChallengeReply, LocalTrustNetwork, TrustEndpoint, TrustTransport } from './transport';
 import { assertTrustScore, trustLevel } from './trust-level';
 import { VerifiedPeers } from './verified-peers';
+import { BoundedSet } from '../util/bounded-map';
 
 /** Options of an {@link EncryptedTrustBridge}. Give `identity`, `keyManager`, or both (same key). */
 export interface EncryptedTrustBridgeOptions {
@@ -119,7 +120,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   readonly #ownsManager: boolean;
   #closed = false;
   /** Establishments accepted (canonical ephemeral keys), so a replay is refused before anything is spent. */
-  readonly #accepted = new Set<string>();
+  readonly #accepted = new BoundedSet<string>(MAX_REMEMBERED_ESTABLISHMENTS);
 
   /**
    * A bridge for one agent. `INVALID_ARGUMENT` on bad options; `IDENTITY_MISMATCH` when `identity`
@@ -332,7 +333,6 @@ export class EncryptedTrustBridge implements TrustEndpoint {
       this.#held.set(otkId, { key: held, until: this.#now() + this.#heldTtlMs });
     }
     this.#assertOpen();
-    if (this.#accepted.size >= MAX_REMEMBERED_ESTABLISHMENTS) this.#accepted.delete(this.#accepted.values().next().value as string);
     this.#accepted.add(seen);
     // An establishment the peer never sent can neither replace nor close a session the peer is
     // using: while one has carried messages, the new one waits until its first message decrypts.
