@@ -27,6 +27,7 @@ import { StorageCipher, isStorageCipher } from './storage-cipher';
 import { MAX_INBOX_ENTRIES, SessionStore, StoredRecord } from './types';
 import { assertInboxId, assertStoreId, callStore, readStoredRecord, storeFailure } from './validate';
 import { BoundedSet } from '../util/bounded-map';
+import { SerialQueue } from '../util/serial-queue';
 
 /** Where a channel is saved: the store, the cipher sealing it, and its two DIDs. */
 export interface SessionLocation {
@@ -189,7 +190,8 @@ export class PersistentChannel {
   #channel: SecureChannel;
   #version: number;
   #closed = false;
-  #tail: Promise<unknown> = Promise.resolve();
+  /** Sends, receives, reloads and close run one at a time. */
+  readonly #queue = new SerialQueue();
   /** A save failed in a way that may have committed: reload before the next step. */
   #uncertain = false;
   /** Inbox ids handed out in this process (by any channel over this store object) and not acknowledged yet. */
@@ -419,12 +421,10 @@ export class PersistentChannel {
   }
 
   #exclusive<T>(fn: () => Promise<T>, evenIfClosed = false): Promise<T> {
-    const run = this.#tail.then(() => {
+    return this.#queue.run(() => {
       if (this.#closed && !evenIfClosed) throw new E2EError('CHANNEL_CLOSED', 'the channel is closed');
       return fn();
     });
-    this.#tail = run.catch(() => undefined);
-    return run;
   }
 
   /** A working copy of the channel: the live one changes only after a successful save. */

@@ -22,6 +22,7 @@ import { PersistentChannel, attachSavedChannel, isSessionStore, sealChannelState
 import { StorageCipher, isStorageCipher } from './storage-cipher';
 import { AcceptanceVersions, AcceptanceWrite, AgentStore, KeyManagerStore, SessionStore, StoredRecord } from './types';
 import { assertStoreId, callStore, establishmentReplayError, readStoredRecord, staleStateError, storeFailure } from './validate';
+import { SerialQueue } from '../util/serial-queue';
 
 /** Where a key manager is saved. */
 export interface KeyManagerLocation {
@@ -165,7 +166,8 @@ export class StoredKeyManager {
   readonly #loc: KeyManagerLocation;
   #manager: X3DHKeyManager;
   #version: number;
-  #tail: Promise<unknown> = Promise.resolve();
+  /** Loads, updates and acceptances run one at a time. */
+  readonly #queue = new SerialQueue();
 
   /** Internal: `loc` is checked and plain. From JavaScript, `new StoredKeyManager(...)` is refused (`INVALID_STATE`). */
   private constructor(token: symbol, loc: KeyManagerLocation, manager: X3DHKeyManager, version: number) {
@@ -230,7 +232,7 @@ export class StoredKeyManager {
 
   /** Loads the newest saved state. `INVALID_STATE` (reason `deleted`) if it was deleted. */
   refresh(): Promise<void> {
-    return this.#exclusive(() => this.#refresh());
+    return this.#queue.run(() => this.#refresh());
   }
 
   /**
@@ -240,7 +242,7 @@ export class StoredKeyManager {
    */
   update<T>(change: (manager: X3DHKeyManager) => T): Promise<T> {
     if (typeof change !== 'function') return Promise.reject(new E2EError('INVALID_ARGUMENT', 'change must be a function'));
-    return this.#exclusive(() => this.#update(change, () => undefined));
+    return this.#queue.run(() => this.#update(change, () => undefined));
   }
 
   /**
@@ -250,7 +252,7 @@ export class StoredKeyManager {
    * Prefer {@link update}, which re-applies a change to the newest state.
    */
   save(): Promise<number> {
-    return this.#exclusive(async () => {
+    return this.#queue.run(async () => {
       const { store, cipher, did } = this.#loc;
       this.#version = await callStore('saveKeyManager', () => store.saveKeyManager(did, seal(cipher, did, this.#manager), this.#version));
       return this.#version;
@@ -268,7 +270,7 @@ export class StoredKeyManager {
    * `DUPLICATE_MESSAGE` (replay), `STALE_STATE` (reason `session`: a session with this peer exists).
    */
   acceptChannel(establishment: ChannelEstablishment | ChannelEstablishmentFields, options: AcceptOptions): Promise<PersistentChannel> {
-    return this.#exclusive(async () => {
+    return this.#queue.run(async () => {
       const e = ChannelEstablishment.from(establishment);
       options = readAcceptOptions(options); // read once: the loop below uses it again and again
       const store = this.#loc.store as Partial<AgentStore>;
@@ -365,12 +367,6 @@ export class StoredKeyManager {
       throw establishmentReplayError();
     }
     return callStore('saveSession', () => sessions.saveSession(did, peerDid, session.data, sessionVersion));
-  }
-
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(fn);
-    this.#tail = run.catch(() => undefined);
-    return run;
   }
 
   async #refresh(): Promise<void> {
