@@ -20,6 +20,7 @@ import { SessionStore } from '../store/types';
 import { PersistentChannel } from '../store/persistent-channel';
 import { StorageCipher } from '../store/storage-cipher';
 import { StoredKeyManager, establishmentFingerprint } from '../store/stored-key-manager';
+import { StoreErrorReason } from '../store/reasons';
 import { BoundedMap } from '../util/bounded-map';
 
 /** Who opened a session. */
@@ -136,7 +137,7 @@ export class SessionBook {
       const accepted = await this.#keys.acceptChannel(e, { sessions: own, peerDid: slot, associatedData: utf8(`${peer}|${this.#me}`) });
       await accepted.close(); // the saved state stays; the session goes on through the write-behind store
       const loaded = await PersistentChannel.load({ store: this.#store, cipher: this.#cipher, localDid: this.#me, peerDid: slot });
-      if (!loaded) throw new E2EError('STORE_ERROR', 'the accepted session was not found after its save', 'corrupt');
+      if (!loaded) throw new E2EError('STORE_ERROR', 'the accepted session was not found after its save', StoreErrorReason.CORRUPT);
       channel = loaded;
     } catch (err) {
       if (isE2EError(err, 'DUPLICATE_MESSAGE')) return 'duplicate';

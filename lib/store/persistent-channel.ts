@@ -26,6 +26,7 @@ import { SecureChannel } from '../channel';
 import { StorageCipher, isStorageCipher } from './storage-cipher';
 import { MAX_INBOX_ENTRIES, SessionStore, StoredRecord } from './types';
 import { assertInboxId, assertStoreId, callStore, readStoredRecord, storeFailure } from './validate';
+import { StoreErrorReason } from './reasons';
 import { BoundedSet } from '../util/bounded-map';
 import { SerialQueue } from '../util/serial-queue';
 
@@ -134,7 +135,7 @@ function envelopeOf(message: unknown): EncryptedMessage {
 }
 
 function corrupt(): E2EError {
-  return storeFailure('corrupt', 'the saved session does not parse');
+  return storeFailure(StoreErrorReason.CORRUPT, 'the saved session does not parse');
 }
 
 /** The sealed bytes of `channel`'s state for its slot (for the key manager, which saves a new session). */
@@ -497,7 +498,7 @@ export class PersistentChannel {
     try {
       const write = save ?? ((): number | Promise<number> => this.#saveCall(scratch));
       version = await callStore(op, write);
-      if (!Number.isSafeInteger(version) || version < 1) throw storeFailure('corrupt', 'the store returned no version');
+      if (!Number.isSafeInteger(version) || version < 1) throw storeFailure(StoreErrorReason.CORRUPT, 'the store returned no version');
     } catch (e) {
       scratch.close();
       // Refused (compare-and-swap) means nothing was written; anything else may have been committed.

@@ -15,6 +15,7 @@ import {
   readOptions, typed, utf8, xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt,
 } from '../crypto';
 import { storeFailure } from './validate';
+import { StoreErrorReason } from './reasons';
 
 /** Bytes of a storage key. */
 export const STORAGE_KEY_BYTES = 32;
@@ -58,7 +59,7 @@ export function isStorageCipher(value: unknown): value is StorageCipher {
   return typeof value === 'object' && value !== null && brand.has(value);
 }
 
-function corrupt(reason: string, message: string): E2EError {
+function corrupt(reason: StoreErrorReason, message: string): E2EError {
   return storeFailure(reason, message);
 }
 
@@ -119,7 +120,7 @@ export class StorageCipher {
     try {
       return xchacha20Poly1305Decrypt(key.key, nonce, blob.subarray(HEADER_BYTES + nonce.length), concatBytes(blob.subarray(0, HEADER_BYTES), ctx));
     } catch {
-      throw corrupt('tampered', 'stored blob does not authenticate (modified, or sealed for another slot)');
+      throw corrupt(StoreErrorReason.TAMPERED, 'stored blob does not authenticate (modified, or sealed for another slot)');
     }
   }
 
@@ -138,12 +139,12 @@ export class StorageCipher {
   #keyFor(blob: Uint8Array): DerivedKey {
     // isUsableBytes, not instanceof: a Proxy's trap or a fake Uint8Array's length would throw a TypeError.
     if (!isUsableBytes(blob) || blob.length < OVERHEAD || MAGIC.some((b, i) => blob[i] !== b)) {
-      throw corrupt('unknown_format', 'not a sealed blob');
+      throw corrupt(StoreErrorReason.UNKNOWN_FORMAT, 'not a sealed blob');
     }
-    if (blob[3] !== SEALED_FORMAT_VERSION) throw corrupt('unknown_format', `sealed blob format ${blob[3]} is not supported`);
+    if (blob[3] !== SEALED_FORMAT_VERSION) throw corrupt(StoreErrorReason.UNKNOWN_FORMAT, `sealed blob format ${blob[3]} is not supported`);
     const id = blob.subarray(4, HEADER_BYTES);
     const key = this.#all.find((k) => constantTimeEqual(k.id, id));
-    if (!key) throw corrupt('unknown_storage_key', 'sealed under a storage key this cipher does not have');
+    if (!key) throw corrupt(StoreErrorReason.UNKNOWN_STORAGE_KEY, 'sealed under a storage key this cipher does not have');
     return key;
   }
 

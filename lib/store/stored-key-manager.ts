@@ -22,6 +22,7 @@ import { PersistentChannel, attachSavedChannel, isSessionStore, sealChannelState
 import { StorageCipher, isStorageCipher } from './storage-cipher';
 import { AcceptanceVersions, AcceptanceWrite, AgentStore, KeyManagerStore, SessionStore, StoredRecord } from './types';
 import { assertStoreId, callStore, establishmentReplayError, readStoredRecord, staleStateError, storeFailure } from './validate';
+import { StoreErrorReason } from './reasons';
 import { SerialQueue } from '../util/serial-queue';
 
 /** Where a key manager is saved. */
@@ -115,7 +116,7 @@ function restore(cipher: StorageCipher, did: string, rec: StoredRecord): X3DHKey
   try {
     return X3DHKeyManager.fromBytes(bytes);
   } catch {
-    throw storeFailure('corrupt', 'the saved key manager does not parse');
+    throw storeFailure(StoreErrorReason.CORRUPT, 'the saved key manager does not parse');
   } finally {
     memzero(bytes);
   }
@@ -334,7 +335,7 @@ export class StoredKeyManager {
       try {
         v = await callStore('saveAcceptance', () => (store as AgentStore).saveAcceptance(write));
       } catch (err) {
-        if (!isE2EError(err, 'STORE_ERROR') || err.reason !== 'backend') throw err;
+        if (!isE2EError(err, 'STORE_ERROR') || err.reason !== StoreErrorReason.BACKEND) throw err;
         // Outcome unknown (a connection dropped after the write?). The sealed blob has a random nonce,
         // so finding it in the slot proves the write committed: then this acceptance succeeded.
         const saved = await callStore('loadSession', () => sessions.loadSession(did, peerDid)).catch(() => null);
@@ -349,7 +350,7 @@ export class StoredKeyManager {
         return rec.version;
       }
       const versions = readVersions(v, usedOtk);
-      if (versions === null) throw storeFailure('corrupt', 'the store returned no versions');
+      if (versions === null) throw storeFailure(StoreErrorReason.CORRUPT, 'the store returned no versions');
       if (usedOtk) adopt(versions.keyManagerVersion as number);
       return versions.sessionVersion;
     }

@@ -6,6 +6,7 @@
 import { E2EError, isE2EError } from '../errors';
 import { constantTimeEqual } from '../crypto';
 import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
+import { StoreErrorReason } from '../store/reasons';
 import { Awaitable } from './registry';
 
 /**
@@ -28,7 +29,7 @@ export async function storeCall<T>(f: () => Awaitable<T>): Promise<T> {
     return await f();
   } catch (e) {
     if (isE2EError(e)) throw e;
-    const err = new E2EError('STORE_ERROR', 'the pre-key store failed', 'backend');
+    const err = new E2EError('STORE_ERROR', 'the pre-key store failed', StoreErrorReason.BACKEND);
     Object.defineProperty(err, 'cause', { value: e, enumerable: false, writable: true, configurable: true }); // as the stores do
     throw err;
   }
