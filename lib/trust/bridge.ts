@@ -26,13 +26,14 @@ import {
 } from './limits';
 import { counterChallengeNonce } from './mutual';
 import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
-import { BridgePreKeyStore, KeyManagerSource, PersistedKeyManager, PreKeyPublisher, isPersistedKeyManager, storeCall } from './prekey-pool';
+import { KeyManagerSource, PersistedKeyManager, PreKeyPublisher, isPersistedKeyManager, storeCall } from './prekey-pool';
 import { TrustRejectReason, trustRejected } from './reasons';
 import { IdentityRecord, IdentityRegistry } from './registry';
 import { SessionTable, TrustSession } from './session';
 import { ChallengeReply, LocalTrustNetwork, TrustEndpoint, TrustTransport } from './transport';
 import { assertTrustScore, trustLevel } from './trust-level';
 import { VerifiedPeers } from './verified-peers';
+import type { PreKeyStore } from '../store/types';
 import { BoundedSet } from '../util/bounded-map';
 
 /** Options of an {@link EncryptedTrustBridge}. Give `identity`, `keyManager`, or both (same key). */
@@ -50,7 +51,7 @@ export interface EncryptedTrustBridgeOptions {
   /** Source of every peer's key, status, score and capabilities. */
   readonly registry: IdentityRegistry;
   /** Where bundles are published and claimed (optional: without it, bundles are handed over directly). */
-  readonly preKeyStore?: BridgePreKeyStore;
+  readonly preKeyStore?: PreKeyStore;
   /** Carries the handshake (a {@link LocalTrustNetwork} is joined automatically). */
   readonly transport?: TrustTransport;
   /** Score a peer needs, both directions (700). */
@@ -102,7 +103,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   readonly #held = new Map<number, { readonly key: OneTimePreKey; readonly until: number }>();
   readonly #heldTtlMs: number;
   readonly #registry: IdentityRegistry;
-  readonly #store: BridgePreKeyStore | undefined;
+  readonly #store: PreKeyStore | undefined;
   readonly #transport: TrustTransport | undefined;
   readonly #requirements: TrustRequirements;
   readonly #capabilities: readonly string[];
@@ -478,7 +479,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   }
 
   async #claimBundle(peerDid: string): Promise<PreKeyBundle> {
-    const store = this.#store as BridgePreKeyStore;
+    const store = this.#store as PreKeyStore;
     const b = await storeCall(() => store.claimBundle(peerDid));
     if (!b) throw new E2EError('INVALID_STATE', 'the pre-key store has no bundle for this DID');
     assertBundleShape(b);

@@ -111,7 +111,7 @@ describe('BoundedSet', () => {
   test('property: never more than max keys, and holds the most recently added new keys', () => {
     fc.assert(fc.property(fc.integer({ min: 1, max: 5 }), fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 60 }), (max, keys) => {
       const s = new BoundedSet<number>(max);
-      let model: number[] = [];
+      const model: number[] = [];
       for (const k of keys) {
         if (!model.includes(k)) {
           if (model.length >= max) model.shift();
