@@ -7,6 +7,7 @@ import { E2EError } from '../errors';
 import { fromBase64, memzero, randomBytes, toBase64, utf8 } from '../crypto';
 import { sodium } from '../sodium';
 import { StorageCipher } from '../store/storage-cipher';
+import { StoreErrorReason } from '../store/reasons';
 import { AgentIdentity } from '../trust';
 
 /** The `type` field of an identity file. */
@@ -110,8 +111,8 @@ export function openIdentity(file: IdentityFileJSON, secret: SealingSecret): Age
     sk = cipher.open(fromBase64(file.sealed), context(file.did));
   } catch (e) {
     const reason = (e as { reason?: unknown }).reason;
-    if (reason !== 'unknown_storage_key' && reason !== 'tampered') throw e;
-    throw new E2EError('STORE_ERROR', 'the passphrase or key file does not open this identity (or the file was modified)', 'wrong_key');
+    if (reason !== StoreErrorReason.UNKNOWN_STORAGE_KEY && reason !== StoreErrorReason.TAMPERED) throw e;
+    throw new E2EError('STORE_ERROR', 'the passphrase or key file does not open this identity (or the file was modified)', StoreErrorReason.WRONG_KEY);
   } finally {
     cipher.wipe();
   }

@@ -28,6 +28,7 @@ import { SqliteStore } from '../store/sqlite';
 import { StorageCipher } from '../store/storage-cipher';
 import { StoredKeyManager } from '../store/stored-key-manager';
 import { MaintenanceReport, PreKeyPolicy } from '../store/prekey-maintenance';
+import { BoundedSet } from '../util/bounded-map';
 import { RELAY_PATH, RoutedFrame, ServerFrame } from './frames';
 import { BackoffOptions, ConnectionState, RelayConnection } from './connection';
 import { Emitter } from './emitter';
@@ -162,7 +163,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   readonly #conn: RelayConnection;
   readonly #trust: MeshTrust | null;
   readonly #graceMs: number;
-  readonly #processed = new Set<string>();
+  readonly #processed = new BoundedSet<string>(MAX_PROCESSED_IDS);
   readonly #peerLocks = new Map<string, Promise<unknown>>();
   readonly #roundTrips = new Map<string, PendingRoundTrip>();
   readonly #parked = new Map<string, { frame: Routed; timer: ReturnType<typeof setTimeout>; retried: boolean }>();
@@ -868,7 +869,6 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   }
 
   #remember(key: string): void {
-    if (this.#processed.size >= MAX_PROCESSED_IDS) this.#processed.delete(this.#processed.values().next().value as string);
     this.#processed.add(key);
   }
 

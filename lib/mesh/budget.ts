@@ -5,6 +5,7 @@
  * them, anyone with a fresh key pair could make an agent fill its own relay quota or exhaust its
  * registry budget, so that its genuine sends fail.
  */
+import { BoundedMap } from '../util/bounded-map';
 
 /** A token bucket: `burst` tokens, refilled at `perSecond`. */
 export class TokenBucket {
@@ -36,10 +37,9 @@ export class TokenBucket {
 /** Buckets per key (a peer DID) plus one for all keys, with a bounded number of keys (the oldest goes first). */
 export class KeyedBudget {
   readonly #all: TokenBucket;
-  readonly #per = new Map<string, TokenBucket>();
+  readonly #per: BoundedMap<string, TokenBucket>;
   readonly #perBurst: number;
   readonly #perRate: number;
-  readonly #maxKeys: number;
   readonly #now: () => number;
 
   constructor(o: { perKeyBurst: number; perKeyPerSecond: number; allBurst: number; allPerSecond: number; maxKeys?: number; now?: () => number }) {
@@ -47,14 +47,13 @@ export class KeyedBudget {
     this.#all = new TokenBucket(o.allBurst, o.allPerSecond, this.#now);
     this.#perBurst = o.perKeyBurst;
     this.#perRate = o.perKeyPerSecond;
-    this.#maxKeys = o.maxKeys ?? 10_000;
+    this.#per = new BoundedMap(o.maxKeys ?? 10_000);
   }
 
   /** Takes one token for `key` and one from the shared bucket; `false` (nothing taken) if either is empty. */
   take(key: string): boolean {
     let b = this.#per.get(key);
     if (!b) {
-      if (this.#per.size >= this.#maxKeys) this.#per.delete(this.#per.keys().next().value as string);
       b = new TokenBucket(this.#perBurst, this.#perRate, this.#now);
       this.#per.set(key, b);
     }

@@ -14,6 +14,7 @@ import { StoredKeyManager } from '../store/stored-key-manager';
 import { MaintenanceReport, PreKeyPolicy, maintainPreKeys } from '../store/prekey-maintenance';
 import { MeshErrorReason } from './errors';
 import { RegistryClient } from './registry-client';
+import { SerialQueue } from '../util/serial-queue';
 
 /** The slot (under the agent's DID) holding what was last published. */
 export const PUBLISHED_SLOT = '#published';
@@ -32,7 +33,7 @@ export class PreKeyUpkeep {
   readonly #cipher: StorageCipher;
   readonly #policy: PreKeyPolicy;
   readonly #capabilities: string[] | undefined;
-  #tail: Promise<unknown> = Promise.resolve();
+  readonly #runs = new SerialQueue();
 
   /** Upkeep of `o.keys` at `o.registry`; what was published is remembered in `o.store`. */
   constructor(o: { keys: StoredKeyManager; registry: RegistryClient; store: SessionStore; cipher: StorageCipher; policy?: PreKeyPolicy; capabilities?: string[] }) {
@@ -46,15 +47,13 @@ export class PreKeyUpkeep {
 
   /** One maintenance run (runs are serialized); a second one follows a re-publication, which empties the pool. */
   run(): Promise<MaintenanceReport> {
-    const r = this.#tail.then(() => this.#runOnce().catch(async (e: unknown) => {
+    return this.#runs.run(() => this.#runOnce().catch(async (e: unknown) => {
       if (!(e instanceof E2EError) || e.reason !== MeshErrorReason.NOT_REGISTERED) throw e;
       // The registry lost this agent (e.g. restarted without its database): register and publish anew.
       await this.#registry.register(this.#capabilities);
       await this.forgetPublished();
       return this.#runOnce();
     }));
-    this.#tail = r.catch(() => undefined);
-    return r;
   }
 
   #runOnce(): Promise<MaintenanceReport> {

@@ -20,6 +20,8 @@ import { SessionStore } from '../store/types';
 import { PersistentChannel } from '../store/persistent-channel';
 import { StorageCipher } from '../store/storage-cipher';
 import { StoredKeyManager, establishmentFingerprint } from '../store/stored-key-manager';
+import { StoreErrorReason } from '../store/reasons';
+import { BoundedMap } from '../util/bounded-map';
 
 /** Who opened a session. */
 export type SessionRole = 'initiator' | 'responder';
@@ -50,7 +52,7 @@ export class SessionBook {
   readonly #me: string;
   readonly #keys: StoredKeyManager;
   readonly #peers = new Map<string, SessionEntry[]>();
-  readonly #sentOn = new Map<string, SessionEntry>();
+  readonly #sentOn = new BoundedMap<string, SessionEntry>(MAX_SENT_IDS);
   #seq = 0;
 
   /** The book of `o.localDid`, saving into `o.store` sealed with `o.cipher`; accepts with `o.keys`. */
@@ -135,7 +137,7 @@ export class SessionBook {
       const accepted = await this.#keys.acceptChannel(e, { sessions: own, peerDid: slot, associatedData: utf8(`${peer}|${this.#me}`) });
       await accepted.close(); // the saved state stays; the session goes on through the write-behind store
       const loaded = await PersistentChannel.load({ store: this.#store, cipher: this.#cipher, localDid: this.#me, peerDid: slot });
-      if (!loaded) throw new E2EError('STORE_ERROR', 'the accepted session was not found after its save', 'corrupt');
+      if (!loaded) throw new E2EError('STORE_ERROR', 'the accepted session was not found after its save', StoreErrorReason.CORRUPT);
       channel = loaded;
     } catch (err) {
       if (isE2EError(err, 'DUPLICATE_MESSAGE')) return 'duplicate';
@@ -146,7 +148,6 @@ export class SessionBook {
 
   /** Remembers which session message `id` went out on. */
   noteSent(id: string, entry: SessionEntry): void {
-    if (this.#sentOn.size >= MAX_SENT_IDS) this.#sentOn.delete(this.#sentOn.keys().next().value as string);
     this.#sentOn.set(id, entry);
   }
 

@@ -12,6 +12,7 @@ import {
   AgentIdentity, ChallengeReply, EncryptedTrustBridge, HandshakeChallenge, HandshakeResponse, IdentityRegistry,
   TrustRejectReason, TrustTransport, trustRejected,
 } from '../trust';
+import { BoundedMap } from '../util/bounded-map';
 
 /** The `trust` option of `MeshAgent.connect`. */
 export interface MeshTrustOptions {
@@ -39,7 +40,7 @@ export class MeshTrust {
   readonly #registry: IdentityRegistry;
   readonly #min: number;
   readonly #required: readonly string[];
-  readonly #admitted = new Map<string, number>();
+  readonly #admitted = new BoundedMap<string, number>(MAX_ADMISSIONS);
 
   /** The gate of `identity`, its handshake carried by `transport`. */
   constructor(identity: AgentIdentity, options: MeshTrustOptions, transport: TrustTransport) {
@@ -69,7 +70,6 @@ export class MeshTrust {
   /** Verifies `from`'s answer to our counter-challenge; admits one establishment from it. */
   async completeHandshake(from: string, response: HandshakeResponse): Promise<void> {
     await this.bridge.completeHandshake(from, response);
-    if (this.#admitted.size >= MAX_ADMISSIONS) this.#admitted.delete(this.#admitted.keys().next().value as string);
     this.#admitted.set(from, Date.now());
   }
 

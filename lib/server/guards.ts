@@ -4,6 +4,7 @@
  */
 
 import type { MaybePromise } from '../store/types';
+import { BoundedMap } from '../util/bounded-map';
 
 /**
  * How far in the future a proof's timestamp may be (30 s of clock skew). The past window stays
@@ -91,16 +92,15 @@ export class ProofCache implements ProofGuard {
 
 /** Token buckets per key: `burst` tokens, refilled at `perSecond`. */
 export class RateLimiter {
-  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #buckets: BoundedMap<string, { tokens: number; at: number }>;
   readonly #burst: number;
   readonly #perMs: number;
-  readonly #max: number;
 
   /** At most `burst` at once, `perSecond` sustained; `maxKeys` buckets tracked (oldest full ones dropped). */
   constructor(burst: number, perSecond: number, maxKeys = 100_000) {
     this.#burst = burst;
     this.#perMs = perSecond / 1000;
-    this.#max = maxKeys;
+    this.#buckets = new BoundedMap(maxKeys);
   }
 
   /** Takes one token for `key`: `true` if allowed. */
@@ -110,7 +110,7 @@ export class RateLimiter {
       b.tokens = Math.min(this.#burst, b.tokens + (now - b.at) * this.#perMs);
       b.at = now;
     } else {
-      if (this.#buckets.size >= this.#max) this.#evict(now);
+      if (this.#buckets.size >= this.#buckets.max) this.#sweep(now); // then set() evicts the oldest if still full
       b = { tokens: this.#burst, at: now };
       this.#buckets.set(key, b);
     }
@@ -119,12 +119,8 @@ export class RateLimiter {
     return true;
   }
 
-  #evict(now: number): void {
+  #sweep(now: number): void {
     // A bucket that would be full again is the same as no bucket.
     for (const [k, b] of this.#buckets) if (b.tokens + (now - b.at) * this.#perMs >= this.#burst) this.#buckets.delete(k);
-    if (this.#buckets.size >= this.#max) {
-      const first = this.#buckets.keys().next().value;
-      if (first !== undefined) this.#buckets.delete(first);
-    }
   }
 }

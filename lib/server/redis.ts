@@ -11,10 +11,11 @@ import type { AgentDirectory, AgentRecord } from './directory';
 import type { ProofGuard } from './guards';
 import type { InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome } from './inbox';
 import type { RelayBus, BusEvent } from './relay';
+import { StoreErrorReason } from '../store/reasons';
 
 function wrap(op: string, e: unknown): E2EError {
   if (e instanceof E2EError) return e;
-  return new E2EError('STORE_ERROR', `redis failed during ${op}`, 'backend');
+  return new E2EError('STORE_ERROR', `redis failed during ${op}`, StoreErrorReason.BACKEND);
 }
 
 function checkPrefix(prefix: string): string {

@@ -22,6 +22,7 @@ import type { ProofGuard } from './guards';
 import type { RelayBus } from './relay';
 import { RedisAgentDirectory, RedisInboxStore, RedisProofGuard, RedisRelayBus } from './redis';
 import { RedisStore } from '../store/redis';
+import { StoreErrorReason } from '../store/reasons';
 
 /** Options of {@link startMeshServer}. */
 export interface MeshServerOptions {
@@ -108,7 +109,7 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
     } catch {
       main.disconnect();
       sub.disconnect();
-      throw new E2EError('STORE_ERROR', 'Redis does not answer', 'backend');
+      throw new E2EError('STORE_ERROR', 'Redis does not answer', StoreErrorReason.BACKEND);
     }
     const redisBus = new RedisRelayBus(main, sub, `${ns}:relay:bus`);
     await redisBus.ready();

@@ -6,6 +6,7 @@
  */
 import { E2EError } from '../errors';
 import { nodeRequire } from './node-require';
+import { StoreErrorReason } from './reasons';
 
 /** The optional peer dependencies that a store may load. */
 export type BackendName = 'better-sqlite3' | 'ioredis' | 'ws';
@@ -89,7 +90,7 @@ export function backendError(name: BackendName, store: string, cause: unknown, r
   const err = new E2EError(
     'STORE_ERROR',
     `${store} needs the optional peer dependency ${name}, which ${what}.\nHint: ${backendHint(name, runtime, missing)}.`,
-    missing ? 'backend_missing' : 'backend_unloadable',
+    missing ? StoreErrorReason.BACKEND_MISSING : StoreErrorReason.BACKEND_UNLOADABLE,
   );
   Object.defineProperty(err, 'cause', { value: cause, enumerable: false, writable: true, configurable: true });
   return err;

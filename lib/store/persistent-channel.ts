@@ -26,6 +26,9 @@ import { SecureChannel } from '../channel';
 import { StorageCipher, isStorageCipher } from './storage-cipher';
 import { MAX_INBOX_ENTRIES, SessionStore, StoredRecord } from './types';
 import { assertInboxId, assertStoreId, callStore, readStoredRecord, storeFailure } from './validate';
+import { StoreErrorReason } from './reasons';
+import { BoundedSet } from '../util/bounded-map';
+import { SerialQueue } from '../util/serial-queue';
 
 /** Where a channel is saved: the store, the cipher sealing it, and its two DIDs. */
 export interface SessionLocation {
@@ -132,7 +135,7 @@ function envelopeOf(message: unknown): EncryptedMessage {
 }
 
 function corrupt(): E2EError {
-  return storeFailure('corrupt', 'the saved session does not parse');
+  return storeFailure(StoreErrorReason.CORRUPT, 'the saved session does not parse');
 }
 
 /** The sealed bytes of `channel`'s state for its slot (for the key manager, which saves a new session). */
@@ -145,24 +148,11 @@ export function sealChannelState(cipher: StorageCipher, channel: SecureChannel, 
   }
 }
 
-/** The ids of one session handed out in this process, oldest first. */
-class HandedOut {
-  readonly #ids = new Set<string>();
-
-  has(id: string): boolean {
-    return this.#ids.has(id);
-  }
-
-  add(id: string): void {
-    this.#ids.add(id);
-    // Bounded: more ids than the inbox can hold means the oldest were acknowledged elsewhere.
-    if (this.#ids.size > 2 * MAX_INBOX_ENTRIES) this.#ids.delete(this.#ids.values().next().value as string);
-  }
-
-  delete(id: string): void {
-    this.#ids.delete(id);
-  }
-}
+/**
+ * The ids of one session handed out in this process, oldest first. Bounded: more ids than the inbox
+ * can hold means the oldest were acknowledged elsewhere.
+ */
+type HandedOut = BoundedSet<string>;
 
 /**
  * Per store object (a process's connection) and session: what was handed out. Shared by every
@@ -176,7 +166,7 @@ function handedOutFor(store: SessionStore, localDid: string, peerDid: string): H
   if (!sessions) HANDED_OUT.set(store, (sessions = new Map()));
   const key = `${localDid}\u0000${peerDid}`;
   let h = sessions.get(key);
-  if (!h) sessions.set(key, (h = new HandedOut()));
+  if (!h) sessions.set(key, (h = new BoundedSet<string>(2 * MAX_INBOX_ENTRIES)));
   return h;
 }
 
@@ -201,7 +191,8 @@ export class PersistentChannel {
   #channel: SecureChannel;
   #version: number;
   #closed = false;
-  #tail: Promise<unknown> = Promise.resolve();
+  /** Sends, receives, reloads and close run one at a time. */
+  readonly #queue = new SerialQueue();
   /** A save failed in a way that may have committed: reload before the next step. */
   #uncertain = false;
   /** Inbox ids handed out in this process (by any channel over this store object) and not acknowledged yet. */
@@ -431,12 +422,10 @@ export class PersistentChannel {
   }
 
   #exclusive<T>(fn: () => Promise<T>, evenIfClosed = false): Promise<T> {
-    const run = this.#tail.then(() => {
+    return this.#queue.run(() => {
       if (this.#closed && !evenIfClosed) throw new E2EError('CHANNEL_CLOSED', 'the channel is closed');
       return fn();
     });
-    this.#tail = run.catch(() => undefined);
-    return run;
   }
 
   /** A working copy of the channel: the live one changes only after a successful save. */
@@ -509,7 +498,7 @@ export class PersistentChannel {
     try {
       const write = save ?? ((): number | Promise<number> => this.#saveCall(scratch));
       version = await callStore(op, write);
-      if (!Number.isSafeInteger(version) || version < 1) throw storeFailure('corrupt', 'the store returned no version');
+      if (!Number.isSafeInteger(version) || version < 1) throw storeFailure(StoreErrorReason.CORRUPT, 'the store returned no version');
     } catch (e) {
       scratch.close();
       // Refused (compare-and-swap) means nothing was written; anything else may have been committed.

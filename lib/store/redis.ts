@@ -21,6 +21,7 @@ import {
   inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
   readValidBundle, recordCopy, staleStateError, storeError, storeFailure,
 } from './validate';
+import { StoreErrorReason } from './reasons';
 
 /** Options of {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -53,7 +54,7 @@ function enc(id: string): string {
 }
 
 function corrupt(): E2EError {
-  return storeFailure('corrupt', 'stored data is unreadable');
+  return storeFailure(StoreErrorReason.CORRUPT, 'stored data is unreadable');
 }
 
 interface Script {

@@ -18,6 +18,7 @@ import {
   inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
   readValidBundle, recordCopy, staleStateError, storeError, storeFailure,
 } from './validate';
+import { StoreErrorReason } from './reasons';
 
 /**
  * The schema version this release writes; a file with a newer one is refused (`STORE_ERROR`,
@@ -408,7 +409,7 @@ function openDatabase(path: string, timeout: number, sync: string): Database.Dat
       const row = hasMeta(db) ? db.prepare('SELECT value FROM meta WHERE key = ?').get('schema_version') as { value: string } | undefined : undefined;
       // Version 1 lacks only the inbox table, which the schema script adds: upgrade in place.
       if (row !== undefined && row.value !== '1' && row.value !== String(SQLITE_SCHEMA_VERSION)) {
-        throw storeFailure('unknown_schema', `store schema ${row.value} is not supported by this release`);
+        throw storeFailure(StoreErrorReason.UNKNOWN_SCHEMA, `store schema ${row.value} is not supported by this release`);
       }
       db.exec(SCHEMA);
       db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')

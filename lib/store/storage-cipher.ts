@@ -2,29 +2,27 @@
  * Encryption at rest: every secret a store keeps is sealed with XChaCha20-Poly1305 under a key
  * derived from a 32-byte storage key the application supplies.
  *
- * Blob (format version 1):
+ * Blob (format version 1, laid out in `sealed-blob.ts`):
  * `"AMS"(3) ‖ 0x01 ‖ keyId(8) ‖ nonce(24) ‖ ciphertext ‖ tag(16)`, AEAD associated data =
  * the first 12 bytes ‖ UTF-8 context. The context names the slot (e.g. the session's two DIDs), so a
  * blob copied into another slot does not open. `keyId` identifies the storage key without
  * revealing it, so keys can be rotated: seal with the new key, open with old ones too, and
  * {@link StorageCipher.needsReseal} tells which blobs to re-seal. A later format gets a new version byte.
  */
-import { E2EError } from '../errors';
+import { E2EError, isE2EError } from '../errors';
 import {
   XCHACHA20_POLY1305_NONCE_BYTES, assertKey, concatBytes, constantTimeEqual, hkdfSha256, isUsableBytes, memzero, randomBytes,
   readOptions, typed, utf8, xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt,
 } from '../crypto';
+import { SEALED_KEY_ID_BYTES, SealedBlobParts, readSealedBlob, sealedBlobHeader, writeSealedBlob } from './sealed-blob';
 import { storeFailure } from './validate';
+import { StoreErrorReason } from './reasons';
 
 /** Bytes of a storage key. */
 export const STORAGE_KEY_BYTES = 32;
 /** The current sealed-blob format version. */
 export const SEALED_FORMAT_VERSION = 1;
 
-const MAGIC = [0x41, 0x4d, 0x53]; // "AMS"
-const KEY_ID_BYTES = 8;
-const HEADER_BYTES = 4 + KEY_ID_BYTES;
-const OVERHEAD = HEADER_BYTES + XCHACHA20_POLY1305_NONCE_BYTES + 16;
 const ZERO_SALT = new Uint8Array(32);
 const INFO_KEY = utf8('AgentMesh_Store_v1 seal key');
 const INFO_ID = utf8('AgentMesh_Store_v1 key id');
@@ -38,7 +36,7 @@ interface DerivedKey {
 function derive(storageKey: Uint8Array): DerivedKey {
   assertKey(storageKey, 'storage key', STORAGE_KEY_BYTES);
   return {
-    id: hkdfSha256(storageKey, ZERO_SALT, INFO_ID, KEY_ID_BYTES),
+    id: hkdfSha256(storageKey, ZERO_SALT, INFO_ID, SEALED_KEY_ID_BYTES),
     key: hkdfSha256(storageKey, ZERO_SALT, INFO_KEY, 32),
   };
 }
@@ -58,7 +56,7 @@ export function isStorageCipher(value: unknown): value is StorageCipher {
   return typeof value === 'object' && value !== null && brand.has(value);
 }
 
-function corrupt(reason: string, message: string): E2EError {
+function corrupt(reason: StoreErrorReason, message: string): E2EError {
   return storeFailure(reason, message);
 }
 
@@ -97,13 +95,10 @@ export class StorageCipher {
     const ctx = contextBytes(context);
     // A detached buffer reads as empty (sealed as empty, as before); touching it would throw a TypeError in the AEAD.
     if (!isUsableBytes(plaintext)) plaintext = new Uint8Array(0);
-    const header = new Uint8Array(HEADER_BYTES);
-    header.set(MAGIC, 0);
-    header[3] = SEALED_FORMAT_VERSION;
-    header.set(this.#current.id, 4);
+    const header = sealedBlobHeader(SEALED_FORMAT_VERSION, this.#current.id);
     const nonce = randomBytes(XCHACHA20_POLY1305_NONCE_BYTES);
     const sealed = xchacha20Poly1305Encrypt(this.#current.key, nonce, plaintext, concatBytes(header, ctx));
-    return concatBytes(header, nonce, sealed);
+    return writeSealedBlob(header, nonce, sealed);
   }
 
   /**
@@ -114,19 +109,19 @@ export class StorageCipher {
   open(blob: Uint8Array, context: string): Uint8Array {
     this.#assertUsable();
     const ctx = contextBytes(context);
-    const key = this.#keyFor(blob);
-    const nonce = blob.subarray(HEADER_BYTES, HEADER_BYTES + XCHACHA20_POLY1305_NONCE_BYTES);
+    const { key, parts } = this.#keyFor(blob);
+    const ad = concatBytes(sealedBlobHeader(parts.version, parts.keyId), ctx);
     try {
-      return xchacha20Poly1305Decrypt(key.key, nonce, blob.subarray(HEADER_BYTES + nonce.length), concatBytes(blob.subarray(0, HEADER_BYTES), ctx));
+      return xchacha20Poly1305Decrypt(key.key, parts.nonce, parts.sealed, ad);
     } catch {
-      throw corrupt('tampered', 'stored blob does not authenticate (modified, or sealed for another slot)');
+      throw corrupt(StoreErrorReason.TAMPERED, 'stored blob does not authenticate (modified, or sealed for another slot)');
     }
   }
 
   /** Whether `blob` was sealed under a previous key (re-seal it with {@link seal} to migrate). */
   needsReseal(blob: Uint8Array): boolean {
     this.#assertUsable();
-    return this.#keyFor(blob) !== this.#current;
+    return this.#keyFor(blob).key !== this.#current;
   }
 
   /** Wipes the derived keys; the cipher refuses to work afterwards (`INVALID_STATE`). */
@@ -135,16 +130,22 @@ export class StorageCipher {
     this.#wiped = true;
   }
 
-  #keyFor(blob: Uint8Array): DerivedKey {
+  #keyFor(blob: Uint8Array): { key: DerivedKey; parts: SealedBlobParts } {
     // isUsableBytes, not instanceof: a Proxy's trap or a fake Uint8Array's length would throw a TypeError.
-    if (!isUsableBytes(blob) || blob.length < OVERHEAD || MAGIC.some((b, i) => blob[i] !== b)) {
-      throw corrupt('unknown_format', 'not a sealed blob');
+    if (!isUsableBytes(blob)) throw corrupt(StoreErrorReason.UNKNOWN_FORMAT, 'not a sealed blob');
+    let parts: SealedBlobParts;
+    try {
+      parts = readSealedBlob(blob);
+    } catch (e) {
+      // The layout's MALFORMED_MESSAGE is, at this boundary, the store's: not a sealed blob.
+      if (!isE2EError(e, 'MALFORMED_MESSAGE')) throw e;
+      throw corrupt(StoreErrorReason.UNKNOWN_FORMAT, 'not a sealed blob');
     }
-    if (blob[3] !== SEALED_FORMAT_VERSION) throw corrupt('unknown_format', `sealed blob format ${blob[3]} is not supported`);
-    const id = blob.subarray(4, HEADER_BYTES);
+    if (parts.version !== SEALED_FORMAT_VERSION) throw corrupt(StoreErrorReason.UNKNOWN_FORMAT, `sealed blob format ${parts.version} is not supported`);
+    const id = parts.keyId;
     const key = this.#all.find((k) => constantTimeEqual(k.id, id));
-    if (!key) throw corrupt('unknown_storage_key', 'sealed under a storage key this cipher does not have');
-    return key;
+    if (!key) throw corrupt(StoreErrorReason.UNKNOWN_STORAGE_KEY, 'sealed under a storage key this cipher does not have');
+    return { key, parts };
   }
 
   #assertUsable(): void {

@@ -22,6 +22,8 @@ import { PersistentChannel, attachSavedChannel, isSessionStore, sealChannelState
 import { StorageCipher, isStorageCipher } from './storage-cipher';
 import { AcceptanceVersions, AcceptanceWrite, AgentStore, KeyManagerStore, SessionStore, StoredRecord } from './types';
 import { assertStoreId, callStore, establishmentReplayError, readStoredRecord, staleStateError, storeFailure } from './validate';
+import { StoreErrorReason } from './reasons';
+import { SerialQueue } from '../util/serial-queue';
 
 /** Where a key manager is saved. */
 export interface KeyManagerLocation {
@@ -114,7 +116,7 @@ function restore(cipher: StorageCipher, did: string, rec: StoredRecord): X3DHKey
   try {
     return X3DHKeyManager.fromBytes(bytes);
   } catch {
-    throw storeFailure('corrupt', 'the saved key manager does not parse');
+    throw storeFailure(StoreErrorReason.CORRUPT, 'the saved key manager does not parse');
   } finally {
     memzero(bytes);
   }
@@ -165,7 +167,8 @@ export class StoredKeyManager {
   readonly #loc: KeyManagerLocation;
   #manager: X3DHKeyManager;
   #version: number;
-  #tail: Promise<unknown> = Promise.resolve();
+  /** Loads, updates and acceptances run one at a time. */
+  readonly #queue = new SerialQueue();
 
   /** Internal: `loc` is checked and plain. From JavaScript, `new StoredKeyManager(...)` is refused (`INVALID_STATE`). */
   private constructor(token: symbol, loc: KeyManagerLocation, manager: X3DHKeyManager, version: number) {
@@ -230,7 +233,7 @@ export class StoredKeyManager {
 
   /** Loads the newest saved state. `INVALID_STATE` (reason `deleted`) if it was deleted. */
   refresh(): Promise<void> {
-    return this.#exclusive(() => this.#refresh());
+    return this.#queue.run(() => this.#refresh());
   }
 
   /**
@@ -240,7 +243,7 @@ export class StoredKeyManager {
    */
   update<T>(change: (manager: X3DHKeyManager) => T): Promise<T> {
     if (typeof change !== 'function') return Promise.reject(new E2EError('INVALID_ARGUMENT', 'change must be a function'));
-    return this.#exclusive(() => this.#update(change, () => undefined));
+    return this.#queue.run(() => this.#update(change, () => undefined));
   }
 
   /**
@@ -250,7 +253,7 @@ export class StoredKeyManager {
    * Prefer {@link update}, which re-applies a change to the newest state.
    */
   save(): Promise<number> {
-    return this.#exclusive(async () => {
+    return this.#queue.run(async () => {
       const { store, cipher, did } = this.#loc;
       this.#version = await callStore('saveKeyManager', () => store.saveKeyManager(did, seal(cipher, did, this.#manager), this.#version));
       return this.#version;
@@ -268,7 +271,7 @@ export class StoredKeyManager {
    * `DUPLICATE_MESSAGE` (replay), `STALE_STATE` (reason `session`: a session with this peer exists).
    */
   acceptChannel(establishment: ChannelEstablishment | ChannelEstablishmentFields, options: AcceptOptions): Promise<PersistentChannel> {
-    return this.#exclusive(async () => {
+    return this.#queue.run(async () => {
       const e = ChannelEstablishment.from(establishment);
       options = readAcceptOptions(options); // read once: the loop below uses it again and again
       const store = this.#loc.store as Partial<AgentStore>;
@@ -332,7 +335,7 @@ export class StoredKeyManager {
       try {
         v = await callStore('saveAcceptance', () => (store as AgentStore).saveAcceptance(write));
       } catch (err) {
-        if (!isE2EError(err, 'STORE_ERROR') || err.reason !== 'backend') throw err;
+        if (!isE2EError(err, 'STORE_ERROR') || err.reason !== StoreErrorReason.BACKEND) throw err;
         // Outcome unknown (a connection dropped after the write?). The sealed blob has a random nonce,
         // so finding it in the slot proves the write committed: then this acceptance succeeded.
         const saved = await callStore('loadSession', () => sessions.loadSession(did, peerDid)).catch(() => null);
@@ -347,7 +350,7 @@ export class StoredKeyManager {
         return rec.version;
       }
       const versions = readVersions(v, usedOtk);
-      if (versions === null) throw storeFailure('corrupt', 'the store returned no versions');
+      if (versions === null) throw storeFailure(StoreErrorReason.CORRUPT, 'the store returned no versions');
       if (usedOtk) adopt(versions.keyManagerVersion as number);
       return versions.sessionVersion;
     }
@@ -365,12 +368,6 @@ export class StoredKeyManager {
       throw establishmentReplayError();
     }
     return callStore('saveSession', () => sessions.saveSession(did, peerDid, session.data, sessionVersion));
-  }
-
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(fn);
-    this.#tail = run.catch(() => undefined);
-    return run;
   }
 
   async #refresh(): Promise<void> {

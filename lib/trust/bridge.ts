@@ -26,13 +26,15 @@ import {
 } from './limits';
 import { counterChallengeNonce } from './mutual';
 import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
-import { BridgePreKeyStore, KeyManagerSource, PersistedKeyManager, PreKeyPublisher, isPersistedKeyManager, storeCall } from './prekey-pool';
+import { KeyManagerSource, PersistedKeyManager, PreKeyPublisher, isPersistedKeyManager, storeCall } from './prekey-pool';
 import { TrustRejectReason, trustRejected } from './reasons';
 import { IdentityRecord, IdentityRegistry } from './registry';
 import { SessionTable, TrustSession } from './session';
-import { ChallengeReply, LocalTrustNetwork, TrustEndpoint, TrustTransport } from './transport';
+import { ChallengeReply, TrustEndpoint, TrustTransport } from './transport';
 import { assertTrustScore, trustLevel } from './trust-level';
 import { VerifiedPeers } from './verified-peers';
+import type { PreKeyStore } from '../store/types';
+import { BoundedSet } from '../util/bounded-map';
 
 /** Options of an {@link EncryptedTrustBridge}. Give `identity`, `keyManager`, or both (same key). */
 export interface EncryptedTrustBridgeOptions {
@@ -49,8 +51,8 @@ export interface EncryptedTrustBridgeOptions {
   /** Source of every peer's key, status, score and capabilities. */
   readonly registry: IdentityRegistry;
   /** Where bundles are published and claimed (optional: without it, bundles are handed over directly). */
-  readonly preKeyStore?: BridgePreKeyStore;
-  /** Carries the handshake (a {@link LocalTrustNetwork} is joined automatically). */
+  readonly preKeyStore?: PreKeyStore;
+  /** Carries the handshake; its `attach`, if any, is given this bridge (a `LocalTrustNetwork` joins it). */
   readonly transport?: TrustTransport;
   /** Score a peer needs, both directions (700). */
   readonly minTrustScore?: number;
@@ -101,8 +103,10 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   readonly #held = new Map<number, { readonly key: OneTimePreKey; readonly until: number }>();
   readonly #heldTtlMs: number;
   readonly #registry: IdentityRegistry;
-  readonly #store: BridgePreKeyStore | undefined;
+  readonly #store: PreKeyStore | undefined;
   readonly #transport: TrustTransport | undefined;
+  /** The transport's `detach`, read once with its `attach`: called on close. */
+  readonly #detach: TrustTransport['detach'];
   readonly #requirements: TrustRequirements;
   readonly #capabilities: readonly string[];
   readonly #mutual: boolean;
@@ -119,7 +123,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   readonly #ownsManager: boolean;
   #closed = false;
   /** Establishments accepted (canonical ephemeral keys), so a replay is refused before anything is spent. */
-  readonly #accepted = new Set<string>();
+  readonly #accepted = new BoundedSet<string>(MAX_REMEMBERED_ESTABLISHMENTS);
 
   /**
    * A bridge for one agent. `INVALID_ARGUMENT` on bad options; `IDENTITY_MISMATCH` when `identity`
@@ -151,6 +155,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     if (!Number.isInteger(timeout) || timeout < 1 || timeout > 600_000) throw new E2EError('INVALID_ARGUMENT', 'handshakeTimeoutMs must be an integer in [1, 600000]');
     const t = options.transport;
     if (t !== undefined) assertTransport(t);
+    const hooks = transportHooks(t);
     const store = options.preKeyStore;
     if (store !== undefined && (['storeBundle', 'claimBundle', 'consumeOneTimeKey', 'addOneTimePreKeys', 'countOneTimePreKeys', 'getBundle', 'removeBundle'] as const)
       .some((m) => typeof store?.[m] !== 'function')) {
@@ -168,6 +173,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#registry = options.registry;
     this.#store = store;
     this.#transport = t;
+    this.#detach = hooks.detach;
     this.#requirements = {
       requiredTrustScore: minTrustScore,
       requiredCapabilities: normalizeCapabilities(options.requiredCapabilities ?? [], 'requiredCapabilities'),
@@ -187,7 +193,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     // A waiting establishment becomes the session once it decrypts its first message: that is
     // when the peer's verification is used up.
     this.#sessions = new SessionTable(MAX_PENDING_ESTABLISHMENTS_PER_PEER, (s) => this.#authenticated(s));
-    if (t instanceof LocalTrustNetwork) t.join(this);
+    hooks.attach?.call(t, this);
   }
 
   /**
@@ -332,7 +338,6 @@ export class EncryptedTrustBridge implements TrustEndpoint {
       this.#held.set(otkId, { key: held, until: this.#now() + this.#heldTtlMs });
     }
     this.#assertOpen();
-    if (this.#accepted.size >= MAX_REMEMBERED_ESTABLISHMENTS) this.#accepted.delete(this.#accepted.values().next().value as string);
     this.#accepted.add(seen);
     // An establishment the peer never sent can neither replace nor close a session the peer is
     // using: while one has carried messages, the new one waits until its first message decrypts.
@@ -409,7 +414,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#verified.clear();
     this.#accepted.clear();
     if (this.#ownsManager) this.#keys.current().wipe();
-    if (this.#transport instanceof LocalTrustNetwork) this.#transport.leave(this.agentDid, this);
+    this.#detach?.call(this.#transport, this);
   }
 
   /**
@@ -478,7 +483,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   }
 
   async #claimBundle(peerDid: string): Promise<PreKeyBundle> {
-    const store = this.#store as BridgePreKeyStore;
+    const store = this.#store as PreKeyStore;
     const b = await storeCall(() => store.claimBundle(peerDid));
     if (!b) throw new E2EError('INVALID_STATE', 'the pre-key store has no bundle for this DID');
     assertBundleShape(b);
@@ -522,6 +527,14 @@ function assertTransport(t: unknown): asserts t is TrustTransport {
   if (!o || typeof o.sendChallenge !== 'function' || typeof o.sendAnswer !== 'function') {
     throw new E2EError('INVALID_ARGUMENT', 'transport must have sendChallenge and sendAnswer');
   }
+}
+
+/** The transport's optional `attach` and `detach`, each read once; anything but a function counts as absent. */
+function transportHooks(t: TrustTransport | undefined): Pick<TrustTransport, 'attach' | 'detach'> {
+  if (t === undefined) return {};
+  const o = readFields(t, ['attach', 'detach'] as const, 'transport');
+  const fn = <F>(v: unknown): F | undefined => (typeof v === 'function' ? (v as F) : undefined);
+  return { attach: fn<TrustTransport['attach']>(o.attach), detach: fn<TrustTransport['detach']>(o.detach) };
 }
 
 /** Every option of {@link EncryptedTrustBridgeOptions}, read once from the caller's object. */

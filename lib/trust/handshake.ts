@@ -21,6 +21,7 @@ import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './po
 import { TrustRejectReason, trustRejected } from './reasons';
 import { IdentityRegistry } from './registry';
 import { TrustLevel, assertTrustScore, trustLevel } from './trust-level';
+import { BoundedMap } from '../util/bounded-map';
 
 /** Options of a {@link TrustHandshake}. */
 export interface TrustHandshakeOptions {
@@ -116,7 +117,7 @@ export class TrustHandshake {
   readonly #counters = new Map<string, Pending>();
   readonly #countersByPeer = new Map<string, string[]>();
   /** Ids answered by their signer (or expired while answered) → when they would have expired. */
-  readonly #spent = new Map<string, number>();
+  readonly #spent = new BoundedMap<string, number>(MAX_SPENT_CHALLENGES);
 
   /** A handshake for `agentDid`; `INVALID_ARGUMENT` on bad options. */
   constructor(input: TrustHandshakeOptions) {
@@ -350,7 +351,6 @@ export class TrustHandshake {
   }
 
   #markSpent(p: Pending, now: number): void {
-    if (this.#spent.size >= MAX_SPENT_CHALLENGES) this.#spent.delete(this.#spent.keys().next().value as string);
     this.#spent.set(p.challenge.challenge_id, Math.max(now, p.issuedAt + p.challenge.expires_in_seconds * 1000));
   }
 

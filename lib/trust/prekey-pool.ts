@@ -6,29 +6,23 @@
 import { E2EError, isE2EError } from '../errors';
 import { constantTimeEqual } from '../crypto';
 import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
-import { Awaitable } from './registry';
+import { StoreErrorReason } from '../store/reasons';
+import type { MaybePromise, PreKeyStore } from '../store/types';
 
 /**
- * The pre-key store methods the bridge uses (`lib/store`'s `PreKeyStore` has them all; declared
- * here because the trust layer does not import the stores).
+ * The pre-key store a bridge publishes to and claims from.
+ * @deprecated The store's own {@link PreKeyStore} (the trust layer imports the store interfaces,
+ * never a store), under the name this module exported first.
  */
-export interface BridgePreKeyStore {
-  storeBundle(did: string, bundle: PreKeyBundle): Awaitable<void>;
-  claimBundle(did: string): Awaitable<PreKeyBundle | null>;
-  consumeOneTimeKey(did: string, keyId: number): Awaitable<boolean>;
-  addOneTimePreKeys(did: string, keys: readonly { keyId: number; publicKey: Uint8Array }[]): Awaitable<void>;
-  countOneTimePreKeys(did: string): Awaitable<number>;
-  getBundle(did: string): Awaitable<PreKeyBundle | null>;
-  removeBundle(did: string): Awaitable<boolean>;
-}
+export type BridgePreKeyStore = PreKeyStore;
 
 /** Runs a store call; anything other than an `E2EError` becomes `STORE_ERROR` (reason `backend`, the original as `cause`). */
-export async function storeCall<T>(f: () => Awaitable<T>): Promise<T> {
+export async function storeCall<T>(f: () => MaybePromise<T>): Promise<T> {
   try {
     return await f();
   } catch (e) {
     if (isE2EError(e)) throw e;
-    const err = new E2EError('STORE_ERROR', 'the pre-key store failed', 'backend');
+    const err = new E2EError('STORE_ERROR', 'the pre-key store failed', StoreErrorReason.BACKEND);
     Object.defineProperty(err, 'cause', { value: e, enumerable: false, writable: true, configurable: true }); // as the stores do
     throw err;
   }
@@ -78,14 +72,14 @@ export class KeyManagerSource {
 export class PreKeyPublisher {
   readonly #keys: KeyManagerSource;
   readonly #did: string;
-  readonly #store: BridgePreKeyStore | undefined;
+  readonly #store: PreKeyStore | undefined;
   readonly #poolSize: number;
   /** Without a store: one-time keys already put in a returned bundle (never handed out twice). */
   readonly #handedOut = new Set<number>();
   /** With a store: whether this publisher has checked that the store's record is its manager's. */
   #checkedStore = false;
 
-  constructor(keys: X3DHKeyManager | PersistedKeyManager | KeyManagerSource, did: string, store: BridgePreKeyStore | undefined, poolSize: number) {
+  constructor(keys: X3DHKeyManager | PersistedKeyManager | KeyManagerSource, did: string, store: PreKeyStore | undefined, poolSize: number) {
     this.#keys = keys instanceof KeyManagerSource ? keys : new KeyManagerSource(keys);
     this.#did = did;
     this.#store = store;
@@ -115,7 +109,7 @@ export class PreKeyPublisher {
     return this.#keys.current().getPublicBundle({ otkId });
   }
 
-  async #publishToStore(store: BridgePreKeyStore): Promise<PreKeyBundle> {
+  async #publishToStore(store: PreKeyStore): Promise<PreKeyBundle> {
     const did = this.#did;
     if (!this.#checkedStore) await this.#takeOver(store);
     await storeCall(() => store.storeBundle(did, this.#keys.current().getPublicBundle()));
@@ -138,7 +132,7 @@ export class PreKeyPublisher {
    * record is removed before publishing afresh. A record of another identity is left for
    * `storeBundle` to refuse (`IDENTITY_MISMATCH`).
    */
-  async #takeOver(store: BridgePreKeyStore): Promise<void> {
+  async #takeOver(store: PreKeyStore): Promise<void> {
     const existing = await storeCall(() => store.getBundle(this.#did));
     const m = this.#keys.current();
     if (existing && constantTimeEqual(existing.identityKeyEd, m.identityKeyEd)) {

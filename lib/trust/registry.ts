@@ -8,9 +8,13 @@ import { assertMeshDid } from './did';
 import { normalizeCapabilities } from './capabilities';
 import { DEFAULT_TRUST_SCORE } from './limits';
 import { assertTrustScore } from './trust-level';
+import type { MaybePromise } from '../store/types';
 
-/** A value, or a promise of it (a registry may live in another process). */
-export type Awaitable<T> = T | Promise<T>;
+/**
+ * A value, or a promise of it.
+ * @deprecated The store's {@link MaybePromise}, under the name this module exported first.
+ */
+export type Awaitable<T> = MaybePromise<T>;
 
 /** Registry status of an identity. Only `active` identities pass the trust checks. */
 export type IdentityStatus = 'active' | 'suspended' | 'revoked';
@@ -36,7 +40,7 @@ export interface IdentityRecord {
 /** Read access to a registry: all the trust layer needs. */
 export interface IdentityRegistry {
   /** The record of `did`, or `null` when the registry does not know it. */
-  get(did: string): Awaitable<IdentityRecord | null>;
+  get(did: string): MaybePromise<IdentityRecord | null>; // a registry may live in another process
 }
 
 /** What {@link InMemoryIdentityRegistry.register} takes. */

@@ -23,6 +23,13 @@ export interface TrustTransport {
   sendChallenge(fromDid: string, toDid: string, challenge: HandshakeChallenge): Promise<ChallengeReply>;
   /** Delivers `fromDid`'s answer to the peer's challenge; resolves once the peer accepted it, rejects otherwise. */
   sendAnswer(fromDid: string, toDid: string, response: HandshakeResponse): Promise<void>;
+  /**
+   * Optional: a bridge made with this transport calls it once, last in its constructor, so the
+   * transport can bring the peers' messages to it (a {@link LocalTrustNetwork} joins it).
+   */
+  attach?(endpoint: TrustEndpoint): void;
+  /** Optional: the bridge calls it when it closes, so nothing reaches it afterwards. */
+  detach?(endpoint: TrustEndpoint): void;
 }
 
 /** What a transport calls on the receiving agent (an `EncryptedTrustBridge` is one). */
@@ -80,6 +87,16 @@ export class LocalTrustNetwork implements TrustTransport {
   leave(did: string, endpoint?: TrustEndpoint): boolean {
     if (endpoint !== undefined && this.#endpoints.get(did) !== endpoint) return false;
     return this.#endpoints.delete(did);
+  }
+
+  /** See {@link TrustTransport.attach}: {@link join}s `endpoint`. */
+  attach(endpoint: TrustEndpoint): void {
+    this.join(endpoint);
+  }
+
+  /** See {@link TrustTransport.detach}: removes `endpoint` if it is still the one at its DID. */
+  detach(endpoint: TrustEndpoint): void {
+    this.leave(endpoint.agentDid, endpoint);
   }
 
   /** See {@link TrustTransport.sendChallenge}. */

@@ -3,25 +3,24 @@
  * that peer, within a short time. This is what keeps an initiator that never proved its key from
  * reaching X3DH on the accepting side.
  */
+import { BoundedMap } from '../util/bounded-map';
 import { HandshakeResult } from './handshake';
 
 /** Single-use, expiring records of verified peers, bounded. */
 export class VerifiedPeers {
-  readonly #byDid = new Map<string, HandshakeResult>();
+  readonly #byDid: BoundedMap<string, HandshakeResult>;
   readonly #ttlMs: number;
-  readonly #max: number;
   readonly #now: () => number;
 
   constructor(ttlMs: number, max: number, now: () => number) {
     this.#ttlMs = ttlMs;
-    this.#max = max;
+    this.#byDid = new BoundedMap(max);
     this.#now = now;
   }
 
   /** Records a verification (replacing an older one of the same peer; the oldest goes when full). */
   record(result: HandshakeResult): void {
-    this.#byDid.delete(result.peerDid);
-    if (this.#byDid.size >= this.#max) this.#byDid.delete(this.#byDid.keys().next().value as string);
+    this.#byDid.delete(result.peerDid); // a newer verification is the newest entry
     this.#byDid.set(result.peerDid, result);
   }
 
