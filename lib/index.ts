@@ -36,7 +36,7 @@ export {
   TRUST_LEVEL_THRESHOLDS, trustLevel, didFromPublicKey, keyFingerprint, parseHandshakeChallenge, parseHandshakeResponse,
 } from './trust';
 export type {
-  AgentIdentityJSON, AgentIdentityOptions, Awaitable, BridgePreKeyStore, ChallengeOptions, ChallengeReply,
+  AgentIdentityJSON, AgentIdentityOptions, ChallengeOptions, ChallengeReply,
   EncryptedTrustBridgeOptions, HandshakeChallenge, HandshakeResponse, HandshakeResult, IdentityRecord,
   IdentityRegistration, IdentityRegistry, IdentityStatus, LocalTrustNetworkOptions, MutualRoles, OpenChannelOptions,
   TrustEndpoint, TrustHandshakeOptions, TrustLevel, TrustSession, TrustTransport, TrustWireEvent, VerifyOptions,
@@ -49,6 +49,7 @@ export type {
   PublicOneTimePreKey, SessionStore, StoredRecord,
 } from './store/types';
 export { StorageCipher, STORAGE_KEY_BYTES } from './store/storage-cipher';
+export { StoreErrorReason } from './store/reasons';
 export { InMemoryStore, InMemoryPreKeyStore } from './store/memory';
 export { PersistentChannel, inboxMessageId } from './store/persistent-channel';
 export type { SessionLocation, ReceiveOptions, LoadOptions, InboxMessage } from './store/persistent-channel';

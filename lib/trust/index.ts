@@ -11,5 +11,4 @@ export * from './reasons';
 export * from './registry';
 export * from './transport';
 export * from './trust-level';
-export type { BridgePreKeyStore } from './prekey-pool';
 export type { TrustSession } from './session';

@@ -9,12 +9,6 @@ import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
 import { StoreErrorReason } from '../store/reasons';
 import type { MaybePromise, PreKeyStore } from '../store/types';
 
-/**
- * The pre-key store a bridge publishes to and claims from.
- * @deprecated The store's own {@link PreKeyStore} (the trust layer imports the store interfaces,
- * never a store), under the name this module exported first.
- */
-export type BridgePreKeyStore = PreKeyStore;
 
 /** Runs a store call; anything other than an `E2EError` becomes `STORE_ERROR` (reason `backend`, the original as `cause`). */
 export async function storeCall<T>(f: () => MaybePromise<T>): Promise<T> {

@@ -10,11 +10,6 @@ import { DEFAULT_TRUST_SCORE } from './limits';
 import { assertTrustScore } from './trust-level';
 import type { MaybePromise } from '../store/types';
 
-/**
- * A value, or a promise of it.
- * @deprecated The store's {@link MaybePromise}, under the name this module exported first.
- */
-export type Awaitable<T> = MaybePromise<T>;
 
 /** Registry status of an identity. Only `active` identities pass the trust checks. */
 export type IdentityStatus = 'active' | 'suspended' | 'revoked';

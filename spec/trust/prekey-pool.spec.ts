@@ -3,7 +3,8 @@ import { toHex } from '../../lib/crypto';
 import { X3DHKeyManager } from '../../lib/x3dh';
 import { InMemoryStore } from '../../lib/store';
 import { AgentIdentity } from '../../lib/trust';
-import { BridgePreKeyStore, PreKeyPublisher, storeCall } from '../../lib/trust/prekey-pool';
+import { PreKeyPublisher, storeCall } from '../../lib/trust/prekey-pool';
+import type { PreKeyStore } from '../../lib/store/types';
 import { rejectionOf } from '../helpers/expect-error';
 
 beforeAll(() => ready());
@@ -54,7 +55,7 @@ describe('PreKeyPublisher with a store', () => {
 
   test('a store that loses the bundle, or fails with a foreign error, gives STORE_ERROR', async () => {
     const store = new InMemoryStore();
-    const lossy: BridgePreKeyStore = {
+    const lossy: PreKeyStore = {
       storeBundle: (d, b) => store.storeBundle(d, b), countOneTimePreKeys: (d) => store.countOneTimePreKeys(d),
       addOneTimePreKeys: (d, k) => store.addOneTimePreKeys(d, k), consumeOneTimeKey: () => false, claimBundle: async () => null,
       getBundle: (d) => store.getBundle(d), removeBundle: (d) => store.removeBundle(d),
