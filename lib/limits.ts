@@ -30,3 +30,83 @@ export const MAX_RETIRED_REMOTE_KEYS = 32;
 export const MAX_SKIPPED_KEYS_LIMIT = 100_000;
 /** Largest associated data the ratchet accepts (1 MiB): it is hashed into every message's AD; `SecureChannel` allows less. */
 export const MAX_RATCHET_AD_BYTES = 1 * MiB;
+/** Default lifetime of a handshake challenge (30 s, AGT's `expires_in_seconds`). */
+export const DEFAULT_CHALLENGE_TTL_SECONDS = 30;
+/** Longest challenge lifetime accepted (1 hour): a longer one would let an answer be replayed for too long. */
+export const MAX_CHALLENGE_TTL_SECONDS = 3600;
+/** Default most challenges waiting for an answer at once (1,000, AGT's cap). */
+export const DEFAULT_MAX_PENDING_CHALLENGES = 1000;
+/** Default trust score a peer needs (700, AGT's `TIER_TRUSTED_THRESHOLD`). */
+export const DEFAULT_MIN_TRUST_SCORE = 700;
+/** Highest trust score (1,000, AGT's scale). */
+export const MAX_TRUST_SCORE = 1000;
+/** Default trust score of a registry entry registered without one (500, AGT's `TRUST_SCORE_DEFAULT`). */
+export const DEFAULT_TRUST_SCORE = 500;
+/** Longest DID accepted, in characters (256): DIDs are keys of maps and stores. */
+export const MAX_DID_LENGTH = 256;
+/** Most capabilities one identity or response may list (256). */
+export const MAX_CAPABILITIES = 256;
+/** Longest capability name, in characters (128). */
+export const MAX_CAPABILITY_LENGTH = 128;
+/** Default one-time pre-keys a bridge keeps published (20). */
+export const DEFAULT_ONE_TIME_PRE_KEY_POOL = 20;
+/** Default time a peer's verified answer stays usable for accepting its establishment (5 minutes): long enough for a relayed round trip, short enough that a stolen answer soon expires. */
+export const DEFAULT_VERIFIED_PEER_TTL_SECONDS = 300;
+/** Default time the opener waits for each handshake round trip (30 s). */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
+/** Most accepted establishments a bridge remembers to refuse replays (10,000; the oldest goes first). */
+export const MAX_REMEMBERED_ESTABLISHMENTS = 10_000;
+/**
+ * Most counter-challenges kept per peer DID (the newest 16). A counter-challenge is made before the
+ * peer has proven anything, so whoever can reach this agent can make them in any registered
+ * DID's name: per-peer bounds keep such traffic from pushing out other peers' handshakes.
+ */
+export const MAX_COUNTER_CHALLENGES_PER_PEER = 16;
+/** Most counter-challenges kept in all (100,000: a memory bound; the oldest goes first). */
+export const MAX_COUNTER_CHALLENGES = 100_000;
+/** Most answered challenge ids remembered (10,000), to tell a replay from an unknown id. */
+export const MAX_SPENT_CHALLENGES = 10_000;
+/**
+ * Most accepted establishments per peer waiting for their first message (8). Until one decrypts a
+ * message from the peer, the live session with the peer stays; the oldest waiting one goes first.
+ */
+export const MAX_PENDING_ESTABLISHMENTS_PER_PEER = 8;
+/** Longest DID (or other identifier) a store accepts, in UTF-16 code units (1,024): ids become keys and file names. */
+export const MAX_STORE_ID_LENGTH = 1024;
+/** Largest record (sealed session or key-manager state) a store accepts (16 MiB), as large as the largest message. */
+export const MAX_RECORD_BYTES = 16 * MiB;
+/**
+ * Most unacknowledged messages the inbox of one session holds (1,024). A receive that would add one more is
+ * refused (`INVALID_STATE`, reason `inbox_full`, nothing saved) until the application acknowledges some.
+ */
+export const MAX_INBOX_ENTRIES = 1024;
+/** Default floor of published one-time pre-keys below which `maintainPreKeys` refills (20). */
+export const DEFAULT_MIN_ONE_TIME_PRE_KEYS = 20;
+/** Default number `maintainPreKeys` refills up to (100): a burst of initiators still finds one-time keys. */
+export const DEFAULT_TARGET_ONE_TIME_PRE_KEYS = 100;
+/** Default age at which `maintainPreKeys` rotates the signed pre-key (7 days, as Signal's clients do). */
+export const DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS = 7 * DAY_MS;
+/** Default time a retired signed pre-key still accepts establishments (14 days), for initiators that fetched the bundle before it rotated. */
+export const DEFAULT_SIGNED_PRE_KEY_GRACE_MS = 14 * DAY_MS;
+/** Longest JSON text the handshake parsers read (64 KiB: a challenge or response with its capability list). */
+export const MAX_HANDSHAKE_MESSAGE_CHARS = 64 * KiB;
+/** Longest Redis TTL option accepted (10 years): a typo in units (seconds for milliseconds, or a timestamp) is refused rather than kept forever. */
+export const MAX_REDIS_TTL_MS = 10 * 365 * DAY_MS;
+/** Most attempts of one compare-and-swap change when other processes keep saving first (8), so contention ends in `STALE_STATE` rather than a livelock. */
+export const MAX_CAS_ATTEMPTS = 8;
+/** Longest storage context (the text a sealed record is bound to), in characters (4,096). */
+export const MAX_STORAGE_CONTEXT_LENGTH = 4096;
+/** Default largest frame our server accepts, in bytes of UTF-8 JSON (1 MiB; AGT allows 16 MiB, ours is stricter). */
+export const DEFAULT_MAX_FRAME_BYTES = 1 * MiB;
+/** Longest message `id` accepted in a frame (128; AGT clients send 36-character UUIDs). */
+export const MAX_MESSAGE_ID_LENGTH = 128;
+/** Most sessions kept per peer (6); the oldest one we do not send on goes first. */
+export const MAX_SESSIONS_PER_PEER = 6;
+/** Most sent message ids remembered (4,096), to map a reset notice to its session. */
+export const MAX_SENT_IDS = 4096;
+/** Most peers with a pending admission (10,000). */
+export const MAX_ADMISSIONS = 10_000;
+/** Most frame ids remembered as processed, per process (50,000), beyond the ratchet's own replay check. */
+export const MAX_PROCESSED_IDS = 50_000;
+/** Most undecryptable messages parked per agent while their knock may still come (1,000). */
+export const MAX_PARKED = 1000;

@@ -39,6 +39,10 @@ function fakeWrapper(failures: number, reason: unknown = new Error('wasm instant
 }
 
 describe('ready()', () => {
+  test('declares no parameter, so `beforeAll(ready)` is not taken for a hook with a done callback', () => {
+    expect(ready.length).toBe(0);
+  });
+
   test('resolves, and then the library is loaded', async () => {
     await expect(ready()).resolves.toBeUndefined();
     expect(isReady()).toBe(true);

@@ -18,7 +18,7 @@ import { ready } from '../sodium';
 import { constantTimeEqual, fromBase64, randomBytes, toBase64, utf8 } from '../crypto';
 import { x25519FormOfEd25519 } from '../x3dh';
 import { EncryptedMessage } from '../ratchet';
-import { MAX_PLAINTEXT_BYTES } from '../limits';
+import { MAX_PARKED, MAX_PLAINTEXT_BYTES, MAX_PROCESSED_IDS } from '../limits';
 import { ChannelEstablishment, SecureChannel } from '../channel';
 import { AgentIdentity, ChallengeReply, HandshakeChallenge, HandshakeResponse, TrustTransport, didFromPublicKey, isMeshDid } from '../trust';
 // Module by module, not the store barrel (which holds the Redis store and its `node:crypto`).
@@ -139,10 +139,6 @@ interface PendingRoundTrip {
   timer: ReturnType<typeof setTimeout>;
 }
 
-/** Most frame ids remembered as processed, per process (beyond the ratchet's own replay check). */
-const MAX_PROCESSED_IDS = 50_000;
-/** Most undecryptable messages parked per agent while their knock may still come. */
-const MAX_PARKED = 1000;
 
 /** An agent on the mesh. Create it with {@link MeshAgent.connect}. */
 export class MeshAgent extends Emitter<MeshAgentEvents> {

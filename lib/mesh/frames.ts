@@ -11,6 +11,7 @@ import { E2EError } from '../errors';
 import {
   ed25519Verify, fromBase64Url, sha256, toBase64, toBase64Url, toHex, utf8,
 } from '../crypto';
+import { MAX_DID_LENGTH, MAX_MESSAGE_ID_LENGTH } from '../limits';
 
 // ---------------------------------------------------------------------------------------------------------
 // Constants
@@ -29,12 +30,6 @@ export const FIRST_FRAME_TIMEOUT_MS = 10_000;
 export const IDLE_TIMEOUT_MS = 90_000;
 /** The heartbeat interval a client should use (AGT spec: 30 s; 3 missed = offline). */
 export const HEARTBEAT_INTERVAL_MS = 30_000;
-/** Default largest frame our server accepts, in bytes of UTF-8 JSON (AGT: 16 MiB; ours is stricter). */
-export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
-/** Longest message `id` accepted (AGT clients send 36-character UUIDs). */
-export const MAX_MESSAGE_ID_LENGTH = 128;
-/** Longest DID accepted in `from`/`to` (the trust layer's limit). */
-export const MAX_FRAME_DID_LENGTH = 256;
 
 /** WebSocket close codes used by the relay (AGT-WIRE.md §1.7, plus 4008 which is ours). */
 export const CloseCode = {
@@ -223,7 +218,7 @@ function malformed(detail: string, reason: string = RelayErrorCode.MALFORMED): E
 
 /** True for a DID-like string as frames carry it: `did:`, printable ASCII without space or `|`, ≤ 256. */
 export function isFrameDid(v: unknown): v is string {
-  return typeof v === 'string' && v.length > 4 && v.length <= MAX_FRAME_DID_LENGTH && /^did:[\x21-\x7b\x7d\x7e]+$/.test(v);
+  return typeof v === 'string' && v.length > 4 && v.length <= MAX_DID_LENGTH && /^did:[\x21-\x7b\x7d\x7e]+$/.test(v);
 }
 
 /** True for a message id: 1–128 printable ASCII characters without space. */

@@ -22,6 +22,7 @@ import { StorageCipher } from '../store/storage-cipher';
 import { StoredKeyManager, establishmentFingerprint } from '../store/stored-key-manager';
 import { StoreErrorReason } from '../store/reasons';
 import { BoundedMap } from '../util/bounded-map';
+import { MAX_SENT_IDS, MAX_SESSIONS_PER_PEER } from '../limits';
 
 /** Who opened a session. */
 export type SessionRole = 'initiator' | 'responder';
@@ -40,10 +41,6 @@ export interface SessionEntry {
 }
 
 
-/** Most sessions kept per peer; the oldest one we do not send on goes first. */
-export const MAX_SESSIONS_PER_PEER = 6;
-/** Most sent message ids remembered (to map a reset notice to its session). */
-const MAX_SENT_IDS = 4096;
 
 /** Every session of one agent. */
 export class SessionBook {

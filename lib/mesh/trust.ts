@@ -13,6 +13,7 @@ import {
   TrustRejectReason, TrustTransport, trustRejected,
 } from '../trust';
 import { BoundedMap } from '../util/bounded-map';
+import { MAX_ADMISSIONS } from '../limits';
 
 /** The `trust` option of `MeshAgent.connect`. */
 export interface MeshTrustOptions {
@@ -30,8 +31,6 @@ export interface MeshTrustOptions {
 
 /** How long a peer's answer admits an establishment. */
 const ADMISSION_MS = 5 * 60_000;
-/** Most peers with a pending admission. */
-const MAX_ADMISSIONS = 10_000;
 
 /** The trust side of one agent. */
 export class MeshTrust {

@@ -8,12 +8,12 @@ import { timingSafeEqual } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import { isE2EError } from '../errors';
 import {
-  AcceptedFrame, CloseCode, ConnectedFrame, DEFAULT_MAX_FRAME_BYTES, FIRST_FRAME_TIMEOUT_MS, Feature, IDLE_TIMEOUT_MS,
+  AcceptedFrame, CloseCode, ConnectedFrame, FIRST_FRAME_TIMEOUT_MS, Feature, IDLE_TIMEOUT_MS,
   RelayErrorCode, RoutedFrame, SESSION_REPLACED_REASON, decodeClientFrame, decodeConnectFrame,
-  encodeFrame, errorFrame, isFrameDid, verifyConnectProof,
-} from '../mesh/frames';
+  encodeFrame, errorFrame, isFrameDid, verifyConnectProof } from '../mesh/frames';
 import { InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome, assertQuota } from './inbox';
 import { MAX_FUTURE_SKEW_MS, ProofGuard, RateLimiter } from './guards';
+import { DEFAULT_MAX_FRAME_BYTES } from '../limits';
 
 /** Limits and timings of the relay. Every one has a default; tests shorten the timings. */
 export interface RelayLimits {

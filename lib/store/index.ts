@@ -15,7 +15,5 @@ export type { SessionLocation, ReceiveOptions, LoadOptions, InboxMessage } from 
 export { StoredKeyManager, establishmentFingerprint } from './stored-key-manager';
 export type { KeyManagerLocation, AcceptOptions } from './stored-key-manager';
 export {
-  maintainPreKeys, DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_TARGET_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS,
-  DEFAULT_SIGNED_PRE_KEY_GRACE_MS,
-} from './prekey-maintenance';
+  maintainPreKeys } from './prekey-maintenance';
 export type { PreKeyPolicy, MaintenanceReport } from './prekey-maintenance';

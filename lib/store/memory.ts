@@ -6,13 +6,13 @@ import { PreKeyBundle } from '../x3dh';
 import { constantTimeEqual } from '../crypto';
 import { BundleBase, baseOf, joinBundle, sameIdentity } from './bundle-parts';
 import {
-  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, MAX_INBOX_ENTRIES, PublicOneTimePreKey, StoredRecord,
-} from './types';
+  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
 import {
   assertFingerprint, assertInboxId, assertKeyId, assertStoreId, assertVersion, establishmentReplayError, identityChangedError,
   inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
   readValidBundle, recordCopy, staleStateError,
 } from './validate';
+import { MAX_INBOX_ENTRIES } from '../limits';
 
 interface DidEntry {
   base: BundleBase;

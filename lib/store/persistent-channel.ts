@@ -24,11 +24,12 @@ import { isInstance, isUsableBytes, memzero, readFields, readOptions, sha256, to
 import { EncryptedMessage } from '../ratchet';
 import { SecureChannel } from '../channel';
 import { StorageCipher, isStorageCipher } from './storage-cipher';
-import { MAX_INBOX_ENTRIES, SessionStore, StoredRecord } from './types';
+import {  SessionStore, StoredRecord } from './types';
 import { assertInboxId, assertStoreId, callStore, readStoredRecord, storeFailure } from './validate';
 import { StoreErrorReason } from './reasons';
 import { BoundedSet } from '../util/bounded-map';
 import { SerialQueue } from '../util/serial-queue';
+import { MAX_INBOX_ENTRIES } from '../limits';
 
 /** Where a channel is saved: the store, the cipher sealing it, and its two DIDs. */
 export interface SessionLocation {

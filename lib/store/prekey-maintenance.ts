@@ -14,6 +14,7 @@ import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
 import { StoredKeyManager, isStoredKeyManager } from './stored-key-manager';
 import { PreKeyStore, PublicOneTimePreKey } from './types';
 import { callStore } from './validate';
+import { DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_GRACE_MS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS, DEFAULT_TARGET_ONE_TIME_PRE_KEYS } from '../limits';
 
 /** When to refill, rotate and retire. */
 export interface PreKeyPolicy {
@@ -42,14 +43,6 @@ export interface MaintenanceReport {
 }
 
 const DAY = 24 * 3600 * 1000;
-/** Default {@link PreKeyPolicy.minOneTimePreKeys}. */
-export const DEFAULT_MIN_ONE_TIME_PRE_KEYS = 20;
-/** Default {@link PreKeyPolicy.targetOneTimePreKeys}. */
-export const DEFAULT_TARGET_ONE_TIME_PRE_KEYS = 100;
-/** Default {@link PreKeyPolicy.signedPreKeyMaxAgeMs}: 7 days. */
-export const DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS = 7 * DAY;
-/** Default {@link PreKeyPolicy.signedPreKeyGraceMs}: 14 days. */
-export const DEFAULT_SIGNED_PRE_KEY_GRACE_MS = 14 * DAY;
 
 interface Resolved {
   min: number;

@@ -14,14 +14,14 @@ import { PreKeyBundle } from '../x3dh';
 import { BundleBase, baseOf, decodeBase, encodeBase, joinBundle } from './bundle-parts';
 import * as lua from './redis-scripts';
 import {
-  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, MAX_INBOX_ENTRIES, PublicOneTimePreKey, StoredRecord,
-} from './types';
+  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
 import {
   assertFingerprint, assertInboxId, assertKeyId, assertStoreId, assertVersion, establishmentReplayError, identityChangedError,
   inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
   readValidBundle, recordCopy, staleStateError, storeError, storeFailure,
 } from './validate';
 import { StoreErrorReason } from './reasons';
+import { MAX_INBOX_ENTRIES, MAX_REDIS_TTL_MS } from '../limits';
 
 /** Options of {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -38,11 +38,10 @@ export interface RedisStoreOptions {
   bundleTtlMs?: number;
 }
 
-const MAX_TTL_MS = 10 * 365 * 24 * 3600 * 1000;
 
 function ttlOption(v: unknown, name: string): number {
   if (v === undefined) return 0;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_TTL_MS) {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_REDIS_TTL_MS) {
     throw new E2EError('INVALID_ARGUMENT', `${name} must be a positive integer number of milliseconds`);
   }
   return v;

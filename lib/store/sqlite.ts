@@ -11,14 +11,14 @@ import { constantTimeEqual, readOptions } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
 import { BundleBase, baseOf, joinBundle } from './bundle-parts';
 import {
-  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, MAX_INBOX_ENTRIES, PublicOneTimePreKey, StoredRecord,
-} from './types';
+  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
 import {
   assertFingerprint, assertInboxId, assertKeyId, assertStoreId, assertVersion, establishmentReplayError, identityChangedError,
   inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
   readValidBundle, recordCopy, staleStateError, storeError, storeFailure,
 } from './validate';
 import { StoreErrorReason } from './reasons';
+import { MAX_INBOX_ENTRIES } from '../limits';
 
 /**
  * The schema version this release writes; a file with a newer one is refused (`STORE_ERROR`,

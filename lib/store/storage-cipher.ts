@@ -17,6 +17,7 @@ import {
 import { SEALED_KEY_ID_BYTES, SealedBlobParts, readSealedBlob, sealedBlobHeader, writeSealedBlob } from './sealed-blob';
 import { storeFailure } from './validate';
 import { StoreErrorReason } from './reasons';
+import { MAX_STORAGE_CONTEXT_LENGTH } from '../limits';
 
 /** Bytes of a storage key. */
 export const STORAGE_KEY_BYTES = 32;
@@ -26,7 +27,6 @@ export const SEALED_FORMAT_VERSION = 1;
 const ZERO_SALT = new Uint8Array(32);
 const INFO_KEY = utf8('AgentMesh_Store_v1 seal key');
 const INFO_ID = utf8('AgentMesh_Store_v1 key id');
-const MAX_CONTEXT_LENGTH = 4096;
 
 interface DerivedKey {
   id: Uint8Array;
@@ -42,7 +42,7 @@ function derive(storageKey: Uint8Array): DerivedKey {
 }
 
 function contextBytes(context: unknown): Uint8Array {
-  if (typeof context !== 'string' || context.length === 0 || context.length > MAX_CONTEXT_LENGTH) {
+  if (typeof context !== 'string' || context.length === 0 || context.length > MAX_STORAGE_CONTEXT_LENGTH) {
     throw new E2EError('INVALID_ARGUMENT', 'context must be a non-empty string of at most 4096 characters');
   }
   return utf8(context);

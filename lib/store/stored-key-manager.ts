@@ -24,6 +24,7 @@ import { AcceptanceVersions, AcceptanceWrite, AgentStore, KeyManagerStore, Sessi
 import { assertStoreId, callStore, establishmentReplayError, readStoredRecord, staleStateError, storeFailure } from './validate';
 import { StoreErrorReason } from './reasons';
 import { SerialQueue } from '../util/serial-queue';
+import { MAX_CAS_ATTEMPTS } from '../limits';
 
 /** Where a key manager is saved. */
 export interface KeyManagerLocation {
@@ -46,8 +47,6 @@ export interface AcceptOptions {
   readonly replaceSession?: boolean;
 }
 
-/** Most attempts of one change when other processes keep saving first. */
-const MAX_ATTEMPTS = 8;
 
 /** Whether `s` has the methods a key manager saves with (never throws: a throwing getter means no). */
 function isKeyManagerStore(s: unknown): s is KeyManagerStore {
@@ -301,7 +300,7 @@ export class StoredKeyManager {
           return attachSavedChannel({ store: options.sessions, cipher: this.#loc.cipher, localDid: this.#loc.did, peerDid: options.peerDid }, channel, sessionVersion);
         } catch (err) {
           channel.close();
-          if (!isE2EError(err, 'STALE_STATE') || err.reason !== 'key_manager' || attempt >= MAX_ATTEMPTS) throw err;
+          if (!isE2EError(err, 'STALE_STATE') || err.reason !== 'key_manager' || attempt >= MAX_CAS_ATTEMPTS) throw err;
           await this.#refresh(); // another process saved the key manager first: redo on the newer state
         } finally {
           if (!adopted) copy.wipe();
@@ -404,7 +403,7 @@ export class StoredKeyManager {
       } catch (e) {
         copy.wipe();
         onDiscard();
-        if (!isE2EError(e, 'STALE_STATE') || attempt >= MAX_ATTEMPTS) throw e;
+        if (!isE2EError(e, 'STALE_STATE') || attempt >= MAX_CAS_ATTEMPTS) throw e;
         await this.#refresh();
       }
     }

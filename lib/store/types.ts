@@ -10,17 +10,8 @@ import { PreKeyBundle } from '../x3dh';
 /** A value, or a promise of it: what every store method returns. */
 export type MaybePromise<T> = T | Promise<T>;
 
-/** Longest DID (or other identifier) a store accepts, in UTF-16 code units. */
-export const MAX_STORE_ID_LENGTH = 1024;
-/** Largest record (sealed session or key-manager state) a store accepts: 16 MiB. */
-export const MAX_RECORD_BYTES = 16 * 1024 * 1024;
 /** Most one-time pre-keys one `addOneTimePreKeys` call accepts. */
 export const MAX_ONE_TIME_KEYS_PER_ADD = 10000;
-/**
- * Most unacknowledged messages the inbox of one session holds. A receive that would add one more is
- * refused (`INVALID_STATE`, reason `inbox_full`, nothing saved) until the application acknowledges some.
- */
-export const MAX_INBOX_ENTRIES = 1024;
 
 /** The public half of a one-time pre-key, as published to a {@link PreKeyStore}. */
 export interface PublicOneTimePreKey {

@@ -3,8 +3,8 @@ import { E2EError, isE2EError } from '../errors';
 import { constantTimeEqual, ed25519Verify, isUsableBytes, readFields, typed } from '../crypto';
 import { PreKeyBundle, isU32, snapshotBundle, x25519FormOfEd25519 } from '../x3dh';
 import {
-  AcceptanceWrite, MAX_ONE_TIME_KEYS_PER_ADD, MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH, PublicOneTimePreKey,
-} from './types';
+  AcceptanceWrite, MAX_ONE_TIME_KEYS_PER_ADD, PublicOneTimePreKey } from './types';
+import { MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH } from '../limits';
 
 // A lone surrogate has no UTF-8 form: SQLite would store U+FFFD (two DIDs becoming one) and
 // encodeURIComponent throws a URIError, so such ids are refused everywhere alike.

@@ -23,7 +23,7 @@ import { AgentIdentity } from './identity';
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_PENDING_CHALLENGES, DEFAULT_MIN_TRUST_SCORE, DEFAULT_ONE_TIME_PRE_KEY_POOL,
   DEFAULT_VERIFIED_PEER_TTL_SECONDS, MAX_PENDING_ESTABLISHMENTS_PER_PEER, MAX_REMEMBERED_ESTABLISHMENTS,
-} from './limits';
+} from '../limits';
 import { counterChallengeNonce } from './mutual';
 import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
 import { KeyManagerSource, PersistedKeyManager, PreKeyPublisher, isPersistedKeyManager, storeCall } from './prekey-pool';

@@ -1,6 +1,6 @@
 /** Capability lists: validation and the "all required present" check. */
 import { E2EError } from '../errors';
-import { MAX_CAPABILITIES, MAX_CAPABILITY_LENGTH } from './limits';
+import { MAX_CAPABILITIES, MAX_CAPABILITY_LENGTH } from '../limits';
 
 /** True when `caps` is a list of at most 256 non-empty strings of at most 128 characters. */
 export function isCapabilityList(caps: unknown): caps is readonly string[] {

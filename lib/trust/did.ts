@@ -5,7 +5,7 @@
  */
 import { E2EError } from '../errors';
 import { assertKey, sha256, toHex } from '../crypto';
-import { MAX_DID_LENGTH } from './limits';
+import { MAX_DID_LENGTH } from '../limits';
 
 /** The method prefix. */
 export const DID_PREFIX = 'did:mesh:';

@@ -7,7 +7,7 @@ import { E2EError } from '../errors';
 import { fromBase64, readFields, utf8 } from '../crypto';
 import { isCapabilityList } from './capabilities';
 import { isMeshDid } from './did';
-import { MAX_CHALLENGE_TTL_SECONDS } from './limits';
+import { MAX_CHALLENGE_TTL_SECONDS, MAX_HANDSHAKE_MESSAGE_CHARS } from '../limits';
 
 /** A challenge: "prove you hold the key of your DID by signing this nonce". */
 export interface HandshakeChallenge {
@@ -41,8 +41,6 @@ export interface HandshakeResponse {
   timestamp: string;
 }
 
-/** Longest JSON text the parsers read. */
-export const MAX_HANDSHAKE_MESSAGE_CHARS = 65536;
 
 const CHALLENGE_ID = /^challenge_[0-9a-f]{16}$/;
 const HEX64 = /^[0-9a-f]{64}$/;

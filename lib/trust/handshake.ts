@@ -15,7 +15,7 @@ import { AgentIdentity } from './identity';
 import {
   DEFAULT_CHALLENGE_TTL_SECONDS, DEFAULT_MAX_PENDING_CHALLENGES, DEFAULT_MIN_TRUST_SCORE, MAX_CHALLENGE_TTL_SECONDS,
   MAX_COUNTER_CHALLENGES, MAX_COUNTER_CHALLENGES_PER_PEER, MAX_SPENT_CHALLENGES,
-} from './limits';
+} from '../limits';
 import { counterChallengeNonce } from './mutual';
 import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
 import { TrustRejectReason, trustRejected } from './reasons';

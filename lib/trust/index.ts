@@ -5,7 +5,7 @@ export * from './fingerprint';
 export * from './handshake';
 export * from './handshake-messages';
 export * from './identity';
-export * from './limits';
+export * from '../limits';
 export * from './mutual';
 export * from './reasons';
 export * from './registry';

@@ -6,7 +6,7 @@ import { E2EError } from '../errors';
 import { assertKey, constantTimeEqual, ed25519PublicKeyToX25519, readFields } from '../crypto';
 import { assertMeshDid } from './did';
 import { normalizeCapabilities } from './capabilities';
-import { DEFAULT_TRUST_SCORE } from './limits';
+import { DEFAULT_TRUST_SCORE } from '../limits';
 import { assertTrustScore } from './trust-level';
 import type { MaybePromise } from '../store/types';
 

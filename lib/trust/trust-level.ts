@@ -1,6 +1,6 @@
 /** Trust levels from registry trust scores (AGT's tiers). */
 import { E2EError } from '../errors';
-import { MAX_TRUST_SCORE } from './limits';
+import { MAX_TRUST_SCORE } from '../limits';
 
 /** The four trust levels, highest first. */
 export type TrustLevel = 'verified_partner' | 'trusted' | 'standard' | 'untrusted';

@@ -4,9 +4,10 @@
  */
 import { ready } from '../../lib/sodium';
 import { randomBytes, toHex, utf8 } from '../../lib/crypto';
-import { AgentStore, MAX_INBOX_ENTRIES } from '../../lib/store';
+import { AgentStore } from '../../lib/store';
 import { makeAgent, plain, publicOtks } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
+import { MAX_INBOX_ENTRIES } from '../../lib/limits';
 
 /** How a suite gets a fresh, empty store (and, for persistent ones, the same store re-opened). */
 export interface StoreFactory {

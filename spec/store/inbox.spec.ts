@@ -13,12 +13,12 @@ import { E2EError } from '../../lib/errors';
 import { fromUtf8, randomBytes, utf8 } from '../../lib/crypto';
 import { EncryptedMessage } from '../../lib/ratchet';
 import {
-  AgentStore, InMemoryStore, MAX_INBOX_ENTRIES, PersistentChannel, RedisStore, SessionLocation, SqliteStore, StorageCipher,
-  inboxMessageId,
-} from '../../lib/store';
+  AgentStore, InMemoryStore, PersistentChannel, RedisStore, SessionLocation, SqliteStore, StorageCipher,
+  inboxMessageId } from '../../lib/store';
 import { BackendDown, FAULTS, Fault, faultyStore } from './faulty';
 import { clearPrefix, openPair, randomNamespace, redisTarget } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
+import { MAX_INBOX_ENTRIES } from '../../lib/limits';
 
 const ALICE = 'did:mesh:alice';
 const BOB = 'did:mesh:bob';

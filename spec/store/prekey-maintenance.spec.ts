@@ -2,12 +2,10 @@ import { ready } from '../../lib/sodium';
 import { ed25519KeyPair, fromUtf8, randomBytes, toHex, utf8 } from '../../lib/crypto';
 import { X3DHKeyManager } from '../../lib/x3dh';
 import { SecureChannel } from '../../lib/channel';
-import {
-  DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_GRACE_MS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS,
-  DEFAULT_TARGET_ONE_TIME_PRE_KEYS, InMemoryStore, StorageCipher, StoredKeyManager, maintainPreKeys,
-} from '../../lib/store';
+import {  InMemoryStore, StorageCipher, StoredKeyManager, maintainPreKeys } from '../../lib/store';
 import { makeAgent } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
+import { DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_GRACE_MS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS, DEFAULT_TARGET_ONE_TIME_PRE_KEYS } from '../../lib/limits';
 
 const BOB = 'did:mesh:bob';
 const DAY = 24 * 3600 * 1000;
