@@ -129,10 +129,16 @@ export class X3DHKeyManager {
    */
   static fromEd25519Keys(secretKey: Uint8Array, publicKey: Uint8Array): X3DHKeyManager {
     assertIdentityKeys(secretKey, publicKey);
-    return new X3DHKeyManager({
-      identitySecretKey: Uint8Array.from(secretKey), signedPreKeys: new Map(), currentSignedPreKeyId: null, oneTimePreKeys: new Map(),
-      nextSignedPreKeyId: 0, nextOneTimePreKeyId: 0,
-    }, Uint8Array.from(publicKey));
+    const identitySecretKey = Uint8Array.from(secretKey);
+    try {
+      return new X3DHKeyManager({
+        identitySecretKey, signedPreKeys: new Map(), currentSignedPreKeyId: null, oneTimePreKeys: new Map(),
+        nextSignedPreKeyId: 0, nextOneTimePreKeyId: 0,
+      }, Uint8Array.from(publicKey));
+    } catch (e) {
+      memzero(identitySecretKey); // a public key with no X25519 form: no copy of the secret stays behind
+      throw e;
+    }
   }
 
   /** The current signed pre-key, or `null` before the first `generateSignedPreKey()`. */
