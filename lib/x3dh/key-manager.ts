@@ -81,10 +81,10 @@ function readOneTimePreKeyId(opts: unknown): number | null {
   if (typeof opts !== 'object') throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle takes { otkId } or a one-time pre-key id');
   const keys = typed(() => Object.keys(opts), 'INVALID_ARGUMENT', 'options');
   if (keys.some((k) => k !== 'otkId')) throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle options have only otkId');
-  const { otkId } = readFields(opts, ['otkId'] as const, 'options');
-  if (otkId === undefined || otkId === null) return null;
-  if (!isU32(otkId)) throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
-  return otkId;
+  const { otkId: oneTimePreKeyId } = readFields(opts, ['otkId'] as const, 'options');
+  if (oneTimePreKeyId === undefined || oneTimePreKeyId === null) return null;
+  if (!isU32(oneTimePreKeyId)) throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
+  return oneTimePreKeyId;
 }
 
 /** Most one-time pre-keys one call may generate. */
@@ -179,19 +179,19 @@ export class X3DHKeyManager {
   }
 
   /** The one-time pre-key with this id, if it is still unused. */
-  getOneTimePreKey(keyId: number): OneTimePreKey | undefined {
-    return this.#oneTimePreKeys.get(keyId);
+  getOneTimePreKey(oneTimePreKeyId: number): OneTimePreKey | undefined {
+    return this.#oneTimePreKeys.get(oneTimePreKeyId);
   }
 
   /**
-   * Deletes (and wipes) the one-time pre-key `keyId`, as `respond` does unless told to keep it;
+   * Deletes (and wipes) the one-time pre-key `oneTimePreKeyId`, as `respond` does unless told to keep it;
    * `false` if it was already gone. `INVALID_ARGUMENT` for an id that is not a u32.
    */
-  consumeOneTimePreKey(keyId: number): boolean {
-    if (!isU32(keyId)) throw new E2EError('INVALID_ARGUMENT', 'keyId must be an integer in [0, 2^32)');
-    const otk = this.#oneTimePreKeys.get(keyId);
+  consumeOneTimePreKey(oneTimePreKeyId: number): boolean {
+    if (!isU32(oneTimePreKeyId)) throw new E2EError('INVALID_ARGUMENT', 'keyId must be an integer in [0, 2^32)');
+    const otk = this.#oneTimePreKeys.get(oneTimePreKeyId);
     if (!otk) return false;
-    this.#oneTimePreKeys.delete(keyId);
+    this.#oneTimePreKeys.delete(oneTimePreKeyId);
     memzero(otk.keyPair.privateKey);
     return true;
   }
