@@ -103,16 +103,20 @@ export class X3DHKeyManager {
   #nextSignedPreKeyId: number;
   #nextOneTimePreKeyId: number;
 
-  /** Adopts `c` (its arrays and maps become the manager's); `publicKey` is a copy of the identity's public half. */
+  /**
+   * Adopts `c` (its arrays and maps become the manager's); `publicKey` is a copy of the identity's
+   * public half. Reachable at run time despite `private`: anything but the codec's contents fails typed.
+   */
   private constructor(c: KeyManagerContents, publicKey: Uint8Array) {
-    this.#identitySecretKey = c.identitySecretKey;
+    const pools = typed(() => ({ ...c }), 'INVALID_ARGUMENT', 'key manager contents');
+    this.#identitySecretKey = pools.identitySecretKey;
     this.identityKeyEd = publicKey;
-    this.identityKey = { privateKey: ed25519SecretKeyToX25519(c.identitySecretKey), publicKey: ed25519PublicKeyToX25519(publicKey) };
-    this.#signedPreKeys = c.signedPreKeys;
-    this.#oneTimePreKeys = c.oneTimePreKeys;
-    this.#currentSignedPreKeyId = c.currentSignedPreKeyId;
-    this.#nextSignedPreKeyId = c.nextSignedPreKeyId;
-    this.#nextOneTimePreKeyId = c.nextOneTimePreKeyId;
+    this.identityKey = { privateKey: ed25519SecretKeyToX25519(pools.identitySecretKey), publicKey: ed25519PublicKeyToX25519(publicKey) };
+    this.#signedPreKeys = pools.signedPreKeys;
+    this.#oneTimePreKeys = pools.oneTimePreKeys;
+    this.#currentSignedPreKeyId = pools.currentSignedPreKeyId;
+    this.#nextSignedPreKeyId = pools.nextSignedPreKeyId;
+    this.#nextOneTimePreKeyId = pools.nextOneTimePreKeyId;
   }
 
   /** A manager of saved contents, whose identity was checked by the codec. */
