@@ -52,6 +52,17 @@ function wipeContents(identitySecretKey: Uint8Array, spks: Map<number, SignedPre
   for (const o of otks.values()) memzero(o.keyPair.privateKey);
 }
 
+/** `identitySecretKey` once `checkIdentity` accepts it; wiped when it does not. */
+function checkedIdentity(identitySecretKey: Uint8Array, checkIdentity: IdentityCheck): Uint8Array {
+  try {
+    typed(() => checkIdentity(identitySecretKey), 'MALFORMED_MESSAGE', 'identity secret key');
+    return identitySecretKey;
+  } catch (e) {
+    memzero(identitySecretKey);
+    throw e;
+  }
+}
+
 /** The JSON-safe state of `c`. */
 export function keyManagerToState(c: KeyManagerContents): KeyManagerState {
   return {
@@ -91,13 +102,7 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
   }, 'MALFORMED_MESSAGE', `key manager state ${what}`);
   const spkEntries = list(state.signedPreKeys, MAX_SIGNED_PRE_KEYS, 'signed pre-keys');
   const otkEntries = list(state.oneTimePreKeys, MAX_ONE_TIME_PRE_KEYS_IN_STATE, 'one-time pre-keys');
-  const sk = hex(state.identitySecretKey, 64, 'identity secret key');
-  try {
-    typed(() => checkIdentity(sk), 'MALFORMED_MESSAGE', 'identity secret key');
-  } catch (e) {
-    memzero(sk);
-    throw e;
-  }
+  const sk = checkedIdentity(hex(state.identitySecretKey, 64, 'identity secret key'), checkIdentity);
   const identityKeyEd = sk.subarray(32);
   const spks = new Map<number, SignedPreKey>();
   const otks = new Map<number, OneTimePreKey>();
@@ -170,13 +175,7 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
   r.expect(AMK, 'not a key manager state');
   const version = r.u8();
   if (version !== AMK_VERSION) throw bad(`unknown version ${version}`);
-  const sk = r.bytes(64);
-  try {
-    checkIdentity(sk);
-  } catch (e) {
-    memzero(sk);
-    throw e;
-  }
+  const sk = checkedIdentity(r.bytes(64), checkIdentity);
   const identityKeyEd = sk.subarray(32);
   const spks = new Map<number, SignedPreKey>();
   const otks = new Map<number, OneTimePreKey>();
