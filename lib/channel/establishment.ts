@@ -4,8 +4,8 @@
  * optional `spk`, the signed pre-key id, which the reference ignores).
  */
 import { E2EError } from '../errors';
-import { fromBase64, isInstance, isUsableBytes, parseJsonInput, readFields, readU32BE, toBase64, writeU32BE } from '../crypto';
-import { isU32 } from '../x3dh';
+import { fromBase64, isInstance, isUsableBytes, parseJsonInput, plainView, readFields, toBase64 } from '../crypto';
+import { ByteReader, ByteWriter, isU32 } from '../crypto/byte-io';
 
 /** The JSON transport form (standard base64). */
 export interface ChannelEstablishmentJSON {
@@ -42,55 +42,42 @@ export class ChannelEstablishment implements ChannelEstablishmentFields {
 
   /** An establishment from its fields (copied; `MALFORMED_MESSAGE` on bad types or lengths). */
   constructor(fields: ChannelEstablishmentFields) {
-    const { initiatorIdentityKey: ik, ephemeralPublicKey: ek, usedOneTimeKeyId: otk, signedPreKeyId: spk } = readFields(
+    const { initiatorIdentityKey: ik, ephemeralPublicKey: ek, usedOneTimeKeyId: oneTimePreKeyId, signedPreKeyId: spk } = readFields(
       fields, ['initiatorIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId'] as const, 'establishment', 'MALFORMED_MESSAGE',
     );
     if (!isUsableBytes(ik) || ik.length !== 32) throw new E2EError('MALFORMED_MESSAGE', 'initiatorIdentityKey must be 32 bytes');
     if (!isUsableBytes(ek) || ek.length !== 32) throw new E2EError('MALFORMED_MESSAGE', 'ephemeralPublicKey must be 32 bytes');
-    if (otk !== undefined && otk !== null && !isU32(otk)) throw new E2EError('MALFORMED_MESSAGE', 'usedOneTimeKeyId must be an integer in [0, 2^32)');
+    if (oneTimePreKeyId !== undefined && oneTimePreKeyId !== null && !isU32(oneTimePreKeyId)) throw new E2EError('MALFORMED_MESSAGE', 'usedOneTimeKeyId must be an integer in [0, 2^32)');
     if (spk !== undefined && spk !== null && !isU32(spk)) throw new E2EError('MALFORMED_MESSAGE', 'signedPreKeyId must be an integer in [0, 2^32)');
     this.initiatorIdentityKey = Uint8Array.from(ik);
     this.ephemeralPublicKey = Uint8Array.from(ek);
-    this.usedOneTimeKeyId = otk ?? undefined;
+    this.usedOneTimeKeyId = oneTimePreKeyId ?? undefined;
     this.signedPreKeyId = spk ?? undefined;
   }
 
   /** Binary form: `ik(32) ‖ ek(32) ‖ flags(1) ‖ [u32be otk] ‖ [u32be spk]`. */
   serialize(): Uint8Array {
-    const hasOtk = this.usedOneTimeKeyId !== undefined;
-    const hasSpk = this.signedPreKeyId !== undefined;
-    const out = new Uint8Array(65 + (hasOtk ? 4 : 0) + (hasSpk ? 4 : 0));
-    out.set(this.initiatorIdentityKey, 0);
-    out.set(this.ephemeralPublicKey, 32);
-    out[64] = (hasOtk ? FLAG_OTK : 0) | (hasSpk ? FLAG_SPK : 0);
-    let off = 65;
-    if (hasOtk) {
-      writeU32BE(out, off, this.usedOneTimeKeyId as number);
-      off += 4;
-    }
-    if (hasSpk) writeU32BE(out, off, this.signedPreKeyId as number);
-    return out;
+    const hasOneTimePreKey = this.usedOneTimeKeyId !== undefined;
+    const hasSignedPreKey = this.signedPreKeyId !== undefined;
+    const w = new ByteWriter(73).bytes(this.initiatorIdentityKey).bytes(this.ephemeralPublicKey);
+    w.u8((hasOneTimePreKey ? FLAG_OTK : 0) | (hasSignedPreKey ? FLAG_SPK : 0));
+    if (hasOneTimePreKey) w.u32(this.usedOneTimeKeyId as number);
+    if (hasSignedPreKey) w.u32(this.signedPreKeyId as number);
+    return w.finish();
   }
 
   /** Parses the binary form; `MALFORMED_MESSAGE` on any defect. */
   static deserialize(bytes: Uint8Array): ChannelEstablishment {
-    if (!isUsableBytes(bytes) || bytes.length < 65) throw new E2EError('MALFORMED_MESSAGE', 'establishment too short');
-    const flags = bytes[64];
+    if (!isUsableBytes(bytes)) throw new E2EError('MALFORMED_MESSAGE', 'establishment too short');
+    const r = new ByteReader(plainView(bytes), 'establishment');
+    const initiatorIdentityKey = r.bytes(32);
+    const ephemeralPublicKey = r.bytes(32);
+    const flags = r.u8();
     if (flags & ~(FLAG_OTK | FLAG_SPK)) throw new E2EError('MALFORMED_MESSAGE', 'unknown establishment flags');
-    const want = 65 + (flags & FLAG_OTK ? 4 : 0) + (flags & FLAG_SPK ? 4 : 0);
-    if (bytes.length !== want) throw new E2EError('MALFORMED_MESSAGE', 'establishment has the wrong length');
-    let off = 65;
-    let otk: number | undefined;
-    let spk: number | undefined;
-    if (flags & FLAG_OTK) {
-      otk = readU32BE(bytes, off);
-      off += 4;
-    }
-    if (flags & FLAG_SPK) spk = readU32BE(bytes, off);
-    return new ChannelEstablishment({
-      initiatorIdentityKey: bytes.subarray(0, 32), ephemeralPublicKey: bytes.subarray(32, 64),
-      usedOneTimeKeyId: otk, signedPreKeyId: spk,
-    });
+    const oneTimePreKeyId = flags & FLAG_OTK ? r.u32() : undefined;
+    const signedPreKeyId = flags & FLAG_SPK ? r.u32() : undefined;
+    r.end();
+    return new ChannelEstablishment({ initiatorIdentityKey, ephemeralPublicKey, usedOneTimeKeyId: oneTimePreKeyId, signedPreKeyId });
   }
 
   /** The JSON transport form `{ ik, ek, otk?, spk? }`. */

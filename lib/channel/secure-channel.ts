@@ -3,7 +3,8 @@
  * associated data is `callerAD ‖ IK_A ‖ IK_B`, computed once and bound into every message.
  */
 import { E2EError } from '../errors';
-import { assertBytes, concatBytes, isUsableBytes, memzero, plainView, readU32BE, writeU32BE } from '../crypto/bytes';
+import { assertBytes, concatBytes, isUsableBytes, memzero, plainView } from '../crypto/bytes';
+import { ByteReader, ByteWriter } from '../crypto/byte-io';
 import { isInstance, readOptions } from '../crypto/input';
 import { OneTimePreKey, PreKeyBundle, X3DHKeyManager, snapshotBundle } from '../x3dh';
 import { DoubleRatchet, RatchetOptions, checkRatchetOptions } from '../ratchet/double-ratchet';
@@ -12,7 +13,7 @@ import { RatchetState } from '../ratchet/state';
 import { ChannelEstablishment, ChannelEstablishmentFields } from './establishment';
 
 const EMPTY = new Uint8Array(0);
-const MAGIC = [0x41, 0x4d, 0x43, 0x01]; // "AMC", version 1
+const MAGIC = Uint8Array.of(0x41, 0x4d, 0x43, 0x01); // "AMC", version 1
 /** Largest caller associated data a channel accepts (64 KiB). */
 export const MAX_ASSOCIATED_DATA_BYTES = 65536;
 
@@ -185,14 +186,10 @@ export class SecureChannel {
   toBytes(): Uint8Array {
     this.#assertOpen();
     const ratchet = this.#ratchet.state.toBytes();
-    const out = new Uint8Array(12 + this.#ad.length + ratchet.length);
-    out.set(MAGIC, 0);
-    writeU32BE(out, 4, Math.min(this.#messageCount, 0xffffffff));
-    writeU32BE(out, 8, this.#ad.length);
-    out.set(this.#ad, 12);
-    out.set(ratchet, 12 + this.#ad.length);
+    const w = new ByteWriter(12 + this.#ad.length + ratchet.length);
+    w.bytes(MAGIC).u32(Math.min(this.#messageCount, 0xffffffff)).lengthPrefixed(this.#ad).bytes(ratchet);
     memzero(ratchet);
-    return out;
+    return w.finish();
   }
 
   /**
@@ -203,13 +200,13 @@ export class SecureChannel {
     if (!isUsableBytes(input) || input.length < 12) throw new E2EError('MALFORMED_MESSAGE', 'channel state too short');
     const opts = readOptions(options, ['now'] as const, 'options');
     checkRatchetOptions(opts);
-    const bytes = plainView(input); // its slice copies
-    if (MAGIC.some((b, i) => bytes[i] !== b)) throw new E2EError('MALFORMED_MESSAGE', 'not a channel state (or unknown version)');
-    const adLen = readU32BE(bytes, 8);
-    if (adLen > bytes.length - 12) throw new E2EError('MALFORMED_MESSAGE', 'channel state truncated');
-    const ad = bytes.slice(12, 12 + adLen);
-    const state = RatchetState.fromBytes(bytes.subarray(12 + adLen));
-    return new SecureChannel(new DoubleRatchet(state, opts as { now?: () => number }), ad, readU32BE(bytes, 4));
+    const r = new ByteReader(plainView(input), 'channel state'); // a plain view: the reader's copies are copies
+    r.expect(MAGIC, 'not a channel state (or unknown version)');
+    const messageCount = r.u32();
+    const ad = r.lengthPrefixed();
+    // The ratchet state is the rest; its own reader refuses truncation and trailing bytes.
+    const state = RatchetState.fromBytes(plainView(input).subarray(12 + ad.length));
+    return new SecureChannel(new DoubleRatchet(state, opts as { now?: () => number }), ad, messageCount);
   }
 
   #assertOpen(): void {

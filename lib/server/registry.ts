@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isE2EError } from '../errors';
-import { constantTimeEqual, ed25519Verify, sha256, toBase64Url, toHex, utf8 } from '../crypto';
+import { constantTimeEqual, ed25519Verify, isU32, sha256, toBase64Url, toHex, utf8 } from '../crypto';
 import { x25519FormOfEd25519 } from '../x3dh';
 import type { PreKeyStore, PublicOneTimePreKey } from '../store/types';
 import {
@@ -603,10 +603,6 @@ interface Ctx {
 /** A proof time up to `PROOF_WINDOW_MS` in the past, at most `MAX_FUTURE_SKEW_MS` in the future. */
 function inWindow(t: number, now: number = Date.now()): boolean {
   return now - t <= PROOF_WINDOW_MS && t - now <= MAX_FUTURE_SKEW_MS;
-}
-
-function isU32(n: unknown): n is number {
-  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 }
 
 function methodNotAllowed(): HttpError {

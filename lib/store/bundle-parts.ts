@@ -2,18 +2,12 @@
  * A bundle as stores keep it: the part every initiator gets (identity and signed pre-key) apart
  * from the pool of one-time pre-keys, with a compact JSON form for key-value backends.
  */
-import { constantTimeEqual, fromBase64, toBase64 } from '../crypto';
-import { PreKeyBundle, isU32 } from '../x3dh';
+import { constantTimeEqual, fromBase64, isU32, toBase64 } from '../crypto';
+import { PreKeyBundle } from '../x3dh';
 import { storeFailure } from './validate';
 
-/** The part of a bundle shared by every initiator. */
-export interface BundleBase {
-  readonly identityKey: Uint8Array;
-  readonly identityKeyEd: Uint8Array;
-  readonly signedPreKey: Uint8Array;
-  readonly signedPreKeySignature: Uint8Array;
-  readonly signedPreKeyId: number;
-}
+/** The part of a bundle shared by every initiator: its fields are `PreKeyBundle`'s, declared there once. */
+export type BundleBase = Omit<PreKeyBundle, 'oneTimePreKey' | 'oneTimePreKeyId'>;
 
 /** The base of a (checked) bundle, copied. */
 export function baseOf(b: PreKeyBundle): BundleBase {

@@ -1,7 +1,8 @@
 /** Input checks shared by every store: identifiers, versions, records, bundles, one-time keys. */
 import { E2EError, isE2EError } from '../errors';
-import { constantTimeEqual, ed25519Verify, isUsableBytes, readFields, typed } from '../crypto';
-import { PreKeyBundle, isU32, snapshotBundle, x25519FormOfEd25519 } from '../x3dh';
+import { isU32, isUsableBytes, readFields, typed } from '../crypto';
+import { PreKeyBundle, snapshotBundle } from '../x3dh';
+import { verifyBundle } from '../x3dh/agreement';
 import {
   AcceptanceWrite, MAX_ONE_TIME_KEYS_PER_ADD, PublicOneTimePreKey } from './types';
 import { MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH } from '../limits';
@@ -103,12 +104,7 @@ export function assertFingerprint(fp: unknown): asserts fp is string {
  */
 export function readValidBundle(bundle: unknown): PreKeyBundle {
   const b = snapshotBundle(bundle);
-  if (!ed25519Verify(b.signedPreKeySignature, b.signedPreKey, b.identityKeyEd)) {
-    throw new E2EError('BAD_SIGNATURE', 'the signed pre-key signature does not verify');
-  }
-  if (!constantTimeEqual(x25519FormOfEd25519(b.identityKeyEd), b.identityKey)) {
-    throw new E2EError('IDENTITY_MISMATCH', 'bundle.identityKey is not the X25519 form of bundle.identityKeyEd');
-  }
+  verifyBundle(b); // the check initiate makes, from the one place it is written
   return b;
 }
 

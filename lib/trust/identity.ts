@@ -1,13 +1,14 @@
 /**
- * `AgentIdentity`: an agent's Ed25519 key pair and its DID. The secret key lives in a private field
- * (never printed, never in `toJSON`) and is wiped by `wipe()` — or, for an identity made from a key
- * manager, stays with the manager alone (one owner per secret): such an identity signs through the
- * manager, and wiping the manager disables it.
+ * `AgentIdentity`: an agent's Ed25519 key pair and its DID. The secret key has one owner, an
+ * `X3DHKeyManager`: the identity signs and exports through it and never holds the key itself. A
+ * generated or imported identity owns a private manager (never printed, never in `toJSON`) that
+ * `wipe()` wipes; an identity made from an application's key manager only refers to it, and
+ * wiping that manager disables it.
  */
 import { E2EError, isE2EError } from '../errors';
 import {
-  assertBytes, assertKey, constantTimeEqual, ed25519KeyPair, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
-  ed25519Sign, ed25519Verify, isInstance, memzero, readFields, toBase64,
+  assertBytes, assertKey, constantTimeEqual, ed25519KeyPair, ed25519KeyPairFromSeed, ed25519Verify, isInstance, memzero,
+  readFields, toBase64,
 } from '../crypto';
 import { X3DHKeyManager } from '../x3dh';
 import { assertMeshDid, didFromPublicKey } from './did';
@@ -40,12 +41,15 @@ export class AgentIdentity {
   /** The agent's DID. */
   readonly did: string;
   readonly #publicKey: Uint8Array;
-  /** The secret key, or where the key manager that holds it is found. */
-  readonly #secret: Uint8Array | KeyManagerHolder;
+  /** Where the key manager that holds the secret key is found. */
+  readonly #holder: KeyManagerHolder;
+  /** Whether that manager is this identity's own (made by it, wiped by {@link wipe}). */
+  readonly #ownsManager: boolean;
   #wiped = false;
 
-  private constructor(secret: Uint8Array | KeyManagerHolder, publicKey: Uint8Array, did: string) {
-    this.#secret = secret;
+  private constructor(holder: KeyManagerHolder, ownsManager: boolean, publicKey: Uint8Array, did: string) {
+    this.#holder = holder;
+    this.#ownsManager = ownsManager;
     this.#publicKey = publicKey;
     this.did = did;
   }
@@ -99,18 +103,20 @@ export class AgentIdentity {
     }
     if (!isInstance(current, X3DHKeyManager)) throw new E2EError('INVALID_ARGUMENT', 'manager must be an X3DHKeyManager');
     assertMeshDid(did, 'did');
-    return new AgentIdentity(holder, Uint8Array.from(current.identityKeyEd), did);
+    return new AgentIdentity(holder, false, Uint8Array.from(current.identityKeyEd), did);
   }
 
+  /** An identity owning a new manager of `secretKey`, which is wiped here (the manager keeps the one copy). */
   static #make(secretKey: Uint8Array, publicKey: Uint8Array, chosenDid: string | undefined): AgentIdentity {
     const did = chosenDid ?? didFromPublicKey(publicKey);
+    let manager: X3DHKeyManager;
     try {
-      ed25519PublicKeyToX25519(publicKey); // a key with no X25519 form could never run X3DH
-    } catch (e) {
+      // The manager derives the X25519 form: a key with none (which could never run X3DH) fails here.
+      manager = X3DHKeyManager.fromEd25519Keys(secretKey, publicKey);
+    } finally {
       memzero(secretKey);
-      throw e;
     }
-    return new AgentIdentity(secretKey, publicKey, did);
+    return new AgentIdentity({ manager }, true, publicKey, did);
   }
 
   /** The Ed25519 public key (a copy). */
@@ -137,16 +143,12 @@ export class AgentIdentity {
   sign(message: Uint8Array): Uint8Array {
     this.#assertUsable();
     assertBytes(message, 'message');
-    const secret = this.#secret;
-    if (!(secret instanceof Uint8Array)) {
-      try {
-        return secret.manager.signWithIdentityKey(message);
-      } catch (e) {
-        // A wiped manager's key is zeros, which no longer matches the public half.
-        throw isE2EError(e, 'INVALID_KEY') ? new E2EError('INVALID_STATE', 'the key manager holding this identity was wiped') : e;
-      }
+    try {
+      return this.#holder.manager.signWithIdentityKey(message);
+    } catch (e) {
+      // A wiped manager's key is zeros, which no longer matches the public half.
+      throw isE2EError(e, 'INVALID_KEY') ? new E2EError('INVALID_STATE', 'the key manager holding this identity was wiped') : e;
     }
-    return ed25519Sign(secret, message);
   }
 
   /** True when `signature` is this identity's signature of `message`. */
@@ -173,8 +175,7 @@ export class AgentIdentity {
   /** A copy of the 64-byte secret key, for the caller to store sealed (and wipe). */
   exportSecretKey(): Uint8Array {
     this.#assertUsable();
-    const secret = this.#secret;
-    return secret instanceof Uint8Array ? Uint8Array.from(secret) : secret.manager.exportIdentitySecretKey();
+    return this.#holder.manager.exportIdentitySecretKey();
   }
 
   /**
@@ -182,7 +183,7 @@ export class AgentIdentity {
    * manager only stops signing: the manager owns the key, wipe it there.)
    */
   wipe(): void {
-    if (this.#secret instanceof Uint8Array) memzero(this.#secret);
+    if (this.#ownsManager && !this.#wiped) this.#holder.manager.wipe();
     this.#wiped = true;
   }
 

@@ -1,6 +1,7 @@
 /** The public pre-key bundle an agent publishes so others can start X3DH with it, and its codecs. */
 import { E2EError } from '../errors';
 import { fromBase64Url, isUsableBytes, parseJsonInput, readFields, toBase64Url } from '../crypto';
+import { isU32 } from '../crypto/byte-io';
 
 /** What a responder publishes (PROTOCOL.md, "X3DH"). All keys are 32 bytes, the signature 64. */
 export interface PreKeyBundle {
@@ -20,10 +21,8 @@ export interface PreKeyBundle {
   readonly oneTimePreKeyId?: number;
 }
 
-/** True for an integer usable as a key id or counter (0 ≤ n < 2^32). */
-export function isU32(n: unknown): n is number {
-  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
-}
+// Still exported from here: it has been part of the x3dh surface (the one implementation is byte-io's).
+export { isU32 };
 
 function isBytes(v: unknown, len: number): v is Uint8Array {
   return isUsableBytes(v) && v.length === len;
