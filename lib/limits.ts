@@ -5,12 +5,17 @@
  *
  * Root entry: `import { limits } from 'agentmesh-e2e'`, then `limits.MAX_PLAINTEXT_BYTES`. The
  * relay's and registry's limits are per server and configurable: `DEFAULT_RELAY_LIMITS` and
- * `DEFAULT_REGISTRY_LIMITS` in `agentmesh-e2e/server`.
+ * `DEFAULT_REGISTRY_LIMITS` in `agentmesh-e2e/server`. Sizes that follow from a layout and a limit
+ * here (the largest envelope, the longest message JSON) are computed beside their layout
+ * (`crypto/envelope-layout.ts`, `ratchet/message.ts`).
  */
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const DAY_MS = 24 * 3600 * 1000;
+
+// ---------------------------------------------------------------------------------------------
+// Messages and primitives.
 
 /** Largest plaintext `encrypt`/`send` accepts (16 MiB): far above any agent message, low enough that one message cannot exhaust memory; larger ones are refused before any work. */
 export const MAX_PLAINTEXT_BYTES = 16 * MiB;
@@ -18,18 +23,58 @@ export const MAX_PLAINTEXT_BYTES = 16 * MiB;
 export const MAX_AEAD_INPUT_BYTES = 64 * MiB;
 /** Largest message counter (2^32 - 1, the header's u32); a chain at this value refuses to go on instead of wrapping and reusing a key. */
 export const MAX_COUNTER = 0xffffffff;
+/** Largest associated data the ratchet accepts (1 MiB): it is hashed into every message's AD; `SecureChannel` allows less. */
+export const MAX_RATCHET_AD_BYTES = 1 * MiB;
+/** Largest caller associated data a channel accepts (64 KiB): it is saved with the channel and travels in every AEAD call. */
+export const MAX_ASSOCIATED_DATA_BYTES = 64 * KiB;
+
+// ---------------------------------------------------------------------------------------------
+// The Double Ratchet's skipped message keys.
+
 /** Default most message keys skipped in one gap (the spec's MAX_SKIP): a relay that claims a far counter makes us derive at most this many keys. */
 export const DEFAULT_MAX_SKIP = 100;
 /** Default most skipped message keys kept in all; the oldest are evicted first, so a lossy network cannot grow the state without bound. */
 export const DEFAULT_MAX_SKIPPED_KEYS = 2000;
 /** Default age after which a skipped message key is deleted (7 days): a message delayed longer is given up, and the key stops being a liability. */
 export const DEFAULT_SKIPPED_KEY_MAX_AGE_MS = 7 * DAY_MS;
-/** Most previous remote ratchet keys remembered (32), so a replay from an old chain is told apart (`DUPLICATE_MESSAGE`) from a forgery. */
-export const MAX_RETIRED_REMOTE_KEYS = 32;
 /** Most skipped keys a saved state may carry when read (`fromBytes`/`fromDict`): a bound on hostile input, above any configurable limit. */
 export const MAX_SKIPPED_KEYS_LIMIT = 100_000;
-/** Largest associated data the ratchet accepts (1 MiB): it is hashed into every message's AD; `SecureChannel` allows less. */
-export const MAX_RATCHET_AD_BYTES = 1 * MiB;
+/** Most previous remote ratchet keys remembered (32), so a replay from an old chain is told apart (`DUPLICATE_MESSAGE`) from a forgery. */
+export const MAX_RETIRED_REMOTE_KEYS = 32;
+
+// ---------------------------------------------------------------------------------------------
+// Text forms read from the wire (checked before JSON.parse or base64 runs).
+
+/** Longest JSON text of a bundle `bundleFromJSON` reads (4,096 characters; a real one is about 330). */
+export const MAX_BUNDLE_JSON_CHARS = 4096;
+/** Longest JSON text `ChannelEstablishment.fromJSON` reads (1,024 characters; a real one is about 130). */
+export const MAX_ESTABLISHMENT_JSON_CHARS = 1024;
+/** Longest JSON text the handshake parsers read (64 KiB: a challenge or response with its capability list). */
+export const MAX_HANDSHAKE_MESSAGE_CHARS = 64 * KiB;
+
+// ---------------------------------------------------------------------------------------------
+// Pre-keys.
+
+/** Most one-time pre-keys one call may make or store (10,000): one bound for `generateOneTimePreKeys` and `addOneTimePreKeys`, far above any refill. */
+export const MAX_ONE_TIME_PRE_KEYS_PER_CALL = 10_000;
+/** Most signed pre-keys a saved key manager may hold when read (1,024): rotation keeps a few; a bound on hostile input. */
+export const MAX_SIGNED_PRE_KEYS_IN_STATE = 1024;
+/** Most one-time pre-keys a saved key manager may hold when read (2^20): far above any pool; a bound on hostile input. */
+export const MAX_ONE_TIME_PRE_KEYS_IN_STATE = 1 << 20;
+/** Default one-time pre-keys a bridge keeps published (20). */
+export const DEFAULT_ONE_TIME_PRE_KEY_POOL = 20;
+/** Default floor of published one-time pre-keys below which `maintainPreKeys` refills (20). */
+export const DEFAULT_MIN_ONE_TIME_PRE_KEYS = 20;
+/** Default number `maintainPreKeys` refills up to (100): a burst of initiators still finds one-time keys. */
+export const DEFAULT_TARGET_ONE_TIME_PRE_KEYS = 100;
+/** Default age at which `maintainPreKeys` rotates the signed pre-key (7 days, as Signal's clients do). */
+export const DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS = 7 * DAY_MS;
+/** Default time a retired signed pre-key still accepts establishments (14 days), for initiators that fetched the bundle before it rotated. */
+export const DEFAULT_SIGNED_PRE_KEY_GRACE_MS = 14 * DAY_MS;
+
+// ---------------------------------------------------------------------------------------------
+// Trust.
+
 /** Default lifetime of a handshake challenge (30 s, AGT's `expires_in_seconds`). */
 export const DEFAULT_CHALLENGE_TTL_SECONDS = 30;
 /** Longest challenge lifetime accepted (1 hour): a longer one would let an answer be replayed for too long. */
@@ -48,8 +93,6 @@ export const MAX_DID_LENGTH = 256;
 export const MAX_CAPABILITIES = 256;
 /** Longest capability name, in characters (128). */
 export const MAX_CAPABILITY_LENGTH = 128;
-/** Default one-time pre-keys a bridge keeps published (20). */
-export const DEFAULT_ONE_TIME_PRE_KEY_POOL = 20;
 /** Default time a peer's verified answer stays usable for accepting its establishment (5 minutes): long enough for a relayed round trip, short enough that a stolen answer soon expires. */
 export const DEFAULT_VERIFIED_PEER_TTL_SECONDS = 300;
 /** Default time the opener waits for each handshake round trip (30 s). */
@@ -71,6 +114,10 @@ export const MAX_SPENT_CHALLENGES = 10_000;
  * message from the peer, the live session with the peer stays; the oldest waiting one goes first.
  */
 export const MAX_PENDING_ESTABLISHMENTS_PER_PEER = 8;
+
+// ---------------------------------------------------------------------------------------------
+// Stores.
+
 /** Longest DID (or other identifier) a store accepts, in UTF-16 code units (1,024): ids become keys and file names. */
 export const MAX_STORE_ID_LENGTH = 1024;
 /** Largest record (sealed session or key-manager state) a store accepts (16 MiB), as large as the largest message. */
@@ -80,22 +127,18 @@ export const MAX_RECORD_BYTES = 16 * MiB;
  * refused (`INVALID_STATE`, reason `inbox_full`, nothing saved) until the application acknowledges some.
  */
 export const MAX_INBOX_ENTRIES = 1024;
-/** Default floor of published one-time pre-keys below which `maintainPreKeys` refills (20). */
-export const DEFAULT_MIN_ONE_TIME_PRE_KEYS = 20;
-/** Default number `maintainPreKeys` refills up to (100): a burst of initiators still finds one-time keys. */
-export const DEFAULT_TARGET_ONE_TIME_PRE_KEYS = 100;
-/** Default age at which `maintainPreKeys` rotates the signed pre-key (7 days, as Signal's clients do). */
-export const DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS = 7 * DAY_MS;
-/** Default time a retired signed pre-key still accepts establishments (14 days), for initiators that fetched the bundle before it rotated. */
-export const DEFAULT_SIGNED_PRE_KEY_GRACE_MS = 14 * DAY_MS;
-/** Longest JSON text the handshake parsers read (64 KiB: a challenge or response with its capability list). */
-export const MAX_HANDSHAKE_MESSAGE_CHARS = 64 * KiB;
-/** Longest Redis TTL option accepted (10 years): a typo in units (seconds for milliseconds, or a timestamp) is refused rather than kept forever. */
-export const MAX_REDIS_TTL_MS = 10 * 365 * DAY_MS;
-/** Most attempts of one compare-and-swap change when other processes keep saving first (8), so contention ends in `STALE_STATE` rather than a livelock. */
-export const MAX_CAS_ATTEMPTS = 8;
 /** Longest storage context (the text a sealed record is bound to), in characters (4,096). */
 export const MAX_STORAGE_CONTEXT_LENGTH = 4096;
+/** Most attempts of one compare-and-swap change when other processes keep saving first (8), so contention ends in `STALE_STATE` rather than a livelock. */
+export const MAX_CAS_ATTEMPTS = 8;
+/** Longest Redis TTL accepted (10 years): a larger one overflows what Redis takes as milliseconds in practice. */
+export const MAX_REDIS_TTL_MS = 10 * 365 * DAY_MS;
+/** Most Ed25519 → X25519 identity conversions cached (1,024): each is a public value that costs a scalar multiplication to make. */
+export const MAX_IDENTITY_CACHE_ENTRIES = 1024;
+
+// ---------------------------------------------------------------------------------------------
+// The mesh client (`agentmesh-e2e/mesh`).
+
 /** Default largest frame our server accepts, in bytes of UTF-8 JSON (1 MiB; AGT allows 16 MiB, ours is stricter). */
 export const DEFAULT_MAX_FRAME_BYTES = 1 * MiB;
 /** Longest message `id` accepted in a frame (128; AGT clients send 36-character UUIDs). */

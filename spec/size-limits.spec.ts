@@ -8,14 +8,15 @@ import naclUtil = require('tweetnacl-util');
 import * as bytes from '../lib/crypto/bytes';
 import { ed25519KeyPair, toBase64, utf8 } from '../lib/crypto';
 import { SCRATCH_WORKING_BYTES, scratchCapacity } from '../lib/crypto/heap';
-import { X3DHKeyManager, bundleFromJSON, bundleToJSON, MAX_BUNDLE_JSON_CHARS } from '../lib/x3dh';
-import { ChannelEstablishment, MAX_ESTABLISHMENT_JSON_CHARS, SecureChannel } from '../lib/channel';
+import { X3DHKeyManager, bundleFromJSON, bundleToJSON } from '../lib/x3dh';
+import { ChannelEstablishment, SecureChannel } from '../lib/channel';
 import {
   EncryptedMessage, MAX_CIPHERTEXT_BASE64_CHARS, MAX_ENVELOPE_BYTES, MAX_MESSAGE_JSON_CHARS, RatchetState,
 } from '../lib/ratchet';
 import { ready, sodium } from '../lib/sodium';
 import { expectE2EError } from './helpers/expect-error';
 import { channelPair, ratchetPair } from './helpers/sessions';
+import { MAX_BUNDLE_JSON_CHARS, MAX_ESTABLISHMENT_JSON_CHARS } from '../lib/limits';
 
 beforeAll(() => ready());
 afterEach(() => jest.restoreAllMocks());

@@ -6,6 +6,7 @@
 import { E2EError } from '../errors';
 import { fromBase64, isInstance, isUsableBytes, parseJsonInput, plainView, readFields, toBase64 } from '../crypto';
 import { ByteReader, ByteWriter, isU32 } from '../crypto/byte-io';
+import { MAX_ESTABLISHMENT_JSON_CHARS } from '../limits';
 
 /** The JSON transport form (standard base64). */
 export interface ChannelEstablishmentJSON {
@@ -27,8 +28,6 @@ export interface ChannelEstablishmentFields {
   readonly signedPreKeyId?: number | null | undefined;
 }
 
-/** Longest JSON text {@link ChannelEstablishment.fromJSON} parses (a real one is about 130 characters). */
-export const MAX_ESTABLISHMENT_JSON_CHARS = 1024;
 
 const FLAG_OTK = 1;
 const FLAG_SPK = 2;

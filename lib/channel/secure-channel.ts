@@ -11,11 +11,10 @@ import { DoubleRatchet, RatchetOptions, checkRatchetOptions } from '../ratchet/d
 import { EncryptedMessage } from '../ratchet/message';
 import { RatchetState } from '../ratchet/state';
 import { ChannelEstablishment, ChannelEstablishmentFields } from './establishment';
+import { MAX_ASSOCIATED_DATA_BYTES } from '../limits';
 
 const EMPTY = new Uint8Array(0);
 const MAGIC = Uint8Array.of(0x41, 0x4d, 0x43, 0x01); // "AMC", version 1
-/** Largest caller associated data a channel accepts (64 KiB). */
-export const MAX_ASSOCIATED_DATA_BYTES = 65536;
 
 /** Options of a channel: the ratchet's limits (and clock, for tests). */
 export type ChannelOptions = RatchetOptions;

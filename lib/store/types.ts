@@ -10,8 +10,6 @@ import { PreKeyBundle } from '../x3dh';
 /** A value, or a promise of it: what every store method returns. */
 export type MaybePromise<T> = T | Promise<T>;
 
-/** Most one-time pre-keys one `addOneTimePreKeys` call accepts. */
-export const MAX_ONE_TIME_KEYS_PER_ADD = 10000;
 
 /** The public half of a one-time pre-key, as published to a {@link PreKeyStore}. */
 export interface PublicOneTimePreKey {

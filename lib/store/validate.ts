@@ -4,8 +4,8 @@ import { isU32, isUsableBytes, readFields, typed } from '../crypto';
 import { PreKeyBundle, snapshotBundle } from '../x3dh';
 import { verifyBundle } from '../x3dh/agreement';
 import {
-  AcceptanceWrite, MAX_ONE_TIME_KEYS_PER_ADD, PublicOneTimePreKey } from './types';
-import { MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH } from '../limits';
+  AcceptanceWrite, PublicOneTimePreKey } from './types';
+import { MAX_ONE_TIME_PRE_KEYS_PER_CALL, MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH } from '../limits';
 
 // A lone surrogate has no UTF-8 form: SQLite would store U+FFFD (two DIDs becoming one) and
 // encodeURIComponent throws a URIError, so such ids are refused everywhere alike.
@@ -115,8 +115,8 @@ export function readValidBundle(bundle: unknown): PreKeyBundle {
 export function readOneTimeKeys(keys: unknown): PublicOneTimePreKey[] {
   // Array.isArray sees through a Proxy of an array, whose traps may still throw: copy it once, typed.
   const list = Array.isArray(keys) ? typed(() => Array.from(keys as unknown[]), 'INVALID_ARGUMENT', 'keys') : null;
-  if (list === null || list.length === 0 || list.length > MAX_ONE_TIME_KEYS_PER_ADD) {
-    throw new E2EError('INVALID_ARGUMENT', `keys must be a list of 1 to ${MAX_ONE_TIME_KEYS_PER_ADD} one-time pre-keys`);
+  if (list === null || list.length === 0 || list.length > MAX_ONE_TIME_PRE_KEYS_PER_CALL) {
+    throw new E2EError('INVALID_ARGUMENT', `keys must be a list of 1 to ${MAX_ONE_TIME_PRE_KEYS_PER_CALL} one-time pre-keys`);
   }
   const seen = new Set<number>();
   const out: PublicOneTimePreKey[] = [];

@@ -2,6 +2,7 @@
 import { E2EError } from '../errors';
 import { fromBase64Url, isUsableBytes, parseJsonInput, readFields, toBase64Url } from '../crypto';
 import { isU32 } from '../crypto/byte-io';
+import { MAX_BUNDLE_JSON_CHARS } from '../limits';
 
 /** What a responder publishes (PROTOCOL.md, "X3DH"). All keys are 32 bytes, the signature 64. */
 export interface PreKeyBundle {
@@ -21,8 +22,6 @@ export interface PreKeyBundle {
   readonly oneTimePreKeyId?: number;
 }
 
-// Still exported from here: it has been part of the x3dh surface (the one implementation is byte-io's).
-export { isU32 };
 
 function isBytes(v: unknown, len: number): v is Uint8Array {
   return isUsableBytes(v) && v.length === len;
@@ -104,8 +103,6 @@ export function bundleToJSON(input: PreKeyBundle): PreKeyBundleJSON {
   return out;
 }
 
-/** Longest JSON text of a bundle {@link bundleFromJSON} reads (a real one is about 330 characters). */
-export const MAX_BUNDLE_JSON_CHARS = 4096;
 
 /**
  * A bundle from the registry's JSON form (an object or its JSON text); `MALFORMED_MESSAGE` on any

@@ -3,8 +3,8 @@
  * multiplication (about 100 µs) and peers' keys recur, so the results (public values) are kept.
  */
 import { ed25519PublicKeyToX25519, ed25519Verify, toHex } from '../crypto';
+import { MAX_IDENTITY_CACHE_ENTRIES } from '../limits';
 
-const MAX_ENTRIES = 1024;
 const cache = new Map<string, Uint8Array>();
 
 /** The X25519 form of an Ed25519 public key, cached (`INVALID_KEY` for a key that has none). */
@@ -13,7 +13,7 @@ export function x25519FormOfEd25519(identityKeyEd: Uint8Array): Uint8Array {
   const hit = cache.get(id);
   if (hit) return Uint8Array.from(hit);
   const converted = ed25519PublicKeyToX25519(identityKeyEd);
-  if (cache.size >= MAX_ENTRIES) cache.delete(cache.keys().next().value as string);
+  if (cache.size >= MAX_IDENTITY_CACHE_ENTRIES) cache.delete(cache.keys().next().value as string);
   cache.set(id, Uint8Array.from(converted));
   return converted;
 }
@@ -33,7 +33,7 @@ export function signedPreKeyVerifies(identityKeyEd: Uint8Array, signedPreKey: Ui
   const id = toHex(identityKeyEd) + toHex(signedPreKey) + toHex(signature);
   if (verified.has(id)) return true;
   if (!ed25519Verify(signature, signedPreKey, identityKeyEd)) return false;
-  if (verified.size >= MAX_ENTRIES) verified.delete(verified.values().next().value as string);
+  if (verified.size >= MAX_IDENTITY_CACHE_ENTRIES) verified.delete(verified.values().next().value as string);
   verified.add(id);
   return true;
 }

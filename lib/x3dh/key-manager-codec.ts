@@ -9,6 +9,7 @@ import { ByteReader, ByteWriter, isU32 } from '../crypto/byte-io';
 import { ed25519Verify, fromHex, isUsableBytes, memzero, plainView, toHex, x25519PublicKey } from '../crypto';
 import { readFields, typed } from '../crypto/input';
 import type { OneTimePreKey, SignedPreKey } from './key-manager';
+import { MAX_ONE_TIME_PRE_KEYS_IN_STATE, MAX_SIGNED_PRE_KEYS_IN_STATE } from '../limits';
 
 /** The private side of a key manager, JSON-safe (hex): what a store keeps so it can respond after a restart. */
 export interface KeyManagerState {
@@ -38,8 +39,6 @@ export type IdentityCheck = (identitySecretKey: Uint8Array) => void;
 
 const AMK = Uint8Array.of(0x41, 0x4d, 0x4b); // "AMK"
 const AMK_VERSION = 0x01;
-const MAX_SIGNED_PRE_KEYS = 1024;
-const MAX_ONE_TIME_PRE_KEYS_IN_STATE = 1 << 20;
 const SPK_ENTRY_BYTES = 4 + 32 + 32 + 64 + 8;
 const OTK_ENTRY_BYTES = 4 + 32 + 32;
 /** Magic and version, identity, two counters, has-current, current id, two counts. */
@@ -100,7 +99,7 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
     if (!Array.isArray(v) || v.length > max) throw new E2EError('MALFORMED_MESSAGE', `key manager state ${what} missing or too long`);
     return Array.from(v as unknown[]);
   }, 'MALFORMED_MESSAGE', `key manager state ${what}`);
-  const spkEntries = list(state.signedPreKeys, MAX_SIGNED_PRE_KEYS, 'signed pre-keys');
+  const spkEntries = list(state.signedPreKeys, MAX_SIGNED_PRE_KEYS_IN_STATE, 'signed pre-keys');
   const otkEntries = list(state.oneTimePreKeys, MAX_ONE_TIME_PRE_KEYS_IN_STATE, 'one-time pre-keys');
   const sk = checkedIdentity(hex(state.identitySecretKey, 64, 'identity secret key'), checkIdentity);
   const identityKeyEd = sk.subarray(32);
@@ -188,7 +187,7 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
     const current = r.u32();
     const nSpk = r.u32();
     // The whole list and the next count must fit before any signature is checked.
-    if (hasCurrent > 1 || nSpk > MAX_SIGNED_PRE_KEYS || nSpk * SPK_ENTRY_BYTES + 4 > r.remaining) throw bad('signed pre-keys');
+    if (hasCurrent > 1 || nSpk > MAX_SIGNED_PRE_KEYS_IN_STATE || nSpk * SPK_ENTRY_BYTES + 4 > r.remaining) throw bad('signed pre-keys');
     for (let i = 0; i < nSpk; i++) {
       const keyId = r.u32();
       const keyPair = { privateKey: r.bytes(32), publicKey: r.bytes(32) };

@@ -16,6 +16,7 @@ import { initiateAgreement, respondAgreement } from './agreement';
 import {
   KeyManagerContents, KeyManagerState, keyManagerFromBytes, keyManagerFromState, keyManagerToBytes, keyManagerToState,
 } from './key-manager-codec';
+import { MAX_ONE_TIME_PRE_KEYS_PER_CALL } from '../limits';
 
 export type { KeyManagerState } from './key-manager-codec';
 
@@ -87,8 +88,6 @@ function readOneTimePreKeyId(opts: unknown): number | null {
   return oneTimePreKeyId;
 }
 
-/** Most one-time pre-keys one call may generate. */
-export const MAX_ONE_TIME_KEYS_PER_CALL = 10000;
 
 /** An agent's X3DH keys. Create with {@link X3DHKeyManager.fromEd25519Keys}. */
 export class X3DHKeyManager {
@@ -226,8 +225,8 @@ export class X3DHKeyManager {
 
   /** Makes `n` new one-time pre-keys (1 ≤ n ≤ 10000) and returns them. */
   generateOneTimePreKeys(n: number): OneTimePreKey[] {
-    if (!Number.isInteger(n) || n < 1 || n > MAX_ONE_TIME_KEYS_PER_CALL) {
-      throw new E2EError('INVALID_ARGUMENT', `n must be an integer in [1, ${MAX_ONE_TIME_KEYS_PER_CALL}]`);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_ONE_TIME_PRE_KEYS_PER_CALL) {
+      throw new E2EError('INVALID_ARGUMENT', `n must be an integer in [1, ${MAX_ONE_TIME_PRE_KEYS_PER_CALL}]`);
     }
     const made: OneTimePreKey[] = [];
     for (let i = 0; i < n; i++) {

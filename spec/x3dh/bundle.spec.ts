@@ -2,10 +2,10 @@
 import { ready } from '../../lib/sodium';
 import { ErrorCode } from '../../lib/errors';
 import { ed25519KeyPairFromSeed, ed25519PublicKeyToX25519, ed25519Sign, toHex, x25519PublicKey } from '../../lib/crypto';
-import {
-  MAX_BUNDLE_JSON_CHARS, PreKeyBundle, PreKeyBundleJSON, assertBundleShape, bundleFromJSON, bundleToJSON, isU32, snapshotBundle,
-} from '../../lib/x3dh';
+import { PreKeyBundle, PreKeyBundleJSON, assertBundleShape, bundleFromJSON, bundleToJSON, snapshotBundle } from '../../lib/x3dh';
+import { isU32 } from '../../lib/crypto/byte-io';
 import { expectE2EError } from '../helpers/expect-error';
+import { MAX_BUNDLE_JSON_CHARS } from '../../lib/limits';
 
 beforeAll(() => ready());
 
