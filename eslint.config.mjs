@@ -10,9 +10,27 @@ import tseslint from 'typescript-eslint';
 // Node's globals for the .js/.cjs/.mjs files (listed here rather than through a `globals` dependency).
 const nodeGlobals = Object.fromEntries(
   [
-    'require', 'module', 'exports', '__dirname', '__filename', 'process', 'console', 'Buffer', 'URL',
-    'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'clearImmediate',
-    'TextEncoder', 'TextDecoder', 'globalThis', 'structuredClone', 'fetch', 'AbortController',
+    'require',
+    'module',
+    'exports',
+    '__dirname',
+    '__filename',
+    'process',
+    'console',
+    'Buffer',
+    'URL',
+    'setTimeout',
+    'clearTimeout',
+    'setInterval',
+    'clearInterval',
+    'setImmediate',
+    'clearImmediate',
+    'TextEncoder',
+    'TextDecoder',
+    'globalThis',
+    'structuredClone',
+    'fetch',
+    'AbortController',
   ].map((name) => [name, 'readonly']),
 );
 

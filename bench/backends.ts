@@ -6,8 +6,18 @@
  * native rows fail as "did not run".
  */
 import {
-  ed25519KeyPairFromSeed, ed25519Sign, ed25519Verify, mlkem768Decapsulate, mlkem768Encapsulate, mlkem768KeyPair,
-  randomBytes, x25519, x25519KeyPair, Ed25519KeyPair, MlKem768Encapsulation, MlKem768KeyPair,
+  ed25519KeyPairFromSeed,
+  ed25519Sign,
+  ed25519Verify,
+  mlkem768Decapsulate,
+  mlkem768Encapsulate,
+  mlkem768KeyPair,
+  randomBytes,
+  x25519,
+  x25519KeyPair,
+  Ed25519KeyPair,
+  MlKem768Encapsulation,
+  MlKem768KeyPair,
 } from '../lib/crypto';
 import { Backend, backend, ready } from '../lib/sodium';
 import { Row } from './harness';
@@ -47,9 +57,18 @@ function curveRows(b: Backend): Row[] {
     { group: g, id: `${b}.x25519kp`, name: `X25519 key pair (x25519KeyPair) — ${b}`, ...on(b, setup), op: () => x25519KeyPair() },
     { group: g, id: `${b}.x25519`, name: `X25519 DH (x25519) — ${b}`, ...on(b, setup), op: () => x25519(key, peer) },
     { group: g, id: `${b}.ed25519kp`, name: `Ed25519 key pair from seed — ${b}`, ...on(b, setup), op: () => ed25519KeyPairFromSeed(seed) },
-    { group: g, id: `${b}.sign`, name: `Ed25519 sign 32 B (with the key check) — ${b}`, ...on(b, setup), op: () => ed25519Sign(id.secretKey, msg) },
     {
-      group: g, id: `${b}.verify`, name: `Ed25519 verify 32 B — ${b}`, ...on(b, setup),
+      group: g,
+      id: `${b}.sign`,
+      name: `Ed25519 sign 32 B (with the key check) — ${b}`,
+      ...on(b, setup),
+      op: () => ed25519Sign(id.secretKey, msg),
+    },
+    {
+      group: g,
+      id: `${b}.verify`,
+      name: `Ed25519 verify 32 B — ${b}`,
+      ...on(b, setup),
       op: () => {
         if (!ed25519Verify(sig, msg, id.publicKey)) throw new Error('verify failed');
       },
@@ -67,9 +86,18 @@ function mlkemRows(): Row[] {
   };
   return [
     { group: g, id: 'mlkem768.keypair', name: 'ML-KEM-768 key pair (mlkem768KeyPair) — wasm', op: () => mlkem768KeyPair() },
-    { group: g, id: 'mlkem768.encaps', name: 'ML-KEM-768 encapsulate (mlkem768Encapsulate) — wasm', before, op: () => mlkem768Encapsulate(pair.publicKey) },
     {
-      group: g, id: 'mlkem768.decaps', name: 'ML-KEM-768 decapsulate (mlkem768Decapsulate) — wasm', before,
+      group: g,
+      id: 'mlkem768.encaps',
+      name: 'ML-KEM-768 encapsulate (mlkem768Encapsulate) — wasm',
+      before,
+      op: () => mlkem768Encapsulate(pair.publicKey),
+    },
+    {
+      group: g,
+      id: 'mlkem768.decaps',
+      name: 'ML-KEM-768 decapsulate (mlkem768Decapsulate) — wasm',
+      before,
       op: () => mlkem768Decapsulate(enc.ciphertext, pair.secretKey),
     },
   ];

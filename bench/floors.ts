@@ -46,25 +46,61 @@ function floorsOf(flavour: 'raw' | 'wrapper', ids: Ids, get: (id: string) => num
     if (hmac === undefined || rnd === undefined || seal === undefined || open === undefined) continue;
     const us = 4 * hmac + seal + open + rnd;
     message.set(n, us);
-    out.push(derivedResult(group, `${FLOOR.message(n)}.${flavour}`, `message ${sizeLabel(n)} sent + received — ${flavour} floor`, us,
-      '4 HMAC + seal + open + 12 random B'));
+    out.push(
+      derivedResult(
+        group,
+        `${FLOOR.message(n)}.${flavour}`,
+        `message ${sizeLabel(n)} sent + received — ${flavour} floor`,
+        us,
+        '4 HMAC + seal + open + 12 random B',
+      ),
+    );
   }
   const m64 = message.get(64);
   const step = kp !== undefined && dh !== undefined && hkdf !== undefined ? kp + 2 * dh + 2 * hkdf : undefined;
   if (m64 !== undefined && step !== undefined) {
-    out.push(derivedResult(group, `${FLOOR.roundTrip}.${flavour}`, `ping-pong round trip 64 B — ${flavour} floor`, 2 * (m64 + step),
-      '2 × (message 64 B + X25519 key pair + 2 X25519 + 2 HKDF)'));
+    out.push(
+      derivedResult(
+        group,
+        `${FLOOR.roundTrip}.${flavour}`,
+        `ping-pong round trip 64 B — ${flavour} floor`,
+        2 * (m64 + step),
+        '2 × (message 64 B + X25519 key pair + 2 X25519 + 2 HKDF)',
+      ),
+    );
   }
   if (m64 !== undefined) {
-    out.push(derivedResult(group, `${FLOOR.burst}.${flavour}`, `burst of ${BURST} × 64 B — ${flavour} floor`, BURST * m64, `${BURST} × message 64 B`));
+    out.push(
+      derivedResult(
+        group,
+        `${FLOOR.burst}.${flavour}`,
+        `burst of ${BURST} × 64 B — ${flavour} floor`,
+        BURST * m64,
+        `${BURST} × message 64 B`,
+      ),
+    );
   }
   if (kp !== undefined && dh !== undefined && hkdf !== undefined && verify !== undefined) {
     const x3dh = verify + 2 * kp + 9 * dh + 3 * hkdf;
-    out.push(derivedResult(group, `${FLOOR.x3dh}.${flavour}`, `X3DH both sides — ${flavour} floor`, x3dh,
-      'Ed25519 verify + 2 X25519 key pairs + 9 X25519 + 3 HKDF'));
+    out.push(
+      derivedResult(
+        group,
+        `${FLOOR.x3dh}.${flavour}`,
+        `X3DH both sides — ${flavour} floor`,
+        x3dh,
+        'Ed25519 verify + 2 X25519 key pairs + 9 X25519 + 3 HKDF',
+      ),
+    );
     if (m64 !== undefined && step !== undefined) {
-      out.push(derivedResult(group, `${FLOOR.setup}.${flavour}`, `set-up + first 64 B message — ${flavour} floor`, x3dh + m64 + step,
-        'X3DH + message 64 B + DH step'));
+      out.push(
+        derivedResult(
+          group,
+          `${FLOOR.setup}.${flavour}`,
+          `set-up + first 64 B message — ${flavour} floor`,
+          x3dh + m64 + step,
+          'X3DH + message 64 B + DH step',
+        ),
+      );
     }
   }
   return out;

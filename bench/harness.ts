@@ -140,15 +140,23 @@ export async function runRow(row: Row, opts: Pick<RunOptions, 'timeMs' | 'warmup
     if (row.before) await row.before();
     const batch = await calibrate(row);
     const bench = new Bench({
-      time: opts.timeMs, warmupTime: opts.warmupMs, iterations: opts.minSamples, warmupIterations: 2, throws: true,
+      time: opts.timeMs,
+      warmupTime: opts.warmupMs,
+      iterations: opts.minSamples,
+      warmupIterations: 2,
+      throws: true,
     });
     // One sample = the mean per operation of one batch; the wall time (prepare included) counts
     // against the row's time box.
-    bench.add(row.id, async (): Promise<FnReturnedObject> => {
-      const t0 = now();
-      const timed = await timeBatch(row, batch);
-      return { overriddenDuration: timed / batch, overriddenIterationCost: now() - t0 };
-    }, { async: true });
+    bench.add(
+      row.id,
+      async (): Promise<FnReturnedObject> => {
+        const t0 = now();
+        const timed = await timeBatch(row, batch);
+        return { overriddenDuration: timed / batch, overriddenIterationCost: now() - t0 };
+      },
+      { async: true },
+    );
     await bench.run();
     const task = bench.tasks[0];
     const r = task.result;
@@ -189,15 +197,34 @@ export function bestOf(rounds: readonly Result[]): Result {
 /** A result computed from others (a floor), in microseconds per operation. */
 export function derivedResult(group: string, id: string, name: string, us: number, formula: string): Result {
   return {
-    group, id, name, medianUs: us, madUs: null, minUs: null, p99Us: null, opsPerSec: 1e6 / us, samples: 0, batch: 0,
-    derived: true, formula,
+    group,
+    id,
+    name,
+    medianUs: us,
+    madUs: null,
+    minUs: null,
+    p99Us: null,
+    opsPerSec: 1e6 / us,
+    samples: 0,
+    batch: 0,
+    derived: true,
+    formula,
   };
 }
 
 /** A row that could not even be built (a peer that does not load, say). */
 export function failedResult(group: string, id: string, name: string, error: unknown): Result {
   return {
-    group, id, name, medianUs: NaN, madUs: null, minUs: null, p99Us: null, opsPerSec: NaN, samples: 0, batch: 0,
+    group,
+    id,
+    name,
+    medianUs: NaN,
+    madUs: null,
+    minUs: null,
+    p99Us: null,
+    opsPerSec: NaN,
+    samples: 0,
+    batch: 0,
     error: describe(error),
   };
 }
@@ -241,7 +268,11 @@ export interface FloorPair {
  * and the ratios to the row's floors (raw and wrapper) and, for peers and the naive reference, to
  * the matching row of ours (above 1× means slower than ours).
  */
-export function formatTable(results: readonly Result[], floors: (id: string) => FloorPair, byId: (id: string) => Result | undefined): string {
+export function formatTable(
+  results: readonly Result[],
+  floors: (id: string) => FloorPair,
+  byId: (id: string) => Result | undefined,
+): string {
   const head = ['group', 'benchmark', 'median/op', '±MAD', 'ops/s', 'samples', '×raw floor', '×wrapper floor', '×ours'];
   const lines: string[][] = [];
   for (const r of results) {
@@ -269,7 +300,10 @@ export function formatTable(results: readonly Result[], floors: (id: string) => 
     if (cells[2].startsWith('did not run')) {
       return `${cells[0].padEnd(widths[0])}  ${cells[1].padEnd(widths[1])}  ${cells[2]}`;
     }
-    return cells.map((c, i) => (right.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+    return cells
+      .map((c, i) => (right.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   };
   const out = [fmt(head), widths.map((w) => '-'.repeat(w)).join('  ')];
   let group = '';

@@ -15,9 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { computeFloors, FLOOR } from './floors';
-import {
-  FULL, QUICK, Result, Row, RunOptions, bestOf, failedResult, formatTable, formatUs, progressLine, runRow,
-} from './harness';
+import { FULL, QUICK, Result, Row, RunOptions, bestOf, failedResult, formatTable, formatUs, progressLine, runRow } from './harness';
 import { MemoryReport, formatMemory, memoryReport } from './memory';
 import { MESH_FULL, MESH_QUICK, MeshReport, formatMesh, meshReport } from './mesh';
 import { naiveRows, selfCheck } from './naive';
@@ -59,7 +57,13 @@ function parseArgs(argv: readonly string[]): Options {
       const v = argv[++i];
       if (v === undefined || v.startsWith('--')) throw new Error(`${a} needs a value`);
       if (a === '--json') json = v;
-      else only.push(...v.split(',').map((s) => s.trim()).filter(Boolean));
+      else
+        only.push(
+          ...v
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        );
     } else if (a === '--help' || a === '-h') {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
@@ -102,7 +106,8 @@ async function peerRows(peers: ReadonlySet<Peer>): Promise<{ rows: Row[]; failed
 function machine(): Record<string, string | number> {
   const pkg = (p: string): string => {
     try {
-      return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'node_modules', p, 'package.json'), 'utf8')) as { version: string }).version;
+      return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'node_modules', p, 'package.json'), 'utf8')) as { version: string })
+        .version;
     } catch {
       return 'not installed';
     }
@@ -151,9 +156,12 @@ function goals(byId: Map<string, Result>, all: readonly Result[], memory: Memory
   });
   out.push({
     goal: 'faster than every peer that runs, in every row',
-    value: peerRowsRun.length === 0 ? 'no peer ran'
-      : slower.length === 0 ? `${peerRowsRun.length} peer rows, all slower than ours`
-        : `ours not faster in: ${slower.map((r) => `${r.group} · ${r.name}`).join('; ')}`,
+    value:
+      peerRowsRun.length === 0
+        ? 'no peer ran'
+        : slower.length === 0
+          ? `${peerRowsRun.length} peer rows, all slower than ours`
+          : `ours not faster in: ${slower.map((r) => `${r.group} · ${r.name}`).join('; ')}`,
     met: peerRowsRun.length === 0 ? null : slower.length === 0,
   });
   if (memory) {
@@ -163,7 +171,10 @@ function goals(byId: Map<string, Result>, all: readonly Result[], memory: Memory
     const live = memory.heap.find((h) => h.kind === 'ours');
     out.push({
       goal: 'memory per live session reported',
-      value: live && !('error' in live) ? `${live.heapPerSession + live.externalPerSession} B × ${live.count.toLocaleString('en-US')}` : 'not measured',
+      value:
+        live && !('error' in live)
+          ? `${live.heapPerSession + live.externalPerSession} B × ${live.count.toLocaleString('en-US')}`
+          : 'not measured',
       met: live ? !('error' in live) : null,
     });
   }
@@ -216,11 +227,7 @@ async function main(): Promise<void> {
   results.push(...peers.failed);
 
   const floors = needsFloors ? computeFloors(results) : [];
-  const ordered = [
-    ...results.filter((r) => r.group === 'primitives'),
-    ...floors,
-    ...results.filter((r) => r.group !== 'primitives'),
-  ];
+  const ordered = [...results.filter((r) => r.group === 'primitives'), ...floors, ...results.filter((r) => r.group !== 'primitives')];
   const byId = new Map(ordered.map((r) => [r.id, r]));
 
   let memory: MemoryReport | null = null;
@@ -238,16 +245,27 @@ async function main(): Promise<void> {
   const seconds = (performance.now() - started) / 1000;
 
   const out: string[] = [];
-  out.push(`agentmesh-e2e benchmarks — ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.platform}, X25519/Ed25519 on ${m.backend}` +
-    `${opts.quick ? ' — QUICK RUN (rough figures)' : ''}`);
+  out.push(
+    `agentmesh-e2e benchmarks — ${m.cpu}, ${m.cores} cores, Node ${m.node}, ${m.platform}, X25519/Ed25519 on ${m.backend}` +
+      `${opts.quick ? ' — QUICK RUN (rough figures)' : ''}`,
+  );
   const timedRows = ordered.length > 0 || memory !== null || mesh === null;
-  if (timedRows) out.push(`median per operation; a sample is the mean of a batch of calls (samples column: samples × calls per sample);` +
-    ` ±MAD = median absolute deviation (% of median);` +
-    ` ${run.timeMs} ms per row after ${run.warmupMs} ms warm-up` +
-    `${run.rounds > 1 ? `, best of ${run.rounds} interleaved rounds` : ''}`);
+  if (timedRows)
+    out.push(
+      `median per operation; a sample is the mean of a batch of calls (samples column: samples × calls per sample);` +
+        ` ±MAD = median absolute deviation (% of median);` +
+        ` ${run.timeMs} ms per row after ${run.warmupMs} ms warm-up` +
+        `${run.rounds > 1 ? `, best of ${run.rounds} interleaved rounds` : ''}`,
+    );
   out.push('');
   if (ordered.length > 0) {
-    out.push(formatTable(ordered, (id) => ({ raw: byId.get(`${id}.raw`), wrapper: byId.get(`${id}.wrapper`) }), (id) => byId.get(id)));
+    out.push(
+      formatTable(
+        ordered,
+        (id) => ({ raw: byId.get(`${id}.raw`), wrapper: byId.get(`${id}.wrapper`) }),
+        (id) => byId.get(id),
+      ),
+    );
   }
   if (memory) out.push('', formatMemory(memory));
   if (mesh) out.push(...(timedRows ? [''] : []), formatMesh(mesh, meshSizes));
@@ -260,10 +278,21 @@ async function main(): Promise<void> {
 
   if (opts.json) {
     const doc = {
-      date: new Date().toISOString(), machine: m, quick: opts.quick, run, groups: [...opts.groups], seconds,
-      results: ordered, memory, mesh, goals: goalList,
+      date: new Date().toISOString(),
+      machine: m,
+      quick: opts.quick,
+      run,
+      groups: [...opts.groups],
+      seconds,
+      results: ordered,
+      memory,
+      mesh,
+      goals: goalList,
     };
-    fs.writeFileSync(opts.json, `${JSON.stringify(doc, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
+    fs.writeFileSync(
+      opts.json,
+      `${JSON.stringify(doc, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`,
+    );
     log(`wrote ${opts.json}`);
   }
 }

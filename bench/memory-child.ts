@@ -43,7 +43,9 @@ async function measure(kind: string, count: number, make: (i: number) => unknown
   const after = collect();
   const per = (a: number, b: number): number => Math.round((a - b) / count);
   const figures: HeapFigures = {
-    kind, count, ms: Math.round(ms),
+    kind,
+    count,
+    ms: Math.round(ms),
     heapPerSession: per(after.heapUsed, before.heapUsed),
     externalPerSession: per(after.external, before.external),
     rssPerSession: per(after.rss, before.rss),

@@ -37,7 +37,10 @@ export interface MemoryPeers {
 function ourSizes(): SessionSize[] {
   const out: SessionSize[] = [];
   const did = (): string => `did:mesh:${Buffer.from(randomBytes(16)).toString('hex')}`;
-  for (const [label, ad] of [['no caller AD', new Uint8Array(0)], ['trust-bridge AD (2 DIDs, 75 B)', utf8(`${did()}|${did()}`)]] as const) {
+  for (const [label, ad] of [
+    ['no caller AD', new Uint8Array(0)],
+    ['trust-bridge AD (2 DIDs, 75 B)', utf8(`${did()}|${did()}`)],
+  ] as const) {
     const aliceMgr = newManager();
     const bobMgr = newManager();
     const [otk] = bobMgr.generateOneTimePreKeys(1);
@@ -45,7 +48,12 @@ function ourSizes(): SessionSize[] {
     const bob = SecureChannel.createReceiver(bobMgr, ChannelEstablishment.deserialize(establishment.serialize()), ad);
     bob.receive(alice.send(randomBytes(16)).serialize());
     alice.receive(bob.send(randomBytes(16)).serialize());
-    out.push({ impl: 'ours', initiator: alice.toBytes().length, responder: bob.toBytes().length, note: `idle after a round trip, ${label}` });
+    out.push({
+      impl: 'ours',
+      initiator: alice.toBytes().length,
+      responder: bob.toBytes().length,
+      note: `idle after a round trip, ${label}`,
+    });
   }
   return out;
 }
@@ -53,7 +61,9 @@ function ourSizes(): SessionSize[] {
 function runChild(kind: string, count: number): Promise<HeapResult> {
   const child = path.join(__dirname, 'memory-child.ts');
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--expose-gc', '--import', 'tsx', child, kind, String(count)],
+    execFile(
+      process.execPath,
+      ['--expose-gc', '--import', 'tsx', child, kind, String(count)],
       { cwd: path.join(__dirname, '..'), maxBuffer: 1 << 20, timeout: 120_000 },
       (err, stdout, stderr) => {
         if (err) {
@@ -65,7 +75,8 @@ function runChild(kind: string, count: number): Promise<HeapResult> {
         } catch {
           resolve({ kind, count, error: 'unreadable child output' });
         }
-      });
+      },
+    );
   });
 }
 
@@ -74,10 +85,15 @@ function runChild(kind: string, count: number): Promise<HeapResult> {
  * ours in the full run). `progress` gets one line per measurement.
  */
 export async function memoryReport(
-  counts: { ours: number; established: number; peers: number }, peers: MemoryPeers, progress: (line: string) => void,
+  counts: { ours: number; established: number; peers: number },
+  peers: MemoryPeers,
+  progress: (line: string) => void,
 ): Promise<MemoryReport> {
   const sizes = ourSizes();
-  for (const [impl, load] of [['libsignal-client', peers.libsignal], ['proteus', peers.proteus]] as const) {
+  for (const [impl, load] of [
+    ['libsignal-client', peers.libsignal],
+    ['proteus', peers.proteus],
+  ] as const) {
     if (!load) continue;
     try {
       const s = await load();
@@ -87,20 +103,27 @@ export async function memoryReport(
     }
   }
   sizes.push({
-    impl: '2key-ratchet', initiator: null, responder: null,
+    impl: '2key-ratchet',
+    initiator: null,
+    responder: null,
     note: 'no byte form: toJSON() holds WebCrypto CryptoKey objects, which the application must store itself',
   });
   progress(`memory · saved session sizes: ${sizes.map((s) => `${s.impl} ${s.initiator ?? '—'}/${s.responder ?? '—'} B`).join(', ')}`);
-  const jobs: [string, number][] = [['ours', counts.ours], ['ours-established', counts.established]];
+  const jobs: [string, number][] = [
+    ['ours', counts.ours],
+    ['ours-established', counts.established],
+  ];
   if (peers.proteus) jobs.push(['proteus', counts.peers]);
   if (peers.libsignal) jobs.push(['libsignal', counts.peers]);
   const heap: HeapResult[] = [];
   for (const [kind, count] of jobs) {
     const r = await runChild(kind, count);
     heap.push(r);
-    progress('error' in r
-      ? `memory · ${kind} × ${count}: did not run (${r.error})`
-      : `memory · ${kind} × ${count}: ${r.heapPerSession} B heap + ${r.externalPerSession} B external per session (${r.ms} ms)`);
+    progress(
+      'error' in r
+        ? `memory · ${kind} × ${count}: did not run (${r.error})`
+        : `memory · ${kind} × ${count}: ${r.heapPerSession} B heap + ${r.externalPerSession} B external per session (${r.ms} ms)`,
+    );
   }
   return { sizes, heap };
 }
@@ -129,8 +152,10 @@ export function formatMemory(m: MemoryReport): string {
       continue;
     }
     const total = h.heapPerSession + h.externalPerSession;
-    lines.push(`  ${label}  × ${h.count.toLocaleString('en-US').padStart(7)}: ${String(total).padStart(6)} B` +
-      ` (${h.heapPerSession} B JS heap + ${h.externalPerSession} B external; RSS +${h.rssPerSession} B)`);
+    lines.push(
+      `  ${label}  × ${h.count.toLocaleString('en-US').padStart(7)}: ${String(total).padStart(6)} B` +
+        ` (${h.heapPerSession} B JS heap + ${h.externalPerSession} B external; RSS +${h.rssPerSession} B)`,
+    );
   }
   return lines.join('\n');
 }

@@ -42,7 +42,11 @@ async function main(): Promise<void> {
   const timeoutS = Number(flag(args, '--timeout') ?? 120);
   // Bounded: a lost message must not leave the bench waiting for ever.
   await ready();
-  const server = await startMeshServer({ port: 0, relay: { maxPerInbox: 1e6, maxPerSender: 1e6, messagesPerSecond: 1e6, messageBurst: 1e6 }, registry: { registerBurst: 1000, uploadBurst: 1000, bundleFetchBurst: 1000 } });
+  const server = await startMeshServer({
+    port: 0,
+    relay: { maxPerInbox: 1e6, maxPerSender: 1e6, messagesPerSecond: 1e6, messageBurst: 1e6 },
+    registry: { registerBurst: 1000, uploadBurst: 1000, bundleFetchBurst: 1000 },
+  });
   const dir = mkdtempSync(join(tmpdir(), 'bench-'));
   setTimeout(() => {
     process.stderr.write(`mesh-agent: gave up after ${timeoutS} s\n`);
@@ -50,7 +54,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }, timeoutS * 1000).unref();
   try {
-    const a = AgentIdentity.generate(), b = AgentIdentity.generate();
+    const a = AgentIdentity.generate(),
+      b = AgentIdentity.generate();
     const alice = await MeshAgent.connect({ url: server.url, identity: a, store: join(dir, 'alice.sqlite'), storageKey: randomBytes(32) });
     const opts = { url: server.url, identity: b, groupCommit, store: join(dir, 'bob.sqlite'), storageKey: randomBytes(32) };
     let bob = await MeshAgent.connect(opts);
@@ -64,19 +69,33 @@ async function main(): Promise<void> {
     for (let i = 0; i < N; i++) sends.push(alice.send(b.did, `message ${i} ${'x'.repeat(100)}`));
     await Promise.all(sends);
     const tsend = performance.now() - ts;
-    console.log(`sent ${N} concurrently in ${tsend.toFixed(0)} ms: ${(N / tsend * 1000).toFixed(0)} msg/s (Alice on SQLite FULL, each frame out only after its save)`);
-    let n = 0; let done!: () => void; const all = new Promise<void>((r) => (done = r));
+    console.log(
+      `sent ${N} concurrently in ${tsend.toFixed(0)} ms: ${((N / tsend) * 1000).toFixed(0)} msg/s (Alice on SQLite FULL, each frame out only after its save)`,
+    );
+    let n = 0;
+    let done!: () => void;
+    const all = new Promise<void>((r) => (done = r));
     const t0 = performance.now();
     bob = await MeshAgent.connect(opts);
     const tc = performance.now();
-    bob.on('message', () => { if (++n === N) done(); });
+    bob.on('message', () => {
+      if (++n === N) done();
+    });
     await all;
     const t = performance.now() - tc;
-    console.log(`received ${N} in ${t.toFixed(0)} ms: ${(N / t * 1000).toFixed(0)} msg/s, ${(t * 1000 / N).toFixed(0)} µs/msg (SQLite FULL, groupCommit ${opts.groupCommit}); connect ${(tc - t0).toFixed(0)} ms`);
-    await alice.close(); await bob.close();
+    console.log(
+      `received ${N} in ${t.toFixed(0)} ms: ${((N / t) * 1000).toFixed(0)} msg/s, ${((t * 1000) / N).toFixed(0)} µs/msg (SQLite FULL, groupCommit ${opts.groupCommit}); connect ${(tc - t0).toFixed(0)} ms`,
+    );
+    await alice.close();
+    await bob.close();
     if (args.includes('--json')) {
       const figures: AgentReceiveFigures = {
-        n: N, groupCommit, sentPerSec: (N / tsend) * 1000, receivedPerSec: (N / t) * 1000, receiveMs: t, connectMs: tc - t0,
+        n: N,
+        groupCommit,
+        sentPerSec: (N / tsend) * 1000,
+        receivedPerSec: (N / t) * 1000,
+        receiveMs: t,
+        connectMs: tc - t0,
       };
       console.log(JSON.stringify(figures));
     }

@@ -31,10 +31,16 @@ const args = process.argv.slice(2);
 async function child(): Promise<void> {
   const db = args[args.indexOf('--child') + 1] as string;
   const server = await startMeshServer({
-    port: 0, ...(db === ':memory:' ? {} : db.startsWith('redis://') ? { redis: db, redisPrefix: `bench${Date.now()}` } : { db }),
+    port: 0,
+    ...(db === ':memory:' ? {} : db.startsWith('redis://') ? { redis: db, redisPrefix: `bench${Date.now()}` } : { db }),
     relay: {
-      connectionBurst: 1_000_000, connectionsPerSecond: 1_000_000, messageBurst: 1_000_000, messagesPerSecond: 1_000_000,
-      maxPerInbox: 1_000_000, maxPerSender: 1_000_000, maxConnections: 100_000,
+      connectionBurst: 1_000_000,
+      connectionsPerSecond: 1_000_000,
+      messageBurst: 1_000_000,
+      messagesPerSecond: 1_000_000,
+      maxPerInbox: 1_000_000,
+      maxPerSender: 1_000_000,
+      maxConnections: 100_000,
     },
   });
   process.stdout.write(`listening on ${server.url}\n`);
@@ -47,8 +53,12 @@ async function child(): Promise<void> {
     (globalThis as { gc?: () => void }).gc?.();
     setTimeout(() => {
       const m = process.memoryUsage();
-      process.stderr.write(`[child] heapUsed ${Math.round(m.heapUsed / 1024)} external ${Math.round(m.external / 1024)} arrayBuffers ${Math.round(m.arrayBuffers / 1024)} kB\n`);
-      process.stdout.write(`rss ${Math.round(m.rss / 1024)} heap ${Math.round(m.heapUsed / 1024)} external ${Math.round(m.external / 1024)}\n`);
+      process.stderr.write(
+        `[child] heapUsed ${Math.round(m.heapUsed / 1024)} external ${Math.round(m.external / 1024)} arrayBuffers ${Math.round(m.arrayBuffers / 1024)} kB\n`,
+      );
+      process.stdout.write(
+        `rss ${Math.round(m.rss / 1024)} heap ${Math.round(m.heapUsed / 1024)} external ${Math.round(m.external / 1024)}\n`,
+      );
     }, 300);
   });
 }
@@ -107,7 +117,9 @@ function agent(): FrameSigner {
 
 function startServer(db: string): Promise<{ child: ChildProcess; url: string }> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', __filename, '--child', db], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', __filename, '--child', db], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     let out = '';
     c.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
@@ -283,8 +295,13 @@ async function idleMemory(url: string, c: ChildProcess, n: number): Promise<Idle
   await sleep(500);
   const after = await settledRss(c);
   return {
-    clients: n, perConnKb: (after.rss - before.rss) / n, heapPerConnKb: (after.heap - before.heap) / n,
-    externalPerConnKb: (after.external - before.external) / n, before: before.rss, after: after.rss, socks,
+    clients: n,
+    perConnKb: (after.rss - before.rss) / n,
+    heapPerConnKb: (after.heap - before.heap) / n,
+    externalPerConnKb: (after.external - before.external) / n,
+    before: before.rss,
+    after: after.rss,
+    socks,
   };
 }
 
@@ -313,12 +330,18 @@ async function main(): Promise<void> {
     process.stderr.write(`server pid ${server.child.pid}, ${kind}\n`);
     console.log(`storage: ${kind}`);
     const mem = await idleMemory(server.url, server.child, clients);
-    console.log(`idle connections: ${clients}, server RSS ${mem.before} → ${mem.after} kB: ${mem.perConnKb.toFixed(1)} kB per connection (goal ≤ 20; JS heap ${mem.heapPerConnKb.toFixed(1)} kB, external ${mem.externalPerConnKb.toFixed(1)} kB)`);
+    console.log(
+      `idle connections: ${clients}, server RSS ${mem.before} → ${mem.after} kB: ${mem.perConnKb.toFixed(1)} kB per connection (goal ≤ 20; JS heap ${mem.heapPerConnKb.toFixed(1)} kB, external ${mem.externalPerConnKb.toFixed(1)} kB)`,
+    );
     // The idle connections stay open through the load rows: N connected clients.
     const tp = await throughput(server.url, quick ? 10 : 50, 100, quick ? 2 : 5);
-    console.log(`throughput (${clients} idle clients connected): ${Math.round(tp.rate)} relayed msgs/s persisted until ack (${tp.delivered} delivered+acked; goal ≥ 20,000)`);
+    console.log(
+      `throughput (${clients} idle clients connected): ${Math.round(tp.rate)} relayed msgs/s persisted until ack (${tp.delivered} delivered+acked; goal ≥ 20,000)`,
+    );
     const lat = await latency(server.url, 2000, quick ? 2 : 5, quick ? 1 : 3);
-    console.log(`latency at ${Math.round(lat.sentRate)} msgs/s, least disturbed of ${lat.windows.length} ${lat.seconds} s windows: p50 ${lat.p50.toFixed(2)} ms, p99 ${lat.p99.toFixed(2)} ms, max ${lat.max.toFixed(2)} ms over ${lat.n} frames (goal p99 ≤ 10 ms); p99 per window ${lat.windows.map((w) => w.p99.toFixed(2)).join(' / ')} ms`);
+    console.log(
+      `latency at ${Math.round(lat.sentRate)} msgs/s, least disturbed of ${lat.windows.length} ${lat.seconds} s windows: p50 ${lat.p50.toFixed(2)} ms, p99 ${lat.p99.toFixed(2)} ms, max ${lat.max.toFixed(2)} ms over ${lat.n} frames (goal p99 ≤ 10 ms); p99 per window ${lat.windows.map((w) => w.p99.toFixed(2)).join(' / ')} ms`,
+    );
     for (const s of mem.socks) s.close();
     if (args.includes('--json')) {
       const { socks: _socks, ...memory } = mem;

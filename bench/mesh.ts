@@ -59,7 +59,9 @@ const RATE = 2_000;
 /** Runs one bench script as a child; resolves with its last stdout line parsed as JSON, or an error. */
 function runJson<T>(script: string, args: readonly string[], timeoutS: number): Promise<T | { error: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', path.join(__dirname, script), ...args, '--json', '--timeout', String(timeoutS)],
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', path.join(__dirname, script), ...args, '--json', '--timeout', String(timeoutS)],
       { cwd: path.join(__dirname, '..'), maxBuffer: 4 << 20, timeout: (timeoutS + 15) * 1000, killSignal: 'SIGKILL' },
       (err, stdout, stderr) => {
         const last = stdout.trim().split('\n').pop() ?? '';
@@ -71,9 +73,17 @@ function runJson<T>(script: string, args: readonly string[], timeoutS: number): 
             // falls through
           }
         }
-        const why = stderr.trim().split('\n').filter((l) => !l.startsWith('[child]')).pop() ?? err?.message ?? 'no output';
+        const why =
+          stderr
+            .trim()
+            .split('\n')
+            .filter((l) => !l.startsWith('[child]'))
+            .pop() ??
+          err?.message ??
+          'no output';
         resolve({ error: (err ? why : 'unreadable child output').slice(0, 160) });
-      });
+      },
+    );
   });
 }
 
@@ -105,26 +115,53 @@ function serverRows(label: string, key: string, r: MeshServerFigures | { error: 
     return out;
   }
   const { throughput: t, latency: l, memory: m } = r;
-  const latDetail = `least disturbed of ${l.windows.length} × ${l.seconds} s windows (p99 ${l.windows.map((w) => ms(w.p99)).join(' / ')}), after 1 s not counted;` +
+  const latDetail =
+    `least disturbed of ${l.windows.length} × ${l.seconds} s windows (p99 ${l.windows.map((w) => ms(w.p99)).join(' / ')}), after 1 s not counted;` +
     ` ${int(l.n)} of ${int(l.expected)} frames, 20 pairs, ${int(l.sentRate)}/s; max ${ms(l.max)}`;
   const idleBytes = m.perConnKb * 1024;
   const out: MeshRow[] = [
     {
-      id: `mesh.${key}.relayed`, name: names.t, value: t.rate, unit: 'msgs/s', display: `${int(t.rate)} msgs/s`, goal: goalT,
+      id: `mesh.${key}.relayed`,
+      name: names.t,
+      value: t.rate,
+      unit: 'msgs/s',
+      display: `${int(t.rate)} msgs/s`,
+      goal: goalT,
       met: t.rate >= GOAL_RELAYED,
       detail: `${int(t.delivered)} delivered + acked in ${t.seconds.toFixed(1)} s; ${t.pairs} pairs × ${t.window} in flight, ${int(m.clients)} idle clients connected`,
     },
     {
-      id: `mesh.${key}.p50`, name: names.p50, value: l.p50, unit: 'ms', display: ms(l.p50), goal: '', met: null,
+      id: `mesh.${key}.p50`,
+      name: names.p50,
+      value: l.p50,
+      unit: 'ms',
+      display: ms(l.p50),
+      goal: '',
+      met: null,
       detail: `the window of the p99 row (p50 per window ${l.windows.map((w) => ms(w.p50)).join(' / ')})`,
     },
-    { id: `mesh.${key}.p99`, name: names.p99, value: l.p99, unit: 'ms', display: ms(l.p99), goal: goalL, met: l.p99 <= GOAL_P99_MS, detail: latDetail },
+    {
+      id: `mesh.${key}.p99`,
+      name: names.p99,
+      value: l.p99,
+      unit: 'ms',
+      display: ms(l.p99),
+      goal: goalL,
+      met: l.p99 <= GOAL_P99_MS,
+      detail: latDetail,
+    },
   ];
   if (withIdle) {
     out.push({
-      id: `mesh.${key}.idle`, name: names.m, value: idleBytes, unit: 'B', display: `${(idleBytes / 1000).toFixed(1)} KB`, goal: goalM,
+      id: `mesh.${key}.idle`,
+      name: names.m,
+      value: idleBytes,
+      unit: 'B',
+      display: `${(idleBytes / 1000).toFixed(1)} KB`,
+      goal: goalM,
       met: idleBytes <= GOAL_IDLE_BYTES,
-      detail: `server RSS ${int(m.before)} → ${int(m.after)} KiB with ${int(m.clients)} authenticated idle connections, after a GC;` +
+      detail:
+        `server RSS ${int(m.before)} → ${int(m.after)} KiB with ${int(m.clients)} authenticated idle connections, after a GC;` +
         ` of which JS heap ${(m.heapPerConnKb * 1.024).toFixed(1)} KB, external ${(m.externalPerConnKb * 1.024).toFixed(1)} KB`,
     });
   }
@@ -137,8 +174,15 @@ function agentRow(on: boolean, r: AgentReceiveFigures | { error: string }): Mesh
   const goal = `≥ ${int(GOAL_RECEIVED)} msgs/s`;
   if ('error' in r) return failed(id, name, 'msgs/s', goal, r.error);
   return {
-    id, name, value: r.receivedPerSec, unit: 'msgs/s', display: `${int(r.receivedPerSec)} msgs/s`, goal, met: r.receivedPerSec >= GOAL_RECEIVED,
-    detail: `Bob drains ${int(r.n)} queued in his mailbox in ${int(r.receiveMs)} ms (${int((r.receiveMs * 1000) / r.n)} µs/msg); ` +
+    id,
+    name,
+    value: r.receivedPerSec,
+    unit: 'msgs/s',
+    display: `${int(r.receivedPerSec)} msgs/s`,
+    goal,
+    met: r.receivedPerSec >= GOAL_RECEIVED,
+    detail:
+      `Bob drains ${int(r.n)} queued in his mailbox in ${int(r.receiveMs)} ms (${int((r.receiveMs * 1000) / r.n)} µs/msg); ` +
       `server + Alice in the same process; Alice queued them at ${int(r.sentPerSec)} msgs/s`,
   };
 }
@@ -183,11 +227,17 @@ export async function meshReport(sizes: MeshSizes, redisUrl: string | undefined,
 /** The mesh section of the report: one table, the goals beside the figures. */
 export function formatMesh(m: MeshReport, sizes: MeshSizes): string {
   const head = ['measurement', 'value', 'goal', 'met', 'how'];
-  const cells = m.rows.map((r) => (r.error
-    ? [r.name, '—', r.goal, '', `did not run: ${r.error}`]
-    : [r.name, r.display, r.goal, r.met === null ? '' : r.met ? 'met' : 'NOT', r.detail]));
+  const cells = m.rows.map((r) =>
+    r.error
+      ? [r.name, '—', r.goal, '', `did not run: ${r.error}`]
+      : [r.name, r.display, r.goal, r.met === null ? '' : r.met ? 'met' : 'NOT', r.detail],
+  );
   const widths = head.map((h, c) => Math.max(h.length, ...cells.map((l) => (c === 4 ? 0 : l[c].length))));
-  const fmt = (l: string[]): string => l.map((c, i) => (i === 1 ? c.padStart(widths[i]) : i === 4 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const fmt = (l: string[]): string =>
+    l
+      .map((c, i) => (i === 1 ? c.padStart(widths[i]) : i === 4 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [
     `Mesh (loopback; relay + registry server in a child process, the load in another; ${int(sizes.clients)} idle agents connected` +
       ` through the server rows; ${m.seconds.toFixed(0)} s; 1-min load average ${m.loadBefore.toFixed(2)} → ${m.loadAfter.toFixed(2)})`,

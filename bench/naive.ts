@@ -202,8 +202,11 @@ export function naiveRows(): Row[] {
     const pt = randomBytes(n);
     let p: { alice: NaiveSession; bob: NaiveSession };
     rows.push({
-      group: g, id: `naive.message.${n}`, name: `send + receive ${sizeLabel(n)}, one way (libsodium.js as shipped)`,
-      floor: FLOOR.message(n), versus: OURS.message(n),
+      group: g,
+      id: `naive.message.${n}`,
+      name: `send + receive ${sizeLabel(n)}, one way (libsodium.js as shipped)`,
+      floor: FLOOR.message(n),
+      versus: OURS.message(n),
       before: () => {
         stock.before();
         p = naivePair(ad);
@@ -215,8 +218,11 @@ export function naiveRows(): Row[] {
   const pt = randomBytes(64);
   let pooled: { alice: NaiveSession; bob: NaiveSession };
   rows.push({
-    group: g, id: 'naive.message.64.pooled', name: 'send + receive 64 B, one way (wrapper calls, our random pool)',
-    floor: FLOOR.message(64), versus: OURS.message(64),
+    group: g,
+    id: 'naive.message.64.pooled',
+    name: 'send + receive 64 B, one way (wrapper calls, our random pool)',
+    floor: FLOOR.message(64),
+    versus: OURS.message(64),
     before: () => {
       pooled = naivePair(ad);
     },
@@ -224,8 +230,11 @@ export function naiveRows(): Row[] {
   });
   let pp: { alice: NaiveSession; bob: NaiveSession };
   rows.push({
-    group: g, id: 'naive.roundtrip', name: 'ping-pong round trip 64 B (libsodium.js as shipped)',
-    floor: FLOOR.roundTrip, versus: OURS.roundTrip,
+    group: g,
+    id: 'naive.roundtrip',
+    name: 'ping-pong round trip 64 B (libsodium.js as shipped)',
+    floor: FLOOR.roundTrip,
+    versus: OURS.roundTrip,
     before: () => {
       stock.before();
       pp = naivePair(ad);

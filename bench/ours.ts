@@ -56,16 +56,26 @@ function establishmentRows(): Row[] {
   const pt = randomBytes(64);
   return [
     {
-      group: g, id: OURS.x3dh, name: 'X3DH establishment, both sides (createSender + createReceiver)', floor: FLOOR.x3dh,
-      before, prepare, maxBatch: 512,
+      group: g,
+      id: OURS.x3dh,
+      name: 'X3DH establishment, both sides (createSender + createReceiver)',
+      floor: FLOOR.x3dh,
+      before,
+      prepare,
+      maxBatch: 512,
       op: (i) => {
         const { establishment } = SecureChannel.createSender(alice, bundles[i]);
         return SecureChannel.createReceiver(bob, ChannelEstablishment.deserialize(establishment.serialize()));
       },
     },
     {
-      group: g, id: OURS.setup, name: 'session set-up + first 64 B message, both sides', floor: FLOOR.setup,
-      before, prepare, maxBatch: 512,
+      group: g,
+      id: OURS.setup,
+      name: 'session set-up + first 64 B message, both sides',
+      floor: FLOOR.setup,
+      before,
+      prepare,
+      maxBatch: 512,
       op: (i) => {
         const { channel, establishment } = SecureChannel.createSender(alice, bundles[i]);
         const wire = channel.send(pt).serialize();
@@ -83,7 +93,10 @@ function messageRows(): Row[] {
     const pt = randomBytes(n);
     let pair: { alice: SecureChannel; bob: SecureChannel };
     rows.push({
-      group: g, id: OURS.message(n), name: `SecureChannel send + receive ${sizeLabel(n)}, one way`, floor: FLOOR.message(n),
+      group: g,
+      id: OURS.message(n),
+      name: `SecureChannel send + receive ${sizeLabel(n)}, one way`,
+      floor: FLOOR.message(n),
       before: () => {
         pair = channelPair();
       },
@@ -93,7 +106,10 @@ function messageRows(): Row[] {
   const pt = randomBytes(64);
   let pp: { alice: SecureChannel; bob: SecureChannel };
   rows.push({
-    group: g, id: OURS.roundTrip, name: 'ping-pong round trip 64 B (A→B, B→A; DH step each way)', floor: FLOOR.roundTrip,
+    group: g,
+    id: OURS.roundTrip,
+    name: 'ping-pong round trip 64 B (A→B, B→A; DH step each way)',
+    floor: FLOOR.roundTrip,
     before: () => {
       pp = channelPair();
     },
@@ -105,7 +121,10 @@ function messageRows(): Row[] {
   let oo: { alice: SecureChannel; bob: SecureChannel };
   const burst: Uint8Array[] = new Array<Uint8Array>(BURST);
   rows.push({
-    group: g, id: OURS.burst, name: `out of order: burst of ${BURST} × 64 B received in reverse`, floor: FLOOR.burst,
+    group: g,
+    id: OURS.burst,
+    name: `out of order: burst of ${BURST} × 64 B received in reverse`,
+    floor: FLOOR.burst,
     before: () => {
       oo = channelPair();
     },
@@ -117,7 +136,9 @@ function messageRows(): Row[] {
   });
   let idle: SecureChannel;
   rows.push({
-    group: g, id: OURS.saveRestore, name: 'save + restore an idle session (toBytes + fromBytes)',
+    group: g,
+    id: OURS.saveRestore,
+    name: 'save + restore an idle session (toBytes + fromBytes)',
     before: () => {
       const p = channelPair();
       p.alice.receive(p.bob.send(pt).serialize());

@@ -6,8 +6,19 @@
  * carries (64-byte X3DH AD ‖ 40-byte header).
  */
 import {
-  chacha20Poly1305Decrypt, chacha20Poly1305Encrypt, chainKeyStep, ed25519KeyPair, ed25519Sign, ed25519Verify,
-  fillRandomBytes, hkdfSha256, hmacSha256, randomBytes, utf8, x25519, x25519KeyPair,
+  chacha20Poly1305Decrypt,
+  chacha20Poly1305Encrypt,
+  chainKeyStep,
+  ed25519KeyPair,
+  ed25519Sign,
+  ed25519Verify,
+  fillRandomBytes,
+  hkdfSha256,
+  hmacSha256,
+  randomBytes,
+  utf8,
+  x25519,
+  x25519KeyPair,
 } from '../lib/crypto';
 import { RawSodium, sodium } from '../lib/sodium';
 import { Row } from './harness';
@@ -59,8 +70,21 @@ function regionOf(): Region {
     return here;
   };
   region = {
-    raw, key: take(32), nonce: take(24), ad: take(128), msg: take(16448), ct: take(16448), out: take(16448),
-    state: take(256), sk: take(64), pk: take(32), sig: take(64), dh: take(32), prk: take(32), info: take(32), okm: take(64),
+    raw,
+    key: take(32),
+    nonce: take(24),
+    ad: take(128),
+    msg: take(16448),
+    ct: take(16448),
+    out: take(16448),
+    state: take(256),
+    sk: take(64),
+    pk: take(32),
+    sig: take(64),
+    dh: take(32),
+    prk: take(32),
+    info: take(32),
+    okm: take(64),
   };
   return region;
 }
@@ -127,7 +151,10 @@ function rawRows(): Row[] {
     fillHeap(r, r.dh, x25519KeyPair().publicKey);
   };
   rows.push({
-    group: g, id: RAW.hmac, name: 'HMAC-SHA256 of 1 B — raw', before: setup,
+    group: g,
+    id: RAW.hmac,
+    name: 'HMAC-SHA256 of 1 B — raw',
+    before: setup,
     op: () => {
       r.raw._crypto_auth_hmacsha256_init(r.state, r.key, 32);
       r.raw._crypto_auth_hmacsha256_update(r.state, r.msg, 1, 0);
@@ -136,17 +163,34 @@ function rawRows(): Row[] {
   });
   for (const n of AEAD_SIZES) {
     rows.push({
-      group: g, id: RAW.seal(n), name: `ChaCha20-Poly1305 seal ${sizeLabel(n)} — raw`, before: setup,
+      group: g,
+      id: RAW.seal(n),
+      name: `ChaCha20-Poly1305 seal ${sizeLabel(n)} — raw`,
+      before: setup,
       op: () => r.raw._crypto_aead_chacha20poly1305_ietf_encrypt(r.ct, 0, r.msg, n, 0, r.ad, MESSAGE_AD_BYTES, 0, 0, r.nonce, r.key),
     });
     rows.push({
-      group: g, id: RAW.open(n), name: `ChaCha20-Poly1305 open ${sizeLabel(n)} — raw`,
+      group: g,
+      id: RAW.open(n),
+      name: `ChaCha20-Poly1305 open ${sizeLabel(n)} — raw`,
       before: () => {
         setup();
         r.raw._crypto_aead_chacha20poly1305_ietf_encrypt(r.ct, 0, r.msg, n, 0, r.ad, MESSAGE_AD_BYTES, 0, 0, r.nonce, r.key);
       },
       op: () => {
-        const rc = r.raw._crypto_aead_chacha20poly1305_ietf_decrypt(r.out, 0, 0, r.ct, n + 16, 0, r.ad, MESSAGE_AD_BYTES, 0, r.nonce, r.key);
+        const rc = r.raw._crypto_aead_chacha20poly1305_ietf_decrypt(
+          r.out,
+          0,
+          0,
+          r.ct,
+          n + 16,
+          0,
+          r.ad,
+          MESSAGE_AD_BYTES,
+          0,
+          r.nonce,
+          r.key,
+        );
         if (rc !== 0) throw new Error('raw open failed');
         return rc;
       },
@@ -154,7 +198,9 @@ function rawRows(): Row[] {
   }
   let seedView: Uint8Array;
   rows.push({
-    group: g, id: RAW.x25519KeyPair, name: 'X25519 key pair (32 random B + base mult) — raw',
+    group: g,
+    id: RAW.x25519KeyPair,
+    name: 'X25519 key pair (32 random B + base mult) — raw',
     before: () => {
       setup();
       seedView = r.raw.HEAPU8.subarray(r.prk, r.prk + 32);
@@ -165,21 +211,33 @@ function rawRows(): Row[] {
     },
   });
   rows.push({
-    group: g, id: RAW.x25519, name: 'X25519 DH — raw', before: setup,
+    group: g,
+    id: RAW.x25519,
+    name: 'X25519 DH — raw',
+    before: setup,
     op: () => r.raw._crypto_scalarmult(r.okm, r.key, r.dh),
   });
   rows.push({
-    group: g, id: 'raw.sign', name: 'Ed25519 sign 32 B — raw', before: setup,
+    group: g,
+    id: 'raw.sign',
+    name: 'Ed25519 sign 32 B — raw',
+    before: setup,
     op: () => r.raw._crypto_sign_detached(r.okm, 0, r.key, 32, 0, r.sk),
   });
   rows.push({
-    group: g, id: RAW.verify, name: 'Ed25519 verify 32 B — raw', before: setup,
+    group: g,
+    id: RAW.verify,
+    name: 'Ed25519 verify 32 B — raw',
+    before: setup,
     op: () => {
       if (r.raw._crypto_sign_verify_detached(r.sig, r.key, 32, 0, r.pk) !== 0) throw new Error('raw verify failed');
     },
   });
   rows.push({
-    group: g, id: RAW.hkdf, name: 'HKDF-SHA256 32 B → 64 B — raw', before: setup,
+    group: g,
+    id: RAW.hkdf,
+    name: 'HKDF-SHA256 32 B → 64 B — raw',
+    before: setup,
     op: () => {
       r.raw._crypto_kdf_hkdf_sha256_extract(r.prk, r.key, 32, r.dh, 32);
       return r.raw._crypto_kdf_hkdf_sha256_expand(r.okm, 64, r.info, RATCHET_INFO.length, r.prk);
@@ -187,7 +245,10 @@ function rawRows(): Row[] {
   });
   const nonce = new Uint8Array(12);
   rows.push({
-    group: g, id: RAW.random12, name: 'random 12 B (pooled getRandomValues) — raw', op: () => fillRandomBytes(nonce),
+    group: g,
+    id: RAW.random12,
+    name: 'random 12 B (pooled getRandomValues) — raw',
+    op: () => fillRandomBytes(nonce),
   });
   return rows;
 }
@@ -212,7 +273,10 @@ function oursRows(): Row[] {
   const rows: Row[] = [
     { group: g, id: 'ours.hmac1', name: 'HMAC-SHA256 of 1 B — ours (hmacSha256)', before: setup, op: () => hmacSha256(key, one) },
     {
-      group: g, id: 'ours.kdfck', name: 'KDF_CK step = 2 HMAC (chainKeyStep) — ours', before: setup,
+      group: g,
+      id: 'ours.kdfck',
+      name: 'KDF_CK step = 2 HMAC (chainKeyStep) — ours',
+      before: setup,
       op: () => chainKeyStep(key, mk, key),
     },
   ];
@@ -220,11 +284,16 @@ function oursRows(): Row[] {
     const pt = randomBytes(n);
     let ct: Uint8Array;
     rows.push({
-      group: g, id: `ours.seal.${n}`, name: `ChaCha20-Poly1305 seal ${sizeLabel(n)} — ours`, before: setup,
+      group: g,
+      id: `ours.seal.${n}`,
+      name: `ChaCha20-Poly1305 seal ${sizeLabel(n)} — ours`,
+      before: setup,
       op: () => chacha20Poly1305Encrypt(key, nonce, pt, ad),
     });
     rows.push({
-      group: g, id: `ours.open.${n}`, name: `ChaCha20-Poly1305 open ${sizeLabel(n)} — ours`,
+      group: g,
+      id: `ours.open.${n}`,
+      name: `ChaCha20-Poly1305 open ${sizeLabel(n)} — ours`,
       before: () => {
         setup();
         ct = chacha20Poly1305Encrypt(key, nonce, pt, ad);
@@ -237,12 +306,21 @@ function oursRows(): Row[] {
     { group: g, id: 'ours.x25519', name: 'X25519 DH — ours (x25519)', before: setup, op: () => x25519(key, peer) },
     { group: g, id: 'ours.sign', name: 'Ed25519 sign 32 B — ours', before: setup, op: () => ed25519Sign(id.secretKey, key) },
     {
-      group: g, id: 'ours.verify', name: 'Ed25519 verify 32 B — ours', before: setup,
+      group: g,
+      id: 'ours.verify',
+      name: 'Ed25519 verify 32 B — ours',
+      before: setup,
       op: () => {
         if (!ed25519Verify(sig, key, id.publicKey)) throw new Error('verify failed');
       },
     },
-    { group: g, id: 'ours.hkdf', name: 'HKDF-SHA256 32 B → 64 B — ours (hkdfSha256)', before: setup, op: () => hkdfSha256(peer, key, RATCHET_INFO, 64) },
+    {
+      group: g,
+      id: 'ours.hkdf',
+      name: 'HKDF-SHA256 32 B → 64 B — ours (hkdfSha256)',
+      before: setup,
+      op: () => hkdfSha256(peer, key, RATCHET_INFO, 64),
+    },
     { group: g, id: 'ours.random12', name: 'random 12 B — ours (randomBytes)', op: () => randomBytes(12) },
   );
   return rows;
@@ -266,16 +344,27 @@ function wrapperRows(): Row[] {
     id = w.crypto_sign_keypair();
     sig = w.crypto_sign_detached(key, id.privateKey);
   };
-  rows.push({ group: g, id: WRAP.hmac, name: 'HMAC-SHA256 of 1 B — wrapper', before: setup, op: () => wrapper().crypto_auth_hmacsha256(one, key) });
+  rows.push({
+    group: g,
+    id: WRAP.hmac,
+    name: 'HMAC-SHA256 of 1 B — wrapper',
+    before: setup,
+    op: () => wrapper().crypto_auth_hmacsha256(one, key),
+  });
   for (const n of AEAD_SIZES) {
     const pt = randomBytes(n);
     let ct: Uint8Array;
     rows.push({
-      group: g, id: WRAP.seal(n), name: `ChaCha20-Poly1305 seal ${sizeLabel(n)} — wrapper`, before: setup,
+      group: g,
+      id: WRAP.seal(n),
+      name: `ChaCha20-Poly1305 seal ${sizeLabel(n)} — wrapper`,
+      before: setup,
       op: () => wrapper().crypto_aead_chacha20poly1305_ietf_encrypt(pt, ad, null, nonce, key),
     });
     rows.push({
-      group: g, id: WRAP.open(n), name: `ChaCha20-Poly1305 open ${sizeLabel(n)} — wrapper`,
+      group: g,
+      id: WRAP.open(n),
+      name: `ChaCha20-Poly1305 open ${sizeLabel(n)} — wrapper`,
       before: () => {
         setup();
         ct = wrapper().crypto_aead_chacha20poly1305_ietf_encrypt(pt, ad, null, nonce, key);
@@ -285,19 +374,44 @@ function wrapperRows(): Row[] {
   }
   rows.push(
     { group: g, id: WRAP.x25519KeyPair, name: 'X25519 key pair — wrapper (crypto_box_keypair)', op: () => wrapper().crypto_box_keypair() },
-    { group: g, id: WRAP.x25519, name: 'X25519 DH — wrapper (crypto_scalarmult)', before: setup, op: () => wrapper().crypto_scalarmult(key, peer) },
-    { group: g, id: 'wrapper.sign', name: 'Ed25519 sign 32 B — wrapper', before: setup, op: () => wrapper().crypto_sign_detached(key, id.privateKey) },
     {
-      group: g, id: WRAP.verify, name: 'Ed25519 verify 32 B — wrapper', before: setup,
+      group: g,
+      id: WRAP.x25519,
+      name: 'X25519 DH — wrapper (crypto_scalarmult)',
+      before: setup,
+      op: () => wrapper().crypto_scalarmult(key, peer),
+    },
+    {
+      group: g,
+      id: 'wrapper.sign',
+      name: 'Ed25519 sign 32 B — wrapper',
+      before: setup,
+      op: () => wrapper().crypto_sign_detached(key, id.privateKey),
+    },
+    {
+      group: g,
+      id: WRAP.verify,
+      name: 'Ed25519 verify 32 B — wrapper',
+      before: setup,
       op: () => {
         if (!wrapper().crypto_sign_verify_detached(sig, key, id.publicKey)) throw new Error('verify failed');
       },
     },
-    { group: g, id: WRAP.hkdf, name: 'HKDF-SHA256 32 B → 64 B — wrapper (3 HMAC calls)', before: setup, op: () => wrapperHkdf64(peer, key, RATCHET_INFO) },
+    {
+      group: g,
+      id: WRAP.hkdf,
+      name: 'HKDF-SHA256 32 B → 64 B — wrapper (3 HMAC calls)',
+      before: setup,
+      op: () => wrapperHkdf64(peer, key, RATCHET_INFO),
+    },
     { group: g, id: WRAP.random12, name: 'random 12 B — wrapper randombytes_buf (pooled source)', op: () => wrapper().randombytes_buf(12) },
     {
-      group: g, id: 'wrapper.random12.stock', name: 'random 12 B — wrapper randombytes_buf (libsodium.js as shipped)',
-      before: () => useRandom('stock'), after: () => useRandom('pooled'), op: () => wrapper().randombytes_buf(12),
+      group: g,
+      id: 'wrapper.random12.stock',
+      name: 'random 12 B — wrapper randombytes_buf (libsodium.js as shipped)',
+      before: () => useRandom('stock'),
+      after: () => useRandom('pooled'),
+      op: () => wrapper().randombytes_buf(12),
     },
     { group: g, id: 'platform.random12', name: 'random 12 B — crypto.getRandomValues, one call', op: () => crypto.getRandomValues(nonce) },
   );
@@ -310,14 +424,27 @@ export function primitiveRows(): Row[] {
   const order = (r: Row): string => r.id.replace(/^(raw|ours|wrapper|platform)\./, '');
   const kinds = [...new Set(all.map(order).map((k) => k.replace(/\.(pooled|stock)$/, '')))];
   const rank = (r: Row): number => kinds.indexOf(order(r).replace(/\.(pooled|stock)$/, ''));
-  return all.map((r, i) => ({ r, i })).sort((a, b) => rank(a.r) - rank(b.r) || a.i - b.i).map((x) => x.r);
+  return all
+    .map((r, i) => ({ r, i }))
+    .sort((a, b) => rank(a.r) - rank(b.r) || a.i - b.i)
+    .map((x) => x.r);
 }
 
 /** The raw rows only (what the floors need when `--only` skips the full primitives group). */
 export function floorPrimitiveRows(): Row[] {
   const needed = new Set<string>([
-    RAW.hmac, RAW.random12, RAW.x25519, RAW.x25519KeyPair, RAW.hkdf, RAW.verify,
-    WRAP.hmac, WRAP.random12, WRAP.x25519, WRAP.x25519KeyPair, WRAP.hkdf, WRAP.verify,
+    RAW.hmac,
+    RAW.random12,
+    RAW.x25519,
+    RAW.x25519KeyPair,
+    RAW.hkdf,
+    RAW.verify,
+    WRAP.hmac,
+    WRAP.random12,
+    WRAP.x25519,
+    WRAP.x25519KeyPair,
+    WRAP.hkdf,
+    WRAP.verify,
     ...AEAD_SIZES.flatMap((n) => [RAW.seal(n), RAW.open(n), WRAP.seal(n), WRAP.open(n)]),
   ]);
   return primitiveRows().filter((r) => needed.has(r.id));

@@ -25,7 +25,8 @@ export async function initWrapper(): Promise<Wrapper> {
   await sodiumWrapper.ready;
   if (stockRandom === null) stockRandom = rawModule().getRandomValue;
   const fixed = process.env.AGENTMESH_BACKEND;
-  if (fixed !== undefined && fixed !== '' && fixed !== 'wasm' && fixed !== 'native') throw new Error('AGENTMESH_BACKEND must be wasm or native');
+  if (fixed !== undefined && fixed !== '' && fixed !== 'wasm' && fixed !== 'native')
+    throw new Error('AGENTMESH_BACKEND must be wasm or native');
   await ready(fixed === 'wasm' || fixed === 'native' ? { backend: fixed } : undefined);
   pooledRandom = rawModule().getRandomValue;
   return sodiumWrapper;

@@ -136,8 +136,13 @@ function sealingSecret(v: Record<string, string | boolean | undefined>, io: CliI
 
 function keygen(args: string[], io: CliIo): void {
   const { values: v, positionals } = parse(args, {
-    out: { type: 'string', short: 'o' }, 'passphrase-env': { type: 'string' }, 'passphrase-file': { type: 'string' },
-    'key-file': { type: 'string' }, did: { type: 'string' }, force: { type: 'boolean' }, json: { type: 'boolean' },
+    out: { type: 'string', short: 'o' },
+    'passphrase-env': { type: 'string' },
+    'passphrase-file': { type: 'string' },
+    'key-file': { type: 'string' },
+    did: { type: 'string' },
+    force: { type: 'boolean' },
+    json: { type: 'boolean' },
   });
   if (positionals.length > 0) throw usage(`keygen takes no argument (got ${positionals[0]})`);
   if (typeof v.out !== 'string') throw usage('keygen needs --out FILE');
@@ -158,9 +163,13 @@ function keygen(args: string[], io: CliIo): void {
   }
   const how = file.protection.kdf === 'key-file' ? `key file ${String(v['key-file'])}` : 'passphrase (Argon2id)';
   if (v.json === true) {
-    io.stdout(`${JSON.stringify({ did: file.did, fingerprint: file.fingerprint, publicKey: file.publicKey, file: v.out, sealedWith: file.protection.kdf })}\n`);
+    io.stdout(
+      `${JSON.stringify({ did: file.did, fingerprint: file.fingerprint, publicKey: file.publicKey, file: v.out, sealedWith: file.protection.kdf })}\n`,
+    );
   } else {
-    io.stdout(`did:         ${file.did}\nfingerprint: ${file.fingerprint}\npublic key:  ${file.publicKey}\nsealed to:   ${v.out} (${how})\n`);
+    io.stdout(
+      `did:         ${file.did}\nfingerprint: ${file.fingerprint}\npublic key:  ${file.publicKey}\nsealed to:   ${v.out} (${how})\n`,
+    );
   }
 }
 
@@ -189,7 +198,11 @@ function print(r: Record<string, unknown>, json: boolean, io: CliIo): void {
     return;
   }
   const width = Math.max(...Object.keys(r).map((k) => k.length)) + 1;
-  io.stdout(Object.entries(r).map(([k, val]) => `${`${k}:`.padEnd(width)} ${String(val)}`).join('\n') + '\n');
+  io.stdout(
+    Object.entries(r)
+      .map(([k, val]) => `${`${k}:`.padEnd(width)} ${String(val)}`)
+      .join('\n') + '\n',
+  );
 }
 
 function inspectCommand(args: string[], io: CliIo): void {
@@ -223,16 +236,23 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     }
     await ready();
     switch (command) {
-      case 'keygen': keygen(rest, io); break;
-      case 'fingerprint': fingerprint(rest, io); break;
-      case 'inspect': inspectCommand(rest, io); break;
+      case 'keygen':
+        keygen(rest, io);
+        break;
+      case 'fingerprint':
+        fingerprint(rest, io);
+        break;
+      case 'inspect':
+        inspectCommand(rest, io);
+        break;
       case 'serve': {
         // Loaded only for this command: the server (and ws, better-sqlite3, ioredis) stays off the others' path.
         const { runServe } = await import('./server');
         await runServe(rest);
         break;
       }
-      default: throw usage(`unknown command ${command} (try --help)`);
+      default:
+        throw usage(`unknown command ${command} (try --help)`);
     }
     return ExitCode.OK;
   } catch (e) {

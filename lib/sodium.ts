@@ -32,20 +32,56 @@ export interface RawSodium {
   _crypto_kdf_hkdf_sha256_extract(prk: number, salt: number, saltLen: number, ikm: number, ikmLen: number): number;
   _crypto_kdf_hkdf_sha256_expand(out: number, outLen: number, info: number, infoLen: number, prk: number): number;
   _crypto_aead_chacha20poly1305_ietf_encrypt(
-    c: number, clenP: number, m: number, mLenLo: number, mLenHi: number,
-    ad: number, adLenLo: number, adLenHi: number, nsec: number, npub: number, k: number,
+    c: number,
+    clenP: number,
+    m: number,
+    mLenLo: number,
+    mLenHi: number,
+    ad: number,
+    adLenLo: number,
+    adLenHi: number,
+    nsec: number,
+    npub: number,
+    k: number,
   ): number;
   _crypto_aead_chacha20poly1305_ietf_decrypt(
-    m: number, mlenP: number, nsec: number, c: number, cLenLo: number, cLenHi: number,
-    ad: number, adLenLo: number, adLenHi: number, npub: number, k: number,
+    m: number,
+    mlenP: number,
+    nsec: number,
+    c: number,
+    cLenLo: number,
+    cLenHi: number,
+    ad: number,
+    adLenLo: number,
+    adLenHi: number,
+    npub: number,
+    k: number,
   ): number;
   _crypto_aead_xchacha20poly1305_ietf_encrypt(
-    c: number, clenP: number, m: number, mLenLo: number, mLenHi: number,
-    ad: number, adLenLo: number, adLenHi: number, nsec: number, npub: number, k: number,
+    c: number,
+    clenP: number,
+    m: number,
+    mLenLo: number,
+    mLenHi: number,
+    ad: number,
+    adLenLo: number,
+    adLenHi: number,
+    nsec: number,
+    npub: number,
+    k: number,
   ): number;
   _crypto_aead_xchacha20poly1305_ietf_decrypt(
-    m: number, mlenP: number, nsec: number, c: number, cLenLo: number, cLenHi: number,
-    ad: number, adLenLo: number, adLenHi: number, npub: number, k: number,
+    m: number,
+    mlenP: number,
+    nsec: number,
+    c: number,
+    cLenLo: number,
+    cLenHi: number,
+    ad: number,
+    adLenLo: number,
+    adLenHi: number,
+    npub: number,
+    k: number,
   ): number;
   _crypto_stream_chacha20_ietf(c: number, cLenLo: number, cLenHi: number, n: number, k: number): number;
   _crypto_stream_chacha20_ietf_xor_ic(c: number, m: number, mLenLo: number, mLenHi: number, n: number, ic: number, k: number): number;
@@ -151,7 +187,13 @@ async function loadNative(): Promise<NativeSodium> {
   if (!isNode()) throw new Error('the native backend runs under Node only');
   const ns = (await importOptional(NATIVE_PACKAGE)) as { default?: unknown };
   const mod = (ns.default ?? ns) as Partial<NativeSodium>;
-  for (const f of ['crypto_scalarmult', 'crypto_scalarmult_base', 'crypto_sign_seed_keypair', 'crypto_sign_detached', 'crypto_sign_verify_detached'] as const) {
+  for (const f of [
+    'crypto_scalarmult',
+    'crypto_scalarmult_base',
+    'crypto_sign_seed_keypair',
+    'crypto_sign_detached',
+    'crypto_sign_verify_detached',
+  ] as const) {
     if (typeof mod[f] !== 'function') throw new Error(`${NATIVE_PACKAGE} has no ${f}`);
   }
   nativeModule = mod as NativeSodium;
@@ -163,7 +205,11 @@ function nativeError(cause: unknown): E2EError {
   const hint = isNode()
     ? `install it with \`npm install ${NATIVE_PACKAGE}\` (prebuilt binaries for common platforms), or use backend 'auto' or 'wasm'`
     : `${NATIVE_PACKAGE} runs under Node only: use backend 'auto' or 'wasm' here`;
-  const err = new E2EError('NOT_READY', `backend 'native' was requested but ${NATIVE_PACKAGE} did not load.\nHint: ${hint}.`, 'backend_unavailable');
+  const err = new E2EError(
+    'NOT_READY',
+    `backend 'native' was requested but ${NATIVE_PACKAGE} did not load.\nHint: ${hint}.`,
+    'backend_unavailable',
+  );
   Object.defineProperty(err, 'cause', { value: cause, enumerable: false, writable: true, configurable: true });
   return err;
 }
@@ -216,13 +262,22 @@ export function ready(...args: [options?: ReadyOptions]): Promise<void> {
 function select(choice: BackendChoice | undefined): Promise<void> {
   // Calls with options run one after another, so the last one called decides the backend.
   const prev = current;
-  const run = prev === null ? load(choice ?? 'auto') : prev.then(() => load(choice ?? 'auto'), () => load(choice ?? 'auto'));
-  const p: Promise<void> = run.then(() => {
-    settled = p;
-  }, (e: unknown) => {
-    if (current === p) current = settled;
-    throw e;
-  });
+  const run =
+    prev === null
+      ? load(choice ?? 'auto')
+      : prev.then(
+          () => load(choice ?? 'auto'),
+          () => load(choice ?? 'auto'),
+        );
+  const p: Promise<void> = run.then(
+    () => {
+      settled = p;
+    },
+    (e: unknown) => {
+      if (current === p) current = settled;
+      throw e;
+    },
+  );
   current = p;
   return p;
 }

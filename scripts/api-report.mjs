@@ -33,7 +33,12 @@ for (const [name, entry] of ENTRIES) {
       projectFolder: root,
       mainEntryPointFilePath,
       compiler: { tsconfigFilePath: join(root, 'tsconfig.build.json') },
-      apiReport: { enabled: true, reportFileName: `${name}.api.md`, reportFolder: join(root, 'api'), reportTempFolder: join(root, 'dist/api-temp') },
+      apiReport: {
+        enabled: true,
+        reportFileName: `${name}.api.md`,
+        reportFolder: join(root, 'api'),
+        reportTempFolder: join(root, 'node_modules/.cache/api-extractor'),
+      },
       docModel: { enabled: false },
       dtsRollup: { enabled: false },
       tsdocMetadata: { enabled: false },
@@ -52,10 +57,14 @@ for (const [name, entry] of ENTRIES) {
     configObjectFullPath: join(root, 'api', `${name}.json`),
     packageJsonFullPath: join(root, 'package.json'),
   });
-  const result = Extractor.invoke(config, { localBuild: !check, showVerboseMessages: false, messageCallback: (m) => {
-    // Warnings land in the report file itself; printing them too only adds noise.
-    if (m.category === 'Extractor' || m.category === 'TSDoc') m.handled = true;
-  } });
+  const result = Extractor.invoke(config, {
+    localBuild: !check,
+    showVerboseMessages: false,
+    messageCallback: (m) => {
+      // Warnings land in the report file itself; printing them too only adds noise.
+      if (m.category === 'Extractor' || m.category === 'TSDoc') m.handled = true;
+    },
+  });
   if (check && result.apiReportChanged) {
     console.error(`api: the public surface of ${name} changed; run npm run api and commit api/${name}.api.md`);
     failed = true;

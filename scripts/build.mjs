@@ -52,13 +52,16 @@ for (const file of walk(join(dist, 'esm'))) {
 }
 
 // The ESM form of lib/store/node-require.ts (see its comment); loaded only by the SQLite/Redis entries.
-writeFileSync(join(dist, 'esm', 'store', 'node-require.js'), `import { createRequire } from 'node:module';
+writeFileSync(
+  join(dist, 'esm', 'store', 'node-require.js'),
+  `import { createRequire } from 'node:module';
 const req = createRequire(import.meta.url);
 /** This module's \`require\` (ESM build: from createRequire). */
 export function nodeRequire() {
   return req;
 }
-`);
+`,
+);
 rmSync(join(dist, 'esm', 'store', 'node-require.js.map'), { force: true });
 
 chmodSync(join(dist, 'cjs', 'cli.js'), 0o755);

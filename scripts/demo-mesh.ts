@@ -71,7 +71,11 @@ function waitFor(re: RegExp, ms = 20_000, from = seen.length): Promise<string> {
 
 function run(args: string[], env: Record<string, string>): ChildProcess {
   // `node --import tsx`, not the tsx wrapper (which forks): signals reach the process itself.
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -107,7 +111,9 @@ async function freePort(): Promise<number> {
 function relayView(did: string): string[] {
   const conn = new Database(db, { readonly: true, fileMustExist: true });
   try {
-    return (conn.prepare('SELECT frame FROM relay_inbox WHERE recipient = ? ORDER BY seq').all(did) as { frame: string }[]).map((r) => r.frame);
+    return (conn.prepare('SELECT frame FROM relay_inbox WHERE recipient = ? ORDER BY seq').all(did) as { frame: string }[]).map(
+      (r) => r.frame,
+    );
   } finally {
     conn.close();
   }
@@ -118,7 +124,9 @@ async function main(): Promise<void> {
   say('== agentmesh-e2e mesh demo: a relay, two agents, end to end encrypted ==');
   const seeds = { alice: randomBytes(32), bob: randomBytes(32), mallory: randomBytes(32) };
   const ids = {
-    alice: AgentIdentity.fromSeed(seeds.alice), bob: AgentIdentity.fromSeed(seeds.bob), mallory: AgentIdentity.fromSeed(seeds.mallory),
+    alice: AgentIdentity.fromSeed(seeds.alice),
+    bob: AgentIdentity.fromSeed(seeds.bob),
+    mallory: AgentIdentity.fromSeed(seeds.mallory),
   };
   // The registry both sides trust (in production: your identity registry): Mallory scores 300 of 1000.
   const trust = JSON.stringify([
@@ -132,8 +140,13 @@ async function main(): Promise<void> {
   await waitFor(/^server: listening on /);
 
   const agentEnv = (name: keyof typeof seeds): Record<string, string> => ({
-    MESH_URL: url, MESH_SEED: toHex(seeds[name]), MESH_STORE: join(dir, `${name}.sqlite`), MESH_STORAGE_KEY: toHex(randomBytes(32)),
-    MESH_TRUST: trust, MESH_NAME: name, MESH_PEER: ids.bob.did,
+    MESH_URL: url,
+    MESH_SEED: toHex(seeds[name]),
+    MESH_STORE: join(dir, `${name}.sqlite`),
+    MESH_STORAGE_KEY: toHex(randomBytes(32)),
+    MESH_TRUST: trust,
+    MESH_NAME: name,
+    MESH_PEER: ids.bob.did,
   });
   const bobEnv = agentEnv('bob');
   let bob = run(['scripts/examples/mesh/bob.ts'], bobEnv);
@@ -156,7 +169,13 @@ async function main(): Promise<void> {
   await waitFor(/^alice: sent "transfer approved: invoice 42"/, 20_000, mark);
   const stored = relayView(ids.bob.did);
   const frame = JSON.parse(stored[stored.length - 1] as string) as Record<string, unknown>;
-  const shown = { type: frame.type, from: String(frame.from).slice(0, 17) + '…', to: String(frame.to).slice(0, 17) + '…', header: frame.header, ciphertext: String(frame.ciphertext).slice(0, 32) + '…' };
+  const shown = {
+    type: frame.type,
+    from: String(frame.from).slice(0, 17) + '…',
+    to: String(frame.to).slice(0, 17) + '…',
+    header: frame.header,
+    ciphertext: String(frame.ciphertext).slice(0, 32) + '…',
+  };
   say(`relay's view: ${JSON.stringify(shown)}`);
   say(`relay's view holds the plaintext: ${stored.some((f) => f.includes('invoice 42')) ? 'yes' : 'no'}`);
 

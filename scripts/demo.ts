@@ -5,8 +5,19 @@
  * Exits 0 on success, 1 (with the error code) on any failure.
  */
 import {
-  ready, fromUtf8, toHex, utf8, isE2EError, ChannelEstablishment, SecureChannel, AgentIdentity, EncryptedTrustBridge,
-  InMemoryIdentityRegistry, LocalTrustNetwork, trustLevel, type TrustWireEvent,
+  ready,
+  fromUtf8,
+  toHex,
+  utf8,
+  isE2EError,
+  ChannelEstablishment,
+  SecureChannel,
+  AgentIdentity,
+  EncryptedTrustBridge,
+  InMemoryIdentityRegistry,
+  LocalTrustNetwork,
+  trustLevel,
+  type TrustWireEvent,
 } from 'agentmesh-e2e';
 
 /** Shortens a DID for display. */
@@ -57,9 +68,17 @@ async function main(): Promise<void> {
   const alice = AgentIdentity.generate();
   const bob = AgentIdentity.generate();
   const mallory = AgentIdentity.generate();
-  const names = new Map([[alice.did, 'alice'], [bob.did, 'bob'], [mallory.did, 'mallory']]);
+  const names = new Map([
+    [alice.did, 'alice'],
+    [bob.did, 'bob'],
+    [mallory.did, 'mallory'],
+  ]);
   const registry = new InMemoryIdentityRegistry();
-  const scores = new Map([[alice.did, 850], [bob.did, 920], [mallory.did, 300]]);
+  const scores = new Map([
+    [alice.did, 850],
+    [bob.did, 920],
+    [mallory.did, 300],
+  ]);
   console.log('Registry (the only source of trust scores):');
   for (const id of [alice, bob, mallory]) {
     const score = scores.get(id.did) as number;
@@ -93,11 +112,15 @@ async function main(): Promise<void> {
   };
   const pending: Promise<void>[] = [];
   relay.deliver((from, to, bytes) => {
-    pending.push(bridgeOf(bob).acceptSecureChannel(from, ChannelEstablishment.deserialize(bytes)).then((ch) => {
-      channels.set(to, ch);
-      const s = bridgeOf(bob).getSession(from)!;
-      console.log(`  bob: accepted ${names.get(from)} (verified by bob's own challenge), score ${s.trustScore} (${s.trustLevel})`);
-    }));
+    pending.push(
+      bridgeOf(bob)
+        .acceptSecureChannel(from, ChannelEstablishment.deserialize(bytes))
+        .then((ch) => {
+          channels.set(to, ch);
+          const s = bridgeOf(bob).getSession(from)!;
+          console.log(`  bob: accepted ${names.get(from)} (verified by bob's own challenge), score ${s.trustScore} (${s.trustLevel})`);
+        }),
+    );
   });
   await Promise.all(pending);
   const bobChannel = channels.get(bob.did) as SecureChannel;
@@ -116,7 +139,10 @@ async function main(): Promise<void> {
   relay.deliver(receive);
 
   console.log('\n5. Mallory (score 300) is refused in both directions, before any key exchange.');
-  for (const [from, to] of [[alice, mallory], [mallory, bob]] as const) {
+  for (const [from, to] of [
+    [alice, mallory],
+    [mallory, bob],
+  ] as const) {
     try {
       await bridgeOf(from).openSecureChannel(to.did, await bridgeOf(to).publishPrekeyBundle());
       throw new Error(`${names.get(from.did)} → ${names.get(to.did)} should have been refused`);

@@ -5,7 +5,15 @@
  * restored states.
  */
 import {
-  canonicalX25519PublicKey, ed25519KeyPair, fromHex, randomBytes, toHex, utf8, writeU32BE, x25519, x25519KeyPair,
+  canonicalX25519PublicKey,
+  ed25519KeyPair,
+  fromHex,
+  randomBytes,
+  toHex,
+  utf8,
+  writeU32BE,
+  x25519,
+  x25519KeyPair,
 } from '../lib/crypto';
 import { sealMessage } from '../lib/crypto/message-aead';
 import { X3DHKeyManager } from '../lib/x3dh';
@@ -51,7 +59,8 @@ describe('X3DH respond / createReceiver', () => {
     const forged = new ChannelEstablishment({
       initiatorIdentityKey: field === 'ik' ? mutate(e.initiatorIdentityKey) : e.initiatorIdentityKey,
       ephemeralPublicKey: field === 'ek' ? mutate(e.ephemeralPublicKey) : e.ephemeralPublicKey,
-      usedOneTimeKeyId: e.usedOneTimeKeyId, signedPreKeyId: e.signedPreKeyId,
+      usedOneTimeKeyId: e.usedOneTimeKeyId,
+      signedPreKeyId: e.signedPreKeyId,
     });
     expectE2EError(() => SecureChannel.createReceiver(bob, forged), 'INVALID_KEY');
     expect(bob.oneTimePreKeyIds).toEqual([otk.keyId]);

@@ -8,18 +8,39 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { CliIo, ExitCode, HELP, main, openIdentity, parseIdentityFile } from '../lib/cli';
 import {
-  AgentIdentity, ChannelEstablishment, SecureChannel, X3DHKeyManager, bundleToJSON, ed25519KeyPair, ready, toBase64,
-  toHex, utf8,
+  AgentIdentity,
+  ChannelEstablishment,
+  SecureChannel,
+  X3DHKeyManager,
+  bundleToJSON,
+  ed25519KeyPair,
+  ready,
+  toBase64,
+  toHex,
+  utf8,
 } from '../lib';
 import { ensureBuilt } from './reach/helpers';
 import { expectE2EError } from './helpers/expect-error';
 
-interface Result { code: number; out: string; err: string }
+interface Result {
+  code: number;
+  out: string;
+  err: string;
+}
 
 async function cli(args: string[], env: Record<string, string> = {}, stdin = ''): Promise<Result> {
   let out = '';
   let err = '';
-  const io: CliIo = { stdout: (t) => { out += t; }, stderr: (t) => { err += t; }, env, stdin: () => stdin };
+  const io: CliIo = {
+    stdout: (t) => {
+      out += t;
+    },
+    stderr: (t) => {
+      err += t;
+    },
+    env,
+    stdin: () => stdin,
+  };
   const code = await main(args, io);
   return { code, out, err };
 }
@@ -79,7 +100,9 @@ describe('agentmesh-e2e keygen', () => {
     const text = readFileSync(out, 'utf8');
     const file = parseIdentityFile(text);
     expect(statSync(out).mode & 0o777).toBe(0o600);
-    expect(r.out).toBe(`did:         ${file.did}\nfingerprint: ${file.fingerprint}\npublic key:  ${file.publicKey}\nsealed to:   ${out} (passphrase (Argon2id))\n`);
+    expect(r.out).toBe(
+      `did:         ${file.did}\nfingerprint: ${file.fingerprint}\npublic key:  ${file.publicKey}\nsealed to:   ${out} (passphrase (Argon2id))\n`,
+    );
     expect(file.protection).toMatchObject({ kdf: 'argon2id13' });
 
     const identity = openIdentity(file, { passphrase: 'correct horse battery staple' });
@@ -180,9 +203,12 @@ describe('agentmesh-e2e inspect', () => {
       const r = await cli(['inspect', input]);
       expect(r.code).toBe(0);
       expect(JSON.parse(r.out)).toEqual({
-        kind: 'envelope', bytes: wire.length,
+        kind: 'envelope',
+        bytes: wire.length,
         header: { ratchetKey: toHex(m.header.dhPublicKey), previousChainLength: 0, messageNumber: 0 },
-        nonce: toHex(m.ciphertext.subarray(0, 12)), plaintextBytes: 12, tag: toHex(m.ciphertext.subarray(-16)),
+        nonce: toHex(m.ciphertext.subarray(0, 12)),
+        plaintextBytes: 12,
+        tag: toHex(m.ciphertext.subarray(-16)),
       });
     }
   });
@@ -190,8 +216,11 @@ describe('agentmesh-e2e inspect', () => {
   test('an establishment, binary or JSON, from stdin or @FILE', async () => {
     const { establishment, otkId, bundle } = session();
     const expected = {
-      kind: 'establishment', initiatorIdentityKey: toBase64(establishment.initiatorIdentityKey),
-      ephemeralPublicKey: toBase64(establishment.ephemeralPublicKey), usedOneTimeKeyId: otkId, signedPreKeyId: bundle.signedPreKeyId,
+      kind: 'establishment',
+      initiatorIdentityKey: toBase64(establishment.initiatorIdentityKey),
+      ephemeralPublicKey: toBase64(establishment.ephemeralPublicKey),
+      usedOneTimeKeyId: otkId,
+      signedPreKeyId: bundle.signedPreKeyId,
     };
     const bin = toHex(ChannelEstablishment.from(establishment).serialize());
     expect(JSON.parse((await cli(['inspect', bin, '--as', 'establishment'])).out)).toEqual(expected);
@@ -207,11 +236,16 @@ describe('agentmesh-e2e inspect', () => {
     const json = bundleToJSON(bundle);
     const r = JSON.parse((await cli(['inspect', JSON.stringify(json)])).out) as Record<string, unknown>;
     expect(r).toMatchObject({
-      kind: 'bundle', identityKeyMatches: true, identityKeyEd: toBase64(bundle.identityKeyEd),
+      kind: 'bundle',
+      identityKeyMatches: true,
+      identityKeyEd: toBase64(bundle.identityKeyEd),
       signedPreKey: { keyId: bundle.signedPreKeyId, publicKey: toBase64(bundle.signedPreKey), signatureValid: true },
       oneTimePreKey: { keyId: bundle.oneTimePreKeyId, publicKey: toBase64(bundle.oneTimePreKey!) },
     });
-    const forged = { ...json, signed_pre_key: { ...json.signed_pre_key, signature: json.signed_pre_key.signature.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) } };
+    const forged = {
+      ...json,
+      signed_pre_key: { ...json.signed_pre_key, signature: json.signed_pre_key.signature.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) },
+    };
     const f = JSON.parse((await cli(['inspect', JSON.stringify(forged)])).out) as { signedPreKey: { signatureValid: boolean } };
     expect(f.signedPreKey.signatureValid).toBe(false);
   });

@@ -4,9 +4,23 @@ import { E2EError, ErrorCode, isE2EError } from '../lib/errors';
 describe('ErrorCode', () => {
   test('is exactly the documented set of stable codes, each value equal to its name', () => {
     expect(Object.keys(ErrorCode)).toEqual([
-      'NOT_READY', 'INVALID_KEY', 'INVALID_ARGUMENT', 'BAD_SIGNATURE', 'IDENTITY_MISMATCH', 'OTK_NOT_FOUND',
-      'SPK_NOT_FOUND', 'DECRYPT_FAILED', 'DUPLICATE_MESSAGE', 'TOO_MANY_SKIPPED', 'MALFORMED_MESSAGE',
-      'MESSAGE_TOO_LARGE', 'COUNTER_EXHAUSTED', 'INVALID_STATE', 'CHANNEL_CLOSED', 'TRUST_REJECTED', 'STALE_STATE',
+      'NOT_READY',
+      'INVALID_KEY',
+      'INVALID_ARGUMENT',
+      'BAD_SIGNATURE',
+      'IDENTITY_MISMATCH',
+      'OTK_NOT_FOUND',
+      'SPK_NOT_FOUND',
+      'DECRYPT_FAILED',
+      'DUPLICATE_MESSAGE',
+      'TOO_MANY_SKIPPED',
+      'MALFORMED_MESSAGE',
+      'MESSAGE_TOO_LARGE',
+      'COUNTER_EXHAUSTED',
+      'INVALID_STATE',
+      'CHANNEL_CLOSED',
+      'TRUST_REJECTED',
+      'STALE_STATE',
       'STORE_ERROR',
     ]);
     for (const [name, value] of Object.entries(ErrorCode)) expect(value).toBe(name);

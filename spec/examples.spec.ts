@@ -10,18 +10,29 @@ import * as ts from 'typescript';
 
 const root = join(__dirname, '..');
 const dir = join(root, 'scripts', 'examples');
-const examples = readdirSync(dir).filter((f) => f.endsWith('.ts')).sort();
+const examples = readdirSync(dir)
+  .filter((f) => f.endsWith('.ts'))
+  .sort();
 /** The two-file mesh example (one agent per file): type-checked here, run by spec/mesh/demo-mesh.spec.ts (the demo runs both). */
-const meshExamples = readdirSync(join(dir, 'mesh')).filter((f) => f.endsWith('.ts')).sort().map((f) => join('mesh', f));
+const meshExamples = readdirSync(join(dir, 'mesh'))
+  .filter((f) => f.endsWith('.ts'))
+  .sort()
+  .map((f) => join('mesh', f));
 
 const expected: Record<string, RegExp[]> = {
-  'json-wire.ts': [/^bundle: \{"identity_key":"[\w-]{43}","identity_key_ed":"[\w-]{43}","signed_pre_key":\{"key_id":0,/m,
-    /^establishment: \{"ik":"[\w+/=]{44}","ek":"[\w+/=]{44}","otk":0,"spk":0\}$/m, /^message: \{"header":\{"dh":/m,
-    /^bob read: hello over JSON$/m],
+  'json-wire.ts': [
+    /^bundle: \{"identity_key":"[\w-]{43}","identity_key_ed":"[\w-]{43}","signed_pre_key":\{"key_id":0,/m,
+    /^establishment: \{"ik":"[\w+/=]{44}","ek":"[\w+/=]{44}","otk":0,"spk":0\}$/m,
+    /^message: \{"header":\{"dh":/m,
+    /^bob read: hello over JSON$/m,
+  ],
   'secure-channel.ts': [/^bob read: hello bob$/m, /^alice read: hello alice$/m, /^envelope of 11 plaintext bytes: 83 bytes on the wire$/m],
   'sqlite-restart.ts': [/^bob published 100 one-time pre-keys$/m, /^bob read: before the restart$/m, /^alice read: after the restart$/m],
-  'trust-transport.ts': [/^bob read: over my own transport$/m, /^mallory → bob: TRUST_REJECTED \(peer_refused\)$/m,
-    /^alice → bob \(gone\): TRUST_REJECTED \(transport_failed\)$/m],
+  'trust-transport.ts': [
+    /^bob read: over my own transport$/m,
+    /^mallory → bob: TRUST_REJECTED \(peer_refused\)$/m,
+    /^alice → bob \(gone\): TRUST_REJECTED \(transport_failed\)$/m,
+  ],
 };
 
 describe('scripts/examples', () => {
@@ -37,23 +48,35 @@ describe('scripts/examples', () => {
 
   test('they type-check under strict and exactOptionalPropertyTypes', () => {
     const options: ts.CompilerOptions = {
-      strict: true, exactOptionalPropertyTypes: true, noEmit: true, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS,
-      moduleResolution: ts.ModuleResolutionKind.Node10, types: ['node'], esModuleInterop: true, skipLibCheck: true,
-      lib: ['lib.es2022.d.ts'], baseUrl: root, paths: { 'agentmesh-e2e': ['./lib/index.ts'], 'agentmesh-e2e/*': ['./lib/*'] },
+      strict: true,
+      exactOptionalPropertyTypes: true,
+      noEmit: true,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.CommonJS,
+      moduleResolution: ts.ModuleResolutionKind.Node10,
+      types: ['node'],
+      esModuleInterop: true,
+      skipLibCheck: true,
+      lib: ['lib.es2022.d.ts'],
+      baseUrl: root,
+      paths: { 'agentmesh-e2e': ['./lib/index.ts'], 'agentmesh-e2e/*': ['./lib/*'] },
     };
     const files = [...examples, ...meshExamples].map((f) => join(dir, f));
     const program = ts.createProgram(files, options);
     const diags = files.flatMap((f) => {
       const sf = program.getSourceFile(f)!;
-      return [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)]
-        .map((d) => `${f}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`);
+      return [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)].map(
+        (d) => `${f}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`,
+      );
     });
     expect(diags).toEqual([]);
   });
 
   test.each(examples)('%s runs: exit 0, no error output, the expected lines', (f) => {
     const r = spawnSync(process.execPath, [require.resolve('tsx/cli'), join('scripts', 'examples', f)], {
-      cwd: root, encoding: 'utf8', timeout: 60_000,
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 60_000,
     });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);

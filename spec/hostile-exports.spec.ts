@@ -44,27 +44,131 @@ const boom = (): never => {
   throw new TypeError('hostile getter');
 };
 /** A Proxy whose every trap throws (get, has, ownKeys, getPrototypeOf, …). */
-const throwingProxy = (): object => new Proxy({}, {
-  get: boom, has: boom, ownKeys: boom, getOwnPropertyDescriptor: boom, getPrototypeOf: boom, set: boom, apply: boom,
-  defineProperty: boom, deleteProperty: boom, isExtensible: boom, preventExtensions: boom, setPrototypeOf: boom,
-});
+const throwingProxy = (): object =>
+  new Proxy(
+    {},
+    {
+      get: boom,
+      has: boom,
+      ownKeys: boom,
+      getOwnPropertyDescriptor: boom,
+      getPrototypeOf: boom,
+      set: boom,
+      apply: boom,
+      defineProperty: boom,
+      deleteProperty: boom,
+      isExtensible: boom,
+      preventExtensions: boom,
+      setPrototypeOf: boom,
+    },
+  );
 /** Names the library reads off its object arguments: a throwing getter for each. */
 const FIELD_NAMES = [
-  'otkId', 'maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'sharedSecret', 'remoteDhPublic', 'dhKeyPair',
-  'privateKey', 'publicKey', 'secretKey', 'dhPublicKey', 'previousChainLength', 'messageNumber', 'messageKey', 'storedAt',
-  'header', 'ciphertext', 'dh', 'pn', 'n', 'ik', 'ek', 'otk', 'spk', 'initiatorIdentityKey', 'ephemeralPublicKey',
-  'usedOneTimeKeyId', 'signedPreKeyId', 'peerIdentityKey', 'identityKey', 'identityKeyEd', 'signedPreKey',
-  'signedPreKeySignature', 'oneTimePreKey', 'oneTimePreKeyId', 'version', 'identitySecretKey', 'signedPreKeys',
-  'oneTimePreKeys', 'keyId', 'signature', 'createdAt', 'currentSignedPreKeyId', 'nextSignedPreKeyId',
-  'nextOneTimePreKeyId', 'identity_key', 'identity_key_ed', 'signed_pre_key', 'one_time_pre_key', 'key_id', 'public_key',
-  'dh_self_private', 'dh_self_public', 'dh_remote_public', 'root_key', 'chain_key_send', 'chain_key_recv',
-  'send_message_number', 'recv_message_number', 'previous_send_chain_length', 'skipped_keys', 'client', 'namespace',
-  'agentDid', 'keyManager', 'identity', 'minTrustScore', 'transport', 'registry', 'preKeyStore', 'store', 'did',
-  'challenge', 'nonce', 'then', 'length', 'includeLimits', 'previousKeys', 'synchronous', 'busyTimeoutMs',
-  'heldOneTimePreKey', 'counterTo', 'responseNonce', 'challengeId', 'peerDid', 'kind', 'openerDid', 'answererDid',
-  'requiredTrustScore', 'requiredCapabilities', 'requireFreshness', 'observe', 'update', 'manager', 'capabilities',
-  'status', 'trustScore', 'challenge_id', 'response_nonce', 'agent_did', 'freshness_nonce', 'timestamp',
-  'expires_in_seconds', 'get',
+  'otkId',
+  'maxSkip',
+  'maxSkippedKeys',
+  'skippedKeyMaxAgeMs',
+  'now',
+  'sharedSecret',
+  'remoteDhPublic',
+  'dhKeyPair',
+  'privateKey',
+  'publicKey',
+  'secretKey',
+  'dhPublicKey',
+  'previousChainLength',
+  'messageNumber',
+  'messageKey',
+  'storedAt',
+  'header',
+  'ciphertext',
+  'dh',
+  'pn',
+  'n',
+  'ik',
+  'ek',
+  'otk',
+  'spk',
+  'initiatorIdentityKey',
+  'ephemeralPublicKey',
+  'usedOneTimeKeyId',
+  'signedPreKeyId',
+  'peerIdentityKey',
+  'identityKey',
+  'identityKeyEd',
+  'signedPreKey',
+  'signedPreKeySignature',
+  'oneTimePreKey',
+  'oneTimePreKeyId',
+  'version',
+  'identitySecretKey',
+  'signedPreKeys',
+  'oneTimePreKeys',
+  'keyId',
+  'signature',
+  'createdAt',
+  'currentSignedPreKeyId',
+  'nextSignedPreKeyId',
+  'nextOneTimePreKeyId',
+  'identity_key',
+  'identity_key_ed',
+  'signed_pre_key',
+  'one_time_pre_key',
+  'key_id',
+  'public_key',
+  'dh_self_private',
+  'dh_self_public',
+  'dh_remote_public',
+  'root_key',
+  'chain_key_send',
+  'chain_key_recv',
+  'send_message_number',
+  'recv_message_number',
+  'previous_send_chain_length',
+  'skipped_keys',
+  'client',
+  'namespace',
+  'agentDid',
+  'keyManager',
+  'identity',
+  'minTrustScore',
+  'transport',
+  'registry',
+  'preKeyStore',
+  'store',
+  'did',
+  'challenge',
+  'nonce',
+  'then',
+  'length',
+  'includeLimits',
+  'previousKeys',
+  'synchronous',
+  'busyTimeoutMs',
+  'heldOneTimePreKey',
+  'counterTo',
+  'responseNonce',
+  'challengeId',
+  'peerDid',
+  'kind',
+  'openerDid',
+  'answererDid',
+  'requiredTrustScore',
+  'requiredCapabilities',
+  'requireFreshness',
+  'observe',
+  'update',
+  'manager',
+  'capabilities',
+  'status',
+  'trustScore',
+  'challenge_id',
+  'response_nonce',
+  'agent_did',
+  'freshness_nonce',
+  'timestamp',
+  'expires_in_seconds',
+  'get',
 ] as const;
 const throwingGetters = (): object => {
   const o = {};
@@ -77,8 +181,18 @@ const hugeHex = 'ab'.repeat(1 << 19);
 
 /** Valid-looking values, so that checks after the first argument are reached too. */
 interface Valid {
-  key32: Uint8Array; sk64: Uint8Array; sig64: Uint8Array; bundle: unknown; bundleJSON: unknown; establishment: unknown;
-  message: unknown; envelope: Uint8Array; manager: unknown; did: string; state: unknown; dict: unknown;
+  key32: Uint8Array;
+  sk64: Uint8Array;
+  sig64: Uint8Array;
+  bundle: unknown;
+  bundleJSON: unknown;
+  establishment: unknown;
+  message: unknown;
+  envelope: Uint8Array;
+  manager: unknown;
+  did: string;
+  state: unknown;
+  dict: unknown;
 }
 let valid: Valid;
 
@@ -87,31 +201,73 @@ let valid: Valid;
  * what it generates (and would itself trip over a throwing Proxy).
  */
 const MADE = [
-  'detached0', 'detached32', 'throwingProxy', 'throwingGetters', 'fakeBytes', 'u8Proxy', 'buffer32', 'view32',
-  'float64', 'arrayBuffer', 'dataView', 'bigint', 'symbol', 'throwingFn', 'date', 'map',
-  'key32', 'sk64', 'sig64', 'bundle', 'bundleJSON', 'establishment', 'message', 'envelope', 'manager', 'did', 'state', 'dict',
+  'detached0',
+  'detached32',
+  'throwingProxy',
+  'throwingGetters',
+  'fakeBytes',
+  'u8Proxy',
+  'buffer32',
+  'view32',
+  'float64',
+  'arrayBuffer',
+  'dataView',
+  'bigint',
+  'symbol',
+  'throwingFn',
+  'date',
+  'map',
+  'key32',
+  'sk64',
+  'sig64',
+  'bundle',
+  'bundleJSON',
+  'establishment',
+  'message',
+  'envelope',
+  'manager',
+  'did',
+  'state',
+  'dict',
 ] as const;
 type Token = { readonly made: (typeof MADE)[number] };
 
 function make(t: Token): unknown {
   switch (t.made) {
-    case 'detached0': return detached(0);
-    case 'detached32': return detached(32);
-    case 'throwingProxy': return throwingProxy();
-    case 'throwingGetters': return throwingGetters();
-    case 'fakeBytes': return fakeBytes();
-    case 'u8Proxy': return new Proxy(new Uint8Array(32), {});
-    case 'buffer32': return Buffer.alloc(32, 9);
-    case 'view32': return new Uint8Array(new ArrayBuffer(64), 16, 32);
-    case 'float64': return new Float64Array(4);
-    case 'arrayBuffer': return new ArrayBuffer(32);
-    case 'dataView': return new DataView(new ArrayBuffer(32));
-    case 'bigint': return 1n;
-    case 'symbol': return Symbol('hostile');
-    case 'throwingFn': return boom;
-    case 'date': return new Date(NaN);
-    case 'map': return new Map([[1, 2]]);
-    default: return valid[t.made];
+    case 'detached0':
+      return detached(0);
+    case 'detached32':
+      return detached(32);
+    case 'throwingProxy':
+      return throwingProxy();
+    case 'throwingGetters':
+      return throwingGetters();
+    case 'fakeBytes':
+      return fakeBytes();
+    case 'u8Proxy':
+      return new Proxy(new Uint8Array(32), {});
+    case 'buffer32':
+      return Buffer.alloc(32, 9);
+    case 'view32':
+      return new Uint8Array(new ArrayBuffer(64), 16, 32);
+    case 'float64':
+      return new Float64Array(4);
+    case 'arrayBuffer':
+      return new ArrayBuffer(32);
+    case 'dataView':
+      return new DataView(new ArrayBuffer(32));
+    case 'bigint':
+      return 1n;
+    case 'symbol':
+      return Symbol('hostile');
+    case 'throwingFn':
+      return boom;
+    case 'date':
+      return new Date(NaN);
+    case 'map':
+      return new Map([[1, 2]]);
+    default:
+      return valid[t.made];
   }
 }
 
@@ -128,9 +284,39 @@ function materialize(v: unknown): unknown {
 }
 
 const CONSTANTS: readonly unknown[] = [
-  null, undefined, 0, -0, -1, 1, 1.5, NaN, Infinity, -Infinity, 2 ** 31, 2 ** 32, 2 ** 32 - 1, 2 ** 53, Number.MAX_VALUE,
-  true, false, '', 'x', '\uD800', 'a\uDC00b', hugeString, hugeHex, '{}', '[]', 'null', '{"header":1}', 'did:mesh:x', ':memory:',
-  [], [1, 2, 3], [null], {},
+  null,
+  undefined,
+  0,
+  -0,
+  -1,
+  1,
+  1.5,
+  NaN,
+  Infinity,
+  -Infinity,
+  2 ** 31,
+  2 ** 32,
+  2 ** 32 - 1,
+  2 ** 53,
+  Number.MAX_VALUE,
+  true,
+  false,
+  '',
+  'x',
+  '\uD800',
+  'a\uDC00b',
+  hugeString,
+  hugeHex,
+  '{}',
+  '[]',
+  'null',
+  '{"header":1}',
+  'did:mesh:x',
+  ':memory:',
+  [],
+  [1, 2, 3],
+  [null],
+  {},
 ];
 /** What the sweep puts alone in each argument position. */
 const SWEEP: readonly unknown[] = [...MADE.map((k): Token => ({ made: k })), ...CONSTANTS];
@@ -144,7 +330,11 @@ function hostileValue(): fc.Arbitrary<unknown> {
   );
   const leaf = fc.oneof({ weight: 3, arbitrary: made }, constants, bytes, fc.string({ maxLength: 20 }), fc.integer(), fc.double());
   const shaped = fc.dictionary(fc.constantFrom(...FIELD_NAMES), leaf, { maxKeys: 6 });
-  return fc.oneof({ weight: 4, arbitrary: leaf }, { weight: 2, arbitrary: shaped }, { weight: 1, arbitrary: fc.array(leaf, { maxLength: 4 }) });
+  return fc.oneof(
+    { weight: 4, arbitrary: leaf },
+    { weight: 2, arbitrary: shaped },
+    { weight: 1, arbitrary: fc.array(leaf, { maxLength: 4 }) },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -177,7 +367,13 @@ async function judge(call: () => unknown): Promise<Outcome> {
       timer = setTimeout(() => r('timeout'), TIME_BOUND_MS);
     });
     try {
-      const r = await Promise.race([result.then(() => 'ok' as const, (e: unknown) => e), timeout]);
+      const r = await Promise.race([
+        result.then(
+          () => 'ok' as const,
+          (e: unknown) => e,
+        ),
+        timeout,
+      ]);
       if (r === 'ok') return { ok: true };
       if (r === 'timeout') return { ok: false, what: 'promise did not settle in time' };
       if (r instanceof E2EError) return { ok: true };
@@ -304,9 +500,18 @@ beforeAll(async () => {
   const message = channel.send(lib.utf8('hello'));
   const r = lib.DoubleRatchet.initSender({ sharedSecret: lib.randomBytes(32), remoteDhPublic: lib.x25519KeyPair().publicKey });
   valid = {
-    key32: lib.x25519KeyPair().publicKey, sk64: id.secretKey, sig64: lib.ed25519Sign(id.secretKey, lib.utf8('m')),
-    bundle, bundleJSON: lib.bundleToJSON(bundle), establishment, message, envelope: message.serialize(), manager: bob,
-    did: lib.didFromPublicKey(id.publicKey), state: r.state, dict: r.state.toDict(),
+    key32: lib.x25519KeyPair().publicKey,
+    sk64: id.secretKey,
+    sig64: lib.ed25519Sign(id.secretKey, lib.utf8('m')),
+    bundle,
+    bundleJSON: lib.bundleToJSON(bundle),
+    establishment,
+    message,
+    envelope: message.serialize(),
+    manager: bob,
+    did: lib.didFromPublicKey(id.publicKey),
+    state: r.state,
+    dict: r.state.toDict(),
   };
 });
 

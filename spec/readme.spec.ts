@@ -16,10 +16,20 @@ const fileOf = (name: string): string => join(ROOT, 'spec', `.readme-${name}.ts`
 /** Type errors of every story, each story a module of its own (file name → messages). */
 function typeErrors(): Map<string, string[]> {
   const options: ts.CompilerOptions = {
-    strict: true, exactOptionalPropertyTypes: true, noEmit: true, target: ts.ScriptTarget.ES2022,
-    module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler, lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'],
-    types: ['node'], esModuleInterop: true, skipLibCheck: true, isolatedModules: true, allowImportingTsExtensions: false,
-    paths: { 'agentmesh-e2e': ['./lib/index.ts'], 'agentmesh-e2e/*': ['./lib/*'] }, baseUrl: ROOT,
+    strict: true,
+    exactOptionalPropertyTypes: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.ESNext,
+    moduleResolution: ts.ModuleResolutionKind.Bundler,
+    lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'],
+    types: ['node'],
+    esModuleInterop: true,
+    skipLibCheck: true,
+    isolatedModules: true,
+    allowImportingTsExtensions: false,
+    paths: { 'agentmesh-e2e': ['./lib/index.ts'], 'agentmesh-e2e/*': ['./lib/*'] },
+    baseUrl: ROOT,
   };
   const virtual = new Map([...found].map(([name, src]) => [fileOf(name), `${src}\nexport {};\n`]));
   const host = ts.createCompilerHost(options);
@@ -37,10 +47,13 @@ function typeErrors(): Map<string, string[]> {
   for (const f of virtual.keys()) {
     const sf = program.getSourceFile(f)!;
     const diags = [...program.getSyntacticDiagnostics(sf), ...program.getSemanticDiagnostics(sf)];
-    out.set(f, diags.map((d) => {
-      const line = d.start !== undefined ? sf.getLineAndCharacterOfPosition(d.start).line + 1 : 0;
-      return `line ${line}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
-    }));
+    out.set(
+      f,
+      diags.map((d) => {
+        const line = d.start !== undefined ? sf.getLineAndCharacterOfPosition(d.start).line + 1 : 0;
+        return `line ${line}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+      }),
+    );
   }
   return out;
 }

@@ -10,9 +10,7 @@ import { ed25519KeyPair, toBase64, utf8 } from '../lib/crypto';
 import { SCRATCH_WORKING_BYTES, scratchCapacity } from '../lib/crypto/heap';
 import { X3DHKeyManager, bundleFromJSON, bundleToJSON } from '../lib/x3dh';
 import { ChannelEstablishment, SecureChannel } from '../lib/channel';
-import {
-  EncryptedMessage, MAX_CIPHERTEXT_BASE64_CHARS, MAX_ENVELOPE_BYTES, MAX_MESSAGE_JSON_CHARS, RatchetState,
-} from '../lib/ratchet';
+import { EncryptedMessage, MAX_CIPHERTEXT_BASE64_CHARS, MAX_ENVELOPE_BYTES, MAX_MESSAGE_JSON_CHARS, RatchetState } from '../lib/ratchet';
 import { ready, sodium } from '../lib/sodium';
 import { expectE2EError } from './helpers/expect-error';
 import { channelPair, ratchetPair } from './helpers/sessions';
@@ -88,7 +86,10 @@ describe('establishments, bundles, saved states', () => {
     const spies = spyDecoders();
     expectE2EError(() => bundleFromJSON(' '.repeat(MAX_BUNDLE_JSON_CHARS + 1)), 'MALFORMED_MESSAGE');
     expectE2EError(() => bundleFromJSON({ ...j, identity_key: 'A'.repeat(1 << 24) }), 'INVALID_KEY');
-    expectE2EError(() => bundleFromJSON({ ...j, signed_pre_key: { ...j.signed_pre_key, signature: 'A'.repeat(1 << 24) } }), 'BAD_SIGNATURE');
+    expectE2EError(
+      () => bundleFromJSON({ ...j, signed_pre_key: { ...j.signed_pre_key, signature: 'A'.repeat(1 << 24) } }),
+      'BAD_SIGNATURE',
+    );
     expect(calls(spies, 100)).toBe(0); // the genuine short fields before it may be decoded; the long one never
   });
 

@@ -188,7 +188,11 @@ describe('backends', () => {
   });
 
   test('options whose getter throws are INVALID_ARGUMENT, never a synchronous throw', async () => {
-    const hostile = Object.defineProperty({}, 'backend', { get: () => { throw new TypeError('hostile getter'); } }) as ReadyOptions;
+    const hostile = Object.defineProperty({}, 'backend', {
+      get: () => {
+        throw new TypeError('hostile getter');
+      },
+    }) as ReadyOptions;
     await expect(ready(hostile)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
@@ -218,7 +222,7 @@ describe('backends', () => {
     expect(mod.backend()).toBe('wasm');
   });
 
-  test("a sodium-native without the functions we call is refused like a missing one", async () => {
+  test('a sodium-native without the functions we call is refused like a missing one', async () => {
     const mod = freshWithNative(() => ({ crypto_scalarmult: () => undefined }));
     const err = (await mod.ready({ backend: 'native' }).catch((e: unknown) => e)) as E2EError;
     expect(err.code).toBe('NOT_READY');

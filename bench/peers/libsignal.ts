@@ -103,8 +103,16 @@ function makeParty(S: Signal, name: string): Party {
     async markKyberPreKeyUsed(): Promise<void> {} // a last-resort key: reusable
   }
   return {
-    address: S.ProtocolAddress.new(name, 1), identity, registrationId, sessions: new Sessions(), identities: new Identities(),
-    preKeys: new PreKeys(), signedPreKeys: new SignedPreKeys(), kyberPreKeys: new KyberPreKeys(), spk, kyber,
+    address: S.ProtocolAddress.new(name, 1),
+    identity,
+    registrationId,
+    sessions: new Sessions(),
+    identities: new Identities(),
+    preKeys: new PreKeys(),
+    signedPreKeys: new SignedPreKeys(),
+    kyberPreKeys: new KyberPreKeys(),
+    spk,
+    kyber,
   };
 }
 
@@ -116,8 +124,17 @@ function bundleOf(S: Signal, p: Party): SignalClient.PreKeyBundle {
   const priv = S.PrivateKey.generate();
   p.preKeys.records.set(id, S.PreKeyRecord.new(id, priv.getPublicKey(), priv));
   return S.PreKeyBundle.new(
-    p.registrationId, p.address.deviceId(), id, priv.getPublicKey(), p.spk.id(), p.spk.publicKey(), p.spk.signature(),
-    p.identity.publicKey, p.kyber.id(), p.kyber.publicKey(), p.kyber.signature(),
+    p.registrationId,
+    p.address.deviceId(),
+    id,
+    priv.getPublicKey(),
+    p.spk.id(),
+    p.spk.publicKey(),
+    p.spk.signature(),
+    p.identity.publicKey,
+    p.kyber.id(),
+    p.kyber.publicKey(),
+    p.kyber.signature(),
   );
 }
 
@@ -126,8 +143,16 @@ async function deliver(S: Signal, from: Party, to: Party, pt: Uint8Array<ArrayBu
   const ct = await S.signalEncrypt(pt, to.address, from.address, from.sessions, from.identities);
   const wire = ct.serialize();
   if (ct.type() === S.CiphertextMessageType.PreKey) {
-    return S.signalDecryptPreKey(S.PreKeySignalMessage.deserialize(wire), from.address, to.address, to.sessions, to.identities,
-      to.preKeys, to.signedPreKeys, to.kyberPreKeys);
+    return S.signalDecryptPreKey(
+      S.PreKeySignalMessage.deserialize(wire),
+      from.address,
+      to.address,
+      to.sessions,
+      to.identities,
+      to.preKeys,
+      to.signedPreKeys,
+      to.kyberPreKeys,
+    );
   }
   return S.signalDecrypt(S.SignalMessage.deserialize(wire), from.address, to.address, to.sessions, to.identities);
 }
@@ -164,7 +189,11 @@ export async function libsignalRows(): Promise<Row[]> {
   let bundles: SignalClient.PreKeyBundle[] = [];
   const pt64 = bytes(64);
   rows.push({
-    group: g, id: 'libsignal.setup', name: 'session set-up (PQXDH) + first 64 B message, both sides', versus: OURS.setup, async: true,
+    group: g,
+    id: 'libsignal.setup',
+    name: 'session set-up (PQXDH) + first 64 B message, both sides',
+    versus: OURS.setup,
+    async: true,
     maxBatch: 256,
     before: () => {
       alice = makeParty(S, 'alice');
@@ -186,7 +215,10 @@ export async function libsignalRows(): Promise<Row[]> {
     const pt = bytes(n);
     let p: { alice: Party; bob: Party };
     rows.push({
-      group: g, id: `libsignal.message.${n}`, name: `send + receive ${n === 64 ? '64 B' : '1 KiB'}, one way`, versus: OURS.message(n),
+      group: g,
+      id: `libsignal.message.${n}`,
+      name: `send + receive ${n === 64 ? '64 B' : '1 KiB'}, one way`,
+      versus: OURS.message(n),
       async: true,
       before: async () => {
         p = await established(S);
@@ -196,7 +228,11 @@ export async function libsignalRows(): Promise<Row[]> {
   }
   let pp: { alice: Party; bob: Party };
   rows.push({
-    group: g, id: 'libsignal.roundtrip', name: 'ping-pong round trip 64 B', versus: OURS.roundTrip, async: true,
+    group: g,
+    id: 'libsignal.roundtrip',
+    name: 'ping-pong round trip 64 B',
+    versus: OURS.roundTrip,
+    async: true,
     before: async () => {
       pp = await established(S);
     },

@@ -93,7 +93,11 @@ export async function proteusRows(): Promise<Row[]> {
   let bundles: ProteusModule.keys.PreKeyBundle[] = [];
   const pt64 = new Uint8Array(64).fill(7);
   rows.push({
-    group: g, id: 'proteus.setup', name: 'session set-up + first 64 B message, both sides', versus: OURS.setup, async: true,
+    group: g,
+    id: 'proteus.setup',
+    name: 'session set-up + first 64 B message, both sides',
+    versus: OURS.setup,
+    async: true,
     maxBatch: 256,
     before: () => {
       alice = party(P);
@@ -112,7 +116,10 @@ export async function proteusRows(): Promise<Row[]> {
     const pt = new Uint8Array(n).fill(7);
     let p: { alice: Party; bob: Party };
     rows.push({
-      group: g, id: `proteus.message.${n}`, name: `send + receive ${n === 64 ? '64 B' : '1 KiB'}, one way`, versus: OURS.message(n),
+      group: g,
+      id: `proteus.message.${n}`,
+      name: `send + receive ${n === 64 ? '64 B' : '1 KiB'}, one way`,
+      versus: OURS.message(n),
       async: true,
       before: async () => {
         p = await established(P);
@@ -122,7 +129,11 @@ export async function proteusRows(): Promise<Row[]> {
   }
   let pp: { alice: Party; bob: Party };
   rows.push({
-    group: g, id: 'proteus.roundtrip', name: 'ping-pong round trip 64 B', versus: OURS.roundTrip, async: true,
+    group: g,
+    id: 'proteus.roundtrip',
+    name: 'ping-pong round trip 64 B',
+    versus: OURS.roundTrip,
+    async: true,
     before: async () => {
       pp = await established(P);
     },

@@ -76,7 +76,11 @@ export async function twoKeyRows(): Promise<Row[]> {
   };
   const rows: Row[] = [
     {
-      group: g, id: 'twokey.setup', name: 'session set-up + first 64 B message, both sides', versus: OURS.setup, async: true,
+      group: g,
+      id: 'twokey.setup',
+      name: 'session set-up + first 64 B message, both sides',
+      versus: OURS.setup,
+      async: true,
       op: () => setUp(R, alice, bob, bundle, pt64),
     },
   ];
@@ -84,7 +88,10 @@ export async function twoKeyRows(): Promise<Row[]> {
     const pt = view(new Uint8Array(n).fill(7));
     let p: Pair;
     rows.push({
-      group: g, id: `twokey.message.${n}`, name: `send + receive ${n === 64 ? '64 B' : '1 KiB'}, one way`, versus: OURS.message(n),
+      group: g,
+      id: `twokey.message.${n}`,
+      name: `send + receive ${n === 64 ? '64 B' : '1 KiB'}, one way`,
+      versus: OURS.message(n),
       async: true,
       before: async () => {
         p = await established();
@@ -94,7 +101,11 @@ export async function twoKeyRows(): Promise<Row[]> {
   }
   let pp: Pair;
   rows.push({
-    group: g, id: 'twokey.roundtrip', name: 'ping-pong round trip 64 B', versus: OURS.roundTrip, async: true,
+    group: g,
+    id: 'twokey.roundtrip',
+    name: 'ping-pong round trip 64 B',
+    versus: OURS.roundTrip,
+    async: true,
     before: async () => {
       pp = await established();
     },

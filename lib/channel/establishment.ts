@@ -28,7 +28,6 @@ export interface ChannelEstablishmentFields {
   readonly signedPreKeyId?: number | null | undefined;
 }
 
-
 const FLAG_OTK = 1;
 const FLAG_SPK = 2;
 
@@ -41,13 +40,23 @@ export class ChannelEstablishment implements ChannelEstablishmentFields {
 
   /** An establishment from its fields (copied; `MALFORMED_MESSAGE` on bad types or lengths). */
   constructor(fields: ChannelEstablishmentFields) {
-    const { initiatorIdentityKey: ik, ephemeralPublicKey: ek, usedOneTimeKeyId: oneTimePreKeyId, signedPreKeyId: spk } = readFields(
-      fields, ['initiatorIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId'] as const, 'establishment', 'MALFORMED_MESSAGE',
+    const {
+      initiatorIdentityKey: ik,
+      ephemeralPublicKey: ek,
+      usedOneTimeKeyId: oneTimePreKeyId,
+      signedPreKeyId: spk,
+    } = readFields(
+      fields,
+      ['initiatorIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId'] as const,
+      'establishment',
+      'MALFORMED_MESSAGE',
     );
     if (!isUsableBytes(ik) || ik.length !== 32) throw new E2EError('MALFORMED_MESSAGE', 'initiatorIdentityKey must be 32 bytes');
     if (!isUsableBytes(ek) || ek.length !== 32) throw new E2EError('MALFORMED_MESSAGE', 'ephemeralPublicKey must be 32 bytes');
-    if (oneTimePreKeyId !== undefined && oneTimePreKeyId !== null && !isU32(oneTimePreKeyId)) throw new E2EError('MALFORMED_MESSAGE', 'usedOneTimeKeyId must be an integer in [0, 2^32)');
-    if (spk !== undefined && spk !== null && !isU32(spk)) throw new E2EError('MALFORMED_MESSAGE', 'signedPreKeyId must be an integer in [0, 2^32)');
+    if (oneTimePreKeyId !== undefined && oneTimePreKeyId !== null && !isU32(oneTimePreKeyId))
+      throw new E2EError('MALFORMED_MESSAGE', 'usedOneTimeKeyId must be an integer in [0, 2^32)');
+    if (spk !== undefined && spk !== null && !isU32(spk))
+      throw new E2EError('MALFORMED_MESSAGE', 'signedPreKeyId must be an integer in [0, 2^32)');
     this.initiatorIdentityKey = Uint8Array.from(ik);
     this.ephemeralPublicKey = Uint8Array.from(ek);
     this.usedOneTimeKeyId = oneTimePreKeyId ?? undefined;
@@ -100,8 +109,10 @@ export class ChannelEstablishment implements ChannelEstablishmentFields {
     }
     if (o.ik.length !== 44 || o.ek.length !== 44) throw new E2EError('MALFORMED_MESSAGE', 'establishment keys must be 32 bytes of base64');
     return new ChannelEstablishment({
-      initiatorIdentityKey: fromBase64(o.ik), ephemeralPublicKey: fromBase64(o.ek),
-      usedOneTimeKeyId: (o.otk ?? undefined) as number | undefined, signedPreKeyId: (o.spk ?? undefined) as number | undefined,
+      initiatorIdentityKey: fromBase64(o.ik),
+      ephemeralPublicKey: fromBase64(o.ek),
+      usedOneTimeKeyId: (o.otk ?? undefined) as number | undefined,
+      signedPreKeyId: (o.spk ?? undefined) as number | undefined,
     });
   }
 

@@ -80,7 +80,10 @@ export class SecureChannel {
    * const [sameKind, ofResult] = SecureChannel.createSender(aliceMgr, bobBundle); // AGT style
    */
   static createSender(
-    manager: X3DHKeyManager, bundle: PreKeyBundle, associatedData: Uint8Array = EMPTY, options: ChannelOptions = {},
+    manager: X3DHKeyManager,
+    bundle: PreKeyBundle,
+    associatedData: Uint8Array = EMPTY,
+    options: ChannelOptions = {},
   ): SenderChannel {
     assertManager(manager);
     assertAd(associatedData);
@@ -109,13 +112,17 @@ export class SecureChannel {
    * is spent: a failed call consumes nothing, and the same establishment can be accepted again.
    */
   static createReceiver(
-    manager: X3DHKeyManager, establishment: ChannelEstablishment | ChannelEstablishmentFields,
-    associatedData: Uint8Array = EMPTY, options: ReceiverOptions = {},
+    manager: X3DHKeyManager,
+    establishment: ChannelEstablishment | ChannelEstablishmentFields,
+    associatedData: Uint8Array = EMPTY,
+    options: ReceiverOptions = {},
   ): SecureChannel {
     assertManager(manager);
     assertAd(associatedData);
     const { heldOneTimePreKey, ...channelOptions } = readOptions(
-      options, ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'heldOneTimePreKey'] as const, 'channel options',
+      options,
+      ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'heldOneTimePreKey'] as const,
+      'channel options',
     );
     const opts = readChannelOptions(channelOptions);
     const e = ChannelEstablishment.from(establishment);

@@ -14,9 +14,7 @@ import { AgentIdentity } from '../trust';
 export const IDENTITY_FILE_TYPE = 'agentmesh-e2e-identity';
 
 /** How the sealing key is obtained. */
-export type IdentityProtection =
-  | { kdf: 'argon2id13'; opslimit: number; memlimit: number; salt: string }
-  | { kdf: 'key-file' };
+export type IdentityProtection = { kdf: 'argon2id13'; opslimit: number; memlimit: number; salt: string } | { kdf: 'key-file' };
 
 /** The JSON of an identity file (no secret in the clear). */
 export interface IdentityFileJSON {
@@ -49,8 +47,14 @@ function sealingKey(secret: SealingSecret, protection: IdentityProtection): Uint
   if (!('passphrase' in secret)) throw new E2EError('INVALID_ARGUMENT', 'this identity is sealed with a passphrase');
   if (secret.passphrase.length === 0) throw new E2EError('INVALID_ARGUMENT', 'the passphrase is empty');
   const w = sodium().wrapper;
-  return w.crypto_pwhash(32, utf8(secret.passphrase), fromBase64(protection.salt), protection.opslimit,
-    protection.memlimit, w.crypto_pwhash_ALG_ARGON2ID13);
+  return w.crypto_pwhash(
+    32,
+    utf8(secret.passphrase),
+    fromBase64(protection.salt),
+    protection.opslimit,
+    protection.memlimit,
+    w.crypto_pwhash_ALG_ARGON2ID13,
+  );
 }
 
 function context(did: string): string {
@@ -62,9 +66,8 @@ function context(did: string): string {
  * the copy wiped; nothing secret is in the result but the sealed blob.
  */
 export function sealIdentity(identity: AgentIdentity, secret: SealingSecret): IdentityFileJSON {
-  const protection: IdentityProtection = 'passphrase' in secret
-    ? { kdf: 'argon2id13', ...pwhashLimits(), salt: toBase64(randomBytes(16)) }
-    : { kdf: 'key-file' };
+  const protection: IdentityProtection =
+    'passphrase' in secret ? { kdf: 'argon2id13', ...pwhashLimits(), salt: toBase64(randomBytes(16)) } : { kdf: 'key-file' };
   const key = sealingKey(secret, protection);
   const cipher = new StorageCipher(key);
   memzero(key);
@@ -72,8 +75,13 @@ export function sealIdentity(identity: AgentIdentity, secret: SealingSecret): Id
   try {
     const pub = identity.toJSON();
     return {
-      type: IDENTITY_FILE_TYPE, version: 1, did: pub.did, publicKey: pub.publicKey, fingerprint: pub.fingerprint,
-      protection, sealed: toBase64(cipher.seal(sk, context(pub.did))),
+      type: IDENTITY_FILE_TYPE,
+      version: 1,
+      did: pub.did,
+      publicKey: pub.publicKey,
+      fingerprint: pub.fingerprint,
+      protection,
+      sealed: toBase64(cipher.seal(sk, context(pub.did))),
     };
   } finally {
     memzero(sk);
@@ -90,9 +98,17 @@ export function parseIdentityFile(text: string): IdentityFileJSON {
     throw new E2EError('MALFORMED_MESSAGE', 'identity file is not JSON');
   }
   const o = j as Partial<IdentityFileJSON> | null;
-  if (typeof o !== 'object' || o === null || o.type !== IDENTITY_FILE_TYPE || o.version !== 1
-    || typeof o.did !== 'string' || typeof o.publicKey !== 'string' || typeof o.sealed !== 'string'
-    || typeof o.protection !== 'object' || o.protection === null) {
+  if (
+    typeof o !== 'object' ||
+    o === null ||
+    o.type !== IDENTITY_FILE_TYPE ||
+    o.version !== 1 ||
+    typeof o.did !== 'string' ||
+    typeof o.publicKey !== 'string' ||
+    typeof o.sealed !== 'string' ||
+    typeof o.protection !== 'object' ||
+    o.protection === null
+  ) {
     throw new E2EError('MALFORMED_MESSAGE', `not an ${IDENTITY_FILE_TYPE} file of version 1`);
   }
   return o as IdentityFileJSON;
@@ -112,7 +128,11 @@ export function openIdentity(file: IdentityFileJSON, secret: SealingSecret): Age
   } catch (e) {
     const reason = (e as { reason?: unknown }).reason;
     if (reason !== StoreErrorReason.UNKNOWN_STORAGE_KEY && reason !== StoreErrorReason.TAMPERED) throw e;
-    throw new E2EError('STORE_ERROR', 'the passphrase or key file does not open this identity (or the file was modified)', StoreErrorReason.WRONG_KEY);
+    throw new E2EError(
+      'STORE_ERROR',
+      'the passphrase or key file does not open this identity (or the file was modified)',
+      StoreErrorReason.WRONG_KEY,
+    );
   } finally {
     cipher.wipe();
   }
@@ -120,7 +140,7 @@ export function openIdentity(file: IdentityFileJSON, secret: SealingSecret): Age
     const identity = AgentIdentity.fromSecretKey(sk, { did: file.did });
     if (identity.toJSON().publicKey !== file.publicKey) {
       identity.wipe();
-      throw new E2EError('INVALID_KEY', 'the sealed secret key is not the file\'s public key');
+      throw new E2EError('INVALID_KEY', "the sealed secret key is not the file's public key");
     }
     return identity;
   } finally {

@@ -93,7 +93,8 @@ export function inspect(text: string, as?: InspectKind): Record<string, unknown>
   const bytes = decodeBytes(s);
   if (as === 'bundle') throw new E2EError('MALFORMED_MESSAGE', 'a bundle has no binary form here: give its JSON');
   const looksLikeEnvelope = bytes.length >= ENVELOPE_PREFIX_BYTES && bytes[0] === 0 && bytes[1] === 0 && bytes[2] === 0 && bytes[3] === 40;
-  if (as === 'envelope' || (as === undefined && looksLikeEnvelope)) return describeMessage(EncryptedMessage.deserialize(bytes), bytes.length);
+  if (as === 'envelope' || (as === undefined && looksLikeEnvelope))
+    return describeMessage(EncryptedMessage.deserialize(bytes), bytes.length);
   return describeEstablishment(ChannelEstablishment.deserialize(bytes));
 }
 

@@ -94,8 +94,14 @@ function feedAd(mac: Mac, adParts: readonly Uint8Array[]): number {
  * (the caller's scratch region holds it, see `heap.ts` `withScratch`).
  */
 export function chunkedSeal(
-  raw: RawSodium, key: number, work: number, nonce: Uint8Array, adParts: readonly Uint8Array[],
-  plaintext: Uint8Array, out: Uint8Array, outOffset: number,
+  raw: RawSodium,
+  key: number,
+  work: number,
+  nonce: Uint8Array,
+  adParts: readonly Uint8Array[],
+  plaintext: Uint8Array,
+  out: Uint8Array,
+  outOffset: number,
 ): void {
   const heap = raw.HEAPU8;
   try {
@@ -122,7 +128,12 @@ export function chunkedSeal(
  * exit path.
  */
 export function chunkedOpen(
-  raw: RawSodium, key: number, work: number, nonce: Uint8Array, adParts: readonly Uint8Array[], sealed: Uint8Array,
+  raw: RawSodium,
+  key: number,
+  work: number,
+  nonce: Uint8Array,
+  adParts: readonly Uint8Array[],
+  sealed: Uint8Array,
 ): Uint8Array | null {
   const heap = raw.HEAPU8;
   const ctLen = sealed.length - 16;

@@ -63,7 +63,13 @@ const CHUNKED_KEY_BYTES = 96;
  * where `data` is encrypted or decrypted in place. Returns the offsets of the nonce, the AD and the data.
  */
 function layOut(
-  heap: Uint8Array, ptr: number, key: Uint8Array, nonce: Uint8Array, adPrefix: Uint8Array, adSuffix: Uint8Array, data: Uint8Array,
+  heap: Uint8Array,
+  ptr: number,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  adPrefix: Uint8Array,
+  adSuffix: Uint8Array,
+  data: Uint8Array,
 ): { n: number; a: number; c: number } {
   const n = ptr + 32;
   const a = n + 24;
@@ -83,8 +89,14 @@ function layOut(
  * @internal the ratchet's hot path.
  */
 export function sealInto(
-  v: Variant, key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array,
-  adPrefix: Uint8Array, adSuffix: Uint8Array, out: Uint8Array, outOffset: number,
+  v: Variant,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  plaintext: Uint8Array,
+  adPrefix: Uint8Array,
+  adSuffix: Uint8Array,
+  out: Uint8Array,
+  outOffset: number,
 ): void {
   const adLen = adPrefix.length + adSuffix.length;
   const ctLen = plaintext.length + AEAD_TAG_BYTES;
@@ -109,8 +121,12 @@ export function sealInto(
  * @internal the ratchet's hot path.
  */
 export function openParts(
-  v: Variant, key: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array,
-  adPrefix: Uint8Array, adSuffix: Uint8Array,
+  v: Variant,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  ciphertext: Uint8Array,
+  adPrefix: Uint8Array,
+  adSuffix: Uint8Array,
 ): Uint8Array | null {
   if (ciphertext.length < AEAD_TAG_BYTES) return null;
   const adLen = adPrefix.length + adSuffix.length;

@@ -127,7 +127,7 @@ export class ByteReader {
   u32(): number {
     const at = this.#take(4);
     const b = this.#bytes;
-    return ((b[at] as number) * 0x1000000) + (((b[at + 1] as number) << 16) | ((b[at + 2] as number) << 8) | (b[at + 3] as number));
+    return (b[at] as number) * 0x1000000 + (((b[at + 1] as number) << 16) | ((b[at + 2] as number) << 8) | (b[at + 3] as number));
   }
 
   /** A big-endian IEEE-754 double. */

@@ -13,7 +13,8 @@ export const HKDF_SHA256_MAX_BYTES = 255 * 32;
 export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array): Uint8Array {
   assertBytes(salt, 'salt');
   assertBytes(ikm, 'ikm');
-  if (salt.length + ikm.length > MAX_AEAD_INPUT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `HKDF input above ${MAX_AEAD_INPUT_BYTES} bytes`);
+  if (salt.length + ikm.length > MAX_AEAD_INPUT_BYTES)
+    throw new E2EError('MESSAGE_TOO_LARGE', `HKDF input above ${MAX_AEAD_INPUT_BYTES} bytes`);
   return withScratch(HKDF_SHA256_PRK_BYTES + salt.length + ikm.length, (raw, ptr, heap) => {
     const s = ptr + HKDF_SHA256_PRK_BYTES;
     const i = s + salt.length;

@@ -18,7 +18,8 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
   assertBytes(key, 'key');
   assertBytes(data, 'data');
   // Checked before the heap is touched, like every size cap.
-  if (key.length + data.length > MAX_AEAD_INPUT_BYTES) throw new E2EError('MESSAGE_TOO_LARGE', `HMAC input above ${MAX_AEAD_INPUT_BYTES} bytes`);
+  if (key.length + data.length > MAX_AEAD_INPUT_BYTES)
+    throw new E2EError('MESSAGE_TOO_LARGE', `HMAC input above ${MAX_AEAD_INPUT_BYTES} bytes`);
   return withScratch(STATE_BYTES + HMAC_SHA256_BYTES + key.length + data.length, (raw, ptr, heap) => {
     const out = ptr + STATE_BYTES;
     const k = out + HMAC_SHA256_BYTES;
@@ -44,8 +45,14 @@ export function chainKeyStep(chainKey: Uint8Array, messageKeyOut: Uint8Array, ne
   if (!(chainKey instanceof Uint8Array) || !ArrayBuffer.isView(chainKey) || chainKey.length !== 32) {
     throw new E2EError('INVALID_KEY', 'chain key must be 32 bytes');
   }
-  if (!(messageKeyOut instanceof Uint8Array) || !ArrayBuffer.isView(messageKeyOut) || messageKeyOut.length !== 32
-    || !(nextChainKeyOut instanceof Uint8Array) || !ArrayBuffer.isView(nextChainKeyOut) || nextChainKeyOut.length !== 32) {
+  if (
+    !(messageKeyOut instanceof Uint8Array) ||
+    !ArrayBuffer.isView(messageKeyOut) ||
+    messageKeyOut.length !== 32 ||
+    !(nextChainKeyOut instanceof Uint8Array) ||
+    !ArrayBuffer.isView(nextChainKeyOut) ||
+    nextChainKeyOut.length !== 32
+  ) {
     throw new E2EError('INVALID_ARGUMENT', 'chain key step outputs must be 32-byte Uint8Arrays');
   }
   withScratch(CHAIN_KEY_STEP_HEAP_BYTES, (raw, ptr) => {

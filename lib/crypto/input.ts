@@ -10,7 +10,10 @@ import { E2EError, ErrorCode } from '../errors';
  * `INVALID_ARGUMENT`) naming `what` when `obj` is not an object or a read throws.
  */
 export function readFields<K extends string>(
-  obj: unknown, keys: readonly K[], what: string, code: ErrorCode = 'INVALID_ARGUMENT',
+  obj: unknown,
+  keys: readonly K[],
+  what: string,
+  code: ErrorCode = 'INVALID_ARGUMENT',
 ): Record<K, unknown> {
   if (typeof obj !== 'object' || obj === null) throw new E2EError(code, `${what} must be an object`);
   const out = {} as Record<K, unknown>;

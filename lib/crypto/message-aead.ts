@@ -10,7 +10,10 @@
 import { AEAD_TAG_BYTES as TAG, CHACHA20_POLY1305_NONCE_BYTES as NONCE } from './aead';
 import { CHUNKED_AEAD_HEAP_BYTES, chunkedOpen, chunkedSeal } from './aead-chunked';
 import {
-  ENVELOPE_CIPHERTEXT_AT as BODY_START, ENVELOPE_HEADER_AT as PREFIX, ENVELOPE_NONCE_AT, HEADER_BYTES as HEADER,
+  ENVELOPE_CIPHERTEXT_AT as BODY_START,
+  ENVELOPE_HEADER_AT as PREFIX,
+  ENVELOPE_NONCE_AT,
+  HEADER_BYTES as HEADER,
 } from './envelope-layout';
 import { SCRATCH_WORKING_BYTES, releaseLargeScratch, scratch } from './heap';
 import { CHAIN_KEY_STEP_HEAP_BYTES, chainKeyStepInHeap } from './hmac';
@@ -29,7 +32,16 @@ export function sealMessage(chainKey: Uint8Array, envelope: Uint8Array, plaintex
     const { raw, ptr } = scratch(CHAIN_KEY_STEP_HEAP_BYTES + CHUNKED_AEAD_HEAP_BYTES);
     const { heap, mk, ckNext } = chainKeyStepInHeap(raw, ptr, chainKey);
     const header = envelope.subarray(PREFIX, ENVELOPE_NONCE_AT);
-    chunkedSeal(raw, mk, ptr + CHAIN_KEY_STEP_HEAP_BYTES, envelope.subarray(ENVELOPE_NONCE_AT, BODY_START), [adPrefix, header], plaintext, envelope, BODY_START);
+    chunkedSeal(
+      raw,
+      mk,
+      ptr + CHAIN_KEY_STEP_HEAP_BYTES,
+      envelope.subarray(ENVELOPE_NONCE_AT, BODY_START),
+      [adPrefix, header],
+      plaintext,
+      envelope,
+      BODY_START,
+    );
     chainKey.set(heap.subarray(ckNext, ckNext + 32));
     heap.fill(0, ptr, ptr + CHAIN_KEY_STEP_HEAP_BYTES);
     return;
@@ -57,15 +69,25 @@ function tooLargeForOnePass(bytes: number): boolean {
   return CHAIN_KEY_STEP_HEAP_BYTES + bytes > SCRATCH_WORKING_BYTES;
 }
 
-function openChunked(raw: ReturnType<typeof scratch>['raw'], key: number, work: number, envelope: Uint8Array, adPrefix: Uint8Array): Uint8Array | null {
+function openChunked(
+  raw: ReturnType<typeof scratch>['raw'],
+  key: number,
+  work: number,
+  envelope: Uint8Array,
+  adPrefix: Uint8Array,
+): Uint8Array | null {
   const header = envelope.subarray(PREFIX, ENVELOPE_NONCE_AT);
   return chunkedOpen(raw, key, work, envelope.subarray(ENVELOPE_NONCE_AT, BODY_START), [adPrefix, header], envelope.subarray(BODY_START));
 }
 
 /** Opens the envelope copied to `a` in place; the plaintext (a JS copy) or `null`. */
 function open(
-  raw: ReturnType<typeof scratch>['raw'], heap: Uint8Array, key: number, a: number,
-  envelope: Uint8Array, adPrefix: Uint8Array,
+  raw: ReturnType<typeof scratch>['raw'],
+  heap: Uint8Array,
+  key: number,
+  a: number,
+  envelope: Uint8Array,
+  adPrefix: Uint8Array,
 ): { plaintext: Uint8Array | null; end: number } {
   const adLen = adPrefix.length;
   const bodyLen = envelope.length - PREFIX;
@@ -89,7 +111,12 @@ function open(
  * `MAX_ENVELOPE_BYTES`; no envelope grows the WASM memory.
  * @internal the ratchet's receive path.
  */
-export function openMessage(chainKey: Uint8Array, nextChainKeyOut: Uint8Array, envelope: Uint8Array, adPrefix: Uint8Array): Uint8Array | null {
+export function openMessage(
+  chainKey: Uint8Array,
+  nextChainKeyOut: Uint8Array,
+  envelope: Uint8Array,
+  adPrefix: Uint8Array,
+): Uint8Array | null {
   if (tooLargeForOnePass(adPrefix.length + envelope.length)) {
     const { raw, ptr } = scratch(CHAIN_KEY_STEP_HEAP_BYTES + CHUNKED_AEAD_HEAP_BYTES);
     const { heap, mk, ckNext } = chainKeyStepInHeap(raw, ptr, chainKey);

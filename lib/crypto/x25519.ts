@@ -47,11 +47,14 @@ export function x25519(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Arra
   assertKey(privateKey, 'X25519 private key', X25519_BYTES);
   assertKey(publicKey, 'X25519 public key', X25519_BYTES);
   const native = sodium().native;
-  const shared = native !== null ? nativeX25519(native, privateKey, publicKey) : withScratch(96, (raw, ptr, heap) => {
-    heap.set(privateKey, ptr + 32);
-    heap.set(publicKey, ptr + 64);
-    return raw._crypto_scalarmult(ptr, ptr + 32, ptr + 64) === 0 ? heap.slice(ptr, ptr + 32) : null;
-  });
+  const shared =
+    native !== null
+      ? nativeX25519(native, privateKey, publicKey)
+      : withScratch(96, (raw, ptr, heap) => {
+          heap.set(privateKey, ptr + 32);
+          heap.set(publicKey, ptr + 64);
+          return raw._crypto_scalarmult(ptr, ptr + 32, ptr + 64) === 0 ? heap.slice(ptr, ptr + 32) : null;
+        });
   if (shared === null) throw new E2EError('INVALID_KEY', 'X25519 result is all zero: low-order or invalid public key');
   return shared;
 }

@@ -20,7 +20,15 @@ import { x25519FormOfEd25519 } from '../x3dh';
 import { EncryptedMessage } from '../ratchet';
 import { MAX_PARKED, MAX_PLAINTEXT_BYTES, MAX_PROCESSED_IDS } from '../limits';
 import { ChannelEstablishment, SecureChannel } from '../channel';
-import { AgentIdentity, ChallengeReply, HandshakeChallenge, HandshakeResponse, TrustTransport, didFromPublicKey, isMeshDid } from '../trust';
+import {
+  AgentIdentity,
+  ChallengeReply,
+  HandshakeChallenge,
+  HandshakeResponse,
+  TrustTransport,
+  didFromPublicKey,
+  isMeshDid,
+} from '../trust';
 // Module by module, not the store barrel (which holds the Redis store and its `node:crypto`).
 import { AgentStore } from '../store/types';
 import { InMemoryStore } from '../store/memory';
@@ -139,7 +147,6 @@ interface PendingRoundTrip {
   timer: ReturnType<typeof setTimeout>;
 }
 
-
 /** An agent on the mesh. Create it with {@link MeshAgent.connect}. */
 export class MeshAgent extends Emitter<MeshAgentEvents> {
   /** This agent's DID. */
@@ -180,8 +187,14 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   #reportingListenerError = false;
 
   private constructor(p: {
-    identity: AgentIdentity; store: AgentStore; ownsStore: boolean; keys: StoredKeyManager; cipher: StorageCipher;
-    registry: RegistryClient; relayUrl: string; options: MeshAgentOptions;
+    identity: AgentIdentity;
+    store: AgentStore;
+    ownsStore: boolean;
+    keys: StoredKeyManager;
+    cipher: StorageCipher;
+    registry: RegistryClient;
+    relayUrl: string;
+    options: MeshAgentOptions;
   }) {
     super();
     const o = p.options;
@@ -197,12 +210,19 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     this.#maxBatch = o.groupCommit === true ? 256 : 1;
     this.#sessions = new SessionBook({ store: this.#sessionStore, cipher: p.cipher, localDid: this.did, keys: p.keys });
     this.#upkeep = new PreKeyUpkeep({
-      keys: p.keys, registry: p.registry, store: p.store, cipher: p.cipher,
-      ...(o.preKeys ? { policy: o.preKeys } : {}), ...(o.capabilities ? { capabilities: o.capabilities } : {}),
+      keys: p.keys,
+      registry: p.registry,
+      store: p.store,
+      cipher: p.cipher,
+      ...(o.preKeys ? { policy: o.preKeys } : {}),
+      ...(o.capabilities ? { capabilities: o.capabilities } : {}),
     });
     this.#trust = o.trust ? new MeshTrust(p.identity, o.trust, this.#trustTransport()) : null;
     this.#conn = new RelayConnection({
-      url: p.relayUrl, signer: p.identity, agt: o.agt === true, socketFactory: o.socketFactory ?? openSocket,
+      url: p.relayUrl,
+      signer: p.identity,
+      agt: o.agt === true,
+      socketFactory: o.socketFactory ?? openSocket,
       ...(o.heartbeatMs !== undefined ? { heartbeatMs: o.heartbeatMs } : {}),
       ...(o.backoff !== undefined ? { backoff: o.backoff } : {}),
       onFrame: (f) => this.#onFrame(f),
@@ -231,14 +251,19 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     if (persistent && options.storageKey === undefined) throw new E2EError('INVALID_ARGUMENT', 'a persistent store needs a storageKey');
     const cipher = new StorageCipher(options.storageKey ?? randomBytes(32));
     const ownsStore = typeof options.store === 'string' || options.store === undefined;
-    const store: AgentStore = typeof options.store === 'string' ? new SqliteStore(options.store)
-      : options.store ?? new InMemoryStore();
+    const store: AgentStore = typeof options.store === 'string' ? new SqliteStore(options.store) : (options.store ?? new InMemoryStore());
     let agent: MeshAgent | null = null;
     try {
       const loc = { store, cipher, did: identity.did };
       const keys = (await StoredKeyManager.load(loc)) ?? (await StoredKeyManager.create(loc, identity.createKeyManager()));
-      if (!identity.ownsKeyManager(keys.manager)) throw new E2EError('IDENTITY_MISMATCH', 'the store holds another identity\'s keys for this DID');
-      const registry = new RegistryClient({ baseUrl: registryUrl, signer: identity, agt: options.agt === true, ...(options.fetch ? { fetch: options.fetch } : {}) });
+      if (!identity.ownsKeyManager(keys.manager))
+        throw new E2EError('IDENTITY_MISMATCH', "the store holds another identity's keys for this DID");
+      const registry = new RegistryClient({
+        baseUrl: registryUrl,
+        signer: identity,
+        agt: options.agt === true,
+        ...(options.fetch ? { fetch: options.fetch } : {}),
+      });
       agent = new MeshAgent({ identity, store, ownsStore, keys, cipher, registry, relayUrl, options });
       await agent.#start(options);
       return agent;
@@ -265,7 +290,9 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
    */
   sessions(peer: string): { role: 'initiator' | 'responder'; current: boolean; messageCount: number; dead: boolean }[] {
     const cur = this.#sessions.current(peer);
-    return this.#sessions.sessionsOf(peer).map((e) => ({ role: e.role, current: e === cur, messageCount: e.channel.messageCount, dead: e.dead }));
+    return this.#sessions
+      .sessionsOf(peer)
+      .map((e) => ({ role: e.role, current: e === cur, messageCount: e.channel.messageCount, dead: e.dead }));
   }
 
   /** Peers this agent has a session with. */
@@ -307,7 +334,16 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
       const id = uuid();
       this.#sessions.noteSent(id, entry);
       const j = m.toJSON();
-      const frame: RoutedFrame = { v: 1, type: 'message', from: this.did, to: peerDid, id, ts: new Date().toISOString(), header: j.header, ciphertext: j.ciphertext };
+      const frame: RoutedFrame = {
+        v: 1,
+        type: 'message',
+        from: this.did,
+        to: peerDid,
+        id,
+        ts: new Date().toISOString(),
+        header: j.header,
+        ciphertext: j.ciphertext,
+      };
       // Queued in send order; each leaves only once the state it advanced is saved.
       return { id, taken: this.#stage(knock ? [knock, frame] : [frame]) };
     });
@@ -412,7 +448,8 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     if (this.#pendingAcks.length > 0) await this.#flushAcks();
     else await this.#sessionStore.flush().catch(() => undefined);
     this.#release();
-    for (const o of this.#outgoing.splice(0)) o.reject(meshError(MeshErrorReason.AGENT_CLOSED, 'the agent was closed before the message was saved'));
+    for (const o of this.#outgoing.splice(0))
+      o.reject(meshError(MeshErrorReason.AGENT_CLOSED, 'the agent was closed before the message was saved'));
     this.#conn.close();
     await this.#sessions.closeAll();
     this.#trust?.close();
@@ -447,7 +484,10 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     this.#conn.start();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(meshError(MeshErrorReason.RELAY_UNREACHABLE, 'the relay could not be reached in time')), Math.max(1, deadline - Date.now()));
+      timer = setTimeout(
+        () => reject(meshError(MeshErrorReason.RELAY_UNREACHABLE, 'the relay could not be reached in time')),
+        Math.max(1, deadline - Date.now()),
+      );
     });
     try {
       await Promise.race([this.#conn.ready, timeout]);
@@ -460,7 +500,9 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
 
   #maintain(): void {
     if (this.#closed) return;
-    this.#upkeep.run().catch((e: unknown) => this.emit('error', isE2EError(e) ? e : meshError(MeshErrorReason.REGISTRY_ERROR, 'pre-key upkeep failed')));
+    this.#upkeep
+      .run()
+      .catch((e: unknown) => this.emit('error', isE2EError(e) ? e : meshError(MeshErrorReason.REGISTRY_ERROR, 'pre-key upkeep failed')));
   }
 
   /** Upkeep soon after one-time pre-keys were used (debounced). */
@@ -483,15 +525,21 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     if (!bundle) throw meshError(MeshErrorReason.UNKNOWN_PEER, 'the registry has no bundle for this DID');
     // G1: the bundle must be the DID's own key (and, with trust, the registry's key for it).
     if (didFromPublicKey(bundle.identityKeyEd) !== peer || (trustedKey && !constantTimeEqual(trustedKey, bundle.identityKeyEd))) {
-      throw meshError(MeshErrorReason.NOT_BOUND_TO_DID, 'the registry\'s bundle is not this DID\'s key');
+      throw meshError(MeshErrorReason.NOT_BOUND_TO_DID, "the registry's bundle is not this DID's key");
     }
     const { channel, establishment } = SecureChannel.createSender(this.#keys.manager, bundle, utf8(`${this.did}|${peer}`));
     const entry = await this.#sessions.addInitiator(peer, channel);
     const id = uuid();
     this.#sessions.noteSent(id, entry);
     const knock: RoutedFrame = {
-      v: 1, type: 'knock', from: this.did, to: peer, id, ts: new Date().toISOString(),
-      intent: { action: 'establish_session' }, establishment: establishment.toJSON(),
+      v: 1,
+      type: 'knock',
+      from: this.did,
+      to: peer,
+      id,
+      ts: new Date().toISOString(),
+      intent: { action: 'establish_session' },
+      establishment: establishment.toJSON(),
       identity_key_ed: toBase64(this.#identity.publicKey),
     };
     this.emit('session', { peer, role: 'initiator' });
@@ -507,8 +555,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
       if (this.#connectedOnce) this.#maintain();
       this.#connectedOnce = true;
       this.emit('connected');
-    }
-    else if (s === 'disconnected') this.emit('disconnected', d?.code !== undefined ? { code: d.code } : {});
+    } else if (s === 'disconnected') this.emit('disconnected', d?.code !== undefined ? { code: d.code } : {});
     else if (s === 'replaced' && d?.error) this.emit('replaced', d.error);
   }
 
@@ -541,14 +588,18 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
 
   #enqueue(frame: Routed): void {
     this.#queuedFrames++;
-    this.#inbox = this.#inbox.then(() => this.#process(frame)).catch((e: unknown) => {
-      this.emit('error', isE2EError(e) ? e : new E2EError('INVALID_STATE', 'processing a frame failed'));
-    }).then(() => {
-      this.#queuedFrames--;
-      // Acknowledge once the inbox is drained or a group is full, after the sessions are saved.
-      if (this.#pendingAcks.length > 0 && (this.#queuedFrames === 0 || this.#pendingAcks.length >= this.#maxBatch)) return this.#flushAcks();
-      return undefined;
-    });
+    this.#inbox = this.#inbox
+      .then(() => this.#process(frame))
+      .catch((e: unknown) => {
+        this.emit('error', isE2EError(e) ? e : new E2EError('INVALID_STATE', 'processing a frame failed'));
+      })
+      .then(() => {
+        this.#queuedFrames--;
+        // Acknowledge once the inbox is drained or a group is full, after the sessions are saved.
+        if (this.#pendingAcks.length > 0 && (this.#queuedFrames === 0 || this.#pendingAcks.length >= this.#maxBatch))
+          return this.#flushAcks();
+        return undefined;
+      });
   }
 
   /** Saves every pending session, then acknowledges the frames it covers. */
@@ -679,10 +730,19 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   #giveUp(frame: Routed): void {
     // G7: the peer is told, so it opens a fresh session instead of sending into the void — within a
     // budget, since anyone can send junk to make us answer.
-    if (this.#replies.take(frame.from)) this.#conn.send({
-      v: 1, type: 'knock_reject', from: this.did, to: frame.from, id: uuid(), knock_id: frame.id,
-      reason: 'session_unknown', ts: new Date().toISOString(),
-    }).catch(() => undefined);
+    if (this.#replies.take(frame.from))
+      this.#conn
+        .send({
+          v: 1,
+          type: 'knock_reject',
+          from: this.did,
+          to: frame.from,
+          id: uuid(),
+          knock_id: frame.id,
+          reason: 'session_unknown',
+          ts: new Date().toISOString(),
+        })
+        .catch(() => undefined);
     this.emit('error', new E2EError('DECRYPT_FAILED', 'a message no session can read was dropped; the sender was told', 'undecryptable'));
   }
 
@@ -726,7 +786,9 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
         return true;
       }
       if (e.usedOneTimeKeyId !== undefined) this.#maintainSoon();
-      this.#conn.send({ v: 1, type: 'knock_accept', from: this.did, to: peer, id: uuid(), knock_id: frame.id, ts: new Date().toISOString() }).catch(() => undefined);
+      this.#conn
+        .send({ v: 1, type: 'knock_accept', from: this.did, to: peer, id: uuid(), knock_id: frame.id, ts: new Date().toISOString() })
+        .catch(() => undefined);
       this.emit('session', { peer, role: 'responder' });
       this.#retryParked(peer);
       return true;
@@ -746,19 +808,35 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     // An AGT peer sends no Ed25519 key: ask the registry (ours gives the key; AGT's only inside a bundle),
     // within a budget: each look-up spends our own registry allowance, and anyone can send knocks.
     if (ed === null) {
-      if (!this.#lookups.take(frame.from)) throw meshError(MeshErrorReason.NOT_BOUND_TO_DID, 'too many key look-ups for unauthenticated knocks; try later');
+      if (!this.#lookups.take(frame.from))
+        throw meshError(MeshErrorReason.NOT_BOUND_TO_DID, 'too many key look-ups for unauthenticated knocks; try later');
       ed = await this.#registry.publicKeyOf(frame.from);
       if (ed === null && this.#agt) ed = (await this.#registry.claimBundle(frame.from).catch(() => null))?.identityKeyEd ?? null;
     }
-    if (ed === null || ed.length !== 32 || didFromPublicKey(ed) !== frame.from || !constantTimeEqual(x25519FormOfEd25519(ed), e.initiatorIdentityKey)) {
-      throw meshError(MeshErrorReason.NOT_BOUND_TO_DID, 'the establishment is not the sender DID\'s key');
+    if (
+      ed === null ||
+      ed.length !== 32 ||
+      didFromPublicKey(ed) !== frame.from ||
+      !constantTimeEqual(x25519FormOfEd25519(ed), e.initiatorIdentityKey)
+    ) {
+      throw meshError(MeshErrorReason.NOT_BOUND_TO_DID, "the establishment is not the sender DID's key");
     }
   }
 
   #refuse(frame: Routed, reason: string): void {
-    if (this.#replies.take(frame.from)) this.#conn.send({
-      v: 1, type: 'knock_reject', from: this.did, to: frame.from, id: uuid(), knock_id: frame.id, reason, ts: new Date().toISOString(),
-    }).catch(() => undefined);
+    if (this.#replies.take(frame.from))
+      this.#conn
+        .send({
+          v: 1,
+          type: 'knock_reject',
+          from: this.did,
+          to: frame.from,
+          id: uuid(),
+          knock_id: frame.id,
+          reason,
+          ts: new Date().toISOString(),
+        })
+        .catch(() => undefined);
     this.emit('rejected', { peer: frame.from, direction: 'inbound', reason });
   }
 
@@ -780,7 +858,8 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
       sendChallenge: async (_from: string, to: string, challenge: HandshakeChallenge): Promise<ChallengeReply> => {
         const reply = await this.#roundTrip(to, 'trust_challenge', { challenge });
         const trust = reply.trust as ChallengeReply | undefined;
-        if (typeof trust !== 'object' || trust === null) throw new E2EError('TRUST_REJECTED', 'the peer sent no trust reply', 'malformed_response');
+        if (typeof trust !== 'object' || trust === null)
+          throw new E2EError('TRUST_REJECTED', 'the peer sent no trust reply', 'malformed_response');
         return trust;
       },
       sendAnswer: async (_from: string, to: string, response: HandshakeResponse): Promise<void> => {
@@ -803,17 +882,29 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     await this.#conn.send({ v: 1, type: 'knock', from: this.did, to, id, ts: new Date().toISOString(), intent: { action }, trust });
     const f = await reply;
     if (f.type === 'knock_reject') {
-      throw new E2EError('TRUST_REJECTED', `the peer refused: ${typeof f.reason === 'string' ? f.reason.slice(0, 64) : 'policy_denied'}`, 'peer_refused');
+      throw new E2EError(
+        'TRUST_REJECTED',
+        `the peer refused: ${typeof f.reason === 'string' ? f.reason.slice(0, 64) : 'policy_denied'}`,
+        'peer_refused',
+      );
     }
     return f;
   }
 
   async #onTrustKnock(frame: Routed, action: 'trust_challenge' | 'trust_answer'): Promise<void> {
     const reply = (extra: Record<string, unknown>, ok: boolean): void => {
-      this.#conn.send({
-        v: 1, type: ok ? 'knock_accept' : 'knock_reject', from: this.did, to: frame.from, id: uuid(), knock_id: frame.id,
-        ts: new Date().toISOString(), ...extra,
-      }).catch(() => undefined);
+      this.#conn
+        .send({
+          v: 1,
+          type: ok ? 'knock_accept' : 'knock_reject',
+          from: this.did,
+          to: frame.from,
+          id: uuid(),
+          knock_id: frame.id,
+          ts: new Date().toISOString(),
+          ...extra,
+        })
+        .catch(() => undefined);
     };
     const trust = (frame.trust ?? {}) as { challenge?: HandshakeChallenge; response?: HandshakeResponse };
     if (!this.#trust) {
@@ -976,7 +1067,8 @@ async function retryUntil<T>(deadline: number, fn: () => Promise<T>): Promise<T>
     try {
       return await fn();
     } catch (e) {
-      const retryable = isE2EError(e) && (e.reason === MeshErrorReason.REGISTRY_UNREACHABLE || e.reason === MeshErrorReason.REGISTRY_RATE_LIMITED);
+      const retryable =
+        isE2EError(e) && (e.reason === MeshErrorReason.REGISTRY_UNREACHABLE || e.reason === MeshErrorReason.REGISTRY_RATE_LIMITED);
       if (!retryable || Date.now() >= deadline) throw e;
       await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt) * (0.8 + 0.4 * Math.random())));
     }

@@ -90,7 +90,11 @@ export class BatchingSessionStore implements SessionStore {
    * written: the application has the message, and the relay's redelivery covers a crash before the flush.
    */
   async saveSessionWithInbox(
-    localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array },
+    localDid: string,
+    peerDid: string,
+    data: Uint8Array,
+    expectedVersion: number,
+    entry: { readonly id: string; readonly data: Uint8Array },
   ): Promise<number> {
     const version = await this.saveSession(localDid, peerDid, data, expectedVersion);
     (this.#slots.get(key(localDid, peerDid)) as Slot).entries.set(entry.id, { version, data: Uint8Array.from(entry.data) });
@@ -107,8 +111,9 @@ export class BatchingSessionStore implements SessionStore {
   /** See `SessionStore.listInbox` (saved and pending, oldest first). */
   async listInbox(localDid: string, peerDid: string): Promise<InboxRecord[]> {
     const saved = await this.#inner.listInbox(localDid, peerDid);
-    const pending = [...(this.#slots.get(key(localDid, peerDid))?.entries ?? new Map<string, { version: number; data: Uint8Array }>())]
-      .map(([id, e]) => ({ id, version: e.version, data: e.data }));
+    const pending = [...(this.#slots.get(key(localDid, peerDid))?.entries ?? new Map<string, { version: number; data: Uint8Array }>())].map(
+      ([id, e]) => ({ id, version: e.version, data: e.data }),
+    );
     const ids = new Set(pending.map((r) => r.id));
     return [...saved.filter((r) => !ids.has(r.id)), ...pending];
   }

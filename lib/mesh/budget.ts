@@ -42,7 +42,14 @@ export class KeyedBudget {
   readonly #perRate: number;
   readonly #now: () => number;
 
-  constructor(o: { perKeyBurst: number; perKeyPerSecond: number; allBurst: number; allPerSecond: number; maxKeys?: number; now?: () => number }) {
+  constructor(o: {
+    perKeyBurst: number;
+    perKeyPerSecond: number;
+    allBurst: number;
+    allPerSecond: number;
+    maxKeys?: number;
+    now?: () => number;
+  }) {
     this.#now = o.now ?? Date.now;
     this.#all = new TokenBucket(o.allBurst, o.allPerSecond, this.#now);
     this.#perBurst = o.perKeyBurst;

@@ -9,8 +9,16 @@
  */
 import { E2EError } from '../errors';
 import {
-  CloseCode, ConnectedFrame, Feature, FrameSigner, HEARTBEAT_INTERVAL_MS, RoutedFrame, ServerFrame, buildConnectFrame,
-  decodeServerFrame, encodeFrame,
+  CloseCode,
+  ConnectedFrame,
+  Feature,
+  FrameSigner,
+  HEARTBEAT_INTERVAL_MS,
+  RoutedFrame,
+  ServerFrame,
+  buildConnectFrame,
+  decodeServerFrame,
+  encodeFrame,
 } from './frames';
 import { MeshErrorReason, meshError } from './errors';
 import { MeshSocket, SocketFactory } from './socket';
@@ -50,7 +58,12 @@ interface Pending {
   reject(e: E2EError): void;
 }
 
-const AUTH_CODES: ReadonlySet<number> = new Set([CloseCode.FIRST_FRAME_NOT_CONNECT, CloseCode.MISSING_FROM, CloseCode.AUTH_FAILED, CloseCode.PROOF_FAILED]);
+const AUTH_CODES: ReadonlySet<number> = new Set([
+  CloseCode.FIRST_FRAME_NOT_CONNECT,
+  CloseCode.MISSING_FROM,
+  CloseCode.AUTH_FAILED,
+  CloseCode.PROOF_FAILED,
+]);
 /** Without a welcome frame (AGT), a socket still open this long after the proof counts as accepted. */
 const AGT_GRACE_MS = 300;
 /** AGT's relay (uvicorn) closes the socket of a frame above 16 MiB. */
@@ -291,7 +304,10 @@ export class RelayConnection {
     let delay: number;
     if (AUTH_CODES.has(code)) {
       this.#authFailures++;
-      const error = meshError(MeshErrorReason.RELAY_AUTH_FAILED, `the relay refused this agent's proof (close ${code}${reason ? `: ${reason.slice(0, 120)}` : ''})`);
+      const error = meshError(
+        MeshErrorReason.RELAY_AUTH_FAILED,
+        `the relay refused this agent's proof (close ${code}${reason ? `: ${reason.slice(0, 120)}` : ''})`,
+      );
       this.#o.onError(error);
       if (!this.#everConnected) {
         // A first connect that is refused fails loudly instead of looping.

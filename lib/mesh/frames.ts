@@ -8,9 +8,7 @@
  * Runs in every runtime (no `node:` import). Functions that sign or verify need `await ready()`.
  */
 import { E2EError } from '../errors';
-import {
-  ed25519Verify, fromBase64Url, sha256, toBase64, toBase64Url, toHex, utf8,
-} from '../crypto';
+import { ed25519Verify, fromBase64Url, sha256, toBase64, toBase64Url, toHex, utf8 } from '../crypto';
 import { MAX_DID_LENGTH, MAX_MESSAGE_ID_LENGTH } from '../limits';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -249,8 +247,10 @@ export function decodeConnectFrame(text: string): ConnectFrame {
   } catch {
     throw new E2EError('MALFORMED_MESSAGE', "First frame must be 'connect'", String(CloseCode.FIRST_FRAME_NOT_CONNECT));
   }
-  if (o.type !== 'connect') throw new E2EError('MALFORMED_MESSAGE', "First frame must be 'connect'", String(CloseCode.FIRST_FRAME_NOT_CONNECT));
-  if (o.from === undefined || o.from === null || o.from === '') throw new E2EError('MALFORMED_MESSAGE', "Missing 'from' field", String(CloseCode.MISSING_FROM));
+  if (o.type !== 'connect')
+    throw new E2EError('MALFORMED_MESSAGE', "First frame must be 'connect'", String(CloseCode.FIRST_FRAME_NOT_CONNECT));
+  if (o.from === undefined || o.from === null || o.from === '')
+    throw new E2EError('MALFORMED_MESSAGE', "Missing 'from' field", String(CloseCode.MISSING_FROM));
   const proof = (d: string) => new E2EError('MALFORMED_MESSAGE', `DID proof failed: ${d}`, String(CloseCode.PROOF_FAILED));
   for (const k of ['from', 'public_key', 'timestamp', 'signature'] as const) {
     if (typeof o[k] !== 'string' || (o[k] as string).length === 0) throw proof('connect frame missing did/public_key/timestamp/signature');
@@ -258,8 +258,10 @@ export function decodeConnectFrame(text: string): ConnectFrame {
   if (!isFrameDid(o.from)) throw proof('DID does not match public_key (sha256 mismatch)');
   if ((o.timestamp as string).length > 64) throw proof('invalid timestamp format');
   if ((o.public_key as string).length > 128 || (o.signature as string).length > 256) throw proof('invalid signature');
-  if (o.token !== undefined && (typeof o.token !== 'string' || o.token.length > 16384)) throw new E2EError('MALFORMED_MESSAGE', 'Authentication failed', String(CloseCode.AUTH_FAILED));
-  if (o.nonce !== undefined && (typeof o.nonce !== 'string' || !/^[A-Za-z0-9+/_-]{22,88}={0,2}$/.test(o.nonce))) throw proof('invalid nonce');
+  if (o.token !== undefined && (typeof o.token !== 'string' || o.token.length > 16384))
+    throw new E2EError('MALFORMED_MESSAGE', 'Authentication failed', String(CloseCode.AUTH_FAILED));
+  if (o.nonce !== undefined && (typeof o.nonce !== 'string' || !/^[A-Za-z0-9+/_-]{22,88}={0,2}$/.test(o.nonce)))
+    throw proof('invalid nonce');
   let features: string[] | undefined;
   if (o.features !== undefined) {
     if (!Array.isArray(o.features) || o.features.length > 16 || !o.features.every((f) => typeof f === 'string' && f.length <= 32)) {
@@ -268,8 +270,11 @@ export function decodeConnectFrame(text: string): ConnectFrame {
     features = (o.features as string[]).filter((f) => FEATURES.has(f));
   }
   const frame: ConnectFrame = {
-    type: 'connect', from: o.from as string, public_key: o.public_key as string,
-    timestamp: o.timestamp as string, signature: o.signature as string,
+    type: 'connect',
+    from: o.from as string,
+    public_key: o.public_key as string,
+    timestamp: o.timestamp as string,
+    signature: o.signature as string,
   };
   if (typeof o.v === 'number') frame.v = o.v;
   if (o.token !== undefined) frame.token = o.token as string;
@@ -385,7 +390,12 @@ export function connectProofMessage(did: string, timestamp: string, nonce?: stri
  * Bound to the request, so it can neither be replayed on another request nor taken from a relay connect.
  */
 export function registryProofMessage(p: {
-  did: string; method: string; path: string; timestamp: string; nonce: string; body: Uint8Array;
+  did: string;
+  method: string;
+  path: string;
+  timestamp: string;
+  nonce: string;
+  body: Uint8Array;
 }): Uint8Array {
   return utf8([REGISTRY_PROOF_DOMAIN, p.did, p.method.toUpperCase(), p.path, p.timestamp, p.nonce, toBase64Url(sha256(p.body))].join('\n'));
 }
@@ -402,13 +412,23 @@ export interface FrameSigner {
  * A connect frame for `signer`. With `nonce` (default: `true`, 16 random bytes from `randomNonce`) it uses our
  * domain-separated proof; pass `nonce: false` for AGT's timestamp-only proof (needed by AGT's own relay).
  */
-export function buildConnectFrame(signer: FrameSigner, options: {
-  now?: Date; nonce?: string | false; features?: Feature[]; token?: string;
-} = {}): ConnectFrame {
+export function buildConnectFrame(
+  signer: FrameSigner,
+  options: {
+    now?: Date;
+    nonce?: string | false;
+    features?: Feature[];
+    token?: string;
+  } = {},
+): ConnectFrame {
   const timestamp = (options.now ?? new Date()).toISOString();
-  const nonce = options.nonce === false ? undefined : options.nonce ?? toBase64(randomNonceBytes());
+  const nonce = options.nonce === false ? undefined : (options.nonce ?? toBase64(randomNonceBytes()));
   const frame: ConnectFrame = {
-    v: 1, type: 'connect', from: signer.did, public_key: toBase64(signer.publicKey), timestamp,
+    v: 1,
+    type: 'connect',
+    from: signer.did,
+    public_key: toBase64(signer.publicKey),
+    timestamp,
     signature: toBase64(signer.sign(connectProofMessage(signer.did, timestamp, nonce))),
   };
   if (nonce !== undefined) frame.nonce = nonce;
@@ -458,7 +478,8 @@ export type ConnectProofResult = { ok: true; publicKey: Uint8Array; timestampMs:
  * nonce form as well. `strong` tells whether the proof was the domain-separated one.
  */
 export function verifyConnectProof(frame: ConnectFrame, nowMs: number = Date.now()): ConnectProofResult {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(frame.public_key) || frame.public_key.length % 4 !== 0) return { ok: false, detail: 'invalid public_key encoding' };
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(frame.public_key) || frame.public_key.length % 4 !== 0)
+    return { ok: false, detail: 'invalid public_key encoding' };
   const pk = decodeB64Lenient(frame.public_key);
   if (pk === null) return { ok: false, detail: 'invalid public_key encoding' };
   if (pk.length !== 32) return { ok: false, detail: 'public_key must be 32 bytes' };
@@ -493,7 +514,13 @@ export function parseRegistryAuth(header: string | undefined | null): RegistryAu
     return { scheme: 'agt', did: parts[1] as string, timestamp: parts[2] as string, signature: parts[3] as string };
   }
   if (parts[0] === MESH_AUTH_SCHEME && parts.length === 5) {
-    return { scheme: 'mesh', did: parts[1] as string, timestamp: parts[2] as string, nonce: parts[3] as string, signature: parts[4] as string };
+    return {
+      scheme: 'mesh',
+      did: parts[1] as string,
+      timestamp: parts[2] as string,
+      nonce: parts[3] as string,
+      signature: parts[4] as string,
+    };
   }
   return null;
 }
@@ -502,10 +529,13 @@ export function parseRegistryAuth(header: string | undefined | null): RegistryAu
  * Our request-bound registry header for `signer`: `AgentMesh-Ed25519-v1 <did> <ts> <nonce> <sig>` (sig base64url).
  * `path` includes the query string, exactly as sent; `body` the exact request bytes (empty for none).
  */
-export function buildRegistryAuth(signer: FrameSigner, req: { method: string; path: string; body?: Uint8Array | string; now?: Date }): string {
+export function buildRegistryAuth(
+  signer: FrameSigner,
+  req: { method: string; path: string; body?: Uint8Array | string; now?: Date },
+): string {
   const timestamp = (req.now ?? new Date()).toISOString();
   const nonce = toBase64Url(randomNonceBytes());
-  const body = typeof req.body === 'string' ? utf8(req.body) : req.body ?? new Uint8Array(0);
+  const body = typeof req.body === 'string' ? utf8(req.body) : (req.body ?? new Uint8Array(0));
   const sig = signer.sign(registryProofMessage({ did: signer.did, method: req.method, path: req.path, timestamp, nonce, body }));
   return `${MESH_AUTH_SCHEME} ${signer.did} ${timestamp} ${nonce} ${toBase64Url(sig)}`;
 }
@@ -517,9 +547,14 @@ export function buildAgtRegistryAuth(signer: FrameSigner, now: Date = new Date()
 }
 
 /** The body of `POST /v1/agents` (AGT §2.3): the proof signs UTF-8(public_key ‖ proof_timestamp), base64url. */
-export function buildRegistration(signer: FrameSigner, options: {
-  capabilities?: string[]; metadata?: Record<string, string>; now?: Date;
-} = {}): RegisterRequest {
+export function buildRegistration(
+  signer: FrameSigner,
+  options: {
+    capabilities?: string[];
+    metadata?: Record<string, string>;
+    now?: Date;
+  } = {},
+): RegisterRequest {
   const public_key = toBase64Url(signer.publicKey);
   const proof_timestamp = (options.now ?? new Date()).toISOString();
   const req: RegisterRequest = { public_key, proof: toBase64Url(signer.sign(utf8(public_key + proof_timestamp))), proof_timestamp };

@@ -36,7 +36,14 @@ export class PreKeyUpkeep {
   readonly #runs = new SerialQueue();
 
   /** Upkeep of `o.keys` at `o.registry`; what was published is remembered in `o.store`. */
-  constructor(o: { keys: StoredKeyManager; registry: RegistryClient; store: SessionStore; cipher: StorageCipher; policy?: PreKeyPolicy; capabilities?: string[] }) {
+  constructor(o: {
+    keys: StoredKeyManager;
+    registry: RegistryClient;
+    store: SessionStore;
+    cipher: StorageCipher;
+    policy?: PreKeyPolicy;
+    capabilities?: string[];
+  }) {
     this.#keys = o.keys;
     this.#registry = o.registry;
     this.#store = o.store;
@@ -47,13 +54,15 @@ export class PreKeyUpkeep {
 
   /** One maintenance run (runs are serialized); a second one follows a re-publication, which empties the pool. */
   run(): Promise<MaintenanceReport> {
-    return this.#runs.run(() => this.#runOnce().catch(async (e: unknown) => {
-      if (!(e instanceof E2EError) || e.reason !== MeshErrorReason.NOT_REGISTERED) throw e;
-      // The registry lost this agent (e.g. restarted without its database): register and publish anew.
-      await this.#registry.register(this.#capabilities);
-      await this.forgetPublished();
-      return this.#runOnce();
-    }));
+    return this.#runs.run(() =>
+      this.#runOnce().catch(async (e: unknown) => {
+        if (!(e instanceof E2EError) || e.reason !== MeshErrorReason.NOT_REGISTERED) throw e;
+        // The registry lost this agent (e.g. restarted without its database): register and publish anew.
+        await this.#registry.register(this.#capabilities);
+        await this.forgetPublished();
+        return this.#runOnce();
+      }),
+    );
   }
 
   #runOnce(): Promise<MaintenanceReport> {
@@ -114,7 +123,10 @@ export class PreKeyUpkeep {
 
   async #savePublished(b: PreKeyBundle): Promise<void> {
     const me = this.#keys.did;
-    const data = this.#cipher.seal(utf8(JSON.stringify({ spkId: b.signedPreKeyId, spk: toBase64(b.signedPreKey), ed: toBase64(b.identityKeyEd) })), ctx(me));
+    const data = this.#cipher.seal(
+      utf8(JSON.stringify({ spkId: b.signedPreKeyId, spk: toBase64(b.signedPreKey), ed: toBase64(b.identityKeyEd) })),
+      ctx(me),
+    );
     const rec = await this.#store.loadSession(me, PUBLISHED_SLOT);
     await this.#store.saveSession(me, PUBLISHED_SLOT, data, rec?.version ?? 0);
   }

@@ -7,14 +7,23 @@ import { E2EError } from '../errors';
 import { fromBase64Url, toBase64Url, utf8 } from '../crypto';
 import { PreKeyBundle, bundleFromJSON } from '../x3dh';
 import {
-  FrameSigner, OneTimePreKeyJSON, PreKeyUploadRequest, REGISTRY_PREFIX, buildAgtRegistryAuth, buildRegistration,
+  FrameSigner,
+  OneTimePreKeyJSON,
+  PreKeyUploadRequest,
+  REGISTRY_PREFIX,
+  buildAgtRegistryAuth,
+  buildRegistration,
   buildRegistryAuth,
 } from './frames';
 import { MeshErrorReason, meshError } from './errors';
 
 /** A `fetch` as the registry client calls it. */
-export type FetchLike = (url: string, init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal }) => Promise<{
-  status: number; text(): Promise<string>;
+export type FetchLike = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal },
+) => Promise<{
+  status: number;
+  text(): Promise<string>;
 }>;
 
 /** Options of a {@link RegistryClient}. */
@@ -69,7 +78,9 @@ export class RegistryClient {
       identity_key: toBase64Url(bundle.identityKey),
       identity_key_ed: toBase64Url(bundle.identityKeyEd),
       signed_pre_key: {
-        key_id: bundle.signedPreKeyId, public_key: toBase64Url(bundle.signedPreKey), signature: toBase64Url(bundle.signedPreKeySignature),
+        key_id: bundle.signedPreKeyId,
+        public_key: toBase64Url(bundle.signedPreKey),
+        signature: toBase64Url(bundle.signedPreKeySignature),
       },
       one_time_pre_keys: oneTime.map(otkJson),
     };
@@ -85,7 +96,9 @@ export class RegistryClient {
    */
   async addOneTimePreKeys(keys: readonly { keyId: number; publicKey: Uint8Array }[]): Promise<number | null> {
     if (this.#agt) return null;
-    const r = await this.#request('POST', `${REGISTRY_PREFIX}/agents/${enc(this.#signer.did)}/prekeys/one-time`, { one_time_pre_keys: keys.map(otkJson) });
+    const r = await this.#request('POST', `${REGISTRY_PREFIX}/agents/${enc(this.#signer.did)}/prekeys/one-time`, {
+      one_time_pre_keys: keys.map(otkJson),
+    });
     assertRegistered(r);
     if (r.status === 404 || r.status === 405) return null;
     if (r.status !== 200) throw registryError(r, 'one-time pre-key upload');
@@ -165,7 +178,10 @@ export class RegistryClient {
       }
       return { status: res.status, body: parsed };
     } catch {
-      throw meshError(MeshErrorReason.REGISTRY_UNREACHABLE, `the registry did not answer ${method} ${path.split('/').slice(0, 3).join('/')}`);
+      throw meshError(
+        MeshErrorReason.REGISTRY_UNREACHABLE,
+        `the registry did not answer ${method} ${path.split('/').slice(0, 3).join('/')}`,
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -188,7 +204,10 @@ function countOf(body: unknown): number | null {
 function registryError(r: Reply, what: string): E2EError {
   const detail = (r.body as { detail?: unknown } | null)?.detail;
   const d = typeof detail === 'string' ? `: ${detail.slice(0, 200)}` : '';
-  return meshError(r.status === 429 ? MeshErrorReason.REGISTRY_RATE_LIMITED : MeshErrorReason.REGISTRY_ERROR, `${what} failed with HTTP ${r.status}${d}`);
+  return meshError(
+    r.status === 429 ? MeshErrorReason.REGISTRY_RATE_LIMITED : MeshErrorReason.REGISTRY_ERROR,
+    `${what} failed with HTTP ${r.status}${d}`,
+  );
 }
 
 /** Throws `not_registered` when the registry says it does not know the signing agent (401/404 with that detail). */

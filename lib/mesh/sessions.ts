@@ -40,8 +40,6 @@ export interface SessionEntry {
   dead: boolean;
 }
 
-
-
 /** Every session of one agent. */
 export class SessionBook {
   readonly #store: SessionStore;
@@ -161,7 +159,10 @@ export class SessionBook {
    * handled it, so a crash before that means the message comes again (at-least-once: from the relay, or
    * from the inbox when the state was already written).
    */
-  async decrypt(peer: string, message: EncryptedMessage): Promise<{ entry: SessionEntry; plaintext: Uint8Array } | 'duplicate' | 'undecryptable'> {
+  async decrypt(
+    peer: string,
+    message: EncryptedMessage,
+  ): Promise<{ entry: SessionEntry; plaintext: Uint8Array } | 'duplicate' | 'undecryptable'> {
     const list = this.#peers.get(peer);
     if (!list || list.length === 0) return 'undecryptable';
     const cur = this.current(peer);
@@ -176,8 +177,15 @@ export class SessionBook {
           duplicate = true;
           continue;
         }
-        if (isE2EError(e, 'DECRYPT_FAILED') || isE2EError(e, 'TOO_MANY_SKIPPED') || isE2EError(e, 'MALFORMED_MESSAGE')
-          || isE2EError(e, 'INVALID_KEY') || isE2EError(e, 'CHANNEL_CLOSED') || isE2EError(e, 'MESSAGE_TOO_LARGE')) continue;
+        if (
+          isE2EError(e, 'DECRYPT_FAILED') ||
+          isE2EError(e, 'TOO_MANY_SKIPPED') ||
+          isE2EError(e, 'MALFORMED_MESSAGE') ||
+          isE2EError(e, 'INVALID_KEY') ||
+          isE2EError(e, 'CHANNEL_CLOSED') ||
+          isE2EError(e, 'MESSAGE_TOO_LARGE')
+        )
+          continue;
         throw e; // the store's
       }
     }

@@ -41,11 +41,19 @@ function constructor(): Promise<WhatwgCtor> {
   const g = (globalThis as { WebSocket?: WhatwgCtor }).WebSocket;
   if (typeof g === 'function') return Promise.resolve(g);
   // Node 20 has no global WebSocket: `ws` implements the same event-handler API.
-  wsCtor ??= import('ws').then((m) => ((m as unknown as { WebSocket?: WhatwgCtor; default?: WhatwgCtor }).WebSocket
-    ?? (m as unknown as { default: WhatwgCtor }).default)).catch(() => {
-    wsCtor = null;
-    throw new E2EError('INVALID_STATE', 'no global WebSocket in this runtime: install the optional peer dependency ws (npm install ws)', 'no_websocket');
-  });
+  wsCtor ??= import('ws')
+    .then(
+      (m) =>
+        (m as unknown as { WebSocket?: WhatwgCtor; default?: WhatwgCtor }).WebSocket ?? (m as unknown as { default: WhatwgCtor }).default,
+    )
+    .catch(() => {
+      wsCtor = null;
+      throw new E2EError(
+        'INVALID_STATE',
+        'no global WebSocket in this runtime: install the optional peer dependency ws (npm install ws)',
+        'no_websocket',
+      );
+    });
   return wsCtor;
 }
 

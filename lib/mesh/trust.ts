@@ -9,8 +9,15 @@
 import { constantTimeEqual } from '../crypto';
 import { x25519FormOfEd25519 } from '../x3dh';
 import {
-  AgentIdentity, ChallengeReply, EncryptedTrustBridge, HandshakeChallenge, HandshakeResponse, IdentityRegistry,
-  TrustRejectReason, TrustTransport, trustRejected,
+  AgentIdentity,
+  ChallengeReply,
+  EncryptedTrustBridge,
+  HandshakeChallenge,
+  HandshakeResponse,
+  IdentityRegistry,
+  TrustRejectReason,
+  TrustTransport,
+  trustRejected,
 } from '../trust';
 import { BoundedMap } from '../util/bounded-map';
 import { MAX_ADMISSIONS } from '../limits';
@@ -44,7 +51,9 @@ export class MeshTrust {
   /** The gate of `identity`, its handshake carried by `transport`. */
   constructor(identity: AgentIdentity, options: MeshTrustOptions, transport: TrustTransport) {
     this.bridge = new EncryptedTrustBridge({
-      identity, registry: options.registry, transport,
+      identity,
+      registry: options.registry,
+      transport,
       ...(options.minTrustScore !== undefined ? { minTrustScore: options.minTrustScore } : {}),
       ...(options.requiredCapabilities !== undefined ? { requiredCapabilities: options.requiredCapabilities } : {}),
       ...(options.capabilities !== undefined ? { capabilities: options.capabilities } : {}),
@@ -76,7 +85,7 @@ export class MeshTrust {
   async admitInbound(from: string, ik: Uint8Array): Promise<void> {
     const at = this.#admitted.get(from);
     if (at === undefined || Date.now() - at > ADMISSION_MS) {
-      throw trustRejected(TrustRejectReason.PEER_NOT_VERIFIED, 'the initiator has not answered this side\'s challenge');
+      throw trustRejected(TrustRejectReason.PEER_NOT_VERIFIED, "the initiator has not answered this side's challenge");
     }
     const record = await this.#registry.get(from);
     if (!record) throw trustRejected(TrustRejectReason.UNKNOWN_IDENTITY, 'the registry does not know this DID');
@@ -87,7 +96,7 @@ export class MeshTrust {
       throw trustRejected(TrustRejectReason.MISSING_CAPABILITY, 'a required capability is missing');
     }
     if (!constantTimeEqual(x25519FormOfEd25519(record.publicKey), ik)) {
-      throw trustRejected(TrustRejectReason.IDENTITY_KEY_MISMATCH, 'the establishment is not the registry key\'s');
+      throw trustRejected(TrustRejectReason.IDENTITY_KEY_MISMATCH, "the establishment is not the registry key's");
     }
     this.#admitted.delete(from);
   }

@@ -58,10 +58,25 @@ export function stateToDict(s: RatchetStateFields, includeLimits: boolean): Ratc
  * reference keeps no times. `MALFORMED_MESSAGE` on any defect; nothing it made survives a failure.
  */
 export function stateFromDict(dict: RatchetStateDict, limits: Partial<RatchetLimits>, now: number): DecodedRatchetState {
-  const d = readFields(dict, [
-    'dh_self_private', 'dh_self_public', 'dh_remote_public', 'root_key', 'chain_key_send', 'chain_key_recv',
-    'send_message_number', 'recv_message_number', 'previous_send_chain_length', 'skipped_keys', 'max_skip', 'max_skipped_keys',
-  ] as const, 'state', 'MALFORMED_MESSAGE');
+  const d = readFields(
+    dict,
+    [
+      'dh_self_private',
+      'dh_self_public',
+      'dh_remote_public',
+      'root_key',
+      'chain_key_send',
+      'chain_key_recv',
+      'send_message_number',
+      'recv_message_number',
+      'previous_send_chain_length',
+      'skipped_keys',
+      'max_skip',
+      'max_skipped_keys',
+    ] as const,
+    'state',
+    'MALFORMED_MESSAGE',
+  );
   const lim = asMalformed(() => readOptions(limits, ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs'] as const, 'limits'));
   const made: Uint8Array[] = [];
   const key = (v: unknown, name: string): Uint8Array => {
@@ -90,7 +105,8 @@ export function stateFromDict(dict: RatchetStateDict, limits: Partial<RatchetLim
     const matches = constantTimeEqual(derived, publicKey);
     memzero(derived);
     if (!matches) throw new E2EError('MALFORMED_MESSAGE', 'dh_self_public does not match dh_self_private');
-    const dhRemote = d.dh_remote_public === null || d.dh_remote_public === undefined ? null : remoteKey(d.dh_remote_public, 'dh_remote_public');
+    const dhRemote =
+      d.dh_remote_public === null || d.dh_remote_public === undefined ? null : remoteKey(d.dh_remote_public, 'dh_remote_public');
     const rootKey = key(d.root_key, 'root_key');
     const chainKeySend = opt(d.chain_key_send, 'chain_key_send');
     const chainKeyRecv = opt(d.chain_key_recv, 'chain_key_recv');
@@ -99,24 +115,36 @@ export function stateFromDict(dict: RatchetStateDict, limits: Partial<RatchetLim
     const previousSendChainLength = count(d.previous_send_chain_length, 'previous_send_chain_length');
     const skipped = d.skipped_keys ?? {};
     if (typeof skipped !== 'object' || skipped === null) throw new E2EError('MALFORMED_MESSAGE', 'skipped_keys must be an object');
-    const entries = typed(() => {
-      const names = Object.keys(skipped);
-      if (names.length > MAX_SKIPPED_KEYS_LIMIT) throw new E2EError('MALFORMED_MESSAGE', 'too many skipped keys');
-      return names.map((n) => [n, (skipped as Record<string, unknown>)[n]] as const);
-    }, 'MALFORMED_MESSAGE', 'skipped_keys');
+    const entries = typed(
+      () => {
+        const names = Object.keys(skipped);
+        if (names.length > MAX_SKIPPED_KEYS_LIMIT) throw new E2EError('MALFORMED_MESSAGE', 'too many skipped keys');
+        return names.map((n) => [n, (skipped as Record<string, unknown>)[n]] as const);
+      },
+      'MALFORMED_MESSAGE',
+      'skipped_keys',
+    );
     const skippedKeys: SkippedKey[] = [];
     for (const [id, mk] of entries) {
       const m = /^([0-9a-f]{64}):(\d{1,10})$/.exec(id);
       if (!m) throw new E2EError('MALFORMED_MESSAGE', 'bad skipped key id');
       const messageKey = key(mk, 'skipped key');
       skippedKeys.push({
-        dhPublicKey: remoteKey(m[1], 'skipped key ratchet key'), messageNumber: count(Number(m[2]), 'skipped key number'),
-        messageKey, storedAt: now,
+        dhPublicKey: remoteKey(m[1], 'skipped key ratchet key'),
+        messageNumber: count(Number(m[2]), 'skipped key number'),
+        messageKey,
+        storedAt: now,
       });
     }
     return {
-      dhSelf: { privateKey, publicKey }, dhRemote, rootKey, chainKeySend, chainKeyRecv,
-      sendMessageNumber, recvMessageNumber, previousSendChainLength,
+      dhSelf: { privateKey, publicKey },
+      dhRemote,
+      rootKey,
+      chainKeySend,
+      chainKeyRecv,
+      sendMessageNumber,
+      recvMessageNumber,
+      previousSendChainLength,
       limits: {
         maxSkip: (lim.maxSkip ?? d.max_skip) as number | undefined,
         maxSkippedKeys: (lim.maxSkippedKeys ?? d.max_skipped_keys) as number | undefined,

@@ -16,7 +16,13 @@ import { MAX_COUNTER, MAX_PLAINTEXT_BYTES, MAX_RATCHET_AD_BYTES } from '../limit
 import { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES } from '../crypto/aead';
 import { assertBytes, assertKey, memzero, readU32BE } from '../crypto/bytes';
 import {
-  ENVELOPE_CIPHERTEXT_AT, ENVELOPE_DH_AT, ENVELOPE_NONCE_AT, ENVELOPE_N_AT, ENVELOPE_PN_AT, assertEnvelope, writeEnvelopePrefix,
+  ENVELOPE_CIPHERTEXT_AT,
+  ENVELOPE_DH_AT,
+  ENVELOPE_NONCE_AT,
+  ENVELOPE_N_AT,
+  ENVELOPE_PN_AT,
+  assertEnvelope,
+  writeEnvelopePrefix,
 } from '../crypto/envelope-layout';
 import { openMessage, openMessageWithKey, sealMessage } from '../crypto/message-aead';
 import { fillRandomBytes } from '../crypto/random';
@@ -93,7 +99,13 @@ type FoundKey =
   /** The current chain: `chainKey` is CKr (`own` false) or our advanced copy of it (`own` true). */
   | { readonly kind: 'current'; readonly chainKey: Uint8Array; readonly staged: readonly SkippedKey[]; readonly own: boolean }
   /** A new chain (DHRatchet): the peer's new key, the next root key and the new chain's key at message N. */
-  | { readonly kind: 'new'; readonly remote: Uint8Array; readonly rootKey: Uint8Array; readonly chainKey: Uint8Array; readonly staged: readonly SkippedKey[] };
+  | {
+      readonly kind: 'new';
+      readonly remote: Uint8Array;
+      readonly rootKey: Uint8Array;
+      readonly chainKey: Uint8Array;
+      readonly staged: readonly SkippedKey[];
+    };
 
 /** One Double Ratchet session. */
 export class DoubleRatchet {
@@ -134,7 +146,12 @@ export class DoubleRatchet {
       next = kdfRootKey(f.sharedSecret, dh);
       // The state copies what it keeps (the caller's remoteDhPublic included); ours are wiped.
       const state = new RatchetState({
-        dhSelf, dhRemote: f.remoteDhPublic, rootKey: next.rootKey, chainKeySend: next.chainKey, chainKeyRecv: null, limits,
+        dhSelf,
+        dhRemote: f.remoteDhPublic,
+        rootKey: next.rootKey,
+        chainKeySend: next.chainKey,
+        chainKeyRecv: null,
+        limits,
       });
       return new DoubleRatchet(state, { now });
     } finally {
@@ -150,21 +167,31 @@ export class DoubleRatchet {
    * its first message arrived. The key pair and the secret are copied (closing the session does
    * not wipe the key manager's signed pre-key, and the caller may wipe its arrays).
    */
-  static initReceiver(p: { sharedSecret: Uint8Array; dhKeyPair: X25519KeyPair | readonly [Uint8Array, Uint8Array] } & RatchetOptions): DoubleRatchet {
+  static initReceiver(
+    p: { sharedSecret: Uint8Array; dhKeyPair: X25519KeyPair | readonly [Uint8Array, Uint8Array] } & RatchetOptions,
+  ): DoubleRatchet {
     const f = readFields(p, ['sharedSecret', 'dhKeyPair', ...RATCHET_OPTION_KEYS] as const, 'initReceiver parameters');
     assertKey(f.sharedSecret, 'shared secret', 32);
-    const pair = typed(() => {
-      const kp = f.dhKeyPair as X25519KeyPair | readonly [Uint8Array, Uint8Array];
-      if (Array.isArray(kp)) return { privateKey: kp[0] as unknown, publicKey: kp[1] as unknown };
-      return readFields(kp, ['privateKey', 'publicKey'] as const, 'dhKeyPair', 'INVALID_KEY');
-    }, 'INVALID_KEY', 'dhKeyPair');
+    const pair = typed(
+      () => {
+        const kp = f.dhKeyPair as X25519KeyPair | readonly [Uint8Array, Uint8Array];
+        if (Array.isArray(kp)) return { privateKey: kp[0] as unknown, publicKey: kp[1] as unknown };
+        return readFields(kp, ['privateKey', 'publicKey'] as const, 'dhKeyPair', 'INVALID_KEY');
+      },
+      'INVALID_KEY',
+      'dhKeyPair',
+    );
     assertKey(pair.privateKey, 'ratchet private key', 32);
     assertCanonicalX25519PublicKey(pair.publicKey, 'ratchet public key');
     const limits = resolveLimits(f as Partial<RatchetLimits>);
     const now = resolveClock(f.now);
     const state = new RatchetState({
       dhSelf: { privateKey: pair.privateKey, publicKey: pair.publicKey },
-      dhRemote: null, rootKey: f.sharedSecret, chainKeySend: null, chainKeyRecv: null, limits,
+      dhRemote: null,
+      rootKey: f.sharedSecret,
+      chainKeySend: null,
+      chainKeyRecv: null,
+      limits,
     });
     return new DoubleRatchet(state, { now });
   }
@@ -210,9 +237,10 @@ export class DoubleRatchet {
     const found = this.#findMessageKey(m, now);
     let pt: Uint8Array | null = null;
     try {
-      pt = found.kind === 'skipped'
-        ? openMessageWithKey(found.key.messageKey, m.env, ad)
-        : openMessage(found.chainKey, this.#nextChainKey, m.env, ad);
+      pt =
+        found.kind === 'skipped'
+          ? openMessageWithKey(found.key.messageKey, m.env, ad)
+          : openMessage(found.chainKey, this.#nextChainKey, m.env, ad);
     } finally {
       if (pt === null) this.#discard(found);
     }

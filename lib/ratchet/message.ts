@@ -5,8 +5,15 @@
 import { E2EError } from '../errors';
 import { fromBase64, isUsableBytes, readU32BE, toBase64 } from '../crypto/bytes';
 import {
-  ENVELOPE_DH_AT, ENVELOPE_N_AT, ENVELOPE_PN_AT, ENVELOPE_PREFIX_BYTES, MAX_ENVELOPE_BYTES, MIN_CIPHERTEXT_BYTES, MIN_ENVELOPE_BYTES,
-  assertEnvelope, writeEnvelopePrefix,
+  ENVELOPE_DH_AT,
+  ENVELOPE_N_AT,
+  ENVELOPE_PN_AT,
+  ENVELOPE_PREFIX_BYTES,
+  MAX_ENVELOPE_BYTES,
+  MIN_CIPHERTEXT_BYTES,
+  MIN_ENVELOPE_BYTES,
+  assertEnvelope,
+  writeEnvelopePrefix,
 } from '../crypto/envelope-layout';
 import { readFields } from '../crypto/input';
 import { parseJsonInput } from '../crypto/json';
@@ -65,8 +72,12 @@ export class EncryptedMessage {
    * @internal
    */
   static fromTrustedEnvelope(envelope: Uint8Array): EncryptedMessage {
-    if (!ArrayBuffer.isView(envelope) || !(envelope instanceof Uint8Array)
-      || envelope.length < MIN_ENVELOPE_BYTES || envelope.length > MAX_ENVELOPE_BYTES) {
+    if (
+      !ArrayBuffer.isView(envelope) ||
+      !(envelope instanceof Uint8Array) ||
+      envelope.length < MIN_ENVELOPE_BYTES ||
+      envelope.length > MAX_ENVELOPE_BYTES
+    ) {
       throw new E2EError('MALFORMED_MESSAGE', 'not a well-formed envelope');
     }
     const m: EncryptedMessage = Object.create(EncryptedMessage.prototype);

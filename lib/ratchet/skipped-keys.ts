@@ -85,13 +85,16 @@ export class SkippedKeys {
     if (typeof k.messageNumber !== 'number' || !Number.isInteger(k.messageNumber) || k.messageNumber < 0 || k.messageNumber > 0xffffffff) {
       throw new E2EError('INVALID_ARGUMENT', 'skipped key number must be an integer in [0, 2^32)');
     }
-    if (typeof k.storedAt !== 'number' || !Number.isFinite(k.storedAt)) throw new E2EError('INVALID_ARGUMENT', 'storedAt must be a finite number');
+    if (typeof k.storedAt !== 'number' || !Number.isFinite(k.storedAt))
+      throw new E2EError('INVALID_ARGUMENT', 'storedAt must be a finite number');
     if (!Number.isInteger(max) || max < 0) throw new E2EError('INVALID_ARGUMENT', 'max must be a non-negative integer');
     if (chain !== undefined && typeof chain !== 'string') throw new E2EError('INVALID_ARGUMENT', 'chain must be a hex string');
     // One copy of a chain's ratchet key for all of its entries (the ratchet adds them chain by chain).
     if (!sameBytes(this.#lastDh, k.dhPublicKey)) this.#lastDh = Uint8Array.from(k.dhPublicKey);
     const key: SkippedKey = {
-      dhPublicKey: this.#lastDh as Uint8Array, messageNumber: k.messageNumber, messageKey: k.messageKey,
+      dhPublicKey: this.#lastDh as Uint8Array,
+      messageNumber: k.messageNumber,
+      messageKey: k.messageKey,
       storedAt: k.storedAt,
     };
     this.#add(key, max, chain ?? toHex(key.dhPublicKey));
@@ -106,8 +109,12 @@ export class SkippedKeys {
       this.#chains.set(chain, byNumber);
     }
     const e: Entry = {
-      dhPublicKey: key.dhPublicKey, messageNumber: key.messageNumber, messageKey: key.messageKey, storedAt: key.storedAt,
-      chain, live: true,
+      dhPublicKey: key.dhPublicKey,
+      messageNumber: key.messageNumber,
+      messageKey: key.messageKey,
+      storedAt: key.storedAt,
+      chain,
+      live: true,
     };
     byNumber.set(key.messageNumber, e);
     this.#queue.push(e);

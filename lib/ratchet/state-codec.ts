@@ -13,8 +13,7 @@ import { ByteReader, ByteWriter } from '../crypto/byte-io';
 import { fromHex, isUsableBytes, memzero, plainView, toHex } from '../crypto/bytes';
 import { isCanonicalX25519At } from '../crypto/x25519';
 import type { SkippedKey } from './skipped-keys';
-import {
-  DecodedRatchetState, RatchetStateFields, asMalformed, resolveLimits } from './state-fields';
+import { DecodedRatchetState, RatchetStateFields, asMalformed, resolveLimits } from './state-fields';
 import { MAX_RETIRED_REMOTE_KEYS, MAX_SKIPPED_KEYS_LIMIT } from '../limits';
 
 const MAGIC = new Uint8Array([0x41, 0x4d, 0x52]); // "AMR"
@@ -39,7 +38,9 @@ export function encodeRatchetState(s: RatchetStateFields): Uint8Array {
   if (s.chainKeySend) w.bytes(s.chainKeySend);
   if (s.chainKeyRecv) w.bytes(s.chainKeyRecv);
   w.u32(s.sendMessageNumber).u32(s.recvMessageNumber).u32(s.previousSendChainLength);
-  w.u32(s.limits.maxSkip).u32(s.limits.maxSkippedKeys).f64(s.limits.skippedKeyMaxAgeMs ?? 0);
+  w.u32(s.limits.maxSkip)
+    .u32(s.limits.maxSkippedKeys)
+    .f64(s.limits.skippedKeyMaxAgeMs ?? 0);
   w.u8(nRetired);
   for (const hex of s.retiredRemoteKeys) w.bytes(fromHex(hex));
   w.u32(s.skippedKeys.size);
@@ -102,8 +103,17 @@ export function decodeRatchetState(input: Uint8Array): DecodedRatchetState {
     }
     r.end();
     return {
-      dhSelf, dhRemote, rootKey, chainKeySend, chainKeyRecv, sendMessageNumber, recvMessageNumber, previousSendChainLength,
-      limits, retiredRemoteKeys, skippedKeys,
+      dhSelf,
+      dhRemote,
+      rootKey,
+      chainKeySend,
+      chainKeyRecv,
+      sendMessageNumber,
+      recvMessageNumber,
+      previousSendChainLength,
+      limits,
+      retiredRemoteKeys,
+      skippedKeys,
     };
   } catch (e) {
     taken.forEach((t) => memzero(t));

@@ -23,8 +23,12 @@ const ADOPT: unique symbol = Symbol('adopt');
 
 /** The fields of a new {@link RatchetState}. */
 export interface RatchetStateInit {
-  dhSelf: X25519KeyPair; dhRemote: Uint8Array | null; rootKey: Uint8Array;
-  chainKeySend: Uint8Array | null; chainKeyRecv: Uint8Array | null; limits?: Partial<RatchetLimits>;
+  dhSelf: X25519KeyPair;
+  dhRemote: Uint8Array | null;
+  rootKey: Uint8Array;
+  chainKeySend: Uint8Array | null;
+  chainKeyRecv: Uint8Array | null;
+  limits?: Partial<RatchetLimits>;
 }
 
 /** The mutable state of one Double Ratchet session. Owned by its `DoubleRatchet`. */
@@ -106,10 +110,20 @@ export class RatchetState {
   /** A state over what a saved form read (adopted, not copied); on failure every secret in `d` is wiped. */
   static #restore(d: DecodedRatchetState): RatchetState {
     try {
-      const s = asMalformed(() => new RatchetState({
-        dhSelf: d.dhSelf, dhRemote: d.dhRemote, rootKey: d.rootKey, chainKeySend: d.chainKeySend, chainKeyRecv: d.chainKeyRecv,
-        limits: d.limits,
-      }, ADOPT));
+      const s = asMalformed(
+        () =>
+          new RatchetState(
+            {
+              dhSelf: d.dhSelf,
+              dhRemote: d.dhRemote,
+              rootKey: d.rootKey,
+              chainKeySend: d.chainKeySend,
+              chainKeyRecv: d.chainKeyRecv,
+              limits: d.limits,
+            },
+            ADOPT,
+          ),
+      );
       s.sendMessageNumber = d.sendMessageNumber;
       s.recvMessageNumber = d.recvMessageNumber;
       s.previousSendChainLength = d.previousSendChainLength;

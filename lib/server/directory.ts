@@ -110,13 +110,17 @@ interface Row {
 
 function toRow(r: AgentRecord): string {
   return JSON.stringify({
-    ...r, publicKey: Buffer.from(r.publicKey).toString('base64'),
+    ...r,
+    publicKey: Buffer.from(r.publicKey).toString('base64'),
     legacyIdentityKey: r.legacyIdentityKey ? Buffer.from(r.legacyIdentityKey).toString('base64') : undefined,
   });
 }
 
 function fromRow(row: Row): AgentRecord {
-  const o = JSON.parse(row.record) as Omit<AgentRecord, 'publicKey' | 'legacyIdentityKey'> & { publicKey: string; legacyIdentityKey?: string };
+  const o = JSON.parse(row.record) as Omit<AgentRecord, 'publicKey' | 'legacyIdentityKey'> & {
+    publicKey: string;
+    legacyIdentityKey?: string;
+  };
   const { legacyIdentityKey, ...rest } = o;
   const r: AgentRecord = { ...rest, publicKey: new Uint8Array(Buffer.from(o.publicKey, 'base64')) };
   if (legacyIdentityKey !== undefined) r.legacyIdentityKey = new Uint8Array(Buffer.from(legacyIdentityKey, 'base64'));

@@ -105,7 +105,12 @@ export interface InboxStore {
    * made durable (the fsync). The relay delivers live frames there, so delivery does not wait for the disk; the
    * senders' receipts still wait for the return. If the group then fails, `commit` throws as usual.
    */
-  commitDecided?(puts: readonly InboxMessage[], acks: readonly InboxAck[], quota: InboxQuota, decided: (outcomes: readonly PutOutcome[]) => void): MaybePromise<PutOutcome[]>;
+  commitDecided?(
+    puts: readonly InboxMessage[],
+    acks: readonly InboxAck[],
+    quota: InboxQuota,
+    decided: (outcomes: readonly PutOutcome[]) => void,
+  ): MaybePromise<PutOutcome[]>;
   /** Unexpired frames of `recipient` with `seq > afterSeq`, oldest first, at most `limit`. */
   pending(recipient: string, now: number, limit: number, afterSeq?: number): MaybePromise<PendingMessage[]>;
   /** Number of frames held for `recipient` (expired ones included until purged). */
@@ -179,9 +184,12 @@ export class QuotaCounters {
   state(recipient: string, sender: string): QuotaState {
     const pk = pairKey(sender, recipient);
     return {
-      inboxCount: this.inboxCount.get(recipient), senderCount: this.senderCount.get(sender),
-      inboxBytes: this.inboxBytes.get(recipient), senderBytes: this.senderBytes.get(sender),
-      pairCount: this.pairCount.get(pk), pairBytes: this.pairBytes.get(pk),
+      inboxCount: this.inboxCount.get(recipient),
+      senderCount: this.senderCount.get(sender),
+      inboxBytes: this.inboxBytes.get(recipient),
+      senderBytes: this.senderBytes.get(sender),
+      pairCount: this.pairCount.get(pk),
+      pairBytes: this.pairBytes.get(pk),
     };
   }
 

@@ -142,8 +142,14 @@ export class RedisInboxStore implements InboxStore {
   async commit(puts: readonly InboxMessage[], acks: readonly InboxAck[], quota: InboxQuota): Promise<PutOutcome[]> {
     const lim = (v: number | undefined) => String(v ?? Number.MAX_SAFE_INTEGER);
     const argv: string[] = [
-      this.#p, String(quota.maxPerInbox), String(quota.maxPerSender), lim(quota.maxBytesPerInbox), lim(quota.maxBytesPerSender),
-      lim(quota.maxPerPair), lim(quota.maxBytesPerPair), String(acks.length),
+      this.#p,
+      String(quota.maxPerInbox),
+      String(quota.maxPerSender),
+      lim(quota.maxBytesPerInbox),
+      lim(quota.maxBytesPerSender),
+      lim(quota.maxPerPair),
+      lim(quota.maxBytesPerPair),
+      String(acks.length),
     ];
     for (const a of acks) argv.push(a.recipient, a.id);
     for (const m of puts) argv.push(m.recipient, m.id, m.sender, String(m.storedAt), String(m.expiresAt), m.frame);
@@ -215,7 +221,8 @@ export class RedisInboxStore implements InboxStore {
 
 function recordToJson(r: AgentRecord): string {
   return JSON.stringify({
-    ...r, publicKey: Buffer.from(r.publicKey).toString('base64'),
+    ...r,
+    publicKey: Buffer.from(r.publicKey).toString('base64'),
     legacyIdentityKey: r.legacyIdentityKey ? Buffer.from(r.legacyIdentityKey).toString('base64') : undefined,
   });
 }
@@ -267,7 +274,10 @@ export class RedisAgentDirectory implements AgentDirectory {
     return this.#run('update', async () => {
       await this.#r.eval(
         "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 0",
-        1, this.#p + 'agents', rec.did, recordToJson(rec),
+        1,
+        this.#p + 'agents',
+        rec.did,
+        recordToJson(rec),
       );
     });
   }
@@ -284,7 +294,9 @@ export class RedisAgentDirectory implements AgentDirectory {
     return this.#run('find', async () => {
       const dids = await this.#r.zrange(this.#p + 'order', 0, -1);
       const values = dids.length === 0 ? [] : await this.#r.hmget(this.#p + 'agents', ...dids);
-      const all = values.filter((v): v is string => v !== null).map(recordFromJson)
+      const all = values
+        .filter((v): v is string => v !== null)
+        .map(recordFromJson)
         .filter((r) => capability === undefined || r.capabilities.includes(capability));
       return { results: all.slice(0, limit), total: all.length };
     });

@@ -10,8 +10,15 @@ import { constantTimeEqual, ed25519Verify, isU32, sha256, toBase64Url, toHex, ut
 import { x25519FormOfEd25519 } from '../x3dh';
 import type { PreKeyStore, PublicOneTimePreKey } from '../store/types';
 import {
-  AgentRecordResponse, PROOF_WINDOW_MS, PreKeyBundleResponse, RegistryAuth, decodeB64Lenient, meshDidOf,
-  parseProofTimestamp, parseRegistryAuth, registryProofMessage,
+  AgentRecordResponse,
+  PROOF_WINDOW_MS,
+  PreKeyBundleResponse,
+  RegistryAuth,
+  decodeB64Lenient,
+  meshDidOf,
+  parseProofTimestamp,
+  parseRegistryAuth,
+  registryProofMessage,
 } from '../mesh/frames';
 import type { AgentDirectory, AgentRecord } from './directory';
 import { MAX_FUTURE_SKEW_MS, ProofGuard, RateLimiter } from './guards';
@@ -106,7 +113,10 @@ export interface RegistryOptions {
 
 /** An HTTP error with AGT's `{detail}` body. */
 class HttpError extends Error {
-  constructor(readonly status: number, readonly detail: string) {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+  ) {
     super(detail);
   }
 }
@@ -183,13 +193,16 @@ export class Registry {
 
   async #route(req: IncomingMessage, url: URL, body: Buffer, res: ServerResponse): Promise<{ status: number; body: unknown } | null> {
     const method = req.method ?? 'GET';
-    const parts = url.pathname.split('/').filter((p) => p.length > 0).map((p) => {
-      try {
-        return decodeURIComponent(p);
-      } catch {
-        throw new HttpError(404, 'Not Found');
-      }
-    });
+    const parts = url.pathname
+      .split('/')
+      .filter((p) => p.length > 0)
+      .map((p) => {
+        try {
+          return decodeURIComponent(p);
+        } catch {
+          throw new HttpError(404, 'Not Found');
+        }
+      });
     const ctx: Ctx = { req, res, url, body, method };
     // parts[0] === 'v1'
     const [, a, did, sub, sub2] = parts;
@@ -214,7 +227,8 @@ export class Registry {
       if (sub === 'heartbeat' && parts.length === 4 && method === 'POST') return this.#heartbeat(ctx, did);
       if (sub === 'reputation' && parts.length === 4 && method === 'POST') return this.#reputation(ctx, did);
     }
-    if (a === 'registry' && did === 'reputation' && sub === 'session' && parts.length === 4 && method === 'POST') return this.#sessionReport(ctx);
+    if (a === 'registry' && did === 'reputation' && sub === 'session' && parts.length === 4 && method === 'POST')
+      return this.#sessionReport(ctx);
     if (a === 'registry' && did === 'verify' && parts.length === 3 && method === 'POST') {
       throw new HttpError(503, 'Entra verification is not configured');
     }
@@ -230,7 +244,8 @@ export class Registry {
    */
   async #auth(ctx: Ctx, missingStatus: 401 | 422): Promise<{ did: string; record: AgentRecord }> {
     const header = ctx.req.headers.authorization;
-    if (header === undefined) throw new HttpError(missingStatus, missingStatus === 422 ? 'Missing Authorization header' : 'Authentication required');
+    if (header === undefined)
+      throw new HttpError(missingStatus, missingStatus === 422 ? 'Missing Authorization header' : 'Authentication required');
     const a = parseRegistryAuth(header);
     if (a === null) throw new HttpError(401, 'Invalid Authorization header');
     if (!this.#authAddressLimiter.take(ctx.req.socket.remoteAddress ?? 'unknown')) throw new HttpError(429, 'Too many requests');
@@ -261,7 +276,12 @@ export class Registry {
   #signedBytes(a: RegistryAuth, ctx: Ctx): Uint8Array {
     if (a.scheme === 'agt') return utf8(a.timestamp);
     return registryProofMessage({
-      did: a.did, method: ctx.method, path: ctx.url.pathname + ctx.url.search, timestamp: a.timestamp, nonce: a.nonce, body: ctx.body,
+      did: a.did,
+      method: ctx.method,
+      path: ctx.url.pathname + ctx.url.search,
+      timestamp: a.timestamp,
+      nonce: a.nonce,
+      body: ctx.body,
     });
   }
 
@@ -276,7 +296,8 @@ export class Registry {
   async #register(ctx: Ctx): Promise<{ status: number; body: unknown }> {
     const b = jsonObject(ctx.body);
     const { public_key, proof, proof_timestamp } = b;
-    if (this.#legacy && proof === undefined && proof_timestamp === undefined && typeof b.did === 'string') return this.#registerLegacy(ctx, b);
+    if (this.#legacy && proof === undefined && proof_timestamp === undefined && typeof b.did === 'string')
+      return this.#registerLegacy(ctx, b);
     if (typeof public_key !== 'string' || typeof proof !== 'string' || typeof proof_timestamp !== 'string') {
       throw new HttpError(422, 'public_key, proof and proof_timestamp are required strings');
     }
@@ -295,11 +316,23 @@ export class Registry {
     if (sig === null || sig.length !== 64) throw new HttpError(400, 'Malformed proof');
     if (!ed25519Verify(sig, utf8(public_key + proof_timestamp), pk)) throw new HttpError(401, 'Invalid proof-of-possession');
     const did = meshDidOf(pk);
-    if ((await this.#proofs.use(`r|${did}|${proof_timestamp}`, t)) !== 'fresh') throw new HttpError(401, 'Registration proof already used (replay)');
+    if ((await this.#proofs.use(`r|${did}|${proof_timestamp}`, t)) !== 'fresh')
+      throw new HttpError(401, 'Registration proof already used (replay)');
     const now = Date.now();
     const inserted = await this.#dir.insert({
-      did, publicKey: pk, capabilities, metadata, registeredAt: now, lastSeen: now, reputation: 0.5,
-      totalSessions: 0, successfulSessions: 0, failedSessions: 0, timeoutSessions: 0, lastSessionAt: null, tier: 'anonymous',
+      did,
+      publicKey: pk,
+      capabilities,
+      metadata,
+      registeredAt: now,
+      lastSeen: now,
+      reputation: 0.5,
+      totalSessions: 0,
+      successfulSessions: 0,
+      failedSessions: 0,
+      timeoutSessions: 0,
+      lastSessionAt: null,
+      tier: 'anonymous',
     });
     if (!inserted) throw new HttpError(409, 'Agent already registered');
     return { status: 201, body: { did, status: 'registered' } };
@@ -317,8 +350,20 @@ export class Registry {
     this.#log(`registry: ${did} registered WITHOUT proof-of-possession (legacy AGT 4.0.0 mode)`);
     const now = Date.now();
     const inserted = await this.#dir.insert({
-      did, publicKey: new Uint8Array(0), legacyIdentityKey: x, capabilities, metadata, registeredAt: now, lastSeen: now, reputation: 0.5,
-      totalSessions: 0, successfulSessions: 0, failedSessions: 0, timeoutSessions: 0, lastSessionAt: null, tier: 'anonymous',
+      did,
+      publicKey: new Uint8Array(0),
+      legacyIdentityKey: x,
+      capabilities,
+      metadata,
+      registeredAt: now,
+      lastSeen: now,
+      reputation: 0.5,
+      totalSessions: 0,
+      successfulSessions: 0,
+      failedSessions: 0,
+      timeoutSessions: 0,
+      lastSessionAt: null,
+      tier: 'anonymous',
     });
     if (!inserted) throw new HttpError(409, 'Agent already registered');
     return { status: 201, body: { did, status: 'registered' } };
@@ -338,7 +383,10 @@ export class Registry {
     const l = this.limits;
     if (typeof v !== 'object' || Array.isArray(v)) throw new HttpError(422, 'metadata must be an object of strings');
     const entries = Object.entries(v as Record<string, unknown>);
-    if (entries.length > l.maxMetadata || !entries.every(([k, s]) => typeof s === 'string' && k.length <= l.maxStringLength && s.length <= l.maxStringLength)) {
+    if (
+      entries.length > l.maxMetadata ||
+      !entries.every(([k, s]) => typeof s === 'string' && k.length <= l.maxStringLength && s.length <= l.maxStringLength)
+    ) {
       throw new HttpError(422, `metadata must be an object of at most ${l.maxMetadata} strings`);
     }
     return Object.fromEntries(entries) as Record<string, string>;
@@ -355,12 +403,22 @@ export class Registry {
     return {
       status: 200,
       body: {
-        did: r.did, capabilities: r.capabilities, metadata: r.metadata, registered_at: pyIso(r.registeredAt), last_seen: pyIso(r.lastSeen),
-        reputation_score: r.reputation, total_sessions: r.totalSessions, successful_sessions: r.successfulSessions,
-        failed_sessions: r.failedSessions, timeout_sessions: r.timeoutSessions,
+        did: r.did,
+        capabilities: r.capabilities,
+        metadata: r.metadata,
+        registered_at: pyIso(r.registeredAt),
+        last_seen: pyIso(r.lastSeen),
+        reputation_score: r.reputation,
+        total_sessions: r.totalSessions,
+        successful_sessions: r.successfulSessions,
+        failed_sessions: r.failedSessions,
+        timeout_sessions: r.timeoutSessions,
         last_session_at: r.lastSessionAt === null ? null : pyIso(r.lastSessionAt),
         completion_rate: r.totalSessions === 0 ? null : r.successfulSessions / r.totalSessions,
-        tier: r.tier, verified_app_id: null, verified_tenant_id: null, verified_at: null,
+        tier: r.tier,
+        verified_app_id: null,
+        verified_tenant_id: null,
+        verified_at: null,
         public_key: r.publicKey.length === 32 ? toBase64Url(r.publicKey) : '',
       },
     };
@@ -376,7 +434,8 @@ export class Registry {
   /** Decodes and checks a whole upload before anything changes (AGT mutates first, G11). */
   async #parseOneTimeKeys(did: string, v: unknown): Promise<PublicOneTimePreKey[]> {
     if (!Array.isArray(v)) throw new HttpError(422, 'one_time_pre_keys must be a list');
-    if (v.length > this.limits.maxOneTimeKeys) throw new HttpError(400, `Invalid pre-key bundle: at most ${this.limits.maxOneTimeKeys} one-time pre-keys`);
+    if (v.length > this.limits.maxOneTimeKeys)
+      throw new HttpError(400, `Invalid pre-key bundle: at most ${this.limits.maxOneTimeKeys} one-time pre-keys`);
     const ids = new Set<number>();
     const out: PublicOneTimePreKey[] = [];
     for (const o of v as unknown[]) {
@@ -387,7 +446,8 @@ export class Registry {
       const pk = decodeB64Lenient(k.public_key);
       if (pk === null || pk.length !== 32) throw new HttpError(400, 'Invalid pre-key bundle: one-time pre-key must be 32 bytes');
       if (ids.has(k.key_id)) throw new HttpError(400, 'Invalid pre-key bundle: duplicate one-time pre-key id');
-      if (await this.#dir.wasHandedOut(did, hashKey(pk))) throw new HttpError(400, 'Invalid pre-key bundle: one-time pre-key was already handed out');
+      if (await this.#dir.wasHandedOut(did, hashKey(pk)))
+        throw new HttpError(400, 'Invalid pre-key bundle: one-time pre-key was already handed out');
       ids.add(k.key_id);
       out.push({ keyId: k.key_id, publicKey: pk });
     }
@@ -396,9 +456,8 @@ export class Registry {
 
   async #uploadPrekeys(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
     const b = jsonObject(ctx.body);
-    const record = this.#legacy && ctx.req.headers.authorization === undefined
-      ? await this.#legacyUploader(did, b)
-      : await this.#owner(ctx, did, 422);
+    const record =
+      this.#legacy && ctx.req.headers.authorization === undefined ? await this.#legacyUploader(did, b) : await this.#owner(ctx, did, 422);
     if (!this.#uploadLimiter.take(did)) throw new HttpError(429, 'Too many pre-key uploads');
     const spk = b.signed_pre_key as Record<string, unknown> | undefined;
     if (typeof b.identity_key !== 'string' || typeof spk !== 'object' || spk === null || b.one_time_pre_keys === undefined) {
@@ -409,7 +468,8 @@ export class Registry {
     if (b.identity_key_ed !== undefined && b.identity_key_ed !== null) {
       const ed = typeof b.identity_key_ed === 'string' ? decodeB64Lenient(b.identity_key_ed) : null;
       if (ed === null || ed.length !== 32) throw new HttpError(400, 'identity_key_ed must be 32 bytes');
-      if (!constantTimeEqual(ed, record.publicKey)) throw new HttpError(400, 'Invalid pre-key bundle: identity_key_ed is not the registered key');
+      if (!constantTimeEqual(ed, record.publicKey))
+        throw new HttpError(400, 'Invalid pre-key bundle: identity_key_ed is not the registered key');
     }
     if (!constantTimeEqual(ik, x25519FormOfEd25519(record.publicKey))) {
       throw new HttpError(400, 'Invalid pre-key bundle: identity_key is not the X25519 form of the registered key');
@@ -436,7 +496,11 @@ export class Registry {
     // store's claim history cannot let one be handed out twice.
     await this.#prekeys.removeBundle(did);
     await this.#prekeys.storeBundle(did, {
-      identityKey: ik, identityKeyEd: record.publicKey, signedPreKey: spkPub, signedPreKeySignature: spkSig, signedPreKeyId: spk.key_id,
+      identityKey: ik,
+      identityKeyEd: record.publicKey,
+      signedPreKey: spkPub,
+      signedPreKeySignature: spkSig,
+      signedPreKeyId: spk.key_id,
     });
     if (otks.length > 0) await this.#prekeys.addOneTimePreKeys(did, otks);
     return { status: 200, body: { did, otk_count: await this.#prekeys.countOneTimePreKeys(did) } };
@@ -462,7 +526,8 @@ export class Registry {
     const otks = await this.#parseOneTimeKeys(did, b.one_time_pre_keys);
     if ((await this.#prekeys.getBundle(did)) === null) throw new HttpError(404, 'Pre-key bundle not found');
     const count = await this.#prekeys.countOneTimePreKeys(did);
-    if (count + otks.length > this.limits.maxOneTimeKeys) throw new HttpError(400, `Invalid pre-key bundle: at most ${this.limits.maxOneTimeKeys} one-time pre-keys`);
+    if (count + otks.length > this.limits.maxOneTimeKeys)
+      throw new HttpError(400, `Invalid pre-key bundle: at most ${this.limits.maxOneTimeKeys} one-time pre-keys`);
     if (otks.length > 0) {
       try {
         await this.#prekeys.addOneTimePreKeys(did, otks);
@@ -481,9 +546,10 @@ export class Registry {
 
   async #claimBundle(ctx: Ctx, did: string): Promise<{ status: number; body: PreKeyBundleResponse }> {
     // G4: AGT serves this to anyone; here only a registered agent, within its rate.
-    const requester = this.#legacy && ctx.req.headers.authorization === undefined
-      ? `ip:${ctx.req.socket.remoteAddress ?? 'unknown'}`
-      : (await this.#auth(ctx, 401)).did;
+    const requester =
+      this.#legacy && ctx.req.headers.authorization === undefined
+        ? `ip:${ctx.req.socket.remoteAddress ?? 'unknown'}`
+        : (await this.#auth(ctx, 401)).did;
     // An unknown target is answered before the requester's budget is charged (a lookup of a DID that knocked
     // must not spend the requester's claims).
     if ((await this.#prekeys.getBundle(did)) === null) throw new HttpError(404, 'Pre-key bundle not found');
@@ -499,8 +565,14 @@ export class Registry {
       body: {
         identity_key: toBase64Url(bundle.identityKey),
         identity_key_ed: toBase64Url(bundle.identityKeyEd),
-        signed_pre_key: { key_id: bundle.signedPreKeyId, public_key: toBase64Url(bundle.signedPreKey), signature: toBase64Url(bundle.signedPreKeySignature) },
-        one_time_pre_key: bundle.oneTimePreKey ? { key_id: bundle.oneTimePreKeyId as number, public_key: toBase64Url(bundle.oneTimePreKey) } : null,
+        signed_pre_key: {
+          key_id: bundle.signedPreKeyId,
+          public_key: toBase64Url(bundle.signedPreKey),
+          signature: toBase64Url(bundle.signedPreKeySignature),
+        },
+        one_time_pre_key: bundle.oneTimePreKey
+          ? { key_id: bundle.oneTimePreKeyId as number, public_key: toBase64Url(bundle.oneTimePreKey) }
+          : null,
       },
     };
   }
@@ -541,15 +613,21 @@ export class Registry {
     const a = await this.#auth(ctx, 401);
     const b = jsonObject(ctx.body);
     const { session_id, initiator_amid, receiver_amid, outcome, reporter_amid } = b;
-    if (typeof session_id !== 'string' || typeof initiator_amid !== 'string' || typeof receiver_amid !== 'string'
-      || typeof outcome !== 'string' || typeof reporter_amid !== 'string') {
+    if (
+      typeof session_id !== 'string' ||
+      typeof initiator_amid !== 'string' ||
+      typeof receiver_amid !== 'string' ||
+      typeof outcome !== 'string' ||
+      typeof reporter_amid !== 'string'
+    ) {
       throw new HttpError(422, 'session_id, initiator_amid, receiver_amid, outcome and reporter_amid are required');
     }
     if (reporter_amid !== a.did) throw new HttpError(403, 'Reporter does not match the authenticated DID');
     if (reporter_amid !== initiator_amid && reporter_amid !== receiver_amid) throw new HttpError(403, 'Reporter is not a participant');
     // A session with oneself would let an agent raise its own reputation.
     if (initiator_amid === receiver_amid) throw new HttpError(403, 'Initiator and receiver must differ');
-    if (outcome !== 'success' && outcome !== 'failed' && outcome !== 'timeout') throw new HttpError(400, 'outcome must be success, failed or timeout');
+    if (outcome !== 'success' && outcome !== 'failed' && outcome !== 'timeout')
+      throw new HttpError(400, 'outcome must be success, failed or timeout');
     const ini = await this.#dir.get(initiator_amid);
     const rec = await this.#dir.get(receiver_amid);
     if (!ini || !rec) throw new HttpError(403, 'Both participants must be registered');

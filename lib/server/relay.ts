@@ -8,9 +8,22 @@ import { timingSafeEqual } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import { isE2EError } from '../errors';
 import {
-  AcceptedFrame, CloseCode, ConnectedFrame, FIRST_FRAME_TIMEOUT_MS, Feature, IDLE_TIMEOUT_MS,
-  RelayErrorCode, RoutedFrame, SESSION_REPLACED_REASON, decodeClientFrame, decodeConnectFrame,
-  encodeFrame, errorFrame, isFrameDid, verifyConnectProof } from '../mesh/frames';
+  AcceptedFrame,
+  CloseCode,
+  ConnectedFrame,
+  FIRST_FRAME_TIMEOUT_MS,
+  Feature,
+  IDLE_TIMEOUT_MS,
+  RelayErrorCode,
+  RoutedFrame,
+  SESSION_REPLACED_REASON,
+  decodeClientFrame,
+  decodeConnectFrame,
+  encodeFrame,
+  errorFrame,
+  isFrameDid,
+  verifyConnectProof,
+} from '../mesh/frames';
 import { InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome, assertQuota } from './inbox';
 import { MAX_FUTURE_SKEW_MS, ProofGuard, RateLimiter } from './guards';
 import { DEFAULT_MAX_FRAME_BYTES } from '../limits';
@@ -170,8 +183,12 @@ export class Relay {
     this.limits = Object.freeze({ ...DEFAULT_RELAY_LIMITS, ...options.limits });
     const l = this.limits;
     this.#quota = {
-      maxPerInbox: l.maxPerInbox, maxPerSender: l.maxPerSender, maxPerPair: l.maxPerPair,
-      maxBytesPerInbox: l.maxBytesPerInbox, maxBytesPerSender: l.maxBytesPerSender, maxBytesPerPair: l.maxBytesPerPair,
+      maxPerInbox: l.maxPerInbox,
+      maxPerSender: l.maxPerSender,
+      maxPerPair: l.maxPerPair,
+      maxBytesPerInbox: l.maxBytesPerInbox,
+      maxBytesPerSender: l.maxBytesPerSender,
+      maxBytesPerPair: l.maxBytesPerPair,
     };
     assertQuota(this.#quota);
     this.#inbox = options.inbox;
@@ -202,7 +219,17 @@ export class Relay {
   accept(ws: WebSocket, req: IncomingMessage): void {
     const ip = req.socket.remoteAddress ?? 'unknown';
     const conn: Conn = {
-      ws, ip, early: null, admittedAt: 0, did: null, extended: false, receipts: false, heartbeatAck: false, lastSeen: Date.now(), held: null, firstTimer: null,
+      ws,
+      ip,
+      early: null,
+      admittedAt: 0,
+      did: null,
+      extended: false,
+      receipts: false,
+      heartbeatAck: false,
+      lastSeen: Date.now(),
+      held: null,
+      firstTimer: null,
     };
     if (this.#closed || this.#sockets.size >= this.limits.maxConnections || !this.#connLimiter.take(ip)) {
       this.#send(conn, errorFrame('Too many connections', false));
@@ -297,9 +324,14 @@ export class Relay {
       f = decodeConnectFrame(text);
     } catch (e) {
       const close = isE2EError(e) && e.reason ? Number(e.reason) : CloseCode.FIRST_FRAME_NOT_CONNECT;
-      const code = close === CloseCode.FIRST_FRAME_NOT_CONNECT ? RelayErrorCode.FIRST_FRAME
-        : close === CloseCode.MISSING_FROM ? RelayErrorCode.MISSING_FROM
-          : close === CloseCode.AUTH_FAILED ? RelayErrorCode.AUTH_FAILED : RelayErrorCode.PROOF_FAILED;
+      const code =
+        close === CloseCode.FIRST_FRAME_NOT_CONNECT
+          ? RelayErrorCode.FIRST_FRAME
+          : close === CloseCode.MISSING_FROM
+            ? RelayErrorCode.MISSING_FROM
+            : close === CloseCode.AUTH_FAILED
+              ? RelayErrorCode.AUTH_FAILED
+              : RelayErrorCode.PROOF_FAILED;
       return fail(isE2EError(e) ? e.message : "First frame must be 'connect'", close, code);
     }
     const features = new Set(f.features ?? []);
@@ -325,7 +357,8 @@ export class Relay {
       use = 'full';
     }
     if (conn.ws.readyState !== 1) return;
-    if (use === 'replayed') return fail('DID proof failed: connect proof already used', CloseCode.PROOF_FAILED, RelayErrorCode.PROOF_REPLAYED);
+    if (use === 'replayed')
+      return fail('DID proof failed: connect proof already used', CloseCode.PROOF_FAILED, RelayErrorCode.PROOF_REPLAYED);
     if (use === 'full') return fail('Too many connections', CloseCode.RATE_LIMITED, RelayErrorCode.TOO_MANY_CONNECTIONS);
     if (!proof.strong) this.#log(`relay: ${f.from} connected with AGT's timestamp-only proof (weaker: not bound to a nonce)`);
     this.#admit(conn, f.from, features);
@@ -367,10 +400,14 @@ export class Relay {
     const pushed = new Set<string>();
     try {
       if (conn.extended) {
-        const granted = [Feature.WELCOME, conn.receipts ? Feature.RECEIPTS : null, conn.heartbeatAck ? Feature.HEARTBEAT_ACK : null]
-          .filter((x): x is Feature => x !== null);
+        const granted = [Feature.WELCOME, conn.receipts ? Feature.RECEIPTS : null, conn.heartbeatAck ? Feature.HEARTBEAT_ACK : null].filter(
+          (x): x is Feature => x !== null,
+        );
         const welcome: ConnectedFrame = {
-          type: 'connected', did, features: granted, pending: await this.#inbox.count(did),
+          type: 'connected',
+          did,
+          features: granted,
+          pending: await this.#inbox.count(did),
           limits: { max_frame_bytes: this.limits.maxFrameBytes, idle_timeout_ms: this.limits.idleTimeoutMs },
         };
         this.#send(conn, welcome);
@@ -411,7 +448,14 @@ export class Relay {
     if (!this.#msgLimiter.take(did)) return this.#error(conn, 'Rate limit exceeded', RelayErrorCode.RATE_LIMITED, frame.id);
     const now = Date.now();
     this.#puts.push({
-      msg: { recipient: frame.to, id: frame.id, sender: did, frame: stampFrom(frame, did), storedAt: now, expiresAt: now + this.limits.ttlMs },
+      msg: {
+        recipient: frame.to,
+        id: frame.id,
+        sender: did,
+        frame: stampFrom(frame, did),
+        storedAt: now,
+        expiresAt: now + this.limits.ttlMs,
+      },
       from: conn,
     });
     this.#schedule();
@@ -441,10 +485,10 @@ export class Relay {
           const msgs = puts.map((p) => p.msg);
           outcomes = this.#inbox.commitDecided
             ? await this.#inbox.commitDecided(msgs, acks, this.#quota, (o) => {
-              // Live delivery overlaps the group's fsync; receipts wait for it (below).
-              delivered = true;
-              for (let i = 0; i < puts.length; i++) if (o[i] === 'stored') this.#deliver((puts[i] as QueuedPut).msg);
-            })
+                // Live delivery overlaps the group's fsync; receipts wait for it (below).
+                delivered = true;
+                for (let i = 0; i < puts.length; i++) if (o[i] === 'stored') this.#deliver((puts[i] as QueuedPut).msg);
+              })
             : await this.#inbox.commit(msgs, acks, this.#quota);
         } catch {
           this.#log('relay: inbox commit failed');
@@ -491,7 +535,12 @@ export class Relay {
       case 'sender_bytes':
         return this.#error(from, 'Too many unacknowledged bytes from this sender', RelayErrorCode.SENDER_QUOTA, msg.id);
       case 'pair_quota':
-        return this.#error(from, 'Too many unacknowledged messages from this sender to this recipient', RelayErrorCode.SENDER_QUOTA, msg.id);
+        return this.#error(
+          from,
+          'Too many unacknowledged messages from this sender to this recipient',
+          RelayErrorCode.SENDER_QUOTA,
+          msg.id,
+        );
     }
   }
 

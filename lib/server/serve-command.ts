@@ -27,7 +27,9 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs {
       return v;
     };
     switch (name) {
-      case '--host': out.host = value(); break;
+      case '--host':
+        out.host = value();
+        break;
       case '--port': {
         const v = value();
         const p = Number(v);
@@ -35,13 +37,21 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs {
         out.port = p;
         break;
       }
-      case '--db': out.db = value(); break;
-      case '--redis': out.redis = value(); break;
-      case '--help': case '-h': throw new E2EError('INVALID_ARGUMENT', USAGE, 'help');
-      default: throw new E2EError('INVALID_ARGUMENT', `unknown option ${name}\n${USAGE}`);
+      case '--db':
+        out.db = value();
+        break;
+      case '--redis':
+        out.redis = value();
+        break;
+      case '--help':
+      case '-h':
+        throw new E2EError('INVALID_ARGUMENT', USAGE, 'help');
+      default:
+        throw new E2EError('INVALID_ARGUMENT', `unknown option ${name}\n${USAGE}`);
     }
   }
-  if (out.db !== undefined && out.redis !== undefined) throw new E2EError('INVALID_ARGUMENT', `--db and --redis exclude each other\n${USAGE}`);
+  if (out.db !== undefined && out.redis !== undefined)
+    throw new E2EError('INVALID_ARGUMENT', `--db and --redis exclude each other\n${USAGE}`);
   return out;
 }
 

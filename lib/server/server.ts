@@ -114,7 +114,12 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
     const redisBus = new RedisRelayBus(main, sub, `${ns}:relay:bus`);
     await redisBus.ready();
     // Closed last (owned is closed in reverse): the bus, then the clients.
-    owned.push({ close: () => { main.disconnect(); sub.disconnect(); } });
+    owned.push({
+      close: () => {
+        main.disconnect();
+        sub.disconnect();
+      },
+    });
     owned.push({ close: () => redisBus.close() });
     inbox = options.inbox ?? new RedisInboxStore(main, `${ns}:relay:`);
     directory = options.directory ?? new RedisAgentDirectory(main, `${ns}:registry:`);
@@ -122,7 +127,9 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
     proofs = new RedisProofGuard(main, PROOF_WINDOW_MS, `${ns}:proof:`);
     bus = redisBus;
   } else {
-    inbox = options.inbox ?? own(options.db ? new SqliteInboxStore(options.db, { synchronous: options.synchronous ?? 'FULL' }) : new MemoryInboxStore());
+    inbox =
+      options.inbox ??
+      own(options.db ? new SqliteInboxStore(options.db, { synchronous: options.synchronous ?? 'FULL' }) : new MemoryInboxStore());
     directory = options.directory ?? own(options.db ? new SqliteAgentDirectory(options.db) : new MemoryAgentDirectory());
     prekeys = options.prekeys ?? own(options.db ? new SqliteStore(options.db) : new InMemoryStore());
     proofs = new ProofCache(PROOF_WINDOW_MS);
@@ -130,10 +137,23 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
   const legacyClients = options.legacyClients === true;
   if (legacyClients) log('server: legacy AGT 4.0.0 mode is ON — connects and registrations without proofs are accepted (insecure)');
   const relay = new Relay({
-    inbox, proofs, legacyClients, limits: options.relay ?? {}, log,
-    ...(options.token !== undefined ? { token: options.token } : {}), ...(bus ? { bus } : {}),
+    inbox,
+    proofs,
+    legacyClients,
+    limits: options.relay ?? {},
+    log,
+    ...(options.token !== undefined ? { token: options.token } : {}),
+    ...(bus ? { bus } : {}),
   });
-  const registry = new Registry({ directory, prekeys, proofs, legacyClients, limits: options.registry ?? {}, log, isConnected: (d) => relay.isConnected(d) });
+  const registry = new Registry({
+    directory,
+    prekeys,
+    proofs,
+    legacyClients,
+    limits: options.registry ?? {},
+    log,
+    isConnected: (d) => relay.isConnected(d),
+  });
   // ws is an optional peer dependency (a SecureChannel-only install never needs it): loaded here, with a hint if missing.
   const { WebSocketServer } = loadBackend<{ WebSocketServer: typeof WebSocketServerType }>('ws', 'the relay server');
   const wss = new WebSocketServer({ noServer: true, maxPayload: relay.limits.hardMaxFrameBytes, perMessageDeflate: false });
@@ -142,8 +162,12 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
     const path = (req.url ?? '/').split('?')[0] as string;
     if (path === '/health' && req.method === 'GET') {
       send(res, 200, {
-        status: 'healthy', service: 'agentmesh-e2e', connected_agents: relay.connectedAgents, verified_agents: relay.connectedAgents,
-        entra_verify_enabled: false, stats: { ...relay.stats },
+        status: 'healthy',
+        service: 'agentmesh-e2e',
+        connected_agents: relay.connectedAgents,
+        verified_agents: relay.connectedAgents,
+        entra_verify_enabled: false,
+        stats: { ...relay.stats },
       });
       return;
     }

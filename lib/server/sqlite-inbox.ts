@@ -26,7 +26,13 @@ CREATE INDEX IF NOT EXISTS relay_inbox_expiry ON relay_inbox (expires_at);
 `;
 
 interface Row {
-  seq: number; recipient: string; id: string; sender: string; stored_at: number; expires_at: number; frame: string;
+  seq: number;
+  recipient: string;
+  id: string;
+  sender: string;
+  stored_at: number;
+  expires_at: number;
+  frame: string;
 }
 
 function rowToMessage(r: Row): PendingMessage {
@@ -37,8 +43,12 @@ function rowToMessage(r: Row): PendingMessage {
 export class SqliteInboxStore implements InboxStore {
   readonly #db: Database.Database;
   readonly #q: {
-    insert: Database.Statement; del: Database.Statement; held: Database.Statement; pending: Database.Statement;
-    expired: Database.Statement; purge: Database.Statement;
+    insert: Database.Statement;
+    del: Database.Statement;
+    held: Database.Statement;
+    pending: Database.Statement;
+    expired: Database.Statement;
+    purge: Database.Statement;
   };
   readonly #c = new QuotaCounters();
   readonly #commit: (puts: readonly InboxMessage[], acks: readonly InboxAck[], q: InboxQuota) => PutOutcome[];
@@ -109,7 +119,12 @@ export class SqliteInboxStore implements InboxStore {
    * See {@link InboxStore.commitDecided}: the statements run inside `BEGIN IMMEDIATE`, `decided` is called, then
    * `COMMIT` pays the fsync. A failure rolls back and throws `STORE_ERROR`.
    */
-  commitDecided(puts: readonly InboxMessage[], acks: readonly InboxAck[], quota: InboxQuota, decided: (o: readonly PutOutcome[]) => void): PutOutcome[] {
+  commitDecided(
+    puts: readonly InboxMessage[],
+    acks: readonly InboxAck[],
+    quota: InboxQuota,
+    decided: (o: readonly PutOutcome[]) => void,
+  ): PutOutcome[] {
     let began = false;
     try {
       this.#db.exec('BEGIN IMMEDIATE');
@@ -139,7 +154,11 @@ export class SqliteInboxStore implements InboxStore {
   #rebuildCounters(strict = false): void {
     this.#c.clear();
     try {
-      const rows = this.#db.prepare('SELECT recipient, sender, COUNT(*) AS n, SUM(length(CAST(frame AS BLOB))) AS b FROM relay_inbox GROUP BY recipient, sender').all() as { recipient: string; sender: string; n: number; b: number }[];
+      const rows = this.#db
+        .prepare(
+          'SELECT recipient, sender, COUNT(*) AS n, SUM(length(CAST(frame AS BLOB))) AS b FROM relay_inbox GROUP BY recipient, sender',
+        )
+        .all() as { recipient: string; sender: string; n: number; b: number }[];
       for (const r of rows) this.#c.add(r.recipient, r.sender, r.b, 1, r.n);
     } catch (e) {
       if (strict) throw e;

@@ -48,13 +48,14 @@ export function runtimeName(): RuntimeName {
  */
 export function backendHint(name: BackendName, runtime: RuntimeName = runtimeName(), missing = true): string {
   if (name === 'ws') {
-    if (runtime === 'bun') return 'install it with `bun add ws` (the relay server runs on Node; Bun\'s own Bun.serve is not supported)';
+    if (runtime === 'bun') return "install it with `bun add ws` (the relay server runs on Node; Bun's own Bun.serve is not supported)";
     if (runtime === 'deno') return 'install it with `deno add npm:ws` (or npm install ws)';
     return 'install it with `npm install ws` (a pure-JavaScript WebSocket server, no native code)';
   }
   if (name === 'ioredis') {
     if (runtime === 'browser') return 'Redis needs a TCP socket, which browsers do not have: use InMemoryStore there';
-    if (runtime === 'deno') return 'install it with `deno add npm:ioredis` (or npm install ioredis), then pass new Redis(url) to RedisStore';
+    if (runtime === 'deno')
+      return 'install it with `deno add npm:ioredis` (or npm install ioredis), then pass new Redis(url) to RedisStore';
     if (runtime === 'bun') return 'install it with `bun add ioredis`, then pass new Redis(url) to RedisStore';
     return 'install it with `npm install ioredis`, then pass new Redis(url) to RedisStore';
   }

@@ -34,8 +34,11 @@ export function sameIdentity(a: BundleBase, b: BundleBase): boolean {
 /** The JSON text of a base (standard base64), for key-value backends. */
 export function encodeBase(b: BundleBase): string {
   return JSON.stringify({
-    ik: toBase64(b.identityKey), ed: toBase64(b.identityKeyEd), spk: toBase64(b.signedPreKey),
-    sig: toBase64(b.signedPreKeySignature), id: b.signedPreKeyId,
+    ik: toBase64(b.identityKey),
+    ed: toBase64(b.identityKeyEd),
+    spk: toBase64(b.signedPreKey),
+    sig: toBase64(b.signedPreKeySignature),
+    id: b.signedPreKeyId,
   });
 }
 
@@ -57,8 +60,11 @@ export function decodeBase(text: string): BundleBase {
   if (typeof o !== 'object' || o === null || !isU32(o.id)) throw storeFailure('corrupt', 'stored bundle is unreadable');
   try {
     return {
-      identityKey: bytesField(o, 'ik', 32), identityKeyEd: bytesField(o, 'ed', 32), signedPreKey: bytesField(o, 'spk', 32),
-      signedPreKeySignature: bytesField(o, 'sig', 64), signedPreKeyId: o.id,
+      identityKey: bytesField(o, 'ik', 32),
+      identityKeyEd: bytesField(o, 'ed', 32),
+      signedPreKey: bytesField(o, 'spk', 32),
+      signedPreKeySignature: bytesField(o, 'sig', 64),
+      signedPreKeyId: o.id,
     };
   } catch {
     throw storeFailure('corrupt', 'stored bundle is unreadable');

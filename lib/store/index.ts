@@ -14,6 +14,5 @@ export { PersistentChannel, sessionContext, inboxMessageId } from './persistent-
 export type { SessionLocation, ReceiveOptions, LoadOptions, InboxMessage } from './persistent-channel';
 export { StoredKeyManager, establishmentFingerprint } from './stored-key-manager';
 export type { KeyManagerLocation, AcceptOptions } from './stored-key-manager';
-export {
-  maintainPreKeys } from './prekey-maintenance';
+export { maintainPreKeys } from './prekey-maintenance';
 export type { PreKeyPolicy, MaintenanceReport } from './prekey-maintenance';

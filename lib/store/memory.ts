@@ -5,12 +5,25 @@
 import { PreKeyBundle } from '../x3dh';
 import { constantTimeEqual } from '../crypto';
 import { BundleBase, baseOf, joinBundle, sameIdentity } from './bundle-parts';
+import { AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
 import {
-  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
-import {
-  assertFingerprint, assertInboxId, assertKeyId, assertStoreId, assertVersion, establishmentReplayError, identityChangedError,
-  inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
-  readValidBundle, recordCopy, staleStateError,
+  assertFingerprint,
+  assertInboxId,
+  assertKeyId,
+  assertStoreId,
+  assertVersion,
+  establishmentReplayError,
+  identityChangedError,
+  inboxFullError,
+  inboxIdReusedError,
+  noBundleError,
+  otkReusedError,
+  readAcceptance,
+  readInboxEntry,
+  readOneTimeKeys,
+  readValidBundle,
+  recordCopy,
+  staleStateError,
 } from './validate';
 import { MAX_INBOX_ENTRIES } from '../limits';
 
@@ -133,7 +146,13 @@ export class InMemoryStore implements AgentStore {
   }
 
   /** See {@link SessionStore.saveSessionWithInbox}. */
-  saveSessionWithInbox(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array }): number {
+  saveSessionWithInbox(
+    localDid: string,
+    peerDid: string,
+    data: Uint8Array,
+    expectedVersion: number,
+    entry: { readonly id: string; readonly data: Uint8Array },
+  ): number {
     const key = sessionKey(localDid, peerDid);
     data = recordCopy(data);
     assertVersion(expectedVersion);

@@ -24,7 +24,7 @@ import { isInstance, isUsableBytes, memzero, readFields, readOptions, sha256, to
 import { EncryptedMessage } from '../ratchet';
 import { SecureChannel } from '../channel';
 import { StorageCipher, isStorageCipher } from './storage-cipher';
-import {  SessionStore, StoredRecord } from './types';
+import { SessionStore, StoredRecord } from './types';
 import { assertInboxId, assertStoreId, callStore, readStoredRecord, storeFailure } from './validate';
 import { StoreErrorReason } from './reasons';
 import { BoundedSet } from '../util/bounded-map';
@@ -65,7 +65,15 @@ export interface LoadOptions {
   now?: () => number;
 }
 
-const SESSION_METHODS = ['loadSession', 'saveSession', 'deleteSession', 'saveSessionWithInbox', 'loadInboxEntry', 'listInbox', 'deleteInboxEntry'] as const;
+const SESSION_METHODS = [
+  'loadSession',
+  'saveSession',
+  'deleteSession',
+  'saveSessionWithInbox',
+  'loadInboxEntry',
+  'listInbox',
+  'deleteInboxEntry',
+] as const;
 
 /** Whether `s` has every method of {@link SessionStore} (internal to the stores). */
 export function isSessionStore(s: unknown): s is SessionStore {
@@ -222,7 +230,11 @@ export class PersistentChannel {
    * const { channel, establishment } = SecureChannel.createSender(aliceMgr, bundle, ad);
    * const alice = await PersistentChannel.create({ store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' }, channel);
    */
-  static async create(location: SessionLocation, channel: SecureChannel, options: { replace?: boolean; now?: () => number } = {}): Promise<PersistentChannel> {
+  static async create(
+    location: SessionLocation,
+    channel: SecureChannel,
+    options: { replace?: boolean; now?: () => number } = {},
+  ): Promise<PersistentChannel> {
     // isInstance: instanceof runs a Proxy's getPrototypeOf trap, which may throw.
     const owned = isInstance(channel, SecureChannel);
     try {
@@ -321,7 +333,8 @@ export class PersistentChannel {
       if (deliver !== undefined && typeof deliver !== 'function') throw new E2EError('INVALID_ARGUMENT', 'deliver must be a function');
       const m = envelopeOf(message);
       const id = toHex(sha256(m.serialize()));
-      if (this.#handedOut.has(id)) throw new E2EError('DUPLICATE_MESSAGE', 'this message was handed out already and awaits ack', 'unacknowledged');
+      if (this.#handedOut.has(id))
+        throw new E2EError('DUPLICATE_MESSAGE', 'this message was handed out already and awaits ack', 'unacknowledged');
       await this.#resync();
       const plaintext = await this.#decryptAndSave(m, id);
       // Checked again after the awaits, and marked at once: another channel over this store may have
@@ -418,7 +431,8 @@ export class PersistentChannel {
     return this.#exclusive(async () => {
       this.#closed = true;
       this.#channel.close();
-      if (deleteSaved === true) await callStore('deleteSession', () => this.#loc.store.deleteSession(this.#loc.localDid, this.#loc.peerDid));
+      if (deleteSaved === true)
+        await callStore('deleteSession', () => this.#loc.store.deleteSession(this.#loc.localDid, this.#loc.peerDid));
     }, true);
   }
 
@@ -478,7 +492,11 @@ export class PersistentChannel {
     }
     try {
       const entry = { id, data: cipher.seal(plaintext, inboxContext(localDid, peerDid, id)) };
-      await this.#commit(scratch, () => store.saveSessionWithInbox(localDid, peerDid, this.#seal(scratch), this.#version, entry), 'saveSessionWithInbox');
+      await this.#commit(
+        scratch,
+        () => store.saveSessionWithInbox(localDid, peerDid, this.#seal(scratch), this.#version, entry),
+        'saveSessionWithInbox',
+      );
     } catch (e) {
       memzero(plaintext);
       throw e;

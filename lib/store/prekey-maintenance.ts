@@ -14,7 +14,12 @@ import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
 import { StoredKeyManager, isStoredKeyManager } from './stored-key-manager';
 import { PreKeyStore, PublicOneTimePreKey } from './types';
 import { callStore } from './validate';
-import { DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_GRACE_MS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS, DEFAULT_TARGET_ONE_TIME_PRE_KEYS } from '../limits';
+import {
+  DEFAULT_MIN_ONE_TIME_PRE_KEYS,
+  DEFAULT_SIGNED_PRE_KEY_GRACE_MS,
+  DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS,
+  DEFAULT_TARGET_ONE_TIME_PRE_KEYS,
+} from '../limits';
 
 /** When to refill, rotate and retire. */
 export interface PreKeyPolicy {
@@ -113,8 +118,11 @@ function sameBase(a: unknown, b: PreKeyBundle): boolean {
   if (a === null || a === undefined) return false;
   try {
     const p = readFields(a, ['signedPreKeyId', 'signedPreKey', 'identityKeyEd'], 'published bundle');
-    return p.signedPreKeyId === b.signedPreKeyId && constantTimeEqual(p.signedPreKey as Uint8Array, b.signedPreKey)
-      && constantTimeEqual(p.identityKeyEd as Uint8Array, b.identityKeyEd);
+    return (
+      p.signedPreKeyId === b.signedPreKeyId &&
+      constantTimeEqual(p.signedPreKey as Uint8Array, b.signedPreKey) &&
+      constantTimeEqual(p.identityKeyEd as Uint8Array, b.identityKeyEd)
+    );
   } catch {
     return false; // unreadable or not bytes: publish again
   }
@@ -140,7 +148,11 @@ function isDirectory(d: unknown): d is PreKeyStore {
  * @example
  * const report = await maintainPreKeys(bobKeys, store, { minOneTimePreKeys: 20, targetOneTimePreKeys: 100 });
  */
-export async function maintainPreKeys(keys: StoredKeyManager, directory: PreKeyStore, policy: PreKeyPolicy = {}): Promise<MaintenanceReport> {
+export async function maintainPreKeys(
+  keys: StoredKeyManager,
+  directory: PreKeyStore,
+  policy: PreKeyPolicy = {},
+): Promise<MaintenanceReport> {
   // The brand, not instanceof: a Proxy's trap may throw, and an object made from the prototype has no state.
   if (!isStoredKeyManager(keys)) throw new E2EError('INVALID_ARGUMENT', 'keys must be a StoredKeyManager');
   if (!isDirectory(directory)) throw new E2EError('INVALID_ARGUMENT', 'directory must implement PreKeyStore');

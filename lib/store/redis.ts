@@ -13,12 +13,27 @@ import { fromBase64, readFields, toBase64, typed } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
 import { BundleBase, baseOf, decodeBase, encodeBase, joinBundle } from './bundle-parts';
 import * as lua from './redis-scripts';
+import { AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
 import {
-  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
-import {
-  assertFingerprint, assertInboxId, assertKeyId, assertStoreId, assertVersion, establishmentReplayError, identityChangedError,
-  inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
-  readValidBundle, recordCopy, staleStateError, storeError, storeFailure,
+  assertFingerprint,
+  assertInboxId,
+  assertKeyId,
+  assertStoreId,
+  assertVersion,
+  establishmentReplayError,
+  identityChangedError,
+  inboxFullError,
+  inboxIdReusedError,
+  noBundleError,
+  otkReusedError,
+  readAcceptance,
+  readInboxEntry,
+  readOneTimeKeys,
+  readValidBundle,
+  recordCopy,
+  staleStateError,
+  storeError,
+  storeFailure,
 } from './validate';
 import { StoreErrorReason } from './reasons';
 import { MAX_INBOX_ENTRIES, MAX_REDIS_TTL_MS } from '../limits';
@@ -37,7 +52,6 @@ export interface RedisStoreOptions {
   /** Expire a DID's bundle and pool this long after its last `storeBundle` (default: never). */
   bundleTtlMs?: number;
 }
-
 
 function ttlOption(v: unknown, name: string): number {
   if (v === undefined) return 0;
@@ -140,7 +154,10 @@ export class RedisStore implements AgentStore {
     const base = baseOf(bundle);
     const otk = bundle.oneTimePreKey;
     const r = await this.#eval('storeBundle', S.storeBundle, this.#bundleKeys(did), [
-      encodeBase(base), toBase64(base.identityKeyEd), otk ? String(bundle.oneTimePreKeyId) : '', otk ? toBase64(otk) : '',
+      encodeBase(base),
+      toBase64(base.identityKeyEd),
+      otk ? String(bundle.oneTimePreKeyId) : '',
+      otk ? toBase64(otk) : '',
       String(this.#bundleTtl),
     ]);
     if (r === 'identity_changed') throw identityChangedError();
@@ -209,12 +226,26 @@ export class RedisStore implements AgentStore {
   }
 
   /** See {@link SessionStore.saveSessionWithInbox}. */
-  async saveSessionWithInbox(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array }): Promise<number> {
+  async saveSessionWithInbox(
+    localDid: string,
+    peerDid: string,
+    data: Uint8Array,
+    expectedVersion: number,
+    entry: { readonly id: string; readonly data: Uint8Array },
+  ): Promise<number> {
     const [record, index] = this.#sessionKeys(localDid, peerDid);
     const bytes = recordCopy(data);
     assertVersion(expectedVersion);
     const e = readInboxEntry(entry); // read once, copied
-    const args = [buf(bytes), String(expectedVersion), String(this.#sessionTtl), enc(peerDid), e.id, buf(e.data), String(MAX_INBOX_ENTRIES)];
+    const args = [
+      buf(bytes),
+      String(expectedVersion),
+      String(this.#sessionTtl),
+      enc(peerDid),
+      e.id,
+      buf(e.data),
+      String(MAX_INBOX_ENTRIES),
+    ];
     const r = await this.#eval('saveSessionWithInbox', S.saveWithInbox, [record, index, ...this.#inboxKeys(localDid, peerDid)], args);
     if (!Array.isArray(r) || r.length !== 2) throw corrupt();
     const [ok, version] = r as [number, number];
@@ -263,8 +294,14 @@ export class RedisStore implements AgentStore {
     const spk = est ? est.signedPreKeyId : 0;
     const keys = [this.#keysKey(did), record, index, this.#replayKey(did, spk), this.#replayIndexKey(did)];
     const args = [
-      km ? buf(km.data) : '', String(km?.expectedVersion ?? 0), buf(session.data), String(session.expectedVersion),
-      String(this.#sessionTtl), enc(peerDid), est ? est.fingerprint : '', String(spk),
+      km ? buf(km.data) : '',
+      String(km?.expectedVersion ?? 0),
+      buf(session.data),
+      String(session.expectedVersion),
+      String(this.#sessionTtl),
+      enc(peerDid),
+      est ? est.fingerprint : '',
+      String(spk),
     ];
     const r = await this.#eval('saveAcceptance', S.accept, keys, args);
     if (!Array.isArray(r) || r.length !== 3) throw corrupt();
@@ -429,11 +466,15 @@ export class RedisStore implements AgentStore {
   /** Runs a script; `binary` returns bulk replies as Buffers (for sealed data). */
   async #evalRaw(s: Script, keys: string[], args: (string | Buffer)[], binary = false): Promise<unknown> {
     try {
-      return binary ? await this.#r.callBuffer('EVALSHA', s.sha, keys.length, ...keys, ...args) : await this.#r.evalsha(s.sha, keys.length, ...keys, ...args);
+      return binary
+        ? await this.#r.callBuffer('EVALSHA', s.sha, keys.length, ...keys, ...args)
+        : await this.#r.evalsha(s.sha, keys.length, ...keys, ...args);
     } catch (e) {
       // The server forgets scripts on restart or SCRIPT FLUSH: send the text once, then EVALSHA works again.
       if (e instanceof Error && e.message.startsWith('NOSCRIPT')) {
-        return binary ? this.#r.callBuffer('EVAL', s.text, keys.length, ...keys, ...args) : this.#r.eval(s.text, keys.length, ...keys, ...args);
+        return binary
+          ? this.#r.callBuffer('EVAL', s.text, keys.length, ...keys, ...args)
+          : this.#r.eval(s.text, keys.length, ...keys, ...args);
       }
       throw e;
     }

@@ -10,12 +10,27 @@ import { loadBackend } from './backend';
 import { constantTimeEqual, readOptions } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
 import { BundleBase, baseOf, joinBundle } from './bundle-parts';
+import { AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
 import {
-  AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
-import {
-  assertFingerprint, assertInboxId, assertKeyId, assertStoreId, assertVersion, establishmentReplayError, identityChangedError,
-  inboxFullError, inboxIdReusedError, noBundleError, otkReusedError, readAcceptance, readInboxEntry, readOneTimeKeys,
-  readValidBundle, recordCopy, staleStateError, storeError, storeFailure,
+  assertFingerprint,
+  assertInboxId,
+  assertKeyId,
+  assertStoreId,
+  assertVersion,
+  establishmentReplayError,
+  identityChangedError,
+  inboxFullError,
+  inboxIdReusedError,
+  noBundleError,
+  otkReusedError,
+  readAcceptance,
+  readInboxEntry,
+  readOneTimeKeys,
+  readValidBundle,
+  recordCopy,
+  staleStateError,
+  storeError,
+  storeFailure,
 } from './validate';
 import { StoreErrorReason } from './reasons';
 import { MAX_INBOX_ENTRIES } from '../limits';
@@ -90,8 +105,11 @@ function sqlite(): typeof Database {
 
 function baseFromRow(r: BaseRow): BundleBase {
   return {
-    identityKey: r.identity_key, identityKeyEd: r.identity_key_ed, signedPreKey: r.signed_pre_key,
-    signedPreKeySignature: r.signed_pre_key_signature, signedPreKeyId: r.signed_pre_key_id,
+    identityKey: r.identity_key,
+    identityKeyEd: r.identity_key_ed,
+    signedPreKey: r.signed_pre_key,
+    signedPreKeySignature: r.signed_pre_key_signature,
+    signedPreKeyId: r.signed_pre_key_id,
   };
 }
 
@@ -145,10 +163,18 @@ export class SqliteStore implements AgentStore {
         const pooled = this.#q.getOtk.get(did, otkId) as OtkRow | undefined;
         if (pooled && !constantTimeEqual(pooled.public_key, bundle.oneTimePreKey as Uint8Array)) throw otkReusedError(otkId);
       }
-      this.#q.putBase.run(did, blob(base.identityKey), blob(base.identityKeyEd), blob(base.signedPreKey), blob(base.signedPreKeySignature), base.signedPreKeyId);
+      this.#q.putBase.run(
+        did,
+        blob(base.identityKey),
+        blob(base.identityKeyEd),
+        blob(base.signedPreKey),
+        blob(base.signedPreKeySignature),
+        base.signedPreKeyId,
+      );
       // A claimed key never re-enters the pool: re-publishing an old bundle must not hand it out again.
       // INSERT OR IGNORE: storing an identical bundle again is a no-op, as in the other stores.
-      if (otkId !== null && !this.#q.isClaimed.get(did, otkId)) this.#q.putOtkIfNew.run(did, otkId, blob(bundle.oneTimePreKey as Uint8Array));
+      if (otkId !== null && !this.#q.isClaimed.get(did, otkId))
+        this.#q.putOtkIfNew.run(did, otkId, blob(bundle.oneTimePreKey as Uint8Array));
     });
   }
 
@@ -246,7 +272,13 @@ export class SqliteStore implements AgentStore {
   }
 
   /** See {@link SessionStore.saveSessionWithInbox}. */
-  saveSessionWithInbox(localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array }): number {
+  saveSessionWithInbox(
+    localDid: string,
+    peerDid: string,
+    data: Uint8Array,
+    expectedVersion: number,
+    entry: { readonly id: string; readonly data: Uint8Array },
+  ): number {
     assertStoreId(localDid, 'localDid');
     assertStoreId(peerDid, 'peerDid');
     data = recordCopy(data); // the caller may change its bytes while the driver runs
@@ -310,7 +342,9 @@ export class SqliteStore implements AgentStore {
   /** See {@link SessionStore.listSessions}. */
   listSessions(localDid: string): string[] {
     assertStoreId(localDid, 'localDid');
-    return this.#read('listSessions', () => (this.#q.listPeers.all(KIND_SESSION, localDid) as { peer: string }[]).map((r) => r.peer).sort());
+    return this.#read('listSessions', () =>
+      (this.#q.listPeers.all(KIND_SESSION, localDid) as { peer: string }[]).map((r) => r.peer).sort(),
+    );
   }
 
   /** See {@link KeyManagerStore.loadKeyManager}. */
@@ -406,14 +440,18 @@ function openDatabase(path: string, timeout: number, sync: string): Database.Dat
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${sync}`);
     db.transaction(() => {
-      const row = hasMeta(db) ? db.prepare('SELECT value FROM meta WHERE key = ?').get('schema_version') as { value: string } | undefined : undefined;
+      const row = hasMeta(db)
+        ? (db.prepare('SELECT value FROM meta WHERE key = ?').get('schema_version') as { value: string } | undefined)
+        : undefined;
       // Version 1 lacks only the inbox table, which the schema script adds: upgrade in place.
       if (row !== undefined && row.value !== '1' && row.value !== String(SQLITE_SCHEMA_VERSION)) {
         throw storeFailure(StoreErrorReason.UNKNOWN_SCHEMA, `store schema ${row.value} is not supported by this release`);
       }
       db.exec(SCHEMA);
-      db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
-        .run('schema_version', String(SQLITE_SCHEMA_VERSION));
+      db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+        'schema_version',
+        String(SQLITE_SCHEMA_VERSION),
+      );
     }).immediate();
     return db;
   } catch (e) {
@@ -443,7 +481,9 @@ function blob(u8: Uint8Array): Buffer {
 function prepare(db: Database.Database): Record<string, Stmt> {
   const p = (sql: string): Stmt => db.prepare(sql);
   return {
-    getBase: p('SELECT identity_key, identity_key_ed, signed_pre_key, signed_pre_key_signature, signed_pre_key_id FROM bundles WHERE did = ?'),
+    getBase: p(
+      'SELECT identity_key, identity_key_ed, signed_pre_key, signed_pre_key_signature, signed_pre_key_id FROM bundles WHERE did = ?',
+    ),
     putBase: p(`INSERT INTO bundles (did, identity_key, identity_key_ed, signed_pre_key, signed_pre_key_signature, signed_pre_key_id)
       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (did) DO UPDATE SET identity_key = excluded.identity_key,
       identity_key_ed = excluded.identity_key_ed, signed_pre_key = excluded.signed_pre_key,

@@ -11,8 +11,19 @@
  */
 import { E2EError, isE2EError } from '../errors';
 import {
-  XCHACHA20_POLY1305_NONCE_BYTES, assertKey, concatBytes, constantTimeEqual, hkdfSha256, isUsableBytes, memzero, randomBytes,
-  readOptions, typed, utf8, xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt,
+  XCHACHA20_POLY1305_NONCE_BYTES,
+  assertKey,
+  concatBytes,
+  constantTimeEqual,
+  hkdfSha256,
+  isUsableBytes,
+  memzero,
+  randomBytes,
+  readOptions,
+  typed,
+  utf8,
+  xchacha20Poly1305Decrypt,
+  xchacha20Poly1305Encrypt,
 } from '../crypto';
 import { SEALED_KEY_ID_BYTES, SealedBlobParts, readSealedBlob, sealedBlobHeader, writeSealedBlob } from './sealed-blob';
 import { storeFailure } from './validate';
@@ -91,7 +102,8 @@ export class StorageCipher {
   seal(plaintext: Uint8Array, context: string): Uint8Array {
     this.#assertUsable();
     // isView first: instanceof runs a Proxy's getPrototypeOf trap, and a fake Uint8Array has no length.
-    if (!ArrayBuffer.isView(plaintext) || !(plaintext instanceof Uint8Array)) throw new E2EError('INVALID_ARGUMENT', 'plaintext must be bytes');
+    if (!ArrayBuffer.isView(plaintext) || !(plaintext instanceof Uint8Array))
+      throw new E2EError('INVALID_ARGUMENT', 'plaintext must be bytes');
     const ctx = contextBytes(context);
     // A detached buffer reads as empty (sealed as empty, as before); touching it would throw a TypeError in the AEAD.
     if (!isUsableBytes(plaintext)) plaintext = new Uint8Array(0);
@@ -141,7 +153,8 @@ export class StorageCipher {
       if (!isE2EError(e, 'MALFORMED_MESSAGE')) throw e;
       throw corrupt(StoreErrorReason.UNKNOWN_FORMAT, 'not a sealed blob');
     }
-    if (parts.version !== SEALED_FORMAT_VERSION) throw corrupt(StoreErrorReason.UNKNOWN_FORMAT, `sealed blob format ${parts.version} is not supported`);
+    if (parts.version !== SEALED_FORMAT_VERSION)
+      throw corrupt(StoreErrorReason.UNKNOWN_FORMAT, `sealed blob format ${parts.version} is not supported`);
     const id = parts.keyId;
     const key = this.#all.find((k) => constantTimeEqual(k.id, id));
     if (!key) throw corrupt(StoreErrorReason.UNKNOWN_STORAGE_KEY, 'sealed under a storage key this cipher does not have');

@@ -14,7 +14,15 @@
  */
 import { E2EError, isE2EError } from '../errors';
 import {
-  canonicalX25519PublicKey, concatBytes, constantTimeEqual, isInstance, isUsableBytes, memzero, readFields, sha256, toHex,
+  canonicalX25519PublicKey,
+  concatBytes,
+  constantTimeEqual,
+  isInstance,
+  isUsableBytes,
+  memzero,
+  readFields,
+  sha256,
+  toHex,
 } from '../crypto';
 import { X3DHKeyManager } from '../x3dh';
 import { ChannelEstablishment, ChannelEstablishmentFields, ChannelOptions, SecureChannel } from '../channel';
@@ -46,7 +54,6 @@ export interface AcceptOptions {
   /** Replace a session already saved for this peer (default: `STALE_STATE` if one exists). */
   readonly replaceSession?: boolean;
 }
-
 
 /** Whether `s` has the methods a key manager saves with (never throws: a throwing getter means no). */
 function isKeyManagerStore(s: unknown): s is KeyManagerStore {
@@ -80,8 +87,11 @@ function readAcceptOptions(options: unknown): AcceptOptions {
   assertStoreId(o.peerDid, 'peerDid');
   assertSessions(o.sessions);
   return {
-    sessions: o.sessions, peerDid: o.peerDid, associatedData: o.associatedData as Uint8Array | undefined,
-    channelOptions: o.channelOptions as ChannelOptions | undefined, replaceSession: o.replaceSession as boolean | undefined,
+    sessions: o.sessions,
+    peerDid: o.peerDid,
+    associatedData: o.associatedData as Uint8Array | undefined,
+    channelOptions: o.channelOptions as ChannelOptions | undefined,
+    replaceSession: o.replaceSession as boolean | undefined,
   };
 }
 
@@ -154,7 +164,7 @@ function readVersions(v: unknown, withKeyManager: boolean): AcceptanceVersions |
     return null; // not an object, or a getter threw
   }
   if (!Number.isSafeInteger(o.sessionVersion) || (withKeyManager && !Number.isSafeInteger(o.keyManagerVersion))) return null;
-  return { sessionVersion: o.sessionVersion as number, keyManagerVersion: withKeyManager ? o.keyManagerVersion as number : null };
+  return { sessionVersion: o.sessionVersion as number, keyManagerVersion: withKeyManager ? (o.keyManagerVersion as number) : null };
 }
 
 function assertSessions(s: unknown): asserts s is SessionStore {
@@ -297,7 +307,11 @@ export class StoredKeyManager {
         };
         try {
           const sessionVersion = await this.#spendAndSave(e, copy, channel, options, atomic, adopt);
-          return attachSavedChannel({ store: options.sessions, cipher: this.#loc.cipher, localDid: this.#loc.did, peerDid: options.peerDid }, channel, sessionVersion);
+          return attachSavedChannel(
+            { store: options.sessions, cipher: this.#loc.cipher, localDid: this.#loc.did, peerDid: options.peerDid },
+            channel,
+            sessionVersion,
+          );
         } catch (err) {
           channel.close();
           if (!isE2EError(err, 'STALE_STATE') || err.reason !== 'key_manager' || attempt >= MAX_CAS_ATTEMPTS) throw err;
@@ -315,7 +329,12 @@ export class StoredKeyManager {
    * Returns the session version.
    */
   async #spendAndSave(
-    e: ChannelEstablishment, copy: X3DHKeyManager, channel: SecureChannel, options: AcceptOptions, atomic: boolean, adopt: (version: number) => void,
+    e: ChannelEstablishment,
+    copy: X3DHKeyManager,
+    channel: SecureChannel,
+    options: AcceptOptions,
+    atomic: boolean,
+    adopt: (version: number) => void,
   ): Promise<number> {
     const { store, cipher, did } = this.#loc;
     const { sessions, peerDid } = options;
@@ -395,7 +414,9 @@ export class StoredKeyManager {
         continue;
       }
       try {
-        const version = await callStore('saveKeyManager', () => this.#loc.store.saveKeyManager(this.#loc.did, seal(this.#loc.cipher, this.#loc.did, copy), this.#version));
+        const version = await callStore('saveKeyManager', () =>
+          this.#loc.store.saveKeyManager(this.#loc.did, seal(this.#loc.cipher, this.#loc.did, copy), this.#version),
+        );
         this.#manager.wipe();
         this.#manager = copy;
         this.#version = version;

@@ -10,7 +10,6 @@ import { PreKeyBundle } from '../x3dh';
 /** A value, or a promise of it: what every store method returns. */
 export type MaybePromise<T> = T | Promise<T>;
 
-
 /** The public half of a one-time pre-key, as published to a {@link PreKeyStore}. */
 export interface PublicOneTimePreKey {
   readonly keyId: number;
@@ -106,7 +105,11 @@ export interface SessionStore {
    * with this id is stored already. On any error nothing changes.
    */
   saveSessionWithInbox(
-    localDid: string, peerDid: string, data: Uint8Array, expectedVersion: number, entry: { readonly id: string; readonly data: Uint8Array },
+    localDid: string,
+    peerDid: string,
+    data: Uint8Array,
+    expectedVersion: number,
+    entry: { readonly id: string; readonly data: Uint8Array },
   ): MaybePromise<number>;
   /** The inbox entry `id` of the session, or `null`. */
   loadInboxEntry(localDid: string, peerDid: string, id: string): MaybePromise<InboxRecord | null>;

@@ -3,8 +3,7 @@ import { E2EError, isE2EError } from '../errors';
 import { isU32, isUsableBytes, readFields, typed } from '../crypto';
 import { PreKeyBundle, snapshotBundle } from '../x3dh';
 import { verifyBundle } from '../x3dh/agreement';
-import {
-  AcceptanceWrite, PublicOneTimePreKey } from './types';
+import { AcceptanceWrite, PublicOneTimePreKey } from './types';
 import { MAX_ONE_TIME_PRE_KEYS_PER_CALL, MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH } from '../limits';
 
 // A lone surrogate has no UTF-8 form: SQLite would store U+FFFD (two DIDs becoming one) and
@@ -17,7 +16,10 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  */
 export function assertStoreId(id: unknown, name: string): asserts id is string {
   if (typeof id !== 'string' || id.length === 0 || id.length > MAX_STORE_ID_LENGTH || id.includes('\u0000') || LONE_SURROGATE.test(id)) {
-    throw new E2EError('INVALID_ARGUMENT', `${name} must be a non-empty string of at most ${MAX_STORE_ID_LENGTH} characters, well-formed, without NUL`);
+    throw new E2EError(
+      'INVALID_ARGUMENT',
+      `${name} must be a non-empty string of at most ${MAX_STORE_ID_LENGTH} characters, well-formed, without NUL`,
+    );
   }
 }
 
@@ -144,7 +146,8 @@ export function readStoredRecord(rec: unknown): { readonly version: number; read
   } catch {
     throw storeFailure('corrupt', 'the store returned no record');
   }
-  if (!Number.isSafeInteger(r.version) || (r.version as number) < 1 || !isUsableBytes(r.data)) throw storeFailure('corrupt', 'the store returned no record');
+  if (!Number.isSafeInteger(r.version) || (r.version as number) < 1 || !isUsableBytes(r.data))
+    throw storeFailure('corrupt', 'the store returned no record');
   return { version: r.version as number, data: r.data };
 }
 

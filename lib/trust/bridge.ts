@@ -21,8 +21,13 @@ import { HandshakeResult, TrustHandshake } from './handshake';
 import { HandshakeChallenge, HandshakeResponse, parseHandshakeChallenge, parseHandshakeResponse } from './handshake-messages';
 import { AgentIdentity } from './identity';
 import {
-  DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_MAX_PENDING_CHALLENGES, DEFAULT_MIN_TRUST_SCORE, DEFAULT_ONE_TIME_PRE_KEY_POOL,
-  DEFAULT_VERIFIED_PEER_TTL_SECONDS, MAX_PENDING_ESTABLISHMENTS_PER_PEER, MAX_REMEMBERED_ESTABLISHMENTS,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_PENDING_CHALLENGES,
+  DEFAULT_MIN_TRUST_SCORE,
+  DEFAULT_ONE_TIME_PRE_KEY_POOL,
+  DEFAULT_VERIFIED_PEER_TTL_SECONDS,
+  MAX_PENDING_ESTABLISHMENTS_PER_PEER,
+  MAX_REMEMBERED_ESTABLISHMENTS,
 } from '../limits';
 import { counterChallengeNonce } from './mutual';
 import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
@@ -134,7 +139,8 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   constructor(input: EncryptedTrustBridgeOptions) {
     const options = readFields(input, BRIDGE_OPTIONS, 'options') as EncryptedTrustBridgeOptions; // each read once
     const { identity, keyManager } = options;
-    if (identity !== undefined && !isInstance(identity, AgentIdentity)) throw new E2EError('INVALID_ARGUMENT', 'identity must be an AgentIdentity');
+    if (identity !== undefined && !isInstance(identity, AgentIdentity))
+      throw new E2EError('INVALID_ARGUMENT', 'identity must be an AgentIdentity');
     if (keyManager !== undefined && !isInstance(keyManager, X3DHKeyManager) && !isPersistedKeyManager(keyManager)) {
       throw new E2EError('INVALID_ARGUMENT', 'keyManager must be an X3DHKeyManager or a persisted one (StoredKeyManager)');
     }
@@ -148,17 +154,32 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     const minTrustScore = options.minTrustScore ?? DEFAULT_MIN_TRUST_SCORE;
     assertTrustScore(minTrustScore, 'minTrustScore');
     const pool = options.oneTimePreKeyPool ?? DEFAULT_ONE_TIME_PRE_KEY_POOL;
-    if (!Number.isInteger(pool) || pool < 1 || pool > 1000) throw new E2EError('INVALID_ARGUMENT', 'oneTimePreKeyPool must be an integer in [1, 1000]');
+    if (!Number.isInteger(pool) || pool < 1 || pool > 1000)
+      throw new E2EError('INVALID_ARGUMENT', 'oneTimePreKeyPool must be an integer in [1, 1000]');
     const ttl = options.verifiedPeerTtlSeconds ?? DEFAULT_VERIFIED_PEER_TTL_SECONDS;
-    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86400) throw new E2EError('INVALID_ARGUMENT', 'verifiedPeerTtlSeconds must be an integer in [1, 86400]');
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86400)
+      throw new E2EError('INVALID_ARGUMENT', 'verifiedPeerTtlSeconds must be an integer in [1, 86400]');
     const timeout = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-    if (!Number.isInteger(timeout) || timeout < 1 || timeout > 600_000) throw new E2EError('INVALID_ARGUMENT', 'handshakeTimeoutMs must be an integer in [1, 600000]');
+    if (!Number.isInteger(timeout) || timeout < 1 || timeout > 600_000)
+      throw new E2EError('INVALID_ARGUMENT', 'handshakeTimeoutMs must be an integer in [1, 600000]');
     const t = options.transport;
     if (t !== undefined) assertTransport(t);
     const hooks = transportHooks(t);
     const store = options.preKeyStore;
-    if (store !== undefined && (['storeBundle', 'claimBundle', 'consumeOneTimeKey', 'addOneTimePreKeys', 'countOneTimePreKeys', 'getBundle', 'removeBundle'] as const)
-      .some((m) => typeof store?.[m] !== 'function')) {
+    if (
+      store !== undefined &&
+      (
+        [
+          'storeBundle',
+          'claimBundle',
+          'consumeOneTimeKey',
+          'addOneTimePreKeys',
+          'countOneTimePreKeys',
+          'getBundle',
+          'removeBundle',
+        ] as const
+      ).some((m) => typeof store?.[m] !== 'function')
+    ) {
       throw new E2EError('INVALID_ARGUMENT', 'preKeyStore lacks a PreKeyStore method');
     }
     const now = options.now ?? Date.now;
@@ -184,8 +205,13 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#channelOptions = options.channelOptions ?? {};
     this.#now = now;
     this.#handshake = new TrustHandshake({
-      agentDid, identity: this.#identity, registry: options.registry, minTrustScore,
-      requiredCapabilities: this.#requirements.requiredCapabilities, challengeTtlSeconds: options.challengeTtlSeconds, now,
+      agentDid,
+      identity: this.#identity,
+      registry: options.registry,
+      minTrustScore,
+      requiredCapabilities: this.#requirements.requiredCapabilities,
+      challengeTtlSeconds: options.challengeTtlSeconds,
+      now,
     });
     this.#publisher = new PreKeyPublisher(this.#keys, agentDid, store, pool);
     this.#verified = new VerifiedPeers(ttl * 1000, DEFAULT_MAX_PENDING_CHALLENGES, now);
@@ -216,13 +242,15 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     if (!transport) throw new E2EError('INVALID_STATE', 'no transport to run the trust handshake over');
     assertTransport(transport);
     const challenge = this.#handshake.createChallenge(peerDid, {
-      requiredTrustScore: options.requiredTrustScore, requiredCapabilities: options.requiredCapabilities,
+      requiredTrustScore: options.requiredTrustScore,
+      requiredCapabilities: options.requiredCapabilities,
     });
     let reply: ChallengeReply;
     let result: HandshakeResult;
     try {
       reply = await this.#roundTrip(() => transport.sendChallenge(this.agentDid, peerDid, challenge));
-      if (typeof reply !== 'object' || reply === null) throw trustRejected(TrustRejectReason.MALFORMED_RESPONSE, 'the reply is not an object');
+      if (typeof reply !== 'object' || reply === null)
+        throw trustRejected(TrustRejectReason.MALFORMED_RESPONSE, 'the reply is not an object');
       // Only the answer to this call's challenge, signed by `peerDid`: an answer to any other
       // challenge this side has pending (e.g. a counter-challenge it sent a third agent) would let
       // that agent pass as `peerDid`, or skip this call's requirements.
@@ -237,11 +265,11 @@ export class EncryptedTrustBridge implements TrustEndpoint {
       try {
         counter = parseHandshakeChallenge(reply.challenge);
       } catch {
-        throw trustRejected(TrustRejectReason.MALFORMED_CHALLENGE, 'the peer\'s challenge does not parse');
+        throw trustRejected(TrustRejectReason.MALFORMED_CHALLENGE, "the peer's challenge does not parse");
       }
       const roles = { openerDid: this.agentDid, answererDid: peerDid };
       if (counter.nonce !== counterChallengeNonce(challenge, parseHandshakeResponse(reply.response).response_nonce, roles)) {
-        throw trustRejected(TrustRejectReason.UNBOUND_CHALLENGE, 'the peer\'s challenge is not bound to this handshake');
+        throw trustRejected(TrustRejectReason.UNBOUND_CHALLENGE, "the peer's challenge is not bound to this handshake");
       }
       const answer = this.#handshake.respond(counter, this.#capabilities);
       await this.#roundTrip(() => transport.sendAnswer(this.agentDid, peerDid, answer));
@@ -266,10 +294,13 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     const b = bundle ?? (await this.#claimBundle(peerDid));
     this.#assertOpen();
     if (!constantTimeEqual(b.identityKeyEd, verified.publicKey)) {
-      throw trustRejected(TrustRejectReason.BUNDLE_KEY_MISMATCH, 'the bundle\'s identity key is not the registry\'s key for this DID');
+      throw trustRejected(TrustRejectReason.BUNDLE_KEY_MISMATCH, "the bundle's identity key is not the registry's key for this DID");
     }
     const { channel, establishment } = SecureChannel.createSender(
-      this.#keys.current(), b, channelAd(this.agentDid, peerDid), this.#channelOptions,
+      this.#keys.current(),
+      b,
+      channelAd(this.agentDid, peerDid),
+      this.#channelOptions,
     );
     this.#sessions.replace(this.#session(peerDid, 'initiator', channel, establishment, verified));
     return channel;
@@ -284,9 +315,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    * `DUPLICATE_MESSAGE`; X3DH's own errors (`OTK_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`) pass
    * through. Replaces (and wipes) an existing session with the peer.
    */
-  async acceptSecureChannel(
-    peerDid: string, establishment: ChannelEstablishment | ChannelEstablishmentFields,
-  ): Promise<SecureChannel> {
+  async acceptSecureChannel(peerDid: string, establishment: ChannelEstablishment | ChannelEstablishmentFields): Promise<SecureChannel> {
     this.#assertPeer(peerDid);
     const e = ChannelEstablishment.from(establishment);
     // A replay (also with the ephemeral key re-encoded: X25519 ignores bit 255 and reduces mod p)
@@ -300,7 +329,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#assertOpen();
     checkRequirements(record, this.#requirements);
     if (!constantTimeEqual(x25519Form(record), e.initiatorIdentityKey)) {
-      throw trustRejected(TrustRejectReason.IDENTITY_KEY_MISMATCH, 'the initiator identity key is not the registry\'s key for this DID');
+      throw trustRejected(TrustRejectReason.IDENTITY_KEY_MISMATCH, "the initiator identity key is not the registry's key for this DID");
     }
     if (ticket && !constantTimeEqual(ticket.publicKey, record.publicKey)) {
       throw trustRejected(TrustRejectReason.KEY_MISMATCH, 'the registry key changed since the peer was verified');
@@ -312,13 +341,17 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     if (otkId !== undefined && !held) {
       const otk = this.#keys.current().getOneTimePreKey(otkId);
       if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${otkId}`);
-      held = { keyId: otkId, keyPair: { privateKey: Uint8Array.from(otk.keyPair.privateKey), publicKey: Uint8Array.from(otk.keyPair.publicKey) } };
+      held = {
+        keyId: otkId,
+        keyPair: { privateKey: Uint8Array.from(otk.keyPair.privateKey), publicKey: Uint8Array.from(otk.keyPair.publicKey) },
+      };
     }
     let channel: SecureChannel;
     try {
-      channel = SecureChannel.createReceiver(
-        this.#keys.current(), e, channelAd(peerDid, this.agentDid), { ...this.#channelOptions, heldOneTimePreKey: held },
-      );
+      channel = SecureChannel.createReceiver(this.#keys.current(), e, channelAd(peerDid, this.agentDid), {
+        ...this.#channelOptions,
+        heldOneTimePreKey: held,
+      });
     } catch (err) {
       if (held && otkId !== undefined && !this.#held.has(otkId)) memzero(held.keyPair.privateKey);
       throw err;
@@ -494,7 +527,10 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   async #roundTrip<T>(call: () => Promise<T>): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(trustRejected(TrustRejectReason.HANDSHAKE_TIMEOUT, 'the peer did not answer in time')), this.#timeoutMs);
+      timer = setTimeout(
+        () => reject(trustRejected(TrustRejectReason.HANDSHAKE_TIMEOUT, 'the peer did not answer in time')),
+        this.#timeoutMs,
+      );
       (timer as { unref?: () => void }).unref?.();
     });
     try {
@@ -507,12 +543,21 @@ export class EncryptedTrustBridge implements TrustEndpoint {
   }
 
   #session(
-    peerDid: string, role: TrustSession['role'], channel: SecureChannel, establishment: ChannelEstablishment,
+    peerDid: string,
+    role: TrustSession['role'],
+    channel: SecureChannel,
+    establishment: ChannelEstablishment,
     peer: { trustScore: number; capabilities: readonly string[] },
   ): TrustSession {
     return Object.freeze({
-      peerDid, role, channel, establishment, trustScore: peer.trustScore, trustLevel: trustLevel(peer.trustScore),
-      capabilities: Object.freeze([...peer.capabilities]), establishedAt: this.#now(),
+      peerDid,
+      role,
+      channel,
+      establishment,
+      trustScore: peer.trustScore,
+      trustLevel: trustLevel(peer.trustScore),
+      capabilities: Object.freeze([...peer.capabilities]),
+      establishedAt: this.#now(),
     });
   }
 }
@@ -539,9 +584,22 @@ function transportHooks(t: TrustTransport | undefined): Pick<TrustTransport, 'at
 
 /** Every option of {@link EncryptedTrustBridgeOptions}, read once from the caller's object. */
 const BRIDGE_OPTIONS = [
-  'agentDid', 'identity', 'keyManager', 'registry', 'preKeyStore', 'transport', 'minTrustScore', 'requiredCapabilities',
-  'capabilities', 'requireMutualHandshake', 'oneTimePreKeyPool', 'verifiedPeerTtlSeconds', 'handshakeTimeoutMs',
-  'challengeTtlSeconds', 'channelOptions', 'now',
+  'agentDid',
+  'identity',
+  'keyManager',
+  'registry',
+  'preKeyStore',
+  'transport',
+  'minTrustScore',
+  'requiredCapabilities',
+  'capabilities',
+  'requireMutualHandshake',
+  'oneTimePreKeyPool',
+  'verifiedPeerTtlSeconds',
+  'handshakeTimeoutMs',
+  'challengeTtlSeconds',
+  'channelOptions',
+  'now',
 ] as const;
 
 function readOpenOptions(input: unknown): OpenChannelOptions {
@@ -550,7 +608,7 @@ function readOpenOptions(input: unknown): OpenChannelOptions {
 }
 
 function notVerified(): E2EError {
-  return trustRejected(TrustRejectReason.PEER_NOT_VERIFIED, 'the initiator has not answered this side\'s challenge');
+  return trustRejected(TrustRejectReason.PEER_NOT_VERIFIED, "the initiator has not answered this side's challenge");
 }
 
 /**

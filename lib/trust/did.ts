@@ -21,7 +21,11 @@ export function isMeshDid(did: unknown): did is string {
 
 /** Throws `INVALID_ARGUMENT` unless `did` is a valid `did:mesh:<id>`. */
 export function assertMeshDid(did: unknown, name = 'did'): asserts did is string {
-  if (!isMeshDid(did)) throw new E2EError('INVALID_ARGUMENT', `${typeof name === 'string' ? name : 'did'} must be a did:mesh:<id> of at most ${MAX_DID_LENGTH} characters`);
+  if (!isMeshDid(did))
+    throw new E2EError(
+      'INVALID_ARGUMENT',
+      `${typeof name === 'string' ? name : 'did'} must be a did:mesh:<id> of at most ${MAX_DID_LENGTH} characters`,
+    );
 }
 
 /**

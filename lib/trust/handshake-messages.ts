@@ -41,7 +41,6 @@ export interface HandshakeResponse {
   timestamp: string;
 }
 
-
 const CHALLENGE_ID = /^challenge_[0-9a-f]{16}$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 const HEX32 = /^[0-9a-f]{32}$/;
@@ -73,7 +72,14 @@ function asObject<K extends string>(input: unknown, kind: string, keys: readonly
 
 const CHALLENGE_FIELDS = ['challenge_id', 'nonce', 'freshness_nonce', 'timestamp', 'expires_in_seconds'] as const;
 const RESPONSE_FIELDS = [
-  'challenge_id', 'response_nonce', 'agent_did', 'capabilities', 'signature', 'public_key', 'freshness_nonce', 'timestamp',
+  'challenge_id',
+  'response_nonce',
+  'agent_did',
+  'capabilities',
+  'signature',
+  'public_key',
+  'freshness_nonce',
+  'timestamp',
 ] as const;
 
 function timestamp(v: unknown, kind: string): string {
@@ -103,14 +109,18 @@ function decodes(b64: unknown, len: number): boolean {
  */
 export function parseHandshakeChallenge(input: unknown): HandshakeChallenge {
   const o = asObject(input, 'challenge', CHALLENGE_FIELDS);
-  if (typeof o.challenge_id !== 'string' || !CHALLENGE_ID.test(o.challenge_id)) throw malformed('challenge.challenge_id must be "challenge_" + 16 hex');
+  if (typeof o.challenge_id !== 'string' || !CHALLENGE_ID.test(o.challenge_id))
+    throw malformed('challenge.challenge_id must be "challenge_" + 16 hex');
   if (typeof o.nonce !== 'string' || !HEX64.test(o.nonce)) throw malformed('challenge.nonce must be 64 hex characters');
   const ttl = o.expires_in_seconds;
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > MAX_CHALLENGE_TTL_SECONDS) {
     throw malformed(`challenge.expires_in_seconds must be an integer in [1, ${MAX_CHALLENGE_TTL_SECONDS}]`);
   }
   const c: HandshakeChallenge = {
-    challenge_id: o.challenge_id, nonce: o.nonce, timestamp: timestamp(o.timestamp, 'challenge'), expires_in_seconds: ttl,
+    challenge_id: o.challenge_id,
+    nonce: o.nonce,
+    timestamp: timestamp(o.timestamp, 'challenge'),
+    expires_in_seconds: ttl,
   };
   const f = freshness(o.freshness_nonce, 'challenge');
   if (f !== undefined) c.freshness_nonce = f;
@@ -123,16 +133,23 @@ export function parseHandshakeChallenge(input: unknown): HandshakeChallenge {
  */
 export function parseHandshakeResponse(input: unknown): HandshakeResponse {
   const o = asObject(input, 'response', RESPONSE_FIELDS);
-  if (typeof o.challenge_id !== 'string' || !CHALLENGE_ID.test(o.challenge_id)) throw malformed('response.challenge_id must be "challenge_" + 16 hex');
-  if (typeof o.response_nonce !== 'string' || !HEX32.test(o.response_nonce)) throw malformed('response.response_nonce must be 32 hex characters');
+  if (typeof o.challenge_id !== 'string' || !CHALLENGE_ID.test(o.challenge_id))
+    throw malformed('response.challenge_id must be "challenge_" + 16 hex');
+  if (typeof o.response_nonce !== 'string' || !HEX32.test(o.response_nonce))
+    throw malformed('response.response_nonce must be 32 hex characters');
   if (!isMeshDid(o.agent_did)) throw malformed('response.agent_did must be a did:mesh DID');
   const caps = o.capabilities ?? [];
   if (!isCapabilityList(caps)) throw malformed('response.capabilities must be a list of capability names');
   if (!decodes(o.signature, 64)) throw malformed('response.signature must be a base64 Ed25519 signature');
   if (!decodes(o.public_key, 32)) throw malformed('response.public_key must be a base64 Ed25519 public key');
   const r: HandshakeResponse = {
-    challenge_id: o.challenge_id, response_nonce: o.response_nonce, agent_did: o.agent_did, capabilities: [...caps],
-    signature: o.signature as string, public_key: o.public_key as string, timestamp: timestamp(o.timestamp, 'response'),
+    challenge_id: o.challenge_id,
+    response_nonce: o.response_nonce,
+    agent_did: o.agent_did,
+    capabilities: [...caps],
+    signature: o.signature as string,
+    public_key: o.public_key as string,
+    timestamp: timestamp(o.timestamp, 'response'),
   };
   const f = freshness(o.freshness_nonce, 'response');
   if (f !== undefined) r.freshness_nonce = f;

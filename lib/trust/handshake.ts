@@ -9,12 +9,21 @@ import { constantTimeEqual, ed25519Verify, fromBase64, isInstance, randomBytes, 
 import { normalizeCapabilities } from './capabilities';
 import { assertMeshDid } from './did';
 import {
-  HandshakeChallenge, HandshakeResponse, handshakeSignedPayload, parseHandshakeChallenge, parseHandshakeResponse,
+  HandshakeChallenge,
+  HandshakeResponse,
+  handshakeSignedPayload,
+  parseHandshakeChallenge,
+  parseHandshakeResponse,
 } from './handshake-messages';
 import { AgentIdentity } from './identity';
 import {
-  DEFAULT_CHALLENGE_TTL_SECONDS, DEFAULT_MAX_PENDING_CHALLENGES, DEFAULT_MIN_TRUST_SCORE, MAX_CHALLENGE_TTL_SECONDS,
-  MAX_COUNTER_CHALLENGES, MAX_COUNTER_CHALLENGES_PER_PEER, MAX_SPENT_CHALLENGES,
+  DEFAULT_CHALLENGE_TTL_SECONDS,
+  DEFAULT_MAX_PENDING_CHALLENGES,
+  DEFAULT_MIN_TRUST_SCORE,
+  MAX_CHALLENGE_TTL_SECONDS,
+  MAX_COUNTER_CHALLENGES,
+  MAX_COUNTER_CHALLENGES_PER_PEER,
+  MAX_SPENT_CHALLENGES,
 } from '../limits';
 import { counterChallengeNonce } from './mutual';
 import { TrustRequirements, checkRequirements, lookupActiveIdentity } from './policy';
@@ -96,9 +105,15 @@ interface Pending {
 
 /** Reasons a response can fail for without its signer being proven: such a failure keeps the challenge. */
 const UNAUTHENTICATED_FAILURES: readonly (string | undefined)[] = [
-  TrustRejectReason.MALFORMED_RESPONSE, TrustRejectReason.DID_MISMATCH, TrustRejectReason.FRESHNESS_MISMATCH,
-  TrustRejectReason.BAD_SIGNATURE, TrustRejectReason.KEY_MISMATCH, TrustRejectReason.UNKNOWN_IDENTITY,
-  TrustRejectReason.IDENTITY_SUSPENDED, TrustRejectReason.IDENTITY_REVOKED, TrustRejectReason.REGISTRY_ERROR,
+  TrustRejectReason.MALFORMED_RESPONSE,
+  TrustRejectReason.DID_MISMATCH,
+  TrustRejectReason.FRESHNESS_MISMATCH,
+  TrustRejectReason.BAD_SIGNATURE,
+  TrustRejectReason.KEY_MISMATCH,
+  TrustRejectReason.UNKNOWN_IDENTITY,
+  TrustRejectReason.IDENTITY_SUSPENDED,
+  TrustRejectReason.IDENTITY_REVOKED,
+  TrustRejectReason.REGISTRY_ERROR,
 ];
 
 /** One agent's side of the trust handshake: issue and verify challenges, answer the peer's. */
@@ -121,16 +136,29 @@ export class TrustHandshake {
 
   /** A handshake for `agentDid`; `INVALID_ARGUMENT` on bad options. */
   constructor(input: TrustHandshakeOptions) {
-    const options = readFields(input, [
-      'agentDid', 'identity', 'registry', 'minTrustScore', 'requiredCapabilities', 'challengeTtlSeconds', 'maxPendingChallenges', 'now',
-    ] as const, 'options') as TrustHandshakeOptions; // each read once
+    const options = readFields(
+      input,
+      [
+        'agentDid',
+        'identity',
+        'registry',
+        'minTrustScore',
+        'requiredCapabilities',
+        'challengeTtlSeconds',
+        'maxPendingChallenges',
+        'now',
+      ] as const,
+      'options',
+    ) as TrustHandshakeOptions; // each read once
     assertMeshDid(options.agentDid, 'agentDid');
     if (options.identity !== undefined) {
       if (!isInstance(options.identity, AgentIdentity)) throw new E2EError('INVALID_ARGUMENT', 'identity must be an AgentIdentity');
       if (options.identity.did !== options.agentDid) throw new E2EError('INVALID_ARGUMENT', 'identity.did must be agentDid');
     }
-    const registryGet = typeof options.registry === 'object' && options.registry !== null
-      ? readFields(options.registry, ['get'] as const, 'registry').get : undefined;
+    const registryGet =
+      typeof options.registry === 'object' && options.registry !== null
+        ? readFields(options.registry, ['get'] as const, 'registry').get
+        : undefined;
     if (typeof registryGet !== 'function') throw new E2EError('INVALID_ARGUMENT', 'registry must have get(did)');
     const minTrustScore = options.minTrustScore ?? DEFAULT_MIN_TRUST_SCORE;
     assertTrustScore(minTrustScore, 'minTrustScore');
@@ -177,16 +205,23 @@ export class TrustHandshake {
   createChallenge(peerDid: string, input: ChallengeOptions = {}): HandshakeChallenge {
     assertMeshDid(peerDid, 'peerDid');
     if (input === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
-    const options = readOptions(input, ['requiredTrustScore', 'requiredCapabilities', 'requireFreshness', 'counterTo'] as const, 'options') as ChallengeOptions;
+    const options = readOptions(
+      input,
+      ['requiredTrustScore', 'requiredCapabilities', 'requireFreshness', 'counterTo'] as const,
+      'options',
+    ) as ChallengeOptions;
     const requiredTrustScore = options.requiredTrustScore ?? this.#defaults.requiredTrustScore;
     assertTrustScore(requiredTrustScore, 'requiredTrustScore');
-    const requiredCapabilities = options.requiredCapabilities === undefined
-      ? this.#defaults.requiredCapabilities
-      : normalizeCapabilities(options.requiredCapabilities, 'requiredCapabilities');
-    const counter = options.counterTo === undefined ? undefined
-      : readFields(options.counterTo, ['challenge', 'responseNonce'] as const, 'counterTo') as ChallengeOptions['counterTo'];
+    const requiredCapabilities =
+      options.requiredCapabilities === undefined
+        ? this.#defaults.requiredCapabilities
+        : normalizeCapabilities(options.requiredCapabilities, 'requiredCapabilities');
+    const counter =
+      options.counterTo === undefined
+        ? undefined
+        : (readFields(options.counterTo, ['challenge', 'responseNonce'] as const, 'counterTo') as ChallengeOptions['counterTo']);
     if (counter !== undefined && typeof counter.responseNonce !== 'string') {
-      throw new E2EError('INVALID_ARGUMENT', 'counterTo needs the peer\'s challenge and our response nonce');
+      throw new E2EError('INVALID_ARGUMENT', "counterTo needs the peer's challenge and our response nonce");
     }
     const now = this.#now();
     this.#purge(now);
@@ -194,7 +229,10 @@ export class TrustHandshake {
       throw trustRejected(TrustRejectReason.TOO_MANY_PENDING, 'too many challenges are waiting for an answer');
     }
     const nonce = counter
-      ? counterChallengeNonce(parseHandshakeChallenge(counter.challenge), counter.responseNonce, { openerDid: peerDid, answererDid: this.agentDid })
+      ? counterChallengeNonce(parseHandshakeChallenge(counter.challenge), counter.responseNonce, {
+          openerDid: peerDid,
+          answererDid: this.agentDid,
+        })
       : toHex(randomBytes(32));
     const challenge: HandshakeChallenge = {
       challenge_id: `challenge_${toHex(randomBytes(8))}`,
@@ -204,7 +242,11 @@ export class TrustHandshake {
     };
     if (options.requireFreshness === true) challenge.freshness_nonce = toHex(randomBytes(16));
     const pending: Pending = {
-      challenge, peerDid, issuedAt: now, requirements: { requiredTrustScore, requiredCapabilities }, kind: counter ? 'counter' : 'own',
+      challenge,
+      peerDid,
+      issuedAt: now,
+      requirements: { requiredTrustScore, requiredCapabilities },
+      kind: counter ? 'counter' : 'own',
     };
     if (counter) this.#addCounter(pending);
     else this.#pending.set(challenge.challenge_id, pending);
@@ -309,10 +351,10 @@ export class TrustHandshake {
     const record = await lookupActiveIdentity(this.#registry, r.agent_did);
     const payload = handshakeSignedPayload(pending.challenge, r.response_nonce, r.agent_did);
     if (!ed25519Verify(fromBase64(r.signature), payload, record.publicKey)) {
-      throw trustRejected(TrustRejectReason.BAD_SIGNATURE, 'the signature does not verify under the registry\'s key');
+      throw trustRejected(TrustRejectReason.BAD_SIGNATURE, "the signature does not verify under the registry's key");
     }
     if (!constantTimeEqual(fromBase64(r.public_key), record.publicKey)) {
-      throw trustRejected(TrustRejectReason.KEY_MISMATCH, 'public_key is not the registry\'s key for this DID');
+      throw trustRejected(TrustRejectReason.KEY_MISMATCH, "public_key is not the registry's key for this DID");
     }
     checkRequirements(record, pending.requirements);
     return Object.freeze({

@@ -7,8 +7,16 @@
  */
 import { E2EError, isE2EError } from '../errors';
 import {
-  assertBytes, assertKey, constantTimeEqual, ed25519KeyPair, ed25519KeyPairFromSeed, ed25519Verify, isInstance, memzero,
-  readFields, toBase64,
+  assertBytes,
+  assertKey,
+  constantTimeEqual,
+  ed25519KeyPair,
+  ed25519KeyPairFromSeed,
+  ed25519Verify,
+  isInstance,
+  memzero,
+  readFields,
+  toBase64,
 } from '../crypto';
 import { X3DHKeyManager } from '../x3dh';
 import { assertMeshDid, didFromPublicKey } from './did';
@@ -83,7 +91,7 @@ export class AgentIdentity {
     const pair = ed25519KeyPairFromSeed(secretKey.subarray(0, 32));
     if (!constantTimeEqual(pair.publicKey, secretKey.subarray(32))) {
       memzero(pair.secretKey);
-      throw new E2EError('INVALID_KEY', 'the Ed25519 secret key is inconsistent (public half is not the seed\'s)');
+      throw new E2EError('INVALID_KEY', "the Ed25519 secret key is inconsistent (public half is not the seed's)");
     }
     return AgentIdentity.#make(pair.secretKey, pair.publicKey, did);
   }
@@ -94,7 +102,7 @@ export class AgentIdentity {
    * through the manager, so once the manager is wiped it can no longer sign.
    */
   static fromKeyManager(manager: X3DHKeyManager | { readonly manager: X3DHKeyManager }, did: string): AgentIdentity {
-    const holder: KeyManagerHolder = isInstance(manager, X3DHKeyManager) ? { manager } : manager as KeyManagerHolder;
+    const holder: KeyManagerHolder = isInstance(manager, X3DHKeyManager) ? { manager } : (manager as KeyManagerHolder);
     let current: unknown;
     try {
       current = holder?.manager;

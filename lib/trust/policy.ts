@@ -28,7 +28,8 @@ export async function lookupActiveIdentity(registry: IdentityRegistry, did: stri
     if (isE2EError(e, 'TRUST_REJECTED')) throw e;
     throw trustRejected(TrustRejectReason.REGISTRY_ERROR, 'the identity registry failed');
   }
-  if (record === null || record === undefined) throw trustRejected(TrustRejectReason.UNKNOWN_IDENTITY, 'the registry does not know this DID');
+  if (record === null || record === undefined)
+    throw trustRejected(TrustRejectReason.UNKNOWN_IDENTITY, 'the registry does not know this DID');
   if (!isWellFormed(record, did)) throw trustRejected(TrustRejectReason.REGISTRY_ERROR, 'the registry returned an unusable record');
   if (record.status === 'revoked') throw trustRejected(TrustRejectReason.IDENTITY_REVOKED, 'the identity is revoked');
   if (record.status === 'suspended') throw trustRejected(TrustRejectReason.IDENTITY_SUSPENDED, 'the identity is suspended');
@@ -52,6 +53,12 @@ export function checkRequirements(record: IdentityRecord, req: TrustRequirements
 function isWellFormed(r: unknown, did: string): r is IdentityRecord {
   if (typeof r !== 'object' || r === null) return false;
   const o = r as Record<string, unknown>;
-  return o.did === did && o.publicKey instanceof Uint8Array && o.publicKey.length === 32
-    && isTrustScore(o.trustScore) && isIdentityStatus(o.status) && isCapabilityList(o.capabilities);
+  return (
+    o.did === did &&
+    o.publicKey instanceof Uint8Array &&
+    o.publicKey.length === 32 &&
+    isTrustScore(o.trustScore) &&
+    isIdentityStatus(o.status) &&
+    isCapabilityList(o.capabilities)
+  );
 }

@@ -9,7 +9,6 @@ import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
 import { StoreErrorReason } from '../store/reasons';
 import type { MaybePromise, PreKeyStore } from '../store/types';
 
-
 /** Runs a store call; anything other than an `E2EError` becomes `STORE_ERROR` (reason `backend`, the original as `cause`). */
 export async function storeCall<T>(f: () => MaybePromise<T>): Promise<T> {
   try {
@@ -35,8 +34,13 @@ export interface PersistedKeyManager {
 /** Whether `v` looks like a {@link PersistedKeyManager}. */
 export function isPersistedKeyManager(v: unknown): v is PersistedKeyManager {
   const o = v as Partial<PersistedKeyManager> | null;
-  return typeof o === 'object' && o !== null && !(o instanceof X3DHKeyManager) && typeof o.update === 'function'
-    && o.manager instanceof X3DHKeyManager;
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    !(o instanceof X3DHKeyManager) &&
+    typeof o.update === 'function' &&
+    o.manager instanceof X3DHKeyManager
+  );
 }
 
 /** Where a bridge's key manager lives: read it with `current()`, change it with `change` (saved first when persisted). */
@@ -73,7 +77,12 @@ export class PreKeyPublisher {
   /** With a store: whether this publisher has checked that the store's record is its manager's. */
   #checkedStore = false;
 
-  constructor(keys: X3DHKeyManager | PersistedKeyManager | KeyManagerSource, did: string, store: PreKeyStore | undefined, poolSize: number) {
+  constructor(
+    keys: X3DHKeyManager | PersistedKeyManager | KeyManagerSource,
+    did: string,
+    store: PreKeyStore | undefined,
+    poolSize: number,
+  ) {
     this.#keys = keys instanceof KeyManagerSource ? keys : new KeyManagerSource(keys);
     this.#did = did;
     this.#store = store;
@@ -110,8 +119,11 @@ export class PreKeyPublisher {
     const count = await storeCall(() => store.countOneTimePreKeys(did));
     // One more than the pool size: the bundle returned below claims one.
     if (count <= this.#poolSize) {
-      const made = await this.#keys.change((m) => m.generateOneTimePreKeys(this.#poolSize + 1 - count)
-        .map((k) => ({ keyId: k.keyId, publicKey: Uint8Array.from(k.keyPair.publicKey) })));
+      const made = await this.#keys.change((m) =>
+        m
+          .generateOneTimePreKeys(this.#poolSize + 1 - count)
+          .map((k) => ({ keyId: k.keyId, publicKey: Uint8Array.from(k.keyPair.publicKey) })),
+      );
       await storeCall(() => store.addOneTimePreKeys(did, made));
     }
     const bundle = await storeCall(() => store.claimBundle(did));

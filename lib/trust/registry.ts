@@ -10,7 +10,6 @@ import { DEFAULT_TRUST_SCORE } from '../limits';
 import { assertTrustScore } from './trust-level';
 import type { MaybePromise } from '../store/types';
 
-
 /** Registry status of an identity. Only `active` identities pass the trust checks. */
 export type IdentityStatus = 'active' | 'suspended' | 'revoked';
 

@@ -15,7 +15,11 @@ export function isTrustScore(score: unknown): score is number {
 
 /** Throws `INVALID_ARGUMENT` unless `score` is an integer in [0, 1000]. */
 export function assertTrustScore(score: unknown, name = 'trust score'): asserts score is number {
-  if (!isTrustScore(score)) throw new E2EError('INVALID_ARGUMENT', `${typeof name === 'string' ? name : 'trust score'} must be an integer in [0, ${MAX_TRUST_SCORE}]`);
+  if (!isTrustScore(score))
+    throw new E2EError(
+      'INVALID_ARGUMENT',
+      `${typeof name === 'string' ? name : 'trust score'} must be an integer in [0, ${MAX_TRUST_SCORE}]`,
+    );
 }
 
 /**

@@ -80,7 +80,9 @@ export interface ResponderKeys {
  * canonical by the caller). Wipes every DH output; `INVALID_KEY` for a low-order peer key.
  */
 export function respondAgreement(
-  keys: ResponderKeys, peerIdentityKey: Uint8Array, ephemeralPublicKey: Uint8Array,
+  keys: ResponderKeys,
+  peerIdentityKey: Uint8Array,
+  ephemeralPublicKey: Uint8Array,
 ): { readonly sharedSecret: Uint8Array; readonly associatedData: Uint8Array } {
   const dhs: Uint8Array[] = [];
   try {

@@ -22,13 +22,18 @@ export interface PreKeyBundle {
   readonly oneTimePreKeyId?: number;
 }
 
-
 function isBytes(v: unknown, len: number): v is Uint8Array {
   return isUsableBytes(v) && v.length === len;
 }
 
 const BUNDLE_FIELDS = [
-  'identityKey', 'identityKeyEd', 'signedPreKey', 'signedPreKeySignature', 'signedPreKeyId', 'oneTimePreKey', 'oneTimePreKeyId',
+  'identityKey',
+  'identityKeyEd',
+  'signedPreKey',
+  'signedPreKeySignature',
+  'signedPreKeyId',
+  'oneTimePreKey',
+  'oneTimePreKeyId',
 ] as const;
 
 /**
@@ -48,8 +53,13 @@ export function snapshotBundle(bundle: unknown): PreKeyBundle {
   const b = readFields(bundle, BUNDLE_FIELDS, 'bundle', 'MALFORMED_MESSAGE');
   checkFields(b);
   const out: {
-    identityKey: Uint8Array; identityKeyEd: Uint8Array; signedPreKey: Uint8Array; signedPreKeySignature: Uint8Array;
-    signedPreKeyId: number; oneTimePreKey?: Uint8Array; oneTimePreKeyId?: number;
+    identityKey: Uint8Array;
+    identityKeyEd: Uint8Array;
+    signedPreKey: Uint8Array;
+    signedPreKeySignature: Uint8Array;
+    signedPreKeyId: number;
+    oneTimePreKey?: Uint8Array;
+    oneTimePreKeyId?: number;
   } = {
     identityKey: Uint8Array.from(b.identityKey as Uint8Array),
     identityKeyEd: Uint8Array.from(b.identityKeyEd as Uint8Array),
@@ -74,7 +84,8 @@ function checkFields(b: Record<(typeof BUNDLE_FIELDS)[number], unknown>): void {
   const hasOtkId = b.oneTimePreKeyId !== undefined && b.oneTimePreKeyId !== null;
   if (hasOtk !== hasOtkId) throw new E2EError('MALFORMED_MESSAGE', 'bundle.oneTimePreKey and oneTimePreKeyId go together');
   if (hasOtk && !isBytes(b.oneTimePreKey, 32)) throw new E2EError('INVALID_KEY', 'bundle.oneTimePreKey must be 32 bytes');
-  if (hasOtkId && !isU32(b.oneTimePreKeyId)) throw new E2EError('MALFORMED_MESSAGE', 'bundle.oneTimePreKeyId must be an integer in [0, 2^32)');
+  if (hasOtkId && !isU32(b.oneTimePreKeyId))
+    throw new E2EError('MALFORMED_MESSAGE', 'bundle.oneTimePreKeyId must be an integer in [0, 2^32)');
 }
 
 /** The registry's JSON form of a bundle (unpadded base64url keys, snake_case, as AGT's registry). */
@@ -103,7 +114,6 @@ export function bundleToJSON(input: PreKeyBundle): PreKeyBundleJSON {
   return out;
 }
 
-
 /**
  * A bundle from the registry's JSON form (an object or its JSON text); `MALFORMED_MESSAGE` on any
  * defect. Text above {@link MAX_BUNDLE_JSON_CHARS} and fields longer than their keys' encodings are
@@ -111,7 +121,12 @@ export function bundleToJSON(input: PreKeyBundle): PreKeyBundleJSON {
  */
 export function bundleFromJSON(json: PreKeyBundleJSON | string): PreKeyBundle {
   const j = parseJsonInput(json, 'bundle', MAX_BUNDLE_JSON_CHARS);
-  const o = readFields(j, ['identity_key', 'identity_key_ed', 'signed_pre_key', 'one_time_pre_key'] as const, 'bundle', 'MALFORMED_MESSAGE');
+  const o = readFields(
+    j,
+    ['identity_key', 'identity_key_ed', 'signed_pre_key', 'one_time_pre_key'] as const,
+    'bundle',
+    'MALFORMED_MESSAGE',
+  );
   const spk = readFields(o.signed_pre_key, ['key_id', 'public_key', 'signature'] as const, 'bundle.signed_pre_key', 'MALFORMED_MESSAGE');
   // Unpadded base64url: 43 characters for 32 bytes, 86 for 64; checked before decoding.
   // Longer is refused undecoded (with the code a wrong-length key gets); shorter decodes cheaply.
@@ -121,8 +136,13 @@ export function bundleFromJSON(json: PreKeyBundleJSON | string): PreKeyBundle {
     return v;
   };
   const bundle: {
-    identityKey: Uint8Array; identityKeyEd: Uint8Array; signedPreKey: Uint8Array; signedPreKeySignature: Uint8Array;
-    signedPreKeyId: number; oneTimePreKey?: Uint8Array; oneTimePreKeyId?: number;
+    identityKey: Uint8Array;
+    identityKeyEd: Uint8Array;
+    signedPreKey: Uint8Array;
+    signedPreKeySignature: Uint8Array;
+    signedPreKeyId: number;
+    oneTimePreKey?: Uint8Array;
+    oneTimePreKeyId?: number;
   } = {
     identityKey: fromBase64Url(str(o.identity_key, 'identity_key')),
     identityKeyEd: fromBase64Url(str(o.identity_key_ed, 'identity_key_ed')),

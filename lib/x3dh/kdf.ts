@@ -12,12 +12,16 @@ const F_PREFIX = new Uint8Array(32).fill(0xff);
  * `dhOutputs` must be an array of 3 or 4 DH outputs of 32 bytes (`INVALID_ARGUMENT`, `INVALID_KEY`).
  */
 export function x3dhKdf(dhOutputs: readonly Uint8Array[]): Uint8Array {
-  const dhs = typed(() => {
-    if (!Array.isArray(dhOutputs) || dhOutputs.length < 3 || dhOutputs.length > 4) {
-      throw new E2EError('INVALID_ARGUMENT', 'x3dhKdf takes 3 or 4 DH outputs');
-    }
-    return Array.from(dhOutputs as readonly unknown[]);
-  }, 'INVALID_ARGUMENT', 'DH outputs');
+  const dhs = typed(
+    () => {
+      if (!Array.isArray(dhOutputs) || dhOutputs.length < 3 || dhOutputs.length > 4) {
+        throw new E2EError('INVALID_ARGUMENT', 'x3dhKdf takes 3 or 4 DH outputs');
+      }
+      return Array.from(dhOutputs as readonly unknown[]);
+    },
+    'INVALID_ARGUMENT',
+    'DH outputs',
+  );
   dhs.forEach((d, i) => assertKey(d, `DH output ${i + 1}`, 32));
   const ikm = concatBytes(F_PREFIX, ...(dhs as Uint8Array[]));
   try {

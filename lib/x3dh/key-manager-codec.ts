@@ -68,7 +68,10 @@ export function keyManagerToState(c: KeyManagerContents): KeyManagerState {
     version: 1,
     identitySecretKey: toHex(c.identitySecretKey),
     signedPreKeys: [...c.signedPreKeys.values()].map((s) => ({
-      keyId: s.keyId, privateKey: toHex(s.keyPair.privateKey), signature: toHex(s.signature), createdAt: s.createdAt,
+      keyId: s.keyId,
+      privateKey: toHex(s.keyPair.privateKey),
+      signature: toHex(s.signature),
+      createdAt: s.createdAt,
     })),
     currentSignedPreKeyId: c.currentSignedPreKeyId,
     oneTimePreKeys: [...c.oneTimePreKeys.values()].map((o) => ({ keyId: o.keyId, privateKey: toHex(o.keyPair.privateKey) })),
@@ -82,10 +85,20 @@ export function keyManagerToState(c: KeyManagerContents): KeyManagerState {
  * `BAD_SIGNATURE` for a stored signed pre-key whose signature does not verify.
  */
 export function keyManagerFromState(input: KeyManagerState, checkIdentity: IdentityCheck): KeyManagerContents {
-  const state = readFields(input, [
-    'version', 'identitySecretKey', 'signedPreKeys', 'currentSignedPreKeyId', 'oneTimePreKeys', 'nextSignedPreKeyId',
-    'nextOneTimePreKeyId',
-  ] as const, 'key manager state', 'MALFORMED_MESSAGE');
+  const state = readFields(
+    input,
+    [
+      'version',
+      'identitySecretKey',
+      'signedPreKeys',
+      'currentSignedPreKeyId',
+      'oneTimePreKeys',
+      'nextSignedPreKeyId',
+      'nextOneTimePreKeyId',
+    ] as const,
+    'key manager state',
+    'MALFORMED_MESSAGE',
+  );
   if (state.version !== 1) throw new E2EError('MALFORMED_MESSAGE', 'unknown key manager state version');
   // Hex lengths are checked before decoding: a hostile state costs no work.
   const hex = (v: unknown, bytes: number, what: string, wrongLength: ErrorCode = 'INVALID_KEY'): Uint8Array => {
@@ -95,10 +108,15 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
     if (b.length !== bytes) throw new E2EError(wrongLength, `${what} must be ${bytes} bytes`);
     return b;
   };
-  const list = (v: unknown, max: number, what: string): unknown[] => typed(() => {
-    if (!Array.isArray(v) || v.length > max) throw new E2EError('MALFORMED_MESSAGE', `key manager state ${what} missing or too long`);
-    return Array.from(v as unknown[]);
-  }, 'MALFORMED_MESSAGE', `key manager state ${what}`);
+  const list = (v: unknown, max: number, what: string): unknown[] =>
+    typed(
+      () => {
+        if (!Array.isArray(v) || v.length > max) throw new E2EError('MALFORMED_MESSAGE', `key manager state ${what} missing or too long`);
+        return Array.from(v as unknown[]);
+      },
+      'MALFORMED_MESSAGE',
+      `key manager state ${what}`,
+    );
   const spkEntries = list(state.signedPreKeys, MAX_SIGNED_PRE_KEYS_IN_STATE, 'signed pre-keys');
   const otkEntries = list(state.oneTimePreKeys, MAX_ONE_TIME_PRE_KEYS_IN_STATE, 'one-time pre-keys');
   const sk = checkedIdentity(hex(state.identitySecretKey, 64, 'identity secret key'), checkIdentity);
@@ -134,8 +152,12 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
       throw new E2EError('MALFORMED_MESSAGE', 'bad key id counters');
     }
     return {
-      identitySecretKey: sk, signedPreKeys: spks, currentSignedPreKeyId: current, oneTimePreKeys: otks,
-      nextSignedPreKeyId: state.nextSignedPreKeyId, nextOneTimePreKeyId: state.nextOneTimePreKeyId,
+      identitySecretKey: sk,
+      signedPreKeys: spks,
+      currentSignedPreKeyId: current,
+      oneTimePreKeys: otks,
+      nextSignedPreKeyId: state.nextSignedPreKeyId,
+      nextOneTimePreKeyId: state.nextOneTimePreKeyId,
     };
   } catch (e) {
     wipeContents(sk, spks, otks);
@@ -151,7 +173,9 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
 export function keyManagerToBytes(c: KeyManagerContents): Uint8Array {
   const w = new ByteWriter(AMK_FIXED_BYTES + c.signedPreKeys.size * SPK_ENTRY_BYTES + c.oneTimePreKeys.size * OTK_ENTRY_BYTES);
   w.bytes(AMK).u8(AMK_VERSION).bytes(c.identitySecretKey).f64(c.nextSignedPreKeyId).f64(c.nextOneTimePreKeyId);
-  w.u8(c.currentSignedPreKeyId === null ? 0 : 1).u32(c.currentSignedPreKeyId ?? 0).u32(c.signedPreKeys.size);
+  w.u8(c.currentSignedPreKeyId === null ? 0 : 1)
+    .u32(c.currentSignedPreKeyId ?? 0)
+    .u32(c.signedPreKeys.size);
   for (const k of c.signedPreKeys.values()) {
     w.u32(k.keyId).bytes(k.keyPair.privateKey).bytes(k.keyPair.publicKey).bytes(k.signature).f64(k.createdAt);
   }
@@ -193,9 +217,11 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
       const keyPair = { privateKey: r.bytes(32), publicKey: r.bytes(32) };
       const signature = r.bytes(64);
       const createdAt = r.f64();
-      const failure = !Number.isFinite(createdAt) ? bad('signed pre-key time')
+      const failure = !Number.isFinite(createdAt)
+        ? bad('signed pre-key time')
         : !ed25519Verify(signature, keyPair.publicKey, identityKeyEd)
-          ? new E2EError('BAD_SIGNATURE', 'stored signed pre-key signature does not verify') : null;
+          ? new E2EError('BAD_SIGNATURE', 'stored signed pre-key signature does not verify')
+          : null;
       if (failure) {
         memzero(keyPair.privateKey);
         throw failure;
@@ -211,8 +237,12 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
     r.end();
     if (hasCurrent === 1 && !spks.has(current)) throw bad('current signed pre-key missing');
     return {
-      identitySecretKey: sk, signedPreKeys: spks, currentSignedPreKeyId: hasCurrent === 1 ? current : null, oneTimePreKeys: otks,
-      nextSignedPreKeyId: nextSpk, nextOneTimePreKeyId: nextOtk,
+      identitySecretKey: sk,
+      signedPreKeys: spks,
+      currentSignedPreKeyId: hasCurrent === 1 ? current : null,
+      oneTimePreKeys: otks,
+      nextSignedPreKeyId: nextSpk,
+      nextOneTimePreKeyId: nextOtk,
     };
   } catch (e) {
     wipeContents(sk, spks, otks);

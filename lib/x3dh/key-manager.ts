@@ -5,8 +5,16 @@
  */
 import { E2EError } from '../errors';
 import {
-  X25519KeyPair, assertBytes, assertKey, constantTimeEqual, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
-  ed25519SecretKeyToX25519, ed25519Sign, memzero, x25519KeyPair,
+  X25519KeyPair,
+  assertBytes,
+  assertKey,
+  constantTimeEqual,
+  ed25519KeyPairFromSeed,
+  ed25519PublicKeyToX25519,
+  ed25519SecretKeyToX25519,
+  ed25519Sign,
+  memzero,
+  x25519KeyPair,
 } from '../crypto';
 import { isU32 } from '../crypto/byte-io';
 import { assertCanonicalX25519PublicKey } from '../crypto/x25519';
@@ -14,7 +22,12 @@ import { PreKeyBundle, snapshotBundle } from './bundle';
 import { readFields, typed } from '../crypto/input';
 import { initiateAgreement, respondAgreement } from './agreement';
 import {
-  KeyManagerContents, KeyManagerState, keyManagerFromBytes, keyManagerFromState, keyManagerToBytes, keyManagerToState,
+  KeyManagerContents,
+  KeyManagerState,
+  keyManagerFromBytes,
+  keyManagerFromState,
+  keyManagerToBytes,
+  keyManagerToState,
 } from './key-manager-codec';
 import { MAX_ONE_TIME_PRE_KEYS_PER_CALL } from '../limits';
 
@@ -88,7 +101,6 @@ function readOneTimePreKeyId(opts: unknown): number | null {
   return oneTimePreKeyId;
 }
 
-
 /** An agent's X3DH keys. Create with {@link X3DHKeyManager.fromEd25519Keys}. */
 export class X3DHKeyManager {
   /** X25519 identity key pair, derived from the Ed25519 identity. */
@@ -134,10 +146,17 @@ export class X3DHKeyManager {
     assertIdentityKeys(secretKey, publicKey);
     const identitySecretKey = Uint8Array.from(secretKey);
     try {
-      return new X3DHKeyManager({
-        identitySecretKey, signedPreKeys: new Map(), currentSignedPreKeyId: null, oneTimePreKeys: new Map(),
-        nextSignedPreKeyId: 0, nextOneTimePreKeyId: 0,
-      }, Uint8Array.from(publicKey));
+      return new X3DHKeyManager(
+        {
+          identitySecretKey,
+          signedPreKeys: new Map(),
+          currentSignedPreKeyId: null,
+          oneTimePreKeys: new Map(),
+          nextSignedPreKeyId: 0,
+          nextOneTimePreKeyId: 0,
+        },
+        Uint8Array.from(publicKey),
+      );
     } catch (e) {
       memzero(identitySecretKey); // a public key with no X25519 form: no copy of the secret stays behind
       throw e;
@@ -207,7 +226,10 @@ export class X3DHKeyManager {
     const keyId = this.#takeId('signed');
     const keyPair = x25519KeyPair();
     const spk: SignedPreKey = {
-      keyId, keyPair, signature: ed25519Sign(this.#identitySecretKey, keyPair.publicKey), createdAt: Date.now(),
+      keyId,
+      keyPair,
+      signature: ed25519Sign(this.#identitySecretKey, keyPair.publicKey),
+      createdAt: Date.now(),
     };
     this.#signedPreKeys.set(keyId, spk);
     this.#currentSignedPreKeyId = keyId;
@@ -285,7 +307,9 @@ export class X3DHKeyManager {
    */
   respond(input: X3DHRespondParams): X3DHResponse {
     const params = readFields(
-      input, ['peerIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId', 'heldOneTimePreKey'] as const, 'respond parameters',
+      input,
+      ['peerIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId', 'heldOneTimePreKey'] as const,
+      'respond parameters',
     ) as { -readonly [K in keyof X3DHRespondParams]: unknown };
     const held = params.heldOneTimePreKey === undefined ? undefined : readHeldKey(params.heldOneTimePreKey, params.usedOneTimeKeyId);
     // Canonical only: X25519 ignores bit 255 and reduces mod p, so an establishment re-sent with
@@ -301,12 +325,16 @@ export class X3DHKeyManager {
     if (!held && oneTimePreKeyId !== undefined && oneTimePreKeyId !== null) {
       otk = isU32(oneTimePreKeyId) ? this.#oneTimePreKeys.get(oneTimePreKeyId) : undefined;
       if (!otk) {
-        throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${isU32(oneTimePreKeyId) ? oneTimePreKeyId : '(not a key id)'}`);
+        throw new E2EError(
+          'OTK_NOT_FOUND',
+          `no unused one-time pre-key with id ${isU32(oneTimePreKeyId) ? oneTimePreKeyId : '(not a key id)'}`,
+        );
       }
     }
     const agreed = respondAgreement(
       { identity: this.identityKey, signedPreKey: spk.keyPair, oneTimePreKey: otk?.keyPair },
-      params.peerIdentityKey, params.ephemeralPublicKey,
+      params.peerIdentityKey,
+      params.ephemeralPublicKey,
     );
     if (otk && !held) {
       // Consumed only once everything succeeded, so a failed respond changes nothing.
@@ -359,8 +387,12 @@ export class X3DHKeyManager {
   /** The private fields, for the codec to write (read only; nothing is copied). */
   #contents(): KeyManagerContents {
     return {
-      identitySecretKey: this.#identitySecretKey, signedPreKeys: this.#signedPreKeys, currentSignedPreKeyId: this.#currentSignedPreKeyId,
-      oneTimePreKeys: this.#oneTimePreKeys, nextSignedPreKeyId: this.#nextSignedPreKeyId, nextOneTimePreKeyId: this.#nextOneTimePreKeyId,
+      identitySecretKey: this.#identitySecretKey,
+      signedPreKeys: this.#signedPreKeys,
+      currentSignedPreKeyId: this.#currentSignedPreKeyId,
+      oneTimePreKeys: this.#oneTimePreKeys,
+      nextSignedPreKeyId: this.#nextSignedPreKeyId,
+      nextOneTimePreKeyId: this.#nextOneTimePreKeyId,
     };
   }
 
@@ -394,7 +426,8 @@ function checkIdentitySecretKey(secretKey: Uint8Array): void {
 /** A caller-held one-time pre-key for `respond`: a copy of its private key, for the id the establishment names. */
 function readHeldKey(input: unknown, oneTimePreKeyId: unknown): OneTimePreKey {
   const { keyId, keyPair } = readFields(input, ['keyId', 'keyPair'] as const, 'heldOneTimePreKey');
-  if (!isU32(keyId) || keyId !== oneTimePreKeyId) throw new E2EError('INVALID_ARGUMENT', 'heldOneTimePreKey must be the key the establishment names');
+  if (!isU32(keyId) || keyId !== oneTimePreKeyId)
+    throw new E2EError('INVALID_ARGUMENT', 'heldOneTimePreKey must be the key the establishment names');
   const { privateKey } = readFields(keyPair, ['privateKey'] as const, 'heldOneTimePreKey.keyPair');
   assertKey(privateKey, 'held one-time pre-key', 32);
   return { keyId, keyPair: { privateKey, publicKey: new Uint8Array(32) } };

@@ -4,8 +4,16 @@
  * Run: npx tsx scripts/examples/json-wire.ts
  */
 import {
-  ready, X3DHKeyManager, ed25519KeyPair, SecureChannel, ChannelEstablishment, EncryptedMessage, bundleToJSON,
-  bundleFromJSON, utf8, fromUtf8,
+  ready,
+  X3DHKeyManager,
+  ed25519KeyPair,
+  SecureChannel,
+  ChannelEstablishment,
+  EncryptedMessage,
+  bundleToJSON,
+  bundleFromJSON,
+  utf8,
+  fromUtf8,
 } from 'agentmesh-e2e';
 
 async function main(): Promise<void> {

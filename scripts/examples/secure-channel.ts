@@ -2,9 +2,7 @@
  * Example: two agents, one SecureChannel, every message crossing the "wire" as bytes.
  * Run: npx tsx scripts/examples/secure-channel.ts
  */
-import {
-  ready, AgentIdentity, SecureChannel, ChannelEstablishment, utf8, fromUtf8,
-} from 'agentmesh-e2e';
+import { ready, AgentIdentity, SecureChannel, ChannelEstablishment, utf8, fromUtf8 } from 'agentmesh-e2e';
 
 async function main(): Promise<void> {
   await ready();

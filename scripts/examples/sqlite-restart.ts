@@ -8,8 +8,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  ready, AgentIdentity, SecureChannel, StorageCipher, StoredKeyManager, PersistentChannel, maintainPreKeys, randomBytes,
-  utf8, fromUtf8,
+  ready,
+  AgentIdentity,
+  SecureChannel,
+  StorageCipher,
+  StoredKeyManager,
+  PersistentChannel,
+  maintainPreKeys,
+  randomBytes,
+  utf8,
+  fromUtf8,
 } from 'agentmesh-e2e';
 import { SqliteStore } from 'agentmesh-e2e/sqlite';
 
@@ -24,8 +32,7 @@ async function main(): Promise<void> {
     const cipher = new StorageCipher(storageKey);
 
     // Bob: key manager saved sealed, pre-keys published to the same file.
-    const bobKeys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:bob' },
-      AgentIdentity.generate().createKeyManager());
+    const bobKeys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:bob' }, AgentIdentity.generate().createKeyManager());
     const report = await maintainPreKeys(bobKeys, store);
     console.log(`bob published ${report.addedOneTimePreKeys} one-time pre-keys`);
 
@@ -39,8 +46,18 @@ async function main(): Promise<void> {
     // Restart: close the file, open it again, load the session.
     store.close();
     store = new SqliteStore(path);
-    const bobAgain = await PersistentChannel.load({ store, cipher: new StorageCipher(storageKey), localDid: 'did:mesh:bob', peerDid: 'did:mesh:alice' });
-    const aliceAgain = await PersistentChannel.load({ store, cipher: new StorageCipher(storageKey), localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' });
+    const bobAgain = await PersistentChannel.load({
+      store,
+      cipher: new StorageCipher(storageKey),
+      localDid: 'did:mesh:bob',
+      peerDid: 'did:mesh:alice',
+    });
+    const aliceAgain = await PersistentChannel.load({
+      store,
+      cipher: new StorageCipher(storageKey),
+      localDid: 'did:mesh:alice',
+      peerDid: 'did:mesh:bob',
+    });
     console.log(`alice read: ${fromUtf8(await aliceAgain!.receive(await bobAgain!.send(utf8('after the restart'))))}`);
     store.close();
   } finally {

@@ -6,8 +6,19 @@
  * Run: npx tsx scripts/examples/trust-transport.ts
  */
 import {
-  ready, AgentIdentity, EncryptedTrustBridge, InMemoryIdentityRegistry, E2EError, isE2EError, utf8, fromUtf8,
-  type TrustTransport, type TrustEndpoint, type ChallengeReply, type HandshakeChallenge, type HandshakeResponse,
+  ready,
+  AgentIdentity,
+  EncryptedTrustBridge,
+  InMemoryIdentityRegistry,
+  E2EError,
+  isE2EError,
+  utf8,
+  fromUtf8,
+  type TrustTransport,
+  type TrustEndpoint,
+  type ChallengeReply,
+  type HandshakeChallenge,
+  type HandshakeResponse,
 } from 'agentmesh-e2e';
 
 /** The "server" side: routes a JSON request to the addressed agent's bridge and answers in JSON. */
@@ -17,9 +28,10 @@ function makeServer(endpoints: Map<string, TrustEndpoint>) {
     const endpoint = endpoints.get(req.to);
     if (!endpoint) return JSON.stringify({ status: 404 });
     try {
-      const result = req.kind === 'challenge'
-        ? await endpoint.answerChallenge(req.from, req.body as HandshakeChallenge)
-        : await endpoint.completeHandshake(req.from, req.body as HandshakeResponse);
+      const result =
+        req.kind === 'challenge'
+          ? await endpoint.answerChallenge(req.from, req.body as HandshakeChallenge)
+          : await endpoint.completeHandshake(req.from, req.body as HandshakeResponse);
       return JSON.stringify({ status: 200, body: result ?? null });
     } catch (e) {
       // A refusal travels as data, with its reason.
@@ -34,7 +46,11 @@ class JsonTransport implements TrustTransport {
   constructor(private readonly post: (json: string) => Promise<string>) {}
 
   async #call(kind: 'challenge' | 'answer', from: string, to: string, body: unknown): Promise<unknown> {
-    const res = JSON.parse(await this.post(JSON.stringify({ kind, from, to, body }))) as { status: number; body?: unknown; reason?: string };
+    const res = JSON.parse(await this.post(JSON.stringify({ kind, from, to, body }))) as {
+      status: number;
+      body?: unknown;
+      reason?: string;
+    };
     // The rule: the peer's refusal is a TRUST_REJECTED E2EError; everything else a plain Error.
     if (res.status === 403) throw new E2EError('TRUST_REJECTED', 'the peer refused', res.reason);
     if (res.status !== 200) throw new Error(`transport: status ${res.status}`);

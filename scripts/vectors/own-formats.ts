@@ -32,14 +32,22 @@ function codeOf(f: () => unknown): string {
   throw new Error('expected an error');
 }
 
-function managerState(id: number, spks: { keyId: number; seed: number; createdAt: number }[], current: number | null,
-  otks: { keyId: number; seed: number }[], nextSpk: number, nextOtk: number): KeyManagerState {
+function managerState(
+  id: number,
+  spks: { keyId: number; seed: number; createdAt: number }[],
+  current: number | null,
+  otks: { keyId: number; seed: number }[],
+  nextSpk: number,
+  nextOtk: number,
+): KeyManagerState {
   const pair = ed25519KeyPairFromSeed(seed(id));
   return {
     version: 1,
     identitySecretKey: toHex(pair.secretKey),
     signedPreKeys: spks.map((s) => ({
-      keyId: s.keyId, privateKey: toHex(seed(s.seed)), signature: toHex(ed25519Sign(pair.secretKey, x25519PublicKey(seed(s.seed)))),
+      keyId: s.keyId,
+      privateKey: toHex(seed(s.seed)),
+      signature: toHex(ed25519Sign(pair.secretKey, x25519PublicKey(seed(s.seed)))),
       createdAt: s.createdAt,
     })),
     currentSignedPreKeyId: current,
@@ -53,13 +61,42 @@ function keyManagerVectors(): object {
   const states: [string, KeyManagerState][] = [
     ['identity only', managerState(1, [], null, [], 0, 0)],
     ['one signed pre-key, current', managerState(2, [{ keyId: 0, seed: 40, createdAt: 1700000000000 }], 0, [], 1, 0)],
-    ['rotated, one-time pre-keys with a gap', managerState(3, [
-      { keyId: 0, seed: 50, createdAt: 1700000000000 }, { keyId: 1, seed: 60, createdAt: 1700000086400.5 },
-    ], 1, [{ keyId: 0, seed: 70 }, { keyId: 2, seed: 80 }, { keyId: 3, seed: 90 }], 2, 4)],
-    ['largest ids, current not the newest', managerState(4, [
-      { keyId: 0xfffffffe, seed: 100, createdAt: 0 }, { keyId: 0xffffffff, seed: 110, createdAt: 1 },
-    ], 0xfffffffe, [{ keyId: 0xffffffff, seed: 120 }], 0xffffffff, 0xffffffff)],
-    ['signed pre-keys, none current', managerState(5, [{ keyId: 7, seed: 130, createdAt: 1234.25 }], null, [{ keyId: 9, seed: 140 }], 8, 10)],
+    [
+      'rotated, one-time pre-keys with a gap',
+      managerState(
+        3,
+        [
+          { keyId: 0, seed: 50, createdAt: 1700000000000 },
+          { keyId: 1, seed: 60, createdAt: 1700000086400.5 },
+        ],
+        1,
+        [
+          { keyId: 0, seed: 70 },
+          { keyId: 2, seed: 80 },
+          { keyId: 3, seed: 90 },
+        ],
+        2,
+        4,
+      ),
+    ],
+    [
+      'largest ids, current not the newest',
+      managerState(
+        4,
+        [
+          { keyId: 0xfffffffe, seed: 100, createdAt: 0 },
+          { keyId: 0xffffffff, seed: 110, createdAt: 1 },
+        ],
+        0xfffffffe,
+        [{ keyId: 0xffffffff, seed: 120 }],
+        0xffffffff,
+        0xffffffff,
+      ),
+    ],
+    [
+      'signed pre-keys, none current',
+      managerState(5, [{ keyId: 7, seed: 130, createdAt: 1234.25 }], null, [{ keyId: 9, seed: 140 }], 8, 10),
+    ],
   ];
   const valid = states.map(([name, state]) => {
     const mgr = X3DHKeyManager.fromState(state);
@@ -69,16 +106,31 @@ function keyManagerVectors(): object {
   });
   const base = fromHex(valid[2]!.bytes);
   const edit = (f: (b: Uint8Array) => Uint8Array): string => toHex(f(Uint8Array.from(base)));
-  const at = (off: number, v: number) => (b: Uint8Array): Uint8Array => { b[off] = v; return b; };
-  const f64At = (off: number, v: number) => (b: Uint8Array): Uint8Array => { new DataView(b.buffer).setFloat64(off, v); return b; };
-  const u32At = (off: number, v: number) => (b: Uint8Array): Uint8Array => { new DataView(b.buffer).setUint32(off, v); return b; };
+  const at =
+    (off: number, v: number) =>
+    (b: Uint8Array): Uint8Array => {
+      b[off] = v;
+      return b;
+    };
+  const f64At =
+    (off: number, v: number) =>
+    (b: Uint8Array): Uint8Array => {
+      new DataView(b.buffer).setFloat64(off, v);
+      return b;
+    };
+  const u32At =
+    (off: number, v: number) =>
+    (b: Uint8Array): Uint8Array => {
+      new DataView(b.buffer).setUint32(off, v);
+      return b;
+    };
   // Offsets in the "rotated" case: 84 has-current, 85 current id, 89 n, 93 first entry (140 each), 373 m.
   const badBytes: [string, string][] = [
     ['empty', ''],
     ['shorter than the fixed part', toHex(base.subarray(0, 96))],
     ['not "AMK"', edit(at(0, 0x42))],
     ['unknown version', edit(at(3, 0x02))],
-    ['identity public half is not the seed\'s', edit(at(40, base[40]! ^ 1))],
+    ["identity public half is not the seed's", edit(at(40, base[40]! ^ 1))],
     ['next signed pre-key id not an integer', edit(f64At(68, 1.5))],
     ['next one-time pre-key id above 2^32', edit(f64At(76, 2 ** 32 + 1))],
     ['next signed pre-key id NaN', edit(f64At(68, NaN))],
@@ -99,20 +151,32 @@ function keyManagerVectors(): object {
     ['identity secret key too short', { ...validState, identitySecretKey: validState.identitySecretKey.slice(0, 126) }],
     ['identity secret key not hex', { ...validState, identitySecretKey: 7 }],
     ['signed pre-key id not a u32', { ...validState, signedPreKeys: [{ ...validState.signedPreKeys[0]!, keyId: -1 }] }],
-    ['signed pre-key signature does not verify', {
-      ...validState, signedPreKeys: [{ ...validState.signedPreKeys[0]!, signature: validState.signedPreKeys[1]!.signature }],
-    }],
+    [
+      'signed pre-key signature does not verify',
+      {
+        ...validState,
+        signedPreKeys: [{ ...validState.signedPreKeys[0]!, signature: validState.signedPreKeys[1]!.signature }],
+      },
+    ],
     ['current signed pre-key missing', { ...validState, currentSignedPreKeyId: 9 }],
     ['next one-time pre-key id above 2^32 - 1', { ...validState, nextOneTimePreKeyId: 2 ** 32 }],
-    ['one-time pre-key too long', { ...validState, oneTimePreKeys: [{ keyId: 0, privateKey: `${validState.oneTimePreKeys[0]!.privateKey}00` }] }],
+    [
+      'one-time pre-key too long',
+      { ...validState, oneTimePreKeys: [{ keyId: 0, privateKey: `${validState.oneTimePreKeys[0]!.privateKey}00` }] },
+    ],
   ];
   return {
-    description: 'X3DHKeyManager saved forms: exportState/fromState (JSON, hex keys) and toBytes/fromBytes ("AMK" 0x01). '
-      + 'Keys are 32-byte runs (seed(b)[i] = b + i); signatures are Ed25519 of the signed pre-key public key. '
-      + 'Generated by scripts/vectors/own-formats.ts.',
+    description:
+      'X3DHKeyManager saved forms: exportState/fromState (JSON, hex keys) and toBytes/fromBytes ("AMK" 0x01). ' +
+      'Keys are 32-byte runs (seed(b)[i] = b + i); signatures are Ed25519 of the signed pre-key public key. ' +
+      'Generated by scripts/vectors/own-formats.ts.',
     valid,
     invalidBytes: badBytes.map(([name, bytes]) => ({ name, bytes, error: codeOf(() => X3DHKeyManager.fromBytes(fromHex(bytes))) })),
-    invalidStates: badStates.map(([name, state]) => ({ name, state, error: codeOf(() => X3DHKeyManager.fromState(state as KeyManagerState)) })),
+    invalidStates: badStates.map(([name, state]) => ({
+      name,
+      state,
+      error: codeOf(() => X3DHKeyManager.fromState(state as KeyManagerState)),
+    })),
   };
 }
 
@@ -130,7 +194,12 @@ function establishmentVectors(): object {
     const e = new ChannelEstablishment({ initiatorIdentityKey: ik, ephemeralPublicKey: ek, usedOneTimeKeyId: otk, signedPreKeyId: spk });
     return {
       name,
-      fields: { initiatorIdentityKey: toHex(ik), ephemeralPublicKey: toHex(ek), usedOneTimeKeyId: otk ?? null, signedPreKeyId: spk ?? null },
+      fields: {
+        initiatorIdentityKey: toHex(ik),
+        ephemeralPublicKey: toHex(ek),
+        usedOneTimeKeyId: otk ?? null,
+        signedPreKeyId: spk ?? null,
+      },
       bytes: toHex(e.serialize()),
       json: JSON.stringify(e.toJSON()),
     };
@@ -154,9 +223,10 @@ function establishmentVectors(): object {
     ['spk a string', JSON.stringify({ ...j, spk: '1' })],
   ];
   return {
-    description: 'ChannelEstablishment: serialize/deserialize (ik(32) ‖ ek(32) ‖ flags ‖ [u32be otk] ‖ [u32be spk]) and '
-      + 'toJSON/fromJSON ({ ik, ek, otk?, spk? }, standard base64). ik and ek are the X25519 public keys of seed(150), seed(160). '
-      + 'Generated by scripts/vectors/own-formats.ts.',
+    description:
+      'ChannelEstablishment: serialize/deserialize (ik(32) ‖ ek(32) ‖ flags ‖ [u32be otk] ‖ [u32be spk]) and ' +
+      'toJSON/fromJSON ({ ik, ek, otk?, spk? }, standard base64). ik and ek are the X25519 public keys of seed(150), seed(160). ' +
+      'Generated by scripts/vectors/own-formats.ts.',
     valid,
     invalidBytes: bad.map(([name, b]) => ({ name, bytes: toHex(b), error: codeOf(() => ChannelEstablishment.deserialize(b)) })),
     invalidJson: badJson.map(([name, json]) => ({ name, json, error: codeOf(() => ChannelEstablishment.fromJSON(json)) })),
@@ -211,8 +281,9 @@ function channelVectors(): object {
     ['a trailing byte', Uint8Array.of(...base, 0)],
   ];
   return {
-    description: 'SecureChannel.toBytes/fromBytes: "AMC" 0x01 ‖ u32be(messageCount) ‖ u32be(AD length) ‖ AD ‖ ratchet state bytes '
-      + '(RatchetState.fromDict(ratchetState).toBytes(); its skipped keys carry the time they were made at). Generated by scripts/vectors/own-formats.ts.',
+    description:
+      'SecureChannel.toBytes/fromBytes: "AMC" 0x01 ‖ u32be(messageCount) ‖ u32be(AD length) ‖ AD ‖ ratchet state bytes ' +
+      '(RatchetState.fromDict(ratchetState).toBytes(); its skipped keys carry the time they were made at). Generated by scripts/vectors/own-formats.ts.',
     valid,
     invalidBytes: bad.map(([name, b]) => ({ name, bytes: toHex(b), error: codeOf(() => SecureChannel.fromBytes(b)) })),
   };

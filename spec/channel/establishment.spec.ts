@@ -8,12 +8,19 @@ import vectors from '../vectors/own/establishment.json';
 
 beforeAll(() => ready());
 
-interface Fields { initiatorIdentityKey: string; ephemeralPublicKey: string; usedOneTimeKeyId: number | null; signedPreKeyId: number | null }
+interface Fields {
+  initiatorIdentityKey: string;
+  ephemeralPublicKey: string;
+  usedOneTimeKeyId: number | null;
+  signedPreKeyId: number | null;
+}
 
 function fieldsOf(e: ChannelEstablishment): Fields {
   return {
-    initiatorIdentityKey: toHex(e.initiatorIdentityKey), ephemeralPublicKey: toHex(e.ephemeralPublicKey),
-    usedOneTimeKeyId: e.usedOneTimeKeyId ?? null, signedPreKeyId: e.signedPreKeyId ?? null,
+    initiatorIdentityKey: toHex(e.initiatorIdentityKey),
+    ephemeralPublicKey: toHex(e.ephemeralPublicKey),
+    usedOneTimeKeyId: e.usedOneTimeKeyId ?? null,
+    signedPreKeyId: e.signedPreKeyId ?? null,
   };
 }
 
@@ -24,8 +31,10 @@ describe('establishment forms, known answers', () => {
 
   test.each(vectors.valid)('$name: fields → exact bytes and JSON; both parse back to the fields', ({ fields, bytes, json }) => {
     const e = new ChannelEstablishment({
-      initiatorIdentityKey: fromHex(fields.initiatorIdentityKey), ephemeralPublicKey: fromHex(fields.ephemeralPublicKey),
-      usedOneTimeKeyId: fields.usedOneTimeKeyId, signedPreKeyId: fields.signedPreKeyId,
+      initiatorIdentityKey: fromHex(fields.initiatorIdentityKey),
+      ephemeralPublicKey: fromHex(fields.ephemeralPublicKey),
+      usedOneTimeKeyId: fields.usedOneTimeKeyId,
+      signedPreKeyId: fields.signedPreKeyId,
     });
     expect(toHex(e.serialize())).toBe(bytes);
     expect(JSON.stringify(e.toJSON())).toBe(json);

@@ -71,7 +71,7 @@ describe('SecureChannel', () => {
     expect(bc.isClosed).toBe(true);
   });
 
-  test('closing the responder\'s channel does not wipe the key manager\'s signed pre-key', () => {
+  test("closing the responder's channel does not wipe the key manager's signed pre-key", () => {
     const { bob, bc } = open();
     bc.close();
     expect(bob.signedPreKey!.keyPair.privateKey.some((x) => x !== 0)).toBe(true);
@@ -119,11 +119,18 @@ describe('ChannelEstablishment codecs', () => {
   test('malformed establishments are MALFORMED_MESSAGE', () => {
     const { establishment: e } = open();
     const bytes = e.serialize();
-    for (let cut = 0; cut < bytes.length; cut++) expectE2EError(() => ChannelEstablishment.deserialize(bytes.subarray(0, cut)), 'MALFORMED_MESSAGE');
+    for (let cut = 0; cut < bytes.length; cut++)
+      expectE2EError(() => ChannelEstablishment.deserialize(bytes.subarray(0, cut)), 'MALFORMED_MESSAGE');
     const flags = Uint8Array.from(bytes);
     flags[64] = 4;
     expectE2EError(() => ChannelEstablishment.deserialize(flags), 'MALFORMED_MESSAGE');
-    for (const bad of ['{', '{}', '{"ik":"AA==","ek":"AA=="}', JSON.stringify({ ...e.toJSON(), otk: -1 }), JSON.stringify({ ...e.toJSON(), ik: 5 })]) {
+    for (const bad of [
+      '{',
+      '{}',
+      '{"ik":"AA==","ek":"AA=="}',
+      JSON.stringify({ ...e.toJSON(), otk: -1 }),
+      JSON.stringify({ ...e.toJSON(), ik: 5 }),
+    ]) {
       expectE2EError(() => ChannelEstablishment.fromJSON(bad), 'MALFORMED_MESSAGE');
     }
   });
@@ -137,16 +144,19 @@ describe('finding 8: a failed createReceiver spends nothing', () => {
     ['maxSkip as a string', { maxSkip: '10' }],
     ['now not a function', { now: 42 }],
   ];
-  test.each(badOptions)('options with %s: INVALID_ARGUMENT, the one-time pre-key is still there, then good options succeed', (_, options) => {
-    const { alice, bob, bundle } = agents();
-    const { channel, establishment } = SecureChannel.createSender(alice, bundle, AD);
-    const before = bob.oneTimePreKeyIds;
-    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, options as never), 'INVALID_ARGUMENT');
-    expect(bob.oneTimePreKeyIds).toEqual(before);
-    const bobCh = SecureChannel.createReceiver(bob, establishment, AD, { maxSkip: 10 });
-    expect(bobCh.receive(channel.send(utf8('after')))).toEqual(utf8('after'));
-    expect(bob.oneTimePreKeyIds).not.toContain(establishment.usedOneTimeKeyId);
-  });
+  test.each(badOptions)(
+    'options with %s: INVALID_ARGUMENT, the one-time pre-key is still there, then good options succeed',
+    (_, options) => {
+      const { alice, bob, bundle } = agents();
+      const { channel, establishment } = SecureChannel.createSender(alice, bundle, AD);
+      const before = bob.oneTimePreKeyIds;
+      expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, options as never), 'INVALID_ARGUMENT');
+      expect(bob.oneTimePreKeyIds).toEqual(before);
+      const bobCh = SecureChannel.createReceiver(bob, establishment, AD, { maxSkip: 10 });
+      expect(bobCh.receive(channel.send(utf8('after')))).toEqual(utf8('after'));
+      expect(bob.oneTimePreKeyIds).not.toContain(establishment.usedOneTimeKeyId);
+    },
+  );
 
   test('bad associated data or a malformed establishment: nothing spent either', () => {
     const { alice, bob, bundle } = agents();
@@ -154,8 +164,14 @@ describe('finding 8: a failed createReceiver spends nothing', () => {
     const before = bob.oneTimePreKeyIds;
     expectE2EError(() => SecureChannel.createReceiver(bob, establishment, 'ad' as never), 'INVALID_ARGUMENT');
     expectE2EError(() => SecureChannel.createReceiver(bob, establishment, new Uint8Array(65537)), 'INVALID_ARGUMENT');
-    expectE2EError(() => SecureChannel.createReceiver(bob, { ...establishment, ephemeralPublicKey: new Uint8Array(31) }, AD), 'MALFORMED_MESSAGE');
-    expectE2EError(() => SecureChannel.createReceiver(bob, { ...establishment, ephemeralPublicKey: new Uint8Array(32) }, AD), 'INVALID_KEY');
+    expectE2EError(
+      () => SecureChannel.createReceiver(bob, { ...establishment, ephemeralPublicKey: new Uint8Array(31) }, AD),
+      'MALFORMED_MESSAGE',
+    );
+    expectE2EError(
+      () => SecureChannel.createReceiver(bob, { ...establishment, ephemeralPublicKey: new Uint8Array(32) }, AD),
+      'INVALID_KEY',
+    );
     expect(bob.oneTimePreKeyIds).toEqual(before);
     expect(SecureChannel.createReceiver(bob, establishment, AD).receive(channel.send(utf8('ok')))).toEqual(utf8('ok'));
   });
@@ -166,7 +182,7 @@ describe('finding 8: a failed createReceiver spends nothing', () => {
   });
 });
 
-describe('issue 11: createSender also destructures as AGT\'s tuple', () => {
+describe("issue 11: createSender also destructures as AGT's tuple", () => {
   test('object and tuple forms give the same channel and establishment, typed', () => {
     const { alice, bob, bundle } = agents();
     const result = SecureChannel.createSender(alice, bundle, AD);
@@ -187,13 +203,16 @@ describe('issue 11: createSender also destructures as AGT\'s tuple', () => {
   });
 });
 
-describe('heldOneTimePreKey: answering with a one-time pre-key the caller holds (the bridge\'s forgery-proof acceptance)', () => {
+describe("heldOneTimePreKey: answering with a one-time pre-key the caller holds (the bridge's forgery-proof acceptance)", () => {
   test('createReceiver answers with the held copy and consumes nothing; consumeOneTimePreKey spends once (and wipes)', () => {
     const { alice, bob, bundle } = agents();
     const { channel, establishment } = SecureChannel.createSender(alice, bundle, AD);
     const id = establishment.usedOneTimeKeyId!;
     const key = bob.getOneTimePreKey(id)!;
-    const held = { keyId: id, keyPair: { privateKey: Uint8Array.from(key.keyPair.privateKey), publicKey: Uint8Array.from(key.keyPair.publicKey) } };
+    const held = {
+      keyId: id,
+      keyPair: { privateKey: Uint8Array.from(key.keyPair.privateKey), publicKey: Uint8Array.from(key.keyPair.publicKey) },
+    };
     expect(bob.consumeOneTimePreKey(id)).toBe(true);
     expect(key.keyPair.privateKey).toEqual(new Uint8Array(32)); // wiped
     expect(bob.consumeOneTimePreKey(id)).toBe(false);
@@ -202,11 +221,18 @@ describe('heldOneTimePreKey: answering with a one-time pre-key the caller holds 
     expect(fromUtf8(bobCh.receive(channel.send(utf8('answered with the held key'))))).toBe('answered with the held key');
     expect(held.keyPair.privateKey).not.toEqual(new Uint8Array(32)); // the caller's copy is the caller's
     expectE2EError(() => bob.consumeOneTimePreKey(-1), 'INVALID_ARGUMENT');
-    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, { heldOneTimePreKey: { ...held, keyId: id + 1 } }), 'INVALID_ARGUMENT');
+    expectE2EError(
+      () => SecureChannel.createReceiver(bob, establishment, AD, { heldOneTimePreKey: { ...held, keyId: id + 1 } }),
+      'INVALID_ARGUMENT',
+    );
     expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, { heldOneTimePreKey: 'key' as never }), 'INVALID_ARGUMENT');
-    expectE2EError(() => SecureChannel.createReceiver(bob, establishment, AD, {
-      heldOneTimePreKey: { keyId: id, keyPair: { privateKey: new Uint8Array(31), publicKey: new Uint8Array(32) } },
-    }), 'INVALID_KEY');
+    expectE2EError(
+      () =>
+        SecureChannel.createReceiver(bob, establishment, AD, {
+          heldOneTimePreKey: { keyId: id, keyPair: { privateKey: new Uint8Array(31), publicKey: new Uint8Array(32) } },
+        }),
+      'INVALID_KEY',
+    );
   });
 
   test('two establishments naming the same held key both derive; only the genuine one reads the messages', () => {

@@ -5,7 +5,12 @@
  */
 import fc from 'fast-check';
 import {
-  chacha20Poly1305Decrypt, chacha20Poly1305Encrypt, chainKeyStep, randomBytes, xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt,
+  chacha20Poly1305Decrypt,
+  chacha20Poly1305Encrypt,
+  chainKeyStep,
+  randomBytes,
+  xchacha20Poly1305Decrypt,
+  xchacha20Poly1305Encrypt,
 } from '../../lib/crypto';
 import { openMessage, openMessageWithKey, sealMessage } from '../../lib/crypto/message-aead';
 import { SCRATCH_WORKING_BYTES, scratchCapacity } from '../../lib/crypto/heap';
@@ -16,8 +21,22 @@ beforeAll(() => ready());
 
 const KiB = 1024;
 /** Sizes around the one-pass / chunked switch-over and the 64 KiB window. */
-const SIZES = [0, 1, 15, 16, 17, 64 * KiB - 1, 64 * KiB, 64 * KiB + 1, SCRATCH_WORKING_BYTES - 600, SCRATCH_WORKING_BYTES - 500,
-  SCRATCH_WORKING_BYTES, SCRATCH_WORKING_BYTES + 1, 3 * 64 * KiB + 7, 1024 * KiB + 33];
+const SIZES = [
+  0,
+  1,
+  15,
+  16,
+  17,
+  64 * KiB - 1,
+  64 * KiB,
+  64 * KiB + 1,
+  SCRATCH_WORKING_BYTES - 600,
+  SCRATCH_WORKING_BYTES - 500,
+  SCRATCH_WORKING_BYTES,
+  SCRATCH_WORKING_BYTES + 1,
+  3 * 64 * KiB + 7,
+  1024 * KiB + 33,
+];
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0;
 
 describe('public AEAD functions, one pass and chunked, against libsodium one-shot', () => {
@@ -45,7 +64,7 @@ describe('public AEAD functions, one pass and chunked, against libsodium one-sho
   });
 });
 
-describe('the ratchet\'s fused message AEAD, chunked for large messages', () => {
+describe("the ratchet's fused message AEAD, chunked for large messages", () => {
   /** An envelope (prefix, header, nonce) ready to seal `n` bytes, and the reference ciphertext. */
   function reference(ck: Uint8Array, pt: Uint8Array, ad: Uint8Array): { env: Uint8Array; expected: Uint8Array } {
     const env = new Uint8Array(56 + pt.length + 16);
@@ -61,29 +80,32 @@ describe('the ratchet\'s fused message AEAD, chunked for large messages', () => 
   }
 
   test('seal and open agree with libsodium at every size; a forgery is refused', () => {
-    fc.assert(fc.property(fc.constantFrom(...SIZES), fc.constantFrom(0, 40, 200 * KiB), (size, adLen) => {
-      const ck = randomBytes(32);
-      const pt = randomBytes(size);
-      const ad = randomBytes(adLen);
-      const { env, expected } = reference(ck, pt, ad);
-      const sendCk = Uint8Array.from(ck);
-      sealMessage(sendCk, env, pt, ad);
-      expect(same(env.subarray(56), expected)).toBe(true);
-      const next = new Uint8Array(32);
-      const opened = openMessage(ck, next, env, ad);
-      expect(opened !== null && same(opened, pt)).toBe(true);
-      expect(same(next, sendCk)).toBe(true);
-      const mk = new Uint8Array(32);
-      chainKeyStep(ck, mk, new Uint8Array(32));
-      const withKey = openMessageWithKey(mk, env, ad);
-      expect(withKey !== null && same(withKey, pt)).toBe(true);
-      const forged = Uint8Array.from(env);
-      forged[forged.length - 1] ^= 1;
-      const untouched = new Uint8Array(32);
-      expect(openMessage(ck, untouched, forged, ad)).toBeNull();
-      expect(untouched).toEqual(new Uint8Array(32));
-      expect(openMessageWithKey(mk, forged, ad)).toBeNull();
-    }), { numRuns: 30 });
+    fc.assert(
+      fc.property(fc.constantFrom(...SIZES), fc.constantFrom(0, 40, 200 * KiB), (size, adLen) => {
+        const ck = randomBytes(32);
+        const pt = randomBytes(size);
+        const ad = randomBytes(adLen);
+        const { env, expected } = reference(ck, pt, ad);
+        const sendCk = Uint8Array.from(ck);
+        sealMessage(sendCk, env, pt, ad);
+        expect(same(env.subarray(56), expected)).toBe(true);
+        const next = new Uint8Array(32);
+        const opened = openMessage(ck, next, env, ad);
+        expect(opened !== null && same(opened, pt)).toBe(true);
+        expect(same(next, sendCk)).toBe(true);
+        const mk = new Uint8Array(32);
+        chainKeyStep(ck, mk, new Uint8Array(32));
+        const withKey = openMessageWithKey(mk, env, ad);
+        expect(withKey !== null && same(withKey, pt)).toBe(true);
+        const forged = Uint8Array.from(env);
+        forged[forged.length - 1] ^= 1;
+        const untouched = new Uint8Array(32);
+        expect(openMessage(ck, untouched, forged, ad)).toBeNull();
+        expect(untouched).toEqual(new Uint8Array(32));
+        expect(openMessageWithKey(mk, forged, ad)).toBeNull();
+      }),
+      { numRuns: 30 },
+    );
   });
 
   test('a forged 16 MiB envelope: refused, and the WASM memory and the scratch region do not grow at all', () => {

@@ -1,7 +1,16 @@
 /** ChaCha20-Poly1305-IETF and XChaCha20-Poly1305: every Wycheproof case, RFC 8439, every error path. */
 import {
-  AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES, XCHACHA20_POLY1305_NONCE_BYTES, chacha20Poly1305Decrypt,
-  chacha20Poly1305Encrypt, concatBytes, fromHex, fromUtf8, toHex, utf8, xchacha20Poly1305Decrypt,
+  AEAD_TAG_BYTES,
+  CHACHA20_POLY1305_NONCE_BYTES,
+  XCHACHA20_POLY1305_NONCE_BYTES,
+  chacha20Poly1305Decrypt,
+  chacha20Poly1305Encrypt,
+  concatBytes,
+  fromHex,
+  fromUtf8,
+  toHex,
+  utf8,
+  xchacha20Poly1305Decrypt,
   xchacha20Poly1305Encrypt,
 } from '../../lib/crypto';
 import { MAX_AEAD_INPUT_BYTES } from '../../lib/limits';
@@ -27,12 +36,24 @@ interface Variant {
 
 const VARIANTS: Variant[] = [
   {
-    name: 'ChaCha20-Poly1305-IETF', file: 'chacha20_poly1305_test.json', nonceBytes: CHACHA20_POLY1305_NONCE_BYTES,
-    encrypt: chacha20Poly1305Encrypt, decrypt: chacha20Poly1305Decrypt, total: 325, valid: 256, groups: 10,
+    name: 'ChaCha20-Poly1305-IETF',
+    file: 'chacha20_poly1305_test.json',
+    nonceBytes: CHACHA20_POLY1305_NONCE_BYTES,
+    encrypt: chacha20Poly1305Encrypt,
+    decrypt: chacha20Poly1305Decrypt,
+    total: 325,
+    valid: 256,
+    groups: 10,
   },
   {
-    name: 'XChaCha20-Poly1305', file: 'xchacha20_poly1305_test.json', nonceBytes: XCHACHA20_POLY1305_NONCE_BYTES,
-    encrypt: xchacha20Poly1305Encrypt, decrypt: xchacha20Poly1305Decrypt, total: 315, valid: 246, groups: 10,
+    name: 'XChaCha20-Poly1305',
+    file: 'xchacha20_poly1305_test.json',
+    nonceBytes: XCHACHA20_POLY1305_NONCE_BYTES,
+    encrypt: xchacha20Poly1305Encrypt,
+    decrypt: xchacha20Poly1305Decrypt,
+    total: 315,
+    valid: 246,
+    groups: 10,
   },
 ];
 
@@ -83,8 +104,7 @@ describe('RFC 8439 §2.8.2 AEAD test vector', () => {
   const key = fromHex('808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f');
   const nonce = fromHex('070000004041424344454647');
   const aad = fromHex('50515253c0c1c2c3c4c5c6c7');
-  const plaintext =
-    "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+  const plaintext = "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
   const ciphertext =
     'd31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b1a71de0a9e060b29' +
     '05d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc3ff4def08e4b7a9de576d26586cec64b6116';
@@ -177,7 +197,10 @@ describe.each(VARIANTS)('$name properties and errors', (v) => {
     ['AD', 4],
   ])('a %s that is not a Uint8Array: INVALID_ARGUMENT', (_, position) => {
     const args = (sealed: Uint8Array): unknown[] => [key, nonce, sealed, ad];
-    for (const [f, sealed] of [[v.encrypt, pt], [v.decrypt, v.encrypt(key, nonce, pt, ad)]] as const) {
+    for (const [f, sealed] of [
+      [v.encrypt, pt],
+      [v.decrypt, v.encrypt(key, nonce, pt, ad)],
+    ] as const) {
       for (const bad of ['text', [1, 2, 3], 42, new Uint16Array(v.nonceBytes)]) {
         const a = args(sealed);
         a[position - 1] = bad;

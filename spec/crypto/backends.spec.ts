@@ -4,9 +4,7 @@
  * one. (The vector suites, x25519.spec.ts and ed25519.spec.ts, run on each backend too.)
  */
 import fc from 'fast-check';
-import {
-  ed25519KeyPairFromSeed, ed25519Sign, ed25519Verify, toHex, x25519, x25519PublicKey,
-} from '../../lib/crypto';
+import { ed25519KeyPairFromSeed, ed25519Sign, ed25519Verify, toHex, x25519, x25519PublicKey } from '../../lib/crypto';
 import { Backend, backend, ready } from '../../lib/sodium';
 
 const N = 300;
@@ -19,17 +17,25 @@ interface Input {
   flip: number;
 }
 
-const inputs: Input[] = fc.sample(fc.record({
-  sk: fc.uint8Array({ minLength: 32, maxLength: 32 }),
-  pk: fc.uint8Array({ minLength: 32, maxLength: 32 }),
-  seed: fc.uint8Array({ minLength: 32, maxLength: 32 }),
-  msg: fc.uint8Array({ maxLength: 300 }),
-  flip: fc.nat({ max: 64 * 8 - 1 }),
-}), { numRuns: N, seed: 20240613 });
+const inputs: Input[] = fc.sample(
+  fc.record({
+    sk: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+    pk: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+    seed: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+    msg: fc.uint8Array({ maxLength: 300 }),
+    flip: fc.nat({ max: 64 * 8 - 1 }),
+  }),
+  { numRuns: N, seed: 20240613 },
+);
 
 // Small-order points and other edge inputs: both must refuse them the same way.
-const edgePublicKeys = ['00'.repeat(32), `01${'00'.repeat(31)}`, `e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800`,
-  'ec'.concat('ff'.repeat(30), '7f'), 'ff'.repeat(32)];
+const edgePublicKeys = [
+  '00'.repeat(32),
+  `01${'00'.repeat(31)}`,
+  `e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800`,
+  'ec'.concat('ff'.repeat(30), '7f'),
+  'ff'.repeat(32),
+];
 
 /** Everything the two backends compute, as strings (a refusal by its code). */
 async function run(b: Backend): Promise<string[]> {

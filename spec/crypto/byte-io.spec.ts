@@ -4,25 +4,44 @@ import { expectE2EError } from '../helpers/expect-error';
 
 describe('ByteWriter / ByteReader', () => {
   it('writes the exact bytes of each field', () => {
-    const out = new ByteWriter(1).u8(0x41).u32(0x01020304).bytes(new Uint8Array([9, 8])).lengthPrefixed(new Uint8Array([7])).f64(1.5).finish();
+    const out = new ByteWriter(1)
+      .u8(0x41)
+      .u32(0x01020304)
+      .bytes(new Uint8Array([9, 8]))
+      .lengthPrefixed(new Uint8Array([7]))
+      .f64(1.5)
+      .finish();
     expect(Array.from(out)).toEqual([0x41, 1, 2, 3, 4, 9, 8, 0, 0, 0, 1, 7, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]);
   });
 
   it('reads back what it wrote, for any fields', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ maxLength: 300 }), fc.double({ noNaN: true }),
-      (a, b, c, d) => {
-        const r = new ByteReader(new ByteWriter(4).u8(a).u32(b).lengthPrefixed(c).f64(d).finish(), 'test');
-        expect(r.u8()).toBe(a);
-        expect(r.u32()).toBe(b);
-        expect(r.lengthPrefixed()).toEqual(c);
-        expect(Object.is(r.f64(), d)).toBe(true);
-        r.end();
-      }));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.uint8Array({ maxLength: 300 }),
+        fc.double({ noNaN: true }),
+        (a, b, c, d) => {
+          const r = new ByteReader(new ByteWriter(4).u8(a).u32(b).lengthPrefixed(c).f64(d).finish(), 'test');
+          expect(r.u8()).toBe(a);
+          expect(r.u32()).toBe(b);
+          expect(r.lengthPrefixed()).toEqual(c);
+          expect(Object.is(r.f64(), d)).toBe(true);
+          r.end();
+        },
+      ),
+    );
   });
 
   it('refuses every truncation and trailing bytes with MALFORMED_MESSAGE', () => {
     const whole = new ByteWriter().u8(1).u32(5).lengthPrefixed(new Uint8Array(5)).finish();
-    const read = (b: Uint8Array) => { const r = new ByteReader(b, 'test'); r.u8(); r.u32(); r.lengthPrefixed(); r.end(); };
+    const read = (b: Uint8Array) => {
+      const r = new ByteReader(b, 'test');
+      r.u8();
+      r.u32();
+      r.lengthPrefixed();
+      r.end();
+    };
     read(whole);
     for (let n = 0; n < whole.length; n++) expectE2EError(() => read(whole.subarray(0, n)), 'MALFORMED_MESSAGE');
     const e = expectE2EError(() => read(new Uint8Array([...whole, 0])), 'MALFORMED_MESSAGE');
@@ -40,8 +59,14 @@ describe('ByteWriter / ByteReader', () => {
     const r = new ByteReader(new Uint8Array([0x41, 0x4d, 1]), 'state');
     r.expect(new Uint8Array([0x41, 0x4d]), 'not a state');
     expect(r.u8()).toBe(1);
-    expectE2EError(() => new ByteReader(new Uint8Array([0x41]), 'state').expect(new Uint8Array([0x41, 0x4d]), 'not a state'), 'MALFORMED_MESSAGE');
-    expectE2EError(() => new ByteReader(new Uint8Array([0x41, 0x4e]), 'state').expect(new Uint8Array([0x41, 0x4d]), 'not a state'), 'MALFORMED_MESSAGE');
+    expectE2EError(
+      () => new ByteReader(new Uint8Array([0x41]), 'state').expect(new Uint8Array([0x41, 0x4d]), 'not a state'),
+      'MALFORMED_MESSAGE',
+    );
+    expectE2EError(
+      () => new ByteReader(new Uint8Array([0x41, 0x4e]), 'state').expect(new Uint8Array([0x41, 0x4d]), 'not a state'),
+      'MALFORMED_MESSAGE',
+    );
   });
 
   it('returns copies, and refuses values that are not u32', () => {

@@ -1,7 +1,26 @@
 /** Byte helpers: concatenation, u32be, hex, base64, base64url, UTF-8, constant-time equality, memzero. */
 import {
-  assertBytes, assertKey, concatBytes, constantTimeEqual, ed25519Verify, fromBase64, fromBase64Url, fromHex, fromUtf8, hmacSha256,
-  isUsableBytes, memzero, readU32BE, sha256, toBase64, toBase64Url, toHex, u32be, utf8, writeU32BE, x25519,
+  assertBytes,
+  assertKey,
+  concatBytes,
+  constantTimeEqual,
+  ed25519Verify,
+  fromBase64,
+  fromBase64Url,
+  fromHex,
+  fromUtf8,
+  hmacSha256,
+  isUsableBytes,
+  memzero,
+  readU32BE,
+  sha256,
+  toBase64,
+  toBase64Url,
+  toHex,
+  u32be,
+  utf8,
+  writeU32BE,
+  x25519,
 } from '../../lib/crypto';
 import { ready } from '../../lib/sodium';
 import { expectE2EError } from '../helpers/expect-error';
@@ -24,7 +43,11 @@ describe('concatBytes', () => {
     expect(concatBytes(buf.subarray(1, 3), buf.subarray(4))).toEqual(Uint8Array.of(1, 2, 4, 5));
   });
 
-  test.each([['a string', 'ab'], ['an Array', [1, 2]], ['null', null]])('a part that is %s: INVALID_ARGUMENT', (_, bad) => {
+  test.each([
+    ['a string', 'ab'],
+    ['an Array', [1, 2]],
+    ['null', null],
+  ])('a part that is %s: INVALID_ARGUMENT', (_, bad) => {
     expectE2EError(() => concatBytes(Uint8Array.of(1), bad as unknown as Uint8Array), 'INVALID_ARGUMENT');
   });
 });
@@ -298,7 +321,14 @@ describe('views of detached buffers and fake arrays (finding 11)', () => {
     expect(isUsableBytes(detached(0))).toBe(false);
     expect(isUsableBytes(new Proxy(new Uint8Array(4), {}))).toBe(false);
     expect(isUsableBytes(Object.create(Uint8Array.prototype))).toBe(false);
-    const throwing = new Proxy({}, { getPrototypeOf: () => { throw new Error('trap'); } });
+    const throwing = new Proxy(
+      {},
+      {
+        getPrototypeOf: () => {
+          throw new Error('trap');
+        },
+      },
+    );
     expect(isUsableBytes(throwing)).toBe(false);
   });
 

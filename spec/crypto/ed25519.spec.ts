@@ -1,8 +1,20 @@
 /** Ed25519: every Wycheproof case, RFC 8032 and AGT known answers, conversions, every error path. */
 import {
-  ED25519_PUBLIC_KEY_BYTES, ED25519_SECRET_KEY_BYTES, Ed25519KeyPair, ED25519_SIGNATURE_BYTES, concatBytes, ed25519KeyPair,
-  ed25519KeyPairFromSeed, ed25519PublicKeyToX25519, ed25519SecretKeyToX25519, ed25519Sign, ed25519Verify, fromHex,
-  toHex, utf8, x25519PublicKey,
+  ED25519_PUBLIC_KEY_BYTES,
+  ED25519_SECRET_KEY_BYTES,
+  Ed25519KeyPair,
+  ED25519_SIGNATURE_BYTES,
+  concatBytes,
+  ed25519KeyPair,
+  ed25519KeyPairFromSeed,
+  ed25519PublicKeyToX25519,
+  ed25519SecretKeyToX25519,
+  ed25519Sign,
+  ed25519Verify,
+  fromHex,
+  toHex,
+  utf8,
+  x25519PublicKey,
 } from '../../lib/crypto';
 import { loadConversation } from '../helpers/agt-vectors';
 import { BACKENDS, useBackend } from '../helpers/backends';
@@ -210,7 +222,7 @@ describe.each(BACKENDS)('%s backend', (b) => {
   });
 
   describe('ed25519Sign refuses an inconsistent secret key', () => {
-    test('a secret key whose public half is not its seed\'s gives INVALID_KEY (double public key attack)', () => {
+    test("a secret key whose public half is not its seed's gives INVALID_KEY (double public key attack)", () => {
       const a = ed25519KeyPair();
       const b = ed25519KeyPair();
       const mixed = new Uint8Array([...a.secretKey.subarray(0, 32), ...b.publicKey]);

@@ -20,7 +20,11 @@ describe('sha256', () => {
     expect(toHex(out)).toBe(digest);
   });
 
-  test.each([['a string', 'abc'], ['null', null], ['an Array', [1, 2, 3]]])('input that is %s: INVALID_ARGUMENT', (_, bad) => {
+  test.each([
+    ['a string', 'abc'],
+    ['null', null],
+    ['an Array', [1, 2, 3]],
+  ])('input that is %s: INVALID_ARGUMENT', (_, bad) => {
     expectE2EError(() => sha256(bad as unknown as Uint8Array), 'INVALID_ARGUMENT');
   });
 });

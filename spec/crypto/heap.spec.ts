@@ -4,10 +4,29 @@
  * the WASM backend, so that X25519 and Ed25519 use the heap even where sodium-native is installed.
  */
 import {
-  chacha20Poly1305Decrypt, chacha20Poly1305Encrypt, chainKeyStep, ed25519KeyPairFromSeed, ed25519PublicKeyToX25519,
-  ed25519SecretKeyToX25519, ed25519Sign, ed25519Verify, hkdfExpand, hkdfExtract, hkdfSha256, hmacSha256, utf8, x25519,
-  x25519PublicKey, xchacha20Poly1305Decrypt, xchacha20Poly1305Encrypt, mlkem768Decapsulate, mlkem768Encapsulate,
-  mlkem768EncapsulateDerandomized, mlkem768KeyPair, mlkem768KeyPairFromSeed, MLKEM768_CIPHERTEXT_BYTES,
+  chacha20Poly1305Decrypt,
+  chacha20Poly1305Encrypt,
+  chainKeyStep,
+  ed25519KeyPairFromSeed,
+  ed25519PublicKeyToX25519,
+  ed25519SecretKeyToX25519,
+  ed25519Sign,
+  ed25519Verify,
+  hkdfExpand,
+  hkdfExtract,
+  hkdfSha256,
+  hmacSha256,
+  utf8,
+  x25519,
+  x25519PublicKey,
+  xchacha20Poly1305Decrypt,
+  xchacha20Poly1305Encrypt,
+  mlkem768Decapsulate,
+  mlkem768Encapsulate,
+  mlkem768EncapsulateDerandomized,
+  mlkem768KeyPair,
+  mlkem768KeyPairFromSeed,
+  MLKEM768_CIPHERTEXT_BYTES,
 } from '../../lib/crypto';
 import { SCRATCH_WORKING_BYTES, scratch, scratchCapacity, withScratch } from '../../lib/crypto/heap';
 import { E2EError } from '../../lib/errors';
@@ -41,10 +60,16 @@ const calls: Array<[string, () => unknown]> = [
   ['hkdfExpand', () => hkdfExpand(key, msg, 64)],
   ['hkdfSha256', () => hkdfSha256(msg, key, msg, 64)],
   ['chacha20Poly1305Encrypt', () => chacha20Poly1305Encrypt(key, new Uint8Array(12), msg, msg)],
-  ['chacha20Poly1305Decrypt', () => chacha20Poly1305Decrypt(key, new Uint8Array(12), chacha20Poly1305Encrypt(key, new Uint8Array(12), msg), new Uint8Array(0))],
+  [
+    'chacha20Poly1305Decrypt',
+    () => chacha20Poly1305Decrypt(key, new Uint8Array(12), chacha20Poly1305Encrypt(key, new Uint8Array(12), msg), new Uint8Array(0)),
+  ],
   ['chacha20Poly1305Decrypt failing', () => expect(() => chacha20Poly1305Decrypt(key, new Uint8Array(12), new Uint8Array(40))).toThrow()],
   ['xchacha20Poly1305Encrypt', () => xchacha20Poly1305Encrypt(key, new Uint8Array(24), msg, msg)],
-  ['xchacha20Poly1305Decrypt', () => xchacha20Poly1305Decrypt(key, new Uint8Array(24), xchacha20Poly1305Encrypt(key, new Uint8Array(24), msg))],
+  [
+    'xchacha20Poly1305Decrypt',
+    () => xchacha20Poly1305Decrypt(key, new Uint8Array(24), xchacha20Poly1305Encrypt(key, new Uint8Array(24), msg)),
+  ],
   ['ed25519KeyPairFromSeed', () => ed25519KeyPairFromSeed(seed)],
   ['ed25519Sign', () => ed25519Sign(ed25519KeyPairFromSeed(seed).secretKey, msg)],
   ['ed25519Verify', () => ed25519Verify(new Uint8Array(64), msg, ed25519KeyPairFromSeed(seed).publicKey)],
@@ -55,12 +80,21 @@ const calls: Array<[string, () => unknown]> = [
   ['mlkem768KeyPair', () => mlkem768KeyPair()],
   ['mlkem768Encapsulate', () => mlkem768Encapsulate(mlkem768KeyPair().publicKey)],
   ['mlkem768EncapsulateDerandomized', () => mlkem768EncapsulateDerandomized(mlkem768KeyPair().publicKey, key)],
-  ['mlkem768Encapsulate refusing an unreduced key', () => expect(() => mlkem768Encapsulate(new Uint8Array(1184).fill(0xff))).toThrow(E2EError)],
-  ['mlkem768Decapsulate', () => {
-    const { publicKey, secretKey } = mlkem768KeyPair();
-    mlkem768Decapsulate(mlkem768Encapsulate(publicKey).ciphertext, secretKey);
-  }],
-  ['mlkem768Decapsulate of a rejected ciphertext', () => mlkem768Decapsulate(new Uint8Array(MLKEM768_CIPHERTEXT_BYTES).fill(3), mlkem768KeyPair().secretKey)],
+  [
+    'mlkem768Encapsulate refusing an unreduced key',
+    () => expect(() => mlkem768Encapsulate(new Uint8Array(1184).fill(0xff))).toThrow(E2EError),
+  ],
+  [
+    'mlkem768Decapsulate',
+    () => {
+      const { publicKey, secretKey } = mlkem768KeyPair();
+      mlkem768Decapsulate(mlkem768Encapsulate(publicKey).ciphertext, secretKey);
+    },
+  ],
+  [
+    'mlkem768Decapsulate of a rejected ciphertext',
+    () => mlkem768Decapsulate(new Uint8Array(MLKEM768_CIPHERTEXT_BYTES).fill(3), mlkem768KeyPair().secretKey),
+  ],
 ];
 
 describe('the scratch region is all zero after', () => {
@@ -93,10 +127,12 @@ describe('the scratch region is all zero after', () => {
 describe('withScratch', () => {
   test('wipes the region and passes the error on when the call throws', () => {
     const err = new E2EError('INVALID_KEY', 'refused');
-    expect(() => withScratch(64, (_raw, ptr, heap) => {
-      heap.fill(0xab, ptr, ptr + 64);
-      throw err;
-    })).toThrow(err);
+    expect(() =>
+      withScratch(64, (_raw, ptr, heap) => {
+        heap.fill(0xab, ptr, ptr + 64);
+        throw err;
+      }),
+    ).toThrow(err);
     expect(dirtyBytes()).toBe(0);
   });
 
@@ -111,11 +147,13 @@ describe('withScratch', () => {
 
   test('gives a region above the working size back after the call, on the error path too', () => {
     const big = SCRATCH_WORKING_BYTES + 1024;
-    expect(() => withScratch(big, (_raw, ptr, heap) => {
-      heap.fill(0xef, ptr, ptr + big);
-      expect(scratchCapacity()).toBe(big);
-      throw new Error('boom');
-    })).toThrow('boom');
+    expect(() =>
+      withScratch(big, (_raw, ptr, heap) => {
+        heap.fill(0xef, ptr, ptr + big);
+        expect(scratchCapacity()).toBe(big);
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
     expect(scratchCapacity()).toBe(0);
     expect(hmacSha256(key, msg)).toHaveLength(32);
     expect(scratchCapacity()).toBeLessThanOrEqual(SCRATCH_WORKING_BYTES);

@@ -1,6 +1,14 @@
 /** HKDF-SHA256: every Wycheproof case, RFC 5869, the AGT X3DH KDF known answer, every error path. */
 import {
-  HKDF_SHA256_MAX_BYTES, concatBytes, fromHex, hkdfExpand, hkdfExtract, hkdfSha256, hmacSha256, toHex, utf8,
+  HKDF_SHA256_MAX_BYTES,
+  concatBytes,
+  fromHex,
+  hkdfExpand,
+  hkdfExtract,
+  hkdfSha256,
+  hmacSha256,
+  toHex,
+  utf8,
 } from '../../lib/crypto';
 import { ready } from '../../lib/sodium';
 import { loadConversation } from '../helpers/agt-vectors';
@@ -71,7 +79,10 @@ describe('RFC 5869 Test Case 1', () => {
 
 describe('AGT X3DH KDF known answer (PROTOCOL.md)', () => {
   test('HKDF(salt = 32 zero bytes, IKM = 32×0xFF ‖ bytes 0..95, "AgentMesh_X3DH_v1", 32)', () => {
-    const ikm = concatBytes(new Uint8Array(32).fill(0xff), Uint8Array.from({ length: 96 }, (_, i) => i));
+    const ikm = concatBytes(
+      new Uint8Array(32).fill(0xff),
+      Uint8Array.from({ length: 96 }, (_, i) => i),
+    );
     const out = hkdfSha256(ikm, new Uint8Array(32), utf8('AgentMesh_X3DH_v1'), 32);
     expect(toHex(out)).toBe('f8682588506e56d9b602f353a83910760692d4939a18b8043305b82f705a5bfa');
     // The same value as the Python reference's run.

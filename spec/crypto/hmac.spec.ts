@@ -13,7 +13,12 @@ describe('Wycheproof hmac_sha256_test.json', () => {
   test('the file has the cases we expect (no "acceptable" ones)', () => {
     expect(file.schema).toBe('mac_test_schema_v1.json');
     expect(file.testGroups.map((g) => [g.keySize, g.tagSize])).toEqual([
-      [256, 256], [256, 128], [128, 256], [128, 128], [520, 256], [520, 128],
+      [256, 256],
+      [256, 128],
+      [128, 256],
+      [128, 128],
+      [520, 256],
+      [520, 128],
     ]);
     expect(file.allCases.filter((c) => c.result === 'valid')).toHaveLength(66);
     expect(file.allCases.filter((c) => c.result === 'invalid')).toHaveLength(108);

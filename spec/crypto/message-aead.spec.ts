@@ -5,8 +5,17 @@
 import { ready } from '../../lib/sodium';
 import { chacha20Poly1305Encrypt, concatBytes, hmacSha256, toHex, utf8 } from '../../lib/crypto';
 import {
-  ENVELOPE_CIPHERTEXT_AT, ENVELOPE_DH_AT, ENVELOPE_NONCE_AT, ENVELOPE_N_AT, ENVELOPE_PN_AT, ENVELOPE_PREFIX_BYTES,
-  HEADER_BYTES, MAX_ENVELOPE_BYTES, MIN_ENVELOPE_BYTES, assertEnvelope, writeEnvelopePrefix,
+  ENVELOPE_CIPHERTEXT_AT,
+  ENVELOPE_DH_AT,
+  ENVELOPE_NONCE_AT,
+  ENVELOPE_N_AT,
+  ENVELOPE_PN_AT,
+  ENVELOPE_PREFIX_BYTES,
+  HEADER_BYTES,
+  MAX_ENVELOPE_BYTES,
+  MIN_ENVELOPE_BYTES,
+  assertEnvelope,
+  writeEnvelopePrefix,
 } from '../../lib/crypto/envelope-layout';
 import { openMessage, openMessageWithKey, sealMessage } from '../../lib/crypto/message-aead';
 import { MAX_PLAINTEXT_BYTES } from '../../lib/limits';
@@ -30,7 +39,7 @@ function envelopeFor(pt: Uint8Array): Uint8Array {
 }
 
 describe('envelope layout', () => {
-  test('offsets and sizes are PROTOCOL.md\'s', () => {
+  test("offsets and sizes are PROTOCOL.md's", () => {
     expect([ENVELOPE_DH_AT, ENVELOPE_PN_AT, ENVELOPE_N_AT, ENVELOPE_NONCE_AT, ENVELOPE_CIPHERTEXT_AT]).toEqual([4, 36, 40, 44, 56]);
     expect([HEADER_BYTES, ENVELOPE_PREFIX_BYTES, MIN_ENVELOPE_BYTES, MAX_ENVELOPE_BYTES]).toEqual([40, 44, 72, 72 + MAX_PLAINTEXT_BYTES]);
   });
@@ -44,7 +53,9 @@ describe('envelope layout', () => {
   test('assertEnvelope: the three checks, in order', () => {
     const ok = envelopeFor(new Uint8Array(0));
     expect(() => assertEnvelope(ok)).not.toThrow();
-    expect(expectE2EError(() => assertEnvelope(ok.subarray(0, MIN_ENVELOPE_BYTES - 1)), 'MALFORMED_MESSAGE').message).toBe('message too short');
+    expect(expectE2EError(() => assertEnvelope(ok.subarray(0, MIN_ENVELOPE_BYTES - 1)), 'MALFORMED_MESSAGE').message).toBe(
+      'message too short',
+    );
     const big = { length: MAX_ENVELOPE_BYTES + 1 } as Uint8Array; // length is checked before any byte is read
     expectE2EError(() => assertEnvelope(big), 'MESSAGE_TOO_LARGE');
     const badPrefix = Uint8Array.from(ok);
@@ -71,7 +82,7 @@ describe('sealMessage / openMessage / openMessageWithKey', () => {
     expect(toHex(ck)).toBe(toHex(ckNext));
   });
 
-  test('open: the plaintext, CK\' written out, CK untouched; with the message key too', () => {
+  test("open: the plaintext, CK' written out, CK untouched; with the message key too", () => {
     const env = envelopeFor(PT);
     sealMessage(Uint8Array.from(CK), env, PT, AD);
     const next = new Uint8Array(32);
@@ -88,11 +99,36 @@ describe('sealMessage / openMessage / openMessageWithKey', () => {
   });
 
   test.each([
-    ['a flipped ciphertext bit', (e: Uint8Array) => { e[ENVELOPE_CIPHERTEXT_AT] ^= 1; }],
-    ['a flipped tag bit', (e: Uint8Array) => { e[e.length - 1] ^= 1; }],
-    ['a changed header (PN)', (e: Uint8Array) => { e[ENVELOPE_PN_AT + 3] ^= 1; }],
-    ['a changed ratchet key', (e: Uint8Array) => { e[ENVELOPE_DH_AT] ^= 1; }],
-    ['a changed nonce', (e: Uint8Array) => { e[ENVELOPE_NONCE_AT] ^= 1; }],
+    [
+      'a flipped ciphertext bit',
+      (e: Uint8Array) => {
+        e[ENVELOPE_CIPHERTEXT_AT] ^= 1;
+      },
+    ],
+    [
+      'a flipped tag bit',
+      (e: Uint8Array) => {
+        e[e.length - 1] ^= 1;
+      },
+    ],
+    [
+      'a changed header (PN)',
+      (e: Uint8Array) => {
+        e[ENVELOPE_PN_AT + 3] ^= 1;
+      },
+    ],
+    [
+      'a changed ratchet key',
+      (e: Uint8Array) => {
+        e[ENVELOPE_DH_AT] ^= 1;
+      },
+    ],
+    [
+      'a changed nonce',
+      (e: Uint8Array) => {
+        e[ENVELOPE_NONCE_AT] ^= 1;
+      },
+    ],
   ])('%s: null, and nothing written', (_name, tamper) => {
     const env = envelopeFor(PT);
     sealMessage(Uint8Array.from(CK), env, PT, AD);

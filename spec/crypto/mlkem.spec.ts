@@ -5,9 +5,18 @@
  * lengths), with the count of cases per file and per result; round trips; every error path.
  */
 import {
-  MLKEM768_CIPHERTEXT_BYTES, MLKEM768_ENCAPS_SEED_BYTES, MLKEM768_PUBLIC_KEY_BYTES, MLKEM768_SECRET_KEY_BYTES,
-  MLKEM768_SEED_BYTES, MLKEM768_SHARED_SECRET_BYTES, mlkem768Decapsulate, mlkem768Encapsulate,
-  mlkem768EncapsulateDerandomized, mlkem768KeyPair, mlkem768KeyPairFromSeed, toHex,
+  MLKEM768_CIPHERTEXT_BYTES,
+  MLKEM768_ENCAPS_SEED_BYTES,
+  MLKEM768_PUBLIC_KEY_BYTES,
+  MLKEM768_SECRET_KEY_BYTES,
+  MLKEM768_SEED_BYTES,
+  MLKEM768_SHARED_SECRET_BYTES,
+  mlkem768Decapsulate,
+  mlkem768Encapsulate,
+  mlkem768EncapsulateDerandomized,
+  mlkem768KeyPair,
+  mlkem768KeyPairFromSeed,
+  toHex,
 } from '../../lib/crypto';
 import { ErrorCode } from '../../lib/errors';
 import { ready } from '../../lib/sodium';
@@ -117,7 +126,10 @@ describe('Wycheproof mlkem_768_test.json (key generation from seed + decapsulati
       seen[c.comment] = (seen[c.comment] ?? 0) + 1;
     });
     expect(seen).toEqual({
-      'Private key too long': 10, 'Private key too short': 10, 'Ciphertext too long': 10, 'Ciphertext too short': 10,
+      'Private key too long': 10,
+      'Private key too short': 10,
+      'Ciphertext too long': 10,
+      'Ciphertext too short': 10,
     });
   });
 
@@ -161,7 +173,10 @@ describe('Wycheproof mlkem_768_encaps_test.json (deterministic encapsulation wit
       seen[why] = (seen[why] ?? 0) + 1;
     });
     expect(seen).toEqual({
-      ModulusOverflow: 12, 'Public key not reduced': 100, 'Public key is too long': 10, 'Public key is too short': 10,
+      ModulusOverflow: 12,
+      'Public key not reduced': 100,
+      'Public key is too long': 10,
+      'Public key is too short': 10,
     });
   });
 
@@ -179,8 +194,14 @@ describe('Wycheproof mlkem_768_encaps_test.json (deterministic encapsulation wit
 
 describe('round trips', () => {
   test('the constants are FIPS 203 ML-KEM-768', () => {
-    expect([MLKEM768_PUBLIC_KEY_BYTES, MLKEM768_SECRET_KEY_BYTES, MLKEM768_CIPHERTEXT_BYTES, MLKEM768_SHARED_SECRET_BYTES,
-      MLKEM768_SEED_BYTES, MLKEM768_ENCAPS_SEED_BYTES]).toEqual([1184, 2400, 1088, 32, 64, 32]);
+    expect([
+      MLKEM768_PUBLIC_KEY_BYTES,
+      MLKEM768_SECRET_KEY_BYTES,
+      MLKEM768_CIPHERTEXT_BYTES,
+      MLKEM768_SHARED_SECRET_BYTES,
+      MLKEM768_SEED_BYTES,
+      MLKEM768_ENCAPS_SEED_BYTES,
+    ]).toEqual([1184, 2400, 1088, 32, 64, 32]);
   });
 
   test('encapsulate then decapsulate gives the same secret, fresh each time', () => {

@@ -44,7 +44,10 @@ test.each<[string, () => unknown]>([
   ['mlkem768KeyPairFromSeed', () => c.mlkem768KeyPairFromSeed(k64)],
   ['mlkem768Encapsulate', () => c.mlkem768Encapsulate(new Uint8Array(c.MLKEM768_PUBLIC_KEY_BYTES))],
   ['mlkem768EncapsulateDerandomized', () => c.mlkem768EncapsulateDerandomized(new Uint8Array(c.MLKEM768_PUBLIC_KEY_BYTES), k32)],
-  ['mlkem768Decapsulate', () => c.mlkem768Decapsulate(new Uint8Array(c.MLKEM768_CIPHERTEXT_BYTES), new Uint8Array(c.MLKEM768_SECRET_KEY_BYTES))],
+  [
+    'mlkem768Decapsulate',
+    () => c.mlkem768Decapsulate(new Uint8Array(c.MLKEM768_CIPHERTEXT_BYTES), new Uint8Array(c.MLKEM768_SECRET_KEY_BYTES)),
+  ],
   ['backend', () => backend()],
   ['constantTimeEqual (equal lengths)', () => c.constantTimeEqual(k32, k32)],
   ['toBase64Url', () => c.toBase64Url(m)],

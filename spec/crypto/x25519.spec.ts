@@ -1,6 +1,15 @@
 /** X25519: every Wycheproof case, RFC 7748 known answers, and every error path. */
 import fc from 'fast-check';
-import { canonicalX25519PublicKey, fromHex, isCanonicalX25519PublicKey, toHex, x25519, x25519KeyPair, x25519PublicKey, X25519_BYTES } from '../../lib/crypto';
+import {
+  canonicalX25519PublicKey,
+  fromHex,
+  isCanonicalX25519PublicKey,
+  toHex,
+  x25519,
+  x25519KeyPair,
+  x25519PublicKey,
+  X25519_BYTES,
+} from '../../lib/crypto';
 import { BACKENDS, useBackend } from '../helpers/backends';
 import { expectE2EError } from '../helpers/expect-error';
 import { XdhCompCase, XdhGroupFields, hex, loadWycheproof, runCases } from '../helpers/wycheproof';
@@ -183,11 +192,17 @@ describe.each(BACKENDS)('%s backend', (b) => {
       flipped[31] |= 0x80;
       expect(toHex(canonicalX25519PublicKey(flipped))).toBe(toHex(pub));
       const cases: [string, string][] = [
-        ['ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', 'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f'],
+        [
+          'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+          'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+        ],
         ['edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f', '00'.repeat(32)],
         ['eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff', '01' + '00'.repeat(31)],
         ['ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff', '12' + '00'.repeat(31)],
-        ['edfffffffffffffffffffffffffffffffffffffffffffffffffffffffeffff7f', 'edfffffffffffffffffffffffffffffffffffffffffffffffffffffffeffff7f'],
+        [
+          'edfffffffffffffffffffffffffffffffffffffffffffffffffffffffeffff7f',
+          'edfffffffffffffffffffffffffffffffffffffffffffffffffffffffeffff7f',
+        ],
       ];
       for (const [input, want] of cases) expect(toHex(canonicalX25519PublicKey(fromHex(input)))).toBe(want);
       expect(isCanonicalX25519PublicKey(pub)).toBe(true);
@@ -196,19 +211,33 @@ describe.each(BACKENDS)('%s backend', (b) => {
     });
 
     test('any encoding and its canonical form give the same X25519 result; canonical is idempotent', () => {
-      fc.assert(fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.boolean(), fc.integer({ min: 0, max: 18 }), (k, high, small) => {
-        const input = Uint8Array.from(k);
-        if (high) { input.fill(0xff); input[0] = 0xed + small; }
-        const c = canonicalX25519PublicKey(input);
-        expect(canonicalX25519PublicKey(c)).toEqual(c);
-        expect(isCanonicalX25519PublicKey(c)).toBe(true);
-        expect(c[31] & 0x80).toBe(0);
-        let viaInput: string | undefined;
-        let viaCanonical: string | undefined;
-        try { viaInput = toHex(x25519(priv, input)); } catch (e) { viaInput = (e as { code: string }).code; }
-        try { viaCanonical = toHex(x25519(priv, c)); } catch (e) { viaCanonical = (e as { code: string }).code; }
-        expect(viaCanonical).toBe(viaInput);
-      }), { numRuns: 300 });
+      fc.assert(
+        fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.boolean(), fc.integer({ min: 0, max: 18 }), (k, high, small) => {
+          const input = Uint8Array.from(k);
+          if (high) {
+            input.fill(0xff);
+            input[0] = 0xed + small;
+          }
+          const c = canonicalX25519PublicKey(input);
+          expect(canonicalX25519PublicKey(c)).toEqual(c);
+          expect(isCanonicalX25519PublicKey(c)).toBe(true);
+          expect(c[31] & 0x80).toBe(0);
+          let viaInput: string | undefined;
+          let viaCanonical: string | undefined;
+          try {
+            viaInput = toHex(x25519(priv, input));
+          } catch (e) {
+            viaInput = (e as { code: string }).code;
+          }
+          try {
+            viaCanonical = toHex(x25519(priv, c));
+          } catch (e) {
+            viaCanonical = (e as { code: string }).code;
+          }
+          expect(viaCanonical).toBe(viaInput);
+        }),
+        { numRuns: 300 },
+      );
     });
 
     test('wrong lengths: INVALID_KEY', () => {

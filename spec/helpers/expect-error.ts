@@ -27,7 +27,11 @@ export function expectE2EError(f: () => unknown, code: ErrorCode, reason?: strin
  * Awaits `f()` (sync or async) or the promise `f`, and asserts it fails with an `E2EError` with
  * exactly `code` (and `reason`); returns the error.
  */
-export async function expectE2EErrorAsync(f: (() => unknown) | Promise<unknown>, code: ErrorCode, reason?: string | null): Promise<E2EError> {
+export async function expectE2EErrorAsync(
+  f: (() => unknown) | Promise<unknown>,
+  code: ErrorCode,
+  reason?: string | null,
+): Promise<E2EError> {
   let thrown: unknown;
   try {
     await (typeof f === 'function' ? f() : f);

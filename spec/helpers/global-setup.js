@@ -24,10 +24,16 @@ function freePort() {
 function ping(port) {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
-    s.setTimeout(500, () => { s.destroy(); resolve(false); });
+    s.setTimeout(500, () => {
+      s.destroy();
+      resolve(false);
+    });
     s.on('error', () => resolve(false));
     s.on('connect', () => s.write('PING\r\n'));
-    s.on('data', (d) => { s.destroy(); resolve(d.toString().startsWith('+PONG')); });
+    s.on('data', (d) => {
+      s.destroy();
+      resolve(d.toString().startsWith('+PONG'));
+    });
   });
 }
 
@@ -41,16 +47,20 @@ module.exports = async function globalSetup() {
     return;
   }
   if (!onPath('redis-server')) {
-    const msg = '[redis] SKIPPING the Redis store tests: REDIS_URL is unset and no redis-server is on PATH '
-      + '(apt-get install redis-server, or set REDIS_URL). CI installs it and never skips them.';
+    const msg =
+      '[redis] SKIPPING the Redis store tests: REDIS_URL is unset and no redis-server is on PATH ' +
+      '(apt-get install redis-server, or set REDIS_URL). CI installs it and never skips them.';
     if (process.env.CI) throw new Error(msg.replace('SKIPPING', 'CI must run'));
     process.stdout.write(`\n${'!'.repeat(100)}\n${msg}\n${'!'.repeat(100)}\n`);
     return;
   }
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'agentmesh-redis-'));
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-    '--dir', dir, '--logfile', join(dir, 'redis.log')], { stdio: 'ignore', detached: false });
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, 'redis.log')],
+    { stdio: 'ignore', detached: false },
+  );
   for (let i = 0; i < 100 && !(await ping(port)); i++) await new Promise((r) => setTimeout(r, 50));
   if (!(await ping(port))) {
     child.kill('SIGKILL');

@@ -7,7 +7,12 @@ module.exports = async function globalTeardown() {
   const exited = new Promise((resolve) => r.child.once('exit', resolve));
   r.child.kill('SIGTERM');
   let timer;
-  await Promise.race([exited, new Promise((resolve) => { timer = setTimeout(resolve, 5000); })]);
+  await Promise.race([
+    exited,
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, 5000);
+    }),
+  ]);
   clearTimeout(timer);
   rmSync(r.dir, { recursive: true, force: true });
 };

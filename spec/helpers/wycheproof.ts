@@ -61,11 +61,24 @@ export interface MacCase extends WycheproofCase {
 export type WycheproofGroup<C extends WycheproofCase, T = object> = T & { type: string; tests: C[] };
 
 /** The group fields of the schemas above. */
-export interface XdhGroupFields { curve: string }
-export interface EddsaGroupFields { publicKey: { curve: string; keySize: number; pk: string } }
-export interface AeadGroupFields { ivSize: number; keySize: number; tagSize: number }
-export interface HkdfGroupFields { keySize: number }
-export interface MacGroupFields { keySize: number; tagSize: number }
+export interface XdhGroupFields {
+  curve: string;
+}
+export interface EddsaGroupFields {
+  publicKey: { curve: string; keySize: number; pk: string };
+}
+export interface AeadGroupFields {
+  ivSize: number;
+  keySize: number;
+  tagSize: number;
+}
+export interface HkdfGroupFields {
+  keySize: number;
+}
+export interface MacGroupFields {
+  keySize: number;
+  tagSize: number;
+}
 
 /** A parsed vector file plus an independent count of its cases. */
 export interface WycheproofFile<C extends WycheproofCase, T> {

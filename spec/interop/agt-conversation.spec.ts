@@ -87,8 +87,10 @@ describe('AGT conversation-1 vectors', () => {
     const spkPriv = fromHex(pk.spk_priv);
     const ek = init.ephemeralPublicKey;
     const dhs = [
-      x25519(spkPriv, alice.identityKey.publicKey), x25519(bob.identityKey.privateKey, ek),
-      x25519(spkPriv, ek), x25519(fromHex(pk.otks[1].priv), ek),
+      x25519(spkPriv, alice.identityKey.publicKey),
+      x25519(bob.identityKey.privateKey, ek),
+      x25519(spkPriv, ek),
+      x25519(fromHex(pk.otks[1].priv), ek),
     ];
     expect(dhs.map(toHex)).toEqual([dh['DH1=DH(IKa,SPKb)'], dh['DH2=DH(EKa,IKb)'], dh['DH3=DH(EKa,SPKb)'], dh['DH4=DH(EKa,OPKb)']]);
     expect(toHex(x3dhKdf(dhs))).toBe(dh.SK);

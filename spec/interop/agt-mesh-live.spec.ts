@@ -33,15 +33,22 @@ const LIVE = RELAY !== '' && REGISTRY !== '';
 const relayBase = RELAY.replace(/\/+$/, '').replace(/\/ws$/, '').replace(/^ws/, 'http');
 
 if (!LIVE) {
-  test.skip('AGT live interop is off: set AGT_RELAY_URL and AGT_REGISTRY_URL (AGT relay + registry, see scripts/agt-local.sh) to run it', () => undefined);
+  test.skip('AGT live interop is off: set AGT_RELAY_URL and AGT_REGISTRY_URL (AGT relay + registry, see scripts/agt-local.sh) to run it', () =>
+    undefined);
 } else {
-  describe('MeshAgent on AGT\'s relay and registry (live)', () => {
+  describe("MeshAgent on AGT's relay and registry (live)", () => {
     const agents: MeshAgent[] = [];
 
     async function agent(identity: AgentIdentity, o: Partial<MeshAgentOptions> = {}): Promise<MeshAgent> {
       const a = await MeshAgent.connect({
-        relayUrl: relayBase, registryUrl: REGISTRY, agt: true, identity, heartbeatMs: 5_000, connectTimeoutMs: 15_000,
-        backoff: { baseMs: 100, maxMs: 1_000 }, ...o,
+        relayUrl: relayBase,
+        registryUrl: REGISTRY,
+        agt: true,
+        identity,
+        heartbeatMs: 5_000,
+        connectTimeoutMs: 15_000,
+        backoff: { baseMs: 100, maxMs: 1_000 },
+        ...o,
       });
       agents.push(a);
       return a;
@@ -58,7 +65,7 @@ if (!LIVE) {
       await Promise.all(agents.splice(0).map((a) => a.close()));
     });
 
-    test('the URLs are AGT\'s relay and registry', async () => {
+    test("the URLs are AGT's relay and registry", async () => {
       const relay = (await (await fetch(`${relayBase}/health`)).json()) as { service?: string };
       const registry = (await (await fetch(`${REGISTRY.replace(/\/+$/, '')}/health`)).json()) as { service?: string };
       expect(relay.service).toBe('agentmesh-relay');
@@ -169,7 +176,7 @@ if (!LIVE) {
     if (process.env.AGT_LIVE_SLOW !== '1') {
       test.skip('the 100 s heartbeat check is off: set AGT_LIVE_SLOW=1 to run it', () => undefined);
     } else {
-      test('default heartbeats keep an idle agent live past AGT\'s 90 s idle close and staleness (G8)', async () => {
+      test("default heartbeats keep an idle agent live past AGT's 90 s idle close and staleness (G8)", async () => {
         const a = AgentIdentity.generate();
         const b = AgentIdentity.generate();
         const alice = await agent(a, { heartbeatMs: undefined });
@@ -192,9 +199,10 @@ if (!LIVE) {
 
     const withClient = MESHCLIENT !== '' && existsSync(MESHCLIENT);
     if (!withClient) {
-      test.skip('AGT MeshClient peer is off: set AGT_MESHCLIENT to AGT\'s built agent-governance-typescript/dist/encryption/index.js (see scripts/agt-local.sh)', () => undefined);
+      test.skip("AGT MeshClient peer is off: set AGT_MESHCLIENT to AGT's built agent-governance-typescript/dist/encryption/index.js (see scripts/agt-local.sh)", () =>
+        undefined);
     } else {
-      describe('with AGT\'s current TypeScript MeshClient on the other side', () => {
+      describe("with AGT's current TypeScript MeshClient on the other side", () => {
         let peer: AgtPeer | null = null;
 
         afterEach(async () => {
@@ -202,22 +210,28 @@ if (!LIVE) {
           peer = null;
         });
 
-        test('ours → AGT: our knock opens AGT\'s session, AGT answers on it', async () => {
+        test("ours → AGT: our knock opens AGT's session, AGT answers on it", async () => {
           peer = await AgtPeer.start(relayBase, REGISTRY);
           const ours = await agent(AgentIdentity.generate());
           const got = collect(ours);
           await ours.send(peer.did, { hello: 'from ours', n: 1 });
           await ours.send(peer.did, { hello: 'from ours', n: 2 });
-          await until(() => got.messages.length === 2, 15_000, 'AGT\'s echoes');
-          expect(got.messages.map((m) => m.json())).toEqual([{ echo: { hello: 'from ours', n: 1 } }, { echo: { hello: 'from ours', n: 2 } }]);
+          await until(() => got.messages.length === 2, 15_000, "AGT's echoes");
+          expect(got.messages.map((m) => m.json())).toEqual([
+            { echo: { hello: 'from ours', n: 1 } },
+            { echo: { hello: 'from ours', n: 2 } },
+          ]);
           expect(got.messages.every((m) => m.from === peer?.did)).toBe(true);
-          expect(peer.messages.map((m) => m.payload)).toEqual([{ hello: 'from ours', n: 1 }, { hello: 'from ours', n: 2 }]);
+          expect(peer.messages.map((m) => m.payload)).toEqual([
+            { hello: 'from ours', n: 1 },
+            { hello: 'from ours', n: 2 },
+          ]);
           expect(peer.messages.every((m) => m.from === ours.did)).toBe(true);
           expect(peer.errors).toEqual([]);
           expect(got.errors).toEqual([]);
         }, 60_000);
 
-        test('AGT → ours: AGT\'s knock (its establishment) opens our session, we answer on it', async () => {
+        test("AGT → ours: AGT's knock (its establishment) opens our session, we answer on it", async () => {
           peer = await AgtPeer.start(relayBase, REGISTRY);
           const ours = await agent(AgentIdentity.generate());
           const got = collect(ours);
@@ -228,8 +242,17 @@ if (!LIVE) {
           await peer.send(ours.did, { from_agt: 1 });
           await peer.send(ours.did, { from_agt: 2 });
           // AGT echoes our replies too (its echo rule), on the same session.
-          await until(() => peer !== null && peer.messages.length === 2 && got.messages.length === 4, 15_000, 'our replies at AGT and its echoes');
-          expect(got.messages.map((m) => m.json())).toEqual([{ from_agt: 1 }, { from_agt: 2 }, { echo: { reply: 1 } }, { echo: { reply: 2 } }]);
+          await until(
+            () => peer !== null && peer.messages.length === 2 && got.messages.length === 4,
+            15_000,
+            'our replies at AGT and its echoes',
+          );
+          expect(got.messages.map((m) => m.json())).toEqual([
+            { from_agt: 1 },
+            { from_agt: 2 },
+            { echo: { reply: 1 } },
+            { echo: { reply: 2 } },
+          ]);
           expect(got.messages.every((m) => m.from === peer?.did)).toBe(true);
           expect(ours.sessions(peer.did)).toEqual([expect.objectContaining({ role: 'responder', current: true })]);
           expect(peer.messages.map((m) => m.payload)).toEqual([{ reply: 1 }, { reply: 2 }]);
@@ -360,7 +383,9 @@ class AgtPeer {
   static async start(relayUrl: string, registryUrl: string): Promise<AgtPeer> {
     const flags = ['--experimental-require-module'];
     if (Number(process.versions.node.split('.')[0]) < 22) flags.push('--experimental-websocket');
-    const child = spawn(process.execPath, [...flags, '-e', DRIVER, '--', MESHCLIENT, relayUrl, registryUrl], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...flags, '-e', DRIVER, '--', MESHCLIENT, relayUrl, registryUrl], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     const p = new AgtPeer(child);
     try {
       const ready = await p.#wait((e) => e.ev === 'ready' || e.ev === 'fatal', 20_000, 'AGT MeshClient ready');

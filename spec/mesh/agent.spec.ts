@@ -184,7 +184,7 @@ test('a second connection for the same DID takes over (4006): an event, no recon
   expect(second.state).toBe('connected');
 });
 
-test('G1 (initiator): a bundle that is not the DID\'s key is refused before any X3DH', async () => {
+test("G1 (initiator): a bundle that is not the DID's key is refused before any X3DH", async () => {
   const a = newIdentity();
   const b = newIdentity();
   const m = newIdentity();
@@ -269,7 +269,7 @@ test('pre-key upkeep: used one-time pre-keys are refilled; a rotated signed pre-
   expect(atCarol.texts).toEqual(['after rotation']);
 });
 
-test('a frame over the relay\'s announced limit is refused before it leaves (MESSAGE_TOO_LARGE); the session goes on', async () => {
+test("a frame over the relay's announced limit is refused before it leaves (MESSAGE_TOO_LARGE); the session goes on", async () => {
   const a = newIdentity();
   const b = newIdentity();
   const alice = await agent({ identity: a });
@@ -284,45 +284,51 @@ test('a frame over the relay\'s announced limit is refused before it leaves (MES
   expect(got.texts).toEqual(['small', 'small again']);
 });
 
-test.each([false, true])('a server restarted without its records: agents register and publish again on reconnect, and talk (agt mode %s)', async (agtMode) => {
-  const port = await new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
+test.each([false, true])(
+  'a server restarted without its records: agents register and publish again on reconnect, and talk (agt mode %s)',
+  async (agtMode) => {
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
     });
-  });
-  let volatile = await startMeshServer({ port, registry: { registerBurst: 1000, uploadBurst: 1000, bundleFetchBurst: 1000 } });
-  const a = newIdentity();
-  const b = newIdentity();
-  // In agt mode the registry cannot count one-time pre-keys: upkeep asks whether it still knows the agent.
-  const fast = { backoff: { baseMs: 20, maxMs: 200 }, heartbeatMs: 1000, agt: agtMode };
-  const alice = await MeshAgent.connect({ url: volatile.url, identity: a, ...fast });
-  const bob = await MeshAgent.connect({ url: volatile.url, identity: b, ...fast });
-  agents.push(alice, bob);
-  const got = collect(bob);
-  await alice.send(b.did, 'one');
-  await until(() => got.texts.length === 1);
-  await volatile.close();
-  volatile = await startMeshServer({ port, registry: { registerBurst: 1000, uploadBurst: 1000, bundleFetchBurst: 1000 } });
-  try {
-    await until(() => alice.state === 'connected' && bob.state === 'connected', 5000, 'the reconnects');
-    // Bob's bundle comes back with his upkeep; a new peer can open a session to him.
-    const carol = await MeshAgent.connect({ url: volatile.url, identity: newIdentity(), ...fast });
-    agents.push(carol);
-    let sent = false;
-    for (let i = 0; i < 50 && !sent; i++) {
-      sent = await carol.send(b.did, 'new peer').then(() => true, () => false);
-      if (!sent) await new Promise((r) => setTimeout(r, 100));
-    }
-    expect(sent).toBe(true);
-    await alice.send(b.did, 'two'); // the old session needs nothing from the registry
-    await until(() => got.texts.length === 3);
-    expect(new Set(got.texts)).toEqual(new Set(['one', 'two', 'new peer']));
-  } finally {
-    await Promise.all(agents.splice(0).map((x) => x.close()));
+    let volatile = await startMeshServer({ port, registry: { registerBurst: 1000, uploadBurst: 1000, bundleFetchBurst: 1000 } });
+    const a = newIdentity();
+    const b = newIdentity();
+    // In agt mode the registry cannot count one-time pre-keys: upkeep asks whether it still knows the agent.
+    const fast = { backoff: { baseMs: 20, maxMs: 200 }, heartbeatMs: 1000, agt: agtMode };
+    const alice = await MeshAgent.connect({ url: volatile.url, identity: a, ...fast });
+    const bob = await MeshAgent.connect({ url: volatile.url, identity: b, ...fast });
+    agents.push(alice, bob);
+    const got = collect(bob);
+    await alice.send(b.did, 'one');
+    await until(() => got.texts.length === 1);
     await volatile.close();
-  }
-});
+    volatile = await startMeshServer({ port, registry: { registerBurst: 1000, uploadBurst: 1000, bundleFetchBurst: 1000 } });
+    try {
+      await until(() => alice.state === 'connected' && bob.state === 'connected', 5000, 'the reconnects');
+      // Bob's bundle comes back with his upkeep; a new peer can open a session to him.
+      const carol = await MeshAgent.connect({ url: volatile.url, identity: newIdentity(), ...fast });
+      agents.push(carol);
+      let sent = false;
+      for (let i = 0; i < 50 && !sent; i++) {
+        sent = await carol.send(b.did, 'new peer').then(
+          () => true,
+          () => false,
+        );
+        if (!sent) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(sent).toBe(true);
+      await alice.send(b.did, 'two'); // the old session needs nothing from the registry
+      await until(() => got.texts.length === 3);
+      expect(new Set(got.texts)).toEqual(new Set(['one', 'two', 'new peer']));
+    } finally {
+      await Promise.all(agents.splice(0).map((x) => x.close()));
+      await volatile.close();
+    }
+  },
+);
 
 test('concurrent sends share their saves (group commit of sends), and arrive in order', async () => {
   const a = newIdentity();

@@ -5,10 +5,15 @@ import { join } from 'path';
 test('demo:mesh: answer, relay view without plaintext, server kill -9 with nothing lost, untrusted agent refused', async () => {
   const root = join(__dirname, '..', '..');
   const out = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'demo-mesh.ts')], { cwd: root, timeout: 60_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
-      else resolve(stdout);
-    });
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', join(root, 'scripts', 'demo-mesh.ts')],
+      { cwd: root, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${err.message}\n${stdout}\n${stderr}`));
+        else resolve(stdout);
+      },
+    );
   });
   const lines = out.split('\n');
   const at = (re: RegExp): number => {

@@ -2,9 +2,25 @@
 import { ready } from '../../lib/sodium';
 import { ed25519KeyPair, ed25519Sign, ed25519Verify, toBase64, toBase64Url, utf8 } from '../../lib/crypto';
 import {
-  CONNECT_PROOF_DOMAIN, FrameSigner, buildAgtRegistryAuth, buildConnectFrame, buildRegistration, buildRegistryAuth, connectProofMessage,
-  decodeB64Lenient, decodeClientFrame, decodeConnectFrame, decodeServerFrame, errorFrame, isFrameDid, isMessageId, meshDidOf,
-  parseProofTimestamp, parseRegistryAuth, registryProofMessage, verifyConnectProof,
+  CONNECT_PROOF_DOMAIN,
+  FrameSigner,
+  buildAgtRegistryAuth,
+  buildConnectFrame,
+  buildRegistration,
+  buildRegistryAuth,
+  connectProofMessage,
+  decodeB64Lenient,
+  decodeClientFrame,
+  decodeConnectFrame,
+  decodeServerFrame,
+  errorFrame,
+  isFrameDid,
+  isMessageId,
+  meshDidOf,
+  parseProofTimestamp,
+  parseRegistryAuth,
+  registryProofMessage,
+  verifyConnectProof,
 } from '../../lib/mesh/frames';
 import { thrownE2EError } from '../helpers/expect-error';
 
@@ -26,12 +42,17 @@ describe('connect frame', () => {
 
   it('our form: domain-separated message with the nonce; features kept, unknown ones dropped', () => {
     const f = buildConnectFrame(signer, { features: ['welcome', 'receipts'] });
-    expect(connectProofMessage(f.from, f.timestamp, f.nonce)).toEqual(utf8(`${CONNECT_PROOF_DOMAIN}\n${f.from}\n${f.timestamp}\n${f.nonce}`));
+    expect(connectProofMessage(f.from, f.timestamp, f.nonce)).toEqual(
+      utf8(`${CONNECT_PROOF_DOMAIN}\n${f.from}\n${f.timestamp}\n${f.nonce}`),
+    );
     const d = decodeConnectFrame(JSON.stringify({ ...f, features: ['receipts', 'teleport'] }));
     expect(d.features).toEqual(['receipts']);
     expect(verifyConnectProof(d)).toMatchObject({ ok: true, strong: true });
     // The nonce is signed: changing it breaks the proof.
-    expect(verifyConnectProof({ ...d, nonce: toBase64(new Uint8Array(16)) })).toEqual({ ok: false, detail: 'signature verification failed' });
+    expect(verifyConnectProof({ ...d, nonce: toBase64(new Uint8Array(16)) })).toEqual({
+      ok: false,
+      detail: 'signature verification failed',
+    });
   });
 
   it('decode errors carry the close code as reason', () => {
@@ -51,7 +72,14 @@ describe('connect frame', () => {
 
 describe('client and server frames', () => {
   it('routed frames keep every field; to must be a DID, id 1–128 printable', () => {
-    const f = { v: 1, type: 'knock', to: signer.did, id: 'k1', establishment: { ik: 'a', ek: 'b', otk: 3 }, intent: { action: 'establish_session' } };
+    const f = {
+      v: 1,
+      type: 'knock',
+      to: signer.did,
+      id: 'k1',
+      establishment: { ik: 'a', ek: 'b', otk: 3 },
+      intent: { action: 'establish_session' },
+    };
     expect(decodeClientFrame(JSON.stringify(f))).toEqual(f);
     expect(thrownE2EError(() => decodeClientFrame(JSON.stringify({ ...f, to: 'bob' }))).reason).toBe('malformed_frame');
     expect(thrownE2EError(() => decodeClientFrame(JSON.stringify({ ...f, id: 'x'.repeat(129) }))).reason).toBe('malformed_frame');
@@ -61,14 +89,21 @@ describe('client and server frames', () => {
   });
 
   it('server frames: routed (from required), error, connected, accepted, heartbeat_ack; unknown → unknown_type', () => {
-    expect(decodeServerFrame(JSON.stringify({ type: 'message', from: signer.did, to: signer.did, id: '1', ciphertext: 'x' })).type).toBe('message');
-    expect(thrownE2EError(() => decodeServerFrame(JSON.stringify({ type: 'message', to: signer.did, id: '1' }))).reason).toBe('malformed_frame');
-    expect(decodeServerFrame('{"type":"error","detail":"Unknown frame type: fetch_pending"}')).toEqual({ type: 'error', detail: 'Unknown frame type: fetch_pending' });
+    expect(decodeServerFrame(JSON.stringify({ type: 'message', from: signer.did, to: signer.did, id: '1', ciphertext: 'x' })).type).toBe(
+      'message',
+    );
+    expect(thrownE2EError(() => decodeServerFrame(JSON.stringify({ type: 'message', to: signer.did, id: '1' }))).reason).toBe(
+      'malformed_frame',
+    );
+    expect(decodeServerFrame('{"type":"error","detail":"Unknown frame type: fetch_pending"}')).toEqual({
+      type: 'error',
+      detail: 'Unknown frame type: fetch_pending',
+    });
     expect(decodeServerFrame(`{"type":"accepted","id":"1","to":"${signer.did}","duplicate":false}`).type).toBe('accepted');
     expect(thrownE2EError(() => decodeServerFrame('{"type":"presence"}')).reason).toBe('unknown_type');
   });
 
-  it('error frames: AGT\'s exact {type, detail} unless extended', () => {
+  it("error frames: AGT's exact {type, detail} unless extended", () => {
     expect(errorFrame('x', false, 'inbox_full', 'id1')).toEqual({ type: 'error', detail: 'x' });
     expect(errorFrame('x', true, 'inbox_full', 'id1')).toEqual({ type: 'error', detail: 'x', code: 'inbox_full', id: 'id1' });
   });
@@ -88,9 +123,16 @@ describe('registry auth and registration', () => {
     const a = parseRegistryAuth(h);
     expect(a).toMatchObject({ scheme: 'mesh', did: signer.did });
     if (a?.scheme !== 'mesh') throw new Error('scheme');
-    const msg = (over: Partial<Parameters<typeof registryProofMessage>[0]>) => registryProofMessage({
-      did: a.did, method: 'PUT', path: '/v1/agents/x/prekeys?y=1', timestamp: a.timestamp, nonce: a.nonce, body: utf8('{"a":1}'), ...over,
-    });
+    const msg = (over: Partial<Parameters<typeof registryProofMessage>[0]>) =>
+      registryProofMessage({
+        did: a.did,
+        method: 'PUT',
+        path: '/v1/agents/x/prekeys?y=1',
+        timestamp: a.timestamp,
+        nonce: a.nonce,
+        body: utf8('{"a":1}'),
+        ...over,
+      });
     const sig = decodeB64Lenient(a.signature)!;
     expect(ed25519Verify(sig, msg({}), signer.publicKey)).toBe(true);
     for (const over of [{ method: 'DELETE' }, { path: '/v1/agents/x/prekeys' }, { body: utf8('{"a":2}') }, { nonce: 'other' }]) {
@@ -98,7 +140,7 @@ describe('registry auth and registration', () => {
     }
   });
 
-  it('AGT header and registration body as AGT\'s registry reads them', () => {
+  it("AGT header and registration body as AGT's registry reads them", () => {
     const h = buildAgtRegistryAuth(signer);
     const a = parseRegistryAuth(h);
     expect(a).toMatchObject({ scheme: 'agt', did: signer.did });

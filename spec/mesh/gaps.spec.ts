@@ -68,7 +68,8 @@ describe('G1: a relay forging `from` cannot inject', () => {
       relay.route = (from, frame) => {
         if (from !== m.did) return true;
         const forged: Record<string, unknown> = { ...frame, from: a.did };
-        if (variant === 'victim Ed25519 key' && 'identity_key_ed' in forged) forged.identity_key_ed = Buffer.from(a.publicKey).toString('base64');
+        if (variant === 'victim Ed25519 key' && 'identity_key_ed' in forged)
+          forged.identity_key_ed = Buffer.from(a.publicKey).toString('base64');
         if (variant === 'no Ed25519 key') delete forged.identity_key_ed;
         relay.deliver(String(frame.to), forged);
         return false;
@@ -104,7 +105,11 @@ describe('G5: redelivery is idempotent and never costs the session', () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push(await alice.send(b.did, `m${i}`));
     await until(() => got.texts.length === 5);
-    await until(() => ids.every((id) => relay.framesFrom(b.did, 'ack').filter((f) => f.id === id).length === 3), 5000, 'acks of every copy');
+    await until(
+      () => ids.every((id) => relay.framesFrom(b.did, 'ack').filter((f) => f.id === id).length === 3),
+      5000,
+      'acks of every copy',
+    );
     expect(got.texts).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
     expect(new Set(dups)).toEqual(new Set([...ids, ...relay.framesFrom(a.did, 'knock').map((f) => String(f.id))]));
     relay.route = () => true;
@@ -139,7 +144,7 @@ describe('G5: redelivery is idempotent and never costs the session', () => {
   });
 });
 
-test('G6: simultaneous opens converge on the lower DID\'s session; nothing is lost', async () => {
+test("G6: simultaneous opens converge on the lower DID's session; nothing is lost", async () => {
   const a = newIdentity();
   const b = newIdentity();
   const alice = await viaServer({ identity: a });
@@ -265,7 +270,7 @@ describe('G8 and the connection loop', () => {
   });
 });
 
-test('G1 limit: establishments forged with Alice\'s public keys wait unused and never crowd out her live session', async () => {
+test("G1 limit: establishments forged with Alice's public keys wait unused and never crowd out her live session", async () => {
   const a = newIdentity();
   const b = newIdentity();
   const alice = await viaFake({ identity: a });
@@ -277,11 +282,18 @@ test('G1 limit: establishments forged with Alice\'s public keys wait unused and 
   // A relay replays Alice's knock with fresh ephemeral keys (it knows her public identity key): 10 forgeries.
   const { x25519KeyPair } = await import('../../lib/crypto');
   for (let i = 0; i < 10; i++) {
-    const est: Record<string, unknown> = { ...(knock.establishment as Record<string, unknown>), ek: Buffer.from(x25519KeyPair().publicKey).toString('base64') };
+    const est: Record<string, unknown> = {
+      ...(knock.establishment as Record<string, unknown>),
+      ek: Buffer.from(x25519KeyPair().publicKey).toString('base64'),
+    };
     delete est.otk;
     relay.deliver(b.did, { ...knock, id: `forged-${i}`, establishment: est, from: a.did });
   }
-  await until(() => relay.framesFrom(b.did, 'ack').filter((f) => String(f.id).startsWith('forged-')).length === 10, 5000, 'the forged knocks processed');
+  await until(
+    () => relay.framesFrom(b.did, 'ack').filter((f) => String(f.id).startsWith('forged-')).length === 10,
+    5000,
+    'the forged knocks processed',
+  );
   expect(bob.sessions(a.did).length).toBeLessThanOrEqual(6);
   await alice.send(b.did, 'still live');
   await bob.send(a.did, 'reply');

@@ -57,7 +57,15 @@ export class FakeRelay {
           did = String(frame.from);
           this.sockets.get(did)?.close(4006, 'session_replaced');
           this.sockets.set(did, ws);
-          ws.send(JSON.stringify({ type: 'connected', did, features: ['welcome', 'receipts', 'heartbeat_ack'], pending: 0, limits: { max_frame_bytes: 1 << 20, idle_timeout_ms: 90000 } }));
+          ws.send(
+            JSON.stringify({
+              type: 'connected',
+              did,
+              features: ['welcome', 'receipts', 'heartbeat_ack'],
+              pending: 0,
+              limits: { max_frame_bytes: 1 << 20, idle_timeout_ms: 90000 },
+            }),
+          );
           return;
         }
         this.received.push({ from: did, frame });

@@ -29,7 +29,11 @@ afterAll(async () => {
 });
 
 function lines(log: string): string[] {
-  return existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter((l) => l.length > 0) : [];
+  return existsSync(log)
+    ? readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((l) => l.length > 0)
+    : [];
 }
 
 test('kill -9 of the receiving agent twice mid-stream: every relay-taken message delivered, none lost', async () => {
@@ -37,13 +41,19 @@ test('kill -9 of the receiving agent twice mid-stream: every relay-taken message
   const bobId = AgentIdentity.fromSeed(seed);
   const log = join(dir, 'delivered.log');
   const env = {
-    ...process.env, MESH_URL: server.url, MESH_SEED: toHex(seed), MESH_STORE: join(dir, 'bob.sqlite'),
-    MESH_KEY: toHex(randomBytes(32)), MESH_LOG: log,
+    ...process.env,
+    MESH_URL: server.url,
+    MESH_SEED: toHex(seed),
+    MESH_STORE: join(dir, 'bob.sqlite'),
+    MESH_KEY: toHex(randomBytes(32)),
+    MESH_LOG: log,
   };
   const start = async (): Promise<ChildProcess> => {
     // `node --import tsx` (not the tsx wrapper, which would fork): the signal hits the agent's own process.
     const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures', 'receiver.ts')], {
-      env, cwd: join(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'],
+      env,
+      cwd: join(__dirname, '..', '..'),
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
     await new Promise<void>((resolve, reject) => {

@@ -91,7 +91,9 @@ test('an iterator that ends with messages queued does not acknowledge them: they
   await new Promise((r) => setTimeout(r, 300));
   expect(inbox.count(carol.did)).toBe(1); // never seen by the application: not acknowledged
   const got: string[] = [];
-  carol.on('message', (m) => { got.push(m.text()); });
+  carol.on('message', (m) => {
+    got.push(m.text());
+  });
   await redeliver(carol, carolId);
   await until(() => got.length === 1, 5000, 'the redelivery');
   expect(got).toEqual(['for carol']);
@@ -107,8 +109,8 @@ test('a crash right after a knock was accepted: the restarted agent still has th
     get(t, p) {
       const v = (t as unknown as Record<string | symbol, unknown>)[p];
       if (p === 'saveSession' || p === 'saveSessionWithInbox' || p === 'saveAcceptance') {
-        return (...a: unknown[]) => (dying && String(a[1]).includes('#r.') ? new Promise(() => undefined)
-          : (v as (...x: unknown[]) => unknown).apply(t, a));
+        return (...a: unknown[]) =>
+          dying && String(a[1]).includes('#r.') ? new Promise(() => undefined) : (v as (...x: unknown[]) => unknown).apply(t, a);
       }
       return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
     },
@@ -125,7 +127,9 @@ test('a crash right after a knock was accepted: the restarted agent still has th
   // Bob's process is gone (never closed); a new one starts from what reached the disk.
   const bob2 = await agent({ identity: bobId, store: disk, storageKey, undecryptableGraceMs: 300 });
   const got: string[] = [];
-  bob2.on('message', (m) => { got.push(m.text()); });
+  bob2.on('message', (m) => {
+    got.push(m.text());
+  });
   await until(() => got.length === 1, 5000, 'the message after the restart');
   expect(got).toEqual(['first message']);
   expect(aliceEvents).toEqual([]);
@@ -136,7 +140,9 @@ test('a first message too large to send opens no unannounced session: the next o
   const bob = await agent({ undecryptableGraceMs: 300 });
   const got: string[] = [];
   const resets: string[] = [];
-  bob.on('message', (m) => { got.push(m.text()); });
+  bob.on('message', (m) => {
+    got.push(m.text());
+  });
   alice.on('session-reset', () => resets.push('reset'));
   await expectE2EErrorAsync(alice.send(bob.did, new Uint8Array(MAX_PLAINTEXT_BYTES + 1)), 'MESSAGE_TOO_LARGE');
   expect(alice.sessions(bob.did)).toEqual([]);
@@ -154,13 +160,23 @@ async function stranger(): Promise<{ id: AgentIdentity; ws: WebSocket; knock: (t
   ws.send(JSON.stringify(buildConnectFrame(id, { features: [] })));
   await new Promise((r) => setTimeout(r, 50));
   let n = 0;
-  const knock = (to: string, extra: Record<string, unknown> = {}) => ws.send(JSON.stringify({
-    v: 1, type: 'knock', from: id.did, to, id: `k-${id.did.slice(-6)}-${n++}`, ts: new Date().toISOString(), establishment: {}, ...extra,
-  }));
+  const knock = (to: string, extra: Record<string, unknown> = {}) =>
+    ws.send(
+      JSON.stringify({
+        v: 1,
+        type: 'knock',
+        from: id.did,
+        to,
+        id: `k-${id.did.slice(-6)}-${n++}`,
+        ts: new Date().toISOString(),
+        establishment: {},
+        ...extra,
+      }),
+    );
   return { id, ws, knock };
 }
 
-test('knocks from strangers get a bounded number of automatic rejects: the agent\'s own relay quota is not spent on them', async () => {
+test("knocks from strangers get a bounded number of automatic rejects: the agent's own relay quota is not spent on them", async () => {
   const alice = await agent();
   const bob = await agent();
   const s = await stranger();
@@ -175,12 +191,14 @@ test('knocks from strangers get a bounded number of automatic rejects: the agent
   expect(stored).toBeLessThanOrEqual(60);
   many.forEach((m) => m.ws.close());
   const got: string[] = [];
-  alice.on('message', (m) => { got.push(m.text()); });
+  alice.on('message', (m) => {
+    got.push(m.text());
+  });
   await bob.send(alice.did, 'still sending');
-  await until(() => got.length === 1, 5000, 'Bob\'s own message');
+  await until(() => got.length === 1, 5000, "Bob's own message");
 });
 
-test('knocks without a key make at most a few registry look-ups per stranger: the agent\'s registry budget stays its own', async () => {
+test("knocks without a key make at most a few registry look-ups per stranger: the agent's registry budget stays its own", async () => {
   let lookups = 0;
   let strangerDid = '';
   const counting = ((url: string, init?: RequestInit) => {
@@ -197,7 +215,9 @@ test('knocks without a key make at most a few registry look-ups per stranger: th
   expect(lookups).toBeLessThanOrEqual(3);
   const carol = await agent();
   const got: string[] = [];
-  carol.on('message', (m) => { got.push(m.text()); });
+  carol.on('message', (m) => {
+    got.push(m.text());
+  });
   await bob.send(carol.did, 'a new peer'); // claims Carol's bundle: the registry budget is intact
   await until(() => got.length === 1, 5000, 'the message to a new peer');
 });

@@ -10,8 +10,12 @@ test('two agents talk over the global WebSocket (what browsers, Deno, Bun and No
   try {
     const root = join(__dirname, '..', '..');
     const out = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ['--experimental-websocket', '--no-warnings', '--import', 'tsx', join(__dirname, 'fixtures', 'global-websocket.ts'), server.url],
-        { cwd: root, timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout)));
+      execFile(
+        process.execPath,
+        ['--experimental-websocket', '--no-warnings', '--import', 'tsx', join(__dirname, 'fixtures', 'global-websocket.ts'), server.url],
+        { cwd: root, timeout: 30_000 },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout)),
+      );
     });
     expect(JSON.parse(out.trim().split('\n').pop() as string)).toEqual({ globalWebSocket: 'function', text: 'over the global WebSocket' });
   } finally {

@@ -12,7 +12,18 @@ import { join } from 'path';
 import fc from 'fast-check';
 import { ready } from '../../lib/sodium';
 import {
-  concatBytes, fromBase64, fromHex, fromUtf8, randomBytes, readU32BE, toBase64, toBase64Url, toHex, utf8, writeU32BE, x25519,
+  concatBytes,
+  fromBase64,
+  fromHex,
+  fromUtf8,
+  randomBytes,
+  readU32BE,
+  toBase64,
+  toBase64Url,
+  toHex,
+  utf8,
+  writeU32BE,
+  x25519,
   x25519KeyPair,
 } from '../../lib/crypto';
 import { E2EError, ErrorCode } from '../../lib/errors';
@@ -34,7 +45,12 @@ const LOW_ORDER_KEYS: Uint8Array[] = (() => {
   const file = JSON.parse(readFileSync(join(__dirname, '..', 'vectors', 'wycheproof', 'x25519_test.json'), 'utf8')) as {
     testGroups: Array<{ tests: Array<{ public: string; shared: string }> }>;
   };
-  const hex = new Set(file.testGroups.flatMap((g) => g.tests).filter((t) => /^0{64}$/.test(t.shared)).map((t) => t.public));
+  const hex = new Set(
+    file.testGroups
+      .flatMap((g) => g.tests)
+      .filter((t) => /^0{64}$/.test(t.shared))
+      .map((t) => t.public),
+  );
   return [...hex].sort().map(fromHex);
 })();
 
@@ -222,7 +238,10 @@ class Attacker {
   readonly oracle: RatchetState;
   readonly initial: string;
 
-  constructor(private readonly bob: End, private readonly genuine: Uint8Array[]) {
+  constructor(
+    private readonly bob: End,
+    private readonly genuine: Uint8Array[],
+  ) {
     this.oracle = bob.state();
     this.initial = bob.snapshot();
   }
@@ -249,7 +268,8 @@ class Attacker {
     if (thrown === null) throw new Error(`${where}: a hostile input decrypted`);
     if (!(thrown instanceof E2EError)) throw new Error(`${where}: threw a non-E2EError: ${String(thrown)}`);
     if (!ALLOWED.includes(thrown.code)) throw new Error(`${where}: code ${thrown.code} is not allowed`);
-    if (expected !== 'any' && thrown.code !== expected) throw new Error(`${where}: expected ${expected}, got ${thrown.code} (${thrown.message})`);
+    if (expected !== 'any' && thrown.code !== expected)
+      throw new Error(`${where}: expected ${expected}, got ${thrown.code} (${thrown.message})`);
     if (this.bob.snapshot() !== before) throw new Error(`${where}: the state changed`);
     this.counts.set(category, (this.counts.get(category) ?? 0) + 1);
     this.codes.set(thrown.code, (this.codes.get(thrown.code) ?? 0) + 1);
@@ -272,11 +292,18 @@ class Attacker {
   json(category: string, json: unknown): void {
     const env = envelopeOfJson(json);
     if (env !== null && this.isGenuine(env)) throw new Error(`${category}: generated a genuine message, not an attack`);
-    this.attempt(category, () => EncryptedMessage.fromJSON(json as string), env === null ? 'MALFORMED_MESSAGE' : expectedCode(this.oracle, env));
+    this.attempt(
+      category,
+      () => EncryptedMessage.fromJSON(json as string),
+      env === null ? 'MALFORMED_MESSAGE' : expectedCode(this.oracle, env),
+    );
   }
 }
 
-describe.each([['bare DoubleRatchet', 'ratchet'], ['SecureChannel', 'channel']] as const)('adversarial envelopes against a live %s', (_name, kind) => {
+describe.each([
+  ['bare DoubleRatchet', 'ratchet'],
+  ['SecureChannel', 'channel'],
+] as const)('adversarial envelopes against a live %s', (_name, kind) => {
   const live = (): ReturnType<typeof liveSession> => session as ReturnType<typeof liveSession>;
   let session: ReturnType<typeof liveSession> | null = null;
   let atk: Attacker;
@@ -294,10 +321,22 @@ describe.each([['bare DoubleRatchet', 'ratchet'], ['SecureChannel', 'channel']] 
     expect(st.skippedKeys.size).toBe(2);
     expect(st.recvMessageNumber).toBe(3);
     expect(st.retiredRemoteKeys).toHaveLength(1);
-    expect(templates().map((p) => [readU32BE(p.envelope, 36), readU32BE(p.envelope, 40)])).toEqual([[0, 0], [2, 1], [2, 3], [4, 0]]);
+    expect(templates().map((p) => [readU32BE(p.envelope, 36), readU32BE(p.envelope, 40)])).toEqual([
+      [0, 0],
+      [2, 1],
+      [2, 3],
+      [4, 0],
+    ]);
     expect(LOW_ORDER_KEYS).toHaveLength(14);
-    for (const hex of ['00'.repeat(32), `01${'00'.repeat(31)}`, 'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
-      '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157', `ec${'ff'.repeat(30)}7f`, `ed${'ff'.repeat(30)}7f`, `ee${'ff'.repeat(30)}7f`]) {
+    for (const hex of [
+      '00'.repeat(32),
+      `01${'00'.repeat(31)}`,
+      'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
+      '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
+      `ec${'ff'.repeat(30)}7f`,
+      `ed${'ff'.repeat(30)}7f`,
+      `ee${'ff'.repeat(30)}7f`,
+    ]) {
       expect(LOW_ORDER_KEYS.map(toHex)).toContain(hex);
     }
   });
@@ -370,7 +409,7 @@ describe.each([['bare DoubleRatchet', 'ratchet'], ['SecureChannel', 'channel']] 
     for (const code of ALLOWED) expect(atk.codes.get(code) ?? 0).toBeGreaterThan(0);
   });
 
-  test('bytes of another session, as they are and moved onto this session\'s current chain', () => {
+  test("bytes of another session, as they are and moved onto this session's current chain", () => {
     const st = atk.oracle;
     for (const m of foreign) {
       atk.envelope('foreign', m);
@@ -383,12 +422,18 @@ describe.each([['bare DoubleRatchet', 'ratchet'], ['SecureChannel', 'channel']] 
   });
 
   test('random bytes of random length (1,000), and genuine headers with random bodies (1,000)', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
-      atk.envelope('random bytes', bytes);
-    }), { ...FC_PARAMS, numRuns: 1000 });
-    fc.assert(fc.property(fc.nat({ max: 3 }), fc.uint8Array({ maxLength: 200 }), (i, body) => {
-      atk.envelope('random body', concatBytes(templates()[i].envelope.subarray(0, 44), body));
-    }), { ...FC_PARAMS, numRuns: 1000 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        atk.envelope('random bytes', bytes);
+      }),
+      { ...FC_PARAMS, numRuns: 1000 },
+    );
+    fc.assert(
+      fc.property(fc.nat({ max: 3 }), fc.uint8Array({ maxLength: 200 }), (i, body) => {
+        atk.envelope('random body', concatBytes(templates()[i].envelope.subarray(0, 44), body));
+      }),
+      { ...FC_PARAMS, numRuns: 1000 },
+    );
     expect(atk.counts.get('random bytes')).toBe(2000);
     expect(atk.counts.get('random body')).toBe(2000);
   });
@@ -403,53 +448,118 @@ describe.each([['bare DoubleRatchet', 'ratchet'], ['SecureChannel', 'channel']] 
     );
     const donors = (): Uint8Array[] => [...foreign, ...templates().map((p) => p.envelope), ...live().consumed];
     let undone = 0;
-    fc.assert(fc.property(fc.nat({ max: 3 }), fc.array(op, { minLength: 1, maxLength: 4 }), (i, ops) => {
-      let t: Uint8Array = Uint8Array.from(templates()[i].envelope);
-      for (const o of ops) {
-        const at = o.at % (t.length + 1);
-        if (o.kind === 'flip' && t.length > 0) t[o.at % t.length] ^= 1 << o.bit;
-        else if (o.kind === 'cut') t = concatBytes(t.subarray(0, at), t.subarray(Math.min(t.length, at + o.len)));
-        else if (o.kind === 'insert') t = concatBytes(t.subarray(0, at), o.bytes, t.subarray(at));
-        else if (o.kind === 'overwrite') t = concatBytes(t.subarray(0, at), o.bytes, t.subarray(Math.min(t.length, at + o.bytes.length)));
-        else if (o.kind === 'splice') {
-          const d = donors()[o.from % donors().length];
-          const from = o.from % d.length;
-          t = concatBytes(t.subarray(0, at), d.subarray(from, from + o.len), t.subarray(Math.min(t.length, at + o.len)));
+    fc.assert(
+      fc.property(fc.nat({ max: 3 }), fc.array(op, { minLength: 1, maxLength: 4 }), (i, ops) => {
+        let t: Uint8Array = Uint8Array.from(templates()[i].envelope);
+        for (const o of ops) {
+          const at = o.at % (t.length + 1);
+          if (o.kind === 'flip' && t.length > 0) t[o.at % t.length] ^= 1 << o.bit;
+          else if (o.kind === 'cut') t = concatBytes(t.subarray(0, at), t.subarray(Math.min(t.length, at + o.len)));
+          else if (o.kind === 'insert') t = concatBytes(t.subarray(0, at), o.bytes, t.subarray(at));
+          else if (o.kind === 'overwrite') t = concatBytes(t.subarray(0, at), o.bytes, t.subarray(Math.min(t.length, at + o.bytes.length)));
+          else if (o.kind === 'splice') {
+            const d = donors()[o.from % donors().length];
+            const from = o.from % d.length;
+            t = concatBytes(t.subarray(0, at), d.subarray(from, from + o.len), t.subarray(Math.min(t.length, at + o.len)));
+          }
         }
-      }
-      // A mutation list that undid itself is not an attack.
-      if (toHex(t) === toHex(templates()[i].envelope)) {
-        undone++;
-        return;
-      }
-      atk.envelope('stacked', t);
-    }), { ...FC_PARAMS, numRuns: 1000 });
+        // A mutation list that undid itself is not an attack.
+        if (toHex(t) === toHex(templates()[i].envelope)) {
+          undone++;
+          return;
+        }
+        atk.envelope('stacked', t);
+      }),
+      { ...FC_PARAMS, numRuns: 1000 },
+    );
     expect(atk.counts.get('stacked')).toBe(2 * (1000 - undone));
     expect(undone).toBeLessThan(50);
   });
 
   test('hostile JSON: wrong types, bad numbers, bad base64, missing fields, extra nesting, every field replaced', () => {
-    const j = (p: Pending): { header: { dh: string; pn: number; n: number }; ciphertext: string } => EncryptedMessage.deserialize(p.envelope).toJSON();
+    const j = (p: Pending): { header: { dh: string; pn: number; n: number }; ciphertext: string } =>
+      EncryptedMessage.deserialize(p.envelope).toJSON();
     const base = j(templates()[2]);
     const whole: unknown[] = [
-      null, undefined, 0, 1, true, false, '', 'null', '{', '}', '[]', '{}', '"x"', '0', 'true', 'NaN', '{"header":null}',
-      [], {}, [base], { header: base }, { message: base }, { header: [base.header], ciphertext: base.ciphertext },
-      { header: { header: base.header }, ciphertext: base.ciphertext }, { ...base, header: JSON.stringify(base.header) },
-      { header: base.header }, { ciphertext: base.ciphertext }, { header: { pn: 1, n: 1 }, ciphertext: base.ciphertext },
-      `{"__proto__": ${JSON.stringify(base)}}`, JSON.stringify(base).replace('"header"', '"Header"'),
-      `${'['.repeat(100000)}${']'.repeat(100000)}`, `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`,
-      JSON.stringify(base).slice(0, -1), `${JSON.stringify(base)}x`, JSON.stringify(base).replace(/"n":\d+/, '"n":1e999'),
-      JSON.stringify(base).replace(/"pn":\d+/, '"pn":-1'), JSON.stringify(base).replace(/"n":\d+/, '"n":0x3'),
+      null,
+      undefined,
+      0,
+      1,
+      true,
+      false,
+      '',
+      'null',
+      '{',
+      '}',
+      '[]',
+      '{}',
+      '"x"',
+      '0',
+      'true',
+      'NaN',
+      '{"header":null}',
+      [],
+      {},
+      [base],
+      { header: base },
+      { message: base },
+      { header: [base.header], ciphertext: base.ciphertext },
+      { header: { header: base.header }, ciphertext: base.ciphertext },
+      { ...base, header: JSON.stringify(base.header) },
+      { header: base.header },
+      { ciphertext: base.ciphertext },
+      { header: { pn: 1, n: 1 }, ciphertext: base.ciphertext },
+      `{"__proto__": ${JSON.stringify(base)}}`,
+      JSON.stringify(base).replace('"header"', '"Header"'),
+      `${'['.repeat(100000)}${']'.repeat(100000)}`,
+      `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`,
+      JSON.stringify(base).slice(0, -1),
+      `${JSON.stringify(base)}x`,
+      JSON.stringify(base).replace(/"n":\d+/, '"n":1e999'),
+      JSON.stringify(base).replace(/"pn":\d+/, '"pn":-1'),
+      JSON.stringify(base).replace(/"n":\d+/, '"n":0x3'),
     ];
     for (const w of whole) atk.json('json whole', w);
 
     const b64 = (n: number): string => toBase64(randomBytes(n));
     const badStrings = [
-      '', '=', '==', 'A', 'AA', 'AAA', '====', '*'.repeat(44), ' '.repeat(44), `${base.header.dh} `, ` ${base.header.dh}`,
-      base.header.dh.replace(/=+$/, ''), `${base.header.dh}==`, toBase64Url(fromBase64(base.header.dh)), toHex(fromBase64(base.header.dh)),
-      'é'.repeat(44), '\u0000'.repeat(44), 'A'.repeat(100_000),
+      '',
+      '=',
+      '==',
+      'A',
+      'AA',
+      'AAA',
+      '====',
+      '*'.repeat(44),
+      ' '.repeat(44),
+      `${base.header.dh} `,
+      ` ${base.header.dh}`,
+      base.header.dh.replace(/=+$/, ''),
+      `${base.header.dh}==`,
+      toBase64Url(fromBase64(base.header.dh)),
+      toHex(fromBase64(base.header.dh)),
+      'é'.repeat(44),
+      '\u0000'.repeat(44),
+      'A'.repeat(100_000),
     ];
-    const badNumbers: unknown[] = [-1, -0.5, 1.5, 2 ** 32, 2 ** 53, -(2 ** 31), Number.MAX_SAFE_INTEGER, 1e308, '1', '0x10', null, true, [], {}, [1], { n: 1 }];
+    const badNumbers: unknown[] = [
+      -1,
+      -0.5,
+      1.5,
+      2 ** 32,
+      2 ** 53,
+      -(2 ** 31),
+      Number.MAX_SAFE_INTEGER,
+      1e308,
+      '1',
+      '0x10',
+      null,
+      true,
+      [],
+      {},
+      [1],
+      { n: 1 },
+    ];
     const goodNumbers = [0xffffffff, 0xfffffffe, 2 ** 31, 1000, 0];
     const notStrings: unknown[] = [null, 1, true, [], {}, ['AAAA'], { dh: 'AAAA' }];
     let fieldAttempts = 0;
@@ -478,12 +588,18 @@ describe.each([['bare DoubleRatchet', 'ratchet'], ['SecureChannel', 'channel']] 
   });
 
   test('random JSON values and texts (1,000 each)', () => {
-    fc.assert(fc.property(fc.jsonValue(), (v) => {
-      atk.json('json random', v);
-    }), { ...FC_PARAMS, numRuns: 1000 });
-    fc.assert(fc.property(fc.json(), (text) => {
-      atk.json('json random', text);
-    }), { ...FC_PARAMS, numRuns: 1000 });
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        atk.json('json random', v);
+      }),
+      { ...FC_PARAMS, numRuns: 1000 },
+    );
+    fc.assert(
+      fc.property(fc.json(), (text) => {
+        atk.json('json random', text);
+      }),
+      { ...FC_PARAMS, numRuns: 1000 },
+    );
     expect(atk.counts.get('json random')).toBe(2000);
   });
 
@@ -491,15 +607,28 @@ describe.each([['bare DoubleRatchet', 'ratchet'], ['SecureChannel', 'channel']] 
     const t = EncryptedMessage.deserialize(templates()[2].envelope);
     const h = t.header;
     const inputs: Array<() => EncryptedMessage | Uint8Array> = [
-      () => null as never, () => undefined as never, () => 'message' as never, () => 42 as never, () => ({}) as never, () => [1, 2, 3] as never,
-      () => new Uint16Array(60) as never, () => new DataView(new ArrayBuffer(80)) as never, () => t.serialize().buffer as never,
-      () => Object.create(EncryptedMessage.prototype) as EncryptedMessage, () => ({ header: h, ciphertext: t.ciphertext }) as never,
-      () => new EncryptedMessage(null as never, t.ciphertext), () => new EncryptedMessage({ ...h, dhPublicKey: new Uint8Array(31) }, t.ciphertext),
-      () => new EncryptedMessage({ ...h, messageNumber: -1 }, t.ciphertext), () => new EncryptedMessage({ ...h, messageNumber: 1.5 }, t.ciphertext),
-      () => new EncryptedMessage({ ...h, previousChainLength: 2 ** 32 }, t.ciphertext), () => new EncryptedMessage({ ...h, messageNumber: '3' as never }, t.ciphertext),
-      () => new EncryptedMessage(h, t.ciphertext.subarray(0, 27)), () => new EncryptedMessage(h, Array.from(t.ciphertext) as never),
+      () => null as never,
+      () => undefined as never,
+      () => 'message' as never,
+      () => 42 as never,
+      () => ({}) as never,
+      () => [1, 2, 3] as never,
+      () => new Uint16Array(60) as never,
+      () => new DataView(new ArrayBuffer(80)) as never,
+      () => t.serialize().buffer as never,
+      () => Object.create(EncryptedMessage.prototype) as EncryptedMessage,
+      () => ({ header: h, ciphertext: t.ciphertext }) as never,
+      () => new EncryptedMessage(null as never, t.ciphertext),
+      () => new EncryptedMessage({ ...h, dhPublicKey: new Uint8Array(31) }, t.ciphertext),
+      () => new EncryptedMessage({ ...h, messageNumber: -1 }, t.ciphertext),
+      () => new EncryptedMessage({ ...h, messageNumber: 1.5 }, t.ciphertext),
+      () => new EncryptedMessage({ ...h, previousChainLength: 2 ** 32 }, t.ciphertext),
+      () => new EncryptedMessage({ ...h, messageNumber: '3' as never }, t.ciphertext),
+      () => new EncryptedMessage(h, t.ciphertext.subarray(0, 27)),
+      () => new EncryptedMessage(h, Array.from(t.ciphertext) as never),
       () => new EncryptedMessage({ ...h, dhPublicKey: Array.from(h.dhPublicKey) as never }, t.ciphertext),
-      () => EncryptedMessage.deserialize(null as never), () => EncryptedMessage.deserialize('AAAA' as never),
+      () => EncryptedMessage.deserialize(null as never),
+      () => EncryptedMessage.deserialize('AAAA' as never),
       () => new EncryptedMessage({ ...h, messageNumber: MAX_COUNTER }, t.ciphertext),
       () => new EncryptedMessage({ ...h, dhPublicKey: new Uint8Array(32) }, t.ciphertext),
     ];

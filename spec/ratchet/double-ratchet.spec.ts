@@ -24,7 +24,8 @@ describe('DoubleRatchet basics', () => {
     const { alice, bob } = pair();
     for (let turn = 0; turn < 4; turn++) {
       for (let i = 0; i < 3; i++) expect(fromUtf8(bob.decrypt(alice.encrypt(utf8(`a${turn}.${i}`), AD), AD))).toBe(`a${turn}.${i}`);
-      for (let i = 0; i < 2; i++) expect(fromUtf8(alice.decrypt(bob.encrypt(utf8(`b${turn}.${i}`), AD).serialize(), AD))).toBe(`b${turn}.${i}`);
+      for (let i = 0; i < 2; i++)
+        expect(fromUtf8(alice.decrypt(bob.encrypt(utf8(`b${turn}.${i}`), AD).serialize(), AD))).toBe(`b${turn}.${i}`);
     }
     expect(alice.state.sendMessageNumber).toBe(0);
     expect(bob.state.sendMessageNumber).toBe(2);
@@ -67,10 +68,23 @@ describe('DoubleRatchet basics', () => {
     const spk = x25519KeyPair();
     expectE2EError(() => DoubleRatchet.initSender({ sharedSecret: new Uint8Array(31), remoteDhPublic: spk.publicKey }), 'INVALID_KEY');
     expectE2EError(() => DoubleRatchet.initSender({ sharedSecret: new Uint8Array(32), remoteDhPublic: new Uint8Array(32) }), 'INVALID_KEY');
-    expectE2EError(() => DoubleRatchet.initReceiver({ sharedSecret: new Uint8Array(32), dhKeyPair: { privateKey: new Uint8Array(3), publicKey: spk.publicKey } }), 'INVALID_KEY');
+    expectE2EError(
+      () =>
+        DoubleRatchet.initReceiver({
+          sharedSecret: new Uint8Array(32),
+          dhKeyPair: { privateKey: new Uint8Array(3), publicKey: spk.publicKey },
+        }),
+      'INVALID_KEY',
+    );
     expectE2EError(() => DoubleRatchet.initSender(null as never), 'INVALID_ARGUMENT');
-    expectE2EError(() => DoubleRatchet.initSender({ sharedSecret: new Uint8Array(32), remoteDhPublic: spk.publicKey, maxSkip: -1 }), 'INVALID_ARGUMENT');
-    expectE2EError(() => DoubleRatchet.initSender({ sharedSecret: new Uint8Array(32), remoteDhPublic: spk.publicKey, skippedKeyMaxAgeMs: 0 }), 'INVALID_ARGUMENT');
+    expectE2EError(
+      () => DoubleRatchet.initSender({ sharedSecret: new Uint8Array(32), remoteDhPublic: spk.publicKey, maxSkip: -1 }),
+      'INVALID_ARGUMENT',
+    );
+    expectE2EError(
+      () => DoubleRatchet.initSender({ sharedSecret: new Uint8Array(32), remoteDhPublic: spk.publicKey, skippedKeyMaxAgeMs: 0 }),
+      'INVALID_ARGUMENT',
+    );
     expectE2EError(() => new DoubleRatchet({} as RatchetState), 'INVALID_ARGUMENT');
     const { alice } = pair();
     expectE2EError(() => alice.encrypt('text' as never), 'INVALID_ARGUMENT');
@@ -93,18 +107,85 @@ describe('failure safety: a failed decrypt leaves the state exactly as it was', 
   }
 
   test.each([
-    ['bad tag', (m: Uint8Array) => { m[m.length - 1] ^= 1; }, 'DECRYPT_FAILED'],
-    ['flipped ciphertext', (m: Uint8Array) => { m[60] ^= 0x80; }, 'DECRYPT_FAILED'],
-    ['flipped nonce', (m: Uint8Array) => { m[45] ^= 1; }, 'DECRYPT_FAILED'],
+    [
+      'bad tag',
+      (m: Uint8Array) => {
+        m[m.length - 1] ^= 1;
+      },
+      'DECRYPT_FAILED',
+    ],
+    [
+      'flipped ciphertext',
+      (m: Uint8Array) => {
+        m[60] ^= 0x80;
+      },
+      'DECRYPT_FAILED',
+    ],
+    [
+      'flipped nonce',
+      (m: Uint8Array) => {
+        m[45] ^= 1;
+      },
+      'DECRYPT_FAILED',
+    ],
     ['truncated', (m: Uint8Array) => m.subarray(0, 71), 'MALFORMED_MESSAGE'],
-    ['bad length prefix', (m: Uint8Array) => { m[3] = 0x29; }, 'MALFORMED_MESSAGE'],
-    ['forged new ratchet key', (m: Uint8Array) => { m.set(x25519KeyPair().publicKey, 4); }, 'DECRYPT_FAILED'],
-    ['all-zero ratchet key', (m: Uint8Array) => { m.fill(0, 4, 36); }, 'MALFORMED_MESSAGE'],
-    ['low-order ratchet key', (m: Uint8Array) => { m.set(fromHex('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800'), 4); }, 'MALFORMED_MESSAGE'],
-    ['gap above maxSkip', (m: Uint8Array) => { m[43] = 200; }, 'TOO_MANY_SKIPPED'],
-    ['huge counter', (m: Uint8Array) => { m.fill(0xff, 40, 44); }, 'MALFORMED_MESSAGE'],
-    ['forged N inside the window', (m: Uint8Array) => { m[43] = 50; }, 'DECRYPT_FAILED'],
-    ['forged PN with a new key', (m: Uint8Array) => { m.set(x25519KeyPair().publicKey, 4); m[39] = 90; }, 'DECRYPT_FAILED'],
+    [
+      'bad length prefix',
+      (m: Uint8Array) => {
+        m[3] = 0x29;
+      },
+      'MALFORMED_MESSAGE',
+    ],
+    [
+      'forged new ratchet key',
+      (m: Uint8Array) => {
+        m.set(x25519KeyPair().publicKey, 4);
+      },
+      'DECRYPT_FAILED',
+    ],
+    [
+      'all-zero ratchet key',
+      (m: Uint8Array) => {
+        m.fill(0, 4, 36);
+      },
+      'MALFORMED_MESSAGE',
+    ],
+    [
+      'low-order ratchet key',
+      (m: Uint8Array) => {
+        m.set(fromHex('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800'), 4);
+      },
+      'MALFORMED_MESSAGE',
+    ],
+    [
+      'gap above maxSkip',
+      (m: Uint8Array) => {
+        m[43] = 200;
+      },
+      'TOO_MANY_SKIPPED',
+    ],
+    [
+      'huge counter',
+      (m: Uint8Array) => {
+        m.fill(0xff, 40, 44);
+      },
+      'MALFORMED_MESSAGE',
+    ],
+    [
+      'forged N inside the window',
+      (m: Uint8Array) => {
+        m[43] = 50;
+      },
+      'DECRYPT_FAILED',
+    ],
+    [
+      'forged PN with a new key',
+      (m: Uint8Array) => {
+        m.set(x25519KeyPair().publicKey, 4);
+        m[39] = 90;
+      },
+      'DECRYPT_FAILED',
+    ],
   ] as const)('%s → %s', (_name, mutate, code) => {
     const { bob, pending } = live();
     const bytes = Uint8Array.from(pending.serialize());
@@ -243,8 +324,16 @@ describe('state persistence', () => {
       expectE2EError(() => r.decrypt(m[2], AD), 'DUPLICATE_MESSAGE');
     }
     expect(Object.keys(bob.state.toDict()).sort()).toEqual([
-      'chain_key_recv', 'chain_key_send', 'dh_remote_public', 'dh_self_private', 'dh_self_public',
-      'previous_send_chain_length', 'recv_message_number', 'root_key', 'send_message_number', 'skipped_keys',
+      'chain_key_recv',
+      'chain_key_send',
+      'dh_remote_public',
+      'dh_self_private',
+      'dh_self_public',
+      'previous_send_chain_length',
+      'recv_message_number',
+      'root_key',
+      'send_message_number',
+      'skipped_keys',
     ]);
   });
 
@@ -277,7 +366,13 @@ describe('state persistence', () => {
     const m = [0, 1].map((i) => alice.encrypt(utf8(String(i)), AD));
     bob.decrypt(m[1], AD);
     const st = bob.state;
-    const secrets = [st.dhSelf.privateKey, st.rootKey, st.chainKeySend!, st.chainKeyRecv!, ...[...st.skippedKeys.values()].map((k) => k.messageKey)];
+    const secrets = [
+      st.dhSelf.privateKey,
+      st.rootKey,
+      st.chainKeySend!,
+      st.chainKeyRecv!,
+      ...[...st.skippedKeys.values()].map((k) => k.messageKey),
+    ];
     bob.wipe();
     for (const s of secrets) expect(s.every((x) => x === 0)).toBe(true);
     expect(st.skippedKeys.size).toBe(0);
@@ -288,7 +383,10 @@ describe('state persistence', () => {
   test('an EncryptedMessage built from parts decrypts like the envelope', () => {
     const { alice, bob } = pair();
     const m = alice.encrypt(utf8('parts'), AD);
-    const rebuilt = new EncryptedMessage({ ...m.header, dhPublicKey: Uint8Array.from(m.header.dhPublicKey) }, Uint8Array.from(m.ciphertext));
+    const rebuilt = new EncryptedMessage(
+      { ...m.header, dhPublicKey: Uint8Array.from(m.header.dhPublicKey) },
+      Uint8Array.from(m.ciphertext),
+    );
     expect(fromUtf8(bob.decrypt(rebuilt, AD))).toBe('parts');
   });
 });

@@ -15,7 +15,9 @@ describe('header bytes', () => {
 
   test('encodeHeader: key ‖ u32be(PN) ‖ u32be(N)', () => {
     expect(toHex(encodeHeader(H))).toBe(H_HEX);
-    expect(toHex(encodeHeader({ dhPublicKey: new Uint8Array(32), previousChainLength: 0, messageNumber: 0xffffffff }))).toBe('00'.repeat(36) + 'ffffffff');
+    expect(toHex(encodeHeader({ dhPublicKey: new Uint8Array(32), previousChainLength: 0, messageNumber: 0xffffffff }))).toBe(
+      '00'.repeat(36) + 'ffffffff',
+    );
   });
 
   test('decodeHeader inverts it and copies the key', () => {

@@ -6,7 +6,8 @@ import { expectE2EError } from '../helpers/expect-error';
 beforeAll(() => ready());
 
 // The reference's envelope of "hello bob" (spec/vectors/agt/conversation-1.txt).
-const ENVELOPE = '00000028878f9ee59a45db7ccc4bfca58515fb81dd2d8e312944d0b5947f0802bc74eb1e0000000000000000e837c1d5fae83418f912ddc870b4e6add6b51b9c9e461b59f2858e365d3d60fa07dda1e26c';
+const ENVELOPE =
+  '00000028878f9ee59a45db7ccc4bfca58515fb81dd2d8e312944d0b5947f0802bc74eb1e0000000000000000e837c1d5fae83418f912ddc870b4e6add6b51b9c9e461b59f2858e365d3d60fa07dda1e26c';
 
 describe('MessageHeader', () => {
   test('40-byte form: key ‖ u32be(PN) ‖ u32be(N)', () => {
@@ -54,7 +55,10 @@ describe('EncryptedMessage', () => {
     expectE2EError(() => EncryptedMessage.deserialize('x' as never), 'MALFORMED_MESSAGE');
     const j = EncryptedMessage.deserialize(good).toJSON();
     for (const bad of [
-      '{', 'null', '[]', '{"header":1,"ciphertext":"AA=="}',
+      '{',
+      'null',
+      '[]',
+      '{"header":1,"ciphertext":"AA=="}',
       JSON.stringify({ ...j, ciphertext: 'not base64!' }),
       JSON.stringify({ ...j, ciphertext: 'AAAA' }),
       JSON.stringify({ ...j, header: { ...j.header, n: -1 } }),

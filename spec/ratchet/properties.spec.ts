@@ -11,8 +11,7 @@ import { ready } from '../../lib/sodium';
 import { concatBytes, fromHex, readU32BE, toHex, utf8, writeU32BE, x25519KeyPair } from '../../lib/crypto';
 import { E2EError, ErrorCode } from '../../lib/errors';
 import { MAX_COUNTER, MAX_RETIRED_REMOTE_KEYS } from '../../lib/limits';
-import {
-  DoubleRatchet, EncryptedMessage, MIN_ENVELOPE_BYTES, RatchetLimits, RatchetState, skippedKeyId } from '../../lib/ratchet';
+import { DoubleRatchet, EncryptedMessage, MIN_ENVELOPE_BYTES, RatchetLimits, RatchetState, skippedKeyId } from '../../lib/ratchet';
 import { SecureChannel } from '../../lib/channel';
 import { channelPair, ratchetPair } from '../helpers/sessions';
 import { expectE2EError } from '../helpers/expect-error';
@@ -68,7 +67,10 @@ function toForm(envelope: Uint8Array, form: Form): EncryptedMessage | Uint8Array
 }
 
 class ChannelEndpoint implements Endpoint {
-  constructor(private channel: SecureChannel, private readonly now: () => number) {}
+  constructor(
+    private channel: SecureChannel,
+    private readonly now: () => number,
+  ) {}
 
   send(plaintext: Uint8Array): Uint8Array {
     return Uint8Array.from(this.channel.send(plaintext).serialize());
@@ -102,7 +104,10 @@ class ChannelEndpoint implements Endpoint {
 }
 
 class RatchetEndpoint implements Endpoint {
-  constructor(private ratchet: DoubleRatchet, private readonly now: () => number) {}
+  constructor(
+    private ratchet: DoubleRatchet,
+    private readonly now: () => number,
+  ) {}
 
   send(plaintext: Uint8Array): Uint8Array {
     return Uint8Array.from(this.ratchet.encrypt(plaintext, AD).serialize());
@@ -211,7 +216,8 @@ function expectReceive(rx: PartyModel, h: ModelHeader, authentic: boolean, limit
   const oldChainGap = rx.hasRecvChain && h.pn > rx.recvN ? h.pn - rx.recvN : 0;
   if (oldChainGap > limits.maxSkip || h.n > limits.maxSkip) return fail('TOO_MANY_SKIPPED');
   if (h.lowOrder) return fail('MALFORMED_MESSAGE');
-  if (authentic && h.chain !== null && h.chain > rx.cur + 1) throw new Error(`model: chain ${h.chain} cannot arrive before chain ${rx.cur + 1}`);
+  if (authentic && h.chain !== null && h.chain > rx.cur + 1)
+    throw new Error(`model: chain ${h.chain} cannot arrive before chain ${rx.cur + 1}`);
   // An old chain no longer remembered is tried as a new one and does not authenticate.
   return authentic && h.chain === rx.cur + 1 ? ok('newChain') : fail('DECRYPT_FAILED');
 }
@@ -226,7 +232,10 @@ function applyReceive(rx: PartyModel, h: ModelHeader & { chain: number }, path: 
     rx.skipped.push({ id: skipId(chain, n), at: now });
   };
   if (path === 'skipped') {
-    rx.skipped.splice(rx.skipped.findIndex((k) => k.id === skipId(h.chain, h.n)), 1);
+    rx.skipped.splice(
+      rx.skipped.findIndex((k) => k.id === skipId(h.chain, h.n)),
+      1,
+    );
   } else if (path === 'current') {
     for (let k = rx.recvN; k < h.n; k++) skip(rx.cur, k);
     rx.recvN = h.n + 1;
@@ -287,8 +296,10 @@ function tamperArb(withAd: boolean): fc.Arbitrary<Tamper> {
     fc.record({ type: fc.constant('extend' as const), extra: fc.uint8Array({ minLength: 1, maxLength: 8 }) }),
     fc.record({ type: fc.constant('set' as const), field: fc.constantFrom<'PN' | 'N'>('PN', 'N'), choice: fc.nat({ max: 100 }) }),
     fc.record({
-      type: fc.constant('forge' as const), key: fc.constantFrom<'fresh' | 'zero' | 'low order'>('fresh', 'fresh', 'zero', 'low order'),
-      pn: fc.nat({ max: 100 }), n: fc.nat({ max: 100 }),
+      type: fc.constant('forge' as const),
+      key: fc.constantFrom<'fresh' | 'zero' | 'low order'>('fresh', 'fresh', 'zero', 'low order'),
+      pn: fc.nat({ max: 100 }),
+      n: fc.nat({ max: 100 }),
     }),
   ];
   if (withAd) arbs.push(fc.constant({ type: 'wrongAd' as const }));
@@ -312,11 +323,19 @@ function actionArb(s: Scenario): fc.Arbitrary<Action> {
     { weight: 5, arbitrary: fc.record({ kind: fc.constant('deliver' as const), pick: pickArb, form: formArb }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('drop' as const), pick: pickArb }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('duplicate' as const), pick: pickArb, form: formArb }) },
-    { weight: 3, arbitrary: fc.record({ kind: fc.constant('tamper' as const), pick: pickArb, how: tamperArb(s.kind === 'ratchet'), form: formArb }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({ kind: fc.constant('tamper' as const), pick: pickArb, how: tamperArb(s.kind === 'ratchet'), form: formArb }),
+    },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('restore' as const), side: sideArb, via: fc.constantFrom(...s.restoreVia) }) },
   ];
-  if (!s.strict) weighted.push({ weight: 1, arbitrary: fc.record({ kind: fc.constant('pingpong' as const), rounds: fc.integer({ min: 1, max: 12 }) }) });
-  if (s.clock) weighted.push({ weight: 3, arbitrary: fc.record({ kind: fc.constant('tick' as const), ms: fc.constantFrom(0, 1, 250, 500, 999, 1000, 1001, 1500) }) });
+  if (!s.strict)
+    weighted.push({ weight: 1, arbitrary: fc.record({ kind: fc.constant('pingpong' as const), rounds: fc.integer({ min: 1, max: 12 }) }) });
+  if (s.clock)
+    weighted.push({
+      weight: 3,
+      arbitrary: fc.record({ kind: fc.constant('tick' as const), ms: fc.constantFrom(0, 1, 250, 500, 999, 1000, 1001, 1500) }),
+    });
   return fc.oneof(...weighted);
 }
 
@@ -381,8 +400,16 @@ function runSchedule(s: Scenario, actions: Action[], cov: Coverage): Tally {
     });
     const actual = [...st.skippedKeys.values()].map((k) => `${skippedKeyId(k.dhPublicKey, k.messageNumber)}@${s.clock ? k.storedAt : '-'}`);
     same(actual, skipped, `${side}'s skipped keys`);
-    same([st.recvMessageNumber, st.sendMessageNumber, st.previousSendChainLength], [mine.recvN, mine.sendN, mine.pn], `${side}'s Nr, Ns, PN`);
-    same(st.retiredRemoteKeys, mine.retired.map((c) => (c === -1 ? spk : peerKeys[c])), `${side}'s remembered old ratchet keys`);
+    same(
+      [st.recvMessageNumber, st.sendMessageNumber, st.previousSendChainLength],
+      [mine.recvN, mine.sendN, mine.pn],
+      `${side}'s Nr, Ns, PN`,
+    );
+    same(
+      st.retiredRemoteKeys,
+      mine.retired.map((c) => (c === -1 ? spk : peerKeys[c])),
+      `${side}'s remembered old ratchet keys`,
+    );
     if (mine.cur >= 0) same(toHex(st.dhRemote as Uint8Array), peerKeys[mine.cur], `${side}'s DHr`);
     if (ends[side].messageCount !== null) same(ends[side].messageCount, mine.sent + mine.received, `${side}'s messageCount`);
   };
@@ -406,7 +433,15 @@ function runSchedule(s: Scenario, actions: Action[], cov: Coverage): Tally {
     const plaintext = concatBytes(utf8(`#${sent.length}:`), body);
     const envelope = ends[side].send(plaintext);
     const m: Sent = {
-      id: sent.length, from: side, chain: tx.sendChain, n: tx.sendN, pn: tx.pn, envelope, plaintext, status: 'inflight', decrypts: 0,
+      id: sent.length,
+      from: side,
+      chain: tx.sendChain,
+      n: tx.sendN,
+      pn: tx.pn,
+      envelope,
+      plaintext,
+      status: 'inflight',
+      decrypts: 0,
     };
     tx.sendN++;
     tx.sent++;
@@ -429,7 +464,14 @@ function runSchedule(s: Scenario, actions: Action[], cov: Coverage): Tally {
    * Delivers `envelope` (message `m` itself, or a tampered copy described by `header`) and checks the
    * outcome against the model; on failure the receiver's state must be exactly as before.
    */
-  const receive = (m: Sent, envelope: Uint8Array, form: Form, wrongAd: boolean, header: ModelHeader | 'malformed', why: string): Expected => {
+  const receive = (
+    m: Sent,
+    envelope: Uint8Array,
+    form: Form,
+    wrongAd: boolean,
+    header: ModelHeader | 'malformed',
+    why: string,
+  ): Expected => {
     const side = other(m.from);
     const rx = model[side];
     const authentic = envelope === m.envelope && !wrongAd;
@@ -445,7 +487,8 @@ function runSchedule(s: Scenario, actions: Action[], cov: Coverage): Tally {
     if (expected.ok) {
       if (error !== null) throw error;
       same(toHex(plaintext as Uint8Array), toHex(m.plaintext), `plaintext of message ${m.id}`);
-      if (applyReceive(rx, { ...(header as ModelHeader), chain: m.chain }, expected.path, s.limits, time) > 0) note(cov, 'skipped keys expired');
+      if (applyReceive(rx, { ...(header as ModelHeader), chain: m.chain }, expected.path, s.limits, time) > 0)
+        note(cov, 'skipped keys expired');
       m.decrypts++;
       same(m.decrypts, 1, `decryptions of message ${m.id}`);
       m.status = 'delivered';
@@ -468,8 +511,9 @@ function runSchedule(s: Scenario, actions: Action[], cov: Coverage): Tally {
   const edges = (was: number, rx: PartyModel): number[] => {
     const max = s.limits.maxSkip;
     const recv = rx.recvN;
-    return [0, was, was - 1, was + 1, recv - 1, recv + max, recv + max + 1, max, max + 1, 2 ** 31, 0xfffffffe, 0xffffffff]
-      .filter((v) => v >= 0);
+    return [0, was, was - 1, was + 1, recv - 1, recv + max, recv + max + 1, max, max + 1, 2 ** 31, 0xfffffffe, 0xffffffff].filter(
+      (v) => v >= 0,
+    );
   };
 
   /** Delivers a genuine message; if the model says it can never decrypt any more, it is lost. */
@@ -510,17 +554,33 @@ function runSchedule(s: Scenario, actions: Action[], cov: Coverage): Tally {
     } else {
       t = concatBytes(env, how.extra);
     }
-    const header: ModelHeader | 'malformed' = t.length < MIN_ENVELOPE_BYTES || readU32BE(t, 0) !== 40
-      ? 'malformed'
-      : {
-        chain: toHex(t.subarray(4, 36)) === toHex(env.subarray(4, 36)) ? m.chain : null,
-        pn: readU32BE(t, 36),
-        n: readU32BE(t, 40),
-        lowOrder: how.type === 'forge' && how.key !== 'fresh',
-      };
+    const header: ModelHeader | 'malformed' =
+      t.length < MIN_ENVELOPE_BYTES || readU32BE(t, 0) !== 40
+        ? 'malformed'
+        : {
+            chain: toHex(t.subarray(4, 36)) === toHex(env.subarray(4, 36)) ? m.chain : null,
+            pn: readU32BE(t, 36),
+            n: readU32BE(t, 40),
+            lowOrder: how.type === 'forge' && how.key !== 'fresh',
+          };
     const pos = how.type === 'flip' ? how.pos % env.length : -1;
     const inHeader = how.type === 'set' || how.type === 'forge' || (pos >= 4 && pos < 44);
-    const region = how.type === 'set' ? `set ${how.field}` : how.type === 'forge' ? `forge ${how.key} key` : pos < 0 ? how.type : pos < 4 ? 'flip prefix' : pos < 36 ? 'flip ratchet key' : pos < 40 ? 'flip PN' : pos < 44 ? 'flip N' : 'flip body';
+    const region =
+      how.type === 'set'
+        ? `set ${how.field}`
+        : how.type === 'forge'
+          ? `forge ${how.key} key`
+          : pos < 0
+            ? how.type
+            : pos < 4
+              ? 'flip prefix'
+              : pos < 36
+                ? 'flip ratchet key'
+                : pos < 40
+                  ? 'flip PN'
+                  : pos < 44
+                    ? 'flip N'
+                    : 'flip body';
     const r = receive(m, t, form, false, header, region);
     // Outside the header only authentication (or parsing) can fail.
     if (s.strict && !inHeader && m.status === 'inflight') {
@@ -604,7 +664,11 @@ function runSchedule(s: Scenario, actions: Action[], cov: Coverage): Tally {
   // Exactly once: every message decrypted once, except those the model says were lost or dropped.
   for (const m of sent) same(m.decrypts, m.status === 'delivered' ? 1 : 0, `decryptions of message ${m.id} (${m.status})`);
   if (s.strict) {
-    same(sent.filter((m) => m.status === 'lost' || m.status === 'inflight').map((m) => m.id), [], 'messages never decrypted');
+    same(
+      sent.filter((m) => m.status === 'lost' || m.status === 'inflight').map((m) => m.id),
+      [],
+      'messages never decrypted',
+    );
     same(tally.decrypted, tally.sent - tally.dropped, 'messages decrypted');
   }
   for (const side of SIDES) checkState(side);
@@ -618,11 +682,25 @@ const DEFAULTS: RatchetLimits = { maxSkip: 100, maxSkippedKeys: 2000, skippedKey
  * more in 1,000 schedules, so a miss (a sign that the generators no longer reach it) is not luck.
  */
 const STRICT_EVENTS = [
-  'deliver → current', 'deliver → skipped', 'deliver → newChain', 'duplicate → DUPLICATE_MESSAGE',
-  'flip prefix → MALFORMED_MESSAGE', 'flip ratchet key → DECRYPT_FAILED', 'flip PN → DECRYPT_FAILED', 'flip body → DECRYPT_FAILED',
-  'truncate → MALFORMED_MESSAGE', 'extend → DECRYPT_FAILED', 'set N → DECRYPT_FAILED', 'set N → TOO_MANY_SKIPPED',
-  'set PN → DECRYPT_FAILED', 'forge fresh key → DECRYPT_FAILED', 'forge fresh key → TOO_MANY_SKIPPED',
-  'forge zero key → MALFORMED_MESSAGE', 'forge low order key → MALFORMED_MESSAGE', 'send → INVALID_STATE', 'restore via bytes',
+  'deliver → current',
+  'deliver → skipped',
+  'deliver → newChain',
+  'duplicate → DUPLICATE_MESSAGE',
+  'flip prefix → MALFORMED_MESSAGE',
+  'flip ratchet key → DECRYPT_FAILED',
+  'flip PN → DECRYPT_FAILED',
+  'flip body → DECRYPT_FAILED',
+  'truncate → MALFORMED_MESSAGE',
+  'extend → DECRYPT_FAILED',
+  'set N → DECRYPT_FAILED',
+  'set N → TOO_MANY_SKIPPED',
+  'set PN → DECRYPT_FAILED',
+  'forge fresh key → DECRYPT_FAILED',
+  'forge fresh key → TOO_MANY_SKIPPED',
+  'forge zero key → MALFORMED_MESSAGE',
+  'forge low order key → MALFORMED_MESSAGE',
+  'send → INVALID_STATE',
+  'restore via bytes',
 ];
 
 /** Runs `numRuns` schedules of scenario(s) from `arb`; returns what they covered and their totals. */
@@ -630,61 +708,97 @@ function check(arb: fc.Arbitrary<[Scenario, Action[]]>, numRuns: number): { cov:
   const cov: Coverage = new Map();
   const total: Tally = { sent: 0, decrypted: 0, dropped: 0, failures: 0 };
   let runs = 0;
-  fc.assert(fc.property(arb, ([s, actions]) => {
-    const t = runSchedule(s, actions, cov);
-    total.sent += t.sent;
-    total.decrypted += t.decrypted;
-    total.dropped += t.dropped;
-    total.failures += t.failures;
-    runs++;
-  }), { ...FC_PARAMS, numRuns });
+  fc.assert(
+    fc.property(arb, ([s, actions]) => {
+      const t = runSchedule(s, actions, cov);
+      total.sent += t.sent;
+      total.decrypted += t.decrypted;
+      total.dropped += t.dropped;
+      total.failures += t.failures;
+      runs++;
+    }),
+    { ...FC_PARAMS, numRuns },
+  );
   // PROPERTY_STATS=1 prints what the runs covered (counts of `what → outcome`).
-  if (process.env.PROPERTY_STATS) console.log([...cov.entries()].sort().map(([k, v]) => `${k}: ${v}`).join('\n'), total);
+  if (process.env.PROPERTY_STATS)
+    console.log(
+      [...cov.entries()]
+        .sort()
+        .map(([k, v]) => `${k}: ${v}`)
+        .join('\n'),
+      total,
+    );
   return { cov, runs, total };
 }
 
-const schedules = (s: Scenario): fc.Arbitrary<[Scenario, Action[]]> => fc.tuple(fc.constant(s), fc.array(actionArb(s), { maxLength: 30, size: 'max' }));
+const schedules = (s: Scenario): fc.Arbitrary<[Scenario, Action[]]> =>
+  fc.tuple(fc.constant(s), fc.array(actionArb(s), { maxLength: 30, size: 'max' }));
 
 describe('random schedules: every authentic message decrypts exactly once, every failure changes nothing', () => {
   test('SecureChannel pairs, default limits, save/restore of either side (1,000 schedules)', () => {
-    const { cov, runs, total } = check(schedules({ kind: 'channel', limits: DEFAULTS, strict: true, restoreVia: ['bytes'], clock: false }), 1000);
+    const { cov, runs, total } = check(
+      schedules({ kind: 'channel', limits: DEFAULTS, strict: true, restoreVia: ['bytes'], clock: false }),
+      1000,
+    );
     expect(runs).toBe(1000);
     expect(STRICT_EVENTS.filter((e) => !cov.has(e))).toEqual([]);
     expect(total.decrypted).toBe(total.sent - total.dropped);
   });
 
   test('bare DoubleRatchets, default limits, wrong AD and three delivery forms (1,000 schedules)', () => {
-    const { cov, runs, total } = check(schedules({ kind: 'ratchet', limits: DEFAULTS, strict: true, restoreVia: ['bytes'], clock: false }), 1000);
+    const { cov, runs, total } = check(
+      schedules({ kind: 'ratchet', limits: DEFAULTS, strict: true, restoreVia: ['bytes'], clock: false }),
+      1000,
+    );
     expect(runs).toBe(1000);
     expect([...STRICT_EVENTS, 'wrong AD → DECRYPT_FAILED'].filter((e) => !cov.has(e))).toEqual([]);
     expect(total.decrypted).toBe(total.sent - total.dropped);
   });
 
   test('tight limits (maxSkip 0..4, maxSkippedKeys 0..6), a clock that expires skipped keys, dict restores, ping-pongs: every outcome as the model predicts (800 schedules)', () => {
-    const arb = fc.record({
-      maxSkip: fc.integer({ min: 0, max: 4 }),
-      maxSkippedKeys: fc.integer({ min: 0, max: 6 }),
-      kind: fc.constantFrom<'ratchet' | 'channel'>('ratchet', 'ratchet', 'channel'),
-      clock: fc.boolean(),
-    }).chain(({ maxSkip, maxSkippedKeys, kind, clock }) => schedules({
-      kind,
-      // With the clock, keep more keys so that some live long enough to expire.
-      limits: { maxSkip, maxSkippedKeys: clock ? 3 * maxSkippedKeys + 4 : maxSkippedKeys, skippedKeyMaxAgeMs: clock ? 1000 : DEFAULTS.skippedKeyMaxAgeMs },
-      strict: false,
-      // The reference's dict form keeps no times: a restored key is stamped with the restore time.
-      restoreVia: kind === 'ratchet' && !clock ? ['bytes', 'dict'] : ['bytes'],
-      clock,
-    }));
+    const arb = fc
+      .record({
+        maxSkip: fc.integer({ min: 0, max: 4 }),
+        maxSkippedKeys: fc.integer({ min: 0, max: 6 }),
+        kind: fc.constantFrom<'ratchet' | 'channel'>('ratchet', 'ratchet', 'channel'),
+        clock: fc.boolean(),
+      })
+      .chain(({ maxSkip, maxSkippedKeys, kind, clock }) =>
+        schedules({
+          kind,
+          // With the clock, keep more keys so that some live long enough to expire.
+          limits: {
+            maxSkip,
+            maxSkippedKeys: clock ? 3 * maxSkippedKeys + 4 : maxSkippedKeys,
+            skippedKeyMaxAgeMs: clock ? 1000 : DEFAULTS.skippedKeyMaxAgeMs,
+          },
+          strict: false,
+          // The reference's dict form keeps no times: a restored key is stamped with the restore time.
+          restoreVia: kind === 'ratchet' && !clock ? ['bytes', 'dict'] : ['bytes'],
+          clock,
+        }),
+      );
     const { cov, runs } = check(arb, 800);
     expect(runs).toBe(800);
-    expect([
-      'deliver → current', 'deliver → skipped', 'deliver → newChain',
-      // beyond the window; key evicted; a replay from an old chain no longer remembered (after a dict restore)
-      'deliver → TOO_MANY_SKIPPED', 'deliver → DUPLICATE_MESSAGE', 'duplicate → DECRYPT_FAILED',
-      // the documented caveat: a forged header naming a consumed message is a duplicate before authentication
-      'set N → DUPLICATE_MESSAGE', 'set PN → DUPLICATE_MESSAGE', 'wrong AD → DUPLICATE_MESSAGE',
-      'restore via dict', 'wrong AD → DECRYPT_FAILED', 'skipped keys expired', 'deliver with an expired key',
-    ].filter((e) => !cov.has(e))).toEqual([]);
+    expect(
+      [
+        'deliver → current',
+        'deliver → skipped',
+        'deliver → newChain',
+        // beyond the window; key evicted; a replay from an old chain no longer remembered (after a dict restore)
+        'deliver → TOO_MANY_SKIPPED',
+        'deliver → DUPLICATE_MESSAGE',
+        'duplicate → DECRYPT_FAILED',
+        // the documented caveat: a forged header naming a consumed message is a duplicate before authentication
+        'set N → DUPLICATE_MESSAGE',
+        'set PN → DUPLICATE_MESSAGE',
+        'wrong AD → DUPLICATE_MESSAGE',
+        'restore via dict',
+        'wrong AD → DECRYPT_FAILED',
+        'skipped keys expired',
+        'deliver with an expired key',
+      ].filter((e) => !cov.has(e)),
+    ).toEqual([]);
   });
 });
 

@@ -16,8 +16,10 @@ describe('backend loading', () => {
     expect(e).toBeInstanceOf(E2EError);
     expect(e).toMatchObject({ code: 'STORE_ERROR', reason: 'backend_missing' });
     expect(e.cause).toBe(cause);
-    expect(e.message).toBe('SqliteStore needs the optional peer dependency better-sqlite3, which is not installed.\n'
-      + `Hint: ${backendHint('better-sqlite3', 'node', true)}.`);
+    expect(e.message).toBe(
+      'SqliteStore needs the optional peer dependency better-sqlite3, which is not installed.\n' +
+        `Hint: ${backendHint('better-sqlite3', 'node', true)}.`,
+    );
     expect(e.message.split('\n')).toHaveLength(2);
   });
 

@@ -17,11 +17,14 @@ export const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
 /** Builds dist/ unless it is there and newer than every file of lib/. */
 export function ensureBuilt(): void {
   const stamp = join(ROOT, 'dist', 'esm', 'index.js');
-  const newest = (dir: string): number => Math.max(...readdirSync(dir).map((n) => {
-    const p = join(dir, n);
-    const s = statSync(p);
-    return s.isDirectory() ? newest(p) : s.mtimeMs;
-  }));
+  const newest = (dir: string): number =>
+    Math.max(
+      ...readdirSync(dir).map((n) => {
+        const p = join(dir, n);
+        const s = statSync(p);
+        return s.isDirectory() ? newest(p) : s.mtimeMs;
+      }),
+    );
   if (existsSync(stamp) && statSync(stamp).mtimeMs >= newest(join(ROOT, 'lib'))) return;
   execFileSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs')], { cwd: ROOT, stdio: 'pipe' });
 }

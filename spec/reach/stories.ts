@@ -45,7 +45,8 @@ main().then(() => console.log('STORY OK ${name}'), (e: unknown) => {
 export function toJs(source: string, format: 'esm' | 'cjs'): string {
   return ts.transpileModule(source, {
     compilerOptions: {
-      module: format === 'esm' ? ts.ModuleKind.ESNext : ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022,
+      module: format === 'esm' ? ts.ModuleKind.ESNext : ts.ModuleKind.CommonJS,
+      target: ts.ScriptTarget.ES2022,
       esModuleInterop: true,
     },
   }).outputText;

@@ -6,7 +6,9 @@ const root = join(__dirname, '..', '..');
 
 describe('npm run demo', () => {
   const run = spawnSync(process.execPath, [require.resolve('tsx/cli'), join('scripts', 'demo.ts')], {
-    cwd: root, encoding: 'utf8', timeout: 60_000,
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
   });
   const lines = run.stdout.split('\n');
 
@@ -33,7 +35,9 @@ describe('npm run demo', () => {
     const relay = lines.filter((l) => l.includes('[relay]'));
     expect(relay.length).toBe(14); // 3 handshake + 1 establishment + 7 messages + 3 handshake with mallory
     for (const l of relay) {
-      expect(l).toMatch(/^ {2}\[relay\] +\w+ → \w+ +(\d+ bytes {2}[0-9a-f]+(…[0-9a-f]+)?|handshake (challenge|reply|answer) +challenge_[0-9a-f]{16} {2}\(\d+ chars JSON\))$/);
+      expect(l).toMatch(
+        /^ {2}\[relay\] +\w+ → \w+ +(\d+ bytes {2}[0-9a-f]+(…[0-9a-f]+)?|handshake (challenge|reply|answer) +challenge_[0-9a-f]{16} {2}\(\d+ chars JSON\))$/,
+      );
       expect(l).not.toMatch(/transfer|approved|receipt|msg-|arrived/);
     }
   });

@@ -32,7 +32,10 @@ describe('proof cache DoS (finding 1)', () => {
         const ts = new Date(Date.now() + ms).toISOString();
         return `Ed25519-Timestamp ${a.did} ${ts} ${toBase64Url(ed25519Sign(a.secretKey, utf8(ts)))}`;
       };
-      expect(await http(server.url, 'GET', path, undefined, { authorization: at(290_000) })).toMatchObject({ status: 401, body: { detail: 'Timestamp outside replay window' } });
+      expect(await http(server.url, 'GET', path, undefined, { authorization: at(290_000) })).toMatchObject({
+        status: 401,
+        body: { detail: 'Timestamp outside replay window' },
+      });
       expect((await http(server.url, 'GET', path, undefined, { authorization: at(-290_000) })).status).toBe(200);
       expect((await http(server.url, 'GET', path, undefined, { authorization: at(20_000) })).status).toBe(200);
     });
@@ -65,7 +68,10 @@ describe('proof cache DoS (finding 1)', () => {
 describe('one-time-key drain through throwaway DIDs (finding 2)', () => {
   let server: MeshServer;
   beforeAll(async () => {
-    server = await startMeshServer({ port: 0, registry: { bundleFetchBurst: 2, bundleFetchPerSecond: 0.01, oneTimeKeyBurst: 5, oneTimeKeyPerSecond: 0.01, registerBurst: 1000 } });
+    server = await startMeshServer({
+      port: 0,
+      registry: { bundleFetchBurst: 2, bundleFetchPerSecond: 0.01, oneTimeKeyBurst: 5, oneTimeKeyPerSecond: 0.01, registerBurst: 1000 },
+    });
   });
   afterAll(async () => server.close());
 
@@ -106,14 +112,24 @@ describe('inbox fill (finding 3)', () => {
       for (let i = 0; i < 3; i++) ca.send(message(v.did, `p${i}`));
       const got = [await ca.frame(), await ca.frame(), await ca.frame()];
       expect(got.slice(0, 2).every((f) => f.type === 'accepted')).toBe(true);
-      expect(got[2]).toEqual({ type: 'error', detail: 'Too many unacknowledged messages from this sender to this recipient', code: 'sender_quota', id: 'p2' });
+      expect(got[2]).toEqual({
+        type: 'error',
+        detail: 'Too many unacknowledged messages from this sender to this recipient',
+        code: 'sender_quota',
+        id: 'p2',
+      });
       cb.send(message(v.did, 'other'));
       expect(await cb.frame()).toMatchObject({ type: 'accepted', id: 'other' });
       // Bytes per sender: 4000 bytes in all, whatever the frame count.
       cb.send(message(newAgent().did, 'big1', { ciphertext: 'A'.repeat(2500) }));
       cb.send(message(newAgent().did, 'big2', { ciphertext: 'A'.repeat(2500) }));
       expect(await cb.frame()).toMatchObject({ type: 'accepted', id: 'big1' });
-      expect(await cb.frame()).toEqual({ type: 'error', detail: 'Too many unacknowledged bytes from this sender', code: 'sender_quota', id: 'big2' });
+      expect(await cb.frame()).toEqual({
+        type: 'error',
+        detail: 'Too many unacknowledged bytes from this sender',
+        code: 'sender_quota',
+        id: 'big2',
+      });
       ca.close();
       cb.close();
     } finally {
@@ -123,8 +139,19 @@ describe('inbox fill (finding 3)', () => {
 
   it('the in-memory store has a global byte cap (store_full)', () => {
     const m = new MemoryInboxStore({ maxBytes: 250 });
-    const put = (id: string, sender: string) => ({ recipient: 'did:mesh:r', id, sender, frame: 'x'.repeat(100), storedAt: 0, expiresAt: 10 });
-    expect(m.commit([put('1', 'a'), put('2', 'b'), put('3', 'c')], [], { maxPerInbox: 10, maxPerSender: 10 })).toEqual(['stored', 'stored', 'store_full']);
+    const put = (id: string, sender: string) => ({
+      recipient: 'did:mesh:r',
+      id,
+      sender,
+      frame: 'x'.repeat(100),
+      storedAt: 0,
+      expiresAt: 10,
+    });
+    expect(m.commit([put('1', 'a'), put('2', 'b'), put('3', 'c')], [], { maxPerInbox: 10, maxPerSender: 10 })).toEqual([
+      'stored',
+      'stored',
+      'store_full',
+    ]);
     expect(m.commit([put('3', 'c')], [{ recipient: 'did:mesh:r', id: '1' }], { maxPerInbox: 10, maxPerSender: 10 })).toEqual(['stored']);
   });
 });
@@ -132,7 +159,10 @@ describe('inbox fill (finding 3)', () => {
 describe('reputation self-inflation and /discover (finding 4)', () => {
   let server: MeshServer;
   beforeAll(async () => {
-    server = await startMeshServer({ port: 0, registry: { discoverBurst: 3, discoverPerSecond: 0.01, discoverMaxBytes: 300, registerBurst: 1000 } });
+    server = await startMeshServer({
+      port: 0,
+      registry: { discoverBurst: 3, discoverPerSecond: 0.01, discoverMaxBytes: 300, registerBurst: 1000 },
+    });
   });
   afterAll(async () => server.close());
 
@@ -140,7 +170,11 @@ describe('reputation self-inflation and /discover (finding 4)', () => {
     const a = newAgent();
     await register(server.url, a);
     const r = await authed(server.url, a, 'POST', '/v1/registry/reputation/session', {
-      session_id: 's1', initiator_amid: a.did, receiver_amid: a.did, outcome: 'success', reporter_amid: a.did,
+      session_id: 's1',
+      initiator_amid: a.did,
+      receiver_amid: a.did,
+      outcome: 'success',
+      reporter_amid: a.did,
     });
     expect(r).toMatchObject({ status: 403, body: { detail: 'Initiator and receiver must differ' } });
     expect((await http(server.url, 'GET', `/v1/agents/${a.did}`)).body).toMatchObject({ reputation_score: 0.5, total_sessions: 0 });

@@ -13,14 +13,19 @@ import { TestClient, http, newAgent } from './helpers';
 
 function runPair(url: string): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--experimental-require-module', join(__dirname, 'fixtures', 'agt-pair.cjs'), url], { timeout: 30_000 }, (err, stdout, stderr) => {
-      const line = stdout.trim().split('\n').pop() ?? '';
-      try {
-        resolve(JSON.parse(line) as Record<string, any>);
-      } catch {
-        reject(new Error(`agt-pair failed: ${String(err)} ${stderr.slice(0, 2000)}`));
-      }
-    });
+    execFile(
+      process.execPath,
+      ['--experimental-require-module', join(__dirname, 'fixtures', 'agt-pair.cjs'), url],
+      { timeout: 30_000 },
+      (err, stdout, stderr) => {
+        const line = stdout.trim().split('\n').pop() ?? '';
+        try {
+          resolve(JSON.parse(line) as Record<string, any>);
+        } catch {
+          reject(new Error(`agt-pair failed: ${String(err)} ${stderr.slice(0, 2000)}`));
+        }
+      },
+    );
   });
 }
 
@@ -35,7 +40,10 @@ describe('AGT SDK 4.0.0 MeshClient ↔ MeshClient through our server', () => {
       const r = await runPair(server.url);
       expect(r.error).toBeUndefined();
       expect(r.ok).toBe(true);
-      expect(r.bInbox).toEqual([{ from: r.a, payload: { hello: 'from a' } }, { from: r.a, payload: { n: 2 } }]);
+      expect(r.bInbox).toEqual([
+        { from: r.a, payload: { hello: 'from a' } },
+        { from: r.a, payload: { n: 2 } },
+      ]);
       expect(r.aInbox).toEqual([{ from: r.b, payload: { hello: 'from b' } }]);
       await server.relay.drain();
       expect(server.relay.stats.messages_stored).toBeGreaterThanOrEqual(4);
@@ -58,7 +66,10 @@ describe('AGT SDK 4.0.0 MeshClient ↔ MeshClient through our server', () => {
       c.send({ v: 1, type: 'connect', from: agent.did });
       const closed = await c.closeEvent();
       expect(closed.code).toBe(4005);
-      expect(closed.frames[0]).toEqual({ type: 'error', detail: 'DID proof failed: connect frame missing did/public_key/timestamp/signature' });
+      expect(closed.frames[0]).toEqual({
+        type: 'error',
+        detail: 'DID proof failed: connect frame missing did/public_key/timestamp/signature',
+      });
       const r = await http(strict.url, 'POST', '/v1/agents', { did: agent.did, public_key: 'A'.repeat(43) });
       expect(r.status).toBe(422);
     } finally {

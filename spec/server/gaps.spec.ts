@@ -30,7 +30,7 @@ describe('G1: a DID is bound to its keys', () => {
     cb.close();
   });
 
-  it('a bundle for a DID must carry that DID\'s registered Ed25519 key, and the record exposes the key', async () => {
+  it("a bundle for a DID must carry that DID's registered Ed25519 key, and the record exposes the key", async () => {
     const victim = newAgent();
     const mallory = newAgent();
     await register(server.url, victim);
@@ -42,7 +42,10 @@ describe('G1: a DID is bound to its keys', () => {
 });
 
 describe('G2: connect proofs are single-use', () => {
-  it.each([['AGT timestamp-only proof', true], ['our nonce proof', false]])('%s: a replayed connect frame is refused (4005) and the owner keeps its mailbox', async (_n, agt) => {
+  it.each([
+    ['AGT timestamp-only proof', true],
+    ['our nonce proof', false],
+  ])('%s: a replayed connect frame is refused (4005) and the owner keeps its mailbox', async (_n, agt) => {
     const victim = newAgent();
     const frame = buildConnectFrame(victim, agt ? { nonce: false } : {});
     const owner = new TestClient(server.url);
@@ -52,7 +55,11 @@ describe('G2: connect proofs are single-use', () => {
     const replay = new TestClient(server.url);
     await replay.opened;
     replay.send(frame);
-    expect(await replay.closeEvent()).toEqual({ code: 4005, reason: '', frames: [{ type: 'error', detail: 'DID proof failed: connect proof already used' }] });
+    expect(await replay.closeEvent()).toEqual({
+      code: 4005,
+      reason: '',
+      frames: [{ type: 'error', detail: 'DID proof failed: connect proof already used' }],
+    });
     expect(owner.closed).toBeNull();
     const sender = await connect(server.url, newAgent());
     sender.send(message(victim.did, 'still-mine'));
@@ -120,7 +127,11 @@ describe('G4: no anonymous one-time-key draining', () => {
 describe('G11: registry validation', () => {
   it('a naive proof_timestamp is 400, not 500', async () => {
     const a = newAgent();
-    const r = await http(server.url, 'POST', '/v1/agents', { public_key: toBase64Url(a.publicKey), proof: toBase64(new Uint8Array(64)), proof_timestamp: '2026-01-01T00:00:00' });
+    const r = await http(server.url, 'POST', '/v1/agents', {
+      public_key: toBase64Url(a.publicKey),
+      proof: toBase64(new Uint8Array(64)),
+      proof_timestamp: '2026-01-01T00:00:00',
+    });
     expect(r.status).toBe(400);
   });
 

@@ -2,7 +2,13 @@
 import WebSocket from 'ws';
 import { ed25519KeyPair, ed25519PublicKeyToX25519, ed25519Sign, toBase64Url, x25519KeyPair } from '../../lib/crypto';
 import {
-  Feature, FrameSigner, buildAgtRegistryAuth, buildConnectFrame, buildRegistration, buildRegistryAuth, meshDidOf,
+  Feature,
+  FrameSigner,
+  buildAgtRegistryAuth,
+  buildConnectFrame,
+  buildRegistration,
+  buildRegistryAuth,
+  meshDidOf,
 } from '../../lib/mesh/frames';
 
 /** A test agent: Ed25519 keys, its DID, a signer. */
@@ -34,7 +40,9 @@ export class TestClient {
       this.ws.once('error', reject);
     });
     this.ws.on('error', () => undefined);
-    this.ws.on('message', (d: Buffer) => this.#push({ kind: 'frame', frame: JSON.parse(d.toString('utf8')) as Record<string, unknown>, raw: d.toString('utf8') }));
+    this.ws.on('message', (d: Buffer) =>
+      this.#push({ kind: 'frame', frame: JSON.parse(d.toString('utf8')) as Record<string, unknown>, raw: d.toString('utf8') }),
+    );
     this.ws.on('close', (code: number, reason: Buffer) => {
       this.closed = { code, reason: reason.toString('utf8') };
       this.#push({ kind: 'close', code, reason: reason.toString('utf8') });
@@ -102,7 +110,11 @@ export class TestClient {
 }
 
 /** Opens a client and sends `agent`'s connect frame (nonce proof and all features unless told). */
-export async function connect(url: string, agent: TestAgent, opts: { features?: Feature[]; agt?: boolean; welcome?: boolean } = {}): Promise<TestClient> {
+export async function connect(
+  url: string,
+  agent: TestAgent,
+  opts: { features?: Feature[]; agt?: boolean; welcome?: boolean } = {},
+): Promise<TestClient> {
   const c = new TestClient(url);
   await c.opened;
   const features = opts.features ?? (opts.agt ? [] : [Feature.WELCOME, Feature.RECEIPTS, Feature.HEARTBEAT_ACK]);
@@ -115,7 +127,13 @@ export async function connect(url: string, agent: TestAgent, opts: { features?: 
 }
 
 /** An HTTP call; returns status, JSON body (or null) and headers. */
-export async function http(url: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
+export async function http(
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any; headers: Headers }> {
   const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
   const init: RequestInit = { method, headers: { ...(text !== undefined ? { 'content-type': 'application/json' } : {}), ...headers } };
   if (text !== undefined) init.body = text;
@@ -151,7 +169,11 @@ export function bundleBody(agent: TestAgent, n = 3, firstId = 0, spkId = 1) {
   return {
     identity_key: toBase64Url(ed25519PublicKeyToX25519(agent.publicKey)),
     identity_key_ed: toBase64Url(agent.publicKey),
-    signed_pre_key: { key_id: spkId, public_key: toBase64Url(spk.publicKey), signature: toBase64Url(ed25519Sign(agent.secretKey, spk.publicKey)) },
+    signed_pre_key: {
+      key_id: spkId,
+      public_key: toBase64Url(spk.publicKey),
+      signature: toBase64Url(ed25519Sign(agent.secretKey, spk.publicKey)),
+    },
     one_time_pre_keys: Array.from({ length: n }, (_, i) => ({ key_id: firstId + i, public_key: toBase64Url(x25519KeyPair().publicKey) })),
   };
 }
@@ -165,7 +187,16 @@ export async function publish(url: string, agent: TestAgent, n = 3): Promise<voi
 
 /** A message frame from `from` to `to`. */
 export function message(to: string, id: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { v: 1, type: 'message', to, id, ts: new Date().toISOString(), header: { dh: 'AAAA', pn: 0, n: 0 }, ciphertext: 'Y2lwaGVy', ...extra };
+  return {
+    v: 1,
+    type: 'message',
+    to,
+    id,
+    ts: new Date().toISOString(),
+    header: { dh: 'AAAA', pn: 0, n: 0 },
+    ciphertext: 'Y2lwaGVy',
+    ...extra,
+  };
 }
 
 /** Sleeps. */

@@ -80,7 +80,8 @@ d('two server processes on one Redis', () => {
     await publish(s2.url, b, 0);
     expect((await http(s2.url, 'GET', `/v1/agents/${a.did}`)).status).toBe(200);
     const ids = [];
-    for (const s of [s2, s1, s2]) ids.push((await authed(s.url, b, 'GET', `/v1/agents/${a.did}/prekeys`)).body.one_time_pre_key?.key_id ?? null);
+    for (const s of [s2, s1, s2])
+      ids.push((await authed(s.url, b, 'GET', `/v1/agents/${a.did}/prekeys`)).body.one_time_pre_key?.key_id ?? null);
     expect(ids).toEqual([0, 1, null]);
   });
 
@@ -116,7 +117,7 @@ d('two server processes on one Redis', () => {
     cb.close();
   });
 
-  it('connecting on node 2 closes the DID\'s socket on node 1 with 4006', async () => {
+  it("connecting on node 2 closes the DID's socket on node 1 with 4006", async () => {
     const b = newAgent();
     const first = await connect(s1.url, b);
     await sleep(30);
@@ -146,7 +147,8 @@ d('two serve processes (agentmesh-e2e serve --redis)', () => {
   function serveChild(): Promise<{ child: ChildProcess; url: string }> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, ['--import', 'tsx', `${__dirname}/fixtures/serve-child.ts`, '--port', '0', '--redis', url], {
-        stdio: ['ignore', 'pipe', 'pipe'], cwd: `${__dirname}/../..`,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        cwd: `${__dirname}/../..`,
       });
       let out = '';
       const timer = setTimeout(() => reject(new Error(`serve child did not start: ${out}`)), 20_000);
@@ -186,10 +188,11 @@ d('two serve processes (agentmesh-e2e serve --redis)', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     return {
       url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-      close: () => new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
+      close: () =>
+        new Promise<void>((r) => {
+          for (const s of sockets) s.destroy();
+          server.close(() => r());
+        }),
     };
   }
 

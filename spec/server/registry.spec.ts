@@ -9,7 +9,10 @@ let server: MeshServer;
 let url: string;
 beforeAll(async () => {
   await ready();
-  server = await startMeshServer({ port: 0, registry: { bundleFetchBurst: 1000, uploadBurst: 1000, registerBurst: 1000, reportBurst: 1000 } });
+  server = await startMeshServer({
+    port: 0,
+    registry: { bundleFetchBurst: 1000, uploadBurst: 1000, registerBurst: 1000, reportBurst: 1000 },
+  });
   url = server.url;
 });
 afterAll(async () => server.close());
@@ -18,8 +21,14 @@ describe('POST /v1/agents', () => {
   it('201 {did, status}; 409 again; the server derives the DID', async () => {
     const a = newAgent();
     const body = buildRegistration(a, { capabilities: ['search'], metadata: { display_name: 'A' } });
-    expect(await http(url, 'POST', '/v1/agents', { ...body, did: 'did:mesh:ignored' })).toMatchObject({ status: 201, body: { did: a.did, status: 'registered' } });
-    expect(await http(url, 'POST', '/v1/agents', buildRegistration(a))).toMatchObject({ status: 409, body: { detail: 'Agent already registered' } });
+    expect(await http(url, 'POST', '/v1/agents', { ...body, did: 'did:mesh:ignored' })).toMatchObject({
+      status: 201,
+      body: { did: a.did, status: 'registered' },
+    });
+    expect(await http(url, 'POST', '/v1/agents', buildRegistration(a))).toMatchObject({
+      status: 409,
+      body: { detail: 'Agent already registered' },
+    });
   });
 
   it('every refusal with its status and detail', async () => {
@@ -49,7 +58,10 @@ describe('POST /v1/agents', () => {
     const s = await startMeshServer({ port: 0, registry: { registerBurst: 2, registerPerSecond: 0.001 } });
     try {
       for (let i = 0; i < 2; i++) expect((await http(s.url, 'POST', '/v1/agents', buildRegistration(newAgent()))).status).toBe(201);
-      expect(await http(s.url, 'POST', '/v1/agents', buildRegistration(newAgent()))).toMatchObject({ status: 429, body: { detail: 'Too many registrations' } });
+      expect(await http(s.url, 'POST', '/v1/agents', buildRegistration(newAgent()))).toMatchObject({
+        status: 429,
+        body: { detail: 'Too many registrations' },
+      });
     } finally {
       await s.close();
     }
@@ -57,16 +69,38 @@ describe('POST /v1/agents', () => {
 });
 
 describe('GET/DELETE /v1/agents/{did}', () => {
-  it('200 with AGT\'s fields plus public_key; %3A-encoded paths work; 404', async () => {
+  it("200 with AGT's fields plus public_key; %3A-encoded paths work; 404", async () => {
     const a = newAgent();
     await register(url, a, ['search']);
     const r = await http(url, 'GET', `/v1/agents/${encodeURIComponent(a.did)}`);
     expect(r.status).toBe(200);
     expect(Object.keys(r.body).sort()).toEqual([
-      'capabilities', 'completion_rate', 'did', 'failed_sessions', 'last_seen', 'last_session_at', 'metadata', 'public_key', 'registered_at',
-      'reputation_score', 'successful_sessions', 'tier', 'timeout_sessions', 'total_sessions', 'verified_app_id', 'verified_at', 'verified_tenant_id',
+      'capabilities',
+      'completion_rate',
+      'did',
+      'failed_sessions',
+      'last_seen',
+      'last_session_at',
+      'metadata',
+      'public_key',
+      'registered_at',
+      'reputation_score',
+      'successful_sessions',
+      'tier',
+      'timeout_sessions',
+      'total_sessions',
+      'verified_app_id',
+      'verified_at',
+      'verified_tenant_id',
     ]);
-    expect(r.body).toMatchObject({ did: a.did, capabilities: ['search'], reputation_score: 0.5, tier: 'anonymous', completion_rate: null, public_key: toBase64Url(a.publicKey) });
+    expect(r.body).toMatchObject({
+      did: a.did,
+      capabilities: ['search'],
+      reputation_score: 0.5,
+      tier: 'anonymous',
+      completion_rate: null,
+      public_key: toBase64Url(a.publicKey),
+    });
     expect(r.body.registered_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$/);
     expect(await http(url, 'GET', `/v1/agents/${newAgent().did}`)).toMatchObject({ status: 404, body: { detail: 'Agent not found' } });
   });
@@ -78,7 +112,10 @@ describe('GET/DELETE /v1/agents/{did}', () => {
     await register(url, b);
     const path = `/v1/agents/${a.did}`;
     expect((await http(url, 'DELETE', path)).status).toBe(422);
-    expect(await http(url, 'DELETE', path, undefined, { authorization: 'Bearer x' })).toMatchObject({ status: 401, body: { detail: 'Invalid Authorization header' } });
+    expect(await http(url, 'DELETE', path, undefined, { authorization: 'Bearer x' })).toMatchObject({
+      status: 401,
+      body: { detail: 'Invalid Authorization header' },
+    });
     expect(await authed(url, b, 'DELETE', path)).toMatchObject({ status: 403, body: { detail: 'DID mismatch' } });
     const ok = await authed(url, a, 'DELETE', path);
     expect(ok.status).toBe(204);
@@ -95,16 +132,26 @@ describe('pre-keys', () => {
     await register(url, a);
     await register(url, b);
     const body = bundleBody(a, 3);
-    expect(await authed(url, a, 'PUT', `/v1/agents/${a.did}/prekeys`, body)).toMatchObject({ status: 200, body: { did: a.did, otk_count: 3 } });
+    expect(await authed(url, a, 'PUT', `/v1/agents/${a.did}/prekeys`, body)).toMatchObject({
+      status: 200,
+      body: { did: a.did, otk_count: 3 },
+    });
     const ids = [];
     for (let i = 0; i < 4; i++) {
       const r = await authed(url, b, 'GET', `/v1/agents/${a.did}/prekeys`);
       expect(r.status).toBe(200);
-      expect(r.body).toMatchObject({ identity_key: body.identity_key, identity_key_ed: body.identity_key_ed, signed_pre_key: body.signed_pre_key });
+      expect(r.body).toMatchObject({
+        identity_key: body.identity_key,
+        identity_key_ed: body.identity_key_ed,
+        signed_pre_key: body.signed_pre_key,
+      });
       ids.push(r.body.one_time_pre_key?.key_id ?? null);
     }
     expect(ids).toEqual([0, 1, 2, null]);
-    expect(await authed(url, a, 'GET', `/v1/agents/${a.did}/prekeys/count`)).toMatchObject({ status: 200, body: { did: a.did, otk_count: 0 } });
+    expect(await authed(url, a, 'GET', `/v1/agents/${a.did}/prekeys/count`)).toMatchObject({
+      status: 200,
+      body: { did: a.did, otk_count: 0 },
+    });
   });
 
   it('one-time keys are never handed out twice: re-uploading a claimed key is refused', async () => {
@@ -115,20 +162,31 @@ describe('pre-keys', () => {
     const body = bundleBody(a, 1);
     await authed(url, a, 'PUT', `/v1/agents/${a.did}/prekeys`, body);
     await authed(url, b, 'GET', `/v1/agents/${a.did}/prekeys`);
-    expect(await authed(url, a, 'PUT', `/v1/agents/${a.did}/prekeys`, body))
-      .toMatchObject({ status: 400, body: { detail: 'Invalid pre-key bundle: one-time pre-key was already handed out' } });
-    expect(await authed(url, a, 'POST', `/v1/agents/${a.did}/prekeys/one-time`, { one_time_pre_keys: body.one_time_pre_keys }))
-      .toMatchObject({ status: 400 });
+    expect(await authed(url, a, 'PUT', `/v1/agents/${a.did}/prekeys`, body)).toMatchObject({
+      status: 400,
+      body: { detail: 'Invalid pre-key bundle: one-time pre-key was already handed out' },
+    });
+    expect(
+      await authed(url, a, 'POST', `/v1/agents/${a.did}/prekeys/one-time`, { one_time_pre_keys: body.one_time_pre_keys }),
+    ).toMatchObject({ status: 400 });
   });
 
   it('POST …/prekeys/one-time appends; 404 before a bundle; pool cap', async () => {
     const a = newAgent();
     await register(url, a);
     const extra = { one_time_pre_keys: [{ key_id: 50, public_key: toBase64Url(x25519KeyPair().publicKey) }] };
-    expect(await authed(url, a, 'POST', `/v1/agents/${a.did}/prekeys/one-time`, extra)).toMatchObject({ status: 404, body: { detail: 'Pre-key bundle not found' } });
+    expect(await authed(url, a, 'POST', `/v1/agents/${a.did}/prekeys/one-time`, extra)).toMatchObject({
+      status: 404,
+      body: { detail: 'Pre-key bundle not found' },
+    });
     await authed(url, a, 'PUT', `/v1/agents/${a.did}/prekeys`, bundleBody(a, 2));
-    expect(await authed(url, a, 'POST', `/v1/agents/${a.did}/prekeys/one-time`, extra)).toMatchObject({ status: 200, body: { otk_count: 3 } });
-    const many = { one_time_pre_keys: Array.from({ length: 1000 }, (_, i) => ({ key_id: 100 + i, public_key: toBase64Url(x25519KeyPair().publicKey) })) };
+    expect(await authed(url, a, 'POST', `/v1/agents/${a.did}/prekeys/one-time`, extra)).toMatchObject({
+      status: 200,
+      body: { otk_count: 3 },
+    });
+    const many = {
+      one_time_pre_keys: Array.from({ length: 1000 }, (_, i) => ({ key_id: 100 + i, public_key: toBase64Url(x25519KeyPair().publicKey) })),
+    };
     expect((await authed(url, a, 'POST', `/v1/agents/${a.did}/prekeys/one-time`, many)).status).toBe(400);
   });
 
@@ -148,11 +206,23 @@ describe('pre-keys', () => {
       [{ identity_key_ed: toBase64Url(new Uint8Array(31)) }, 'identity_key_ed must be 32 bytes'],
       [{ identity_key_ed: other.identity_key_ed }, 'Invalid pre-key bundle: identity_key_ed is not the registered key'],
       [{ identity_key: other.identity_key }, 'Invalid pre-key bundle: identity_key is not the X25519 form of the registered key'],
-      [{ signed_pre_key: { ...good.signed_pre_key, signature: other.signed_pre_key.signature } }, 'Invalid pre-key bundle: signed_pre_key signature does not verify under the registered key'],
-      [{ signed_pre_key: { key_id: 1, public_key: good.signed_pre_key.public_key } }, 'Invalid pre-key bundle: signed_pre_key is {key_id, public_key, signature}'],
+      [
+        { signed_pre_key: { ...good.signed_pre_key, signature: other.signed_pre_key.signature } },
+        'Invalid pre-key bundle: signed_pre_key signature does not verify under the registered key',
+      ],
+      [
+        { signed_pre_key: { key_id: 1, public_key: good.signed_pre_key.public_key } },
+        'Invalid pre-key bundle: signed_pre_key is {key_id, public_key, signature}',
+      ],
       [{ one_time_pre_keys: [{ anything: 'goes' }] }, 'Invalid pre-key bundle: each one-time pre-key is {key_id, public_key}'],
-      [{ one_time_pre_keys: [{ key_id: 1, public_key: toBase64Url(new Uint8Array(3)) }] }, 'Invalid pre-key bundle: one-time pre-key must be 32 bytes'],
-      [{ one_time_pre_keys: [good.one_time_pre_keys[0], good.one_time_pre_keys[0]] }, 'Invalid pre-key bundle: duplicate one-time pre-key id'],
+      [
+        { one_time_pre_keys: [{ key_id: 1, public_key: toBase64Url(new Uint8Array(3)) }] },
+        'Invalid pre-key bundle: one-time pre-key must be 32 bytes',
+      ],
+      [
+        { one_time_pre_keys: [good.one_time_pre_keys[0], good.one_time_pre_keys[0]] },
+        'Invalid pre-key bundle: duplicate one-time pre-key id',
+      ],
     ];
     for (const [patch, detail] of bad) {
       expect(await authed(url, a, 'PUT', path, { ...bundleBody(a, 2, 10, 9), ...patch })).toMatchObject({ status: 400, body: { detail } });
@@ -173,7 +243,10 @@ describe('pre-keys', () => {
   it('GET …/prekeys: 404 for an unknown DID or no bundle yet', async () => {
     const a = newAgent();
     await register(url, a);
-    expect(await authed(url, a, 'GET', `/v1/agents/${a.did}/prekeys`)).toMatchObject({ status: 404, body: { detail: 'Pre-key bundle not found' } });
+    expect(await authed(url, a, 'GET', `/v1/agents/${a.did}/prekeys`)).toMatchObject({
+      status: 404,
+      body: { detail: 'Pre-key bundle not found' },
+    });
     expect((await authed(url, a, 'GET', `/v1/agents/${newAgent().did}/prekeys`)).status).toBe(404);
   });
 });
@@ -189,7 +262,10 @@ describe('presence, heartbeat, reputation, verify, discover, health', () => {
     c.close();
     expect((await http(url, 'GET', `/v1/agents/${newAgent().did}/presence`)).status).toBe(404);
     // Registration counts as seen, so the first heartbeat is within 10 s: 429, as AGT.
-    expect(await authed(url, a, 'POST', `/v1/agents/${a.did}/heartbeat`)).toMatchObject({ status: 429, body: { detail: 'Heartbeat too frequent' } });
+    expect(await authed(url, a, 'POST', `/v1/agents/${a.did}/heartbeat`)).toMatchObject({
+      status: 429,
+      body: { detail: 'Heartbeat too frequent' },
+    });
     // 20 s later: 200 {did, last_seen}.
     const dir = new MemoryAgentDirectory();
     const s2 = await startMeshServer({ port: 0, directory: dir });
@@ -228,7 +304,13 @@ describe('presence, heartbeat, reputation, verify, discover, health', () => {
     const b = newAgent();
     const c = newAgent();
     for (const x of [a, b, c]) await register(url, x);
-    const body = (reporter: TestAgent, outcome = 'success') => ({ session_id: 's1', initiator_amid: a.did, receiver_amid: b.did, outcome, reporter_amid: reporter.did });
+    const body = (reporter: TestAgent, outcome = 'success') => ({
+      session_id: 's1',
+      initiator_amid: a.did,
+      receiver_amid: b.did,
+      outcome,
+      reporter_amid: reporter.did,
+    });
     const ok = await authed(url, a, 'POST', '/v1/registry/reputation/session', body(a));
     expect(ok.status).toBe(200);
     expect(ok.body.outcome).toBe('success');
@@ -243,7 +325,10 @@ describe('presence, heartbeat, reputation, verify, discover, health', () => {
     const a = newAgent();
     await register(url, a, ['rare-capability']);
     const d = await http(url, 'GET', '/v1/discover?capability=rare-capability&limit=5');
-    expect(d).toMatchObject({ status: 200, body: { total: 1, results: [{ did: a.did, capabilities: ['rare-capability'], reputation_score: 0.5 }] } });
+    expect(d).toMatchObject({
+      status: 200,
+      body: { total: 1, results: [{ did: a.did, capabilities: ['rare-capability'], reputation_score: 0.5 }] },
+    });
     expect((await http(url, 'GET', '/v1/discover?capability=x&limit=0')).status).toBe(422);
     expect((await http(url, 'GET', '/v1/discover?capability=x&limit=201')).status).toBe(422);
     const h = await http(url, 'GET', '/health');
@@ -262,13 +347,22 @@ describe('registry auth', () => {
     const body = JSON.stringify(bundleBody(a, 1));
     const h = buildRegistryAuth(a, { method: 'PUT', path, body });
     expect((await http(url, 'PUT', path, body, { authorization: h })).status).toBe(200);
-    expect(await http(url, 'PUT', path, body, { authorization: h })).toMatchObject({ status: 401, body: { detail: 'Authorization already used (replay)' } });
+    expect(await http(url, 'PUT', path, body, { authorization: h })).toMatchObject({
+      status: 401,
+      body: { detail: 'Authorization already used (replay)' },
+    });
     const h2 = buildRegistryAuth(a, { method: 'PUT', path, body });
-    expect(await http(url, 'DELETE', `/v1/agents/${a.did}`, undefined, { authorization: h2 })).toMatchObject({ status: 401, body: { detail: 'Invalid signature' } });
-    expect(await http(url, 'PUT', path, JSON.stringify(bundleBody(a, 1)), { authorization: h2 })).toMatchObject({ status: 401, body: { detail: 'Invalid signature' } });
+    expect(await http(url, 'DELETE', `/v1/agents/${a.did}`, undefined, { authorization: h2 })).toMatchObject({
+      status: 401,
+      body: { detail: 'Invalid signature' },
+    });
+    expect(await http(url, 'PUT', path, JSON.stringify(bundleBody(a, 1)), { authorization: h2 })).toMatchObject({
+      status: 401,
+      body: { detail: 'Invalid signature' },
+    });
   });
 
-  it('AGT\'s Ed25519-Timestamp header: accepted, flagged weaker, single-use', async () => {
+  it("AGT's Ed25519-Timestamp header: accepted, flagged weaker, single-use", async () => {
     const a = newAgent();
     await register(url, a);
     const path = `/v1/agents/${a.did}/prekeys/count`;
@@ -276,7 +370,10 @@ describe('registry auth', () => {
     const r = await http(url, 'GET', path, undefined, { authorization: h });
     expect(r.status).toBe(200);
     expect(r.headers.get('x-agentmesh-auth-warning')).toMatch(/not bound to the request/);
-    expect(await http(url, 'GET', path, undefined, { authorization: h })).toMatchObject({ status: 401, body: { detail: 'Authorization already used (replay)' } });
+    expect(await http(url, 'GET', path, undefined, { authorization: h })).toMatchObject({
+      status: 401,
+      body: { detail: 'Authorization already used (replay)' },
+    });
   });
 
   it('401s: naive or stale timestamp, unregistered DID, bad signature', async () => {

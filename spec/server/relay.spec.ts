@@ -11,7 +11,8 @@ beforeAll(async () => {
   await ready();
   inbox = new MemoryInboxStore();
   server = await startMeshServer({
-    port: 0, inbox,
+    port: 0,
+    inbox,
     relay: { firstFrameTimeoutMs: 300, maxPerInbox: 5, maxPerSender: 8, maxFrameBytes: 4096, hardMaxFrameBytes: 16384, messageBurst: 1000 },
   });
 });
@@ -34,14 +35,19 @@ describe('connect', () => {
     ['not JSON → 4001', 'hello', 4001, "First frame must be 'connect'"],
     ['not connect → 4001', JSON.stringify({ type: 'message', to: 'did:mesh:x', id: '1' }), 4001, "First frame must be 'connect'"],
     ['no from → 4002', JSON.stringify({ type: 'connect' }), 4002, "Missing 'from' field"],
-    ['no proof fields → 4005', JSON.stringify({ type: 'connect', from: 'did:mesh:00' }), 4005, 'DID proof failed: connect frame missing did/public_key/timestamp/signature'],
+    [
+      'no proof fields → 4005',
+      JSON.stringify({ type: 'connect', from: 'did:mesh:00' }),
+      4005,
+      'DID proof failed: connect frame missing did/public_key/timestamp/signature',
+    ],
   ])('%s', async (_name, text, code, detail) => {
     const c = await raw();
     c.send(text);
     expect(await c.closeEvent()).toEqual({ code, reason: '', frames: [{ type: 'error', detail }] });
   });
 
-  it('each DID proof failure → 4005 with AGT\'s reason', async () => {
+  it("each DID proof failure → 4005 with AGT's reason", async () => {
     const a = newAgent();
     const good = buildConnectFrame(a, { nonce: false });
     const cases: Array<[Record<string, unknown>, string]> = [
@@ -61,7 +67,7 @@ describe('connect', () => {
     }
   });
 
-  it('AGT\'s timestamp-only proof is accepted (+20 s passes; at most 30 s ahead since the review); no welcome frame without features (AGT behaviour)', async () => {
+  it("AGT's timestamp-only proof is accepted (+20 s passes; at most 30 s ahead since the review); no welcome frame without features (AGT behaviour)", async () => {
     const a = newAgent();
     const c = await raw();
     c.send(buildConnectFrame(a, { nonce: false, now: new Date(Date.now() + 20_000) }));
@@ -74,7 +80,10 @@ describe('connect', () => {
     const a = newAgent();
     const c = await connect(server.url, a, { welcome: false });
     expect(await c.frame()).toEqual({
-      type: 'connected', did: a.did, features: ['welcome', 'receipts', 'heartbeat_ack'], pending: 0,
+      type: 'connected',
+      did: a.did,
+      features: ['welcome', 'receipts', 'heartbeat_ack'],
+      pending: 0,
       limits: { max_frame_bytes: 4096, idle_timeout_ms: 90_000 },
     });
     c.close();
@@ -111,26 +120,29 @@ describe('connect', () => {
 });
 
 describe('routing, store until ack', () => {
-  it.each(['message', 'knock', 'knock_accept', 'knock_reject'])('%s: forwarded verbatim with from stamped, receipt to the sender', async (type) => {
-    const a = newAgent();
-    const b = newAgent();
-    const ca = await connect(server.url, a);
-    const cb = await connect(server.url, b);
-    const f = { ...message(b.did, `${type}-1`), type, extra: { kept: true } };
-    ca.send(f);
-    expect(await ca.frame()).toEqual({ type: 'accepted', id: `${type}-1`, to: b.did, duplicate: false });
-    expect(await cb.frame()).toEqual({ ...f, from: a.did });
-    // At rest: exactly the frame the relay saw and forwarded (its text), nothing more.
-    const [stored] = inbox.pending(b.did, Date.now(), 10);
-    expect(JSON.parse(stored!.frame)).toEqual({ ...f, from: a.did });
-    expect(stored).toMatchObject({ recipient: b.did, id: `${type}-1`, sender: a.did });
-    cb.send({ type: 'ack', id: `${type}-1` });
-    await sleep(30);
-    await server.relay.drain();
-    expect(inbox.count(b.did)).toBe(0);
-    ca.close();
-    cb.close();
-  });
+  it.each(['message', 'knock', 'knock_accept', 'knock_reject'])(
+    '%s: forwarded verbatim with from stamped, receipt to the sender',
+    async (type) => {
+      const a = newAgent();
+      const b = newAgent();
+      const ca = await connect(server.url, a);
+      const cb = await connect(server.url, b);
+      const f = { ...message(b.did, `${type}-1`), type, extra: { kept: true } };
+      ca.send(f);
+      expect(await ca.frame()).toEqual({ type: 'accepted', id: `${type}-1`, to: b.did, duplicate: false });
+      expect(await cb.frame()).toEqual({ ...f, from: a.did });
+      // At rest: exactly the frame the relay saw and forwarded (its text), nothing more.
+      const [stored] = inbox.pending(b.did, Date.now(), 10);
+      expect(JSON.parse(stored!.frame)).toEqual({ ...f, from: a.did });
+      expect(stored).toMatchObject({ recipient: b.did, id: `${type}-1`, sender: a.did });
+      cb.send({ type: 'ack', id: `${type}-1` });
+      await sleep(30);
+      await server.relay.drain();
+      expect(inbox.count(b.did)).toBe(0);
+      ca.close();
+      cb.close();
+    },
+  );
 
   it('a live-delivered frame is kept until acked: pushed again at the next connect, gone after the ack', async () => {
     const a = newAgent();
@@ -184,7 +196,12 @@ describe('routing, store until ack', () => {
     ca.send(message(b.did, 'dup'));
     expect(await ca.frame()).toEqual({ type: 'accepted', id: 'dup', to: b.did, duplicate: true });
     cc.send(message(b.did, 'dup'));
-    expect(await cc.frame()).toEqual({ type: 'error', detail: 'Message id already in use for this recipient', code: 'id_conflict', id: 'dup' });
+    expect(await cc.frame()).toEqual({
+      type: 'error',
+      detail: 'Message id already in use for this recipient',
+      code: 'id_conflict',
+      id: 'dup',
+    });
     // The same id to another recipient is independent (AGT dedups globally, #3526).
     ca.send(message(c.did, 'dup'));
     expect(await ca.frame()).toEqual({ type: 'accepted', id: 'dup', to: c.did, duplicate: false });
@@ -192,7 +209,7 @@ describe('routing, store until ack', () => {
     for (const x of [ca, cb, cc]) x.close();
   });
 
-  it('ack only deletes the acking recipient\'s own frame', async () => {
+  it("ack only deletes the acking recipient's own frame", async () => {
     const a = newAgent();
     const b = newAgent();
     const ca = await connect(server.url, a);
@@ -210,7 +227,12 @@ describe('routing, store until ack', () => {
     const b = newAgent();
     const ca = await connect(server.url, a);
     ca.send({ ...message(b.did, 'forged'), from: newAgent().did });
-    expect(await ca.frame()).toEqual({ type: 'error', detail: "'from' does not match the authenticated DID", code: 'from_mismatch', id: 'forged' });
+    expect(await ca.frame()).toEqual({
+      type: 'error',
+      detail: "'from' does not match the authenticated DID",
+      code: 'from_mismatch',
+      id: 'forged',
+    });
     await server.relay.drain();
     expect(inbox.count(b.did)).toBe(0);
     ca.close();
@@ -229,11 +251,31 @@ describe('malformed and control frames (the socket stays open)', () => {
   it.each([
     ['not JSON', '{', 'Malformed frame: not JSON', 'malformed_frame'],
     ['an array', '[1]', 'Malformed frame: not a JSON object', 'malformed_frame'],
-    ['to as a list', JSON.stringify({ type: 'message', to: ['did:mesh:a'], id: '1' }), "Malformed frame: 'to' must be a DID string", 'malformed_frame'],
-    ['no id', JSON.stringify({ type: 'message', to: 'did:mesh:a' }), "Malformed frame: 'id' must be 1 to 128 printable characters", 'malformed_frame'],
-    ['ack without id', JSON.stringify({ type: 'ack', id: 5 }), "Malformed frame: ack 'id' must be 1 to 128 printable characters", 'malformed_frame'],
+    [
+      'to as a list',
+      JSON.stringify({ type: 'message', to: ['did:mesh:a'], id: '1' }),
+      "Malformed frame: 'to' must be a DID string",
+      'malformed_frame',
+    ],
+    [
+      'no id',
+      JSON.stringify({ type: 'message', to: 'did:mesh:a' }),
+      "Malformed frame: 'id' must be 1 to 128 printable characters",
+      'malformed_frame',
+    ],
+    [
+      'ack without id',
+      JSON.stringify({ type: 'ack', id: 5 }),
+      "Malformed frame: ack 'id' must be 1 to 128 printable characters",
+      'malformed_frame',
+    ],
     ['unknown type', JSON.stringify({ type: 'presence' }), 'Unknown frame type: presence', 'unknown_type'],
-    ['fetch_pending (AGT MeshClient sends it)', JSON.stringify({ v: 1, type: 'fetch_pending' }), 'Unknown frame type: fetch_pending', 'unknown_type'],
+    [
+      'fetch_pending (AGT MeshClient sends it)',
+      JSON.stringify({ v: 1, type: 'fetch_pending' }),
+      'Unknown frame type: fetch_pending',
+      'unknown_type',
+    ],
   ])('%s', async (_n, text, detail, code) => {
     const c = await connect(server.url, newAgent());
     c.send(text);
@@ -300,7 +342,9 @@ describe('limits (G10)', () => {
       for (let i = 0; i < 4; i++) c.send(message(newAgent().did, `r${i}`));
       const frames = [];
       for (let i = 0; i < 4; i++) frames.push(await c.frame());
-      expect(frames.filter((f) => f.type === 'error')).toEqual([{ type: 'error', detail: 'Rate limit exceeded', code: 'rate_limited', id: 'r3' }]);
+      expect(frames.filter((f) => f.type === 'error')).toEqual([
+        { type: 'error', detail: 'Rate limit exceeded', code: 'rate_limited', id: 'r3' },
+      ]);
       c.close();
     } finally {
       await s.close();
@@ -328,7 +372,11 @@ describe('limits (G10)', () => {
       await ok2.opened;
       const third = new TestClient(s.url);
       await third.opened;
-      expect(await third.closeEvent()).toEqual({ code: 4008, reason: 'rate_limited', frames: [{ type: 'error', detail: 'Too many connections' }] });
+      expect(await third.closeEvent()).toEqual({
+        code: 4008,
+        reason: 'rate_limited',
+        frames: [{ type: 'error', detail: 'Too many connections' }],
+      });
       ok1.close();
       ok2.close();
     } finally {
@@ -359,7 +407,11 @@ describe('limits (G10)', () => {
       await first.opened;
       const second = new TestClient(s.url);
       await second.opened;
-      expect(await second.closeEvent()).toEqual({ code: 4008, reason: 'rate_limited', frames: [{ type: 'error', detail: 'Too many connections' }] });
+      expect(await second.closeEvent()).toEqual({
+        code: 4008,
+        reason: 'rate_limited',
+        frames: [{ type: 'error', detail: 'Too many connections' }],
+      });
       first.close();
     } finally {
       await s.close();

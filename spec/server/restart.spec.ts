@@ -48,9 +48,14 @@ it('unacked frames survive a clean restart; acked ones do not come back', async 
 
 function startChild(db: string): Promise<{ child: ChildProcess; url: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'fixtures', 'serve-child.ts'), '--host', '127.0.0.1', '--port', '0', '--db', db], {
-      stdio: ['ignore', 'pipe', 'pipe'], cwd: join(__dirname, '..', '..'),
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(__dirname, 'fixtures', 'serve-child.ts'), '--host', '127.0.0.1', '--port', '0', '--db', db],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        cwd: join(__dirname, '..', '..'),
+      },
+    );
     let out = '';
     const timer = setTimeout(() => reject(new Error(`server child did not start: ${out}`)), 20_000);
     child.stdout!.on('data', (d: Buffer) => {

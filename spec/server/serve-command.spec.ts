@@ -9,8 +9,16 @@ beforeAll(() => ready());
 describe('parseServeArgs', () => {
   it('defaults and every flag, with = or a separate value', () => {
     expect(parseServeArgs([])).toEqual({ host: '127.0.0.1', port: 8083 });
-    expect(parseServeArgs(['--host', '127.0.0.1', '--port', '9000', '--db', 'relay.sqlite'])).toEqual({ host: '127.0.0.1', port: 9000, db: 'relay.sqlite' });
-    expect(parseServeArgs(['--port=0', '--redis=redis://127.0.0.1:6379'])).toEqual({ host: '127.0.0.1', port: 0, redis: 'redis://127.0.0.1:6379' });
+    expect(parseServeArgs(['--host', '127.0.0.1', '--port', '9000', '--db', 'relay.sqlite'])).toEqual({
+      host: '127.0.0.1',
+      port: 9000,
+      db: 'relay.sqlite',
+    });
+    expect(parseServeArgs(['--port=0', '--redis=redis://127.0.0.1:6379'])).toEqual({
+      host: '127.0.0.1',
+      port: 0,
+      redis: 'redis://127.0.0.1:6379',
+    });
   });
 
   it.each([

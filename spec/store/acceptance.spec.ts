@@ -52,7 +52,12 @@ describe('replay memory over canonical keys (finding 2, store part)', () => {
       { ...e, ephemeralPublicKey: flipBit255(e.ephemeralPublicKey), initiatorIdentityKey: flipBit255(e.initiatorIdentityKey) },
     ];
     for (const [i, v] of variants.entries()) {
-      const fields = { initiatorIdentityKey: v.initiatorIdentityKey, ephemeralPublicKey: v.ephemeralPublicKey, usedOneTimeKeyId: v.usedOneTimeKeyId, signedPreKeyId: v.signedPreKeyId };
+      const fields = {
+        initiatorIdentityKey: v.initiatorIdentityKey,
+        ephemeralPublicKey: v.ephemeralPublicKey,
+        usedOneTimeKeyId: v.usedOneTimeKeyId,
+        signedPreKeyId: v.signedPreKeyId,
+      };
       expect(establishmentFingerprint(fields)).toBe(establishmentFingerprint(e));
       // Accepted again, it would decrypt the old message again: it must be refused. The core now refuses
       // a non-canonical X25519 key outright (INVALID_KEY, in respond), before the store's replay memory.
@@ -76,8 +81,9 @@ describe('replay memory over canonical keys (finding 2, store part)', () => {
     ek[31] &= 0x7f;
     const other = Uint8Array.from(ek);
     other[0] ^= 1;
-    expect(establishmentFingerprint({ initiatorIdentityKey: ik, ephemeralPublicKey: ek }))
-      .not.toBe(establishmentFingerprint({ initiatorIdentityKey: ik, ephemeralPublicKey: other }));
+    expect(establishmentFingerprint({ initiatorIdentityKey: ik, ephemeralPublicKey: ek })).not.toBe(
+      establishmentFingerprint({ initiatorIdentityKey: ik, ephemeralPublicKey: other }),
+    );
   });
 
   it('refuses what is not an establishment with MALFORMED_MESSAGE', async () => {
@@ -155,15 +161,25 @@ describe('acceptChannel spends nothing on a failure (finding 8, store part)', ()
     for (let attempt = 0; attempt < 60 && accepted === null && !committedUnseen; attempt++) {
       try {
         keys ??= await StoredKeyManager.load({ store: f.store, cipher, did: BOB });
-        accepted = await (keys as StoredKeyManager).acceptChannel(e, { sessions: f.store, peerDid: ALICE, associatedData: ad, replaceSession: replace });
+        accepted = await (keys as StoredKeyManager).acceptChannel(e, {
+          sessions: f.store,
+          peerDid: ALICE,
+          associatedData: ad,
+          replaceSession: replace,
+        });
       } catch (err) {
         const x = typed(err);
         // An earlier attempt committed, reported a failure, and could not look (its check failed too):
         // the retry names the spent establishment or the taken slot, and the session is there to load.
-        const spentCodes = x.code === 'OTK_NOT_FOUND' || x.code === 'DUPLICATE_MESSAGE' || (x.code === 'STALE_STATE' && x.reason === 'session');
+        const spentCodes =
+          x.code === 'OTK_NOT_FOUND' || x.code === 'DUPLICATE_MESSAGE' || (x.code === 'STALE_STATE' && x.reason === 'session');
         if (spentCodes) committedUnseen = true;
         else expect(x.code).toBe('STORE_ERROR');
-        if (x.code === 'STORE_ERROR') expect([x.reason, (x as { cause?: unknown }).cause instanceof BackendDown || typeof (x as { cause?: unknown }).cause === 'string']).toEqual(['backend', true]);
+        if (x.code === 'STORE_ERROR')
+          expect([
+            x.reason,
+            (x as { cause?: unknown }).cause instanceof BackendDown || typeof (x as { cause?: unknown }).cause === 'string',
+          ]).toEqual(['backend', true]);
       }
       expect(spent()).toBe(sessionSaved()); // never one without the other
     }
@@ -180,7 +196,10 @@ describe('acceptChannel spends nothing on a failure (finding 8, store part)', ()
     expect(fromUtf8(await bob.receive(channel.send(utf8('hello'))))).toBe('hello');
     // And the establishment is spent: never accepted twice.
     const again = (await StoredKeyManager.load({ store: inner, cipher, did: BOB })) as StoredKeyManager;
-    await expectE2EErrorAsync(() => again.acceptChannel(e, { sessions: inner, peerDid: 'did:mesh:other', associatedData: ad }), withOtk ? 'OTK_NOT_FOUND' : 'DUPLICATE_MESSAGE');
+    await expectE2EErrorAsync(
+      () => again.acceptChannel(e, { sessions: inner, peerDid: 'did:mesh:other', associatedData: ad }),
+      withOtk ? 'OTK_NOT_FOUND' : 'DUPLICATE_MESSAGE',
+    );
   }
 
   /** The one-time pre-key ids of the saved key manager, read from the store directly. */
@@ -193,9 +212,11 @@ describe('acceptChannel spends nothing on a failure (finding 8, store part)', ()
   }
 
   it('succeeds on retry after a failure at any point, and spends the establishment only with the session (generative)', async () => {
-    await fc.assert(fc.asyncProperty(
-      fc.array(fc.constantFrom(...FAULTS), { maxLength: 30 }), fc.boolean(), fc.boolean(),
-      (faults, withOtk, replace) => acceptUnderFaults(faults, withOtk, replace),
-    ), { numRuns: 200 });
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.constantFrom(...FAULTS), { maxLength: 30 }), fc.boolean(), fc.boolean(), (faults, withOtk, replace) =>
+        acceptUnderFaults(faults, withOtk, replace),
+      ),
+      { numRuns: 200 },
+    );
   }, 300_000);
 });

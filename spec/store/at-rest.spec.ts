@@ -12,7 +12,14 @@ import { fromHex, randomBytes, readU32BE, toBase64, toBase64Url, toHex, utf8 } f
 import { RatchetState } from '../../lib/ratchet';
 import { SecureChannel } from '../../lib/channel';
 import {
-  AgentStore, PersistentChannel, RedisStore, SqliteStore, StorageCipher, StoredKeyManager, maintainPreKeys, sessionContext,
+  AgentStore,
+  PersistentChannel,
+  RedisStore,
+  SqliteStore,
+  StorageCipher,
+  StoredKeyManager,
+  maintainPreKeys,
+  sessionContext,
 } from '../../lib/store';
 import { clearPrefix, describeRedis, makeAgent, randomNamespace } from './helpers';
 
@@ -25,21 +32,29 @@ async function channelSecrets(store: AgentStore, cipher: StorageCipher, local: s
   const bytes = cipher.open(rec?.data as Uint8Array, sessionContext(local, peer));
   const d = RatchetState.fromBytes(bytes.subarray(12 + readU32BE(bytes, 8))).toDict();
   return [d.dh_self_private, d.root_key, d.chain_key_send, d.chain_key_recv, ...Object.values(d.skipped_keys)]
-    .filter((h): h is string => typeof h === 'string').map(fromHex);
+    .filter((h): h is string => typeof h === 'string')
+    .map(fromHex);
 }
 
 /** Every private key of a key manager (the identity seed, signed and one-time pre-keys). */
 function managerSecrets(keys: StoredKeyManager): Uint8Array[] {
   const s = keys.manager.exportState();
-  return [s.identitySecretKey.slice(0, 64), ...s.signedPreKeys.map((k) => k.privateKey), ...s.oneTimePreKeys.map((k) => k.privateKey)].map(fromHex);
+  return [s.identitySecretKey.slice(0, 64), ...s.signedPreKeys.map((k) => k.privateKey), ...s.oneTimePreKeys.map((k) => k.privateKey)].map(
+    fromHex,
+  );
 }
 
 /** Which secrets occur in `haystack` as raw bytes, hex, base64 or base64url. */
 function leaks(haystack: Buffer, secrets: Uint8Array[]): string[] {
   const found: string[] = [];
   for (const s of secrets) {
-    const forms: [string, Buffer][] = [['raw', Buffer.from(s)], ['hex', Buffer.from(toHex(s))], ['HEX', Buffer.from(toHex(s).toUpperCase())],
-      ['base64', Buffer.from(toBase64(s).slice(0, 40))], ['base64url', Buffer.from(toBase64Url(s).slice(0, 40))]];
+    const forms: [string, Buffer][] = [
+      ['raw', Buffer.from(s)],
+      ['hex', Buffer.from(toHex(s))],
+      ['HEX', Buffer.from(toHex(s).toUpperCase())],
+      ['base64', Buffer.from(toBase64(s).slice(0, 40))],
+      ['base64url', Buffer.from(toBase64Url(s).slice(0, 40))],
+    ];
     for (const [form, needle] of forms) if (haystack.includes(needle)) found.push(`${toHex(s).slice(0, 8)}… as ${form}`);
   }
   return found;
@@ -47,7 +62,9 @@ function leaks(haystack: Buffer, secrets: Uint8Array[]): string[] {
 
 /** Distinctive plaintexts, received and left unacknowledged in the inboxes: they must be sealed too. */
 // Module load, before ready(): Node's CSPRNG for the random tag.
-const PLAINTEXTS = ['m0', 'm1', 'm2', 'reply', 'm3'].map((m) => new Uint8Array(Buffer.from(`inbox plaintext ${m} ${nodeRandomBytes(12).toString('hex')}`)));
+const PLAINTEXTS = ['m0', 'm1', 'm2', 'reply', 'm3'].map(
+  (m) => new Uint8Array(Buffer.from(`inbox plaintext ${m} ${nodeRandomBytes(12).toString('hex')}`)),
+);
 
 /** A realistic run: keys published, a channel opened, messages skipped, a DH ratchet step. Returns the secrets. */
 async function run(store: AgentStore, cipher: StorageCipher): Promise<Uint8Array[]> {
@@ -69,8 +86,10 @@ async function run(store: AgentStore, cipher: StorageCipher): Promise<Uint8Array
   expect((await store.listInbox(BOB, ALICE)).length).toBe(3);
   expect((await store.listInbox(ALICE, BOB)).length).toBe(1);
   const secrets = [
-    ...managerSecrets(aliceKeys), ...managerSecrets(bobKeys),
-    ...(await channelSecrets(store, cipher, ALICE, BOB)), ...(await channelSecrets(store, cipher, BOB, ALICE)),
+    ...managerSecrets(aliceKeys),
+    ...managerSecrets(bobKeys),
+    ...(await channelSecrets(store, cipher, ALICE, BOB)),
+    ...(await channelSecrets(store, cipher, BOB, ALICE)),
   ];
   expect(secrets.every((s) => s.length === 32)).toBe(true);
   return secrets;
@@ -80,7 +99,11 @@ async function run(store: AgentStore, cipher: StorageCipher): Promise<Uint8Array
 function plaintextLeaks(haystack: Buffer): string[] {
   const found: string[] = [];
   for (const p of PLAINTEXTS) {
-    for (const [form, needle] of [['text', Buffer.from(p)], ['hex', Buffer.from(toHex(p))], ['base64', Buffer.from(toBase64(p).slice(0, 40))]] as [string, Buffer][]) {
+    for (const [form, needle] of [
+      ['text', Buffer.from(p)],
+      ['hex', Buffer.from(toHex(p))],
+      ['base64', Buffer.from(toBase64(p).slice(0, 40))],
+    ] as [string, Buffer][]) {
       if (haystack.includes(needle)) found.push(`${Buffer.from(p).toString().slice(0, 20)}… as ${form}`);
     }
   }
@@ -92,8 +115,13 @@ describe('secrets at rest: SQLite', () => {
   beforeAll(() => ready());
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const fileBytes = (path: string): Buffer => Buffer.concat(['', '-wal', '-shm']
-    .map((suffix) => path + suffix).filter((p) => existsSync(p)).map((p) => readFileSync(p)));
+  const fileBytes = (path: string): Buffer =>
+    Buffer.concat(
+      ['', '-wal', '-shm']
+        .map((suffix) => path + suffix)
+        .filter((p) => existsSync(p))
+        .map((p) => readFileSync(p)),
+    );
 
   it('leaves no key bytes in the clear in the database files', async () => {
     const path = join(dir, 'sealed.sqlite');

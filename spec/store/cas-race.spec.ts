@@ -32,11 +32,16 @@ describe('two processes on one session (SQLite)', () => {
     const out = collect(drain);
     expect((await out.exited).code).toBe(0);
     expect(net.prepare('SELECT what FROM errors').all()).toEqual([]);
-    expect(net.prepare('SELECT COUNT(*) AS c, SUM(acked) AS acked FROM messages').get()).toEqual({ c: 2 * PER_PROCESS, acked: 2 * PER_PROCESS });
+    expect(net.prepare('SELECT COUNT(*) AS c, SUM(acked) AS acked FROM messages').get()).toEqual({
+      c: 2 * PER_PROCESS,
+      acked: 2 * PER_PROCESS,
+    });
     expect(net.prepare('SELECT dh, n, COUNT(*) AS c FROM messages GROUP BY dh, n HAVING c > 1').all()).toEqual([]);
     const ns = (net.prepare('SELECT n FROM messages ORDER BY n').all() as { n: number }[]).map((r) => r.n);
     expect(ns).toEqual(Array.from({ length: 2 * PER_PROCESS }, (_, i) => i)); // one chain, no gaps, no forks
     net.close();
-    console.log(`[store cas] 2 processes x ${PER_PROCESS} sends on one session: ${conflicts[0] + conflicts[1]} stale saves refused (${conflicts.join('/')}), none forked`);
+    console.log(
+      `[store cas] 2 processes x ${PER_PROCESS} sends on one session: ${conflicts[0] + conflicts[1]} stale saves refused (${conflicts.join('/')}), none forked`,
+    );
   });
 });

@@ -133,10 +133,23 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         expect(await store.countOneTimePreKeys(d)).toBe(2);
         expect(await store.consumeOneTimeKey(d, 0)).toBe(true);
         await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [keys[2], keys[0]]), 'INVALID_STATE', 'otk_id_reused');
-        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [keys[3], { keyId: 1, publicKey: keys[3].publicKey }]), 'INVALID_STATE', 'otk_id_reused');
+        await expectE2EErrorAsync(
+          () => store.addOneTimePreKeys(d, [keys[3], { keyId: 1, publicKey: keys[3].publicKey }]),
+          'INVALID_STATE',
+          'otk_id_reused',
+        );
         expect(await store.countOneTimePreKeys(d)).toBe(1);
         const other = makeAgent(1);
-        await expectE2EErrorAsync(() => store.storeBundle(d, { ...bob.getPublicBundle(), oneTimePreKey: other.getOneTimePreKey(0)?.keyPair.publicKey, oneTimePreKeyId: 1 }), 'INVALID_STATE', 'otk_id_reused');
+        await expectE2EErrorAsync(
+          () =>
+            store.storeBundle(d, {
+              ...bob.getPublicBundle(),
+              oneTimePreKey: other.getOneTimePreKey(0)?.keyPair.publicKey,
+              oneTimePreKeyId: 1,
+            }),
+          'INVALID_STATE',
+          'otk_id_reused',
+        );
       });
 
       it('refuses a bundle with another identity until the DID is removed', async () => {
@@ -162,7 +175,10 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const sig = Uint8Array.from(good.signedPreKeySignature);
         sig[0] ^= 1;
         await expectE2EErrorAsync(() => store.storeBundle(d, { ...good, signedPreKeySignature: sig }), 'BAD_SIGNATURE');
-        await expectE2EErrorAsync(() => store.storeBundle(d, { ...good, identityKey: makeAgent().identityKey.publicKey }), 'IDENTITY_MISMATCH');
+        await expectE2EErrorAsync(
+          () => store.storeBundle(d, { ...good, identityKey: makeAgent().identityKey.publicKey }),
+          'IDENTITY_MISMATCH',
+        );
         await expectE2EErrorAsync(() => store.storeBundle(d, { ...good, signedPreKey: new Uint8Array(31) }), 'INVALID_KEY');
         await expectE2EErrorAsync(() => store.storeBundle(d, { ...good, oneTimePreKeyId: 3 }), 'MALFORMED_MESSAGE');
         await expectE2EErrorAsync(() => store.storeBundle(d, null as never), 'MALFORMED_MESSAGE');
@@ -186,12 +202,18 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         await store.storeBundle(d, b);
         for (const bad of BAD_KEY_IDS) {
           await expectE2EErrorAsync(() => store.consumeOneTimeKey(d, bad as number), 'INVALID_ARGUMENT');
-          await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [{ keyId: bad as number, publicKey: new Uint8Array(32) }]), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(
+            () => store.addOneTimePreKeys(d, [{ keyId: bad as number, publicKey: new Uint8Array(32) }]),
+            'INVALID_ARGUMENT',
+          );
         }
         await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, []), 'INVALID_ARGUMENT');
         await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, 'keys' as never), 'INVALID_ARGUMENT');
         await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [null as never]), 'INVALID_ARGUMENT');
-        await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, new Array(10001).fill({ keyId: 1, publicKey: new Uint8Array(32) })), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(
+          () => store.addOneTimePreKeys(d, new Array(10001).fill({ keyId: 1, publicKey: new Uint8Array(32) })),
+          'INVALID_ARGUMENT',
+        );
         const k = { keyId: 7, publicKey: new Uint8Array(32).fill(9) };
         await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [k, k]), 'INVALID_ARGUMENT');
         await expectE2EErrorAsync(() => store.addOneTimePreKeys(d, [{ keyId: 7, publicKey: new Uint8Array(33) }]), 'INVALID_KEY');
@@ -210,8 +232,23 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       });
 
       it('keeps sessions, inboxes and key managers of DIDs that share prefixes or contain separators apart', async () => {
-        const ids = ['did:mesh:x', 'did:mesh:x:y', 'did:mesh:{x}', 'did:mesh:x%3Ay', 'did:mesh:ü*?[]', 'did:mesh:\u00e9', 'did:mesh:e\u0301',
-          's', 'si', 'k', '{', '}', ':', '%', '\u{1F600}'.repeat(511)].map((x) => x + n);
+        const ids = [
+          'did:mesh:x',
+          'did:mesh:x:y',
+          'did:mesh:{x}',
+          'did:mesh:x%3Ay',
+          'did:mesh:ü*?[]',
+          'did:mesh:\u00e9',
+          'did:mesh:e\u0301',
+          's',
+          'si',
+          'k',
+          '{',
+          '}',
+          ':',
+          '%',
+          '\u{1F600}'.repeat(511),
+        ].map((x) => x + n);
         for (const [i, a] of ids.entries()) {
           await store.saveSessionWithInbox(a, ids[(i + 1) % ids.length], utf8(`s${i}`), 0, { id: 'm', data: utf8(`p${i}`) });
           await store.saveKeyManager(a, utf8(`k${i}`), 0);
@@ -242,8 +279,12 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const d = did();
         const b = bob.getPublicBundle({ otkId: 0 });
         const asBuffers = {
-          ...b, identityKey: Buffer.from(b.identityKey), identityKeyEd: Buffer.from(b.identityKeyEd), signedPreKey: Buffer.from(b.signedPreKey),
-          signedPreKeySignature: Buffer.from(b.signedPreKeySignature), oneTimePreKey: Buffer.from(b.oneTimePreKey as Uint8Array),
+          ...b,
+          identityKey: Buffer.from(b.identityKey),
+          identityKeyEd: Buffer.from(b.identityKeyEd),
+          signedPreKey: Buffer.from(b.signedPreKey),
+          signedPreKeySignature: Buffer.from(b.signedPreKeySignature),
+          oneTimePreKey: Buffer.from(b.oneTimePreKey as Uint8Array),
         };
         const keep = plain(b);
         await store.storeBundle(d, asBuffers);
@@ -332,7 +373,11 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         expect(await store.loadInboxEntry(a, b, 'nope')).toBeNull();
         expect(await store.loadInboxEntry(b, a, 'm3')).toBeNull();
         const list = await store.listInbox(a, b);
-        expect(list.map((r) => [r.id, r.version, Buffer.from(r.data).toString()])).toEqual([['m1', 1, 'p1'], ['m3', 3, 'p3'], ['M-2_x', 4, 'p4']]);
+        expect(list.map((r) => [r.id, r.version, Buffer.from(r.data).toString()])).toEqual([
+          ['m1', 1, 'p1'],
+          ['m3', 3, 'p3'],
+          ['M-2_x', 4, 'p4'],
+        ]);
         expect(list.every((r) => r.data.constructor === Uint8Array)).toBe(true);
         expect(await store.deleteInboxEntry(a, b, 'm3')).toBe(true);
         expect(await store.deleteInboxEntry(a, b, 'm3')).toBe(false);
@@ -344,7 +389,11 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const [a, b] = [did(), did()];
         await store.saveSessionWithInbox(a, b, data('s1'), 0, { id: 'm1', data: data('p1') });
         await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s2'), 0, { id: 'm2', data: data('p2') }), 'STALE_STATE');
-        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s2'), 1, { id: 'm1', data: data('other') }), 'INVALID_STATE', 'inbox_id_reused');
+        await expectE2EErrorAsync(
+          () => store.saveSessionWithInbox(a, b, data('s2'), 1, { id: 'm1', data: data('other') }),
+          'INVALID_STATE',
+          'inbox_id_reused',
+        );
         expect((await store.loadSession(a, b))?.version).toBe(1);
         expect((await store.listInbox(a, b)).map((r) => [r.id, Buffer.from(r.data).toString()])).toEqual([['m1', 'p1']]);
       });
@@ -352,8 +401,13 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       it(`holds at most ${MAX_INBOX_ENTRIES} entries per session (INVALID_STATE, inbox_full)`, async () => {
         const [a, b] = [did(), did()];
         let v = 0;
-        for (let i = 0; i < MAX_INBOX_ENTRIES; i++) v = await store.saveSessionWithInbox(a, b, data('s'), v, { id: `m${i}`, data: data('p') });
-        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s'), v, { id: 'over', data: data('p') }), 'INVALID_STATE', 'inbox_full');
+        for (let i = 0; i < MAX_INBOX_ENTRIES; i++)
+          v = await store.saveSessionWithInbox(a, b, data('s'), v, { id: `m${i}`, data: data('p') });
+        await expectE2EErrorAsync(
+          () => store.saveSessionWithInbox(a, b, data('s'), v, { id: 'over', data: data('p') }),
+          'INVALID_STATE',
+          'inbox_full',
+        );
         expect((await store.loadSession(a, b))?.version).toBe(v);
         expect(await store.saveSession(a, b, data('still saves without a new entry'), v)).toBe(v + 1);
         await store.deleteInboxEntry(a, b, 'm0');
@@ -395,15 +449,24 @@ export function storeConformance(name: string, factory: StoreFactory): void {
           await expectE2EErrorAsync(() => store.deleteInboxEntry(a, x, 'm'), 'INVALID_ARGUMENT');
         }
         for (const bad of BAD_INBOX_IDS) {
-          await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s'), 0, { id: bad as string, data: data('p') }), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(
+            () => store.saveSessionWithInbox(a, b, data('s'), 0, { id: bad as string, data: data('p') }),
+            'INVALID_ARGUMENT',
+          );
           await expectE2EErrorAsync(() => store.loadInboxEntry(a, b, bad as string), 'INVALID_ARGUMENT');
           await expectE2EErrorAsync(() => store.deleteInboxEntry(a, b, bad as string), 'INVALID_ARGUMENT');
         }
         for (const entry of [null, 'x', { id: 'm' }, { id: 'm', data: new Uint8Array(0) }, { id: 'm', data: 'p' }]) {
           await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s'), 0, entry as never), 'INVALID_ARGUMENT');
         }
-        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s'), 0, { id: 'm', data: new Uint8Array(16 * 1024 * 1024 + 1) }), 'MESSAGE_TOO_LARGE');
-        await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, new Uint8Array(0), 0, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(
+          () => store.saveSessionWithInbox(a, b, data('s'), 0, { id: 'm', data: new Uint8Array(16 * 1024 * 1024 + 1) }),
+          'MESSAGE_TOO_LARGE',
+        );
+        await expectE2EErrorAsync(
+          () => store.saveSessionWithInbox(a, b, new Uint8Array(0), 0, { id: 'm', data: data('p') }),
+          'INVALID_ARGUMENT',
+        );
         await expectE2EErrorAsync(() => store.saveSessionWithInbox(a, b, data('s'), -1, { id: 'm', data: data('p') }), 'INVALID_ARGUMENT');
         expect(await store.loadSession(a, b)).toBeNull();
         expect(await store.listInbox(a, b)).toEqual([]);
@@ -416,7 +479,12 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const keep = [s1, k1, s2, k2].map((x) => toHex(x));
         await store.saveSession(a, b, s1, 0);
         await store.saveKeyManager(a, k1, 0);
-        await store.saveAcceptance({ did: a, peerDid: c, keyManager: { data: k2, expectedVersion: 1 }, session: { data: s2, expectedVersion: 0 } });
+        await store.saveAcceptance({
+          did: a,
+          peerDid: c,
+          keyManager: { data: k2, expectedVersion: 1 },
+          session: { data: s2, expectedVersion: 0 },
+        });
         for (const x of [s1, k1, s2, k2]) x.fill(0);
         const recs = [await store.loadSession(a, b), await store.loadKeyManager(a), await store.loadSession(a, c)];
         expect(recs.map((r) => toHex(r?.data as Uint8Array))).toEqual([keep[0], keep[3], keep[2]]);
@@ -478,16 +546,33 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       it('writes an acceptance with a one-time key (key manager + session) in one step, or nothing', async () => {
         const [a, p] = [did(), did()];
         await store.saveKeyManager(a, utf8('k1'), 0);
-        const w = { did: a, peerDid: p, keyManager: { data: utf8('k2'), expectedVersion: 1 }, session: { data: utf8('s1'), expectedVersion: 0 } };
-        await expectE2EErrorAsync(() => store.saveAcceptance({ ...w, keyManager: { data: utf8('k2'), expectedVersion: 0 } }), 'STALE_STATE', 'key_manager');
+        const w = {
+          did: a,
+          peerDid: p,
+          keyManager: { data: utf8('k2'), expectedVersion: 1 },
+          session: { data: utf8('s1'), expectedVersion: 0 },
+        };
+        await expectE2EErrorAsync(
+          () => store.saveAcceptance({ ...w, keyManager: { data: utf8('k2'), expectedVersion: 0 } }),
+          'STALE_STATE',
+          'key_manager',
+        );
         await store.saveSession(a, p, utf8('taken'), 0);
         await expectE2EErrorAsync(() => store.saveAcceptance(w), 'STALE_STATE', 'session');
         expect((await store.loadKeyManager(a))?.version).toBe(1); // nothing of the refused writes
         expect(Buffer.from((await store.loadSession(a, p))?.data as Uint8Array).toString()).toBe('taken');
-        expect(await store.saveAcceptance({ ...w, session: { data: utf8('s2'), expectedVersion: 1 } })).toEqual({ keyManagerVersion: 2, sessionVersion: 2 });
+        expect(await store.saveAcceptance({ ...w, session: { data: utf8('s2'), expectedVersion: 1 } })).toEqual({
+          keyManagerVersion: 2,
+          sessionVersion: 2,
+        });
         const k = await store.loadKeyManager(a);
         const s2 = await store.loadSession(a, p);
-        expect([k?.version, Buffer.from(k?.data as Uint8Array).toString(), s2?.version, Buffer.from(s2?.data as Uint8Array).toString()]).toEqual([2, 'k2', 2, 's2']);
+        expect([
+          k?.version,
+          Buffer.from(k?.data as Uint8Array).toString(),
+          s2?.version,
+          Buffer.from(s2?.data as Uint8Array).toString(),
+        ]).toEqual([2, 'k2', 2, 's2']);
         expect(await store.listSessions(a)).toEqual([p]);
       });
 
@@ -495,12 +580,21 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const [a, p, q] = [did(), did(), did()];
         const fp = toHex(randomBytes(32));
         await store.saveSession(a, p, utf8('taken'), 0);
-        const w = { did: a, peerDid: p, establishment: { signedPreKeyId: 3, fingerprint: fp }, session: { data: utf8('s'), expectedVersion: 0 } };
+        const w = {
+          did: a,
+          peerDid: p,
+          establishment: { signedPreKeyId: 3, fingerprint: fp },
+          session: { data: utf8('s'), expectedVersion: 0 },
+        };
         await expectE2EErrorAsync(() => store.saveAcceptance(w), 'STALE_STATE', 'session');
         expect(await store.markEstablishment(a, 3, fp)).toBe(true); // the refused write recorded nothing
         await store.forgetEstablishments(a, 3);
         expect(await store.saveAcceptance({ ...w, peerDid: q })).toEqual({ keyManagerVersion: null, sessionVersion: 1 });
-        await expectE2EErrorAsync(() => store.saveAcceptance({ ...w, session: { data: utf8('s'), expectedVersion: 1 } }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+        await expectE2EErrorAsync(
+          () => store.saveAcceptance({ ...w, session: { data: utf8('s'), expectedVersion: 1 } }),
+          'DUPLICATE_MESSAGE',
+          'establishment_replay',
+        );
         expect(Buffer.from((await store.loadSession(a, p))?.data as Uint8Array).toString()).toBe('taken');
         expect(await store.markEstablishment(a, 3, fp)).toBe(false);
         expect(await store.markEstablishment(a, 4, fp)).toBe(true);
@@ -516,10 +610,15 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const km = { data: utf8('k'), expectedVersion: 0 };
         const est = { signedPreKeyId: 0, fingerprint: 'fp' };
         const bad: unknown[] = [
-          null, 'x', { did: a, peerDid: a, session }, { did: a, peerDid: a, session, keyManager: km, establishment: est },
-          { did: '', peerDid: a, session, keyManager: km }, { did: a, peerDid: 'x\uD800', session, keyManager: km },
+          null,
+          'x',
+          { did: a, peerDid: a, session },
+          { did: a, peerDid: a, session, keyManager: km, establishment: est },
+          { did: '', peerDid: a, session, keyManager: km },
+          { did: a, peerDid: 'x\uD800', session, keyManager: km },
           { did: a, peerDid: a, session: { data: utf8('s'), expectedVersion: -1 }, keyManager: km },
-          { did: a, peerDid: a, session: null, keyManager: km }, { did: a, peerDid: a, session, keyManager: { data: new Uint8Array(0), expectedVersion: 0 } },
+          { did: a, peerDid: a, session: null, keyManager: km },
+          { did: a, peerDid: a, session, keyManager: { data: new Uint8Array(0), expectedVersion: 0 } },
           { did: a, peerDid: a, session, establishment: { signedPreKeyId: -1, fingerprint: 'fp' } },
           { did: a, peerDid: a, session, establishment: { signedPreKeyId: 0, fingerprint: 'a b' } },
           { did: a, peerDid: a, session, establishment: null },
@@ -564,7 +663,9 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         await store.markEstablishment(d, 0, 'fp');
         await store.saveSessionWithInbox(peer, d, utf8('s'), 0, { id: 'm1', data: utf8('sealed message') });
         store = await reopen(store);
-        expect((await store.listInbox(peer, d)).map((r) => [r.id, r.version, Buffer.from(r.data).toString()])).toEqual([['m1', 1, 'sealed message']]);
+        expect((await store.listInbox(peer, d)).map((r) => [r.id, r.version, Buffer.from(r.data).toString()])).toEqual([
+          ['m1', 1, 'sealed message'],
+        ]);
         expect((await store.claimBundle(d))?.oneTimePreKeyId).toBe(1);
         expect(await store.consumeOneTimeKey(d, 0)).toBe(false);
         expect((await store.loadSession(d, peer))?.version).toBe(1);

@@ -57,10 +57,12 @@ describe('crash test: SIGKILL at random moments (SQLite store)', () => {
   it(`survives ${KILLS} kills: no key used twice, every message delivered`, async () => {
     const started = Date.now();
     const lanes = await Promise.all(Array.from({ length: LANES }, (_, i) => setUpLane(dir, i)));
-    await Promise.all(lanes.map(async (lane, i) => {
-      const share = Math.floor(KILLS / LANES) + (i < KILLS % LANES ? 1 : 0);
-      for (let k = 0; k < share; k++) await killOnce(lane);
-    }));
+    await Promise.all(
+      lanes.map(async (lane, i) => {
+        const share = Math.floor(KILLS / LANES) + (i < KILLS % LANES ? 1 : 0);
+        for (let k = 0; k < share; k++) await killOnce(lane);
+      }),
+    );
     expect(lanes.reduce((n, l) => n + l.kills, 0)).toBe(KILLS);
 
     let totalMessages = 0;
@@ -77,12 +79,15 @@ describe('crash test: SIGKILL at random moments (SQLite store)', () => {
       expect(net.prepare('SELECT sender, dh, n, COUNT(*) AS c FROM messages GROUP BY sender, dh, n HAVING c > 1').all()).toEqual([]);
       // Every message that went on the wire was delivered (acked), with the right plaintext (checked by the child).
       expect(net.prepare('SELECT COUNT(*) AS c FROM messages WHERE acked = 0').get()).toEqual({ c: 0 });
-      const counts = net.prepare('SELECT sender, COUNT(*) AS total FROM messages GROUP BY sender ORDER BY sender').all() as
-        { sender: string; total: number }[];
+      const counts = net.prepare('SELECT sender, COUNT(*) AS total FROM messages GROUP BY sender ORDER BY sender').all() as {
+        sender: string;
+        total: number;
+      }[];
       // Both sides made progress across the restarts (with the default number of kills, always).
       if (lane.kills >= 50) expect(counts.map((c) => c.sender)).toEqual([ALICE, BOB]);
-      expect((net.prepare("SELECT value FROM counters WHERE name = 'starts'").get() as { value: number } | undefined)?.value ?? 0)
-        .toBeGreaterThanOrEqual(lane.kills - lane.beforeReady);
+      expect(
+        (net.prepare("SELECT value FROM counters WHERE name = 'starts'").get() as { value: number } | undefined)?.value ?? 0,
+      ).toBeGreaterThanOrEqual(lane.kills - lane.beforeReady);
       totalMessages += counts.reduce((n, c) => n + c.total, 0);
       net.close();
 
@@ -95,7 +100,9 @@ describe('crash test: SIGKILL at random moments (SQLite store)', () => {
       expect(fromUtf8(await a.receive(await b.send(utf8('both ways'))))).toBe('both ways');
       store.close();
     }
-    console.log(`[store crash] ${KILLS} SIGKILLs (${lanes.reduce((n, l) => n + l.beforeReady, 0)} while loading), `
-      + `${totalMessages} messages on the wire, all delivered, no key reused; ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    console.log(
+      `[store crash] ${KILLS} SIGKILLs (${lanes.reduce((n, l) => n + l.beforeReady, 0)} while loading), ` +
+        `${totalMessages} messages on the wire, all delivered, no key reused; ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
   }, 600_000);
 });

@@ -24,7 +24,9 @@ export class BackendDown extends Error {
  * `next()`. `log` records (method, fault) of every faulted call; `calls` counts calls per method.
  */
 export function faultyStore<T extends object = AgentStore>(
-  inner: T, next: () => Fault, methods?: readonly string[],
+  inner: T,
+  next: () => Fault,
+  methods?: readonly string[],
 ): { store: T; log: [string, Fault][]; calls: Map<string, number>; off: () => void } {
   const log: [string, Fault][] = [];
   const calls = new Map<string, number>();

@@ -56,10 +56,17 @@ export function redisTarget(): { url: string | null; why: string } {
   if (url === null) return { url: null, why: 'REDIS_URL is not set' };
   const u = new URL(url);
   // A synchronous probe, so the suite can be skipped at collection time on a machine without Redis.
-  const probe = spawnSync(process.execPath, ['-e', `
+  const probe = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `
     const s = require('net').connect(${Number(u.port || 6379)}, ${JSON.stringify(u.hostname)});
     s.setTimeout(1000, () => process.exit(1)); s.on('connect', () => process.exit(0)); s.on('error', () => process.exit(1));
-  `], { timeout: 5000 });
+  `,
+    ],
+    { timeout: 5000 },
+  );
   if (probe.status === 0) return { url, why: '' };
   if (process.env.CI) return { url, why: '' }; // in CI the Redis tests must run, and so fail loudly
   return { url: null, why: `nothing answers at ${u.host}` };
@@ -86,7 +93,11 @@ export function spawnFixture(file: string, args: string[], env: Record<string, s
 }
 
 /** Collects a child's stdout lines, and resolves with its exit (code, signal). */
-export function collect(child: ChildProcess): { lines: string[]; stderr: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> } {
+export function collect(child: ChildProcess): {
+  lines: string[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+} {
   const lines: string[] = [];
   let buf = '';
   let err = '';
@@ -119,16 +130,25 @@ export async function waitForLine(lines: string[], pred: (l: string) => boolean,
 }
 
 /** Two agents with a fresh channel each way, both attached to `store` (Alice initiated; Bob used one-time key 0). */
-export async function openPair(store: SessionStore, cipher: StorageCipher, dids = { alice: 'did:mesh:alice', bob: 'did:mesh:bob' }): Promise<{
-  alice: PersistentChannel; bob: PersistentChannel; aliceMgr: X3DHKeyManager; bobMgr: X3DHKeyManager;
+export async function openPair(
+  store: SessionStore,
+  cipher: StorageCipher,
+  dids = { alice: 'did:mesh:alice', bob: 'did:mesh:bob' },
+): Promise<{
+  alice: PersistentChannel;
+  bob: PersistentChannel;
+  aliceMgr: X3DHKeyManager;
+  bobMgr: X3DHKeyManager;
 }> {
   const aliceMgr = makeAgent();
   const bobMgr = makeAgent(1);
   const ad = utf8(`${dids.alice}|${dids.bob}`);
   const { channel, establishment } = SecureChannel.createSender(aliceMgr, bobMgr.getPublicBundle({ otkId: 0 }), ad);
   const alice = await PersistentChannel.create({ store, cipher, localDid: dids.alice, peerDid: dids.bob }, channel);
-  const bob = await PersistentChannel.create({ store, cipher, localDid: dids.bob, peerDid: dids.alice },
-    SecureChannel.createReceiver(bobMgr, establishment, ad));
+  const bob = await PersistentChannel.create(
+    { store, cipher, localDid: dids.bob, peerDid: dids.alice },
+    SecureChannel.createReceiver(bobMgr, establishment, ad),
+  );
   return { alice, bob, aliceMgr, bobMgr };
 }
 
@@ -137,8 +157,14 @@ export async function openPair(store: SessionStore, cipher: StorageCipher, dids 
  * a fresh storage key, passed to children as STORAGE_KEY_HEX) and an empty "network" database in WAL
  * mode that the children exchange messages through. Returns the network database, open.
  */
-export async function prepareSessionFiles(dir: string, name: string): Promise<{
-  storePath: string; netPath: string; env: Record<string, string>; net: Database.Database;
+export async function prepareSessionFiles(
+  dir: string,
+  name: string,
+): Promise<{
+  storePath: string;
+  netPath: string;
+  env: Record<string, string>;
+  net: Database.Database;
 }> {
   const storageKey = randomBytes(32);
   const storePath = join(dir, `store${name}.sqlite`);

@@ -13,8 +13,15 @@ import { E2EError } from '../../lib/errors';
 import { fromUtf8, randomBytes, utf8 } from '../../lib/crypto';
 import { EncryptedMessage } from '../../lib/ratchet';
 import {
-  AgentStore, InMemoryStore, PersistentChannel, RedisStore, SessionLocation, SqliteStore, StorageCipher,
-  inboxMessageId } from '../../lib/store';
+  AgentStore,
+  InMemoryStore,
+  PersistentChannel,
+  RedisStore,
+  SessionLocation,
+  SqliteStore,
+  StorageCipher,
+  inboxMessageId,
+} from '../../lib/store';
 import { BackendDown, FAULTS, Fault, faultyStore } from './faulty';
 import { clearPrefix, openPair, randomNamespace, redisTarget } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
@@ -120,7 +127,10 @@ describe('PersistentChannel inbox (finding 9)', () => {
     const restart = (): AgentStore => faultyStore(store, () => 'ok').store;
     const restarted = (await PersistentChannel.load(bobAt(restart()))) as PersistentChannel;
     const pending = await restarted.pending();
-    expect(pending.map((p) => [p.id, text(p.plaintext)])).toEqual([[inboxMessageId(sent[0]), 'a'], [inboxMessageId(sent[2]), 'c']]);
+    expect(pending.map((p) => [p.id, text(p.plaintext)])).toEqual([
+      [inboxMessageId(sent[0]), 'a'],
+      [inboxMessageId(sent[2]), 'c'],
+    ]);
     expect(await restarted.pending()).toEqual([]);
     await expectE2EErrorAsync(() => restarted.receive(sent[0]), 'DUPLICATE_MESSAGE', 'unacknowledged');
     await expectE2EErrorAsync(() => restarted.receive(sent[1]), 'DUPLICATE_MESSAGE');
@@ -147,7 +157,8 @@ describe('PersistentChannel inbox (finding 9)', () => {
       await expectE2EErrorAsync(() => bob1.receive(m), 'STORE_ERROR', 'backend');
       fault = 'ok';
       const bob2 = (await PersistentChannel.load(bobAt(f.store))) as PersistentChannel;
-      const racers: Promise<unknown>[] = round === 0 ? [bob1.receive(m), bob2.pending()] : [bob2.pending(), bob1.receive(m), bob2.receive(m)];
+      const racers: Promise<unknown>[] =
+        round === 0 ? [bob1.receive(m), bob2.pending()] : [bob2.pending(), bob1.receive(m), bob2.receive(m)];
       const results = await Promise.allSettled(racers);
       let got = 0;
       for (const r of results) {
@@ -197,7 +208,7 @@ describe('PersistentChannel inbox (finding 9)', () => {
     expect(store.listInbox(BOB, ALICE)).toEqual([]);
   });
 
-  it('turns a custom store\'s foreign errors into STORE_ERROR with the cause, on every path', async () => {
+  it("turns a custom store's foreign errors into STORE_ERROR with the cause, on every path", async () => {
     for (const kind of ['before', 'before-reject', 'before-odd', 'after', 'after-reject'] as Fault[]) {
       const inner = new InMemoryStore();
       const { alice } = await openPair(inner, cipher);
@@ -210,7 +221,11 @@ describe('PersistentChannel inbox (finding 9)', () => {
       await bob.receive(await alice.send(utf8('first')));
       fault = kind;
       const ops: (() => Promise<unknown>)[] = [
-        () => bob.receive(m), () => bob.send(utf8('y')), () => bob.pending(), () => bob.ack(m), () => bob.refresh(),
+        () => bob.receive(m),
+        () => bob.send(utf8('y')),
+        () => bob.pending(),
+        () => bob.ack(m),
+        () => bob.refresh(),
         () => bob.close({ deleteSaved: true }),
       ];
       for (const op of ops) {
@@ -224,7 +239,14 @@ describe('PersistentChannel inbox (finding 9)', () => {
 });
 
 /** The adversary: a store failing before or after each call, duplicated and reordered delivery, restarts. */
-async function exactlyOnceRun(open: () => Promise<AgentStore>, faults: Fault[], order: number[], count: number, crashes: boolean, refreshes: boolean[]): Promise<void> {
+async function exactlyOnceRun(
+  open: () => Promise<AgentStore>,
+  faults: Fault[],
+  order: number[],
+  count: number,
+  crashes: boolean,
+  refreshes: boolean[],
+): Promise<void> {
   const inner = await open();
   try {
     const { alice } = await openPair(inner, cipher);
@@ -322,12 +344,23 @@ async function exactlyOnceRun(open: () => Promise<AgentStore>, faults: Fault[], 
 
 function generative(name: string, open: () => Promise<AgentStore>, runs: number): void {
   const faultsArb = fc.array(fc.constantFrom(...FAULTS), { maxLength: 40 });
-  const args = [faultsArb, fc.array(fc.nat(), { maxLength: 12 }), fc.integer({ min: 1, max: 6 }), fc.array(fc.boolean(), { minLength: 1, maxLength: 4 })] as const;
+  const args = [
+    faultsArb,
+    fc.array(fc.nat(), { maxLength: 12 }),
+    fc.integer({ min: 1, max: 6 }),
+    fc.array(fc.boolean(), { minLength: 1, maxLength: 4 }),
+  ] as const;
   it(`${name}: every accepted message is obtained exactly once across failed saves (generative)`, async () => {
-    await fc.assert(fc.asyncProperty(...args, (faults, order, count, refreshes) => exactlyOnceRun(open, faults, order, count, false, refreshes)), { numRuns: runs });
+    await fc.assert(
+      fc.asyncProperty(...args, (faults, order, count, refreshes) => exactlyOnceRun(open, faults, order, count, false, refreshes)),
+      { numRuns: runs },
+    );
   }, 300_000);
   it(`${name}: at least once across restarts, never twice within a process, never after ack (generative)`, async () => {
-    await fc.assert(fc.asyncProperty(...args, (faults, order, count, refreshes) => exactlyOnceRun(open, faults, order, count, true, refreshes)), { numRuns: runs });
+    await fc.assert(
+      fc.asyncProperty(...args, (faults, order, count, refreshes) => exactlyOnceRun(open, faults, order, count, true, refreshes)),
+      { numRuns: runs },
+    );
   }, 300_000);
 }
 

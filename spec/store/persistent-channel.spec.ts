@@ -7,7 +7,13 @@ import { fromUtf8, randomBytes, utf8 } from '../../lib/crypto';
 import { SecureChannel } from '../../lib/channel';
 import { EncryptedMessage } from '../../lib/ratchet';
 import {
-  InMemoryStore, InboxRecord, PersistentChannel, SessionStore, SqliteStore, StorageCipher, StoredRecord,
+  InMemoryStore,
+  InboxRecord,
+  PersistentChannel,
+  SessionStore,
+  SqliteStore,
+  StorageCipher,
+  StoredRecord,
   sessionContext,
 } from '../../lib/store';
 import { makeAgent, openPair } from './helpers';
@@ -190,7 +196,12 @@ describe('PersistentChannel', () => {
     await expectE2EErrorAsync(() => alice.receive(new Uint8Array(60)), 'CHANNEL_CLOSED');
     await expectE2EErrorAsync(() => alice.refresh(), 'CHANNEL_CLOSED');
     expect(store.loadSession('did:mesh:alice', 'did:mesh:bob')).not.toBeNull();
-    const alive = (await PersistentChannel.load({ store, cipher, localDid: 'did:mesh:alice', peerDid: 'did:mesh:bob' })) as PersistentChannel;
+    const alive = (await PersistentChannel.load({
+      store,
+      cipher,
+      localDid: 'did:mesh:alice',
+      peerDid: 'did:mesh:bob',
+    })) as PersistentChannel;
     await bob.receive(await alive.send(utf8('before the delete')));
     await alive.close({ deleteSaved: true });
     expect(store.loadSession('did:mesh:alice', 'did:mesh:bob')).toBeNull();
@@ -236,12 +247,21 @@ describe('PersistentChannel', () => {
     const loc = (l: string, p: string, c = cipher) => ({ store, cipher: c, localDid: l, peerDid: p });
     store.saveSession('did:mesh:alice', 'did:mesh:carol', rec.data, 0);
     await expectE2EErrorAsync(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:carol')), 'STORE_ERROR', 'tampered');
-    await expectE2EErrorAsync(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:bob', new StorageCipher(randomBytes(32)))), 'STORE_ERROR', 'unknown_storage_key');
+    await expectE2EErrorAsync(
+      () => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:bob', new StorageCipher(randomBytes(32)))),
+      'STORE_ERROR',
+      'unknown_storage_key',
+    );
     const bad = Uint8Array.from(rec.data);
     bad[40] ^= 1;
     store.saveSession('did:mesh:alice', 'did:mesh:bob', bad, rec.version);
     await expectE2EErrorAsync(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:bob')), 'STORE_ERROR', 'tampered');
-    store.saveSession('did:mesh:alice', 'did:mesh:dave', cipher.seal(utf8('not a channel'), sessionContext('did:mesh:alice', 'did:mesh:dave')), 0);
+    store.saveSession(
+      'did:mesh:alice',
+      'did:mesh:dave',
+      cipher.seal(utf8('not a channel'), sessionContext('did:mesh:alice', 'did:mesh:dave')),
+      0,
+    );
     await expectE2EErrorAsync(() => PersistentChannel.load(loc('did:mesh:alice', 'did:mesh:dave')), 'STORE_ERROR', 'corrupt');
   });
 
@@ -254,7 +274,10 @@ describe('PersistentChannel', () => {
       calls++;
       return Date.now();
     };
-    const loaded = (await PersistentChannel.load({ store, cipher, localDid: 'did:mesh:bob', peerDid: 'did:mesh:alice' }, { now })) as PersistentChannel;
+    const loaded = (await PersistentChannel.load(
+      { store, cipher, localDid: 'did:mesh:bob', peerDid: 'did:mesh:alice' },
+      { now },
+    )) as PersistentChannel;
     const m = (await alice.send(utf8('y'))) as EncryptedMessage;
     await loaded.receive(await alice.send(utf8('z')));
     await loaded.receive(m);

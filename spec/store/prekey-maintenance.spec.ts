@@ -2,10 +2,15 @@ import { ready } from '../../lib/sodium';
 import { ed25519KeyPair, fromUtf8, randomBytes, toHex, utf8 } from '../../lib/crypto';
 import { X3DHKeyManager } from '../../lib/x3dh';
 import { SecureChannel } from '../../lib/channel';
-import {  InMemoryStore, StorageCipher, StoredKeyManager, maintainPreKeys } from '../../lib/store';
+import { InMemoryStore, StorageCipher, StoredKeyManager, maintainPreKeys } from '../../lib/store';
 import { makeAgent } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
-import { DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_GRACE_MS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS, DEFAULT_TARGET_ONE_TIME_PRE_KEYS } from '../../lib/limits';
+import {
+  DEFAULT_MIN_ONE_TIME_PRE_KEYS,
+  DEFAULT_SIGNED_PRE_KEY_GRACE_MS,
+  DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS,
+  DEFAULT_TARGET_ONE_TIME_PRE_KEYS,
+} from '../../lib/limits';
 
 const BOB = 'did:mesh:bob';
 const DAY = 24 * 3600 * 1000;
@@ -31,8 +36,12 @@ describe('maintainPreKeys', () => {
   }
 
   it('has documented defaults', () => {
-    expect([DEFAULT_MIN_ONE_TIME_PRE_KEYS, DEFAULT_TARGET_ONE_TIME_PRE_KEYS, DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS, DEFAULT_SIGNED_PRE_KEY_GRACE_MS])
-      .toEqual([20, 100, 7 * DAY, 14 * DAY]);
+    expect([
+      DEFAULT_MIN_ONE_TIME_PRE_KEYS,
+      DEFAULT_TARGET_ONE_TIME_PRE_KEYS,
+      DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS,
+      DEFAULT_SIGNED_PRE_KEY_GRACE_MS,
+    ]).toEqual([20, 100, 7 * DAY, 14 * DAY]);
   });
 
   it('publishes the bundle and fills the pool, saving private keys first; then does nothing until needed', async () => {
@@ -42,7 +51,9 @@ describe('maintainPreKeys', () => {
     const saved = (await StoredKeyManager.load({ store, cipher, did: BOB })) as StoredKeyManager;
     expect(saved.manager.oneTimePreKeyIds.length).toBe(100);
     const b = store.getBundle(BOB);
-    expect(toHex(b?.oneTimePreKey as Uint8Array)).toBe(toHex(saved.manager.getOneTimePreKey(b?.oneTimePreKeyId as number)?.keyPair.publicKey as Uint8Array));
+    expect(toHex(b?.oneTimePreKey as Uint8Array)).toBe(
+      toHex(saved.manager.getOneTimePreKey(b?.oneTimePreKeyId as number)?.keyPair.publicKey as Uint8Array),
+    );
     expect(await maintainPreKeys(keys, store)).toEqual({ rotatedTo: null, retired: [], addedOneTimePreKeys: 0, publishedBundle: false });
     for (let i = 0; i < 80; i++) store.claimBundle(BOB);
     expect(await maintainPreKeys(keys, store)).toEqual({ rotatedTo: null, retired: [], addedOneTimePreKeys: 0, publishedBundle: false });
@@ -61,7 +72,12 @@ describe('maintainPreKeys', () => {
     clock += 7 * DAY - 1;
     expect((await maintainPreKeys(keys, store, policy)).rotatedTo).toBeNull();
     clock += 1;
-    expect(await maintainPreKeys(keys, store, policy)).toEqual({ rotatedTo: 1, retired: [], addedOneTimePreKeys: 0, publishedBundle: true });
+    expect(await maintainPreKeys(keys, store, policy)).toEqual({
+      rotatedTo: 1,
+      retired: [],
+      addedOneTimePreKeys: 0,
+      publishedBundle: true,
+    });
     expect(store.getBundle(BOB)?.signedPreKeyId).toBe(1);
     // An establishment made from the old bundle still completes within the grace window.
     const bob = await keys.acceptChannel(inFlight.establishment, { sessions: store, peerDid: 'did:mesh:alice' });
@@ -69,7 +85,12 @@ describe('maintainPreKeys', () => {
     clock += 3 * DAY - 1;
     expect((await maintainPreKeys(keys, store, policy)).retired).toEqual([]);
     clock += 1;
-    expect(await maintainPreKeys(keys, store, policy)).toEqual({ rotatedTo: null, retired: [0], addedOneTimePreKeys: 0, publishedBundle: false });
+    expect(await maintainPreKeys(keys, store, policy)).toEqual({
+      rotatedTo: null,
+      retired: [0],
+      addedOneTimePreKeys: 0,
+      publishedBundle: false,
+    });
     expect(keys.manager.signedPreKeyIds).toEqual([1]);
     // The replay records of the retired key are gone, and establishments with it now fail.
     expect(store.markEstablishment(BOB, 0, 'seen-under-0')).toBe(true);
@@ -93,8 +114,12 @@ describe('maintainPreKeys', () => {
     const store = new InMemoryStore();
     const id = ed25519KeyPair();
     const keys = await StoredKeyManager.create({ store, cipher, did: BOB }, X3DHKeyManager.fromEd25519Keys(id.secretKey, id.publicKey));
-    expect(await maintainPreKeys(keys, store, { targetOneTimePreKeys: 5, minOneTimePreKeys: 5 }))
-      .toEqual({ rotatedTo: 0, retired: [], addedOneTimePreKeys: 5, publishedBundle: true });
+    expect(await maintainPreKeys(keys, store, { targetOneTimePreKeys: 5, minOneTimePreKeys: 5 })).toEqual({
+      rotatedTo: 0,
+      retired: [],
+      addedOneTimePreKeys: 5,
+      publishedBundle: true,
+    });
   });
 
   it('serves the last resort when the pool runs dry: each such establishment accepted once', async () => {
@@ -106,7 +131,11 @@ describe('maintainPreKeys', () => {
     const { channel, establishment } = SecureChannel.createSender(makeAgent(), dry!);
     const bob = await keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:alice' });
     expect(fromUtf8(await bob.receive(channel.send(utf8('no one-time key left'))))).toBe('no one-time key left');
-    await expectE2EErrorAsync(() => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:eve' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+    await expectE2EErrorAsync(
+      () => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:eve' }),
+      'DUPLICATE_MESSAGE',
+      'establishment_replay',
+    );
   });
 
   it('validates its arguments', async () => {

@@ -25,7 +25,10 @@ async function seed(store: AgentStore): Promise<number[]> {
   await store.storeBundle(DID, makeAgent().getPublicBundle());
   const ids = Array.from({ length: KEYS }, (_, i) => i);
   for (let i = 0; i < KEYS; i += 500) {
-    await store.addOneTimePreKeys(DID, ids.slice(i, i + 500).map((keyId) => ({ keyId, publicKey: randomBytes(32) })));
+    await store.addOneTimePreKeys(
+      DID,
+      ids.slice(i, i + 500).map((keyId) => ({ keyId, publicKey: randomBytes(32) })),
+    );
   }
   return ids;
 }
@@ -54,7 +57,9 @@ function report(label: string, results: WorkerResult[]): void {
   const ms = Math.max(...results.map((r) => r.ms));
   const calls = results.reduce((n, r) => n + r.calls, 0);
   // A figure for the record, not an assertion.
-  console.log(`[store race] ${label}: ${WORKERS} processes, ${calls} calls in ${ms.toFixed(0)} ms = ${Math.round((calls / ms) * 1000)} calls/s; per worker ${results.map((r) => r.got.length).join('/')}`);
+  console.log(
+    `[store race] ${label}: ${WORKERS} processes, ${calls} calls in ${ms.toFixed(0)} ms = ${Math.round((calls / ms) * 1000)} calls/s; per worker ${results.map((r) => r.got.length).join('/')}`,
+  );
 }
 
 describe('one-time pre-key race across processes: SQLite', () => {

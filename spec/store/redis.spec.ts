@@ -46,16 +46,18 @@ describeRedis('RedisStore', (url) => {
       await s.saveKeyManager('did:mesh:{bob}', utf8('k'), 0);
       await s.markEstablishment('did:mesh:{bob}', 0, 'fp');
       const keys = (await admin.keys(`${ns}-layout:*`)).sort();
-      expect(keys).toEqual([
-        `${ns}-layout:s:{did%3Amesh%3A%7Bbob%7D}:did%3Amesh%3Aalice`,
-        `${ns}-layout:si:{did%3Amesh%3A%7Bbob%7D}`,
-        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:bundle`,
-        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:keys`,
-        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:pool`,
-        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:queue`,
-        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:replay-index`,
-        `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:replay:0`,
-      ].sort());
+      expect(keys).toEqual(
+        [
+          `${ns}-layout:s:{did%3Amesh%3A%7Bbob%7D}:did%3Amesh%3Aalice`,
+          `${ns}-layout:si:{did%3Amesh%3A%7Bbob%7D}`,
+          `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:bundle`,
+          `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:keys`,
+          `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:pool`,
+          `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:queue`,
+          `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:replay-index`,
+          `${ns}-layout:{did%3Amesh%3A%7Bbob%7D}:replay:0`,
+        ].sort(),
+      );
       expect(await s.clearNamespace()).toBe(8);
       expect(await admin.keys(`${ns}-layout:*`)).toEqual([]);
     });

@@ -25,7 +25,12 @@ describe('restart from the SQLite file', () => {
     const registry = new InMemoryIdentityRegistry();
     registry.register({ did: alice.did, publicKey: alice.publicKey, trustScore: 850 });
     registry.register({ did: bob.did, publicKey: bob.publicKey, trustScore: 850 });
-    const where = (store: SqliteStore, cipher: StorageCipher, local: string, peer: string) => ({ store, cipher, localDid: local, peerDid: peer });
+    const where = (store: SqliteStore, cipher: StorageCipher, local: string, peer: string) => ({
+      store,
+      cipher,
+      localDid: local,
+      peerDid: peer,
+    });
 
     // ---- First run ----
     let store = new SqliteStore(path);
@@ -35,8 +40,20 @@ describe('restart from the SQLite file', () => {
     await maintainPreKeys(aliceKeys, store, { minOneTimePreKeys: 5, targetOneTimePreKeys: 5 });
     await maintainPreKeys(bobKeys, store, { minOneTimePreKeys: 5, targetOneTimePreKeys: 5 });
     let network = new LocalTrustNetwork();
-    let aliceBridge = new EncryptedTrustBridge({ identity: alice, keyManager: aliceKeys.manager, registry, preKeyStore: store, transport: network });
-    let bobBridge = new EncryptedTrustBridge({ identity: bob, keyManager: bobKeys.manager, registry, preKeyStore: store, transport: network });
+    let aliceBridge = new EncryptedTrustBridge({
+      identity: alice,
+      keyManager: aliceKeys.manager,
+      registry,
+      preKeyStore: store,
+      transport: network,
+    });
+    let bobBridge = new EncryptedTrustBridge({
+      identity: bob,
+      keyManager: bobKeys.manager,
+      registry,
+      preKeyStore: store,
+      transport: network,
+    });
     const opened = await aliceBridge.openSecureChannel(bob.did); // trust handshake, then a bundle claimed from SQLite
     const establishment = aliceBridge.getSession(bob.did)?.establishment;
     expect(establishment?.usedOneTimeKeyId).toBe(0);
@@ -70,15 +87,29 @@ describe('restart from the SQLite file', () => {
 
     // The bridges restart from the stored key managers; a new channel uses a key published before the restart.
     network = new LocalTrustNetwork();
-    aliceBridge = new EncryptedTrustBridge({ agentDid: alice.did, keyManager: aliceKeys2.manager, registry, preKeyStore: store, transport: network });
-    bobBridge = new EncryptedTrustBridge({ agentDid: bob.did, keyManager: bobKeys2.manager, registry, preKeyStore: store, transport: network });
+    aliceBridge = new EncryptedTrustBridge({
+      agentDid: alice.did,
+      keyManager: aliceKeys2.manager,
+      registry,
+      preKeyStore: store,
+      transport: network,
+    });
+    bobBridge = new EncryptedTrustBridge({
+      agentDid: bob.did,
+      keyManager: bobKeys2.manager,
+      registry,
+      preKeyStore: store,
+      transport: network,
+    });
     const reopened = await aliceBridge.openSecureChannel(bob.did);
     const e2 = aliceBridge.getSession(bob.did)?.establishment;
     expect(e2?.usedOneTimeKeyId).toBe(1);
     const reaccepted = await bobBridge.acceptSecureChannel(alice.did, e2!);
     await bobKeys2.save();
     expect(fromUtf8(reaccepted.receive(reopened.send(utf8('a new channel after the restart'))))).toBe('a new channel after the restart');
-    expect(((await StoredKeyManager.load({ store, cipher, did: bob.did })) as StoredKeyManager).manager.oneTimePreKeyIds).toEqual([2, 3, 4]);
+    expect(((await StoredKeyManager.load({ store, cipher, did: bob.did })) as StoredKeyManager).manager.oneTimePreKeyIds).toEqual([
+      2, 3, 4,
+    ]);
     aliceBridge.closeAllSessions();
     bobBridge.closeAllSessions();
     store.close();

@@ -12,13 +12,23 @@ import { expectE2EError } from '../helpers/expect-error';
 const nonces: Uint8Array[] = [];
 jest.mock('../../lib/crypto/random', () => {
   const actual = jest.requireActual<typeof import('../../lib/crypto/random')>('../../lib/crypto/random');
-  return { ...actual, randomBytes: (n: number): Uint8Array => (n === 24 && nonces.length > 0 ? (nonces.shift() as Uint8Array) : actual.randomBytes(n)) };
+  return {
+    ...actual,
+    randomBytes: (n: number): Uint8Array => (n === 24 && nonces.length > 0 ? (nonces.shift() as Uint8Array) : actual.randomBytes(n)),
+  };
 });
 
 interface Kat {
   storageKey: string;
   previousKeys: string[];
-  valid: Array<{ name: string; sealedWith: 'current' | 'previous'; context: string; plaintext: string; blob: string; needsReseal: boolean }>;
+  valid: Array<{
+    name: string;
+    sealedWith: 'current' | 'previous';
+    context: string;
+    plaintext: string;
+    blob: string;
+    needsReseal: boolean;
+  }>;
   invalid: Array<{ name: string; context: string; blob: string; code: ErrorCode; reason: string; message: string }>;
 }
 

@@ -6,7 +6,8 @@ import { expectE2EErrorAsync } from '../helpers/expect-error';
 const KEY_1 = new Uint8Array(32).fill(1);
 const CTX = sessionContext('did:mesh:alice', 'did:mesh:bob');
 // Sealed by release 0.1.0 under KEY_1 for CTX: later releases must keep opening it (or migrate it).
-const PINNED_BLOB = '414d53010ccc19aadd504c523d5c72af6e615a5ff636e27b4a6df8f1c72bcc7ea6eb0466642c5e4d635243f9fdffc75c85a293687422de9b46131c541d1469597b32864c2b';
+const PINNED_BLOB =
+  '414d53010ccc19aadd504c523d5c72af6e615a5ff636e27b4a6df8f1c72bcc7ea6eb0466642c5e4d635243f9fdffc75c85a293687422de9b46131c541d1469597b32864c2b';
 
 describe('StorageCipher', () => {
   beforeAll(() => ready());
@@ -28,7 +29,7 @@ describe('StorageCipher', () => {
     expect(toHex(c.open(c.seal(new Uint8Array(0), CTX), CTX))).toBe('');
   });
 
-  it('keeps no view of the caller\'s key Buffers (current and previous keys zeroed after construction)', () => {
+  it("keeps no view of the caller's key Buffers (current and previous keys zeroed after construction)", () => {
     const key = Buffer.from(randomBytes(32));
     const old = Buffer.from(randomBytes(32));
     const sealedOld = new StorageCipher(Uint8Array.from(old)).seal(utf8('old'), CTX);
@@ -46,8 +47,16 @@ describe('StorageCipher', () => {
     const c = new StorageCipher(randomBytes(32));
     const blob = c.seal(randomBytes(100), CTX);
     await expectE2EErrorAsync(() => c.open(blob, sessionContext('did:mesh:alice', 'did:mesh:carol')), 'STORE_ERROR', 'tampered');
-    const regions: [number, string][] = [[0, 'unknown_format'], [3, 'unknown_format'], [4, 'unknown_storage_key'], [11, 'unknown_storage_key'],
-      [12, 'tampered'], [35, 'tampered'], [36, 'tampered'], [blob.length - 1, 'tampered']];
+    const regions: [number, string][] = [
+      [0, 'unknown_format'],
+      [3, 'unknown_format'],
+      [4, 'unknown_storage_key'],
+      [11, 'unknown_storage_key'],
+      [12, 'tampered'],
+      [35, 'tampered'],
+      [36, 'tampered'],
+      [blob.length - 1, 'tampered'],
+    ];
     for (const [i, reason] of regions) {
       const bad = Uint8Array.from(blob);
       bad[i] ^= 0x40;

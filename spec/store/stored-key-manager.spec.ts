@@ -4,7 +4,12 @@ import { fromUtf8, randomBytes, toHex, utf8 } from '../../lib/crypto';
 import { SecureChannel } from '../../lib/channel';
 import { X3DHKeyManager } from '../../lib/x3dh';
 import {
-  InMemoryStore, KeyManagerStore, PersistentChannel, StorageCipher, StoredKeyManager, establishmentFingerprint,
+  InMemoryStore,
+  KeyManagerStore,
+  PersistentChannel,
+  StorageCipher,
+  StoredKeyManager,
+  establishmentFingerprint,
 } from '../../lib/store';
 import { makeAgent } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
@@ -34,10 +39,16 @@ describe('StoredKeyManager', () => {
     expect(toHex(m.identityKeyEd)).toBe(toHex(original.identityKeyEd));
     expect(m.signedPreKeyIds).toEqual([0]);
     expect(m.oneTimePreKeyIds).toEqual([0, 1, 2]);
-    expect(toHex(m.getOneTimePreKey(2)?.keyPair.privateKey as Uint8Array)).toBe(toHex(original.getOneTimePreKey(2)?.keyPair.privateKey as Uint8Array));
+    expect(toHex(m.getOneTimePreKey(2)?.keyPair.privateKey as Uint8Array)).toBe(
+      toHex(original.getOneTimePreKey(2)?.keyPair.privateKey as Uint8Array),
+    );
     expect(await StoredKeyManager.load({ store, cipher, did: 'did:mesh:nobody' })).toBeNull();
     await expectE2EErrorAsync(() => StoredKeyManager.create({ store, cipher, did: BOB }, original), 'STALE_STATE');
-    await expectE2EErrorAsync(() => StoredKeyManager.load({ store, cipher: new StorageCipher(randomBytes(32)), did: BOB }), 'STORE_ERROR', 'unknown_storage_key');
+    await expectE2EErrorAsync(
+      () => StoredKeyManager.load({ store, cipher: new StorageCipher(randomBytes(32)), did: BOB }),
+      'STORE_ERROR',
+      'unknown_storage_key',
+    );
   });
 
   it('accepts a channel with a one-time pre-key exactly once, also after a restart', async () => {
@@ -48,10 +59,16 @@ describe('StoredKeyManager', () => {
     expect(fromUtf8(await bob.receive(channel.send(utf8('hi'))))).toBe('hi');
     expect(keys.manager.oneTimePreKeyIds).toEqual([0, 2]);
     expect(keys.version).toBe(2);
-    await expectE2EErrorAsync(() => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:other', associatedData: ad }), 'OTK_NOT_FOUND');
+    await expectE2EErrorAsync(
+      () => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:other', associatedData: ad }),
+      'OTK_NOT_FOUND',
+    );
     const restarted = (await StoredKeyManager.load({ store, cipher, did: BOB })) as StoredKeyManager;
     expect(restarted.manager.oneTimePreKeyIds).toEqual([0, 2]);
-    await expectE2EErrorAsync(() => restarted.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:other', associatedData: ad }), 'OTK_NOT_FOUND');
+    await expectE2EErrorAsync(
+      () => restarted.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:other', associatedData: ad }),
+      'OTK_NOT_FOUND',
+    );
     expect(store.listSessions(BOB)).toEqual([ALICE]);
   });
 
@@ -62,9 +79,17 @@ describe('StoredKeyManager', () => {
     const bob = await keys.acceptChannel(establishment, { sessions: store, peerDid: ALICE });
     expect(fromUtf8(await bob.receive(channel.send(utf8('last resort'))))).toBe('last resort');
     expect(keys.version).toBe(1); // nothing consumed, nothing saved
-    await expectE2EErrorAsync(() => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:mallory' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+    await expectE2EErrorAsync(
+      () => keys.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:mallory' }),
+      'DUPLICATE_MESSAGE',
+      'establishment_replay',
+    );
     const otherProcess = (await StoredKeyManager.load({ store, cipher, did: BOB })) as StoredKeyManager;
-    await expectE2EErrorAsync(() => otherProcess.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:mallory' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+    await expectE2EErrorAsync(
+      () => otherProcess.acceptChannel(establishment, { sessions: store, peerDid: 'did:mesh:mallory' }),
+      'DUPLICATE_MESSAGE',
+      'establishment_replay',
+    );
     expect(store.markEstablishment(BOB, 0, establishmentFingerprint(establishment))).toBe(false);
     expect(store.listSessions(BOB)).toEqual([ALICE]);
   });
@@ -107,9 +132,11 @@ describe('StoredKeyManager', () => {
     const { store, keys } = await setup(0);
     expect(await keys.update((m) => m.generateOneTimePreKeys(2).map((k) => k.keyId))).toEqual([0, 1]);
     expect(keys.version).toBe(2);
-    await expect(keys.update(() => {
-      throw new E2EError('INVALID_STATE', 'refused by the change');
-    })).rejects.toMatchObject({ code: 'INVALID_STATE' });
+    await expect(
+      keys.update(() => {
+        throw new E2EError('INVALID_STATE', 'refused by the change');
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_STATE' });
     expect(keys.version).toBe(2);
     await expectE2EErrorAsync(() => keys.update('x' as never), 'INVALID_ARGUMENT');
     // A store where someone else always saves first.
@@ -172,8 +199,17 @@ describe('StoredKeyManager', () => {
     const e = SecureChannel.createSender(makeAgent(), keys.manager.getPublicBundle({ otkId: 0 })).establishment;
     await expectE2EErrorAsync(() => keys.acceptChannel(e, null as never), 'INVALID_ARGUMENT');
     await expectE2EErrorAsync(() => keys.acceptChannel(e, { sessions: store, peerDid: '' }), 'INVALID_ARGUMENT');
-    await expectE2EErrorAsync(() => keys.acceptChannel({ initiatorIdentityKey: new Uint8Array(3) } as never, { sessions: store, peerDid: ALICE }), 'MALFORMED_MESSAGE');
-    const wrongSpk = { ...e, signedPreKeyId: 9, usedOneTimeKeyId: undefined, initiatorIdentityKey: e.initiatorIdentityKey, ephemeralPublicKey: e.ephemeralPublicKey };
+    await expectE2EErrorAsync(
+      () => keys.acceptChannel({ initiatorIdentityKey: new Uint8Array(3) } as never, { sessions: store, peerDid: ALICE }),
+      'MALFORMED_MESSAGE',
+    );
+    const wrongSpk = {
+      ...e,
+      signedPreKeyId: 9,
+      usedOneTimeKeyId: undefined,
+      initiatorIdentityKey: e.initiatorIdentityKey,
+      ephemeralPublicKey: e.ephemeralPublicKey,
+    };
     await expectE2EErrorAsync(() => keys.acceptChannel(wrongSpk, { sessions: store, peerDid: ALICE }), 'SPK_NOT_FOUND');
     expect(keys.manager.oneTimePreKeyIds).toEqual([0]);
   });
@@ -183,7 +219,11 @@ describe('StoredKeyManager', () => {
     const ad = utf8('ad');
     const { channel, establishment: e } = SecureChannel.createSender(makeAgent(), original.getPublicBundle({ otkId: 0 }), ad);
     store.saveSession(BOB, ALICE, utf8('an existing session'), 0);
-    await expectE2EErrorAsync(() => keys.acceptChannel(e, { sessions: store, peerDid: ALICE, associatedData: ad }), 'STALE_STATE', 'session');
+    await expectE2EErrorAsync(
+      () => keys.acceptChannel(e, { sessions: store, peerDid: ALICE, associatedData: ad }),
+      'STALE_STATE',
+      'session',
+    );
     expect(keys.manager.oneTimePreKeyIds).toEqual([0]);
     expect((await StoredKeyManager.load({ store, cipher, did: BOB }))?.manager.oneTimePreKeyIds).toEqual([0]);
     const pc = await keys.acceptChannel(e, { sessions: store, peerDid: ALICE, associatedData: ad, replaceSession: true });
@@ -194,11 +234,19 @@ describe('StoredKeyManager', () => {
     // The last resort too: a refused acceptance records nothing, so the retry is accepted.
     const lr = SecureChannel.createSender(makeAgent(), original.getPublicBundle());
     store.saveSession(BOB, 'did:mesh:carol', utf8('taken'), 0);
-    await expectE2EErrorAsync(() => keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:carol' }), 'STALE_STATE', 'session');
+    await expectE2EErrorAsync(
+      () => keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:carol' }),
+      'STALE_STATE',
+      'session',
+    );
     expect(store.markEstablishment(BOB, 0, establishmentFingerprint(lr.establishment))).toBe(true); // was not marked
     store.forgetEstablishments(BOB, 0);
     await keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:carol', replaceSession: true });
-    await expectE2EErrorAsync(() => keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:dave' }), 'DUPLICATE_MESSAGE', 'establishment_replay');
+    await expectE2EErrorAsync(
+      () => keys.acceptChannel(lr.establishment, { sessions: store, peerDid: 'did:mesh:dave' }),
+      'DUPLICATE_MESSAGE',
+      'establishment_replay',
+    );
   });
 
   it('reports errors of a store as they are', async () => {

@@ -14,8 +14,17 @@ import { E2EError } from '../../lib/errors';
 import { randomBytes, utf8 } from '../../lib/crypto';
 import { SecureChannel } from '../../lib/channel';
 import {
-  AgentStore, InMemoryStore, PersistentChannel, RedisStore, SqliteStore, StorageCipher, StoredKeyManager, establishmentFingerprint,
-  inboxMessageId, maintainPreKeys, sessionContext,
+  AgentStore,
+  InMemoryStore,
+  PersistentChannel,
+  RedisStore,
+  SqliteStore,
+  StorageCipher,
+  StoredKeyManager,
+  establishmentFingerprint,
+  inboxMessageId,
+  maintainPreKeys,
+  sessionContext,
 } from '../../lib/store';
 import { clearPrefix, makeAgent, openPair, randomNamespace, redisTarget } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
@@ -41,11 +50,15 @@ const hostile: fc.Arbitrary<unknown> = fc.oneof(
   fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
   fc.uint8Array({ maxLength: 40 }),
   fc.array(fc.oneof(fc.constant(null), fc.integer(), fc.constant({ keyId: 1, publicKey: new Uint8Array(3) })), { maxLength: 3 }),
-  fc.record({ id: fc.constantFrom<unknown>('m', '\uD800', 1, null), data: fc.constantFrom<unknown>(null, new Uint8Array(0), 'x', detached()) }),
+  fc.record({
+    id: fc.constantFrom<unknown>('m', '\uD800', 1, null),
+    data: fc.constantFrom<unknown>(null, new Uint8Array(0), 'x', detached()),
+  }),
 );
 
 function checkTyped(e: unknown): void {
-  if (!(e instanceof E2EError)) throw new Error(`untyped error escaped: ${String((e as Error)?.name ?? typeof e)}: ${String((e as Error)?.message ?? e)}`);
+  if (!(e instanceof E2EError))
+    throw new Error(`untyped error escaped: ${String((e as Error)?.name ?? typeof e)}: ${String((e as Error)?.message ?? e)}`);
   if (e.code === 'STORE_ERROR') {
     expect(typeof e.reason).toBe('string');
     expect(e.message.endsWith(`[${e.reason}]`)).toBe(true);
@@ -66,9 +79,27 @@ type Call = (args: unknown[]) => unknown;
 function storeCalls(s: AgentStore): Record<string, Call> {
   const a = s as unknown as Record<string, (...x: unknown[]) => unknown>;
   const names = [
-    'storeBundle', 'getBundle', 'consumeOneTimeKey', 'claimBundle', 'addOneTimePreKeys', 'countOneTimePreKeys', 'removeBundle',
-    'loadSession', 'saveSession', 'deleteSession', 'listSessions', 'saveSessionWithInbox', 'loadInboxEntry', 'listInbox', 'deleteInboxEntry',
-    'loadKeyManager', 'saveKeyManager', 'deleteKeyManager', 'markEstablishment', 'forgetEstablishments', 'saveAcceptance',
+    'storeBundle',
+    'getBundle',
+    'consumeOneTimeKey',
+    'claimBundle',
+    'addOneTimePreKeys',
+    'countOneTimePreKeys',
+    'removeBundle',
+    'loadSession',
+    'saveSession',
+    'deleteSession',
+    'listSessions',
+    'saveSessionWithInbox',
+    'loadInboxEntry',
+    'listInbox',
+    'deleteInboxEntry',
+    'loadKeyManager',
+    'saveKeyManager',
+    'deleteKeyManager',
+    'markEstablishment',
+    'forgetEstablishments',
+    'saveAcceptance',
   ];
   const calls: Record<string, Call> = {};
   for (const n of names) calls[n] = (args) => a[n].apply(s, args);
@@ -76,7 +107,10 @@ function storeCalls(s: AgentStore): Record<string, Call> {
   return calls;
 }
 
-const valid: fc.Arbitrary<unknown> = fc.constantFrom<unknown>('did:mesh:a', 'did:mesh:b', 0, 1, utf8('x'), 'm1', 'fp', { id: 'm1', data: utf8('p') });
+const valid: fc.Arbitrary<unknown> = fc.constantFrom<unknown>('did:mesh:a', 'did:mesh:b', 0, 1, utf8('x'), 'm1', 'fp', {
+  id: 'm1',
+  data: utf8('p'),
+});
 const arg = fc.oneof({ weight: 2, arbitrary: valid }, { weight: 3, arbitrary: hostile });
 
 function fuzzStore(name: string, open: () => Promise<AgentStore>, runs: number): void {
@@ -84,9 +118,12 @@ function fuzzStore(name: string, open: () => Promise<AgentStore>, runs: number):
     const store = await open();
     try {
       const calls = storeCalls(store);
-      await fc.assert(fc.asyncProperty(fc.constantFrom(...Object.keys(calls)), fc.array(arg, { maxLength: 6 }), async (method, args) => {
-        await typedOnly(() => calls[method](args));
-      }), { numRuns: runs });
+      await fc.assert(
+        fc.asyncProperty(fc.constantFrom(...Object.keys(calls)), fc.array(arg, { maxLength: 6 }), async (method, args) => {
+          await typedOnly(() => calls[method](args));
+        }),
+        { numRuns: runs },
+      );
     } finally {
       await store.close();
     }
@@ -112,14 +149,19 @@ describe('only typed errors from the stores (finding 11)', () => {
     fuzzStore('RedisStore', async () => new RedisStore({ client, namespace: ns }), 600);
   }
 
-  it('maintainPreKeys: a directory of the application\'s own that throws foreign errors gives STORE_ERROR with the cause', async () => {
+  it("maintainPreKeys: a directory of the application's own that throws foreign errors gives STORE_ERROR with the cause", async () => {
     const store = new InMemoryStore();
     const cipher = new StorageCipher(randomBytes(32));
     const keys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:m' }, makeAgent(0));
     for (const method of ['countOneTimePreKeys', 'getBundle', 'storeBundle', 'addOneTimePreKeys']) {
       const boom = new RangeError('driver exploded');
       const directory = new Proxy(store, {
-        get: (t, p) => (p === method ? () => { throw boom; } : (Reflect.get(t, p) as (...a: unknown[]) => unknown).bind(t)),
+        get: (t, p) =>
+          p === method
+            ? () => {
+                throw boom;
+              }
+            : (Reflect.get(t, p) as (...a: unknown[]) => unknown).bind(t),
       });
       let thrown: unknown;
       try {
@@ -128,7 +170,11 @@ describe('only typed errors from the stores (finding 11)', () => {
         thrown = e;
       }
       expect(thrown).toBeInstanceOf(E2EError);
-      expect([(thrown as E2EError).code, (thrown as E2EError).reason, (thrown as { cause?: unknown }).cause]).toEqual(['STORE_ERROR', 'backend', boom]);
+      expect([(thrown as E2EError).code, (thrown as E2EError).reason, (thrown as { cause?: unknown }).cause]).toEqual([
+        'STORE_ERROR',
+        'backend',
+        boom,
+      ]);
       store.removeBundle('did:mesh:m'); // so the next round publishes (and adds) again
     }
   });
@@ -142,7 +188,11 @@ describe('only typed errors from the stores (finding 11)', () => {
     const { establishment } = SecureChannel.createSender(makeAgent(), keys.manager.getPublicBundle({ otkId: 0 }));
     const loc = { store, cipher, localDid: 'did:mesh:bob', peerDid: 'did:mesh:alice' };
     const fns: Record<string, Call> = {
-      SqliteStore: ([p, o]) => new SqliteStore(typeof p === 'string' && p.length < 50 ? join(dir, `c-${++files}-${p.replace(/[/\\]/g, '')}`) : (p as string), o as never),
+      SqliteStore: ([p, o]) =>
+        new SqliteStore(
+          typeof p === 'string' && p.length < 50 ? join(dir, `c-${++files}-${p.replace(/[/\\]/g, '')}`) : (p as string),
+          o as never,
+        ),
       RedisStore: ([o]) => new RedisStore(o as never),
       RedisStoreNs: ([n, t]) => new RedisStore({ client: {} as never, namespace: n as string, sessionTtlMs: t as number }),
       StorageCipher: ([k, o]) => new StorageCipher(k as Uint8Array, o as never),
@@ -162,14 +212,24 @@ describe('only typed errors from the stores (finding 11)', () => {
       kmCreate: ([l, mgr]) => StoredKeyManager.create(l as never, mgr as never),
       kmLoad: ([l]) => StoredKeyManager.load(l as never),
       accept: ([e, o]) => keys.acceptChannel((e ?? establishment) as never, o as never),
-      acceptOpts: ([p, ad, r]) => keys.acceptChannel(establishment, { sessions: store, peerDid: p as string, associatedData: ad as Uint8Array, replaceSession: r as boolean }),
+      acceptOpts: ([p, ad, r]) =>
+        keys.acceptChannel(establishment, {
+          sessions: store,
+          peerDid: p as string,
+          associatedData: ad as Uint8Array,
+          replaceSession: r as boolean,
+        }),
       update: ([f]) => keys.update(f as never),
       maintain: ([d, p]) => maintainPreKeys(keys, (d ?? store) as never, p as never),
-      maintainPolicy: ([a, b, c]) => maintainPreKeys(keys, store, { minOneTimePreKeys: a as number, targetOneTimePreKeys: b as number, now: c as never }),
+      maintainPolicy: ([a, b, c]) =>
+        maintainPreKeys(keys, store, { minOneTimePreKeys: a as number, targetOneTimePreKeys: b as number, now: c as never }),
     };
-    await fc.assert(fc.asyncProperty(fc.constantFrom(...Object.keys(fns)), fc.array(arg, { maxLength: 3 }), async (fn, args) => {
-      await typedOnly(() => fns[fn](args));
-    }), { numRuns: 1500 });
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...Object.keys(fns)), fc.array(arg, { maxLength: 3 }), async (fn, args) => {
+        await typedOnly(() => fns[fn](args));
+      }),
+      { numRuns: 1500 },
+    );
   }, 300_000);
 });
 
@@ -182,18 +242,70 @@ const boom = (): never => {
   throw new TypeError('hostile getter');
 };
 /** A Proxy whose every trap throws (get, has, getPrototypeOf, ownKeys, ...). */
-const throwingProxy = (): object => new Proxy({}, {
-  get: boom, has: boom, ownKeys: boom, getOwnPropertyDescriptor: boom, getPrototypeOf: boom, set: boom,
-  defineProperty: boom, deleteProperty: boom, isExtensible: boom, preventExtensions: boom, setPrototypeOf: boom,
-});
+const throwingProxy = (): object =>
+  new Proxy(
+    {},
+    {
+      get: boom,
+      has: boom,
+      ownKeys: boom,
+      getOwnPropertyDescriptor: boom,
+      getPrototypeOf: boom,
+      set: boom,
+      defineProperty: boom,
+      deleteProperty: boom,
+      isExtensible: boom,
+      preventExtensions: boom,
+      setPrototypeOf: boom,
+    },
+  );
 /** Every field name a store entry point reads off an object argument, each a throwing getter. */
 const STORE_FIELDS = [
-  'did', 'peerDid', 'localDid', 'session', 'keyManager', 'establishment', 'data', 'expectedVersion', 'id', 'keyId', 'publicKey',
-  'signedPreKeyId', 'fingerprint', 'store', 'cipher', 'client', 'namespace', 'sessionTtlMs', 'bundleTtlMs', 'synchronous',
-  'busyTimeoutMs', 'previousKeys', 'replace', 'now', 'deliver', 'deleteSaved', 'sessions', 'associatedData', 'channelOptions',
-  'replaceSession', 'minOneTimePreKeys', 'targetOneTimePreKeys', 'signedPreKeyMaxAgeMs', 'signedPreKeyGraceMs', 'identityKey',
-  'identityKeyEd', 'signedPreKey', 'signedPreKeySignature', 'oneTimePreKey', 'oneTimePreKeyId', 'initiatorIdentityKey',
-  'ephemeralPublicKey', 'usedOneTimeKeyId', 'version', 'length',
+  'did',
+  'peerDid',
+  'localDid',
+  'session',
+  'keyManager',
+  'establishment',
+  'data',
+  'expectedVersion',
+  'id',
+  'keyId',
+  'publicKey',
+  'signedPreKeyId',
+  'fingerprint',
+  'store',
+  'cipher',
+  'client',
+  'namespace',
+  'sessionTtlMs',
+  'bundleTtlMs',
+  'synchronous',
+  'busyTimeoutMs',
+  'previousKeys',
+  'replace',
+  'now',
+  'deliver',
+  'deleteSaved',
+  'sessions',
+  'associatedData',
+  'channelOptions',
+  'replaceSession',
+  'minOneTimePreKeys',
+  'targetOneTimePreKeys',
+  'signedPreKeyMaxAgeMs',
+  'signedPreKeyGraceMs',
+  'identityKey',
+  'identityKeyEd',
+  'signedPreKey',
+  'signedPreKeySignature',
+  'oneTimePreKey',
+  'oneTimePreKeyId',
+  'initiatorIdentityKey',
+  'ephemeralPublicKey',
+  'usedOneTimeKeyId',
+  'version',
+  'length',
 ];
 const throwingGetters = (): object => {
   const o = {};
@@ -202,7 +314,8 @@ const throwingGetters = (): object => {
 };
 /** The hostile values, by name (the name is printed when one escapes untyped). */
 const HOSTILE: Record<string, () => unknown> = {
-  throwingGetters, throwingProxy,
+  throwingGetters,
+  throwingProxy,
   fakeBytes: () => Object.create(Uint8Array.prototype),
   u8Proxy: () => new Proxy(new Uint8Array(32), {}),
   u8ProxyThrowing: () => new Proxy(new Uint8Array(32), { get: boom, getPrototypeOf: boom }),
@@ -233,7 +346,8 @@ function variants(args: readonly unknown[]): { where: string; make: () => unknow
     for (const [name, h] of Object.entries(HOSTILE)) res.push({ where: name, make: h });
     if (depth > 0 && isPlain(v)) {
       for (const k of Object.keys(v)) {
-        for (const inner of inside(v[k], depth - 1)) res.push({ where: at(`.${k}`, inner.where), make: () => ({ ...v, [k]: inner.make() }) });
+        for (const inner of inside(v[k], depth - 1))
+          res.push({ where: at(`.${k}`, inner.where), make: () => ({ ...v, [k]: inner.make() }) });
       }
     }
     if (depth > 0 && Array.isArray(v) && v.length > 0) {
@@ -307,8 +421,17 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
       deleteKeyManager: () => ['did:mesh:z'],
       markEstablishment: () => ['did:mesh:a', 1, 'fp'],
       forgetEstablishments: () => ['did:mesh:a', 1],
-      saveAcceptance: () => [{ did: 'did:mesh:a', peerDid: 'did:mesh:d', session: { data, expectedVersion: 0 }, keyManager: { data, expectedVersion: 0 } }],
-      saveAcceptanceEst: () => [{ did: 'did:mesh:a', peerDid: 'did:mesh:e', session: { data, expectedVersion: 0 }, establishment: { signedPreKeyId: 1, fingerprint: 'fp' } }],
+      saveAcceptance: () => [
+        { did: 'did:mesh:a', peerDid: 'did:mesh:d', session: { data, expectedVersion: 0 }, keyManager: { data, expectedVersion: 0 } },
+      ],
+      saveAcceptanceEst: () => [
+        {
+          did: 'did:mesh:a',
+          peerDid: 'did:mesh:e',
+          session: { data, expectedVersion: 0 },
+          establishment: { signedPreKeyId: 1, fingerprint: 'fp' },
+        },
+      ],
     };
   }
 
@@ -317,7 +440,7 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
     const m = store as unknown as Record<string, (...a: unknown[]) => unknown>;
     for (const [method, valid] of Object.entries(storeArgs())) {
       const real = method === 'saveAcceptanceEst' ? 'saveAcceptance' : method;
-      escaped.push(...await sweep(`${name}#${method}`, valid, (args) => m[real].apply(store, args)));
+      escaped.push(...(await sweep(`${name}#${method}`, valid, (args) => m[real].apply(store, args))));
     }
     return escaped;
   }
@@ -326,36 +449,63 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
   it('InMemoryStore and SqliteStore: every method', async () => {
     const sqlite = new SqliteStore(join(dir, `hostile-${++files}.sqlite`), { synchronous: 'NORMAL' });
     try {
-      expect([...await sweepStore('InMemoryStore', new InMemoryStore()), ...await sweepStore('SqliteStore', sqlite)]).toEqual([]);
+      expect([...(await sweepStore('InMemoryStore', new InMemoryStore())), ...(await sweepStore('SqliteStore', sqlite))]).toEqual([]);
     } finally {
       sqlite.close();
     }
   }, 120_000);
 
   const { url } = redisTarget();
-  (url === null ? it.skip : it)('RedisStore: every method', async () => {
-    const client = new Redis(url as string, { maxRetriesPerRequest: 1 });
-    const ns = randomNamespace();
-    try {
-      expect(await sweepStore('RedisStore', new RedisStore({ client, namespace: ns }))).toEqual([]);
-    } finally {
-      await clearPrefix(client, ns);
-      client.disconnect();
-    }
-  }, 120_000);
+  (url === null ? it.skip : it)(
+    'RedisStore: every method',
+    async () => {
+      const client = new Redis(url as string, { maxRetriesPerRequest: 1 });
+      const ns = randomNamespace();
+      try {
+        expect(await sweepStore('RedisStore', new RedisStore({ client, namespace: ns }))).toEqual([]);
+      } finally {
+        await clearPrefix(client, ns);
+        client.disconnect();
+      }
+    },
+    120_000,
+  );
 
   it('the store constructors and StorageCipher', async () => {
     const cipher = new StorageCipher(randomBytes(32));
     const blob = cipher.seal(utf8('x'), 'ctx');
     const client = { evalsha: () => Promise.resolve(null) }; // never called: the constructor only checks it
     const escaped = [
-      ...await sweep('new SqliteStore', () => [join(dir, `ctor-${++files}.sqlite`), { synchronous: 'NORMAL', busyTimeoutMs: 100 }],
-        (a) => new SqliteStore(a[0] as string, a[1] as never).close()),
-      ...await sweep('new RedisStore', () => [{ client, namespace: 'ns', sessionTtlMs: 1000, bundleTtlMs: 1000 }], (a) => new RedisStore(a[0] as never)),
-      ...await sweep('new StorageCipher', () => [randomBytes(32), { previousKeys: [randomBytes(32)] }], (a) => new StorageCipher(a[0] as never, a[1] as never)),
-      ...await sweep('StorageCipher#seal', () => [utf8('p'), 'ctx'], (a) => cipher.seal(a[0] as never, a[1] as never)),
-      ...await sweep('StorageCipher#open', () => [blob, 'ctx'], (a) => cipher.open(a[0] as never, a[1] as never)),
-      ...await sweep('StorageCipher#needsReseal', () => [blob], (a) => cipher.needsReseal(a[0] as never)),
+      ...(await sweep(
+        'new SqliteStore',
+        () => [join(dir, `ctor-${++files}.sqlite`), { synchronous: 'NORMAL', busyTimeoutMs: 100 }],
+        (a) => new SqliteStore(a[0] as string, a[1] as never).close(),
+      )),
+      ...(await sweep(
+        'new RedisStore',
+        () => [{ client, namespace: 'ns', sessionTtlMs: 1000, bundleTtlMs: 1000 }],
+        (a) => new RedisStore(a[0] as never),
+      )),
+      ...(await sweep(
+        'new StorageCipher',
+        () => [randomBytes(32), { previousKeys: [randomBytes(32)] }],
+        (a) => new StorageCipher(a[0] as never, a[1] as never),
+      )),
+      ...(await sweep(
+        'StorageCipher#seal',
+        () => [utf8('p'), 'ctx'],
+        (a) => cipher.seal(a[0] as never, a[1] as never),
+      )),
+      ...(await sweep(
+        'StorageCipher#open',
+        () => [blob, 'ctx'],
+        (a) => cipher.open(a[0] as never, a[1] as never),
+      )),
+      ...(await sweep(
+        'StorageCipher#needsReseal',
+        () => [blob],
+        (a) => cipher.needsReseal(a[0] as never),
+      )),
     ];
     expect(escaped).toEqual([]);
   }, 120_000);
@@ -373,26 +523,81 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
     const PC = PersistentChannel as unknown as new (...a: unknown[]) => unknown;
     const SKM = StoredKeyManager as unknown as new (...a: unknown[]) => unknown;
     const escaped = [
-      ...await sweep('new PersistentChannel', () => [loc, fresh(), 1, undefined], (a) => new PC(...a)),
-      ...await sweep('PersistentChannel.create', () => [{ ...loc, peerDid: `did:mesh:p${++peers}` }, fresh(), { replace: true, now: Date.now }],
-        (a) => PersistentChannel.create(a[0] as never, a[1] as never, a[2] as never)),
-      ...await sweep('PersistentChannel.load', () => [loc, { now: Date.now }], (a) => PersistentChannel.load(a[0] as never, a[1] as never)),
-      ...await sweep('PersistentChannel#send', () => [utf8('x')], (a) => alice.send(a[0] as never)),
-      ...await sweep('PersistentChannel#receive', () => [message.serialize(), { deliver: () => undefined }], (a) => bob.receive(a[0] as never, a[1] as never)),
-      ...await sweep('PersistentChannel#ack', () => [message], (a) => bob.ack(a[0] as never)),
-      ...await sweep('PersistentChannel#close', () => [{ deleteSaved: false }],
-        (a) => PersistentChannel.load(loc).then((c) => c?.close(a[0] as never))),
-      ...await sweep('new StoredKeyManager', () => [{ store, cipher, did: 'did:mesh:k' }, makeAgent(), 1], (a) => new SKM(...a)),
-      ...await sweep('StoredKeyManager.create', () => [{ store, cipher, did: `did:mesh:c${++peers}` }, makeAgent()],
-        (a) => StoredKeyManager.create(a[0] as never, a[1] as never)),
-      ...await sweep('StoredKeyManager.load', () => [{ store, cipher, did: 'did:mesh:k' }], (a) => StoredKeyManager.load(a[0] as never)),
-      ...await sweep('StoredKeyManager#acceptChannel', () => [est(), { sessions: store, peerDid: `did:mesh:i${++peers}`, replaceSession: false }],
-        (a) => keys.acceptChannel(a[0] as never, a[1] as never)),
-      ...await sweep('maintainPreKeys', () => [keys, store, { minOneTimePreKeys: 1, targetOneTimePreKeys: 2, now: Date.now }],
-        (a) => maintainPreKeys(a[0] as never, a[1] as never, a[2] as never)),
-      ...await sweep('inboxMessageId', () => [message], (a) => inboxMessageId(a[0] as never)),
-      ...await sweep('sessionContext', () => ['did:mesh:a', 'did:mesh:b'], (a) => sessionContext(a[0] as never, a[1] as never)),
-      ...await sweep('establishmentFingerprint', () => [est()], (a) => establishmentFingerprint(a[0] as never)),
+      ...(await sweep(
+        'new PersistentChannel',
+        () => [loc, fresh(), 1, undefined],
+        (a) => new PC(...a),
+      )),
+      ...(await sweep(
+        'PersistentChannel.create',
+        () => [{ ...loc, peerDid: `did:mesh:p${++peers}` }, fresh(), { replace: true, now: Date.now }],
+        (a) => PersistentChannel.create(a[0] as never, a[1] as never, a[2] as never),
+      )),
+      ...(await sweep(
+        'PersistentChannel.load',
+        () => [loc, { now: Date.now }],
+        (a) => PersistentChannel.load(a[0] as never, a[1] as never),
+      )),
+      ...(await sweep(
+        'PersistentChannel#send',
+        () => [utf8('x')],
+        (a) => alice.send(a[0] as never),
+      )),
+      ...(await sweep(
+        'PersistentChannel#receive',
+        () => [message.serialize(), { deliver: () => undefined }],
+        (a) => bob.receive(a[0] as never, a[1] as never),
+      )),
+      ...(await sweep(
+        'PersistentChannel#ack',
+        () => [message],
+        (a) => bob.ack(a[0] as never),
+      )),
+      ...(await sweep(
+        'PersistentChannel#close',
+        () => [{ deleteSaved: false }],
+        (a) => PersistentChannel.load(loc).then((c) => c?.close(a[0] as never)),
+      )),
+      ...(await sweep(
+        'new StoredKeyManager',
+        () => [{ store, cipher, did: 'did:mesh:k' }, makeAgent(), 1],
+        (a) => new SKM(...a),
+      )),
+      ...(await sweep(
+        'StoredKeyManager.create',
+        () => [{ store, cipher, did: `did:mesh:c${++peers}` }, makeAgent()],
+        (a) => StoredKeyManager.create(a[0] as never, a[1] as never),
+      )),
+      ...(await sweep(
+        'StoredKeyManager.load',
+        () => [{ store, cipher, did: 'did:mesh:k' }],
+        (a) => StoredKeyManager.load(a[0] as never),
+      )),
+      ...(await sweep(
+        'StoredKeyManager#acceptChannel',
+        () => [est(), { sessions: store, peerDid: `did:mesh:i${++peers}`, replaceSession: false }],
+        (a) => keys.acceptChannel(a[0] as never, a[1] as never),
+      )),
+      ...(await sweep(
+        'maintainPreKeys',
+        () => [keys, store, { minOneTimePreKeys: 1, targetOneTimePreKeys: 2, now: Date.now }],
+        (a) => maintainPreKeys(a[0] as never, a[1] as never, a[2] as never),
+      )),
+      ...(await sweep(
+        'inboxMessageId',
+        () => [message],
+        (a) => inboxMessageId(a[0] as never),
+      )),
+      ...(await sweep(
+        'sessionContext',
+        () => ['did:mesh:a', 'did:mesh:b'],
+        (a) => sessionContext(a[0] as never, a[1] as never),
+      )),
+      ...(await sweep(
+        'establishmentFingerprint',
+        () => [est()],
+        (a) => establishmentFingerprint(a[0] as never),
+      )),
     ];
     expect(escaped).toEqual([]);
   }, 300_000);
@@ -403,7 +608,10 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
     const PC = PersistentChannel as unknown as new (...a: unknown[]) => unknown;
     const SKM = StoredKeyManager as unknown as new (...a: unknown[]) => unknown;
     await expectE2EErrorAsync(() => new PC(), 'INVALID_STATE');
-    await expectE2EErrorAsync(() => new PC({ store, cipher, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }, {}, 1, undefined), 'INVALID_STATE');
+    await expectE2EErrorAsync(
+      () => new PC({ store, cipher, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }, {}, 1, undefined),
+      'INVALID_STATE',
+    );
     await expectE2EErrorAsync(() => new SKM(), 'INVALID_STATE');
     await expectE2EErrorAsync(() => new SKM({ store, cipher, did: 'did:mesh:a' }, makeAgent(), 1), 'INVALID_STATE');
   });
@@ -413,12 +621,21 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
     const cipher = new StorageCipher(randomBytes(32));
     const keys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:k' }, makeAgent());
     const fake = Object.create(StorageCipher.prototype) as StorageCipher;
-    await expectE2EErrorAsync(() => PersistentChannel.load({ store, cipher: fake, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(
+      () => PersistentChannel.load({ store, cipher: fake, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }),
+      'INVALID_ARGUMENT',
+    );
     await expectE2EErrorAsync(() => StoredKeyManager.load({ store, cipher: fake, did: 'did:mesh:a' }), 'INVALID_ARGUMENT');
-    await expectE2EErrorAsync(() => maintainPreKeys(Object.create(StoredKeyManager.prototype) as StoredKeyManager, store), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(
+      () => maintainPreKeys(Object.create(StoredKeyManager.prototype) as StoredKeyManager, store),
+      'INVALID_ARGUMENT',
+    );
     await expectE2EErrorAsync(() => maintainPreKeys(new Proxy(keys, {}), store), 'INVALID_ARGUMENT');
     await expectE2EErrorAsync(() => maintainPreKeys(throwingProxy() as never, store), 'INVALID_ARGUMENT');
-    await expectE2EErrorAsync(() => PersistentChannel.create({ store, cipher, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }, throwingProxy() as never), 'INVALID_ARGUMENT');
+    await expectE2EErrorAsync(
+      () => PersistentChannel.create({ store, cipher, localDid: 'did:mesh:a', peerDid: 'did:mesh:b' }, throwingProxy() as never),
+      'INVALID_ARGUMENT',
+    );
   });
 
   it('fake and proxied Uint8Arrays: the cipher and inboxMessageId answer with typed errors, a valid blob still opens', async () => {
@@ -437,7 +654,10 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
 
   it('every option, location and write object is read once (a getter cannot answer differently on a second read)', async () => {
     const data = utf8('record');
-    const stores: [string, AgentStore][] = [['memory', new InMemoryStore()], ['sqlite', new SqliteStore(join(dir, `once-${++files}.sqlite`))]];
+    const stores: [string, AgentStore][] = [
+      ['memory', new InMemoryStore()],
+      ['sqlite', new SqliteStore(join(dir, `once-${++files}.sqlite`))],
+    ];
     for (const [name, store] of stores) {
       const session = counting({ data, expectedVersion: 0 });
       const km = counting({ data, expectedVersion: 0 });
@@ -476,7 +696,9 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
     const { establishment } = SecureChannel.createSender(makeAgent(), keys.manager.getPublicBundle());
     const acceptOpts = counting({ sessions: store, peerDid: 'did:mesh:i' });
     expect((await keys.acceptChannel(establishment, acceptOpts.proxy)).peerDid).toBe('did:mesh:i');
-    const counts = [cipherOpts, sqliteOpts, redisOpts, loc, createOpts, loadLoc, loadOpts, kmLoc, kmLoadLoc, policy, acceptOpts].map((c) => maxReads(c.reads));
+    const counts = [cipherOpts, sqliteOpts, redisOpts, loc, createOpts, loadLoc, loadOpts, kmLoc, kmLoadLoc, policy, acceptOpts].map((c) =>
+      maxReads(c.reads),
+    );
     expect(counts).toEqual(counts.map(() => 1));
   });
 });

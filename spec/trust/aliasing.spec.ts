@@ -35,28 +35,35 @@ function bufferBundle(b: PreKeyBundle, offset: number): { bundle: PreKeyBundle; 
 
 describe('trust entry points copy what they keep', () => {
   test('registry entries, identities from secret keys and seeds', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 0, max: 255 }), (offset, fill) => {
-      const pair = ed25519KeyPair();
-      const registry = new InMemoryIdentityRegistry();
-      const pub = callerBuffer(pair.publicKey, offset);
-      registry.register({ did: 'did:mesh:alice', publicKey: pub, trustScore: 800 });
-      const sk = callerBuffer(pair.secretKey, offset);
-      const seed = callerBuffer(pair.secretKey.subarray(0, 32), offset);
-      const fromSk = AgentIdentity.fromSecretKey(sk, { did: 'did:mesh:alice' });
-      const fromSeed = AgentIdentity.fromSeed(seed, { did: 'did:mesh:alice' });
-      pub.fill(fill);
-      sk.fill(fill);
-      seed.fill(fill);
-      expect(Buffer.from((registry.get('did:mesh:alice') as { publicKey: Uint8Array }).publicKey)).toEqual(Buffer.from(pair.publicKey));
-      for (const id of [fromSk, fromSeed]) {
-        expect(Buffer.from(id.publicKey)).toEqual(Buffer.from(pair.publicKey));
-        expect(id.verify(id.sign(utf8('m')), utf8('m'))).toBe(true);
-      }
-    }), { numRuns: 50 });
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 0, max: 255 }), (offset, fill) => {
+        const pair = ed25519KeyPair();
+        const registry = new InMemoryIdentityRegistry();
+        const pub = callerBuffer(pair.publicKey, offset);
+        registry.register({ did: 'did:mesh:alice', publicKey: pub, trustScore: 800 });
+        const sk = callerBuffer(pair.secretKey, offset);
+        const seed = callerBuffer(pair.secretKey.subarray(0, 32), offset);
+        const fromSk = AgentIdentity.fromSecretKey(sk, { did: 'did:mesh:alice' });
+        const fromSeed = AgentIdentity.fromSeed(seed, { did: 'did:mesh:alice' });
+        pub.fill(fill);
+        sk.fill(fill);
+        seed.fill(fill);
+        expect(Buffer.from((registry.get('did:mesh:alice') as { publicKey: Uint8Array }).publicKey)).toEqual(Buffer.from(pair.publicKey));
+        for (const id of [fromSk, fromSeed]) {
+          expect(Buffer.from(id.publicKey)).toEqual(Buffer.from(pair.publicKey));
+          expect(id.verify(id.sign(utf8('m')), utf8('m'))).toBe(true);
+        }
+      }),
+      { numRuns: 50 },
+    );
   });
 
   test('a bundle of caller Buffers wiped after the open: the session still works both ways', async () => {
-    for (const [offset, fill] of [[0, 0], [3, 0xff], [17, 0x5a]]) {
+    for (const [offset, fill] of [
+      [0, 0],
+      [3, 0xff],
+      [17, 0x5a],
+    ]) {
       const [alice, bob] = [AgentIdentity.generate(), AgentIdentity.generate()];
       const registry = new InMemoryIdentityRegistry();
       for (const id of [alice, bob]) registry.register({ did: id.did, publicKey: id.publicKey, trustScore: 900 });

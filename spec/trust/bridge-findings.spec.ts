@@ -9,8 +9,15 @@ import { DoubleRatchet } from '../../lib/ratchet';
 import { ChannelEstablishment, SecureChannel } from '../../lib/channel';
 import { X3DHKeyManager } from '../../lib/x3dh';
 import {
-  AgentIdentity, ChallengeReply, EncryptedTrustBridge, EncryptedTrustBridgeOptions, HandshakeChallenge, HandshakeResponse,
-  LocalTrustNetwork, TrustTransport, handshakeSignedPayload,
+  AgentIdentity,
+  ChallengeReply,
+  EncryptedTrustBridge,
+  EncryptedTrustBridgeOptions,
+  HandshakeChallenge,
+  HandshakeResponse,
+  LocalTrustNetwork,
+  TrustTransport,
+  handshakeSignedPayload,
 } from '../../lib/trust';
 import { expectE2EError } from '../helpers/expect-error';
 import { FakeClock, registryWith } from './helpers';
@@ -24,14 +31,26 @@ function world(options: Partial<EncryptedTrustBridgeOptions> = {}) {
   const clock = new FakeClock();
   const [alice, bob, carol, mallory] = [0, 1, 2, 3].map(() => AgentIdentity.generate());
   const registry = registryWith(
-    { id: alice, trustScore: 850, capabilities: ['pay'] }, { id: bob, trustScore: 920, capabilities: ['pay'] },
-    { id: carol, trustScore: 750 }, { id: mallory, trustScore: 900, capabilities: ['pay', 'admin'] },
+    { id: alice, trustScore: 850, capabilities: ['pay'] },
+    { id: bob, trustScore: 920, capabilities: ['pay'] },
+    { id: carol, trustScore: 750 },
+    { id: mallory, trustScore: 900, capabilities: ['pay', 'admin'] },
   );
   const network = new LocalTrustNetwork();
-  const bridge = (id: AgentIdentity) => new EncryptedTrustBridge({ identity: id, registry, transport: network, now: clock.now, ...options });
+  const bridge = (id: AgentIdentity) =>
+    new EncryptedTrustBridge({ identity: id, registry, transport: network, now: clock.now, ...options });
   return {
-    clock, alice, bob, carol, mallory, registry, network,
-    aliceBridge: bridge(alice), bobBridge: bridge(bob), carolBridge: bridge(carol), malloryBridge: bridge(mallory),
+    clock,
+    alice,
+    bob,
+    carol,
+    mallory,
+    registry,
+    network,
+    aliceBridge: bridge(alice),
+    bobBridge: bridge(bob),
+    carolBridge: bridge(carol),
+    malloryBridge: bridge(mallory),
   };
 }
 type World = ReturnType<typeof world>;
@@ -39,17 +58,23 @@ type World = ReturnType<typeof world>;
 /** A well-formed challenge as anyone could make one (id from `i`). */
 function challengeAt(w: World, i: number): HandshakeChallenge {
   return {
-    challenge_id: `challenge_${i.toString(16).padStart(16, '0')}`, nonce: 'ab'.repeat(32),
-    timestamp: new Date(w.clock.t).toISOString(), expires_in_seconds: 30,
+    challenge_id: `challenge_${i.toString(16).padStart(16, '0')}`,
+    nonce: 'ab'.repeat(32),
+    timestamp: new Date(w.clock.t).toISOString(),
+    expires_in_seconds: 30,
   };
 }
 
 /** Mallory's own answer to `challenge`, signed with her key over a response nonce she picks. */
 function malloryAnswer(w: World, challenge: HandshakeChallenge, responseNonce: string): HandshakeResponse {
   return {
-    challenge_id: challenge.challenge_id, response_nonce: responseNonce, agent_did: w.mallory.did, capabilities: [],
+    challenge_id: challenge.challenge_id,
+    response_nonce: responseNonce,
+    agent_did: w.mallory.did,
+    capabilities: [],
     signature: toBase64(w.mallory.sign(handshakeSignedPayload(challenge, responseNonce, w.mallory.did))),
-    public_key: toBase64(w.mallory.publicKey), timestamp: new Date(w.clock.t).toISOString(),
+    public_key: toBase64(w.mallory.publicKey),
+    timestamp: new Date(w.clock.t).toISOString(),
   };
 }
 
@@ -82,18 +107,26 @@ describe('finding 1: a peer that also relays cannot pass as another DID', () => 
       sendAnswer: async () => undefined,
     };
     const mallorysBundle = await w.malloryBridge.publishPrekeyBundle();
-    await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle, { transport: relay }), 'TRUST_REJECTED', 'unexpected_challenge');
+    await expectE2EErrorAsync(
+      w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle, { transport: relay }),
+      'TRUST_REJECTED',
+      'unexpected_challenge',
+    );
     expect(w.aliceBridge.getSession(w.bob.did)).toBeUndefined();
   });
 
-  test('Mallory\'s own signature over Alice\'s challenge to Bob: did_mismatch; Bob\'s answer with Mallory\'s bundle: bundle_key_mismatch', async () => {
+  test("Mallory's own signature over Alice's challenge to Bob: did_mismatch; Bob's answer with Mallory's bundle: bundle_key_mismatch", async () => {
     const w = world();
     const answersAsMallory: TrustTransport = {
       sendChallenge: async (_from, _to, c) => ({ response: malloryAnswer(w, c, 'cd'.repeat(16)) }),
       sendAnswer: async () => undefined,
     };
     const mallorysBundle = await w.malloryBridge.publishPrekeyBundle();
-    await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle, { transport: answersAsMallory }), 'TRUST_REJECTED', 'did_mismatch');
+    await expectE2EErrorAsync(
+      w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle, { transport: answersAsMallory }),
+      'TRUST_REJECTED',
+      'did_mismatch',
+    );
     const create = jest.spyOn(SecureChannel, 'createSender');
     await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.bob.did, mallorysBundle), 'TRUST_REJECTED', 'bundle_key_mismatch');
     expect(create).not.toHaveBeenCalled();
@@ -102,7 +135,7 @@ describe('finding 1: a peer that also relays cannot pass as another DID', () => 
 });
 
 describe('finding 1 (the other direction): an answer to an open is not an answer to a counter-challenge', () => {
-  test('Bob\'s answer to Alice\'s own challenge, delivered as a counter-challenge answer, admits nothing and spends nothing', async () => {
+  test("Bob's answer to Alice's own challenge, delivered as a counter-challenge answer, admits nothing and spends nothing", async () => {
     const w = world();
     let hijacked: Promise<void> | undefined;
     const relay: TrustTransport = {
@@ -114,7 +147,9 @@ describe('finding 1 (the other direction): an answer to an open is not an answer
       },
       sendAnswer: (from, to, answer) => w.network.sendAnswer(from, to, answer),
     };
-    expect(await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle(), { transport: relay })).toBeInstanceOf(SecureChannel);
+    expect(await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle(), { transport: relay })).toBeInstanceOf(
+      SecureChannel,
+    );
     await expectE2EErrorAsync(hijacked!, 'TRUST_REJECTED', 'unknown_challenge');
     // Alice holds no verification of Bob from it: Bob's establishment in the other direction is refused.
     const { establishment } = SecureChannel.createSender(w.bob.createKeyManager(), await w.aliceBridge.publishPrekeyBundle());
@@ -131,9 +166,16 @@ describe('finding 3: the requirements of an open hold for the peer it records', 
     // An earlier challenge to Carol with the bridge defaults (700, no capabilities), still pending at Alice.
     const earlier = await w.aliceBridge.answerChallenge(w.carol.did, challengeAt(w, 0xee));
     const carolsAnswerToEarlier = await carolRespond(w, earlier.challenge!);
-    const replaying: TrustTransport = { sendChallenge: async () => ({ response: carolsAnswerToEarlier }), sendAnswer: async () => undefined };
+    const replaying: TrustTransport = {
+      sendChallenge: async () => ({ response: carolsAnswerToEarlier }),
+      sendAnswer: async () => undefined,
+    };
     const bundle = await w.carolBridge.publishPrekeyBundle();
-    await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.carol.did, bundle, { ...req, transport: replaying }), 'TRUST_REJECTED', 'unexpected_challenge');
+    await expectE2EErrorAsync(
+      w.aliceBridge.openSecureChannel(w.carol.did, bundle, { ...req, transport: replaying }),
+      'TRUST_REJECTED',
+      'unexpected_challenge',
+    );
     // Carol's honest answer to this call's challenge fails the call's own requirement.
     await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.carol.did, bundle, req), 'TRUST_REJECTED', reason);
     expect(w.aliceBridge.activeSessions.size).toBe(0);
@@ -149,7 +191,7 @@ async function carolRespond(w: World, challenge: HandshakeChallenge): Promise<Ha
 }
 
 describe('finding 4: the mutual handshake cannot be relayed, and nothing the peer did not send replaces a live session', () => {
-  test('Mallory forwards Bob\'s counter-challenge to Alice as her own (picking Bob\'s response nonce): Alice refuses to sign it', async () => {
+  test("Mallory forwards Bob's counter-challenge to Alice as her own (picking Bob's response nonce): Alice refuses to sign it", async () => {
     const w = world();
     const { ac, bc } = await liveAliceBob(w);
     let forwarded: HandshakeResponse | undefined;
@@ -165,8 +207,11 @@ describe('finding 4: the mutual handshake cannot be relayed, and nothing the pee
         await w.bobBridge.completeHandshake(w.alice.did, answer); // Alice's signature, delivered to Bob
       },
     };
-    await expectE2EErrorAsync(w.aliceBridge.openSecureChannel(w.mallory.did, await w.malloryBridge.publishPrekeyBundle(), { transport: relay }),
-      'TRUST_REJECTED', 'unbound_challenge');
+    await expectE2EErrorAsync(
+      w.aliceBridge.openSecureChannel(w.mallory.did, await w.malloryBridge.publishPrekeyBundle(), { transport: relay }),
+      'TRUST_REJECTED',
+      'unbound_challenge',
+    );
     expect(forwarded).toBeUndefined();
     // Mallory's establishment in Alice's name is refused (no verification) and the live session is untouched.
     const forged = forgedEstablishment(w, await w.bobBridge.publishPrekeyBundle());
@@ -217,7 +262,9 @@ describe('finding 2: a replayed establishment is recognised whatever its encodin
     const flipped = Uint8Array.from(est.ephemeralPublicKey);
     flipped[31] ^= 0x80;
     const replay = ChannelEstablishment.from({
-      initiatorIdentityKey: est.initiatorIdentityKey, ephemeralPublicKey: flipped, signedPreKeyId: est.signedPreKeyId,
+      initiatorIdentityKey: est.initiatorIdentityKey,
+      ephemeralPublicKey: flipped,
+      signedPreKeyId: est.signedPreKeyId,
     });
     await expectE2EErrorAsync(w.bobBridge.acceptSecureChannel(w.alice.did, replay), 'DUPLICATE_MESSAGE', null);
     await expectE2EErrorAsync(w.bobBridge.acceptSecureChannel(w.alice.did, est), 'DUPLICATE_MESSAGE', null);
@@ -232,7 +279,7 @@ async function bundleWithoutOtk(w: World) {
 }
 
 describe('finding 8: a refused establishment spends nothing', () => {
-  test('a replayed old establishment does not use up Alice\'s fresh verification; a forged one does not either', async () => {
+  test("a replayed old establishment does not use up Alice's fresh verification; a forged one does not either", async () => {
     const w = world();
     const { ac, bc } = await liveAliceBob(w);
     const old = w.aliceBridge.getSession(w.bob.did)!.establishment;
@@ -250,15 +297,17 @@ describe('finding 8: a refused establishment spends nothing', () => {
 });
 
 describe('finding 8: a forged establishment naming the genuine one-time pre-key does not spend it', () => {
-  test('Mallory injects Alice\'s pre-key ids with her own ephemeral key first: Alice\'s establishment is still accepted; the key is spent once hers authenticates', async () => {
+  test("Mallory injects Alice's pre-key ids with her own ephemeral key first: Alice's establishment is still accepted; the key is spent once hers authenticates", async () => {
     const w = world();
     const bundle = await w.bobBridge.publishPrekeyBundle();
     const ac = await w.aliceBridge.openSecureChannel(w.bob.did, bundle);
     const genuine = w.aliceBridge.getSession(w.bob.did)!.establishment;
     const otkId = genuine.usedOneTimeKeyId!;
     const forged = ChannelEstablishment.from({
-      initiatorIdentityKey: genuine.initiatorIdentityKey, ephemeralPublicKey: x25519KeyPair().publicKey,
-      usedOneTimeKeyId: otkId, signedPreKeyId: genuine.signedPreKeyId,
+      initiatorIdentityKey: genuine.initiatorIdentityKey,
+      ephemeralPublicKey: x25519KeyPair().publicKey,
+      usedOneTimeKeyId: otkId,
+      signedPreKeyId: genuine.signedPreKeyId,
     });
     const dead = await w.bobBridge.acceptSecureChannel(w.alice.did, forged); // a dead session: nothing decrypts under it
     const bc = await w.bobBridge.acceptSecureChannel(w.alice.did, genuine); // was OTK_NOT_FOUND
@@ -272,7 +321,7 @@ describe('finding 8: a forged establishment naming the genuine one-time pre-key 
   });
 });
 
-describe('finding 6: traffic in others\' names cannot lock an agent out', () => {
+describe("finding 6: traffic in others' names cannot lock an agent out", () => {
   const challengeFor = challengeAt;
 
   test('unregistered DIDs get nothing and leave no state; registered ones spoofed by the thousand do not block opens either way', async () => {
@@ -295,7 +344,7 @@ describe('finding 6: traffic in others\' names cannot lock an agent out', () => 
     expect(await w.bobBridge.openSecureChannel(w.alice.did, await w.aliceBridge.publishPrekeyBundle())).toBeInstanceOf(SecureChannel);
   });
 
-  test('a flood between Bob\'s counter-challenge and Alice\'s answer does not push Alice\'s out while it is among the newest 16', async () => {
+  test("a flood between Bob's counter-challenge and Alice's answer does not push Alice's out while it is among the newest 16", async () => {
     const w = world();
     const flooding: TrustTransport = {
       sendChallenge: async (from, _to, c) => {
@@ -305,11 +354,14 @@ describe('finding 6: traffic in others\' names cannot lock an agent out', () => 
       },
       sendAnswer: (from, to, answer) => w.network.sendAnswer(from, to, answer),
     };
-    expect(await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle(), { transport: flooding })).toBeInstanceOf(SecureChannel);
-    expect(await w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment)).toBeInstanceOf(SecureChannel);
+    expect(
+      await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle(), { transport: flooding }),
+    ).toBeInstanceOf(SecureChannel);
+    expect(await w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment)).toBeInstanceOf(
+      SecureChannel,
+    );
   });
 });
-
 
 describe('finding 7b: a closed bridge wipes what it holds and signs nothing', () => {
   test('close(): sessions wiped, the key manager it made wiped, every method INVALID_STATE, off the network', async () => {
@@ -321,16 +373,26 @@ describe('finding 7b: a closed bridge wipes what it holds and signs nothing', ()
     expect([w.bobBridge.isClosed, bc.isClosed, wipeManager.mock.calls.length]).toEqual([true, true, 1]);
     await expectE2EErrorAsync(w.bobBridge.publishPrekeyBundle(), 'INVALID_STATE', null);
     await expectE2EErrorAsync(w.bobBridge.answerChallenge(w.alice.did, challengeAt(w, 1)), 'INVALID_STATE', null);
-    await expectE2EErrorAsync(w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment), 'INVALID_STATE', null);
+    await expectE2EErrorAsync(
+      w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment),
+      'INVALID_STATE',
+      null,
+    );
     expect((await rejectionOf(w.bobBridge.receive(w.alice.did, ac.send(utf8('x'))))).code).toBe('INVALID_STATE');
     // Bob is gone from the network: Alice's open fails at the transport.
     await expectE2EErrorAsync(w.aliceBridge.verifyPeer(w.bob.did), 'TRUST_REJECTED', 'transport_failed');
   });
 
-  test('a bridge over a caller\'s key manager holds no copy of the identity secret: once the manager is wiped it cannot answer', async () => {
+  test("a bridge over a caller's key manager holds no copy of the identity secret: once the manager is wiped it cannot answer", async () => {
     const w = world();
     const manager = w.carol.createKeyManager();
-    const carol2 = new EncryptedTrustBridge({ agentDid: w.carol.did, keyManager: manager, registry: w.registry, transport: w.network, now: w.clock.now });
+    const carol2 = new EncryptedTrustBridge({
+      agentDid: w.carol.did,
+      keyManager: manager,
+      registry: w.registry,
+      transport: w.network,
+      now: w.clock.now,
+    });
     await w.aliceBridge.verifyPeer(w.carol.did); // works
     carol2.closeAllSessions();
     manager.wipe();

@@ -17,7 +17,9 @@ import { rejectionOf } from '../helpers/expect-error';
 beforeAll(() => ready());
 
 let dir: string;
-beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'bridge-restart-')); });
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'bridge-restart-'));
+});
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 function agents() {
@@ -54,7 +56,13 @@ describe('EncryptedTrustBridge over a persistent pre-key store, restarted', () =
     const cipher = new StorageCipher(randomBytes(32));
     const location = { store: w.store, cipher, did: w.bob.did };
     const keys1 = await StoredKeyManager.create(location, w.bob.createKeyManager());
-    const bob1 = new EncryptedTrustBridge({ agentDid: w.bob.did, keyManager: keys1, registry: w.registry, transport: w.network, preKeyStore: w.store });
+    const bob1 = new EncryptedTrustBridge({
+      agentDid: w.bob.did,
+      keyManager: keys1,
+      registry: w.registry,
+      transport: w.network,
+      preKeyStore: w.store,
+    });
     await bob1.publishPrekeyBundle();
     const ac = await w.alicesBridge.openSecureChannel(w.bob.did);
     const establishment = w.alicesBridge.getSession(w.bob.did)!.establishment;
@@ -62,7 +70,13 @@ describe('EncryptedTrustBridge over a persistent pre-key store, restarted', () =
     bob1.close(); // Bob restarts before Alice's establishment arrives
 
     const keys2 = (await StoredKeyManager.load(location))!;
-    const bob2 = new EncryptedTrustBridge({ agentDid: w.bob.did, keyManager: keys2, registry: w.registry, transport: w.network, preKeyStore: w.store });
+    const bob2 = new EncryptedTrustBridge({
+      agentDid: w.bob.did,
+      keyManager: keys2,
+      registry: w.registry,
+      transport: w.network,
+      preKeyStore: w.store,
+    });
     await bob2.publishPrekeyBundle(); // the saved manager's record is kept, its pool topped up
     // Alice's verification was recorded by bob1; she answers bob2's challenge afresh.
     await w.alicesBridge.verifyPeer(w.bob.did);
@@ -74,7 +88,13 @@ describe('EncryptedTrustBridge over a persistent pre-key store, restarted', () =
     // A third run: the spent one-time key is gone from what was saved, so a replay cannot recreate the session.
     const keys3 = (await StoredKeyManager.load(location))!;
     expect(keys3.manager.getOneTimePreKey(establishment.usedOneTimeKeyId!)).toBeUndefined();
-    const bob3 = new EncryptedTrustBridge({ agentDid: w.bob.did, keyManager: keys3, registry: w.registry, transport: w.network, preKeyStore: w.store });
+    const bob3 = new EncryptedTrustBridge({
+      agentDid: w.bob.did,
+      keyManager: keys3,
+      registry: w.registry,
+      transport: w.network,
+      preKeyStore: w.store,
+    });
     await w.alicesBridge.verifyPeer(w.bob.did);
     const e = await rejectionOf(bob3.acceptSecureChannel(w.alice.did, establishment));
     expect(e.code).toBe('OTK_NOT_FOUND');

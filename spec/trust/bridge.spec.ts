@@ -5,8 +5,14 @@ import { DoubleRatchet } from '../../lib/ratchet';
 import { ChannelEstablishment, SecureChannel } from '../../lib/channel';
 import { InMemoryStore } from '../../lib/store';
 import {
-  AgentIdentity, ChallengeReply, EncryptedTrustBridge, EncryptedTrustBridgeOptions, InMemoryIdentityRegistry,
-  LocalTrustNetwork, TrustHandshake, TrustTransport,
+  AgentIdentity,
+  ChallengeReply,
+  EncryptedTrustBridge,
+  EncryptedTrustBridgeOptions,
+  InMemoryIdentityRegistry,
+  LocalTrustNetwork,
+  TrustHandshake,
+  TrustTransport,
 } from '../../lib/trust';
 import { expectE2EError, rejectionOf } from '../helpers/expect-error';
 import { FakeClock, registryWith } from './helpers';
@@ -26,7 +32,13 @@ function world(overrides: { alice?: Partial<EncryptedTrustBridgeOptions>; bob?: 
   const bridge = (id: AgentIdentity, o: Partial<EncryptedTrustBridgeOptions> = {}) =>
     new EncryptedTrustBridge({ identity: id, registry, transport: network, now: clock.now, ...o });
   return {
-    clock, alice, bob, mallory, registry, network, aliceMgr,
+    clock,
+    alice,
+    bob,
+    mallory,
+    registry,
+    network,
+    aliceMgr,
     aliceBridge: bridge(alice, { keyManager: aliceMgr, ...overrides.alice }),
     bobBridge: bridge(bob, overrides.bob),
     malloryBridge: bridge(mallory),
@@ -62,7 +74,7 @@ describe('EncryptedTrustBridge: open and accept', () => {
     expect(r.establishedAt).toBe(Date.UTC(2026, 0, 1));
   });
 
-  test('a bundle whose Ed25519 key is not the registry\'s key for the DID is refused before X3DH', async () => {
+  test("a bundle whose Ed25519 key is not the registry's key for the DID is refused before X3DH", async () => {
     const w = world();
     const initiate = jest.spyOn(X3DHKeyManager.prototype, 'initiate');
     const malloryBundle = await w.malloryBridge.publishPrekeyBundle(); // valid, but Mallory's
@@ -71,7 +83,7 @@ describe('EncryptedTrustBridge: open and accept', () => {
     expect(w.aliceBridge.activeSessions.size).toBe(0);
   });
 
-  test('an establishment whose initiator key is not the claimed DID\'s is refused on accept, before X3DH', async () => {
+  test("an establishment whose initiator key is not the claimed DID's is refused on accept, before X3DH", async () => {
     const w = world();
     const bundle = await w.bobBridge.publishPrekeyBundle();
     await w.aliceBridge.openSecureChannel(w.bob.did, bundle); // Bob now holds Alice's verification
@@ -82,7 +94,9 @@ describe('EncryptedTrustBridge: open and accept', () => {
     expect(respond).not.toHaveBeenCalled();
     expect(w.bobBridge.activeSessions.size).toBe(0);
     // and Alice's verification is still there for her real establishment
-    expect(await w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment)).toBeInstanceOf(SecureChannel);
+    expect(await w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment)).toBeInstanceOf(
+      SecureChannel,
+    );
   });
 
   test('the same check without the mutual handshake', async () => {
@@ -106,7 +120,8 @@ describe('EncryptedTrustBridge: open and accept', () => {
     await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle());
     w.clock.advance(300_001);
     await expectTrustRejected(
-      w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment), 'peer_not_verified',
+      w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment),
+      'peer_not_verified',
     );
   });
 
@@ -131,7 +146,8 @@ describe('EncryptedTrustBridge: open and accept', () => {
     await w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle());
     w.registry.setStatus(w.alice.did, 'suspended');
     await expectTrustRejected(
-      w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment), 'identity_suspended',
+      w.bobBridge.acceptSecureChannel(w.alice.did, w.aliceBridge.getSession(w.bob.did)!.establishment),
+      'identity_suspended',
     );
   });
 
@@ -143,7 +159,7 @@ describe('EncryptedTrustBridge: open and accept', () => {
     expect(w.aliceBridge.activeSessions.size).toBe(0);
   });
 
-  test('the opener\'s own requirements: score (0 honoured) and capabilities', async () => {
+  test("the opener's own requirements: score (0 honoured) and capabilities", async () => {
     const w = world();
     w.registry.setTrustScore(w.bob.did, 100);
     await expectTrustRejected(w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle()), 'trust_score_too_low');
@@ -151,7 +167,10 @@ describe('EncryptedTrustBridge: open and accept', () => {
     expect(w.aliceBridge.getSession(w.bob.did)!.trustLevel).toBe('untrusted');
     expect(ch.isClosed).toBe(false);
     await expectTrustRejected(
-      w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle(), { requiredTrustScore: 0, requiredCapabilities: ['audit'] }),
+      w.aliceBridge.openSecureChannel(w.bob.did, await w.bobBridge.publishPrekeyBundle(), {
+        requiredTrustScore: 0,
+        requiredCapabilities: ['audit'],
+      }),
       'missing_capability',
     );
     expect(w.aliceBridge.getSession(w.bob.did)!.channel).toBe(ch); // a failed open leaves the old session alone
@@ -271,7 +290,12 @@ describe('EncryptedTrustBridge: handshake plumbing', () => {
   test('transport failures are TRUST_REJECTED and nothing is set up', async () => {
     const w = world();
     const bundle = await w.bobBridge.publishPrekeyBundle();
-    const failing: TrustTransport = { sendChallenge: async () => { throw new Error('ECONNRESET'); }, sendAnswer: async () => undefined };
+    const failing: TrustTransport = {
+      sendChallenge: async () => {
+        throw new Error('ECONNRESET');
+      },
+      sendAnswer: async () => undefined,
+    };
     await expectTrustRejected(w.aliceBridge.openSecureChannel(w.bob.did, bundle, { transport: failing }), 'transport_failed');
     const garbage: TrustTransport = { sendChallenge: async () => 'nope' as unknown as ChallengeReply, sendAnswer: async () => undefined };
     await expectTrustRejected(w.aliceBridge.openSecureChannel(w.bob.did, bundle, { transport: garbage }), 'malformed_response');
@@ -284,7 +308,12 @@ describe('EncryptedTrustBridge: handshake plumbing', () => {
 
   test('a reply that answers a different challenge is refused', async () => {
     const w = world();
-    const other = { challenge_id: 'challenge_0011223344556677', nonce: 'ab'.repeat(32), timestamp: new Date(w.clock.t).toISOString(), expires_in_seconds: 30 };
+    const other = {
+      challenge_id: 'challenge_0011223344556677',
+      nonce: 'ab'.repeat(32),
+      timestamp: new Date(w.clock.t).toISOString(),
+      expires_in_seconds: 30,
+    };
     const misdirected: TrustTransport = {
       sendChallenge: async (from) => w.bobBridge.answerChallenge(from, other), // Bob's valid answer, to another challenge
       sendAnswer: async () => undefined,
@@ -319,7 +348,8 @@ describe('EncryptedTrustBridge: handshake plumbing', () => {
     expect((await rejectionOf(w.aliceBridge.verifyPeer(w.bob.did, { transport: {} as TrustTransport }))).code).toBe('INVALID_ARGUMENT');
     const v = await w.aliceBridge.verifyPeer(w.bob.did);
     expect([v.peerDid, v.trustScore, v.trustLevel]).toEqual([w.bob.did, 920, 'verified_partner']);
-    const textual: TrustTransport = { // a transport that hands the response over as JSON text
+    const textual: TrustTransport = {
+      // a transport that hands the response over as JSON text
       sendChallenge: async (from, _to, c) => {
         const r = await w.bobBridge.answerChallenge(from, c);
         return { ...r, response: JSON.stringify(r.response) as never };
@@ -331,7 +361,12 @@ describe('EncryptedTrustBridge: handshake plumbing', () => {
 
   test('answerChallenge refuses a peer this side would never accept', async () => {
     const w = world();
-    const c = { challenge_id: 'challenge_0011223344556677', nonce: 'ab'.repeat(32), timestamp: new Date(w.clock.t).toISOString(), expires_in_seconds: 30 };
+    const c = {
+      challenge_id: 'challenge_0011223344556677',
+      nonce: 'ab'.repeat(32),
+      timestamp: new Date(w.clock.t).toISOString(),
+      expires_in_seconds: 30,
+    };
     await expectTrustRejected(w.bobBridge.answerChallenge('did:mesh:nobody', c), 'unknown_identity');
     w.registry.setTrustScore(w.alice.did, 10);
     await expectTrustRejected(w.bobBridge.answerChallenge(w.alice.did, c), 'trust_score_too_low');
@@ -339,7 +374,12 @@ describe('EncryptedTrustBridge: handshake plumbing', () => {
 
   test('completeHandshake refuses an answer sent under another DID than the one challenged', async () => {
     const w = world();
-    const c = { challenge_id: 'challenge_0011223344556677', nonce: 'ab'.repeat(32), timestamp: new Date(w.clock.t).toISOString(), expires_in_seconds: 30 };
+    const c = {
+      challenge_id: 'challenge_0011223344556677',
+      nonce: 'ab'.repeat(32),
+      timestamp: new Date(w.clock.t).toISOString(),
+      expires_in_seconds: 30,
+    };
     const reply = await w.bobBridge.answerChallenge(w.alice.did, c);
     const answer = await w.aliceBridge.answerChallenge(w.bob.did, reply.challenge!);
     await expectTrustRejected(w.bobBridge.completeHandshake(w.mallory.did, answer.response), 'did_mismatch');
@@ -347,7 +387,12 @@ describe('EncryptedTrustBridge: handshake plumbing', () => {
 
   test('without the mutual handshake no challenge is sent back', async () => {
     const w = world({ bob: { requireMutualHandshake: false } });
-    const c = { challenge_id: 'challenge_0011223344556677', nonce: 'ab'.repeat(32), timestamp: new Date(w.clock.t).toISOString(), expires_in_seconds: 30 };
+    const c = {
+      challenge_id: 'challenge_0011223344556677',
+      nonce: 'ab'.repeat(32),
+      timestamp: new Date(w.clock.t).toISOString(),
+      expires_in_seconds: 30,
+    };
     expect(Object.keys(await w.bobBridge.answerChallenge(w.alice.did, c))).toEqual(['response']);
     const { bc, ac } = await connected(w);
     expect(fromUtf8(bc.receive(ac.send(utf8('one-way verified'))))).toBe('one-way verified');
@@ -401,7 +446,11 @@ describe('EncryptedTrustBridge: arguments and options', () => {
 
   test.each<[string, Partial<EncryptedTrustBridgeOptions>, string]>([
     ['no identity or key manager', { identity: undefined }, 'INVALID_ARGUMENT'],
-    ['key manager of the wrong type', { identity: undefined, agentDid: 'did:mesh:x', keyManager: {} as X3DHKeyManager }, 'INVALID_ARGUMENT'],
+    [
+      'key manager of the wrong type',
+      { identity: undefined, agentDid: 'did:mesh:x', keyManager: {} as X3DHKeyManager },
+      'INVALID_ARGUMENT',
+    ],
     ['agentDid differs from identity.did', { agentDid: 'did:mesh:other' }, 'INVALID_ARGUMENT'],
     ['bad minTrustScore', { minTrustScore: 1200 }, 'INVALID_ARGUMENT'],
     ['bad pool size', { oneTimePreKeyPool: 0 }, 'INVALID_ARGUMENT'],
@@ -420,13 +469,20 @@ describe('EncryptedTrustBridge: arguments and options', () => {
     const id = AgentIdentity.generate();
     const registry = new InMemoryIdentityRegistry();
     expectE2EError(() => new EncryptedTrustBridge({ keyManager: id.createKeyManager(), registry }), 'INVALID_ARGUMENT'); // no DID
-    expectE2EError(() => new EncryptedTrustBridge({ identity: id, keyManager: AgentIdentity.generate().createKeyManager(), registry }), 'IDENTITY_MISMATCH');
+    expectE2EError(
+      () => new EncryptedTrustBridge({ identity: id, keyManager: AgentIdentity.generate().createKeyManager(), registry }),
+      'IDENTITY_MISMATCH',
+    );
     expectE2EError(() => new EncryptedTrustBridge(null as never), 'INVALID_ARGUMENT');
   });
 
-  test('a key manager alone with a DID works (the tutorial\'s form)', () => {
+  test("a key manager alone with a DID works (the tutorial's form)", () => {
     const id = AgentIdentity.generate();
-    const b = new EncryptedTrustBridge({ agentDid: 'did:mesh:carol', keyManager: id.createKeyManager(), registry: new InMemoryIdentityRegistry() });
+    const b = new EncryptedTrustBridge({
+      agentDid: 'did:mesh:carol',
+      keyManager: id.createKeyManager(),
+      registry: new InMemoryIdentityRegistry(),
+    });
     expect([b.agentDid, b.minTrustScore]).toEqual(['did:mesh:carol', 700]);
   });
 });

@@ -20,16 +20,22 @@ describe('DIDs', () => {
     expectE2EError(() => didFromPublicKey(new Uint8Array(31)), 'INVALID_KEY');
   });
 
-  test.each([
-    'did:mesh:alice', 'did:mesh:0123456789abcdef0123456789abcdef', 'did:mesh:org:team.agent-1_x', 'did:mesh:a%20b',
-  ])('accepts %s', (did) => {
-    expect(isMeshDid(did)).toBe(true);
-    expect(() => assertMeshDid(did)).not.toThrow();
-  });
+  test.each(['did:mesh:alice', 'did:mesh:0123456789abcdef0123456789abcdef', 'did:mesh:org:team.agent-1_x', 'did:mesh:a%20b'])(
+    'accepts %s',
+    (did) => {
+      expect(isMeshDid(did)).toBe(true);
+      expect(() => assertMeshDid(did)).not.toThrow();
+    },
+  );
 
   test.each([
-    ['empty id', 'did:mesh:'], ['other method', 'did:web:alice'], ['pipe', 'did:mesh:a|b'], ['space', 'did:mesh:a b'],
-    ['trailing colon', 'did:mesh:a:'], ['bad escape', 'did:mesh:a%2'], ['too long', `did:mesh:${'a'.repeat(248)}`],
+    ['empty id', 'did:mesh:'],
+    ['other method', 'did:web:alice'],
+    ['pipe', 'did:mesh:a|b'],
+    ['space', 'did:mesh:a b'],
+    ['trailing colon', 'did:mesh:a:'],
+    ['bad escape', 'did:mesh:a%2'],
+    ['too long', `did:mesh:${'a'.repeat(248)}`],
     ['not a string', 42],
   ])('refuses %s with INVALID_ARGUMENT', (_, did) => {
     expect(isMeshDid(did)).toBe(false);

@@ -2,8 +2,15 @@ import { createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVeri
 import { ready } from '../../lib/sodium';
 import { fromBase64, randomBytes, toBase64, toHex } from '../../lib/crypto';
 import {
-  AgentIdentity, HandshakeChallenge, HandshakeResponse, IdentityRecord, IdentityRegistry, InMemoryIdentityRegistry,
-  TrustHandshake, TrustHandshakeOptions, counterChallengeNonce,
+  AgentIdentity,
+  HandshakeChallenge,
+  HandshakeResponse,
+  IdentityRecord,
+  IdentityRegistry,
+  InMemoryIdentityRegistry,
+  TrustHandshake,
+  TrustHandshakeOptions,
+  counterChallengeNonce,
 } from '../../lib/trust';
 import { expectE2EError } from '../helpers/expect-error';
 import { FakeClock, registryWith } from './helpers';
@@ -44,41 +51,59 @@ async function expectRejected(hs: TrustHandshake, response: unknown, reason: str
 
 /** A response signed outside this library (node:crypto), as an AGT (Python) agent would send it. */
 function foreignResponse(seed: Uint8Array, did: string, c: HandshakeChallenge): HandshakeResponse {
-  const key = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]), format: 'der', type: 'pkcs8' });
+  const key = createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
   const responseNonce = 'cd'.repeat(16);
   const payload = `${c.challenge_id}:${c.nonce}:${responseNonce}:${did}${c.freshness_nonce ? `:${c.freshness_nonce}` : ''}`;
   const pub = createPublicKey(key).export({ format: 'der', type: 'spki' }).subarray(12);
   return {
-    challenge_id: c.challenge_id, response_nonce: responseNonce, agent_did: did, capabilities: [],
-    signature: nodeSign(null, Buffer.from(payload), key).toString('base64'), public_key: pub.toString('base64'),
+    challenge_id: c.challenge_id,
+    response_nonce: responseNonce,
+    agent_did: did,
+    capabilities: [],
+    signature: nodeSign(null, Buffer.from(payload), key).toString('base64'),
+    public_key: pub.toString('base64'),
     timestamp: '2026-01-01T00:00:01.000000+00:00',
   };
 }
 
 describe('TrustHandshake: a valid run', () => {
-  test('challenge → response → verify gives the registry\'s view of the peer', async () => {
+  test("challenge → response → verify gives the registry's view of the peer", async () => {
     const c = verifier.createChallenge(bob.did);
     expect(c).toEqual({
-      challenge_id: expect.stringMatching(/^challenge_[0-9a-f]{16}$/), nonce: expect.stringMatching(/^[0-9a-f]{64}$/),
-      timestamp: '2026-01-01T00:00:00.000Z', expires_in_seconds: 30,
+      challenge_id: expect.stringMatching(/^challenge_[0-9a-f]{16}$/),
+      nonce: expect.stringMatching(/^[0-9a-f]{64}$/),
+      timestamp: '2026-01-01T00:00:00.000Z',
+      expires_in_seconds: 30,
     });
     expect(verifier.pendingCount).toBe(1);
     clock.advance(1000);
     const r = bobSide.respond(c, ['pay', 'admin']);
     expect(r).toEqual({
-      challenge_id: c.challenge_id, response_nonce: expect.stringMatching(/^[0-9a-f]{32}$/), agent_did: bob.did,
-      capabilities: ['admin', 'pay'], signature: expect.any(String), public_key: toBase64(bob.publicKey),
+      challenge_id: c.challenge_id,
+      response_nonce: expect.stringMatching(/^[0-9a-f]{32}$/),
+      agent_did: bob.did,
+      capabilities: ['admin', 'pay'],
+      signature: expect.any(String),
+      public_key: toBase64(bob.publicKey),
       timestamp: '2026-01-01T00:00:01.000Z',
     });
     const result = await verifier.verify(JSON.parse(JSON.stringify(r)));
     expect({ ...result, publicKey: toHex(result.publicKey) }).toEqual({
-      peerDid: bob.did, publicKey: toHex(bob.publicKey), trustScore: 850, trustLevel: 'trusted',
-      capabilities: ['pay'], verifiedAt: clock.t,
+      peerDid: bob.did,
+      publicKey: toHex(bob.publicKey),
+      trustScore: 850,
+      trustLevel: 'trusted',
+      capabilities: ['pay'],
+      verifiedAt: clock.t,
     });
     expect(verifier.pendingCount).toBe(0);
   });
 
-  test('the signature is AGT\'s: Ed25519 over UTF-8 challenge_id:nonce:response_nonce:agent_did (checked with node:crypto)', () => {
+  test("the signature is AGT's: Ed25519 over UTF-8 challenge_id:nonce:response_nonce:agent_did (checked with node:crypto)", () => {
     const c = verifier.createChallenge(bob.did);
     const r = bobSide.respond(c);
     const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), bob.publicKey]);
@@ -156,21 +181,22 @@ describe('TrustHandshake: every failure is TRUST_REJECTED with its reason and le
     await expectRejected(verifier, handshake(carol).respond(c), 'did_mismatch', 1);
   });
 
-  test('signature by another key than the registry\'s', async () => {
+  test("signature by another key than the registry's", async () => {
     const impostor = AgentIdentity.generate({ did: bob.did });
     const c = verifier.createChallenge(bob.did);
     await expectRejected(verifier, handshake(impostor).respond(c), 'bad_signature', 1);
     await verifier.verify(bobSide.respond(c)); // the genuine answer still passes
   });
 
-  test('a valid signature but another public_key than the registry\'s', async () => {
+  test("a valid signature but another public_key than the registry's", async () => {
     const c = verifier.createChallenge(bob.did);
     const r = { ...bobSide.respond(c), public_key: toBase64(AgentIdentity.generate().publicKey) };
     await expectRejected(verifier, r, 'key_mismatch', 1);
   });
 
   test.each([
-    ['revoked', 'identity_revoked'], ['suspended', 'identity_suspended'],
+    ['revoked', 'identity_revoked'],
+    ['suspended', 'identity_suspended'],
   ] as const)('%s identity', async (status, reason) => {
     registry.setStatus(bob.did, status);
     await expectRejected(verifier, bobSide.respond(verifier.createChallenge(bob.did)), reason, 1);
@@ -197,7 +223,7 @@ describe('TrustHandshake: every failure is TRUST_REJECTED with its reason and le
     expect((await zero.verify(bobSide.respond(zero.createChallenge(bob.did)))).trustScore).toBe(0);
   });
 
-  test('missing capability: only the registry\'s capabilities count, not the claimed ones', async () => {
+  test("missing capability: only the registry's capabilities count, not the claimed ones", async () => {
     const c = verifier.createChallenge(bob.did, { requiredCapabilities: ['pay', 'admin'] });
     await expectRejected(verifier, bobSide.respond(c, ['pay', 'admin']), 'missing_capability');
     const strict = handshake(alice, { requiredCapabilities: ['pay'] });
@@ -216,7 +242,14 @@ describe('TrustHandshake: every failure is TRUST_REJECTED with its reason and le
   test('a registry that fails or returns an unusable record fails closed', async () => {
     const record = registry.get(bob.did) as IdentityRecord;
     const cases: [IdentityRegistry, string][] = [
-      [{ get: () => { throw new Error('db down'); } }, 'registry_error'],
+      [
+        {
+          get: () => {
+            throw new Error('db down');
+          },
+        },
+        'registry_error',
+      ],
       [{ get: async () => Promise.reject(new Error('db down')) }, 'registry_error'],
       [{ get: () => ({ ...record, publicKey: new Uint8Array(31) }) }, 'registry_error'],
       [{ get: () => ({ ...record, trustScore: 2000 }) }, 'registry_error'],
@@ -296,7 +329,7 @@ describe('TrustHandshake: options', () => {
     expect(verifier.pendingCount).toBe(0);
   });
 
-  test('a counter-challenge\'s nonce is bound to the challenge it answers', () => {
+  test("a counter-challenge's nonce is bound to the challenge it answers", () => {
     const theirs = bobSide.createChallenge(alice.did);
     const ours = verifier.respond(theirs);
     const counter = verifier.createChallenge(bob.did, { counterTo: { challenge: theirs, responseNonce: ours.response_nonce } });
@@ -323,15 +356,19 @@ describe('TrustHandshake: verify options and the counter-challenge table', () =>
     expect([wrongPeer.reason, verifier.pendingCount]).toEqual(['did_mismatch', 3]);
     const asCounter = await rejectionOf(verifier.verify(bobSide.respond(mine), { kind: 'counter' }));
     expect([asCounter.reason, verifier.pendingCount]).toEqual(['unknown_challenge', 3]);
-    expect((await verifier.verify(bobSide.respond(mine), { challengeId: mine.challenge_id, peerDid: bob.did, kind: 'own' })).peerDid).toBe(bob.did);
+    expect((await verifier.verify(bobSide.respond(mine), { challengeId: mine.challenge_id, peerDid: bob.did, kind: 'own' })).peerDid).toBe(
+      bob.did,
+    );
     expect((await rejectionOf(verifier.verify(bobSide.respond(other), null as never))).code).toBe('INVALID_ARGUMENT');
   });
 
-  test('counter-challenges never count against this side\'s own limit, and are kept 16 per peer', async () => {
+  test("counter-challenges never count against this side's own limit, and are kept 16 per peer", async () => {
     const hs = handshake(alice, { maxPendingChallenges: 2 });
     const theirs = bobSide.createChallenge(alice.did);
     const ours = hs.respond(theirs);
-    const counters = Array.from({ length: 20 }, () => hs.createChallenge(bob.did, { counterTo: { challenge: theirs, responseNonce: ours.response_nonce } }));
+    const counters = Array.from({ length: 20 }, () =>
+      hs.createChallenge(bob.did, { counterTo: { challenge: theirs, responseNonce: ours.response_nonce } }),
+    );
     expect([hs.pendingCount, hs.pendingCounterCount]).toEqual([0, 16]);
     hs.createChallenge(bob.did);
     hs.createChallenge(bob.did);

@@ -17,7 +17,11 @@ export function registryWith(
   const registry = new InMemoryIdentityRegistry();
   for (const e of entries) {
     registry.register({
-      did: e.id.did, publicKey: e.id.publicKey, trustScore: e.trustScore ?? 850, status: e.status, capabilities: e.capabilities,
+      did: e.id.did,
+      publicKey: e.id.publicKey,
+      trustScore: e.trustScore ?? 850,
+      status: e.status,
+      capabilities: e.capabilities,
     });
   }
   return registry;

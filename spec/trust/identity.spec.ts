@@ -9,7 +9,8 @@ beforeAll(() => ready());
 // RFC 8032 §7.1 test 1.
 const SEED = fromHex('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60');
 const PK = 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a';
-const SIG_EMPTY = 'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b';
+const SIG_EMPTY =
+  'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b';
 
 describe('AgentIdentity', () => {
   test('generate(): a fresh key whose DID certifies it', () => {
@@ -30,7 +31,7 @@ describe('AgentIdentity', () => {
     expect(id.verify(fromHex(SIG_EMPTY), utf8('x'))).toBe(false);
   });
 
-  test('another DID form (AGT\'s random ids, names) is kept but not self-certifying', () => {
+  test("another DID form (AGT's random ids, names) is kept but not self-certifying", () => {
     const id = AgentIdentity.fromSeed(SEED, { did: 'did:mesh:0123456789abcdef0123456789abcdef' });
     expect(id.did).toBe('did:mesh:0123456789abcdef0123456789abcdef');
     expect(id.isSelfCertifying).toBe(false);
@@ -63,7 +64,9 @@ describe('AgentIdentity', () => {
     const id = AgentIdentity.fromSeed(SEED, { did: 'did:mesh:alice' });
     const json = JSON.stringify(id);
     expect(JSON.parse(json)).toEqual({
-      did: 'did:mesh:alice', publicKey: '11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=', fingerprint: id.fingerprint,
+      did: 'did:mesh:alice',
+      publicKey: '11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=',
+      fingerprint: id.fingerprint,
     });
     expect(json).not.toContain(toHex(SEED));
     expect(require('util').inspect(id)).not.toContain(toHex(SEED).slice(0, 16));

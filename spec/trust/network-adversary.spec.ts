@@ -69,7 +69,8 @@ import { InvariantViolation, ekKey, makeWorld } from './adversary/world';
 beforeAll(() => ready());
 
 const FC_PARAMS: { seed?: number; path?: string } = process.env.FC_SEED
-  ? { seed: Number(process.env.FC_SEED), ...(process.env.FC_PATH ? { path: process.env.FC_PATH } : {}) } : {};
+  ? { seed: Number(process.env.FC_SEED), ...(process.env.FC_PATH ? { path: process.env.FC_PATH } : {}) }
+  : {};
 const SCALE = process.env.ADV_RUNS ? Number(process.env.ADV_RUNS) : 1;
 
 describe('network adversary: the model is not vacuous', () => {

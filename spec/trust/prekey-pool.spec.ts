@@ -56,14 +56,27 @@ describe('PreKeyPublisher with a store', () => {
   test('a store that loses the bundle, or fails with a foreign error, gives STORE_ERROR', async () => {
     const store = new InMemoryStore();
     const lossy: PreKeyStore = {
-      storeBundle: (d, b) => store.storeBundle(d, b), countOneTimePreKeys: (d) => store.countOneTimePreKeys(d),
-      addOneTimePreKeys: (d, k) => store.addOneTimePreKeys(d, k), consumeOneTimeKey: () => false, claimBundle: async () => null,
-      getBundle: (d) => store.getBundle(d), removeBundle: (d) => store.removeBundle(d),
+      storeBundle: (d, b) => store.storeBundle(d, b),
+      countOneTimePreKeys: (d) => store.countOneTimePreKeys(d),
+      addOneTimePreKeys: (d, k) => store.addOneTimePreKeys(d, k),
+      consumeOneTimeKey: () => false,
+      claimBundle: async () => null,
+      getBundle: (d) => store.getBundle(d),
+      removeBundle: (d) => store.removeBundle(d),
     };
     expect((await rejectionOf(new PreKeyPublisher(manager(), 'did:mesh:bob', lossy, 1).publish())).code).toBe('STORE_ERROR');
-    const broken = { ...lossy, storeBundle: () => { throw new Error('disk full'); } };
+    const broken = {
+      ...lossy,
+      storeBundle: () => {
+        throw new Error('disk full');
+      },
+    };
     expect((await rejectionOf(new PreKeyPublisher(manager(), 'did:mesh:bob', broken, 1).publish())).code).toBe('STORE_ERROR');
-    const e = (await rejectionOf(storeCall(() => { throw new Error('disk full'); }))) as { reason?: string; cause?: unknown; message?: string };
+    const e = (await rejectionOf(
+      storeCall(() => {
+        throw new Error('disk full');
+      }),
+    )) as { reason?: string; cause?: unknown; message?: string };
     expect([e.reason, (e.cause as Error).message]).toEqual(['backend', 'disk full']);
     expect(e.message).not.toMatch(/disk full/); // the foreign text stays out of our message
   });

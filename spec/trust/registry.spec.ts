@@ -14,7 +14,11 @@ describe('InMemoryIdentityRegistry', () => {
     const r = new InMemoryIdentityRegistry();
     const rec = r.register({ did: id.did, publicKey: id.publicKey });
     expect({ ...rec, publicKey: toHex(rec.publicKey) }).toEqual({
-      did: id.did, publicKey: toHex(id.publicKey), trustScore: 500, status: 'active', capabilities: [],
+      did: id.did,
+      publicKey: toHex(id.publicKey),
+      trustScore: 500,
+      status: 'active',
+      capabilities: [],
     });
     expect(r.size).toBe(1);
     expect(r.get('did:mesh:nobody')).toBeNull();

@@ -1,7 +1,12 @@
 /** TrustTransport.attach/detach: how a bridge makes itself reachable on its transport (LocalTrustNetwork among others). */
 import { ready } from '../../lib/sodium';
 import {
-  AgentIdentity, EncryptedTrustBridge, InMemoryIdentityRegistry, LocalTrustNetwork, TrustEndpoint, TrustTransport,
+  AgentIdentity,
+  EncryptedTrustBridge,
+  InMemoryIdentityRegistry,
+  LocalTrustNetwork,
+  TrustEndpoint,
+  TrustTransport,
 } from '../../lib/trust';
 import { expectE2EError } from '../helpers/expect-error';
 
@@ -33,12 +38,18 @@ describe('TrustTransport attach/detach', () => {
     expect(calls).toEqual([['attach', bridge, transport]]);
     bridge.close();
     bridge.close();
-    expect(calls).toEqual([['attach', bridge, transport], ['detach', bridge, transport]]);
+    expect(calls).toEqual([
+      ['attach', bridge, transport],
+      ['detach', bridge, transport],
+    ]);
   });
 
   test('a transport without them (or with non-functions there) is used as it is', () => {
     const { alice, registry } = world();
-    const plain: TrustTransport = { sendChallenge: () => Promise.reject(new Error('unused')), sendAnswer: () => Promise.reject(new Error('unused')) };
+    const plain: TrustTransport = {
+      sendChallenge: () => Promise.reject(new Error('unused')),
+      sendAnswer: () => Promise.reject(new Error('unused')),
+    };
     new EncryptedTrustBridge({ identity: alice, registry, transport: plain }).close();
     const odd = { ...plain, attach: 42, detach: 'no' } as unknown as TrustTransport;
     new EncryptedTrustBridge({ identity: alice, registry, transport: odd }).close();
@@ -47,7 +58,8 @@ describe('TrustTransport attach/detach', () => {
   test('a throwing getter for attach is INVALID_ARGUMENT, before anything is attached', () => {
     const { alice, registry } = world();
     const hostile = {
-      sendChallenge: () => Promise.reject(new Error('unused')), sendAnswer: () => Promise.reject(new Error('unused')),
+      sendChallenge: () => Promise.reject(new Error('unused')),
+      sendAnswer: () => Promise.reject(new Error('unused')),
       get attach(): never {
         throw new TypeError('hostile');
       },

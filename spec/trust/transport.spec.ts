@@ -1,14 +1,15 @@
 import { ready } from '../../lib/sodium';
-import {
-  ChallengeReply, HandshakeChallenge, HandshakeResponse, LocalTrustNetwork, TrustEndpoint, TrustWireEvent,
-} from '../../lib/trust';
+import { ChallengeReply, HandshakeChallenge, HandshakeResponse, LocalTrustNetwork, TrustEndpoint, TrustWireEvent } from '../../lib/trust';
 import { expectE2EError } from '../helpers/expect-error';
 import { rejectionOf } from '../helpers/expect-error';
 
 beforeAll(() => ready());
 
 const CHALLENGE: HandshakeChallenge = {
-  challenge_id: 'challenge_0011223344556677', nonce: 'ab'.repeat(32), timestamp: '2026-01-01T00:00:00.000Z', expires_in_seconds: 30,
+  challenge_id: 'challenge_0011223344556677',
+  nonce: 'ab'.repeat(32),
+  timestamp: '2026-01-01T00:00:00.000Z',
+  expires_in_seconds: 30,
 };
 const RESPONSE = { challenge_id: CHALLENGE.challenge_id } as HandshakeResponse;
 
@@ -40,7 +41,8 @@ describe('LocalTrustNetwork', () => {
     ]);
     expect(reply).toEqual({ response: RESPONSE, extra: { 0: 0 } }); // a copy through JSON, not the object
     expect(events.map((e) => [e.kind, e.fromDid, e.toDid])).toEqual([
-      ['challenge', 'did:mesh:alice', 'did:mesh:bob'], ['reply', 'did:mesh:bob', 'did:mesh:alice'],
+      ['challenge', 'did:mesh:alice', 'did:mesh:bob'],
+      ['reply', 'did:mesh:bob', 'did:mesh:alice'],
       ['answer', 'did:mesh:alice', 'did:mesh:bob'],
     ]);
     expect(events[0].json).toBe(JSON.stringify(CHALLENGE));
@@ -51,7 +53,10 @@ describe('LocalTrustNetwork', () => {
     net.join(endpoint('did:mesh:bob', []));
     expect(net.leave('did:mesh:bob')).toBe(true);
     expect(net.leave('did:mesh:bob')).toBe(false);
-    for (const p of [net.sendChallenge('did:mesh:alice', 'did:mesh:bob', CHALLENGE), net.sendAnswer('did:mesh:alice', 'did:mesh:bob', RESPONSE)]) {
+    for (const p of [
+      net.sendChallenge('did:mesh:alice', 'did:mesh:bob', CHALLENGE),
+      net.sendAnswer('did:mesh:alice', 'did:mesh:bob', RESPONSE),
+    ]) {
       const e = await rejectionOf(p);
       expect([e.code, e.reason]).toEqual(['TRUST_REJECTED', 'transport_failed']);
     }

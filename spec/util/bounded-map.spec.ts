@@ -7,7 +7,11 @@ describe('BoundedMap', () => {
     const m = new BoundedMap<string, number>(3);
     m.set('a', 1).set('b', 2).set('c', 3);
     m.set('d', 4);
-    expect([...m]).toEqual([['b', 2], ['c', 3], ['d', 4]]);
+    expect([...m]).toEqual([
+      ['b', 2],
+      ['c', 3],
+      ['d', 4],
+    ]);
     expect(m.size).toBe(3);
     expect(m.has('a')).toBe(false);
     expect(m.get('a')).toBeUndefined();
@@ -16,7 +20,10 @@ describe('BoundedMap', () => {
   test('re-setting a held key replaces its value, keeps its place and evicts nothing', () => {
     const m = new BoundedMap<string, number>(2);
     m.set('a', 1).set('b', 2).set('a', 10);
-    expect([...m.entries()]).toEqual([['a', 10], ['b', 2]]);
+    expect([...m.entries()]).toEqual([
+      ['a', 10],
+      ['b', 2],
+    ]);
     m.set('c', 3); // 'a' is still the oldest
     expect([...m.keys()]).toEqual(['b', 'c']);
     expect([...m.values()]).toEqual([2, 3]);
@@ -63,31 +70,34 @@ describe('BoundedMap', () => {
       { weight: 2, arbitrary: fc.record({ op: fc.constant('delete' as const), k: fc.integer({ min: 0, max: 12 }) }) },
       { weight: 1, arbitrary: fc.constant({ op: 'clear' as const }) },
     );
-    fc.assert(fc.property(fc.integer({ min: 1, max: 6 }), fc.array(op, { maxLength: 80 }), (max, ops) => {
-      const m = new BoundedMap<number, number>(max);
-      let model: [number, number][] = [];
-      for (const o of ops) {
-        if (o.op === 'set') {
-          const i = model.findIndex(([k]) => k === o.k);
-          if (i >= 0) model[i] = [o.k, o.v];
-          else {
-            if (model.length >= max) model.shift();
-            model.push([o.k, o.v]);
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.array(op, { maxLength: 80 }), (max, ops) => {
+        const m = new BoundedMap<number, number>(max);
+        let model: [number, number][] = [];
+        for (const o of ops) {
+          if (o.op === 'set') {
+            const i = model.findIndex(([k]) => k === o.k);
+            if (i >= 0) model[i] = [o.k, o.v];
+            else {
+              if (model.length >= max) model.shift();
+              model.push([o.k, o.v]);
+            }
+            expect(m.set(o.k, o.v)).toBe(m);
+          } else if (o.op === 'delete') {
+            const had = model.some(([k]) => k === o.k);
+            model = model.filter(([k]) => k !== o.k);
+            expect(m.delete(o.k)).toBe(had);
+          } else {
+            model = [];
+            m.clear();
           }
-          expect(m.set(o.k, o.v)).toBe(m);
-        } else if (o.op === 'delete') {
-          const had = model.some(([k]) => k === o.k);
-          model = model.filter(([k]) => k !== o.k);
-          expect(m.delete(o.k)).toBe(had);
-        } else {
-          model = [];
-          m.clear();
+          expect([...m]).toEqual(model);
+          expect(m.size).toBeLessThanOrEqual(max);
+          for (let k = 0; k <= 12; k++) expect(m.get(k)).toBe(model.find(([mk]) => mk === k)?.[1]);
         }
-        expect([...m]).toEqual(model);
-        expect(m.size).toBeLessThanOrEqual(max);
-        for (let k = 0; k <= 12; k++) expect(m.get(k)).toBe(model.find(([mk]) => mk === k)?.[1]);
-      }
-    }), { numRuns: 300 });
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
@@ -109,24 +119,30 @@ describe('BoundedSet', () => {
   });
 
   test('property: never more than max keys, and holds the most recently added new keys', () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 5 }), fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 60 }), (max, keys) => {
-      const s = new BoundedSet<number>(max);
-      const model: number[] = [];
-      for (const k of keys) {
-        if (!model.includes(k)) {
-          if (model.length >= max) model.shift();
-          model.push(k);
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5 }), fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 60 }), (max, keys) => {
+        const s = new BoundedSet<number>(max);
+        const model: number[] = [];
+        for (const k of keys) {
+          if (!model.includes(k)) {
+            if (model.length >= max) model.shift();
+            model.push(k);
+          }
+          s.add(k);
+          expect([...s]).toEqual(model);
         }
-        s.add(k);
-        expect([...s]).toEqual(model);
-      }
-    }), { numRuns: 300 });
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
 describe('deleteOldest', () => {
   test('deletes the first-inserted entry of a Map or a Set; false when empty', () => {
-    const m = new Map([['x', 1], ['y', 2]]);
+    const m = new Map([
+      ['x', 1],
+      ['y', 2],
+    ]);
     expect(deleteOldest(m)).toBe(true);
     expect([...m.keys()]).toEqual(['y']);
     const s = new Set([3, 4]);

@@ -15,8 +15,13 @@ function bundle(): PreKeyBundle {
   const id = ed25519KeyPairFromSeed(run(1));
   const spk = x25519PublicKey(run(2));
   return {
-    identityKey: ed25519PublicKeyToX25519(id.publicKey), identityKeyEd: id.publicKey, signedPreKey: spk,
-    signedPreKeySignature: ed25519Sign(id.secretKey, spk), signedPreKeyId: 7, oneTimePreKey: x25519PublicKey(run(3)), oneTimePreKeyId: 9,
+    identityKey: ed25519PublicKeyToX25519(id.publicKey),
+    identityKeyEd: id.publicKey,
+    signedPreKey: spk,
+    signedPreKeySignature: ed25519Sign(id.secretKey, spk),
+    signedPreKeyId: 7,
+    oneTimePreKey: x25519PublicKey(run(3)),
+    oneTimePreKeyId: 9,
   };
 }
 
@@ -108,7 +113,11 @@ describe('bundleToJSON and bundleFromJSON', () => {
     ['identity_key a number', () => ({ ...j(), identity_key: 1 }), 'MALFORMED_MESSAGE'],
     ['identity_key too long', () => ({ ...j(), identity_key: `${j().identity_key}A` }), 'INVALID_KEY'],
     ['identity_key not base64url of 32 bytes', () => ({ ...j(), identity_key: j().identity_key.slice(2) }), 'MALFORMED_MESSAGE'],
-    ['signature too long', () => ({ ...j(), signed_pre_key: { ...j().signed_pre_key, signature: `${j().signed_pre_key.signature}A` } }), 'BAD_SIGNATURE'],
+    [
+      'signature too long',
+      () => ({ ...j(), signed_pre_key: { ...j().signed_pre_key, signature: `${j().signed_pre_key.signature}A` } }),
+      'BAD_SIGNATURE',
+    ],
     ['no signed_pre_key', () => ({ ...j(), signed_pre_key: undefined }), 'MALFORMED_MESSAGE'],
     ['key_id a string', () => ({ ...j(), signed_pre_key: { ...j().signed_pre_key, key_id: '7' } }), 'MALFORMED_MESSAGE'],
     ['one-time pre-key too long', () => ({ ...j(), one_time_pre_key: { key_id: 1, public_key: `${j().identity_key}A` } }), 'INVALID_KEY'],

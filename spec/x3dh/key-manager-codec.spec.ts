@@ -8,7 +8,11 @@ import vectors from '../vectors/own/key-manager.json';
 
 beforeAll(() => ready());
 
-interface Invalid { name: string; bytes?: string; error: string }
+interface Invalid {
+  name: string;
+  bytes?: string;
+  error: string;
+}
 
 describe('key manager saved forms, known answers', () => {
   test('the file holds the cases it is meant to', () => {

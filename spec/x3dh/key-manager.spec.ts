@@ -35,7 +35,7 @@ describe('X3DHKeyManager.fromEd25519Keys', () => {
     expect(m.signedPreKey).toBeNull();
   });
 
-  test('rejects wrong lengths and a public key that is not the secret key\'s', () => {
+  test("rejects wrong lengths and a public key that is not the secret key's", () => {
     const a = ed25519KeyPair();
     const b = ed25519KeyPair();
     expectE2EError(() => X3DHKeyManager.fromEd25519Keys(a.secretKey.subarray(0, 32), a.publicKey), 'INVALID_KEY');
@@ -47,7 +47,7 @@ describe('X3DHKeyManager.fromEd25519Keys', () => {
     expectE2EError(() => X3DHKeyManager.fromEd25519Keys('x' as unknown as Uint8Array, a.publicKey), 'INVALID_KEY');
   });
 
-  test('copies its inputs (wiping the caller\'s buffers changes nothing)', () => {
+  test("copies its inputs (wiping the caller's buffers changes nothing)", () => {
     const id = ed25519KeyPair();
     const m = X3DHKeyManager.fromEd25519Keys(id.secretKey, id.publicKey);
     const pub = toHex(id.publicKey);
@@ -104,7 +104,11 @@ describe('initiate / respond', () => {
       const a = alice.initiate(bundle);
       expect(a.usedOneTimeKeyId).toBe(otkId);
       expect(a.signedPreKeyId).toBe(0);
-      const b = bob.respond({ peerIdentityKey: alice.identityKey.publicKey, ephemeralPublicKey: a.ephemeralPublicKey, usedOneTimeKeyId: a.usedOneTimeKeyId });
+      const b = bob.respond({
+        peerIdentityKey: alice.identityKey.publicKey,
+        ephemeralPublicKey: a.ephemeralPublicKey,
+        usedOneTimeKeyId: a.usedOneTimeKeyId,
+      });
       expect(toHex(b.sharedSecret)).toBe(toHex(a.sharedSecret));
       expect(toHex(a.associatedData)).toBe(toHex(alice.identityKey.publicKey) + toHex(bob.identityKey.publicKey));
       expect(toHex(b.associatedData)).toBe(toHex(a.associatedData));
@@ -129,10 +133,25 @@ describe('initiate / respond', () => {
     const a = alice.initiate(bundle);
     const before = JSON.stringify(bob.exportState());
     for (const bad of LOW_ORDER) {
-      expectE2EError(() => bob.respond({ peerIdentityKey: fromHex(bad), ephemeralPublicKey: a.ephemeralPublicKey, usedOneTimeKeyId: 1 }), 'INVALID_KEY');
-      expectE2EError(() => bob.respond({ peerIdentityKey: alice.identityKey.publicKey, ephemeralPublicKey: fromHex(bad), usedOneTimeKeyId: 1 }), 'INVALID_KEY');
+      expectE2EError(
+        () => bob.respond({ peerIdentityKey: fromHex(bad), ephemeralPublicKey: a.ephemeralPublicKey, usedOneTimeKeyId: 1 }),
+        'INVALID_KEY',
+      );
+      expectE2EError(
+        () => bob.respond({ peerIdentityKey: alice.identityKey.publicKey, ephemeralPublicKey: fromHex(bad), usedOneTimeKeyId: 1 }),
+        'INVALID_KEY',
+      );
     }
-    expectE2EError(() => bob.respond({ peerIdentityKey: alice.identityKey.publicKey, ephemeralPublicKey: a.ephemeralPublicKey, usedOneTimeKeyId: 1, signedPreKeyId: 5 }), 'SPK_NOT_FOUND');
+    expectE2EError(
+      () =>
+        bob.respond({
+          peerIdentityKey: alice.identityKey.publicKey,
+          ephemeralPublicKey: a.ephemeralPublicKey,
+          usedOneTimeKeyId: 1,
+          signedPreKeyId: 5,
+        }),
+      'SPK_NOT_FOUND',
+    );
     expectE2EError(() => bob.respond({ peerIdentityKey: new Uint8Array(31), ephemeralPublicKey: a.ephemeralPublicKey }), 'INVALID_KEY');
     expectE2EError(() => bob.respond(null as never), 'INVALID_ARGUMENT');
     expect(JSON.stringify(bob.exportState())).toBe(before);
@@ -256,7 +275,12 @@ describe('toBytes / fromBytes (binary private state)', () => {
     expect(bob2.signedPreKey!.keyId).toBe(1);
     expect(bob2.oneTimePreKeyIds).toEqual([0, 1, 2]);
     expect(toHex(bob2.toBytes())).toBe(toHex(bytes));
-    const b = bob2.respond({ peerIdentityKey: alice.identityKey.publicKey, ephemeralPublicKey: a.ephemeralPublicKey, usedOneTimeKeyId: 1, signedPreKeyId: 0 });
+    const b = bob2.respond({
+      peerIdentityKey: alice.identityKey.publicKey,
+      ephemeralPublicKey: a.ephemeralPublicKey,
+      usedOneTimeKeyId: 1,
+      signedPreKeyId: 0,
+    });
     expect(toHex(b.sharedSecret)).toBe(toHex(a.sharedSecret));
     expect(bob2.generateOneTimePreKeys(1)[0].keyId).toBe(3);
     expect(bob2.generateSignedPreKey().keyId).toBe(2);
@@ -272,7 +296,8 @@ describe('toBytes / fromBytes (binary private state)', () => {
   test('damaged bytes are typed errors', () => {
     const { bob } = published();
     const bytes = bob.toBytes();
-    for (const cut of [0, 3, 50, 96, 100, bytes.length - 1]) expectE2EError(() => X3DHKeyManager.fromBytes(bytes.subarray(0, cut)), 'MALFORMED_MESSAGE');
+    for (const cut of [0, 3, 50, 96, 100, bytes.length - 1])
+      expectE2EError(() => X3DHKeyManager.fromBytes(bytes.subarray(0, cut)), 'MALFORMED_MESSAGE');
     const v2 = Uint8Array.from(bytes);
     v2[3] = 2;
     expectE2EError(() => X3DHKeyManager.fromBytes(v2), 'MALFORMED_MESSAGE');

@@ -25,7 +25,7 @@ function trustFromEnv(): MeshTrustOptions | undefined {
 async function main(): Promise<void> {
   await ready();
   const peer = process.env.MESH_PEER;
-  if (!peer) throw new Error('set MESH_PEER to Bob\'s DID');
+  if (!peer) throw new Error("set MESH_PEER to Bob's DID");
   const identity = process.env.MESH_SEED ? AgentIdentity.fromSeed(fromHex(process.env.MESH_SEED)) : AgentIdentity.generate();
   const trust = trustFromEnv();
   const alice = await MeshAgent.connect({

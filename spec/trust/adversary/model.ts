@@ -15,9 +15,33 @@ import { PreKeyBundle } from '../../../lib/x3dh';
 import { ChannelEstablishment, SecureChannel } from '../../../lib/channel';
 import { ChallengeReply, HandshakeChallenge, HandshakeResponse, OpenChannelOptions, counterChallengeNonce } from '../../../lib/trust';
 import {
-  ADVERSARIES, AdvName, Agent, AgentName, CHALLENGE_TTL_MS, DEFAULT_MIN_SCORE, HONEST, HonestName, InvariantViolation, MADE_UP,
-  Plan, World, advChallenge, describeError, did, ekKey, flipBit255, forgedResponse, isHonest, makeWorld, mutateBundle, nameOf,
-  pairKey, registeredX25519, signResponse, wire, wireEst,
+  ADVERSARIES,
+  AdvName,
+  Agent,
+  AgentName,
+  CHALLENGE_TTL_MS,
+  DEFAULT_MIN_SCORE,
+  HONEST,
+  HonestName,
+  InvariantViolation,
+  MADE_UP,
+  Plan,
+  World,
+  advChallenge,
+  describeError,
+  did,
+  ekKey,
+  flipBit255,
+  forgedResponse,
+  isHonest,
+  makeWorld,
+  mutateBundle,
+  nameOf,
+  pairKey,
+  registeredX25519,
+  signResponse,
+  wire,
+  wireEst,
 } from './world';
 
 // ---------------------------------------------------------------------------------------------
@@ -28,8 +52,17 @@ import {
 export type Ref = AgentName | 'opener' | 'target' | 'victim' | (typeof MADE_UP)[number];
 
 export type RewriteField =
-  | 'agent_did' | 'signature' | 'public_key' | 'challenge_id' | 'response_nonce' | 'capabilities' | 'timestamp'
-  | 'counter_nonce' | 'counter_id' | 'counter_drop' | 'counter_freshness';
+  | 'agent_did'
+  | 'signature'
+  | 'public_key'
+  | 'challenge_id'
+  | 'response_nonce'
+  | 'capabilities'
+  | 'timestamp'
+  | 'counter_nonce'
+  | 'counter_id'
+  | 'counter_drop'
+  | 'counter_freshness';
 
 export type Route =
   /** Honest delivery; optionally first an unauthenticated answer naming the in-flight challenge (at the opener / at the target). */
@@ -78,7 +111,11 @@ export interface FloodAction {
   from: 'adv' | 'spoofHonest' | 'madeUp';
   api: 'answerChallenge' | 'completeHandshake';
 }
-export interface AdvOpenAction { t: 'advOpen'; adv: AdvName; target: HonestName }
+export interface AdvOpenAction {
+  t: 'advOpen';
+  adv: AdvName;
+  target: HonestName;
+}
 export type AdvAction = ForgeAction | FloodAction | AdvOpenAction;
 
 export interface OpenAction {
@@ -92,10 +129,24 @@ export interface OpenAction {
   deliver: boolean;
 }
 /** `from` writes `n` messages to `to`, delivered reordered (`order`), some again (`dups`), each also misdelivered to `misdeliver`'s session for `from`. */
-export interface ChatAction { t: 'chat'; from: HonestName; to: HonestName; n: number; order: number[]; dups: number[]; misdeliver: HonestName | null }
+export interface ChatAction {
+  t: 'chat';
+  from: HonestName;
+  to: HonestName;
+  n: number;
+  order: number[];
+  dups: number[];
+  misdeliver: HonestName | null;
+}
 /** An honest agent rotates its signed pre-key (the old one stays usable for establishments in flight). */
-export interface RotateAction { t: 'rotate'; who: HonestName }
-export interface AdvanceAction { t: 'advance'; ms: number }
+export interface RotateAction {
+  t: 'rotate';
+  who: HonestName;
+}
+export interface AdvanceAction {
+  t: 'advance';
+  ms: number;
+}
 export type Action = OpenAction | AdvAction | ChatAction | AdvanceAction | RotateAction;
 
 const OPTS: Record<OptsName, OpenChannelOptions> = {
@@ -110,20 +161,34 @@ const OPTS: Record<OptsName, OpenChannelOptions> = {
 // Invariants
 // ---------------------------------------------------------------------------------------------
 
-interface OpenContext { opener: Agent; target: Agent; victim: Agent }
+interface OpenContext {
+  opener: Agent;
+  target: Agent;
+  victim: Agent;
+}
 
 /** I2: the peer a session is recorded under meets every requirement of the open (per the registry). */
 export function assertI2Requirements(w: World, opener: Agent, peerDid: string, opts: OpenChannelOptions, during: string): void {
   const r = w.registry.get(peerDid);
   const score = opts.requiredTrustScore ?? DEFAULT_MIN_SCORE;
   const caps = opts.requiredCapabilities ?? [];
-  if (!r || r.status !== 'active') throw new InvariantViolation('I2', `${opener.name} recorded a session under ${peerDid}, which is not active in the registry (${during})`);
+  if (!r || r.status !== 'active')
+    throw new InvariantViolation(
+      'I2',
+      `${opener.name} recorded a session under ${peerDid}, which is not active in the registry (${during})`,
+    );
   if (r.trustScore < score) {
-    throw new InvariantViolation('I2', `${opener.name} recorded a session under ${peerDid} (score ${r.trustScore}) although the open required ${score} (${during})`);
+    throw new InvariantViolation(
+      'I2',
+      `${opener.name} recorded a session under ${peerDid} (score ${r.trustScore}) although the open required ${score} (${during})`,
+    );
   }
   const missing = caps.filter((c) => !r.capabilities.includes(c));
   if (missing.length > 0) {
-    throw new InvariantViolation('I2', `${opener.name} recorded a session under ${peerDid} lacking ${missing.join(',')} although the open required it (${during})`);
+    throw new InvariantViolation(
+      'I2',
+      `${opener.name} recorded a session under ${peerDid} lacking ${missing.join(',')} although the open required it (${during})`,
+    );
   }
 }
 
@@ -139,7 +204,10 @@ function probeOneWay(w: World, a: Agent, b: Agent, inv: 'I3' | 'I4', during: str
   const sa = a.bridge.getSession(b.did);
   const sb = b.bridge.getSession(a.did);
   if (!sa || !sb) {
-    throw new InvariantViolation(inv, `${a.name}↔${b.name}: ${!sa ? a.name : b.name}'s session for ${!sa ? b.name : a.name} is gone (${during})`);
+    throw new InvariantViolation(
+      inv,
+      `${a.name}↔${b.name}: ${!sa ? a.name : b.name}'s session for ${!sa ? b.name : a.name} is gone (${during})`,
+    );
   }
   const text = `probe ${w.seq++} ${a.name}->${b.name}`;
   let env: Uint8Array;
@@ -153,7 +221,10 @@ function probeOneWay(w: World, a: Agent, b: Agent, inv: 'I3' | 'I4', during: str
   try {
     got = fromUtf8(sb.channel.receive(env));
   } catch (e) {
-    throw new InvariantViolation(inv, `${b.name} cannot read ${a.name}'s next message on their live session: ${describeError(e)} (${during})`);
+    throw new InvariantViolation(
+      inv,
+      `${b.name} cannot read ${a.name}'s next message on their live session: ${describeError(e)} (${during})`,
+    );
   }
   if (got !== text) throw new InvariantViolation(inv, `${b.name} read a different text from ${a.name} (${during})`);
 }
@@ -216,7 +287,10 @@ const didOf = (x: Agent | string): string => (typeof x === 'string' ? x : x.did)
 
 function meets(w: World, target: Agent, opts: OpenChannelOptions): boolean {
   const r = w.registry.get(target.did)!;
-  return r.trustScore >= (opts.requiredTrustScore ?? DEFAULT_MIN_SCORE) && (opts.requiredCapabilities ?? []).every((c) => r.capabilities.includes(c));
+  return (
+    r.trustScore >= (opts.requiredTrustScore ?? DEFAULT_MIN_SCORE) &&
+    (opts.requiredCapabilities ?? []).every((c) => r.capabilities.includes(c))
+  );
 }
 
 const hex = (n: number): string => toHex(randomBytes(n));
@@ -224,23 +298,34 @@ const hex = (n: number): string => toHex(randomBytes(n));
 function rewriteResponse(w: World, r: HandshakeResponse, field: RewriteField, avoidId: string): void {
   const m = w.agents.mallory;
   switch (field) {
-    case 'agent_did': r.agent_did = m.did; break;
+    case 'agent_did':
+      r.agent_did = m.did;
+      break;
     case 'signature': {
       const s = Uint8Array.from(Buffer.from(r.signature, 'base64'));
       s[0] ^= 1;
       r.signature = toBase64(s);
       break;
     }
-    case 'public_key': r.public_key = toBase64(m.identity.publicKey); break;
+    case 'public_key':
+      r.public_key = toBase64(m.identity.publicKey);
+      break;
     case 'challenge_id': {
       const other = [...w.net.challenges].reverse().find((c) => c.challenge_id !== avoidId);
       r.challenge_id = other?.challenge_id ?? `challenge_${hex(8)}`;
       break;
     }
-    case 'response_nonce': r.response_nonce = hex(16); break;
-    case 'capabilities': r.capabilities = ['audit', 'pay', 'root']; break;
-    case 'timestamp': r.timestamp = new Date(w.clock.t + 1000).toISOString(); break;
-    default: break;
+    case 'response_nonce':
+      r.response_nonce = hex(16);
+      break;
+    case 'capabilities':
+      r.capabilities = ['audit', 'pay', 'root'];
+      break;
+    case 'timestamp':
+      r.timestamp = new Date(w.clock.t + 1000).toISOString();
+      break;
+    default:
+      break;
   }
 }
 
@@ -254,21 +339,34 @@ function planFor(w: World, a: OpenAction, opener: Agent, target: Agent, signer: 
       return {
         async onChallenge(from, to, c) {
           if (route.injectAtOpener) {
-            await opener.bridge.completeHandshake(to, forgedResponse(c.challenge_id, to, w.registry.get(to)?.publicKey, now())).catch(() => undefined);
+            await opener.bridge
+              .completeHandshake(to, forgedResponse(c.challenge_id, to, w.registry.get(to)?.publicKey, now()))
+              .catch(() => undefined);
           }
           return net.endpoint(to).answerChallenge(from, c);
         },
         async onAnswer(from, to, r) {
           if (route.injectAtTarget) {
-            await net.endpoint(to).completeHandshake(from, forgedResponse(r.challenge_id, from, w.registry.get(from)?.publicKey, now())).catch(() => undefined);
+            await net
+              .endpoint(to)
+              .completeHandshake(from, forgedResponse(r.challenge_id, from, w.registry.get(from)?.publicKey, now()))
+              .catch(() => undefined);
           }
           await net.endpoint(to).completeHandshake(from, r);
         },
       };
     case 'drop':
       return route.leg === 'challenge'
-        ? { async onChallenge() { throw new Error('adversary dropped the challenge'); } }
-        : { async onAnswer() { throw new Error('adversary dropped the answer'); } };
+        ? {
+            async onChallenge() {
+              throw new Error('adversary dropped the challenge');
+            },
+          }
+        : {
+            async onAnswer() {
+              throw new Error('adversary dropped the answer');
+            },
+          };
     case 'redirect': {
       const to = w.agents[route.to];
       const claim = route.claimFrom;
@@ -302,13 +400,17 @@ function planFor(w: World, a: OpenAction, opener: Agent, target: Agent, signer: 
           const reply: ChallengeReply = { response };
           if (route.counter === 'own') {
             reply.challenge = {
-              challenge_id: `challenge_${hex(8)}`, nonce: counterChallengeNonce(c, response.response_nonce, { openerDid: opener.did, answererDid: target.did }),
-              timestamp: new Date(now()).toISOString(), expires_in_seconds: 30,
+              challenge_id: `challenge_${hex(8)}`,
+              nonce: counterChallengeNonce(c, response.response_nonce, { openerDid: opener.did, answererDid: target.did }),
+              timestamp: new Date(now()).toISOString(),
+              expires_in_seconds: 30,
             };
           }
           return reply;
         },
-        async onAnswer() { /* the adversary keeps the opener's signature */ },
+        async onAnswer() {
+          /* the adversary keeps the opener's signature */
+        },
       };
     case 'relayCounter': {
       const victim = w.agents[route.victim];
@@ -328,28 +430,28 @@ function planFor(w: World, a: OpenAction, opener: Agent, target: Agent, signer: 
     case 'rewrite':
       return route.leg === 'reply'
         ? {
-          async onChallenge(from, to, c) {
-            const reply = wire(await net.endpoint(to).answerChallenge(from, c));
-            if (route.field.startsWith('counter_')) {
-              const cc = reply.challenge;
-              if (cc) {
-                if (route.field === 'counter_nonce') cc.nonce = hex(32);
-                if (route.field === 'counter_id') cc.challenge_id = `challenge_${hex(8)}`;
-                if (route.field === 'counter_freshness') cc.freshness_nonce = hex(16);
-                if (route.field === 'counter_drop') delete reply.challenge;
+            async onChallenge(from, to, c) {
+              const reply = wire(await net.endpoint(to).answerChallenge(from, c));
+              if (route.field.startsWith('counter_')) {
+                const cc = reply.challenge;
+                if (cc) {
+                  if (route.field === 'counter_nonce') cc.nonce = hex(32);
+                  if (route.field === 'counter_id') cc.challenge_id = `challenge_${hex(8)}`;
+                  if (route.field === 'counter_freshness') cc.freshness_nonce = hex(16);
+                  if (route.field === 'counter_drop') delete reply.challenge;
+                }
+              } else {
+                rewriteResponse(w, reply.response, route.field, c.challenge_id);
               }
-            } else {
-              rewriteResponse(w, reply.response, route.field, c.challenge_id);
-            }
-            return reply;
-          },
-        }
+              return reply;
+            },
+          }
         : {
-          async onAnswer(from, to, r) {
-            rewriteResponse(w, r, route.field, r.challenge_id);
-            await net.endpoint(to).completeHandshake(from, r);
-          },
-        };
+            async onAnswer(from, to, r) {
+              rewriteResponse(w, r, route.field, r.challenge_id);
+              await net.endpoint(to).completeHandshake(from, r);
+            },
+          };
     case 'stale':
       return {
         async onChallenge(_from, to, c) {
@@ -372,15 +474,22 @@ function resolveClaim(w: World, r: Ref, opener: Agent, target: Agent): Agent | s
 async function bundleFor(w: World, a: OpenAction, target: Agent, signer: Agent): Promise<PreKeyBundle> {
   const genuine = (): Promise<PreKeyBundle> => target.bridge.publishPrekeyBundle();
   switch (a.bundle) {
-    case 'genuine': return genuine();
-    case 'signer': return signer.bridge.publishPrekeyBundle();
-    case 'ik255': case 'spk255': case 'sig': return mutateBundle(await genuine(), a.bundle);
-    case 'edOfMallory': return mutateBundle(await genuine(), 'edOf', w.agents.mallory.identity.publicKey);
+    case 'genuine':
+      return genuine();
+    case 'signer':
+      return signer.bridge.publishPrekeyBundle();
+    case 'ik255':
+    case 'spk255':
+    case 'sig':
+      return mutateBundle(await genuine(), a.bundle);
+    case 'edOfMallory':
+      return mutateBundle(await genuine(), 'edOf', w.agents.mallory.identity.publicKey);
     case 'noOtk': {
       const { oneTimePreKey: _k, oneTimePreKeyId: _id, ...rest } = await genuine();
       return rest;
     }
-    default: return w.agents[a.bundle].bridge.publishPrekeyBundle();
+    default:
+      return w.agents[a.bundle].bridge.publishPrekeyBundle();
   }
 }
 
@@ -427,7 +536,8 @@ export async function runOpen(w: World, s: RunState, a: OpenAction, during: stri
   }
   assertI2Requirements(w, opener, target.did, opts, ctx);
   const session = opener.bridge.getSession(target.did);
-  if (!session) throw new InvariantViolation('I4', `openSecureChannel resolved but ${opener.name} has no session for ${target.name} (${ctx})`);
+  if (!session)
+    throw new InvariantViolation('I4', `openSecureChannel resolved but ${opener.name} has no session for ${target.name} (${ctx})`);
   if (isHonest(target.name)) w.live.delete(pairKey(opener.name as HonestName, target.name));
   const est = session.establishment;
   const entry = { est, from: opener.did, to: target.did, accepted: false };
@@ -477,8 +587,10 @@ export async function runOpen(w: World, s: RunState, a: OpenAction, during: stri
   try {
     read = fromUtf8(peerChannel.receive(m1));
   } catch (e) {
-    throw new InvariantViolation(honestOpen ? inv() : 'I1',
-      `${target.name} accepted ${opener.name}'s establishment but cannot read its first message: ${describeError(e)} (${ctx})`);
+    throw new InvariantViolation(
+      honestOpen ? inv() : 'I1',
+      `${target.name} accepted ${opener.name}'s establishment but cannot read its first message: ${describeError(e)} (${ctx})`,
+    );
   }
   if (read !== text) throw new InvariantViolation('I1', `${target.name} read another text (${ctx})`);
   const reply = `reply ${w.seq++}`;
@@ -487,7 +599,10 @@ export async function runOpen(w: World, s: RunState, a: OpenAction, during: stri
   try {
     if (fromUtf8(channel.receive(m2)) !== reply) throw new Error('another text');
   } catch (e) {
-    throw new InvariantViolation(honestOpen ? inv() : 'I1', `${opener.name} cannot read ${target.name}'s reply: ${describeError(e)} (${ctx})`);
+    throw new InvariantViolation(
+      honestOpen ? inv() : 'I1',
+      `${opener.name} cannot read ${target.name}'s reply: ${describeError(e)} (${ctx})`,
+    );
   }
   // Both ways through getSession: the pair is live from now on.
   probeOneWay(w, opener, target, honestOpen ? 'I4' : 'I3', `${ctx}; after the exchange`);
@@ -511,15 +626,20 @@ async function runForge(w: World, s: RunState, a: ForgeAction, during: string): 
       claim = nameOf(p.from) ? w.agents[nameOf(p.from)!] : p.from;
     }
     const e = p.est;
-    est = a.kind === 'replay' ? wireEst(e)
-      : a.kind === 'flip255' ? new ChannelEstablishment({ ...e, ephemeralPublicKey: flipBit255(e.ephemeralPublicKey) })
-        : a.kind === 'stripIds' ? new ChannelEstablishment({ ...e, usedOneTimeKeyId: undefined, signedPreKeyId: undefined })
-          : new ChannelEstablishment({ ...e, usedOneTimeKeyId: undefined });
+    est =
+      a.kind === 'replay'
+        ? wireEst(e)
+        : a.kind === 'flip255'
+          ? new ChannelEstablishment({ ...e, ephemeralPublicKey: flipBit255(e.ephemeralPublicKey) })
+          : a.kind === 'stripIds'
+            ? new ChannelEstablishment({ ...e, usedOneTimeKeyId: undefined, signedPreKeyId: undefined })
+            : new ChannelEstablishment({ ...e, usedOneTimeKeyId: undefined });
     if (didOf(to) === p.to && didOf(claim) === p.from) isReplayOf = { from: p.from, to: p.to };
   } else if (a.kind === 'randomEk' || a.kind === 'advIk') {
     est = new ChannelEstablishment({
       initiatorIdentityKey: a.kind === 'randomEk' ? registeredX25519(w, didOf(claim)) : holder.manager.identityKey.publicKey,
-      ephemeralPublicKey: x25519KeyPair().publicKey, usedOneTimeKeyId: a.otk ?? undefined,
+      ephemeralPublicKey: x25519KeyPair().publicKey,
+      usedOneTimeKeyId: a.otk ?? undefined,
     });
   } else {
     if (typeof to === 'string' || !isHonest(to.name)) return;
@@ -541,7 +661,10 @@ async function runForge(w: World, s: RunState, a: ForgeAction, during: string): 
     if (accepted) throw new InvariantViolation('I6', `a replayed establishment was accepted (${ctx})`);
     const fresh = s.fresh && s.fresh.opener.did === isReplayOf.from && s.fresh.target.did === isReplayOf.to;
     if (fresh && !isE2EError(err, 'DUPLICATE_MESSAGE')) {
-      throw new InvariantViolation('I6', `a replay (with ${claim && didOf(claim)}'s fresh verification held) was refused with ${describeError(err)}, not DUPLICATE_MESSAGE (${ctx})`);
+      throw new InvariantViolation(
+        'I6',
+        `a replay (with ${claim && didOf(claim)}'s fresh verification held) was refused with ${describeError(err)}, not DUPLICATE_MESSAGE (${ctx})`,
+      );
     }
   }
   if (accepted && advSender) {
@@ -560,9 +683,14 @@ async function runFlood(w: World, s: RunState, a: FloodAction, during: string, p
   if (typeof to === 'string' || !isHonest(to.name)) return;
   const spoofs = HONEST.filter((h) => h !== to.name).map(did);
   for (let i = 0; i < a.n; i++) {
-    const from = a.from === 'adv' ? did(ADVERSARIES[i % 2])
-      : a.from === 'spoofHonest' ? spoofs[i % spoofs.length]
-        : i % 3 === 2 ? MADE_UP[i % 2] : `did:mesh:${hex(16)}`;
+    const from =
+      a.from === 'adv'
+        ? did(ADVERSARIES[i % 2])
+        : a.from === 'spoofHonest'
+          ? spoofs[i % spoofs.length]
+          : i % 3 === 2
+            ? MADE_UP[i % 2]
+            : `did:mesh:${hex(16)}`;
     if (a.api === 'answerChallenge') {
       await to.bridge.answerChallenge(from, advChallenge(w.clock.t)).catch(() => undefined);
     } else {
@@ -576,8 +704,14 @@ async function runFlood(w: World, s: RunState, a: FloodAction, during: string, p
   // I5: right after the flood, the flooded agent can open, and can be opened, honestly.
   const other = w.agents[HONEST.find((h) => h !== to.name)!];
   const honest = (opener: HonestName, target: HonestName): OpenAction => ({
-    t: 'open', opener, target, opts: 'default', bundle: 'genuine', route: { kind: 'honest', injectAtOpener: false, injectAtTarget: false },
-    between: [], deliver: true,
+    t: 'open',
+    opener,
+    target,
+    opts: 'default',
+    bundle: 'genuine',
+    route: { kind: 'honest', injectAtOpener: false, injectAtTarget: false },
+    between: [],
+    deliver: true,
   });
   const saved = s.last;
   await runOpen(w, s, honest(to.name, other.name as HonestName), `${during}; I5 probe: the flooded agent opens`, 'I5');
@@ -609,9 +743,12 @@ async function runAdvOpen(w: World, a: AdvOpenAction): Promise<void> {
 
 export async function runAdv(w: World, s: RunState, a: AdvAction, during: string, topLevel = false): Promise<void> {
   switch (a.t) {
-    case 'forge': return runForge(w, s, a, during);
-    case 'flood': return runFlood(w, s, a, during, topLevel);
-    case 'advOpen': return runAdvOpen(w, a);
+    case 'forge':
+      return runForge(w, s, a, during);
+    case 'flood':
+      return runFlood(w, s, a, during, topLevel);
+    case 'advOpen':
+      return runAdvOpen(w, a);
   }
 }
 
@@ -638,7 +775,11 @@ async function runChat(w: World, a: ChatAction, during: string): Promise<void> {
     try {
       got = fromUtf8(sb.channel.receive(envs[i].env));
     } catch (e) {
-      if (!done.has(i)) throw new InvariantViolation('I3', `${to.name} cannot read ${from.name}'s message delivered out of order: ${describeError(e)} (${during})`);
+      if (!done.has(i))
+        throw new InvariantViolation(
+          'I3',
+          `${to.name} cannot read ${from.name}'s message delivered out of order: ${describeError(e)} (${during})`,
+        );
       continue;
     }
     if (done.has(i)) throw new InvariantViolation('I6', `${to.name} read a replayed envelope twice (${during})`);
@@ -667,8 +808,14 @@ export async function runScenario(actions: readonly Action[]): Promise<World> {
   const w = makeWorld();
   const s: RunState = { last: { opener: w.agents.alice, target: w.agents.bob, victim: w.agents.carol }, replayedInBetween: false };
   const honest = (opener: HonestName, target: HonestName): OpenAction => ({
-    t: 'open', opener, target, opts: 'default', bundle: 'genuine', route: { kind: 'honest', injectAtOpener: false, injectAtTarget: false },
-    between: [], deliver: true,
+    t: 'open',
+    opener,
+    target,
+    opts: 'default',
+    bundle: 'genuine',
+    route: { kind: 'honest', injectAtOpener: false, injectAtTarget: false },
+    between: [],
+    deliver: true,
   });
   await runOpen(w, s, honest('alice', 'bob'), 'setup');
   await runOpen(w, s, honest('bob', 'carol'), 'setup');
@@ -678,11 +825,20 @@ export async function runScenario(actions: readonly Action[]): Promise<World> {
     const during = `action #${i} ${a.t}`;
     s.replayedInBetween = false;
     switch (a.t) {
-      case 'open': await runOpen(w, s, a, during); break;
-      case 'chat': await runChat(w, a, during); break;
-      case 'advance': w.clock.t += a.ms; break;
-      case 'rotate': w.agents[a.who].manager.generateSignedPreKey(); break;
-      default: await runAdv(w, s, a, during, true);
+      case 'open':
+        await runOpen(w, s, a, during);
+        break;
+      case 'chat':
+        await runChat(w, a, during);
+        break;
+      case 'advance':
+        w.clock.t += a.ms;
+        break;
+      case 'rotate':
+        w.agents[a.who].manager.generateSignedPreKey();
+        break;
+      default:
+        await runAdv(w, s, a, during, true);
     }
     assertI3LiveSessions(w, `after ${during}`);
     assertI2Defaults(w, `after ${during}`);

@@ -7,15 +7,19 @@
  * responses, establishments. From each establishment it builds every channel its own key managers
  * can make (the I1 oracle), and it keeps every channel it opened itself.
  */
-import {
-  canonicalX25519PublicKey, ed25519PublicKeyToX25519, fromBase64, randomBytes, toBase64, toHex, utf8,
-} from '../../../lib/crypto';
+import { canonicalX25519PublicKey, ed25519PublicKeyToX25519, fromBase64, randomBytes, toBase64, toHex, utf8 } from '../../../lib/crypto';
 import { E2EError } from '../../../lib/errors';
 import { PreKeyBundle, X3DHKeyManager } from '../../../lib/x3dh';
 import { ChannelEstablishment, SecureChannel } from '../../../lib/channel';
 import {
-  AgentIdentity, ChallengeReply, EncryptedTrustBridge, HandshakeChallenge, HandshakeResponse, InMemoryIdentityRegistry,
-  TrustTransport, handshakeSignedPayload,
+  AgentIdentity,
+  ChallengeReply,
+  EncryptedTrustBridge,
+  HandshakeChallenge,
+  HandshakeResponse,
+  InMemoryIdentityRegistry,
+  TrustTransport,
+  handshakeSignedPayload,
 } from '../../../lib/trust';
 
 export const HONEST = ['alice', 'bob', 'carol'] as const;
@@ -47,7 +51,10 @@ export const nameOf = (d: string): AgentName | undefined => ALL.find((n) => did(
 
 /** Which invariant broke: the message says which, and why. */
 export class InvariantViolation extends Error {
-  constructor(readonly invariant: 'I1' | 'I2' | 'I3' | 'I4' | 'I5' | 'I6', message: string) {
+  constructor(
+    readonly invariant: 'I1' | 'I2' | 'I3' | 'I4' | 'I5' | 'I6',
+    message: string,
+  ) {
     super(`${invariant} ${TITLES[invariant]} violated: ${message}`);
     this.name = 'InvariantViolation';
   }
@@ -86,17 +93,23 @@ export interface Agent {
 /** A fresh challenge made by the adversary (valid AGT format). */
 export function advChallenge(now: number): HandshakeChallenge {
   return {
-    challenge_id: `challenge_${toHex(randomBytes(8))}`, nonce: toHex(randomBytes(32)),
-    timestamp: new Date(now).toISOString(), expires_in_seconds: 30,
+    challenge_id: `challenge_${toHex(randomBytes(8))}`,
+    nonce: toHex(randomBytes(32)),
+    timestamp: new Date(now).toISOString(),
+    expires_in_seconds: 30,
   };
 }
 
 /** `signer`'s signed response to `c`, with a response nonce of the adversary's choosing. */
 export function signResponse(signer: Agent, c: HandshakeChallenge, responseNonce: string, now: number): HandshakeResponse {
   const r: HandshakeResponse = {
-    challenge_id: c.challenge_id, response_nonce: responseNonce, agent_did: signer.did, capabilities: [],
+    challenge_id: c.challenge_id,
+    response_nonce: responseNonce,
+    agent_did: signer.did,
+    capabilities: [],
     signature: toBase64(signer.identity.sign(handshakeSignedPayload(c, responseNonce, signer.did))),
-    public_key: toBase64(signer.identity.publicKey), timestamp: new Date(now).toISOString(),
+    public_key: toBase64(signer.identity.publicKey),
+    timestamp: new Date(now).toISOString(),
   };
   if (c.freshness_nonce !== undefined) r.freshness_nonce = c.freshness_nonce;
   return r;
@@ -105,8 +118,13 @@ export function signResponse(signer: Agent, c: HandshakeChallenge, responseNonce
 /** A response that names challenge `id` but whose signature is garbage (an unauthenticated forgery). */
 export function forgedResponse(id: string, claimedDid: string, claimedKey: Uint8Array | undefined, now: number): HandshakeResponse {
   return {
-    challenge_id: id, response_nonce: toHex(randomBytes(16)), agent_did: claimedDid, capabilities: [],
-    signature: toBase64(randomBytes(64)), public_key: toBase64(claimedKey ?? randomBytes(32)), timestamp: new Date(now).toISOString(),
+    challenge_id: id,
+    response_nonce: toHex(randomBytes(16)),
+    agent_did: claimedDid,
+    capabilities: [],
+    signature: toBase64(randomBytes(64)),
+    public_key: toBase64(claimedKey ?? randomBytes(32)),
+    timestamp: new Date(now).toISOString(),
   };
 }
 
@@ -226,7 +244,10 @@ export class Oracle {
         // unreadable: good
       }
       if (read) {
-        throw new InvariantViolation('I1', `${c.holder} decrypted a message ${senderDid} sent on its session recorded under ${recordedUnder} (${during})`);
+        throw new InvariantViolation(
+          'I1',
+          `${c.holder} decrypted a message ${senderDid} sent on its session recorded under ${recordedUnder} (${during})`,
+        );
       }
     }
   }
@@ -270,16 +291,29 @@ export function makeWorld(): World {
     // naming an honest agent's pre-key ids is one no adversary key can open: the oracle skips it.
     const base = identity.createKeyManager();
     const offset = ADVERSARIES.indexOf(name as AdvName) + 1;
-    const manager = offset === 0 ? base : X3DHKeyManager.fromState({
-      ...base.exportState(), nextSignedPreKeyId: offset * 1000, nextOneTimePreKeyId: offset * 1_000_000,
-    });
+    const manager =
+      offset === 0
+        ? base
+        : X3DHKeyManager.fromState({
+            ...base.exportState(),
+            nextSignedPreKeyId: offset * 1000,
+            nextOneTimePreKeyId: offset * 1_000_000,
+          });
     const bridge = new EncryptedTrustBridge({ identity, keyManager: manager, registry, transport: net, now: clock.now });
     net.endpoints.set(identity.did, bridge);
     agents[name] = { name, did: identity.did, identity, manager, bridge };
   }
   return {
-    clock, registry, net, agents, oracle: new Oracle(ADVERSARIES.map((n) => agents[n])), pocket: [], live: new Set(),
-    floodedAt: new Map(), seq: 0, log: [],
+    clock,
+    registry,
+    net,
+    agents,
+    oracle: new Oracle(ADVERSARIES.map((n) => agents[n])),
+    pocket: [],
+    live: new Set(),
+    floodedAt: new Map(),
+    seq: 0,
+    log: [],
   };
 }
 
@@ -297,14 +331,17 @@ export function flipBit255(key: Uint8Array): Uint8Array {
 
 export function mutateBundle(b: PreKeyBundle, how: 'ik255' | 'spk255' | 'sig' | 'edOf', other?: Uint8Array): PreKeyBundle {
   switch (how) {
-    case 'ik255': return { ...b, identityKey: flipBit255(b.identityKey) };
-    case 'spk255': return { ...b, signedPreKey: flipBit255(b.signedPreKey) };
+    case 'ik255':
+      return { ...b, identityKey: flipBit255(b.identityKey) };
+    case 'spk255':
+      return { ...b, signedPreKey: flipBit255(b.signedPreKey) };
     case 'sig': {
       const s = Uint8Array.from(b.signedPreKeySignature);
       s[5] ^= 1;
       return { ...b, signedPreKeySignature: s };
     }
-    case 'edOf': return { ...b, identityKeyEd: Uint8Array.from(other ?? randomBytes(32)) };
+    case 'edOf':
+      return { ...b, identityKeyEd: Uint8Array.from(other ?? randomBytes(32)) };
   }
 }
 

@@ -18,8 +18,12 @@ const publicKey = (label: string): Uint8Array => x25519PublicKey(bytes32(label))
 
 interface CaseInput {
   name: string;
-  remote: boolean; send: boolean; recv: boolean;
-  ns: number; nr: number; pn: number;
+  remote: boolean;
+  send: boolean;
+  recv: boolean;
+  ns: number;
+  nr: number;
+  pn: number;
   limits: Partial<RatchetLimits>;
   retired: string[];
   skipped: Array<{ chain: string; n: number; storedAt: number }>;
@@ -40,29 +44,66 @@ function build(c: CaseInput): RatchetState {
   s.previousSendChainLength = c.pn;
   for (const r of c.retired) s.retiredRemoteKeys.push(toHex(publicKey(r)));
   for (const k of c.skipped) {
-    s.skippedKeys.add({ dhPublicKey: publicKey(k.chain), messageNumber: k.n, messageKey: bytes32(`${c.name}:mk:${k.chain}:${k.n}`), storedAt: k.storedAt }, 100_000);
+    s.skippedKeys.add(
+      { dhPublicKey: publicKey(k.chain), messageNumber: k.n, messageKey: bytes32(`${c.name}:mk:${k.chain}:${k.n}`), storedAt: k.storedAt },
+      100_000,
+    );
   }
   return s;
 }
 
 const cases: CaseInput[] = [
-  { name: 'responder before its first message', remote: false, send: false, recv: false, ns: 0, nr: 0, pn: 0, limits: {}, retired: [], skipped: [] },
   {
-    name: 'initiator before any reply, limits without expiry', remote: true, send: true, recv: false, ns: 3, nr: 0, pn: 0,
-    limits: { maxSkip: 0, maxSkippedKeys: 0, skippedKeyMaxAgeMs: null }, retired: [], skipped: [],
+    name: 'responder before its first message',
+    remote: false,
+    send: false,
+    recv: false,
+    ns: 0,
+    nr: 0,
+    pn: 0,
+    limits: {},
+    retired: [],
+    skipped: [],
   },
   {
-    name: 'mid-session with retired and skipped keys', remote: true, send: true, recv: true, ns: 7, nr: 12, pn: 4,
-    limits: { maxSkip: 50, maxSkippedKeys: 500, skippedKeyMaxAgeMs: 3_600_000.5 }, retired: ['old-a', 'old-b'],
+    name: 'initiator before any reply, limits without expiry',
+    remote: true,
+    send: true,
+    recv: false,
+    ns: 3,
+    nr: 0,
+    pn: 0,
+    limits: { maxSkip: 0, maxSkippedKeys: 0, skippedKeyMaxAgeMs: null },
+    retired: [],
+    skipped: [],
+  },
+  {
+    name: 'mid-session with retired and skipped keys',
+    remote: true,
+    send: true,
+    recv: true,
+    ns: 7,
+    nr: 12,
+    pn: 4,
+    limits: { maxSkip: 50, maxSkippedKeys: 500, skippedKeyMaxAgeMs: 3_600_000.5 },
+    retired: ['old-a', 'old-b'],
     skipped: [
-      { chain: 'old-b', n: 2, storedAt: 1_700_000_000_000 }, { chain: 'old-b', n: 5, storedAt: 1_700_000_000_001.25 },
+      { chain: 'old-b', n: 2, storedAt: 1_700_000_000_000 },
+      { chain: 'old-b', n: 5, storedAt: 1_700_000_000_001.25 },
       { chain: 'current', n: 9, storedAt: 1_700_000_100_000 },
     ],
   },
   {
-    name: 'largest counters and limits', remote: true, send: false, recv: true, ns: 0xffffffff, nr: 0xfffffffe, pn: 0xffffffff,
+    name: 'largest counters and limits',
+    remote: true,
+    send: false,
+    recv: true,
+    ns: 0xffffffff,
+    nr: 0xfffffffe,
+    pn: 0xffffffff,
     limits: { maxSkip: 100_000, maxSkippedKeys: 100_000, skippedKeyMaxAgeMs: Number.MAX_VALUE },
-    retired: Array.from({ length: 32 }, (_, i) => `retired-${i}`), skipped: [{ chain: 'x', n: 0xffffffff, storedAt: -1 }],
+    retired: Array.from({ length: 32 }, (_, i) => `retired-${i}`),
+    skipped: [{ chain: 'x', n: 0xffffffff, storedAt: -1 }],
   },
 ];
 
@@ -86,9 +127,24 @@ function invalid(base: Uint8Array): Array<{ name: string; bytes: Uint8Array }> {
   return [
     { name: 'empty', bytes: new Uint8Array(0) },
     { name: 'magic only', bytes: base.subarray(0, 4) },
-    { name: 'wrong magic', bytes: edit((b) => { b[0] = 0x42; }) },
-    { name: 'unknown version', bytes: edit((b) => { b[3] = 0x02; }) },
-    { name: 'unknown flag', bytes: edit((b) => { b[4] |= 8; }) },
+    {
+      name: 'wrong magic',
+      bytes: edit((b) => {
+        b[0] = 0x42;
+      }),
+    },
+    {
+      name: 'unknown version',
+      bytes: edit((b) => {
+        b[3] = 0x02;
+      }),
+    },
+    {
+      name: 'unknown flag',
+      bytes: edit((b) => {
+        b[4] |= 8;
+      }),
+    },
     { name: 'truncated by one byte', bytes: base.subarray(0, base.length - 1) },
     { name: 'truncated in the keys', bytes: base.subarray(0, 100) },
     { name: 'truncated in the counters', bytes: base.subarray(0, counters + 6) },
@@ -102,8 +158,18 @@ function invalid(base: Uint8Array): Array<{ name: string; bytes: Uint8Array }> {
     { name: 'maxSkippedKeys above the limit', bytes: edit((b) => new DataView(b.buffer).setUint32(counters + 16, 100_001)) },
     { name: 'negative expiry age', bytes: edit((b) => new DataView(b.buffer).setFloat64(ageAt, -5)) },
     { name: 'NaN expiry age', bytes: edit((b) => new DataView(b.buffer).setFloat64(ageAt, NaN)) },
-    { name: '33 retired keys', bytes: edit((b) => { b[retiredAt] = 33; }) },
-    { name: 'retired count above the bytes', bytes: edit((b) => { b[retiredAt] = 30; }) },
+    {
+      name: '33 retired keys',
+      bytes: edit((b) => {
+        b[retiredAt] = 33;
+      }),
+    },
+    {
+      name: 'retired count above the bytes',
+      bytes: edit((b) => {
+        b[retiredAt] = 30;
+      }),
+    },
     { name: 'skipped count above the limit', bytes: edit((b) => new DataView(b.buffer).setUint32(skippedCountAt, 100_001)) },
     { name: 'skipped count above the bytes', bytes: edit((b) => new DataView(b.buffer).setUint32(skippedCountAt, 4)) },
     { name: 'NaN skipped-key time', bytes: edit((b) => new DataView(b.buffer).setFloat64(firstSkipped + 68, NaN)) },
@@ -130,7 +196,8 @@ async function main(): Promise<void> {
   });
   const out = {
     description: 'Known answers of the AMR ratchet state format (RatchetState.toBytes / fromBytes), generated by ratchet-state.gen.ts.',
-    valid, invalid: bad,
+    valid,
+    invalid: bad,
   };
   writeFileSync(join(__dirname, 'ratchet-state.json'), `${JSON.stringify(out, null, 2)}\n`);
   console.log(`${valid.length} valid, ${bad.length} invalid`);
