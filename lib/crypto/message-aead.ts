@@ -7,16 +7,19 @@
  * (`adPrefix ‖ header`) and the envelope body are each one contiguous region: one copy in, one out.
  * The message key never leaves WASM memory. Inputs are trusted (the ratchet checks them).
  */
-import { AEAD_TAG_BYTES as TAG, CHACHA20_POLY1305_NONCE_BYTES as NONCE } from './aead';
-import { CHUNKED_AEAD_HEAP_BYTES, chunkedOpen, chunkedSeal } from './aead-chunked';
-import {
-  ENVELOPE_CIPHERTEXT_AT as BODY_START,
-  ENVELOPE_HEADER_AT as PREFIX,
-  ENVELOPE_NONCE_AT,
-  HEADER_BYTES as HEADER,
-} from './envelope-layout';
-import { SCRATCH_WORKING_BYTES, releaseLargeScratch, scratch } from './heap';
-import { CHAIN_KEY_STEP_HEAP_BYTES, chainKeyStepInHeap } from './hmac';
+import * as aead from './aead';
+import * as chunked from './aead-chunked';
+import * as layout from './envelope-layout';
+import * as heapModule from './heap';
+import * as hmac from './hmac';
+
+// Read once: a bundler's CommonJS output (tsx, esbuild) makes every imported binding a getter, and
+// the per-message path reads these several times per call.
+const { AEAD_TAG_BYTES: TAG, CHACHA20_POLY1305_NONCE_BYTES: NONCE } = aead;
+const { CHUNKED_AEAD_HEAP_BYTES, chunkedOpen, chunkedSeal } = chunked;
+const { ENVELOPE_CIPHERTEXT_AT: BODY_START, ENVELOPE_HEADER_AT: PREFIX, ENVELOPE_NONCE_AT, HEADER_BYTES: HEADER } = layout;
+const { SCRATCH_WORKING_BYTES, releaseLargeScratch, scratch } = heapModule;
+const { CHAIN_KEY_STEP_HEAP_BYTES, chainKeyStepInHeap } = hmac;
 
 /**
  * Seals `plaintext` into `envelope` (whose prefix, header and nonce are already written) under the

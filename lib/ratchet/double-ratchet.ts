@@ -10,20 +10,12 @@
  * leaves the state exactly as it was; a skipped key is deleted only after its message authenticated.
  */
 import { E2EError } from '../errors';
-import { MAX_COUNTER, MAX_PLAINTEXT_BYTES, MAX_RATCHET_AD_BYTES } from '../limits';
+import * as limits from '../limits';
 // Imported from the defining modules, not the '../crypto' barrel: its re-export getters showed up
 // in profiles of the per-message path.
-import { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES } from '../crypto/aead';
+import * as aead from '../crypto/aead';
 import { assertBytes, assertKey, memzero, readU32BE } from '../crypto/bytes';
-import {
-  ENVELOPE_CIPHERTEXT_AT,
-  ENVELOPE_DH_AT,
-  ENVELOPE_NONCE_AT,
-  ENVELOPE_N_AT,
-  ENVELOPE_PN_AT,
-  assertEnvelope,
-  writeEnvelopePrefix,
-} from '../crypto/envelope-layout';
+import * as layout from '../crypto/envelope-layout';
 import { openMessage, openMessageWithKey, sealMessage } from '../crypto/message-aead';
 import { fillRandomBytes } from '../crypto/random';
 import { X25519KeyPair, assertCanonicalX25519PublicKey, isCanonicalX25519At, x25519, x25519KeyPair } from '../crypto/x25519';
@@ -33,6 +25,13 @@ import { ReceiverChains } from './receiver-chains';
 import { SkippedKey } from './skipped-keys';
 import { RatchetLimits, RatchetState, resolveLimits } from './state';
 import { isInstance, readFields, readOptions, typed } from '../crypto/input';
+
+// The constants of the per-message path, read once: a bundler's CommonJS output (tsx, esbuild)
+// makes every imported binding a getter, and these are read several times per message.
+const { MAX_COUNTER, MAX_PLAINTEXT_BYTES, MAX_RATCHET_AD_BYTES } = limits;
+const { AEAD_TAG_BYTES, CHACHA20_POLY1305_NONCE_BYTES } = aead;
+const { ENVELOPE_CIPHERTEXT_AT, ENVELOPE_DH_AT, ENVELOPE_NONCE_AT, ENVELOPE_N_AT, ENVELOPE_PN_AT, assertEnvelope, writeEnvelopePrefix } =
+  layout;
 
 const EMPTY = new Uint8Array(0);
 
