@@ -264,16 +264,17 @@ export class DoubleRatchet {
     const st = this.state;
     const chains = this.#chains;
     const current = chains.isCurrent(m.env, ENVELOPE_DH_AT);
-    const dh = m.env.subarray(ENVELOPE_DH_AT, ENVELOPE_DH_AT + 32);
-    // The chain's id (hex) is made at most once per message, and only when a lookup needs it.
+    // The chain's id (hex) is made at most once per message, and only when a lookup needs it (an
+    // in-order message on the current chain with no skipped keys needs none).
+    const dh = (): Uint8Array => m.env.subarray(ENVELOPE_DH_AT, ENVELOPE_DH_AT + 32);
     let chain = '';
     if (st.skippedKeys.size > 0) {
-      chain = chains.chainId(dh, current);
+      chain = chains.chainId(dh(), current);
       const key = chains.trySkippedMessageKey(chain, m.n, now);
       if (key !== undefined) return { kind: 'skipped', chain, key };
     }
     if (current) return this.#findOnCurrentChain(m, now);
-    if (chain === '' && chains.remembersOldChains) chain = chains.chainId(dh, false);
+    if (chain === '' && chains.remembersOldChains) chain = chains.chainId(dh(), false);
     if (chain !== '' && chains.isOld(chain)) {
       throw new E2EError('DUPLICATE_MESSAGE', 'message from an old chain was already decrypted (or its key expired)');
     }

@@ -22,6 +22,9 @@ export interface PreKeyBundle {
   readonly oneTimePreKeyId?: number;
 }
 
+/** A bundle while it is being built (the fields of {@link PreKeyBundle}, writable). */
+type MutableBundle = { -readonly [K in keyof PreKeyBundle]: PreKeyBundle[K] };
+
 function isBytes(v: unknown, len: number): v is Uint8Array {
   return isUsableBytes(v) && v.length === len;
 }
@@ -52,15 +55,7 @@ export function assertBundleShape(bundle: unknown): asserts bundle is PreKeyBund
 export function snapshotBundle(bundle: unknown): PreKeyBundle {
   const b = readFields(bundle, BUNDLE_FIELDS, 'bundle', 'MALFORMED_MESSAGE');
   checkFields(b);
-  const out: {
-    identityKey: Uint8Array;
-    identityKeyEd: Uint8Array;
-    signedPreKey: Uint8Array;
-    signedPreKeySignature: Uint8Array;
-    signedPreKeyId: number;
-    oneTimePreKey?: Uint8Array;
-    oneTimePreKeyId?: number;
-  } = {
+  const out: MutableBundle = {
     identityKey: Uint8Array.from(b.identityKey as Uint8Array),
     identityKeyEd: Uint8Array.from(b.identityKeyEd as Uint8Array),
     signedPreKey: Uint8Array.from(b.signedPreKey as Uint8Array),
@@ -135,15 +130,7 @@ export function bundleFromJSON(json: PreKeyBundleJSON | string): PreKeyBundle {
     if (v.length > chars) throw new E2EError(tooLong, `bundle.${name} is too long`);
     return v;
   };
-  const bundle: {
-    identityKey: Uint8Array;
-    identityKeyEd: Uint8Array;
-    signedPreKey: Uint8Array;
-    signedPreKeySignature: Uint8Array;
-    signedPreKeyId: number;
-    oneTimePreKey?: Uint8Array;
-    oneTimePreKeyId?: number;
-  } = {
+  const bundle: MutableBundle = {
     identityKey: fromBase64Url(str(o.identity_key, 'identity_key')),
     identityKeyEd: fromBase64Url(str(o.identity_key_ed, 'identity_key_ed')),
     signedPreKey: fromBase64Url(str(spk.public_key, 'signed_pre_key.public_key')),
