@@ -19,6 +19,10 @@ export const ErrorCode = Object.freeze({
   OTK_NOT_FOUND: 'OTK_NOT_FOUND',
   /** The signed pre-key named by an establishment does not exist (never made, or retired). */
   SPK_NOT_FOUND: 'SPK_NOT_FOUND',
+  /** The KEM pre-key named by an establishment does not exist (never made, a one-time one already used, or retired). */
+  KEM_NOT_FOUND: 'KEM_NOT_FOUND',
+  /** A post-quantum session was required and the bundle or establishment offers only the classic X3DH (a downgrade). */
+  POST_QUANTUM_REQUIRED: 'POST_QUANTUM_REQUIRED',
   /** Authentication failed: wrong key, wrong associated data, or a tampered message. */
   DECRYPT_FAILED: 'DECRYPT_FAILED',
   /** The message was already decrypted once (a replay). */

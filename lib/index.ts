@@ -19,8 +19,10 @@ export * as limits from './limits';
 // Sessions: X3DH key agreement, the Double Ratchet and the channel over both.
 export { X3DHKeyManager, bundleFromJSON, bundleToJSON } from './x3dh';
 export type {
+  HeldKemPreKey,
   KeyManagerState,
   OneTimePreKey,
+  PublicKemPreKey,
   PreKeyBundle,
   PreKeyBundleJSON,
   SignedPreKey,
@@ -29,7 +31,14 @@ export type {
   X3DHResponse,
 } from './x3dh';
 export { SecureChannel, ChannelEstablishment } from './channel';
-export type { ChannelEstablishmentFields, ChannelEstablishmentJSON, ChannelOptions, ReceiverOptions, SenderChannel } from './channel';
+export type {
+  ChannelEstablishmentFields,
+  ChannelEstablishmentJSON,
+  ChannelOptions,
+  ReceiverOptions,
+  SenderChannel,
+  SenderOptions,
+} from './channel';
 export { DoubleRatchet, EncryptedMessage, RatchetState } from './ratchet';
 export type {
   EncryptedMessageJSON,

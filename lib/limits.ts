@@ -45,10 +45,10 @@ export const MAX_RETIRED_REMOTE_KEYS = 32;
 // ---------------------------------------------------------------------------------------------
 // Text forms read from the wire (checked before JSON.parse or base64 runs).
 
-/** Longest JSON text of a bundle `bundleFromJSON` reads (4,096 characters; a real one is about 330). */
+/** Longest JSON text of a bundle `bundleFromJSON` reads (4,096 characters; a real one is about 330, or 2,050 with a KEM pre-key). */
 export const MAX_BUNDLE_JSON_CHARS = 4096;
-/** Longest JSON text `ChannelEstablishment.fromJSON` reads (1,024 characters; a real one is about 130). */
-export const MAX_ESTABLISHMENT_JSON_CHARS = 1024;
+/** Longest JSON text `ChannelEstablishment.fromJSON` reads (2,048 characters; a real one is about 130, or 1,610 with a KEM ciphertext). */
+export const MAX_ESTABLISHMENT_JSON_CHARS = 2048;
 /** Longest JSON text the handshake parsers read (64 KiB: a challenge or response with its capability list). */
 export const MAX_HANDSHAKE_MESSAGE_CHARS = 64 * KiB;
 
@@ -61,6 +61,10 @@ export const MAX_ONE_TIME_PRE_KEYS_PER_CALL = 10_000;
 export const MAX_SIGNED_PRE_KEYS_IN_STATE = 1024;
 /** Most one-time pre-keys a saved key manager may hold when read (2^20): far above any pool; a bound on hostile input. */
 export const MAX_ONE_TIME_PRE_KEYS_IN_STATE = 1 << 20;
+/** Most KEM pre-keys (one-time and last-resort) a saved key manager may hold when read (4,096; 5.4 MB saved): far above a pool of 100, a bound on hostile input. */
+export const MAX_KEM_PRE_KEYS_IN_STATE = 4096;
+/** Most one-time KEM pre-keys one call may make (1,000): each is an ML-KEM-768 key pair, about 50 µs and 1.3 kB published. */
+export const MAX_KEM_PRE_KEYS_PER_CALL = 1000;
 /** Default one-time pre-keys a bridge keeps published (20). */
 export const DEFAULT_ONE_TIME_PRE_KEY_POOL = 20;
 /** Default floor of published one-time pre-keys below which `maintainPreKeys` refills (20). */

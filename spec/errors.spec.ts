@@ -11,6 +11,8 @@ describe('ErrorCode', () => {
       'IDENTITY_MISMATCH',
       'OTK_NOT_FOUND',
       'SPK_NOT_FOUND',
+      'KEM_NOT_FOUND',
+      'POST_QUANTUM_REQUIRED',
       'DECRYPT_FAILED',
       'DUPLICATE_MESSAGE',
       'TOO_MANY_SKIPPED',

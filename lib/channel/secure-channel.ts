@@ -1,12 +1,13 @@
 /**
- * `SecureChannel`: X3DH and the Double Ratchet behind `send`/`receive`/`close`. The channel's
- * associated data is `callerAD ‖ IK_A ‖ IK_B`, computed once and bound into every message.
+ * `SecureChannel`: X3DH (or PQXDH, when the bundle carries a KEM pre-key) and the Double Ratchet
+ * behind `send`/`receive`/`close`. The channel's associated data is `callerAD ‖ IK_A ‖ IK_B`,
+ * computed once and bound into every message.
  */
 import { E2EError } from '../errors';
 import { assertBytes, concatBytes, isUsableBytes, memzero, plainView } from '../crypto/bytes';
 import { ByteReader, ByteWriter } from '../crypto/byte-io';
 import { isInstance, readOptions } from '../crypto/input';
-import { OneTimePreKey, PreKeyBundle, X3DHKeyManager, snapshotBundle } from '../x3dh';
+import { HeldKemPreKey, OneTimePreKey, PreKeyBundle, X3DHKeyManager, snapshotBundle } from '../x3dh';
 import { DoubleRatchet, RatchetOptions, checkRatchetOptions } from '../ratchet/double-ratchet';
 import { EncryptedMessage } from '../ratchet/message';
 import { RatchetState } from '../ratchet/state';
@@ -14,10 +15,28 @@ import { ChannelEstablishment, ChannelEstablishmentFields } from './establishmen
 import { MAX_ASSOCIATED_DATA_BYTES } from '../limits';
 
 const EMPTY = new Uint8Array(0);
-const MAGIC = Uint8Array.of(0x41, 0x4d, 0x43, 0x01); // "AMC", version 1
+const MAGIC = Uint8Array.of(0x41, 0x4d, 0x43, 0x01); // "AMC", version 1: a classic channel
+const MAGIC_V2 = Uint8Array.of(0x41, 0x4d, 0x43, 0x02); // version 2: flags follow
+const FLAG_POST_QUANTUM = 1;
 
 /** Options of a channel: the ratchet's limits (and clock, for tests). */
 export type ChannelOptions = RatchetOptions;
+
+/** Options of {@link SecureChannel.createSender}: the channel's, and whether to refuse a classic session. */
+export interface SenderOptions extends ChannelOptions {
+  /**
+   * Refuse a bundle without a KEM pre-key (`POST_QUANTUM_REQUIRED`), before anything is computed:
+   * a relay or directory that strips the KEM pre-key cannot downgrade the session to X25519 only.
+   */
+  readonly requirePostQuantum?: boolean;
+}
+
+/** `requirePostQuantum` read: `INVALID_ARGUMENT` unless a boolean or absent. */
+function readRequirePostQuantum(v: unknown): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw new E2EError('INVALID_ARGUMENT', 'requirePostQuantum must be a boolean');
+  return v;
+}
 
 /** The channel options read once and checked (`INVALID_ARGUMENT`), before anything is spent. */
 function readChannelOptions(options: unknown): RatchetOptions {
@@ -26,10 +45,14 @@ function readChannelOptions(options: unknown): RatchetOptions {
   return opts as RatchetOptions;
 }
 
-/** Options of {@link SecureChannel.createReceiver}: the channel's, and a one-time pre-key the caller holds. */
+/** Options of {@link SecureChannel.createReceiver}: the channel's, pre-keys the caller holds, and whether to refuse a classic session. */
 export interface ReceiverOptions extends ChannelOptions {
   /** Answer with this caller-held one-time pre-key; nothing is consumed (see `X3DHRespondParams.heldOneTimePreKey`). */
   readonly heldOneTimePreKey?: OneTimePreKey;
+  /** Decapsulate with this caller-held KEM pre-key; nothing is consumed (see `X3DHRespondParams.heldKemPreKey`). */
+  readonly heldKemPreKey?: HeldKemPreKey;
+  /** Refuse an establishment without a KEM ciphertext (`POST_QUANTUM_REQUIRED`), before anything is spent. */
+  readonly requirePostQuantum?: boolean;
 }
 
 /**
@@ -63,18 +86,22 @@ export class SecureChannel {
   #ratchet: DoubleRatchet;
   readonly #ad: Uint8Array;
   #messageCount: number;
+  readonly #postQuantum: boolean;
   #closed = false;
 
-  private constructor(ratchet: DoubleRatchet, ad: Uint8Array, messageCount: number) {
+  private constructor(ratchet: DoubleRatchet, ad: Uint8Array, messageCount: number, postQuantum: boolean) {
     this.#ratchet = ratchet;
     this.#ad = ad;
     this.#messageCount = messageCount;
+    this.#postQuantum = postQuantum;
   }
 
   /**
    * Opens a channel as the initiator: X3DH against `bundle` (checked: signature, identity binding,
    * low-order keys), then the sending ratchet. Send `establishment` to the peer with (or before)
-   * the first message. The result destructures as an object or, like AGT's SDK, as a tuple.
+   * the first message. The result destructures as an object or, like AGT's SDK, as a tuple. A
+   * bundle with a KEM pre-key gives a post-quantum session (PQXDH: `channel.postQuantum`); with
+   * `options.requirePostQuantum`, one without is refused (`POST_QUANTUM_REQUIRED`).
    * @example
    * const { channel, establishment } = SecureChannel.createSender(aliceMgr, bobBundle, utf8('did:mesh:alice|did:mesh:bob'));
    * const [sameKind, ofResult] = SecureChannel.createSender(aliceMgr, bobBundle); // AGT style
@@ -83,13 +110,22 @@ export class SecureChannel {
     manager: X3DHKeyManager,
     bundle: PreKeyBundle,
     associatedData: Uint8Array = EMPTY,
-    options: ChannelOptions = {},
+    options: SenderOptions = {},
   ): SenderChannel {
     assertManager(manager);
     assertAd(associatedData);
-    const opts = readChannelOptions(options);
+    const { requirePostQuantum, ...channelOptions } = readOptions(
+      options,
+      ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'requirePostQuantum'] as const,
+      'channel options',
+    );
+    const opts = readChannelOptions(channelOptions);
+    const requirePq = readRequirePostQuantum(requirePostQuantum);
     // One read of the bundle: the key checked and signed is the key the ratchet starts from.
     const b = snapshotBundle(bundle);
+    if (requirePq && !b.kemPreKey) {
+      throw new E2EError('POST_QUANTUM_REQUIRED', 'the bundle has no KEM pre-key and a post-quantum session is required');
+    }
     const x = manager.initiate(b);
     try {
       const ratchet = DoubleRatchet.initSender({ ...opts, sharedSecret: x.sharedSecret, remoteDhPublic: b.signedPreKey });
@@ -98,8 +134,11 @@ export class SecureChannel {
         ephemeralPublicKey: x.ephemeralPublicKey,
         usedOneTimeKeyId: x.usedOneTimeKeyId,
         signedPreKeyId: x.signedPreKeyId,
+        kemPreKeyId: x.kemPreKeyId,
+        kemCiphertext: x.kemCiphertext,
       });
-      return senderChannel(new SecureChannel(ratchet, concatBytes(associatedData, x.associatedData), 0), establishment);
+      const channel = new SecureChannel(ratchet, concatBytes(associatedData, x.associatedData), 0, x.kemCiphertext !== undefined);
+      return senderChannel(channel, establishment);
     } finally {
       memzero(x.sharedSecret);
     }
@@ -107,9 +146,13 @@ export class SecureChannel {
 
   /**
    * Accepts a channel as the responder from the initiator's establishment (consumes the one-time
-   * pre-key it names). Errors: `OTK_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`, `MALFORMED_MESSAGE`,
-   * `INVALID_ARGUMENT` (options, associated data). Everything is checked before the one-time pre-key
-   * is spent: a failed call consumes nothing, and the same establishment can be accepted again.
+   * pre-key it names, and a one-time KEM pre-key). Errors: `OTK_NOT_FOUND`, `SPK_NOT_FOUND`,
+   * `KEM_NOT_FOUND`, `INVALID_KEY`, `MALFORMED_MESSAGE`, `POST_QUANTUM_REQUIRED` (a classic
+   * establishment under `options.requirePostQuantum`), `INVALID_ARGUMENT` (options, associated
+   * data). Everything is checked before a pre-key is spent: a failed call consumes nothing, and
+   * the same establishment can be accepted again. A KEM ciphertext altered on the way is not
+   * detected here (ML-KEM's implicit rejection gives another secret): the first message fails to
+   * decrypt, so accept the session only once it does (as `EncryptedTrustBridge` and the stores do).
    */
   static createReceiver(
     manager: X3DHKeyManager,
@@ -119,13 +162,17 @@ export class SecureChannel {
   ): SecureChannel {
     assertManager(manager);
     assertAd(associatedData);
-    const { heldOneTimePreKey, ...channelOptions } = readOptions(
+    const { heldOneTimePreKey, heldKemPreKey, requirePostQuantum, ...channelOptions } = readOptions(
       options,
-      ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'heldOneTimePreKey'] as const,
+      ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'heldOneTimePreKey', 'heldKemPreKey', 'requirePostQuantum'] as const,
       'channel options',
     );
     const opts = readChannelOptions(channelOptions);
+    const requirePq = readRequirePostQuantum(requirePostQuantum);
     const e = ChannelEstablishment.from(establishment);
+    if (requirePq && !e.postQuantum) {
+      throw new E2EError('POST_QUANTUM_REQUIRED', 'the establishment is classic X3DH and a post-quantum session is required');
+    }
     // respond spends the one-time pre-key only when it succeeds; what follows it cannot fail now.
     const r = manager.respond({
       peerIdentityKey: e.initiatorIdentityKey,
@@ -133,12 +180,15 @@ export class SecureChannel {
       usedOneTimeKeyId: e.usedOneTimeKeyId,
       signedPreKeyId: e.signedPreKeyId,
       heldOneTimePreKey: heldOneTimePreKey as OneTimePreKey | undefined,
+      kemPreKeyId: e.kemPreKeyId,
+      kemCiphertext: e.kemCiphertext,
+      heldKemPreKey: heldKemPreKey as HeldKemPreKey | undefined,
     });
     try {
       const spk = manager.getSignedPreKey(r.signedPreKeyId);
       if (!spk) throw new E2EError('SPK_NOT_FOUND', 'signed pre-key vanished');
       const ratchet = DoubleRatchet.initReceiver({ ...opts, sharedSecret: r.sharedSecret, dhKeyPair: spk.keyPair });
-      return new SecureChannel(ratchet, concatBytes(associatedData, r.associatedData), 0);
+      return new SecureChannel(ratchet, concatBytes(associatedData, r.associatedData), 0, r.postQuantum);
     } finally {
       memzero(r.sharedSecret);
     }
@@ -180,6 +230,15 @@ export class SecureChannel {
     return this.#messageCount;
   }
 
+  /**
+   * Whether the session was established with PQXDH (X25519 and ML-KEM-768): its root key stays
+   * secret against an attacker who later breaks X25519, as long as ML-KEM-768 holds. The ratchet's
+   * later DH steps are X25519 only: keys derived after a compromise heals are classic.
+   */
+  get postQuantum(): boolean {
+    return this.#postQuantum;
+  }
+
   /** The channel's associated data (`callerAD ‖ IK_A ‖ IK_B`), a copy. */
   get associatedData(): Uint8Array {
     return Uint8Array.from(this.#ad);
@@ -187,13 +246,16 @@ export class SecureChannel {
 
   /**
    * The channel's saved state: `"AMC" 0x01 ‖ u32be(messageCount) ‖ u32be(AD length) ‖ AD ‖ ratchet
-   * state`. It contains secrets: store it encrypted. {@link fromBytes} restores it.
+   * state` for a classic channel, `"AMC" 0x02 ‖ flags(1; bit 0 post-quantum) ‖` the same for a
+   * post-quantum one. It contains secrets: store it encrypted. {@link fromBytes} restores it.
    */
   toBytes(): Uint8Array {
     this.#assertOpen();
     const ratchet = this.#ratchet.state.toBytes();
-    const w = new ByteWriter(12 + this.#ad.length + ratchet.length);
-    w.bytes(MAGIC).u32(Math.min(this.#messageCount, 0xffffffff)).lengthPrefixed(this.#ad).bytes(ratchet);
+    const w = new ByteWriter(13 + this.#ad.length + ratchet.length);
+    if (this.#postQuantum) w.bytes(MAGIC_V2).u8(FLAG_POST_QUANTUM);
+    else w.bytes(MAGIC);
+    w.u32(Math.min(this.#messageCount, 0xffffffff)).lengthPrefixed(this.#ad).bytes(ratchet);
     memzero(ratchet);
     return w.finish();
   }
@@ -206,13 +268,23 @@ export class SecureChannel {
     if (!isUsableBytes(input) || input.length < 12) throw new E2EError('MALFORMED_MESSAGE', 'channel state too short');
     const opts = readOptions(options, ['now'] as const, 'options');
     checkRatchetOptions(opts);
-    const r = new ByteReader(plainView(input), 'channel state'); // a plain view: the reader's copies are copies
-    r.expect(MAGIC, 'not a channel state (or unknown version)');
+    const bytes = plainView(input); // a plain view: the reader's copies are copies
+    const r = new ByteReader(bytes, 'channel state');
+    let postQuantum = false;
+    if (bytes[3] === MAGIC_V2[3]) {
+      r.expect(MAGIC_V2, 'not a channel state (or unknown version)');
+      const flags = r.u8();
+      if (flags !== FLAG_POST_QUANTUM) throw new E2EError('MALFORMED_MESSAGE', 'unknown channel state flags');
+      postQuantum = true;
+    } else {
+      r.expect(MAGIC, 'not a channel state (or unknown version)');
+    }
+    const header = postQuantum ? 13 : 12;
     const messageCount = r.u32();
     const ad = r.lengthPrefixed();
     // The ratchet state is the rest; its own reader refuses truncation and trailing bytes.
-    const state = RatchetState.fromBytes(plainView(input).subarray(12 + ad.length));
-    return new SecureChannel(new DoubleRatchet(state, opts as { now?: () => number }), ad, messageCount);
+    const state = RatchetState.fromBytes(bytes.subarray(header + ad.length));
+    return new SecureChannel(new DoubleRatchet(state, opts as { now?: () => number }), ad, messageCount, postQuantum);
   }
 
   #assertOpen(): void {

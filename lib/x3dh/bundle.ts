@@ -3,8 +3,13 @@ import { E2EError } from '../errors';
 import { fromBase64Url, isUsableBytes, parseJsonInput, readFields, toBase64Url } from '../crypto';
 import { isU32 } from '../crypto/byte-io';
 import { MAX_BUNDLE_JSON_CHARS } from '../limits';
+import { KEM_PUBLIC_KEY_BYTES } from './kem-prekey';
 
-/** What a responder publishes (PROTOCOL.md, "X3DH"). All keys are 32 bytes, the signature 64. */
+/**
+ * What a responder publishes (PROTOCOL.md, "X3DH" and "PQXDH"). The X25519 and Ed25519 keys are 32
+ * bytes, signatures 64; the optional ML-KEM-768 KEM pre-key is 1184. A bundle with a KEM pre-key
+ * gives a post-quantum (PQXDH) establishment; one without gives the classic X3DH, byte for byte.
+ */
 export interface PreKeyBundle {
   /** X25519 identity key: must be the conversion of `identityKeyEd`. */
   readonly identityKey: Uint8Array;
@@ -20,7 +25,16 @@ export interface PreKeyBundle {
   readonly oneTimePreKey?: Uint8Array;
   /** Id of `oneTimePreKey` (present exactly when it is). */
   readonly oneTimePreKeyId?: number;
+  /** Optional ML-KEM-768 KEM pre-key (1184 bytes), one-time or last-resort: its presence makes the establishment post-quantum. */
+  readonly kemPreKey?: Uint8Array;
+  /** Id of `kemPreKey` (present exactly when it is). */
+  readonly kemPreKeyId?: number;
+  /** Ed25519 signature by `identityKeyEd` of `kemPreKeySignedBytes(kemPreKey)` (present exactly when `kemPreKey` is). */
+  readonly kemPreKeySignature?: Uint8Array;
 }
+
+/** Unpadded base64url characters of a KEM pre-key (1184 bytes). */
+const KEM_PUBLIC_KEY_BASE64URL_CHARS = Math.ceil((KEM_PUBLIC_KEY_BYTES * 4) / 3);
 
 /** A bundle while it is being built (the fields of {@link PreKeyBundle}, writable). */
 type MutableBundle = { -readonly [K in keyof PreKeyBundle]: PreKeyBundle[K] };
@@ -37,6 +51,9 @@ const BUNDLE_FIELDS = [
   'signedPreKeyId',
   'oneTimePreKey',
   'oneTimePreKeyId',
+  'kemPreKey',
+  'kemPreKeyId',
+  'kemPreKeySignature',
 ] as const;
 
 /**
@@ -66,7 +83,16 @@ export function snapshotBundle(bundle: unknown): PreKeyBundle {
     out.oneTimePreKey = Uint8Array.from(b.oneTimePreKey as Uint8Array);
     out.oneTimePreKeyId = b.oneTimePreKeyId as number;
   }
+  if (isPresent(b.kemPreKey)) {
+    out.kemPreKey = Uint8Array.from(b.kemPreKey as Uint8Array);
+    out.kemPreKeyId = b.kemPreKeyId as number;
+    out.kemPreKeySignature = Uint8Array.from(b.kemPreKeySignature as Uint8Array);
+  }
   return Object.freeze(out);
+}
+
+function isPresent(v: unknown): boolean {
+  return v !== undefined && v !== null;
 }
 
 function checkFields(b: Record<(typeof BUNDLE_FIELDS)[number], unknown>): void {
@@ -81,6 +107,15 @@ function checkFields(b: Record<(typeof BUNDLE_FIELDS)[number], unknown>): void {
   if (hasOtk && !isBytes(b.oneTimePreKey, 32)) throw new E2EError('INVALID_KEY', 'bundle.oneTimePreKey must be 32 bytes');
   if (hasOtkId && !isU32(b.oneTimePreKeyId))
     throw new E2EError('MALFORMED_MESSAGE', 'bundle.oneTimePreKeyId must be an integer in [0, 2^32)');
+  const kem = [b.kemPreKey, b.kemPreKeyId, b.kemPreKeySignature].map(isPresent);
+  if (kem.some((p) => p !== kem[0])) {
+    throw new E2EError('MALFORMED_MESSAGE', 'bundle.kemPreKey, kemPreKeyId and kemPreKeySignature go together');
+  }
+  if (kem[0]) {
+    if (!isBytes(b.kemPreKey, KEM_PUBLIC_KEY_BYTES)) throw new E2EError('INVALID_KEY', `bundle.kemPreKey must be ${KEM_PUBLIC_KEY_BYTES} bytes`);
+    if (!isU32(b.kemPreKeyId)) throw new E2EError('MALFORMED_MESSAGE', 'bundle.kemPreKeyId must be an integer in [0, 2^32)');
+    if (!isBytes(b.kemPreKeySignature, 64)) throw new E2EError('BAD_SIGNATURE', 'bundle.kemPreKeySignature must be 64 bytes');
+  }
 }
 
 /** The registry's JSON form of a bundle (unpadded base64url keys, snake_case, as AGT's registry). */
@@ -89,6 +124,8 @@ export interface PreKeyBundleJSON {
   identity_key_ed: string;
   signed_pre_key: { key_id: number; public_key: string; signature: string };
   one_time_pre_key?: { key_id: number; public_key: string } | null;
+  /** The ML-KEM-768 KEM pre-key (absent from classic bundles, and from AGT's). */
+  kem_pre_key?: { key_id: number; public_key: string; signature: string } | null;
 }
 
 /** A bundle in the registry's JSON form. */
@@ -106,6 +143,13 @@ export function bundleToJSON(input: PreKeyBundle): PreKeyBundleJSON {
   if (bundle.oneTimePreKey) {
     out.one_time_pre_key = { key_id: bundle.oneTimePreKeyId as number, public_key: toBase64Url(bundle.oneTimePreKey) };
   }
+  if (bundle.kemPreKey) {
+    out.kem_pre_key = {
+      key_id: bundle.kemPreKeyId as number,
+      public_key: toBase64Url(bundle.kemPreKey),
+      signature: toBase64Url(bundle.kemPreKeySignature as Uint8Array),
+    };
+  }
   return out;
 }
 
@@ -118,7 +162,7 @@ export function bundleFromJSON(json: PreKeyBundleJSON | string): PreKeyBundle {
   const j = parseJsonInput(json, 'bundle', MAX_BUNDLE_JSON_CHARS);
   const o = readFields(
     j,
-    ['identity_key', 'identity_key_ed', 'signed_pre_key', 'one_time_pre_key'] as const,
+    ['identity_key', 'identity_key_ed', 'signed_pre_key', 'one_time_pre_key', 'kem_pre_key'] as const,
     'bundle',
     'MALFORMED_MESSAGE',
   );
@@ -141,6 +185,12 @@ export function bundleFromJSON(json: PreKeyBundleJSON | string): PreKeyBundle {
     const otk = readFields(o.one_time_pre_key, ['key_id', 'public_key'] as const, 'bundle.one_time_pre_key', 'MALFORMED_MESSAGE');
     bundle.oneTimePreKey = fromBase64Url(str(otk.public_key, 'one_time_pre_key.public_key'));
     bundle.oneTimePreKeyId = otk.key_id as number;
+  }
+  if (isPresent(o.kem_pre_key)) {
+    const kem = readFields(o.kem_pre_key, ['key_id', 'public_key', 'signature'] as const, 'bundle.kem_pre_key', 'MALFORMED_MESSAGE');
+    bundle.kemPreKey = fromBase64Url(str(kem.public_key, 'kem_pre_key.public_key', KEM_PUBLIC_KEY_BASE64URL_CHARS));
+    bundle.kemPreKeyId = kem.key_id as number;
+    bundle.kemPreKeySignature = fromBase64Url(str(kem.signature, 'kem_pre_key.signature', 86, 'BAD_SIGNATURE'));
   }
   assertBundleShape(bundle);
   return bundle;

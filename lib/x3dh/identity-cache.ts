@@ -2,7 +2,8 @@
  * Caches of public-key work on peers' keys. An Ed25519 → X25519 conversion costs a full scalar
  * multiplication (about 100 µs) and peers' keys recur, so the results (public values) are kept.
  */
-import { ed25519PublicKeyToX25519, ed25519Verify, toHex } from '../crypto';
+import { ed25519PublicKeyToX25519, ed25519Verify, sha256, toHex } from '../crypto';
+import { kemPreKeySignedBytes } from './kem-prekey';
 import { MAX_IDENTITY_CACHE_ENTRIES } from '../limits';
 
 const cache = new Map<string, Uint8Array>();
@@ -33,6 +34,20 @@ export function signedPreKeyVerifies(identityKeyEd: Uint8Array, signedPreKey: Ui
   const id = toHex(identityKeyEd) + toHex(signedPreKey) + toHex(signature);
   if (verified.has(id)) return true;
   if (!ed25519Verify(signature, signedPreKey, identityKeyEd)) return false;
+  if (verified.size >= MAX_IDENTITY_CACHE_ENTRIES) verified.delete(verified.values().next().value as string);
+  verified.add(id);
+  return true;
+}
+
+/**
+ * Verifies a bundle's KEM pre-key signature (over {@link kemPreKeySignedBytes}), remembering the
+ * triples that verified as {@link signedPreKeyVerifies} does. The 1184-byte key enters the cache key
+ * as its SHA-256: collision resistance keeps "this exact key verified" exact.
+ */
+export function kemPreKeyVerifies(identityKeyEd: Uint8Array, kemPreKey: Uint8Array, signature: Uint8Array): boolean {
+  const id = 'kem' + toHex(identityKeyEd) + toHex(sha256(kemPreKey)) + toHex(signature);
+  if (verified.has(id)) return true;
+  if (!ed25519Verify(signature, kemPreKeySignedBytes(kemPreKey), identityKeyEd)) return false;
   if (verified.size >= MAX_IDENTITY_CACHE_ENTRIES) verified.delete(verified.values().next().value as string);
   verified.add(id);
   return true;

@@ -2,4 +2,5 @@
 export * from './bundle';
 export * from './kdf';
 export * from './key-manager';
+export type { PublicKemPreKey } from './kem-prekey';
 export { x25519FormOfEd25519 } from './identity-cache';

@@ -1,6 +1,7 @@
 /**
- * The key manager's two saved forms, apart from its behaviour: the JSON-safe state (hex, version 1)
- * and the binary `"AMK" 0x01` layout that stores seal. Both read into and write from
+ * The key manager's two saved forms, apart from its behaviour: the JSON-safe state (hex, version 1,
+ * or 2 with KEM pre-keys) and the binary `"AMK" 0x01` layout that stores seal (`0x02` with KEM
+ * pre-keys: a manager that never made one saves exactly the bytes it saved before they existed). Both read into and write from
  * {@link KeyManagerContents}, the manager's private fields as plain data; the manager checks
  * nothing again. Pinned by `spec/vectors/own/key-manager.json`.
  */
@@ -9,17 +10,35 @@ import { ByteReader, ByteWriter, isU32 } from '../crypto/byte-io';
 import { ed25519Verify, fromHex, isUsableBytes, memzero, plainView, toHex, x25519PublicKey } from '../crypto';
 import { readFields, typed } from '../crypto/input';
 import type { OneTimePreKey, SignedPreKey } from './key-manager';
-import { MAX_ONE_TIME_PRE_KEYS_IN_STATE, MAX_SIGNED_PRE_KEYS_IN_STATE } from '../limits';
+import { MAX_KEM_PRE_KEYS_IN_STATE, MAX_ONE_TIME_PRE_KEYS_IN_STATE, MAX_SIGNED_PRE_KEYS_IN_STATE } from '../limits';
+import { MLKEM768_PUBLIC_KEY_BYTES, mlkem768KeyPairFromSeed } from '../crypto/mlkem';
+import { kemPreKeySignedBytes } from './kem-prekey';
+
+/** A KEM pre-key as the manager keeps it: the 64-byte ML-KEM seed `d ‖ z` (secret), the public half, the identity's signature. */
+export interface KemPreKeyRecord {
+  readonly keyId: number;
+  /** Secret: the decapsulation key is expanded from it. */
+  readonly seed: Uint8Array;
+  readonly publicKey: Uint8Array;
+  readonly signature: Uint8Array;
+  readonly lastResort: boolean;
+  readonly createdAt: number;
+}
 
 /** The private side of a key manager, JSON-safe (hex): what a store keeps so it can respond after a restart. */
 export interface KeyManagerState {
-  readonly version: 1;
+  /** 1, or 2 when the state holds KEM pre-keys (the three `kem` fields). */
+  readonly version: 1 | 2;
   readonly identitySecretKey: string;
   readonly signedPreKeys: readonly { keyId: number; privateKey: string; signature: string; createdAt: number }[];
   readonly currentSignedPreKeyId: number | null;
   readonly oneTimePreKeys: readonly { keyId: number; privateKey: string }[];
   readonly nextSignedPreKeyId: number;
   readonly nextOneTimePreKeyId: number;
+  /** Version 2: the KEM pre-keys (seed in hex; the public key is recomputed and the signature checked when read). */
+  readonly kemPreKeys?: readonly { keyId: number; seed: string; signature: string; lastResort: boolean; createdAt: number }[];
+  readonly currentLastResortKemPreKeyId?: number | null;
+  readonly nextKemPreKeyId?: number;
 }
 
 /** A key manager's private fields as plain data: what both saved forms hold. */
@@ -32,6 +51,14 @@ export interface KeyManagerContents {
   /** Up to 2^32 once every id was taken. */
   readonly nextSignedPreKeyId: number;
   readonly nextOneTimePreKeyId: number;
+  readonly kemPreKeys: Map<number, KemPreKeyRecord>;
+  readonly currentLastResortKemPreKeyId: number | null;
+  readonly nextKemPreKeyId: number;
+}
+
+/** Whether `c` holds anything of the KEM pre-keys (then the saved forms are version 2). */
+function hasKemState(c: KeyManagerContents): boolean {
+  return c.kemPreKeys.size > 0 || c.nextKemPreKeyId > 0 || c.currentLastResortKemPreKeyId !== null;
 }
 
 /** Throws unless a 64-byte Ed25519 secret key's public half belongs to its seed (the manager's own check). */
@@ -39,16 +66,31 @@ export type IdentityCheck = (identitySecretKey: Uint8Array) => void;
 
 const AMK = Uint8Array.of(0x41, 0x4d, 0x4b); // "AMK"
 const AMK_VERSION = 0x01;
+const AMK_VERSION_KEM = 0x02;
 const SPK_ENTRY_BYTES = 4 + 32 + 32 + 64 + 8;
 const OTK_ENTRY_BYTES = 4 + 32 + 32;
+const KEM_ENTRY_BYTES = 4 + 1 + 64 + MLKEM768_PUBLIC_KEY_BYTES + 64 + 8;
+/** Next KEM id, has-current, current id, count. */
+const KEM_FIXED_BYTES = 8 + 1 + 4 + 4;
 /** Magic and version, identity, two counters, has-current, current id, two counts. */
 const AMK_FIXED_BYTES = 4 + 64 + 16 + 1 + 4 + 4 + 4;
 
 /** Wipes the secrets of contents read so far (a failed read leaves none behind). */
-function wipeContents(identitySecretKey: Uint8Array, spks: Map<number, SignedPreKey>, otks: Map<number, OneTimePreKey>): void {
+function wipeContents(
+  identitySecretKey: Uint8Array,
+  spks: Map<number, SignedPreKey>,
+  otks: Map<number, OneTimePreKey>,
+  kems: Map<number, KemPreKeyRecord>,
+): void {
   memzero(identitySecretKey);
   for (const s of spks.values()) memzero(s.keyPair.privateKey);
   for (const o of otks.values()) memzero(o.keyPair.privateKey);
+  for (const k of kems.values()) memzero(k.seed);
+}
+
+/** A key-id counter as saved: an integer in [0, 2^32] (2^32 once every id was taken). */
+function isCounter(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 2 ** 32;
 }
 
 /** `identitySecretKey` once `checkIdentity` accepts it; wiped when it does not. */
@@ -64,8 +106,8 @@ function checkedIdentity(identitySecretKey: Uint8Array, checkIdentity: IdentityC
 
 /** The JSON-safe state of `c`. */
 export function keyManagerToState(c: KeyManagerContents): KeyManagerState {
-  return {
-    version: 1,
+  const classic = {
+    version: 1 as const,
     identitySecretKey: toHex(c.identitySecretKey),
     signedPreKeys: [...c.signedPreKeys.values()].map((s) => ({
       keyId: s.keyId,
@@ -77,6 +119,20 @@ export function keyManagerToState(c: KeyManagerContents): KeyManagerState {
     oneTimePreKeys: [...c.oneTimePreKeys.values()].map((o) => ({ keyId: o.keyId, privateKey: toHex(o.keyPair.privateKey) })),
     nextSignedPreKeyId: c.nextSignedPreKeyId,
     nextOneTimePreKeyId: c.nextOneTimePreKeyId,
+  };
+  if (!hasKemState(c)) return classic;
+  return {
+    ...classic,
+    version: 2,
+    kemPreKeys: [...c.kemPreKeys.values()].map((k) => ({
+      keyId: k.keyId,
+      seed: toHex(k.seed),
+      signature: toHex(k.signature),
+      lastResort: k.lastResort,
+      createdAt: k.createdAt,
+    })),
+    currentLastResortKemPreKeyId: c.currentLastResortKemPreKeyId,
+    nextKemPreKeyId: c.nextKemPreKeyId,
   };
 }
 
@@ -95,11 +151,18 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
       'oneTimePreKeys',
       'nextSignedPreKeyId',
       'nextOneTimePreKeyId',
+      'kemPreKeys',
+      'currentLastResortKemPreKeyId',
+      'nextKemPreKeyId',
     ] as const,
     'key manager state',
     'MALFORMED_MESSAGE',
   );
-  if (state.version !== 1) throw new E2EError('MALFORMED_MESSAGE', 'unknown key manager state version');
+  if (state.version !== 1 && state.version !== 2) throw new E2EError('MALFORMED_MESSAGE', 'unknown key manager state version');
+  const withKem = state.version === 2;
+  if (!withKem && (state.kemPreKeys !== undefined || state.currentLastResortKemPreKeyId !== undefined || state.nextKemPreKeyId !== undefined)) {
+    throw new E2EError('MALFORMED_MESSAGE', 'a version 1 key manager state has no KEM pre-keys');
+  }
   // Hex lengths are checked before decoding: a hostile state costs no work.
   const hex = (v: unknown, bytes: number, what: string, wrongLength: ErrorCode = 'INVALID_KEY'): Uint8Array => {
     if (typeof v !== 'string') throw new E2EError('MALFORMED_MESSAGE', `${what} must be a hex string`);
@@ -119,10 +182,12 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
     );
   const spkEntries = list(state.signedPreKeys, MAX_SIGNED_PRE_KEYS_IN_STATE, 'signed pre-keys');
   const otkEntries = list(state.oneTimePreKeys, MAX_ONE_TIME_PRE_KEYS_IN_STATE, 'one-time pre-keys');
+  const kemEntries = withKem ? list(state.kemPreKeys, MAX_KEM_PRE_KEYS_IN_STATE, 'KEM pre-keys') : [];
   const sk = checkedIdentity(hex(state.identitySecretKey, 64, 'identity secret key'), checkIdentity);
   const identityKeyEd = sk.subarray(32);
   const spks = new Map<number, SignedPreKey>();
   const otks = new Map<number, OneTimePreKey>();
+  const kems = new Map<number, KemPreKeyRecord>();
   try {
     for (const entry of spkEntries) {
       const s = readFields(entry, ['keyId', 'privateKey', 'signature', 'createdAt'] as const, 'signed pre-key entry', 'MALFORMED_MESSAGE');
@@ -144,6 +209,21 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
       const privateKey = hex(o.privateKey, 32, 'one-time pre-key');
       otks.set(o.keyId, { keyId: o.keyId, keyPair: { privateKey, publicKey: x25519PublicKey(privateKey) } });
     }
+    for (const entry of kemEntries) {
+      const k = readFields(entry, ['keyId', 'seed', 'signature', 'lastResort', 'createdAt'] as const, 'KEM pre-key entry', 'MALFORMED_MESSAGE');
+      if (!isU32(k.keyId) || typeof k.lastResort !== 'boolean' || typeof k.createdAt !== 'number' || !Number.isFinite(k.createdAt)) {
+        throw new E2EError('MALFORMED_MESSAGE', 'bad KEM pre-key entry');
+      }
+      const signature = hex(k.signature, 64, 'KEM pre-key signature', 'BAD_SIGNATURE');
+      const seed = hex(k.seed, 64, 'KEM pre-key seed');
+      const pair = mlkem768KeyPairFromSeed(seed);
+      memzero(pair.secretKey);
+      if (!ed25519Verify(signature, kemPreKeySignedBytes(pair.publicKey), identityKeyEd)) {
+        memzero(seed);
+        throw new E2EError('BAD_SIGNATURE', 'stored KEM pre-key signature does not verify');
+      }
+      kems.set(k.keyId, { keyId: k.keyId, seed, publicKey: pair.publicKey, signature, lastResort: k.lastResort, createdAt: k.createdAt });
+    }
     const current = state.currentSignedPreKeyId;
     if (current !== null && !(isU32(current) && spks.has(current))) {
       throw new E2EError('MALFORMED_MESSAGE', 'current signed pre-key missing');
@@ -151,6 +231,12 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
     if (!isU32(state.nextSignedPreKeyId) || !isU32(state.nextOneTimePreKeyId)) {
       throw new E2EError('MALFORMED_MESSAGE', 'bad key id counters');
     }
+    const lastResort = withKem ? state.currentLastResortKemPreKeyId : null;
+    if (lastResort !== null && !(isU32(lastResort) && kems.get(lastResort)?.lastResort === true)) {
+      throw new E2EError('MALFORMED_MESSAGE', 'current last-resort KEM pre-key missing');
+    }
+    const nextKem = withKem ? state.nextKemPreKeyId : 0;
+    if (!isU32(nextKem)) throw new E2EError('MALFORMED_MESSAGE', 'bad key id counters');
     return {
       identitySecretKey: sk,
       signedPreKeys: spks,
@@ -158,9 +244,12 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
       oneTimePreKeys: otks,
       nextSignedPreKeyId: state.nextSignedPreKeyId,
       nextOneTimePreKeyId: state.nextOneTimePreKeyId,
+      kemPreKeys: kems,
+      currentLastResortKemPreKeyId: lastResort,
+      nextKemPreKeyId: nextKem,
     };
   } catch (e) {
-    wipeContents(sk, spks, otks);
+    wipeContents(sk, spks, otks, kems);
     throw e;
   }
 }
@@ -168,11 +257,20 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
 /**
  * The binary form: `"AMK" 0x01 ‖ identity secret key(64) ‖ f64be(next SPK id) ‖ f64be(next OTK id) ‖
  * u8(has current) ‖ u32be(current SPK id) ‖ u32be(n) ‖ n × (u32be id ‖ priv(32) ‖ pub(32) ‖ sig(64) ‖
- * f64be created) ‖ u32be(m) ‖ m × (u32be id ‖ priv(32) ‖ pub(32))`. No secret is ever a string.
+ * f64be created) ‖ u32be(m) ‖ m × (u32be id ‖ priv(32) ‖ pub(32))`. Version `0x02` (a manager that
+ * made KEM pre-keys) goes on: `‖ f64be(next KEM id) ‖ u8(has last resort) ‖ u32be(last-resort id) ‖
+ * u32be(k) ‖ k × (u32be id ‖ u8(last resort) ‖ seed(64) ‖ pub(1184) ‖ sig(64) ‖ f64be created)`.
+ * No secret is ever a string.
  */
 export function keyManagerToBytes(c: KeyManagerContents): Uint8Array {
-  const w = new ByteWriter(AMK_FIXED_BYTES + c.signedPreKeys.size * SPK_ENTRY_BYTES + c.oneTimePreKeys.size * OTK_ENTRY_BYTES);
-  w.bytes(AMK).u8(AMK_VERSION).bytes(c.identitySecretKey).f64(c.nextSignedPreKeyId).f64(c.nextOneTimePreKeyId);
+  const withKem = hasKemState(c);
+  const kemBytes = withKem ? KEM_FIXED_BYTES + c.kemPreKeys.size * KEM_ENTRY_BYTES : 0;
+  const w = new ByteWriter(AMK_FIXED_BYTES + c.signedPreKeys.size * SPK_ENTRY_BYTES + c.oneTimePreKeys.size * OTK_ENTRY_BYTES + kemBytes);
+  w.bytes(AMK)
+    .u8(withKem ? AMK_VERSION_KEM : AMK_VERSION)
+    .bytes(c.identitySecretKey)
+    .f64(c.nextSignedPreKeyId)
+    .f64(c.nextOneTimePreKeyId);
   w.u8(c.currentSignedPreKeyId === null ? 0 : 1)
     .u32(c.currentSignedPreKeyId ?? 0)
     .u32(c.signedPreKeys.size);
@@ -181,14 +279,30 @@ export function keyManagerToBytes(c: KeyManagerContents): Uint8Array {
   }
   w.u32(c.oneTimePreKeys.size);
   for (const k of c.oneTimePreKeys.values()) w.u32(k.keyId).bytes(k.keyPair.privateKey).bytes(k.keyPair.publicKey);
+  if (withKem) {
+    const lastResort = c.currentLastResortKemPreKeyId;
+    w.f64(c.nextKemPreKeyId)
+      .u8(lastResort === null ? 0 : 1)
+      .u32(lastResort ?? 0)
+      .u32(c.kemPreKeys.size);
+    for (const k of c.kemPreKeys.values()) {
+      w.u32(k.keyId)
+        .u8(k.lastResort ? 1 : 0)
+        .bytes(k.seed)
+        .bytes(k.publicKey)
+        .bytes(k.signature)
+        .f64(k.createdAt);
+    }
+  }
   return w.finish();
 }
 
 /**
  * The contents of {@link keyManagerToBytes}' bytes; `MALFORMED_MESSAGE` on any defect, `BAD_SIGNATURE`
  * if a stored signed pre-key signature does not verify. The bytes are trusted to be our own (the
- * stores authenticate them): public keys are not recomputed. Every key is a copy: the caller may
- * reuse or wipe `input` afterwards.
+ * stores authenticate them): public keys are not recomputed, and KEM pre-key signatures (checked
+ * by every initiator) are not re-verified. Every key is a copy: the caller may reuse or wipe
+ * `input` afterwards.
  */
 export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCheck): KeyManagerContents {
   const bad = (why: string): E2EError => new E2EError('MALFORMED_MESSAGE', `bad key manager state: ${why}`);
@@ -197,15 +311,15 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
   const r = new ByteReader(plainView(input), 'key manager state');
   r.expect(AMK, 'not a key manager state');
   const version = r.u8();
-  if (version !== AMK_VERSION) throw bad(`unknown version ${version}`);
+  if (version !== AMK_VERSION && version !== AMK_VERSION_KEM) throw bad(`unknown version ${version}`);
   const sk = checkedIdentity(r.bytes(64), checkIdentity);
   const identityKeyEd = sk.subarray(32);
   const spks = new Map<number, SignedPreKey>();
   const otks = new Map<number, OneTimePreKey>();
+  const kems = new Map<number, KemPreKeyRecord>();
   try {
     const nextSpk = r.f64();
     const nextOtk = r.f64();
-    const isCounter = (n: number): boolean => Number.isInteger(n) && n >= 0 && n <= 2 ** 32;
     if (!isCounter(nextSpk) || !isCounter(nextOtk)) throw bad('key id counters');
     const hasCurrent = r.u8();
     const current = r.u32();
@@ -229,10 +343,31 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
       spks.set(keyId, { keyId, keyPair, signature, createdAt });
     }
     const nOtk = r.u32();
-    if (nOtk * OTK_ENTRY_BYTES !== r.remaining) throw bad('one-time pre-keys');
+    const otkBytes = nOtk * OTK_ENTRY_BYTES;
+    if (version === AMK_VERSION ? otkBytes !== r.remaining : otkBytes + KEM_FIXED_BYTES > r.remaining) throw bad('one-time pre-keys');
     for (let i = 0; i < nOtk; i++) {
       const keyId = r.u32();
       otks.set(keyId, { keyId, keyPair: { privateKey: r.bytes(32), publicKey: r.bytes(32) } });
+    }
+    let nextKem = 0;
+    let lastResort: number | null = null;
+    if (version === AMK_VERSION_KEM) {
+      nextKem = r.f64();
+      if (!isCounter(nextKem)) throw bad('key id counters');
+      const hasLastResort = r.u8();
+      const lastResortId = r.u32();
+      const nKem = r.u32();
+      if (hasLastResort > 1 || nKem > MAX_KEM_PRE_KEYS_IN_STATE || nKem * KEM_ENTRY_BYTES !== r.remaining) throw bad('KEM pre-keys');
+      for (let i = 0; i < nKem; i++) {
+        const keyId = r.u32();
+        const flag = r.u8();
+        const seed = r.bytes(64);
+        const record = { keyId, seed, publicKey: r.bytes(MLKEM768_PUBLIC_KEY_BYTES), signature: r.bytes(64), lastResort: flag === 1, createdAt: r.f64() };
+        kems.set(keyId, record); // set before the checks: a failure wipes the seed with the rest
+        if (flag > 1 || !Number.isFinite(record.createdAt)) throw bad('KEM pre-key entry');
+      }
+      if (hasLastResort === 1 && kems.get(lastResortId)?.lastResort !== true) throw bad('current last-resort KEM pre-key missing');
+      lastResort = hasLastResort === 1 ? lastResortId : null;
     }
     r.end();
     if (hasCurrent === 1 && !spks.has(current)) throw bad('current signed pre-key missing');
@@ -243,9 +378,12 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
       oneTimePreKeys: otks,
       nextSignedPreKeyId: nextSpk,
       nextOneTimePreKeyId: nextOtk,
+      kemPreKeys: kems,
+      currentLastResortKemPreKeyId: lastResort,
+      nextKemPreKeyId: nextKem,
     };
   } catch (e) {
-    wipeContents(sk, spks, otks);
+    wipeContents(sk, spks, otks, kems);
     throw e;
   }
 }

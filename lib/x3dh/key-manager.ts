@@ -1,6 +1,7 @@
 /**
  * X3DH key manager: an agent's identity (Ed25519, and its X25519 form), signed pre-keys (rotated,
- * older ones kept until retired) and one-time pre-keys; `initiate` and `respond` (PROTOCOL.md).
+ * older ones kept until retired), one-time pre-keys and ML-KEM-768 KEM pre-keys (one-time, and
+ * last-resort ones rotated like signed pre-keys); `initiate` and `respond` (PROTOCOL.md).
  * The agreement itself is `agreement.ts`; the saved forms are `key-manager-codec.ts`.
  */
 import { E2EError } from '../errors';
@@ -9,6 +10,7 @@ import {
   assertBytes,
   assertKey,
   constantTimeEqual,
+  isUsableBytes,
   ed25519KeyPairFromSeed,
   ed25519PublicKeyToX25519,
   ed25519SecretKeyToX25519,
@@ -29,7 +31,11 @@ import {
   keyManagerToBytes,
   keyManagerToState,
 } from './key-manager-codec';
-import { MAX_ONE_TIME_PRE_KEYS_PER_CALL } from '../limits';
+import { MAX_KEM_PRE_KEYS_PER_CALL, MAX_ONE_TIME_PRE_KEYS_PER_CALL } from '../limits';
+import { MLKEM768_CIPHERTEXT_BYTES, MLKEM768_SECRET_KEY_BYTES, mlkem768KeyPairFromSeed } from '../crypto/mlkem';
+import { randomSecretBytes } from '../crypto/random';
+import { KemPreKeyRecord } from './key-manager-codec';
+import { PublicKemPreKey, kemPreKeySignedBytes } from './kem-prekey';
 
 export type { KeyManagerState } from './key-manager-codec';
 
@@ -49,6 +55,16 @@ export interface OneTimePreKey {
   readonly keyPair: X25519KeyPair;
 }
 
+/**
+ * A KEM pre-key's decapsulation key held by the caller, for {@link X3DHRespondParams.heldKemPreKey}
+ * (what {@link X3DHKeyManager.exportKemPreKeySecret} returns). Secret: wipe `secretKey` when done.
+ */
+export interface HeldKemPreKey {
+  readonly keyId: number;
+  /** ML-KEM-768 decapsulation key, 2400 bytes. */
+  readonly secretKey: Uint8Array;
+}
+
 /** What `initiate` returns: the shared secret and what the responder needs to derive it. */
 export interface X3DHInitiation {
   /** SK, 32 bytes. Secret: wipe it when the ratchet is set up. */
@@ -56,6 +72,10 @@ export interface X3DHInitiation {
   readonly ephemeralPublicKey: Uint8Array;
   readonly usedOneTimeKeyId: number | undefined;
   readonly signedPreKeyId: number;
+  /** The KEM pre-key encapsulated to (post-quantum establishments only). */
+  readonly kemPreKeyId: number | undefined;
+  /** The ML-KEM-768 ciphertext for the responder, 1088 bytes (post-quantum establishments only). */
+  readonly kemCiphertext: Uint8Array | undefined;
   /** X3DH AD = IK_A ‖ IK_B (X25519, initiator first). */
   readonly associatedData: Uint8Array;
 }
@@ -75,6 +95,12 @@ export interface X3DHRespondParams {
    * key id, delivered first, must not make the genuine establishment fail.
    */
   readonly heldOneTimePreKey?: OneTimePreKey | undefined;
+  /** The KEM pre-key the initiator encapsulated to (post-quantum establishments; with `kemCiphertext`). */
+  readonly kemPreKeyId?: number | null | undefined;
+  /** The ML-KEM-768 ciphertext, 1088 bytes (with `kemPreKeyId`). */
+  readonly kemCiphertext?: Uint8Array | null | undefined;
+  /** As `heldOneTimePreKey`, for a one-time KEM pre-key: decapsulate with it, consume nothing. */
+  readonly heldKemPreKey?: HeldKemPreKey | undefined;
 }
 
 /** What `respond` returns. */
@@ -83,22 +109,41 @@ export interface X3DHResponse {
   readonly sharedSecret: Uint8Array;
   readonly associatedData: Uint8Array;
   readonly signedPreKeyId: number;
+  /** Whether SK is PQXDH's hybrid secret (the establishment carried a KEM ciphertext). */
+  readonly postQuantum: boolean;
 }
 
-/** The one-time pre-key id of `getPublicBundle`'s argument (`null` for none); `INVALID_ARGUMENT` on anything unclear. */
-function readOneTimePreKeyId(opts: unknown): number | null {
-  if (opts === undefined || opts === null) return null;
+/** The argument of `getPublicBundle`, read. `kemId` undefined: the current last-resort KEM pre-key, if any. */
+interface BundleChoice {
+  readonly otkId: number | null;
+  readonly kemId: number | undefined;
+}
+
+/** `getPublicBundle`'s argument read; `INVALID_ARGUMENT` on anything unclear. */
+function readBundleChoice(opts: unknown): BundleChoice {
+  if (opts === undefined || opts === null) return { otkId: null, kemId: undefined };
   if (typeof opts === 'number') {
     if (!isU32(opts)) throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
-    return opts;
+    return { otkId: opts, kemId: undefined };
   }
-  if (typeof opts !== 'object') throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle takes { otkId } or a one-time pre-key id');
+  if (typeof opts !== 'object') throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle takes { otkId, kemId } or a one-time pre-key id');
   const keys = typed(() => Object.keys(opts), 'INVALID_ARGUMENT', 'options');
-  if (keys.some((k) => k !== 'otkId')) throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle options have only otkId');
-  const { otkId: oneTimePreKeyId } = readFields(opts, ['otkId'] as const, 'options');
-  if (oneTimePreKeyId === undefined || oneTimePreKeyId === null) return null;
-  if (!isU32(oneTimePreKeyId)) throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
-  return oneTimePreKeyId;
+  if (keys.some((k) => k !== 'otkId' && k !== 'kemId')) throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle options have only otkId and kemId');
+  const { otkId, kemId } = readFields(opts, ['otkId', 'kemId'] as const, 'options');
+  if (otkId !== undefined && otkId !== null && !isU32(otkId)) throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
+  if (kemId !== undefined && kemId !== null && !isU32(kemId)) throw new E2EError('INVALID_ARGUMENT', 'kemId must be an integer in [0, 2^32)');
+  return { otkId: (otkId ?? null) as number | null, kemId: (kemId ?? undefined) as number | undefined };
+}
+
+/** The public half of a KEM pre-key record (copies). */
+function publicKemPreKey(k: KemPreKeyRecord): PublicKemPreKey {
+  return {
+    keyId: k.keyId,
+    publicKey: Uint8Array.from(k.publicKey),
+    signature: Uint8Array.from(k.signature),
+    lastResort: k.lastResort,
+    createdAt: k.createdAt,
+  };
 }
 
 /** An agent's X3DH keys. Create with {@link X3DHKeyManager.fromEd25519Keys}. */
@@ -110,9 +155,14 @@ export class X3DHKeyManager {
   readonly #identitySecretKey: Uint8Array;
   readonly #signedPreKeys: Map<number, SignedPreKey>;
   readonly #oneTimePreKeys: Map<number, OneTimePreKey>;
+  readonly #kemPreKeys: Map<number, KemPreKeyRecord>;
+  /** Decapsulation keys expanded from their seeds (50 µs each), kept until the key goes. */
+  readonly #kemSecretKeys = new Map<number, Uint8Array>();
   #currentSignedPreKeyId: number | null;
+  #currentLastResortKemPreKeyId: number | null;
   #nextSignedPreKeyId: number;
   #nextOneTimePreKeyId: number;
+  #nextKemPreKeyId: number;
 
   /**
    * Adopts `c` (its arrays and maps become the manager's); `publicKey` is a copy of the identity's
@@ -128,6 +178,9 @@ export class X3DHKeyManager {
     this.#currentSignedPreKeyId = pools.currentSignedPreKeyId;
     this.#nextSignedPreKeyId = pools.nextSignedPreKeyId;
     this.#nextOneTimePreKeyId = pools.nextOneTimePreKeyId;
+    this.#kemPreKeys = pools.kemPreKeys;
+    this.#currentLastResortKemPreKeyId = pools.currentLastResortKemPreKeyId;
+    this.#nextKemPreKeyId = pools.nextKemPreKeyId;
   }
 
   /** A manager of saved contents, whose identity was checked by the codec. */
@@ -154,6 +207,9 @@ export class X3DHKeyManager {
           oneTimePreKeys: new Map(),
           nextSignedPreKeyId: 0,
           nextOneTimePreKeyId: 0,
+          kemPreKeys: new Map(),
+          currentLastResortKemPreKeyId: null,
+          nextKemPreKeyId: 0,
         },
         Uint8Array.from(publicKey),
       );
@@ -260,29 +316,119 @@ export class X3DHKeyManager {
   }
 
   /**
-   * The public bundle to publish, with the one-time pre-key `otkId` when given (`OTK_NOT_FOUND` if
-   * it is not an unused key of ours). `INVALID_STATE` before the first signed pre-key. The id may
-   * be passed as `{ otkId }` or, AGT style, as the number itself: `getPublicBundle(0)` is the bundle
-   * with one-time pre-key 0, never silently one without. Anything else (a non-u32 id, an object
-   * with other keys) is `INVALID_ARGUMENT`.
-   * @example
-   * mgr.getPublicBundle({ otkId: 3 }); mgr.getPublicBundle(3); mgr.getPublicBundle(); // no one-time pre-key
+   * Makes `n` new one-time KEM pre-keys (ML-KEM-768, each signed by the identity key; 1 ≤ n ≤
+   * 1000) and returns their public halves, to publish. Each is used by at most one establishment.
+   * @example const published = mgr.generateKemPreKeys(10); // [{ keyId, publicKey, signature, lastResort: false, createdAt }]
    */
-  getPublicBundle(opts: { otkId?: number | null } | number | null = {}): PreKeyBundle {
-    const oneTimePreKeyId = readOneTimePreKeyId(opts);
+  generateKemPreKeys(n: number): PublicKemPreKey[] {
+    if (!Number.isInteger(n) || n < 1 || n > MAX_KEM_PRE_KEYS_PER_CALL) {
+      throw new E2EError('INVALID_ARGUMENT', `n must be an integer in [1, ${MAX_KEM_PRE_KEYS_PER_CALL}]`);
+    }
+    const made: PublicKemPreKey[] = [];
+    for (let i = 0; i < n; i++) made.push(publicKemPreKey(this.#makeKemPreKey(false)));
+    return made;
+  }
+
+  /**
+   * Makes a new last-resort KEM pre-key and makes it current: `getPublicBundle` carries it when no
+   * one-time KEM pre-key is asked for, and it answers any number of establishments (replays are
+   * the caller's to refuse, as for the three-DH last resort). The previous ones stay usable until
+   * {@link retireKemPreKey}, so establishments in flight still complete.
+   */
+  generateLastResortKemPreKey(): PublicKemPreKey {
+    const k = this.#makeKemPreKey(true);
+    this.#currentLastResortKemPreKeyId = k.keyId;
+    return publicKemPreKey(k);
+  }
+
+  /** The current last-resort KEM pre-key (public half), or `null` before the first one. */
+  get lastResortKemPreKey(): PublicKemPreKey | null {
+    const id = this.#currentLastResortKemPreKeyId;
+    const k = id === null ? undefined : this.#kemPreKeys.get(id);
+    return k ? publicKemPreKey(k) : null;
+  }
+
+  /** Ids of the KEM pre-keys still usable (unused one-time ones and unretired last-resort ones), oldest first. */
+  get kemPreKeyIds(): number[] {
+    return [...this.#kemPreKeys.keys()];
+  }
+
+  /** The public half of KEM pre-key `keyId`, if it is still usable. */
+  getKemPreKey(keyId: number): PublicKemPreKey | undefined {
+    const k = this.#kemPreKeys.get(keyId);
+    return k ? publicKemPreKey(k) : undefined;
+  }
+
+  /**
+   * A copy of KEM pre-key `keyId`'s decapsulation key, for a caller that answers with it later
+   * without consuming it ({@link X3DHRespondParams.heldKemPreKey}); `undefined` if it is gone.
+   * Secret: wipe `secretKey` with `memzero` when done.
+   */
+  exportKemPreKeySecret(keyId: number): HeldKemPreKey | undefined {
+    const k = this.#kemPreKeys.get(keyId);
+    return k ? { keyId, secretKey: Uint8Array.from(this.#kemSecretKey(k)) } : undefined;
+  }
+
+  /**
+   * Deletes (and wipes) the one-time KEM pre-key `keyId`, as `respond` does; `false` if it was
+   * already gone. `INVALID_ARGUMENT` for an id that is not a u32, `INVALID_STATE` for a last-resort
+   * key (retire those with {@link retireKemPreKey}).
+   */
+  consumeKemPreKey(keyId: number): boolean {
+    if (!isU32(keyId)) throw new E2EError('INVALID_ARGUMENT', 'keyId must be an integer in [0, 2^32)');
+    const k = this.#kemPreKeys.get(keyId);
+    if (!k) return false;
+    if (k.lastResort) throw new E2EError('INVALID_STATE', 'a last-resort KEM pre-key is retired, not consumed');
+    this.#dropKemPreKey(k);
+    return true;
+  }
+
+  /** Deletes (and wipes) an old last-resort KEM pre-key. The current one cannot be retired: make a new one first. */
+  retireKemPreKey(keyId: number): void {
+    if (keyId === this.#currentLastResortKemPreKeyId) throw new E2EError('INVALID_STATE', 'cannot retire the current last-resort KEM pre-key');
+    const k = this.#kemPreKeys.get(keyId);
+    if (!k || !k.lastResort) throw new E2EError('KEM_NOT_FOUND', `no last-resort KEM pre-key with id ${isU32(keyId) ? keyId : '(not a key id)'}`);
+    this.#dropKemPreKey(k);
+  }
+
+  /**
+   * The public bundle to publish, with the one-time pre-key `otkId` when given (`OTK_NOT_FOUND` if
+   * it is not an unused key of ours) and the KEM pre-key `kemId` when given (`KEM_NOT_FOUND` if it
+   * is not a usable key of ours); without `kemId`, the current last-resort KEM pre-key when there is
+   * one. A manager with no KEM pre-key publishes the classic bundle, byte for byte.
+   * `INVALID_STATE` before the first signed pre-key. The one-time pre-key id may be passed as
+   * `{ otkId }` or, AGT style, as the number itself: `getPublicBundle(0)` is the bundle with one-time
+   * pre-key 0, never silently one without. Anything else (a non-u32 id, an object with other keys)
+   * is `INVALID_ARGUMENT`.
+   * @example
+   * mgr.getPublicBundle({ otkId: 3, kemId: 7 }); mgr.getPublicBundle(3); mgr.getPublicBundle(); // no one-time pre-key
+   */
+  getPublicBundle(opts: { otkId?: number | null; kemId?: number | null } | number | null = {}): PreKeyBundle {
+    const choice = readBundleChoice(opts);
     const spk = this.signedPreKey;
     if (!spk) throw new E2EError('INVALID_STATE', 'generate a signed pre-key before publishing a bundle');
-    const base = {
+    let bundle: PreKeyBundle = {
       identityKey: Uint8Array.from(this.identityKey.publicKey),
       identityKeyEd: Uint8Array.from(this.identityKeyEd),
       signedPreKey: Uint8Array.from(spk.keyPair.publicKey),
       signedPreKeySignature: Uint8Array.from(spk.signature),
       signedPreKeyId: spk.keyId,
     };
-    if (oneTimePreKeyId === null) return base;
-    const otk = this.#oneTimePreKeys.get(oneTimePreKeyId);
-    if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${oneTimePreKeyId}`);
-    return { ...base, oneTimePreKey: Uint8Array.from(otk.keyPair.publicKey), oneTimePreKeyId: otk.keyId };
+    if (choice.otkId !== null) {
+      const otk = this.#oneTimePreKeys.get(choice.otkId);
+      if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${choice.otkId}`);
+      bundle = { ...bundle, oneTimePreKey: Uint8Array.from(otk.keyPair.publicKey), oneTimePreKeyId: otk.keyId };
+    }
+    const kemId = choice.kemId ?? this.#currentLastResortKemPreKeyId;
+    if (kemId === null) return bundle;
+    const kem = this.#kemPreKeys.get(kemId);
+    if (!kem) throw new E2EError('KEM_NOT_FOUND', `no usable KEM pre-key with id ${kemId}`);
+    return {
+      ...bundle,
+      kemPreKey: Uint8Array.from(kem.publicKey),
+      kemPreKeyId: kem.keyId,
+      kemPreKeySignature: Uint8Array.from(kem.signature),
+    };
   }
 
   /**
@@ -298,20 +444,32 @@ export class X3DHKeyManager {
       ...agreed,
       usedOneTimeKeyId: bundle.oneTimePreKey ? bundle.oneTimePreKeyId : undefined,
       signedPreKeyId: bundle.signedPreKeyId,
+      kemPreKeyId: bundle.kemPreKey ? bundle.kemPreKeyId : undefined,
     };
   }
 
   /**
-   * Completes X3DH as the responder. Consumes the one-time pre-key (a second use gives
-   * `OTK_NOT_FOUND`); on any failure nothing changes.
+   * Completes X3DH (PQXDH when the establishment carries a KEM ciphertext) as the responder.
+   * Consumes the one-time pre-key and a one-time KEM pre-key (a second use gives `OTK_NOT_FOUND`,
+   * `KEM_NOT_FOUND`); on any failure nothing changes.
    */
   respond(input: X3DHRespondParams): X3DHResponse {
     const params = readFields(
       input,
-      ['peerIdentityKey', 'ephemeralPublicKey', 'usedOneTimeKeyId', 'signedPreKeyId', 'heldOneTimePreKey'] as const,
+      [
+        'peerIdentityKey',
+        'ephemeralPublicKey',
+        'usedOneTimeKeyId',
+        'signedPreKeyId',
+        'heldOneTimePreKey',
+        'kemPreKeyId',
+        'kemCiphertext',
+        'heldKemPreKey',
+      ] as const,
       'respond parameters',
     ) as { -readonly [K in keyof X3DHRespondParams]: unknown };
     const held = params.heldOneTimePreKey === undefined ? undefined : readHeldKey(params.heldOneTimePreKey, params.usedOneTimeKeyId);
+    const kem = this.#readKem(params.kemPreKeyId, params.kemCiphertext, params.heldKemPreKey);
     // Canonical only: X25519 ignores bit 255 and reduces mod p, so an establishment re-sent with
     // those bits changed would derive the same secret while looking new to anything over raw bytes.
     assertCanonicalX25519PublicKey(params.peerIdentityKey, 'peer identity key');
@@ -332,16 +490,91 @@ export class X3DHKeyManager {
       }
     }
     const agreed = respondAgreement(
-      { identity: this.identityKey, signedPreKey: spk.keyPair, oneTimePreKey: otk?.keyPair },
+      {
+        identity: this.identityKey,
+        signedPreKey: spk.keyPair,
+        oneTimePreKey: otk?.keyPair,
+        kem: kem && { secretKey: kem.secretKey, ciphertext: kem.ciphertext },
+      },
       params.peerIdentityKey,
       params.ephemeralPublicKey,
     );
+    // Consumed only once everything succeeded, so a failed respond changes nothing.
     if (otk && !held) {
-      // Consumed only once everything succeeded, so a failed respond changes nothing.
       this.#oneTimePreKeys.delete(otk.keyId);
       memzero(otk.keyPair.privateKey);
     }
-    return { ...agreed, signedPreKeyId: spk.keyId };
+    if (kem?.record && !kem.record.lastResort) this.#dropKemPreKey(kem.record);
+    return { ...agreed, signedPreKeyId: spk.keyId, postQuantum: kem !== undefined };
+  }
+
+  /**
+   * The KEM half of `respond`'s parameters: `undefined` for a classic establishment; otherwise the
+   * ciphertext (copied, `MALFORMED_MESSAGE` unless 1088 bytes), the decapsulation key and the
+   * record to consume (none for a held key). `KEM_NOT_FOUND` when the key is not ours (any more).
+   */
+  #readKem(
+    keyId: unknown,
+    ciphertext: unknown,
+    heldInput: unknown,
+  ): { ciphertext: Uint8Array; secretKey: Uint8Array; record: KemPreKeyRecord | undefined } | undefined {
+    const hasId = keyId !== undefined && keyId !== null;
+    const hasCt = ciphertext !== undefined && ciphertext !== null;
+    if (hasId !== hasCt) throw new E2EError('MALFORMED_MESSAGE', 'kemPreKeyId and kemCiphertext go together');
+    if (!hasId) {
+      if (heldInput !== undefined) throw new E2EError('INVALID_ARGUMENT', 'heldKemPreKey needs a post-quantum establishment');
+      return undefined;
+    }
+    if (!isU32(keyId)) throw new E2EError('MALFORMED_MESSAGE', 'kemPreKeyId must be an integer in [0, 2^32)');
+    if (!isUsableBytes(ciphertext) || ciphertext.length !== MLKEM768_CIPHERTEXT_BYTES) {
+      throw new E2EError('MALFORMED_MESSAGE', `kemCiphertext must be ${MLKEM768_CIPHERTEXT_BYTES} bytes`);
+    }
+    const ct = Uint8Array.from(ciphertext as Uint8Array);
+    if (heldInput !== undefined) {
+      const { keyId: heldId, secretKey } = readFields(heldInput, ['keyId', 'secretKey'] as const, 'heldKemPreKey');
+      if (heldId !== keyId) throw new E2EError('INVALID_ARGUMENT', 'heldKemPreKey must be the key the establishment names');
+      assertKey(secretKey, 'held KEM pre-key', MLKEM768_SECRET_KEY_BYTES);
+      return { ciphertext: ct, secretKey, record: undefined };
+    }
+    const record = this.#kemPreKeys.get(keyId);
+    if (!record) throw new E2EError('KEM_NOT_FOUND', `no usable KEM pre-key with id ${keyId}`);
+    return { ciphertext: ct, secretKey: this.#kemSecretKey(record), record };
+  }
+
+  /** A new KEM pre-key: a seed from the CSPRNG, its key pair, the identity's signature. */
+  #makeKemPreKey(lastResort: boolean): KemPreKeyRecord {
+    const seed = randomSecretBytes(64);
+    const pair = mlkem768KeyPairFromSeed(seed);
+    const record: KemPreKeyRecord = {
+      keyId: this.#takeId('kem'),
+      seed,
+      publicKey: pair.publicKey,
+      signature: ed25519Sign(this.#identitySecretKey, kemPreKeySignedBytes(pair.publicKey)),
+      lastResort,
+      createdAt: Date.now(),
+    };
+    this.#kemPreKeys.set(record.keyId, record);
+    this.#kemSecretKeys.set(record.keyId, pair.secretKey);
+    return record;
+  }
+
+  /** The decapsulation key of `k`, expanded from its seed once. */
+  #kemSecretKey(k: KemPreKeyRecord): Uint8Array {
+    let sk = this.#kemSecretKeys.get(k.keyId);
+    if (!sk) {
+      const pair = mlkem768KeyPairFromSeed(k.seed);
+      sk = pair.secretKey;
+      this.#kemSecretKeys.set(k.keyId, sk);
+    }
+    return sk;
+  }
+
+  #dropKemPreKey(k: KemPreKeyRecord): void {
+    this.#kemPreKeys.delete(k.keyId);
+    memzero(k.seed);
+    const sk = this.#kemSecretKeys.get(k.keyId);
+    if (sk) memzero(sk);
+    this.#kemSecretKeys.delete(k.keyId);
   }
 
   /** The private state (secrets, hex) for a store to keep; {@link fromState} restores it. */
@@ -379,9 +612,14 @@ export class X3DHKeyManager {
     memzero(this.identityKey.privateKey);
     for (const s of this.#signedPreKeys.values()) memzero(s.keyPair.privateKey);
     for (const o of this.#oneTimePreKeys.values()) memzero(o.keyPair.privateKey);
+    for (const k of this.#kemPreKeys.values()) memzero(k.seed);
+    for (const sk of this.#kemSecretKeys.values()) memzero(sk);
     this.#signedPreKeys.clear();
     this.#oneTimePreKeys.clear();
+    this.#kemPreKeys.clear();
+    this.#kemSecretKeys.clear();
     this.#currentSignedPreKeyId = null;
+    this.#currentLastResortKemPreKeyId = null;
   }
 
   /** The private fields, for the codec to write (read only; nothing is copied). */
@@ -393,14 +631,18 @@ export class X3DHKeyManager {
       oneTimePreKeys: this.#oneTimePreKeys,
       nextSignedPreKeyId: this.#nextSignedPreKeyId,
       nextOneTimePreKeyId: this.#nextOneTimePreKeyId,
+      kemPreKeys: this.#kemPreKeys,
+      currentLastResortKemPreKeyId: this.#currentLastResortKemPreKeyId,
+      nextKemPreKeyId: this.#nextKemPreKeyId,
     };
   }
 
-  #takeId(kind: 'signed' | 'one-time'): number {
-    const id = kind === 'signed' ? this.#nextSignedPreKeyId : this.#nextOneTimePreKeyId;
+  #takeId(kind: 'signed' | 'one-time' | 'kem'): number {
+    const id = kind === 'signed' ? this.#nextSignedPreKeyId : kind === 'one-time' ? this.#nextOneTimePreKeyId : this.#nextKemPreKeyId;
     if (id > 0xffffffff) throw new E2EError('COUNTER_EXHAUSTED', `${kind} pre-key ids exhausted`);
     if (kind === 'signed') this.#nextSignedPreKeyId = id + 1;
-    else this.#nextOneTimePreKeyId = id + 1;
+    else if (kind === 'one-time') this.#nextOneTimePreKeyId = id + 1;
+    else this.#nextKemPreKeyId = id + 1;
     return id;
   }
 }
