@@ -6,24 +6,53 @@ import { constantTimeEqual, fromBase64, isU32, toBase64 } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
 import { storeFailure } from './validate';
 
-/** The part of a bundle shared by every initiator: its fields are `PreKeyBundle`'s, declared there once. */
+/**
+ * The part of a bundle shared by every initiator: its fields are `PreKeyBundle`'s, declared there
+ * once. Its KEM pre-key, when it has one, is the DID's last-resort KEM pre-key.
+ */
 export type BundleBase = Omit<PreKeyBundle, 'oneTimePreKey' | 'oneTimePreKeyId'>;
 
-/** The base of a (checked) bundle, copied. */
-export function baseOf(b: PreKeyBundle): BundleBase {
-  return {
+/** A one-time KEM pre-key as the stores keep it. */
+export interface PooledKemPreKey {
+  readonly keyId: number;
+  readonly publicKey: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+/** The base of a (checked) bundle, copied; `lastResort` (when given) replaces its KEM pre-key, `null` removes it. */
+export function baseOf(b: PreKeyBundle, lastResort?: PooledKemPreKey | null): BundleBase {
+  const base = {
     identityKey: Uint8Array.from(b.identityKey),
     identityKeyEd: Uint8Array.from(b.identityKeyEd),
     signedPreKey: Uint8Array.from(b.signedPreKey),
     signedPreKeySignature: Uint8Array.from(b.signedPreKeySignature),
     signedPreKeyId: b.signedPreKeyId,
   };
+  const kem = lastResort !== undefined ? lastResort : kemOf(b);
+  return kem ? withKem(base, kem) : base;
 }
 
-/** A fresh bundle from a base and, optionally, one one-time pre-key (everything copied). */
-export function joinBundle(base: BundleBase, otk?: { keyId: number; publicKey: Uint8Array } | null): PreKeyBundle {
-  const b = baseOf(base);
-  return otk ? { ...b, oneTimePreKey: Uint8Array.from(otk.publicKey), oneTimePreKeyId: otk.keyId } : b;
+/** The KEM pre-key a bundle carries, or `null`. */
+export function kemOf(b: PreKeyBundle): PooledKemPreKey | null {
+  return b.kemPreKey ? { keyId: b.kemPreKeyId as number, publicKey: b.kemPreKey, signature: b.kemPreKeySignature as Uint8Array } : null;
+}
+
+function withKem<T extends BundleBase>(b: T, kem: PooledKemPreKey): T {
+  return { ...b, kemPreKey: Uint8Array.from(kem.publicKey), kemPreKeyId: kem.keyId, kemPreKeySignature: Uint8Array.from(kem.signature) };
+}
+
+/**
+ * A fresh bundle from a base and, optionally, one one-time pre-key and one one-time KEM pre-key
+ * (which replaces the base's last-resort one). Everything copied.
+ */
+export function joinBundle(
+  base: BundleBase,
+  otk?: { keyId: number; publicKey: Uint8Array } | null,
+  kem?: PooledKemPreKey | null,
+): PreKeyBundle {
+  let b: PreKeyBundle = baseOf(base, kem ?? undefined);
+  if (otk) b = { ...b, oneTimePreKey: Uint8Array.from(otk.publicKey), oneTimePreKeyId: otk.keyId };
+  return b;
 }
 
 /** Whether two bases carry the same Ed25519 identity. */

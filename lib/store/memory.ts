@@ -4,8 +4,16 @@
  */
 import { PreKeyBundle } from '../x3dh';
 import { constantTimeEqual } from '../crypto';
-import { BundleBase, baseOf, joinBundle, sameIdentity } from './bundle-parts';
-import { AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
+import { BundleBase, PooledKemPreKey, baseOf, joinBundle, kemOf, sameIdentity } from './bundle-parts';
+import {
+  AcceptanceVersions,
+  AcceptanceWrite,
+  AgentStore,
+  InboxRecord,
+  PublicKemPreKeyEntry,
+  PublicOneTimePreKey,
+  StoredRecord,
+} from './types';
 import {
   assertFingerprint,
   assertInboxId,
@@ -16,10 +24,12 @@ import {
   identityChangedError,
   inboxFullError,
   inboxIdReusedError,
+  kemReusedError,
   noBundleError,
   otkReusedError,
   readAcceptance,
   readInboxEntry,
+  readKemPreKeys,
   readOneTimeKeys,
   readValidBundle,
   recordCopy,
@@ -33,6 +43,10 @@ interface DidEntry {
   pool: Map<number, Uint8Array>;
   /** Ids ever claimed: never pooled again. */
   claimed: Set<number>;
+  /** Unclaimed one-time KEM pre-keys: id → key. */
+  kemPool: Map<number, PooledKemPreKey>;
+  /** KEM pre-key ids ever claimed. */
+  kemClaimed: Set<number>;
 }
 
 /** A record slot; `data === null` is a tombstone that keeps the version counting up after a delete. */
@@ -55,15 +69,22 @@ export class InMemoryStore implements AgentStore {
   storeBundle(did: string, bundle: PreKeyBundle): void {
     assertStoreId(did, 'did');
     bundle = readValidBundle(bundle); // a checked copy: each field read once
-    const base = baseOf(bundle);
     const entry = this.#dids.get(did);
+    // A bundle without a KEM pre-key keeps the stored last-resort one.
+    const base = baseOf(bundle, kemOf(bundle) ?? (entry ? kemOf(entry.base) : null));
     if (entry && !sameIdentity(entry.base, base)) throw identityChangedError();
     const otk = bundle.oneTimePreKey ? { keyId: bundle.oneTimePreKeyId as number, publicKey: bundle.oneTimePreKey } : null;
     if (otk && entry) {
       const pooled = entry.pool.get(otk.keyId);
       if (pooled && !constantTimeEqual(pooled, otk.publicKey)) throw otkReusedError(otk.keyId);
     }
-    const e = entry ?? { base, pool: new Map<number, Uint8Array>(), claimed: new Set<number>() };
+    const e = entry ?? {
+      base,
+      pool: new Map<number, Uint8Array>(),
+      claimed: new Set<number>(),
+      kemPool: new Map(),
+      kemClaimed: new Set<number>(),
+    };
     e.base = base;
     // A claimed key never re-enters the pool: re-publishing an old bundle must not hand it out again.
     if (otk && !e.claimed.has(otk.keyId)) e.pool.set(otk.keyId, Uint8Array.from(otk.publicKey));
@@ -76,7 +97,12 @@ export class InMemoryStore implements AgentStore {
     const e = this.#dids.get(did);
     if (!e) return null;
     const id = lowestId(e.pool);
-    return joinBundle(e.base, id === null ? null : { keyId: id, publicKey: e.pool.get(id) as Uint8Array });
+    const kemId = lowestId(e.kemPool);
+    return joinBundle(
+      e.base,
+      id === null ? null : { keyId: id, publicKey: e.pool.get(id) as Uint8Array },
+      kemId === null ? null : (e.kemPool.get(kemId) as PooledKemPreKey),
+    );
   }
 
   /** See {@link PreKeyStore.consumeOneTimeKey}. */
@@ -96,11 +122,18 @@ export class InMemoryStore implements AgentStore {
     const e = this.#dids.get(did);
     if (!e) return null;
     const id = lowestId(e.pool);
-    if (id === null) return joinBundle(e.base);
-    const publicKey = e.pool.get(id) as Uint8Array;
-    e.pool.delete(id);
-    e.claimed.add(id);
-    return joinBundle(e.base, { keyId: id, publicKey });
+    const kemId = lowestId(e.kemPool);
+    const otk = id === null ? null : { keyId: id, publicKey: e.pool.get(id) as Uint8Array };
+    const kem = kemId === null ? null : (e.kemPool.get(kemId) as PooledKemPreKey);
+    if (id !== null) {
+      e.pool.delete(id);
+      e.claimed.add(id);
+    }
+    if (kemId !== null) {
+      e.kemPool.delete(kemId);
+      e.kemClaimed.add(kemId);
+    }
+    return joinBundle(e.base, otk, kem);
   }
 
   /** See {@link PreKeyStore.addOneTimePreKeys}. */
@@ -120,6 +153,36 @@ export class InMemoryStore implements AgentStore {
   countOneTimePreKeys(did: string): number {
     assertStoreId(did, 'did');
     return this.#dids.get(did)?.pool.size ?? 0;
+  }
+
+  /** See {@link PreKeyStore.addKemPreKeys}. */
+  addKemPreKeys(did: string, keys: readonly PublicKemPreKeyEntry[]): void {
+    assertStoreId(did, 'did');
+    const e = this.#dids.get(did);
+    if (!e) throw noBundleError();
+    const checked = readKemPreKeys(keys, e.base.identityKeyEd); // a checked copy, signatures verified
+    for (const k of checked) {
+      const pooled = e.kemPool.get(k.keyId);
+      if (e.kemClaimed.has(k.keyId) || (pooled && !constantTimeEqual(pooled.publicKey, k.publicKey))) throw kemReusedError(k.keyId);
+    }
+    for (const k of checked) e.kemPool.set(k.keyId, k);
+  }
+
+  /** See {@link PreKeyStore.consumeKemPreKey}. */
+  consumeKemPreKey(did: string, keyId: number): boolean {
+    assertStoreId(did, 'did');
+    assertKeyId(keyId, 'keyId');
+    const e = this.#dids.get(did);
+    if (!e || !e.kemPool.has(keyId)) return false;
+    e.kemPool.delete(keyId);
+    e.kemClaimed.add(keyId);
+    return true;
+  }
+
+  /** See {@link PreKeyStore.countKemPreKeys}. */
+  countKemPreKeys(did: string): number {
+    assertStoreId(did, 'did');
+    return this.#dids.get(did)?.kemPool.size ?? 0;
   }
 
   /** See {@link PreKeyStore.removeBundle}. */
@@ -296,7 +359,7 @@ export class InMemoryStore implements AgentStore {
 /** The tutorial's name for the in-memory pre-key store (it is the whole {@link InMemoryStore}). */
 export class InMemoryPreKeyStore extends InMemoryStore {}
 
-function lowestId(pool: Map<number, Uint8Array>): number | null {
+function lowestId(pool: Map<number, unknown>): number | null {
   let min: number | null = null;
   for (const id of pool.keys()) if (min === null || id < min) min = id;
   return min;

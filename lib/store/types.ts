@@ -18,26 +18,45 @@ export interface PublicOneTimePreKey {
 }
 
 /**
- * The public directory of pre-keys: per DID, the identity and current signed pre-key, and a pool of
- * one-time pre-keys each handed out at most once (also across processes sharing the store).
+ * The public half of a one-time KEM pre-key, as published to a {@link PreKeyStore} (what
+ * `X3DHKeyManager.generateKemPreKeys` returns has these fields).
+ */
+export interface PublicKemPreKeyEntry {
+  readonly keyId: number;
+  /** ML-KEM-768 encapsulation key, 1184 bytes. */
+  readonly publicKey: Uint8Array;
+  /** The identity key's signature of it (as `PreKeyBundle.kemPreKeySignature`), 64 bytes. */
+  readonly signature: Uint8Array;
+}
+
+/**
+ * The public directory of pre-keys: per DID, the identity and current signed pre-key, a pool of
+ * one-time pre-keys and a pool of one-time KEM pre-keys, each key handed out at most once (also
+ * across processes sharing the store), and the DID's last-resort KEM pre-key.
  *
- * Last resort: when the pool of a DID is empty, {@link claimBundle} returns its bundle without a
- * one-time pre-key (three-DH X3DH, as Signal does). The responder then refuses a second
- * establishment with the same ephemeral key (see {@link KeyManagerStore.markEstablishment}).
+ * Last resort: when the one-time pool of a DID is empty, {@link claimBundle} returns its bundle
+ * without a one-time pre-key (three-DH X3DH, as Signal does); when its KEM pool is empty, with the
+ * last-resort KEM pre-key. The responder then refuses a second establishment with the same
+ * ephemeral key (see {@link KeyManagerStore.markEstablishment}).
  */
 export interface PreKeyStore {
   /**
-   * Publishes `bundle` for `did`: its identity and signed pre-key replace the stored ones, and its
-   * one-time pre-key (if any) joins the pool. Checked like `initiate` checks it (shape,
-   * `BAD_SIGNATURE`, `IDENTITY_MISMATCH`); a bundle whose Ed25519 identity differs from the one
-   * already stored for `did` is refused with `IDENTITY_MISMATCH` (call {@link removeBundle} first to
-   * re-key a DID). A one-time pre-key that was claimed before never re-enters the pool.
+   * Publishes `bundle` for `did`: its identity and signed pre-key replace the stored ones, its
+   * one-time pre-key (if any) joins the pool, and its KEM pre-key (if any) becomes the DID's
+   * last-resort KEM pre-key, replacing the previous one (publish the bundle of `getPublicBundle()`
+   * without `kemId`, which carries the manager's last-resort key; a bundle without one keeps the
+   * stored last-resort KEM pre-key). Checked like `initiate` checks it (shape,
+   * `BAD_SIGNATURE` — also of the KEM pre-key —, `IDENTITY_MISMATCH`); a bundle whose Ed25519
+   * identity differs from the one already stored for `did` is refused with `IDENTITY_MISMATCH`
+   * (call {@link removeBundle} first to re-key a DID). A one-time pre-key that was claimed before
+   * never re-enters the pool.
    */
   storeBundle(did: string, bundle: PreKeyBundle): MaybePromise<void>;
   /**
-   * The bundle of `did` with its lowest-id unclaimed one-time pre-key, without claiming it (a peek,
-   * as in the tutorial); `null` for an unknown DID. Use {@link claimBundle} when several initiators
-   * may race.
+   * The bundle of `did` with its lowest-id unclaimed one-time pre-key and lowest-id unclaimed
+   * one-time KEM pre-key (else the last-resort KEM pre-key, if any), without claiming them (a
+   * peek, as in the tutorial); `null` for an unknown DID. Use {@link claimBundle} when several
+   * initiators may race.
    */
   getBundle(did: string): MaybePromise<PreKeyBundle | null>;
   /**
@@ -46,8 +65,10 @@ export interface PreKeyStore {
    */
   consumeOneTimeKey(did: string, keyId: number): MaybePromise<boolean>;
   /**
-   * Atomically takes the bundle of `did` with one unclaimed one-time pre-key, which leaves the pool;
-   * with an empty pool, the bundle without one (the last resort); `null` for an unknown DID.
+   * Atomically takes the bundle of `did` with one unclaimed one-time pre-key and one unclaimed
+   * one-time KEM pre-key (the lowest ids), which leave their pools; with an empty one-time pool,
+   * the bundle without a one-time pre-key; with an empty KEM pool, the bundle with the last-resort
+   * KEM pre-key (without one when none was published: a classic bundle); `null` for an unknown DID.
    */
   claimBundle(did: string): MaybePromise<PreKeyBundle | null>;
   /**
@@ -58,7 +79,22 @@ export interface PreKeyStore {
   addOneTimePreKeys(did: string, keys: readonly PublicOneTimePreKey[]): MaybePromise<void>;
   /** How many unclaimed one-time pre-keys the pool of `did` holds (0 for an unknown DID). */
   countOneTimePreKeys(did: string): MaybePromise<number>;
-  /** Deletes the bundle, the pool and the claim history of `did`. `true` if there was a bundle. */
+  /**
+   * Adds one-time KEM pre-keys (1 to 1,000) to the KEM pool of `did`, which must have a bundle
+   * (`INVALID_STATE`, reason `no_bundle`). Each signature is checked against the stored identity
+   * (`BAD_SIGNATURE`; `INVALID_KEY` for a key of the wrong length); re-adding a pooled key with the same public key does nothing; with another key, or
+   * after it was claimed, it is refused (`INVALID_STATE`, reason `kem_id_reused`). On any error
+   * nothing is added.
+   */
+  addKemPreKeys(did: string, keys: readonly PublicKemPreKeyEntry[]): MaybePromise<void>;
+  /**
+   * Claims one-time KEM pre-key `keyId` of `did`: `true` the first time, `false` ever after (and
+   * for a key never published, and for the last-resort KEM pre-key, which is never claimed).
+   */
+  consumeKemPreKey(did: string, keyId: number): MaybePromise<boolean>;
+  /** How many unclaimed one-time KEM pre-keys the KEM pool of `did` holds (0 for an unknown DID). */
+  countKemPreKeys(did: string): MaybePromise<number>;
+  /** Deletes the bundle, both pools, the last-resort KEM pre-key and the claim histories of `did`. `true` if there was a bundle. */
   removeBundle(did: string): MaybePromise<boolean>;
 }
 

@@ -3,8 +3,10 @@ import { E2EError, isE2EError } from '../errors';
 import { isU32, isUsableBytes, readFields, typed } from '../crypto';
 import { PreKeyBundle, snapshotBundle } from '../x3dh';
 import { verifyBundle } from '../x3dh/agreement';
-import { AcceptanceWrite, PublicOneTimePreKey } from './types';
-import { MAX_ONE_TIME_PRE_KEYS_PER_CALL, MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH } from '../limits';
+import { kemPreKeyVerifies } from '../x3dh/identity-cache';
+import { KEM_PUBLIC_KEY_BYTES } from '../x3dh/kem-prekey';
+import { AcceptanceWrite, PublicKemPreKeyEntry, PublicOneTimePreKey } from './types';
+import { MAX_KEM_PRE_KEYS_PER_CALL, MAX_ONE_TIME_PRE_KEYS_PER_CALL, MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH } from '../limits';
 
 // A lone surrogate has no UTF-8 form: SQLite would store U+FFFD (two DIDs becoming one) and
 // encodeURIComponent throws a URIError, so such ids are refused everywhere alike.
@@ -133,6 +135,42 @@ export function readOneTimeKeys(keys: unknown): PublicOneTimePreKey[] {
     out.push({ keyId: o.keyId, publicKey: Uint8Array.from(o.publicKey) });
   }
   return out;
+}
+
+/**
+ * A checked copy of a list of public one-time KEM pre-keys (1 to 1,000, 1184-byte keys, 64-byte
+ * signatures, distinct ids), each signature verified under `identityKeyEd` (`BAD_SIGNATURE`): the
+ * list and each key read once (`INVALID_ARGUMENT` for a Proxy or getter that throws), copied.
+ */
+export function readKemPreKeys(keys: unknown, identityKeyEd: Uint8Array): PublicKemPreKeyEntry[] {
+  const list = Array.isArray(keys) ? typed(() => Array.from(keys as unknown[]), 'INVALID_ARGUMENT', 'keys') : null;
+  if (list === null || list.length === 0 || list.length > MAX_KEM_PRE_KEYS_PER_CALL) {
+    throw new E2EError('INVALID_ARGUMENT', `keys must be a list of 1 to ${MAX_KEM_PRE_KEYS_PER_CALL} KEM pre-keys`);
+  }
+  const seen = new Set<number>();
+  const out: PublicKemPreKeyEntry[] = [];
+  for (const k of list) {
+    const o = readFields(k, ['keyId', 'publicKey', 'signature'], 'each KEM pre-key');
+    assertKeyId(o.keyId, 'keyId');
+    if (!isUsableBytes(o.publicKey) || o.publicKey.length !== KEM_PUBLIC_KEY_BYTES) {
+      throw new E2EError('INVALID_KEY', `KEM pre-key publicKey must be ${KEM_PUBLIC_KEY_BYTES} bytes`);
+    }
+    if (!isUsableBytes(o.signature) || o.signature.length !== 64)
+      throw new E2EError('BAD_SIGNATURE', 'KEM pre-key signature must be 64 bytes');
+    if (seen.has(o.keyId)) throw new E2EError('INVALID_ARGUMENT', 'duplicate KEM pre-key id in one call');
+    seen.add(o.keyId);
+    const entry = { keyId: o.keyId, publicKey: Uint8Array.from(o.publicKey), signature: Uint8Array.from(o.signature) };
+    if (!kemPreKeyVerifies(identityKeyEd, entry.publicKey, entry.signature)) {
+      throw new E2EError('BAD_SIGNATURE', `the signature of KEM pre-key ${o.keyId} does not verify`);
+    }
+    out.push(entry);
+  }
+  return out;
+}
+
+/** The refusal of a KEM pre-key id that was claimed already, or is pooled with another key. */
+export function kemReusedError(keyId: number): E2EError {
+  return new E2EError('INVALID_STATE', `KEM pre-key id ${keyId} was already used or holds another key`, 'kem_id_reused');
 }
 
 /**
