@@ -250,9 +250,10 @@ export class SecureChannel {
   }
 
   /**
-   * Whether the session was established with PQXDH (X25519 and ML-KEM-768): its root key stays
-   * secret against an attacker who later breaks X25519, as long as ML-KEM-768 holds. The ratchet's
-   * later DH steps are X25519 only: keys derived after a compromise heals are classic.
+   * Whether the session was established with PQXDH (X25519 and ML-KEM-768): every root key descends
+   * from a secret that stays hidden from an attacker who records the traffic and later breaks
+   * X25519, as long as ML-KEM-768 holds. The ratchet's DH steps are X25519 only: healing after a
+   * compromise of the session state is classic.
    */
   get postQuantum(): boolean {
     return this.#postQuantum;
