@@ -75,7 +75,7 @@ async function run(source: string): Promise<string[]> {
 
 describe('README examples', () => {
   test('the README has the example stories this suite expects', () => {
-    expect([...found.keys()].sort()).toEqual(['bench', 'bridge', 'failure-safety', 'primitives', 'stores', 'tutorial']);
+    expect([...found.keys()].sort()).toEqual(['bench', 'bridge', 'failure-safety', 'post-quantum', 'primitives', 'stores', 'tutorial']);
     expect(readmeBlockCounts().get('tutorial')).toBe(6);
   });
 

@@ -29,4 +29,4 @@ export function readmeBlockCounts(): Map<string, number> {
 }
 
 /** The stories that use only the root entry and no Node built-in: these run in every runtime. */
-export const PORTABLE_STORIES = ['tutorial', 'bridge', 'failure-safety', 'primitives', 'bench'] as const;
+export const PORTABLE_STORIES = ['tutorial', 'bridge', 'failure-safety', 'post-quantum', 'primitives', 'bench'] as const;
