@@ -15,6 +15,7 @@ import {
   bundleToJSON,
   ed25519KeyPair,
   ready,
+  sha256,
   toBase64,
   toHex,
   utf8,
@@ -221,6 +222,8 @@ describe('agentmesh-e2e inspect', () => {
       ephemeralPublicKey: toBase64(establishment.ephemeralPublicKey),
       usedOneTimeKeyId: otkId,
       signedPreKeyId: bundle.signedPreKeyId,
+      postQuantum: false,
+      kemPreKeyId: null,
     };
     const bin = toHex(ChannelEstablishment.from(establishment).serialize());
     expect(JSON.parse((await cli(['inspect', bin, '--as', 'establishment'])).out)).toEqual(expected);
@@ -248,6 +251,25 @@ describe('agentmesh-e2e inspect', () => {
     };
     const f = JSON.parse((await cli(['inspect', JSON.stringify(forged)])).out) as { signedPreKey: { signatureValid: boolean } };
     expect(f.signedPreKey.signatureValid).toBe(false);
+  });
+
+  test('a post-quantum bundle and establishment: the KEM pre-key (by SHA-256, signature checked) and its id', async () => {
+    const { bob } = session();
+    bob.generateLastResortKemPreKey();
+    const bundle = bob.getPublicBundle();
+    const json = bundleToJSON(bundle);
+    const r = JSON.parse((await cli(['inspect', JSON.stringify(json)])).out) as Record<string, unknown>;
+    expect(r.kemPreKey).toEqual({ keyId: bundle.kemPreKeyId, sha256: toHex(sha256(bundle.kemPreKey!)), signatureValid: true });
+    const kem = json.kem_pre_key!;
+    const forged = { ...json, kem_pre_key: { ...kem, signature: kem.signature.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) } };
+    const f = JSON.parse((await cli(['inspect', JSON.stringify(forged)])).out) as { kemPreKey: { signatureValid: boolean } };
+    expect(f.kemPreKey.signatureValid).toBe(false);
+    const a = ed25519KeyPair();
+    const { establishment } = SecureChannel.createSender(X3DHKeyManager.fromEd25519Keys(a.secretKey, a.publicKey), bundle);
+    for (const input of [toHex(establishment.serialize()), JSON.stringify(establishment.toJSON())]) {
+      const e = JSON.parse((await cli(['inspect', input])).out) as Record<string, unknown>;
+      expect(e).toMatchObject({ kind: 'establishment', postQuantum: true, kemPreKeyId: bundle.kemPreKeyId });
+    }
   });
 
   test.each([

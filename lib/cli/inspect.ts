@@ -3,10 +3,11 @@
  * bundles carry no secret, and neither does anything printed here.
  */
 import { E2EError } from '../errors';
-import { constantTimeEqual, ed25519PublicKeyToX25519, ed25519Verify, toBase64, toHex } from '../crypto';
+import { constantTimeEqual, ed25519PublicKeyToX25519, ed25519Verify, sha256, toBase64, toHex } from '../crypto';
 import { ENVELOPE_PREFIX_BYTES, EncryptedMessage } from '../ratchet';
 import { ChannelEstablishment } from '../channel';
 import { PreKeyBundle, bundleFromJSON } from '../x3dh';
+import { kemPreKeySignedBytes } from '../x3dh/kem-prekey';
 import { DID_PREFIX, didFromPublicKey, isMeshDid, keyFingerprint } from '../trust';
 import { decodeBytes } from './io';
 
@@ -36,6 +37,8 @@ function describeEstablishment(e: ChannelEstablishment): Record<string, unknown>
     ephemeralPublicKey: toBase64(e.ephemeralPublicKey),
     usedOneTimeKeyId: e.usedOneTimeKeyId ?? null,
     signedPreKeyId: e.signedPreKeyId ?? null,
+    postQuantum: e.postQuantum,
+    kemPreKeyId: e.kemPreKeyId ?? null,
   };
 }
 
@@ -59,6 +62,14 @@ function describeBundle(b: PreKeyBundle): Record<string, unknown> {
       signatureValid: ed25519Verify(b.signedPreKeySignature, b.signedPreKey, b.identityKeyEd),
     },
     oneTimePreKey: b.oneTimePreKey ? { keyId: b.oneTimePreKeyId, publicKey: toBase64(b.oneTimePreKey) } : null,
+    // 1184 bytes: its SHA-256 names it; the signature check is the initiator's own.
+    kemPreKey: b.kemPreKey
+      ? {
+          keyId: b.kemPreKeyId,
+          sha256: toHex(sha256(b.kemPreKey)),
+          signatureValid: ed25519Verify(b.kemPreKeySignature as Uint8Array, kemPreKeySignedBytes(b.kemPreKey), b.identityKeyEd),
+        }
+      : null,
   };
 }
 
