@@ -9,8 +9,9 @@
  *
  * With a KEM pre-key PQPK in the bundle (PQXDH, revision 3), the initiator also encapsulates to it,
  * `(CT, SS) = ML-KEM-768.Encaps(PQPK)`, and `SK = KDF(F ‖ DH1 ‖ DH2 ‖ DH3 [‖ DH4] ‖ SS)` under
- * PQXDH's own info string; the responder decapsulates CT. ML-KEM's SS depends on H(PQPK) and on CT,
- * so the secret is bound to the exact key the identity signed and to the exact ciphertext sent.
+ * PQXDH's own info string; the responder decapsulates CT. ML-KEM's SS = G(m ‖ H(PQPK)) binds the
+ * secret to the exact key the identity signed; an altered CT fails ML-KEM's re-encryption check and
+ * decapsulates to an unrelated (implicit-rejection) secret.
  *
  * Both sides compute the same four DH values from opposite halves; the key manager supplies the
  * private keys and decides which pre-keys are spent.

@@ -88,6 +88,29 @@ function wipeContents(
   for (const k of kems.values()) memzero(k.seed);
 }
 
+/**
+ * Adds a read entry to its map; a second entry with the same id is `MALFORMED_MESSAGE` (its secret
+ * wiped by `wipe`): one would silently replace the other, and its secret would never be wiped.
+ */
+function putOnce<T>(map: Map<number, T>, keyId: number, entry: T, wipe: (e: T) => void, what: string): void {
+  if (map.has(keyId)) {
+    wipe(entry);
+    throw new E2EError('MALFORMED_MESSAGE', `bad key manager state: duplicate ${what} id`);
+  }
+  map.set(keyId, entry);
+}
+
+/**
+ * Throws `MALFORMED_MESSAGE` unless every id of `map` is below its counter: a key the manager would
+ * make next must never land on a saved one. Checked for KEM pre-keys, whose form is new; older
+ * forms may hold such states (the manager then refuses to make the colliding key, see `#takeId`).
+ */
+function assertBelowCounter(map: Map<number, unknown>, next: number, what: string): void {
+  for (const id of map.keys()) {
+    if (id >= next) throw new E2EError('MALFORMED_MESSAGE', `bad key manager state: a ${what} id is not below its counter`);
+  }
+}
+
 /** A key-id counter as saved: an integer in [0, 2^32] (2^32 once every id was taken). */
 function isCounter(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 2 ** 32;
@@ -204,13 +227,20 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
         memzero(privateKey);
         throw new E2EError('BAD_SIGNATURE', 'stored signed pre-key signature does not verify');
       }
-      spks.set(s.keyId, { keyId: s.keyId, keyPair, signature, createdAt: s.createdAt });
+      putOnce(
+        spks,
+        s.keyId,
+        { keyId: s.keyId, keyPair, signature, createdAt: s.createdAt },
+        (e) => memzero(e.keyPair.privateKey),
+        'signed pre-key',
+      );
     }
     for (const entry of otkEntries) {
       const o = readFields(entry, ['keyId', 'privateKey'] as const, 'one-time pre-key entry', 'MALFORMED_MESSAGE');
       if (!isU32(o.keyId)) throw new E2EError('MALFORMED_MESSAGE', 'bad one-time pre-key entry');
       const privateKey = hex(o.privateKey, 32, 'one-time pre-key');
-      otks.set(o.keyId, { keyId: o.keyId, keyPair: { privateKey, publicKey: x25519PublicKey(privateKey) } });
+      const otk = { keyId: o.keyId, keyPair: { privateKey, publicKey: x25519PublicKey(privateKey) } };
+      putOnce(otks, o.keyId, otk, (e) => memzero(e.keyPair.privateKey), 'one-time pre-key');
     }
     for (const entry of kemEntries) {
       const k = readFields(
@@ -230,7 +260,8 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
         memzero(seed);
         throw new E2EError('BAD_SIGNATURE', 'stored KEM pre-key signature does not verify');
       }
-      kems.set(k.keyId, { keyId: k.keyId, seed, publicKey: pair.publicKey, signature, lastResort: k.lastResort, createdAt: k.createdAt });
+      const kem = { keyId: k.keyId, seed, publicKey: pair.publicKey, signature, lastResort: k.lastResort, createdAt: k.createdAt };
+      putOnce(kems, k.keyId, kem, (e) => memzero(e.seed), 'KEM pre-key');
     }
     const current = state.currentSignedPreKeyId;
     if (current !== null && !(isU32(current) && spks.has(current))) {
@@ -245,6 +276,7 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
     }
     const nextKem = withKem ? state.nextKemPreKeyId : 0;
     if (!isU32(nextKem)) throw new E2EError('MALFORMED_MESSAGE', 'bad key id counters');
+    assertBelowCounter(kems, nextKem, 'KEM pre-key');
     return {
       identitySecretKey: sk,
       signedPreKeys: spks,
@@ -348,14 +380,15 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
         memzero(keyPair.privateKey);
         throw failure;
       }
-      spks.set(keyId, { keyId, keyPair, signature, createdAt });
+      putOnce(spks, keyId, { keyId, keyPair, signature, createdAt }, (e) => memzero(e.keyPair.privateKey), 'signed pre-key');
     }
     const nOtk = r.u32();
     const otkBytes = nOtk * OTK_ENTRY_BYTES;
     if (version === AMK_VERSION ? otkBytes !== r.remaining : otkBytes + KEM_FIXED_BYTES > r.remaining) throw bad('one-time pre-keys');
     for (let i = 0; i < nOtk; i++) {
       const keyId = r.u32();
-      otks.set(keyId, { keyId, keyPair: { privateKey: r.bytes(32), publicKey: r.bytes(32) } });
+      const otk = { keyId, keyPair: { privateKey: r.bytes(32), publicKey: r.bytes(32) } };
+      putOnce(otks, keyId, otk, (e) => memzero(e.keyPair.privateKey), 'one-time pre-key');
     }
     let nextKem = 0;
     let lastResort: number | null = null;
@@ -378,7 +411,7 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
           lastResort: flag === 1,
           createdAt: r.f64(),
         };
-        kems.set(keyId, record); // set before the checks: a failure wipes the seed with the rest
+        putOnce(kems, keyId, record, (e) => memzero(e.seed), 'KEM pre-key'); // before the checks: a failure wipes the seed with the rest
         if (flag > 1 || !Number.isFinite(record.createdAt)) throw bad('KEM pre-key entry');
       }
       if (hasLastResort === 1 && kems.get(lastResortId)?.lastResort !== true) throw bad('current last-resort KEM pre-key missing');
@@ -386,6 +419,7 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
     }
     r.end();
     if (hasCurrent === 1 && !spks.has(current)) throw bad('current signed pre-key missing');
+    assertBelowCounter(kems, nextKem, 'KEM pre-key');
     return {
       identitySecretKey: sk,
       signedPreKeys: spks,

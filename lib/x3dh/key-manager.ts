@@ -31,7 +31,7 @@ import {
   keyManagerToBytes,
   keyManagerToState,
 } from './key-manager-codec';
-import { MAX_KEM_PRE_KEYS_PER_CALL, MAX_ONE_TIME_PRE_KEYS_PER_CALL } from '../limits';
+import { MAX_KEM_PRE_KEYS_IN_STATE, MAX_KEM_PRE_KEYS_PER_CALL, MAX_ONE_TIME_PRE_KEYS_PER_CALL } from '../limits';
 import { MLKEM768_CIPHERTEXT_BYTES, MLKEM768_SECRET_KEY_BYTES, mlkem768KeyPairFromSeed } from '../crypto/mlkem';
 import { randomSecretBytes } from '../crypto/random';
 import { KemPreKeyRecord } from './key-manager-codec';
@@ -113,10 +113,10 @@ export interface X3DHResponse {
   readonly postQuantum: boolean;
 }
 
-/** The argument of `getPublicBundle`, read. `kemId` undefined: the current last-resort KEM pre-key, if any. */
+/** The argument of `getPublicBundle`, read. `kemId` undefined: the current last-resort KEM pre-key, if any; `null`: none. */
 interface BundleChoice {
   readonly otkId: number | null;
-  readonly kemId: number | undefined;
+  readonly kemId: number | null | undefined;
 }
 
 /** `getPublicBundle`'s argument read; `INVALID_ARGUMENT` on anything unclear. */
@@ -135,7 +135,7 @@ function readBundleChoice(opts: unknown): BundleChoice {
     throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
   if (kemId !== undefined && kemId !== null && !isU32(kemId))
     throw new E2EError('INVALID_ARGUMENT', 'kemId must be an integer in [0, 2^32)');
-  return { otkId: (otkId ?? null) as number | null, kemId: (kemId ?? undefined) as number | undefined };
+  return { otkId: (otkId ?? null) as number | null, kemId: kemId as number | null | undefined };
 }
 
 /** The public half of a KEM pre-key record (copies). */
@@ -327,6 +327,7 @@ export class X3DHKeyManager {
     if (!Number.isInteger(n) || n < 1 || n > MAX_KEM_PRE_KEYS_PER_CALL) {
       throw new E2EError('INVALID_ARGUMENT', `n must be an integer in [1, ${MAX_KEM_PRE_KEYS_PER_CALL}]`);
     }
+    this.#assertKemRoom(n);
     const made: PublicKemPreKey[] = [];
     for (let i = 0; i < n; i++) made.push(publicKemPreKey(this.#makeKemPreKey(false)));
     return made;
@@ -339,6 +340,7 @@ export class X3DHKeyManager {
    * {@link retireKemPreKey}, so establishments in flight still complete.
    */
   generateLastResortKemPreKey(): PublicKemPreKey {
+    this.#assertKemRoom(1);
     const k = this.#makeKemPreKey(true);
     this.#currentLastResortKemPreKeyId = k.keyId;
     return publicKemPreKey(k);
@@ -400,7 +402,8 @@ export class X3DHKeyManager {
    * The public bundle to publish, with the one-time pre-key `otkId` when given (`OTK_NOT_FOUND` if
    * it is not an unused key of ours) and the KEM pre-key `kemId` when given (`KEM_NOT_FOUND` if it
    * is not a usable key of ours); without `kemId`, the current last-resort KEM pre-key when there is
-   * one. A manager with no KEM pre-key publishes the classic bundle, byte for byte.
+   * one; with `kemId: null`, none (a classic bundle, for a peer that must get one). A manager with no
+   * KEM pre-key publishes the classic bundle, byte for byte.
    * `INVALID_STATE` before the first signed pre-key. The one-time pre-key id may be passed as
    * `{ otkId }` or, AGT style, as the number itself: `getPublicBundle(0)` is the bundle with one-time
    * pre-key 0, never silently one without. Anything else (a non-u32 id, an object with other keys)
@@ -424,7 +427,7 @@ export class X3DHKeyManager {
       if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${choice.otkId}`);
       bundle = { ...bundle, oneTimePreKey: Uint8Array.from(otk.keyPair.publicKey), oneTimePreKeyId: otk.keyId };
     }
-    const kemId = choice.kemId ?? this.#currentLastResortKemPreKeyId;
+    const kemId = choice.kemId === undefined ? this.#currentLastResortKemPreKeyId : choice.kemId;
     if (kemId === null) return bundle;
     const kem = this.#kemPreKeys.get(kemId);
     if (!kem) throw new E2EError('KEM_NOT_FOUND', `no usable KEM pre-key with id ${kemId}`);
@@ -546,6 +549,19 @@ export class X3DHKeyManager {
     return { ciphertext: ct, secretKey: this.#kemSecretKey(record), record };
   }
 
+  /**
+   * `INVALID_STATE` when `n` more KEM pre-keys would make a state that cannot be read back
+   * ({@link MAX_KEM_PRE_KEYS_IN_STATE}): retire or consume some first.
+   */
+  #assertKemRoom(n: number): void {
+    if (this.#kemPreKeys.size + n > MAX_KEM_PRE_KEYS_IN_STATE) {
+      throw new E2EError(
+        'INVALID_STATE',
+        `a key manager holds at most ${MAX_KEM_PRE_KEYS_IN_STATE} KEM pre-keys: retire or use some first`,
+      );
+    }
+  }
+
   /** A new KEM pre-key: a seed from the CSPRNG, its key pair, the identity's signature. */
   #makeKemPreKey(lastResort: boolean): KemPreKeyRecord {
     const seed = randomSecretBytes(64);
@@ -645,6 +661,9 @@ export class X3DHKeyManager {
   #takeId(kind: 'signed' | 'one-time' | 'kem'): number {
     const id = kind === 'signed' ? this.#nextSignedPreKeyId : kind === 'one-time' ? this.#nextOneTimePreKeyId : this.#nextKemPreKeyId;
     if (id > 0xffffffff) throw new E2EError('COUNTER_EXHAUSTED', `${kind} pre-key ids exhausted`);
+    const taken = kind === 'signed' ? this.#signedPreKeys : kind === 'one-time' ? this.#oneTimePreKeys : this.#kemPreKeys;
+    // A restored state whose counter is behind its keys: never replace a live key (its secret unwiped).
+    if (taken.has(id)) throw new E2EError('INVALID_STATE', `${kind} pre-key id ${id} is in use: the saved counter is behind its keys`);
     if (kind === 'signed') this.#nextSignedPreKeyId = id + 1;
     else if (kind === 'one-time') this.#nextOneTimePreKeyId = id + 1;
     else this.#nextKemPreKeyId = id + 1;

@@ -84,7 +84,8 @@ describe('getPublicBundle with KEM pre-keys', () => {
     expect(toHex(b.kemPreKeySignature as Uint8Array)).toBe(toHex(lr.signature));
     const withOne = m.getPublicBundle({ otkId: null, kemId: one.keyId });
     expect(withOne.kemPreKeyId).toBe(one.keyId);
-    expect(m.getPublicBundle({ kemId: null }).kemPreKeyId).toBe(lr.keyId);
+    expect(m.getPublicBundle({ kemId: null }).kemPreKey).toBeUndefined(); // explicitly classic
+    expect(m.getPublicBundle({ kemId: undefined }).kemPreKeyId).toBe(lr.keyId);
   });
 
   test('an unknown kemId is KEM_NOT_FOUND; a bad one or another option INVALID_ARGUMENT', () => {
@@ -395,3 +396,50 @@ describe('saving KEM pre-keys', () => {
 function bobSign(bob: X3DHKeyManager, message: Uint8Array): Uint8Array {
   return bob.signWithIdentityKey(message);
 }
+
+describe('saved forms refuse ids that would collide', () => {
+  test('a duplicate id, or one not below its counter, is MALFORMED_MESSAGE in both forms', () => {
+    const m = manager();
+    m.generateOneTimePreKeys(2);
+    m.generateKemPreKeys(2);
+    const state = m.exportState();
+    const kems = state.kemPreKeys as NonNullable<KeyManagerState['kemPreKeys']>;
+    const bad: KeyManagerState[] = [
+      { ...state, kemPreKeys: [kems[0], { ...kems[1], keyId: 0 }] },
+      { ...state, oneTimePreKeys: [state.oneTimePreKeys[0], { ...state.oneTimePreKeys[1], keyId: 0 }] },
+      { ...state, nextKemPreKeyId: 1 },
+    ];
+    const messages = bad.map((s) => expectE2EError(() => X3DHKeyManager.fromState(s), 'MALFORMED_MESSAGE').message);
+    expect(messages).toEqual([
+      'bad key manager state: duplicate KEM pre-key id',
+      'bad key manager state: duplicate one-time pre-key id',
+      'bad key manager state: a KEM pre-key id is not below its counter',
+    ]);
+    // The classic forms keep reading such states (pinned by older vectors), but the manager never overwrites a key.
+    const behind = X3DHKeyManager.fromState({ ...state, nextOneTimePreKeyId: 1 });
+    expectE2EError(() => behind.generateOneTimePreKeys(1), 'INVALID_STATE');
+    expect(behind.oneTimePreKeyIds).toEqual([0, 1]);
+    const bytes = m.toBytes();
+    const kemStart = bytes.length - 2 * 1325;
+    const dup = Uint8Array.from(bytes);
+    dup.set(bytes.subarray(kemStart, kemStart + 4), kemStart + 1325); // the second KEM entry gets the first's id
+    expect(expectE2EError(() => X3DHKeyManager.fromBytes(dup), 'MALFORMED_MESSAGE').message).toBe(
+      'bad key manager state: duplicate KEM pre-key id',
+    );
+    const ahead = Uint8Array.from(bytes);
+    new DataView(ahead.buffer).setFloat64(kemStart - 17, 1); // next KEM id 1, with keys 0 and 1 saved
+    expect(expectE2EError(() => X3DHKeyManager.fromBytes(ahead), 'MALFORMED_MESSAGE').message).toBe(
+      'bad key manager state: a KEM pre-key id is not below its counter',
+    );
+  });
+
+  test('a manager never makes more KEM pre-keys than a state can hold', () => {
+    const m = manager();
+    for (let i = 0; i < 4; i++) m.generateKemPreKeys(1000);
+    expectE2EError(() => m.generateKemPreKeys(97), 'INVALID_STATE');
+    m.generateKemPreKeys(96);
+    expectE2EError(() => m.generateLastResortKemPreKey(), 'INVALID_STATE');
+    expect(m.kemPreKeyIds).toHaveLength(4096);
+    expect(X3DHKeyManager.fromBytes(m.toBytes()).kemPreKeyIds).toHaveLength(4096);
+  });
+});
