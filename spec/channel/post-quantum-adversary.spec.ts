@@ -53,6 +53,7 @@ import {
   bobBundle,
   flipBit,
   outcome,
+  parse,
   pqWorld,
   rawBinary,
   rawJson,
@@ -209,6 +210,8 @@ describe('PQ adversary: the KEM ciphertext', () => {
           if ((raw.kct as Uint8Array).length !== CT) {
             // A wrong length is refused by the receiving path, before any key is looked up.
             expect(got).toBe('MALFORMED_MESSAGE');
+            // ...by the parsing itself (the constructor, deserialize, fromJSON), not only by respond.
+            expect(outcome(() => parse(raw, f === 'fields' ? 'instance' : f))).toBe('MALFORMED_MESSAGE');
             expect(stateHex(w.bob)).toBe(before);
             expectGenuine(w, alice, establishment, 'ok');
             return;

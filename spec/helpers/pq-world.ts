@@ -123,17 +123,16 @@ export function rawFields(r: RawEstablishment): ChannelEstablishmentFields {
 export type EstablishmentForm = 'instance' | 'fields' | 'binary' | 'json';
 export const ESTABLISHMENT_FORMS: readonly EstablishmentForm[] = ['instance', 'fields', 'binary', 'json'];
 
+/** `r` parsed from its transport form (`fields`: the plain object, for `createReceiver` to read). */
+export function parse(r: RawEstablishment, form: EstablishmentForm): ChannelEstablishment | ChannelEstablishmentFields {
+  if (form === 'binary') return ChannelEstablishment.deserialize(rawBinary(r));
+  if (form === 'json') return ChannelEstablishment.fromJSON(rawJson(r));
+  return form === 'instance' ? new ChannelEstablishment(rawFields(r)) : rawFields(r);
+}
+
 /** The receiving path: parse `r` from its transport form, then `createReceiver`. Throws what either throws. */
 export function receive(bob: X3DHKeyManager, r: RawEstablishment, form: EstablishmentForm, options: ReceiverOptions = {}): SecureChannel {
-  const e =
-    form === 'binary'
-      ? ChannelEstablishment.deserialize(rawBinary(r))
-      : form === 'json'
-        ? ChannelEstablishment.fromJSON(rawJson(r))
-        : form === 'instance'
-          ? new ChannelEstablishment(rawFields(r))
-          : rawFields(r);
-  return SecureChannel.createReceiver(bob, e, PQ_AD, options);
+  return SecureChannel.createReceiver(bob, parse(r, form), PQ_AD, options);
 }
 
 /** The `E2EError` code `f` throws, `'ok'` when it returns; anything else thrown is rethrown. */
