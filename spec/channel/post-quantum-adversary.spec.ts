@@ -52,6 +52,7 @@ import {
   attempt,
   bobBundle,
   flipBit,
+  freshManager,
   outcome,
   parse,
   pqWorld,
@@ -702,84 +703,102 @@ function restoreManager(m: X3DHKeyManager, via: 'none' | 'bytes' | 'state'): X3D
   return m;
 }
 
+type Restore = 'none' | 'bytes' | 'state';
+const restore = fc.constantFrom<Restore>('none', 'bytes', 'state');
+const sessionConfig = fc.record({
+  kem: fc.constantFrom<KemKind>('oneTime', 'lastResort', 'classic'),
+  otk: fc.boolean(),
+  bundleJson: fc.boolean(),
+  form: fc.constantFrom<EstablishmentForm>(...ESTABLISHMENT_FORMS),
+  saveAlice: restore,
+  saveBob: restore,
+  require: fc.boolean(),
+  steps,
+});
+
+/** One open session of a run: its two channels (replaced when restored) and whether it is post-quantum. */
+interface Session {
+  alice: SecureChannel;
+  bob: SecureChannel;
+  readonly pq: boolean;
+}
+
 describe('PQ sessions: honest runs', () => {
-  test('random configurations round-trip both ways; postQuantum on both ends exactly when the bundle had a KEM pre-key', () => {
+  test('random sequences of sessions round-trip both ways; postQuantum on both ends exactly when the bundle had a KEM pre-key', () => {
     fc.assert(
-      fc.property(
-        fc.record({
-          kem: fc.constantFrom<KemKind>('oneTime', 'lastResort', 'classic'),
-          otk: fc.boolean(),
-          bundleJson: fc.boolean(),
-          form: fc.constantFrom<EstablishmentForm>(...ESTABLISHMENT_FORMS),
-          saveAlice: fc.constantFrom<'none' | 'bytes' | 'state'>('none', 'bytes', 'state'),
-          saveBob: fc.constantFrom<'none' | 'bytes' | 'state'>('none', 'bytes', 'state'),
-          require: fc.boolean(),
-          steps,
-        }),
-        (c) => {
-          const w = pqWorld();
-          let bobMgr = w.bob;
-          if (c.kem === 'classic') {
-            // A manager that never made a KEM pre-key publishes (and saves) the classic forms.
-            bobMgr = X3DHKeyManager.fromEd25519Keys(w.bob.exportIdentitySecretKey(), w.bob.identityKeyEd);
-            bobMgr.generateSignedPreKey();
-            bobMgr.generateOneTimePreKeys(1);
-            expect(bobMgr.toBytes()[3]).toBe(1);
-          }
+      fc.property(fc.array(sessionConfig, { minLength: 1, maxLength: 3 }), (configs) => {
+        // Bob publishes one-time and last-resort KEM pre-keys; "Dave" never made any (a classic agent).
+        let alice = freshManager();
+        let bob = freshManager();
+        let dave = freshManager();
+        bob.generateOneTimePreKeys(3);
+        dave.generateOneTimePreKeys(3);
+        bob.generateKemPreKeys(3);
+        const lastResort = bob.generateLastResortKemPreKey().keyId;
+        const sessions: Session[] = [];
+        let k = 0;
+        for (const c of configs) {
           const pq = c.kem !== 'classic';
-          const otkId = c.otk ? bobMgr.oneTimePreKeyIds[0] : null;
-          let bundle =
-            c.kem === 'oneTime' ? bobMgr.getPublicBundle({ otkId, kemId: w.kemOneTime[0].keyId }) : bobMgr.getPublicBundle({ otkId });
+          const target = pq ? bob : dave;
+          const otkId = c.otk ? target.oneTimePreKeyIds[0] : null;
+          const kemId =
+            c.kem === 'oneTime' ? bob.kemPreKeyIds.find((id) => id !== lastResort) : c.kem === 'lastResort' ? lastResort : undefined;
+          let bundle = c.kem === 'oneTime' ? target.getPublicBundle({ otkId, kemId }) : target.getPublicBundle({ otkId });
+          expect(bundle.kemPreKeyId).toBe(kemId);
           if (c.bundleJson) {
             const text = JSON.stringify(bundleToJSON(bundle));
             expect(text.includes('"kem_pre_key"')).toBe(pq);
             bundle = bundleFromJSON(text);
           }
-          const alice0 = restoreManager(w.alice, c.saveAlice);
+          alice = restoreManager(alice, c.saveAlice);
           const requirePostQuantum = c.require && pq;
-          const sent = SecureChannel.createSender(alice0, bundle, PQ_AD, { requirePostQuantum });
+          const sent = SecureChannel.createSender(alice, bundle, PQ_AD, { requirePostQuantum });
           const e = sent.establishment;
           expect(e.postQuantum).toBe(pq);
-          // Binary: ik ‖ ek ‖ flags ‖ [otk] ‖ spk ‖ [kem ‖ kct]; the classic bytes are exactly the hand-written ones.
+          // Binary: ik ‖ ek ‖ flags ‖ [otk] ‖ spk ‖ [kem ‖ kct]; exactly the hand-written bytes, the classic ones without bit 4.
           const bin = e.serialize();
           expect(bin.length).toBe(65 + (c.otk ? 4 : 0) + 4 + (pq ? 4 + CT : 0));
           expect(bin[64]).toBe((c.otk ? 1 : 0) | 2 | (pq ? 4 : 0));
           expect(toHex(bin)).toBe(toHex(rawBinary(rawOf(e))));
-          const json = JSON.parse(JSON.stringify(e.toJSON())) as Record<string, unknown>;
+          const json = e.toJSON() as unknown as Record<string, unknown>;
           expect(Object.keys(json).sort()).toEqual([...['ek', 'ik'], ...(pq ? ['kct', 'kem'] : []), ...(c.otk ? ['otk'] : []), 'spk']);
-          expect(JSON.stringify(e.toJSON())).toBe(rawJson(rawOf(e)));
-          const bobBefore = stateHex(bobMgr);
-          const bob0 = restoreManager(bobMgr, c.saveBob);
-          let bob = receive(bob0, rawOf(e), c.form, { requirePostQuantum });
-          let alice = sent.channel;
-          expect([alice.postQuantum, bob.postQuantum]).toEqual([pq, pq]);
+          expect(JSON.stringify(json)).toBe(rawJson(rawOf(e)));
+          const before = stateHex(target);
+          const restored = restoreManager(target, c.saveBob);
+          if (pq) bob = restored;
+          else dave = restored;
+          const s: Session = { alice: sent.channel, bob: receive(restored, rawOf(e), c.form, { requirePostQuantum }), pq };
+          expect([s.alice.postQuantum, s.bob.postQuantum]).toEqual([pq, pq]);
           // Spent: the one-time KEM pre-key and the one-time pre-key the bundle named, nothing else.
-          expect(stateHex(bob0)).toBe(spent(bobBefore, c.kem === 'oneTime' ? w.kemOneTime[0].keyId : undefined, otkId ?? undefined));
+          expect(stateHex(restored)).toBe(spent(before, c.kem === 'oneTime' ? kemId : undefined, otkId ?? undefined));
           // Bob must receive first (he has no sending chain before).
-          const first = alice.send(utf8('hello')).serialize();
-          expect(bob.receive(first)).toEqual(utf8('hello'));
-          let k = 0;
-          for (const s of c.steps) {
-            if (s.t === 'save') {
-              const saved = (s.who === 'alice' ? alice : bob).toBytes();
+          expect(s.bob.receive(s.alice.send(utf8('hello')).serialize())).toEqual(utf8('hello'));
+          for (const st of c.steps) {
+            if (st.t === 'save') {
+              const saved = s[st.who].toBytes();
               expect(Array.from(saved.subarray(0, pq ? 5 : 4))).toEqual(pq ? [0x41, 0x4d, 0x43, 2, 1] : [0x41, 0x4d, 0x43, 1]);
-              const restored = SecureChannel.fromBytes(saved);
-              expect(restored.postQuantum).toBe(pq);
-              if (s.who === 'alice') alice = restored;
-              else bob = restored;
+              s[st.who] = SecureChannel.fromBytes(saved);
+              expect(s[st.who].postQuantum).toBe(pq);
               continue;
             }
-            const [from, to] = s.from === 'alice' ? [alice, bob] : [bob, alice];
-            for (let i = 0; i < s.n; i++) {
+            const [from, to] = st.from === 'alice' ? [s.alice, s.bob] : [s.bob, s.alice];
+            for (let i = 0; i < st.n; i++) {
               const pt = utf8(`m${k++}`);
               expect(to.receive(from.send(pt).serialize())).toEqual(pt);
             }
           }
-          expect(roundTrips(alice, bob)).toBe(true);
-          expect([alice.postQuantum, bob.postQuantum]).toEqual([pq, pq]);
-        },
-      ),
-      runs(80),
+          sessions.push(s);
+        }
+        // Every session is still live and its own, whatever came after it.
+        for (const s of sessions) {
+          expect(roundTrips(s.alice, s.bob)).toBe(true);
+          expect([s.alice.postQuantum, s.bob.postQuantum]).toEqual([s.pq, s.pq]);
+        }
+        const used = configs.filter((c) => c.kem === 'oneTime').length;
+        expect(bob.kemPreKeyIds).toEqual([0, 1, 2].slice(used).concat([lastResort]));
+        expect([bob.toBytes()[3], dave.toBytes()[3]]).toEqual([2, 1]);
+      }),
+      runs(60),
     );
   });
 });
