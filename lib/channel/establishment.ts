@@ -78,7 +78,8 @@ export class ChannelEstablishment implements ChannelEstablishmentFields {
     this.initiatorIdentityKey = Uint8Array.from(ik);
     this.ephemeralPublicKey = Uint8Array.from(ek);
     const hasKem = kemId !== undefined && kemId !== null;
-    if (hasKem !== (kct !== undefined && kct !== null)) throw new E2EError('MALFORMED_MESSAGE', 'kemPreKeyId and kemCiphertext go together');
+    if (hasKem !== (kct !== undefined && kct !== null))
+      throw new E2EError('MALFORMED_MESSAGE', 'kemPreKeyId and kemCiphertext go together');
     if (hasKem && !isU32(kemId)) throw new E2EError('MALFORMED_MESSAGE', 'kemPreKeyId must be an integer in [0, 2^32)');
     if (hasKem && (!isUsableBytes(kct) || kct.length !== MLKEM768_CIPHERTEXT_BYTES)) {
       throw new E2EError('MALFORMED_MESSAGE', `kemCiphertext must be ${MLKEM768_CIPHERTEXT_BYTES} bytes`);

@@ -112,7 +112,8 @@ function checkFields(b: Record<(typeof BUNDLE_FIELDS)[number], unknown>): void {
     throw new E2EError('MALFORMED_MESSAGE', 'bundle.kemPreKey, kemPreKeyId and kemPreKeySignature go together');
   }
   if (kem[0]) {
-    if (!isBytes(b.kemPreKey, KEM_PUBLIC_KEY_BYTES)) throw new E2EError('INVALID_KEY', `bundle.kemPreKey must be ${KEM_PUBLIC_KEY_BYTES} bytes`);
+    if (!isBytes(b.kemPreKey, KEM_PUBLIC_KEY_BYTES))
+      throw new E2EError('INVALID_KEY', `bundle.kemPreKey must be ${KEM_PUBLIC_KEY_BYTES} bytes`);
     if (!isU32(b.kemPreKeyId)) throw new E2EError('MALFORMED_MESSAGE', 'bundle.kemPreKeyId must be an integer in [0, 2^32)');
     if (!isBytes(b.kemPreKeySignature, 64)) throw new E2EError('BAD_SIGNATURE', 'bundle.kemPreKeySignature must be 64 bytes');
   }

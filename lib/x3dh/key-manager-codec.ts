@@ -160,7 +160,10 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
   );
   if (state.version !== 1 && state.version !== 2) throw new E2EError('MALFORMED_MESSAGE', 'unknown key manager state version');
   const withKem = state.version === 2;
-  if (!withKem && (state.kemPreKeys !== undefined || state.currentLastResortKemPreKeyId !== undefined || state.nextKemPreKeyId !== undefined)) {
+  if (
+    !withKem &&
+    (state.kemPreKeys !== undefined || state.currentLastResortKemPreKeyId !== undefined || state.nextKemPreKeyId !== undefined)
+  ) {
     throw new E2EError('MALFORMED_MESSAGE', 'a version 1 key manager state has no KEM pre-keys');
   }
   // Hex lengths are checked before decoding: a hostile state costs no work.
@@ -210,7 +213,12 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
       otks.set(o.keyId, { keyId: o.keyId, keyPair: { privateKey, publicKey: x25519PublicKey(privateKey) } });
     }
     for (const entry of kemEntries) {
-      const k = readFields(entry, ['keyId', 'seed', 'signature', 'lastResort', 'createdAt'] as const, 'KEM pre-key entry', 'MALFORMED_MESSAGE');
+      const k = readFields(
+        entry,
+        ['keyId', 'seed', 'signature', 'lastResort', 'createdAt'] as const,
+        'KEM pre-key entry',
+        'MALFORMED_MESSAGE',
+      );
       if (!isU32(k.keyId) || typeof k.lastResort !== 'boolean' || typeof k.createdAt !== 'number' || !Number.isFinite(k.createdAt)) {
         throw new E2EError('MALFORMED_MESSAGE', 'bad KEM pre-key entry');
       }
@@ -362,7 +370,14 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
         const keyId = r.u32();
         const flag = r.u8();
         const seed = r.bytes(64);
-        const record = { keyId, seed, publicKey: r.bytes(MLKEM768_PUBLIC_KEY_BYTES), signature: r.bytes(64), lastResort: flag === 1, createdAt: r.f64() };
+        const record = {
+          keyId,
+          seed,
+          publicKey: r.bytes(MLKEM768_PUBLIC_KEY_BYTES),
+          signature: r.bytes(64),
+          lastResort: flag === 1,
+          createdAt: r.f64(),
+        };
         kems.set(keyId, record); // set before the checks: a failure wipes the seed with the rest
         if (flag > 1 || !Number.isFinite(record.createdAt)) throw bad('KEM pre-key entry');
       }

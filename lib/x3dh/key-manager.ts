@@ -128,10 +128,13 @@ function readBundleChoice(opts: unknown): BundleChoice {
   }
   if (typeof opts !== 'object') throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle takes { otkId, kemId } or a one-time pre-key id');
   const keys = typed(() => Object.keys(opts), 'INVALID_ARGUMENT', 'options');
-  if (keys.some((k) => k !== 'otkId' && k !== 'kemId')) throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle options have only otkId and kemId');
+  if (keys.some((k) => k !== 'otkId' && k !== 'kemId'))
+    throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle options have only otkId and kemId');
   const { otkId, kemId } = readFields(opts, ['otkId', 'kemId'] as const, 'options');
-  if (otkId !== undefined && otkId !== null && !isU32(otkId)) throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
-  if (kemId !== undefined && kemId !== null && !isU32(kemId)) throw new E2EError('INVALID_ARGUMENT', 'kemId must be an integer in [0, 2^32)');
+  if (otkId !== undefined && otkId !== null && !isU32(otkId))
+    throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
+  if (kemId !== undefined && kemId !== null && !isU32(kemId))
+    throw new E2EError('INVALID_ARGUMENT', 'kemId must be an integer in [0, 2^32)');
   return { otkId: (otkId ?? null) as number | null, kemId: (kemId ?? undefined) as number | undefined };
 }
 
@@ -385,9 +388,11 @@ export class X3DHKeyManager {
 
   /** Deletes (and wipes) an old last-resort KEM pre-key. The current one cannot be retired: make a new one first. */
   retireKemPreKey(keyId: number): void {
-    if (keyId === this.#currentLastResortKemPreKeyId) throw new E2EError('INVALID_STATE', 'cannot retire the current last-resort KEM pre-key');
+    if (keyId === this.#currentLastResortKemPreKeyId)
+      throw new E2EError('INVALID_STATE', 'cannot retire the current last-resort KEM pre-key');
     const k = this.#kemPreKeys.get(keyId);
-    if (!k || !k.lastResort) throw new E2EError('KEM_NOT_FOUND', `no last-resort KEM pre-key with id ${isU32(keyId) ? keyId : '(not a key id)'}`);
+    if (!k || !k.lastResort)
+      throw new E2EError('KEM_NOT_FOUND', `no last-resort KEM pre-key with id ${isU32(keyId) ? keyId : '(not a key id)'}`);
     this.#dropKemPreKey(k);
   }
 
