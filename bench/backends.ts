@@ -76,7 +76,11 @@ function curveRows(b: Backend): Row[] {
   ];
 }
 
-function mlkemRows(): Row[] {
+/** Ids of the ML-KEM-768 rows (the PQ set-up floor uses encapsulate and decapsulate). */
+export const MLKEM_ROWS = { keypair: 'mlkem768.keypair', encaps: 'mlkem768.encaps', decaps: 'mlkem768.decaps' } as const;
+
+/** The ML-KEM-768 rows (WASM: sodium-native has no KEM). */
+export function mlkemRows(): Row[] {
   const g = 'backends';
   let pair: MlKem768KeyPair;
   let enc: MlKem768Encapsulation;
@@ -85,17 +89,17 @@ function mlkemRows(): Row[] {
     enc = mlkem768Encapsulate(pair.publicKey);
   };
   return [
-    { group: g, id: 'mlkem768.keypair', name: 'ML-KEM-768 key pair (mlkem768KeyPair) — wasm', op: () => mlkem768KeyPair() },
+    { group: g, id: MLKEM_ROWS.keypair, name: 'ML-KEM-768 key pair (mlkem768KeyPair) — wasm', op: () => mlkem768KeyPair() },
     {
       group: g,
-      id: 'mlkem768.encaps',
+      id: MLKEM_ROWS.encaps,
       name: 'ML-KEM-768 encapsulate (mlkem768Encapsulate) — wasm',
       before,
       op: () => mlkem768Encapsulate(pair.publicKey),
     },
     {
       group: g,
-      id: 'mlkem768.decaps',
+      id: MLKEM_ROWS.decaps,
       name: 'ML-KEM-768 decapsulate (mlkem768Decapsulate) — wasm',
       before,
       op: () => mlkem768Decapsulate(enc.ciphertext, pair.secretKey),

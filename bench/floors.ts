@@ -10,10 +10,14 @@
  *                 a one-time pre-key, the sender's first ratchet key and KDF_RK, respond)
  *   set-up      = X3DH + message(64) + DH step (the first message, which the responder's ratchet
  *                 steps on)
+ *   PQ set-up   = set-up + 1 Ed25519 verify (the KEM pre-key's signature) + ML-KEM-768 encapsulate +
+ *                 decapsulate (raw only: the ML-KEM rows are lib/crypto/mlkem.ts's calls, which are
+ *                 the WASM exports behind a copy; the wrapper has no ML-KEM)
  *   burst(10)   = 10 × message(64)
  */
 import { Result, derivedResult } from './harness';
 import { AEAD_SIZES, RAW, WRAP, sizeLabel } from './primitives';
+import { MLKEM_ROWS } from './backends';
 
 /** Ids of the floors. */
 export const FLOOR = {
@@ -21,6 +25,7 @@ export const FLOOR = {
   roundTrip: 'floor.roundtrip',
   x3dh: 'floor.x3dh',
   setup: 'floor.setup',
+  setupPq: 'floor.setup.pq',
   burst: 'floor.burst10',
 } as const;
 
@@ -101,6 +106,19 @@ function floorsOf(flavour: 'raw' | 'wrapper', ids: Ids, get: (id: string) => num
           'X3DH + message 64 B + DH step',
         ),
       );
+      const encaps = get(MLKEM_ROWS.encaps);
+      const decaps = get(MLKEM_ROWS.decaps);
+      if (flavour === 'raw' && encaps !== undefined && decaps !== undefined) {
+        out.push(
+          derivedResult(
+            group,
+            `${FLOOR.setupPq}.${flavour}`,
+            `PQ set-up + first 64 B message — ${flavour} floor`,
+            x3dh + m64 + step + verify + encaps + decaps,
+            'set-up + Ed25519 verify + ML-KEM-768 encapsulate + decapsulate',
+          ),
+        );
+      }
     }
   }
   return out;

@@ -31,6 +31,11 @@ export interface Row {
   readonly floor?: string;
   /** Id of the row of ours that a peer or naive row is compared to. */
   readonly versus?: string;
+  /**
+   * A second row of ours to compare to: the table repeats this row's figures (marked computed)
+   * against it, named `name` + `label`.
+   */
+  readonly alsoVersus?: { readonly id: string; readonly label: string };
   /** Largest batch (e.g. when `prepare` is expensive per item). */
   readonly maxBatch?: number;
 }
@@ -209,6 +214,18 @@ export function derivedResult(group: string, id: string, name: string, us: numbe
     batch: 0,
     derived: true,
     formula,
+  };
+}
+
+/** The twin of `r` that {@link Row.alsoVersus} asks for: the same figures, compared to another row of ours. */
+export function versusTwin(r: Result, also: { readonly id: string; readonly label: string }): Result {
+  return {
+    ...r,
+    id: `${r.id}.vs.${also.id}`,
+    name: `${r.name}${also.label}`,
+    versus: also.id,
+    derived: true,
+    formula: `the figures of ${r.id}`,
   };
 }
 

@@ -15,12 +15,25 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { computeFloors, FLOOR } from './floors';
-import { FULL, QUICK, Result, Row, RunOptions, bestOf, failedResult, formatTable, formatUs, progressLine, runRow } from './harness';
+import {
+  FULL,
+  QUICK,
+  Result,
+  Row,
+  RunOptions,
+  bestOf,
+  failedResult,
+  formatTable,
+  formatUs,
+  progressLine,
+  runRow,
+  versusTwin,
+} from './harness';
 import { MemoryReport, formatMemory, memoryReport } from './memory';
 import { MESH_FULL, MESH_QUICK, MeshReport, formatMesh, meshReport } from './mesh';
 import { naiveRows, selfCheck } from './naive';
-import { backendRows } from './backends';
-import { OURS, oursRows } from './ours';
+import { MLKEM_ROWS, backendRows, mlkemRows } from './backends';
+import { EstablishmentSizes, OURS, establishmentSizes, oursRows } from './ours';
 import { floorPrimitiveRows, primitiveRows } from './primitives';
 import { initWrapper } from './wrapper';
 import { backend } from '../lib/sodium';
@@ -181,6 +194,41 @@ function goals(byId: Map<string, Result>, all: readonly Result[], memory: Memory
   return out;
 }
 
+/** Wire sizes of ours (classic and PQ establishments) and, when it loads, libsignal's first flight. */
+interface SizeReport {
+  readonly ours: EstablishmentSizes;
+  readonly libsignalFirstFlight64: number | string | null;
+}
+
+async function sizeReport(withLibsignal: boolean): Promise<SizeReport> {
+  let libsignal: number | string | null = null;
+  if (withLibsignal) {
+    try {
+      libsignal = await (await import('./peers/libsignal')).libsignalFirstFlightBytes();
+    } catch (e) {
+      libsignal = `did not run (${e instanceof Error ? e.message : String(e)})`;
+    }
+  }
+  return { ours: establishmentSizes(), libsignalFirstFlight64: libsignal };
+}
+
+function formatSizes(s: SizeReport): string[] {
+  const o = s.ours;
+  const lines = [
+    'Establishment sizes (as createSender makes them, with one-time and signed pre-key ids)',
+    '',
+    `  classic X3DH            ${String(o.classic.binary).padStart(5)} B binary  ${String(o.classic.json).padStart(5)} B JSON`,
+    `  PQXDH (ML-KEM-768)      ${String(o.postQuantum.binary).padStart(5)} B binary  ${String(o.postQuantum.json).padStart(5)} B JSON`,
+    `  first flight, 64 B message (binary establishment + envelope): classic ${o.firstFlight64.classic} B, PQ ${o.firstFlight64.postQuantum} B`,
+  ];
+  if (s.libsignalFirstFlight64 !== null) {
+    lines.push(
+      `  libsignal first flight, 64 B message (PreKeySignalMessage, ML-KEM-1024): ${s.libsignalFirstFlight64}${typeof s.libsignalFirstFlight64 === 'number' ? ' B' : ''}`,
+    );
+  }
+  return lines;
+}
+
 async function main(): Promise<void> {
   let opts: Options;
   try {
@@ -203,6 +251,8 @@ async function main(): Promise<void> {
   if (opts.groups.has('primitives')) repeated.push(...primitiveRows());
   else if (needsFloors) repeated.push(...floorPrimitiveRows());
   if (opts.groups.has('backends')) repeated.push(...backendRows());
+  // The PQ set-up floor needs ML-KEM-768's encapsulate and decapsulate (rows of the backends group).
+  else if (needsFloors) repeated.push(...mlkemRows().filter((r) => r.id === MLKEM_ROWS.encaps || r.id === MLKEM_ROWS.decaps));
   if (opts.groups.has('ours')) repeated.push(...oursRows());
   if (opts.groups.has('naive')) {
     selfCheck();
@@ -223,7 +273,10 @@ async function main(): Promise<void> {
       log(progressLine(r, ++done, total, run.rounds > 1 ? ` round ${k}/${run.rounds}` : ''));
     }
   }
-  const results: Result[] = repeated.map((row) => bestOf(rounds.get(row.id) ?? []));
+  const results: Result[] = repeated.flatMap((row) => {
+    const best = bestOf(rounds.get(row.id) ?? []);
+    return row.alsoVersus ? [best, versusTwin(best, row.alsoVersus)] : [best];
+  });
   results.push(...peers.failed);
 
   const floors = needsFloors ? computeFloors(results) : [];
@@ -242,6 +295,7 @@ async function main(): Promise<void> {
   const meshSizes = opts.quick ? MESH_QUICK : MESH_FULL;
   const mesh: MeshReport | null = opts.groups.has('mesh') ? await meshReport(meshSizes, process.env.REDIS_URL || undefined, log) : null;
   const goalList = opts.groups.has('ours') ? goals(byId, ordered, memory) : [];
+  const sizes = opts.groups.has('ours') ? await sizeReport(opts.peers.has('libsignal')) : null;
   const seconds = (performance.now() - started) / 1000;
 
   const out: string[] = [];
@@ -267,6 +321,7 @@ async function main(): Promise<void> {
       ),
     );
   }
+  if (sizes) out.push('', ...formatSizes(sizes));
   if (memory) out.push('', formatMemory(memory));
   if (mesh) out.push(...(timedRows ? [''] : []), formatMesh(mesh, meshSizes));
   if (goalList.length > 0) {
@@ -287,6 +342,7 @@ async function main(): Promise<void> {
       results: ordered,
       memory,
       mesh,
+      sizes,
       goals: goalList,
     };
     fs.writeFileSync(

@@ -15,6 +15,7 @@ import { AEAD_SIZES, sizeLabel } from './primitives';
 export const OURS = {
   x3dh: 'ours.x3dh',
   setup: 'ours.setup',
+  setupPq: 'ours.setup.pq',
   message: (n: number) => `ours.message.${n}`,
   roundTrip: 'ours.roundtrip',
   burst: 'ours.burst',
@@ -40,10 +41,47 @@ export function channelPair(): { alice: SecureChannel; bob: SecureChannel } {
   return { alice, bob };
 }
 
+/** A manager with a signed pre-key and a last-resort KEM pre-key: its bundles are post-quantum (PQXDH). */
+export function newPqManager(): X3DHKeyManager {
+  const mgr = newManager();
+  mgr.generateLastResortKemPreKey();
+  return mgr;
+}
+
+/** Bytes of an establishment as createSender makes it (one-time pre-key and signed pre-key ids): binary and JSON text. */
+export interface EstablishmentSizes {
+  readonly classic: { readonly binary: number; readonly json: number };
+  readonly postQuantum: { readonly binary: number; readonly json: number };
+  /** The first flight: the binary establishment plus the envelope of a 64 B first message. */
+  readonly firstFlight64: { readonly classic: number; readonly postQuantum: number };
+}
+
+/** The sizes of a classic and a post-quantum establishment, measured on real ones. */
+export function establishmentSizes(): EstablishmentSizes {
+  const measure = (bob: X3DHKeyManager): { binary: number; json: number; flight: number } => {
+    const [otk] = bob.generateOneTimePreKeys(1);
+    const { channel, establishment } = SecureChannel.createSender(newManager(), bob.getPublicBundle({ otkId: otk.keyId }));
+    const binary = establishment.serialize().length;
+    return {
+      binary,
+      json: JSON.stringify(establishment.toJSON()).length,
+      flight: binary + channel.send(new Uint8Array(64)).serialize().length,
+    };
+  };
+  const c = measure(newManager());
+  const pq = measure(newPqManager());
+  return {
+    classic: { binary: c.binary, json: c.json },
+    postQuantum: { binary: pq.binary, json: pq.json },
+    firstFlight64: { classic: c.flight, postQuantum: pq.flight },
+  };
+}
+
 function establishmentRows(): Row[] {
   const g = 'ours';
   let alice: X3DHKeyManager;
   let bob: X3DHKeyManager;
+  let pqBob: X3DHKeyManager;
   let bundles: PreKeyBundle[] = [];
   const before = (): void => {
     alice = newManager();
@@ -80,6 +118,29 @@ function establishmentRows(): Row[] {
         const { channel, establishment } = SecureChannel.createSender(alice, bundles[i]);
         const wire = channel.send(pt).serialize();
         const receiver = SecureChannel.createReceiver(bob, ChannelEstablishment.deserialize(establishment.serialize()));
+        return receiver.receive(wire);
+      },
+    },
+    {
+      // As libsignal's set-up row: a fresh one-time pre-key each time, one last-resort KEM pre-key for all.
+      group: g,
+      id: OURS.setupPq,
+      name: 'PQ session set-up + first 64 B message, both sides',
+      floor: FLOOR.setupPq,
+      before: () => {
+        alice = newManager();
+        pqBob = newPqManager();
+      },
+      prepare: (n) => {
+        bundles = pqBob.generateOneTimePreKeys(n).map((k) => pqBob.getPublicBundle({ otkId: k.keyId }));
+      },
+      maxBatch: 512,
+      op: (i) => {
+        const { channel, establishment } = SecureChannel.createSender(alice, bundles[i], undefined, { requirePostQuantum: true });
+        const wire = channel.send(pt).serialize();
+        const receiver = SecureChannel.createReceiver(pqBob, ChannelEstablishment.deserialize(establishment.serialize()), undefined, {
+          requirePostQuantum: true,
+        });
         return receiver.receive(wire);
       },
     },
