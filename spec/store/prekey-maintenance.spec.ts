@@ -358,6 +358,22 @@ describe('maintainPreKeys: KEM pre-keys', () => {
     expect((await drainAndCheck(store, second)).length).toBe(3);
   });
 
+  it('rotates the last-resort KEM pre-key whenever the signed pre-key rotates, so a manager made post-quantum later joins its schedule', async () => {
+    const store = new InMemoryStore();
+    const keys = await StoredKeyManager.create({ store, cipher, did: BOB }, makeAgent());
+    const policy = { ...NO_OTKS, minKemPreKeys: 0, targetKemPreKeys: 0, signedPreKeyMaxAgeMs: 7 * DAY, signedPreKeyGraceMs: DAY };
+    await maintainPreKeys(keys, store, policy);
+    clock += 3 * DAY;
+    const first = (await maintainPreKeys(keys, store, { ...policy, postQuantum: true })).kemRotatedTo as number;
+    expect(first).not.toBeNull();
+    clock += 4 * DAY; // the signed pre-key is 7 days old, the last-resort KEM pre-key 4
+    const r = await maintainPreKeys(keys, store, policy);
+    expect(r).toMatchObject({ rotatedTo: 1, publishedBundle: true });
+    expect(r.kemRotatedTo).toBe((keys.manager.lastResortKemPreKey as { keyId: number }).keyId);
+    expect(r.kemRotatedTo).toBeGreaterThan(first);
+    expect([store.getBundle(BOB)?.signedPreKeyId, store.getBundle(BOB)?.kemPreKeyId]).toEqual([1, r.kemRotatedTo]);
+  });
+
   it('postQuantum: false leaves the KEM pre-keys as they are (and needs no KEM methods)', async () => {
     const { store, keys, lastResort } = await setupPq();
     clock += 30 * DAY;
