@@ -78,6 +78,9 @@ export class InMemoryStore implements AgentStore {
       const pooled = entry.pool.get(otk.keyId);
       if (pooled && !constantTimeEqual(pooled, otk.publicKey)) throw otkReusedError(otk.keyId);
     }
+    // A one-time KEM pre-key (pooled or claimed) never becomes the last-resort one: it would be handed out again and again.
+    const kemId = bundle.kemPreKey ? (bundle.kemPreKeyId as number) : null;
+    if (kemId !== null && entry && (entry.kemPool.has(kemId) || entry.kemClaimed.has(kemId))) throw kemReusedError(kemId);
     const e = entry ?? {
       base,
       pool: new Map<number, Uint8Array>(),

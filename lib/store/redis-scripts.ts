@@ -9,7 +9,8 @@
  * the DID's bundle, for the TTL). ARGV: base JSON, Ed25519 key (base64), one-time key id or '', its
  * public key (base64) or '', TTL ms (0: none), '1' when the base carries a KEM pre-key (it becomes
  * the last-resort one) or '0' (the stored base's last-resort KEM pre-key, if any, is kept).
- * Returns 'ok', 'identity_changed' or 'otk_id_reused'.
+ * ARGV[7]: the base's KEM pre-key id or ''. Returns 'ok', 'identity_changed', 'otk_id_reused' or
+ * 'kem_id_reused' (the KEM pre-key is a pooled or claimed one-time one).
  */
 export const STORE_BUNDLE = `
 local raw = redis.call('GET', KEYS[1])
@@ -18,6 +19,9 @@ if cur and cur.ed ~= ARGV[2] then return 'identity_changed' end
 if ARGV[3] ~= '' then
   local pooled = redis.call('HGET', KEYS[2], ARGV[3])
   if pooled and pooled ~= ARGV[4] then return 'otk_id_reused' end
+end
+if ARGV[7] ~= '' and (redis.call('HEXISTS', KEYS[5], ARGV[7]) == 1 or redis.call('SISMEMBER', KEYS[7], ARGV[7]) == 1) then
+  return 'kem_id_reused'
 end
 if ARGV[6] == '0' and cur and cur.kem then
   local base = cjson.decode(ARGV[1])

@@ -174,9 +174,11 @@ export class RedisStore implements AgentStore {
       otk ? toBase64(otk) : '',
       String(this.#bundleTtl),
       base.kemPreKey ? '1' : '0',
+      base.kemPreKey ? String(base.kemPreKeyId) : '',
     ]);
     if (r === 'identity_changed') throw identityChangedError();
     if (r === 'otk_id_reused') throw otkReusedError(bundle.oneTimePreKeyId as number);
+    if (r === 'kem_id_reused') throw kemReusedError(base.kemPreKeyId as number);
     if (r !== 'ok') throw corrupt();
   }
 

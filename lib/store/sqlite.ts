@@ -198,6 +198,9 @@ export class SqliteStore implements AgentStore {
         const pooled = this.#q.getOtk.get(did, otkId) as OtkRow | undefined;
         if (pooled && !constantTimeEqual(pooled.public_key, bundle.oneTimePreKey as Uint8Array)) throw otkReusedError(otkId);
       }
+      // A one-time KEM pre-key (pooled or claimed) never becomes the last-resort one: it would be handed out again and again.
+      const kemId = base.kemPreKey ? (base.kemPreKeyId as number) : null;
+      if (kemId !== null && (this.#q.getKem.get(did, kemId) || this.#q.isKemClaimed.get(did, kemId))) throw kemReusedError(kemId);
       this.#q.putBase.run(
         did,
         blob(base.identityKey),

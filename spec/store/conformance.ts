@@ -445,6 +445,29 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         expect(await store.countKemPreKeys(d)).toBe(2);
       });
 
+      it('never takes a pooled or claimed one-time KEM pre-key as the last-resort one (kem_id_reused), and changes nothing', async () => {
+        const bob = makePqAgent(0, 2);
+        const keys = publicKems(bob);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        await store.addKemPreKeys(d, keys);
+        await expectE2EErrorAsync(
+          () => store.storeBundle(d, bob.getPublicBundle({ kemId: keys[1].keyId })),
+          'INVALID_STATE',
+          'kem_id_reused',
+        );
+        expect(await store.consumeKemPreKey(d, keys[0].keyId)).toBe(true);
+        await expectE2EErrorAsync(
+          () => store.storeBundle(d, bob.getPublicBundle({ kemId: keys[0].keyId })),
+          'INVALID_STATE',
+          'kem_id_reused',
+        );
+        expect(await store.countKemPreKeys(d)).toBe(1);
+        expect(plain(await store.claimBundle(d))).toEqual(plain(bob.getPublicBundle({ kemId: keys[1].keyId })));
+        // With the pool drained, claims fall back to the genuine last-resort key, not to the refused one.
+        expect((await store.claimBundle(d))?.kemPreKeyId).toBe(bob.lastResortKemPreKey?.keyId);
+      });
+
       it('verifies each KEM pre-key against the stored identity: BAD_SIGNATURE, INVALID_KEY, and nothing added', async () => {
         const bob = makePqAgent(0, 2);
         const other = makePqAgent(0, 1);
