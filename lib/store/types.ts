@@ -49,7 +49,8 @@ export interface PreKeyStore {
    * `BAD_SIGNATURE` — also of the KEM pre-key —, `IDENTITY_MISMATCH`); a bundle whose Ed25519
    * identity differs from the one already stored for `did` is refused with `IDENTITY_MISMATCH`
    * (call {@link removeBundle} first to re-key a DID). A one-time pre-key that was claimed before
-   * never re-enters the pool.
+   * never re-enters the pool; a KEM pre-key whose id is a pooled or claimed one-time KEM pre-key is
+   * refused (`INVALID_STATE`, reason `kem_id_reused`): it would be handed out to every initiator.
    */
   storeBundle(did: string, bundle: PreKeyBundle): MaybePromise<void>;
   /**
