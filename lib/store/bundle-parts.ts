@@ -1,9 +1,11 @@
 /**
- * A bundle as stores keep it: the part every initiator gets (identity and signed pre-key) apart
- * from the pool of one-time pre-keys, with a compact JSON form for key-value backends.
+ * A bundle as stores keep it: the part every initiator gets (identity, signed pre-key, the
+ * last-resort KEM pre-key) apart from the pools of one-time pre-keys and one-time KEM pre-keys,
+ * with compact text forms for key-value backends.
  */
 import { constantTimeEqual, fromBase64, isU32, toBase64 } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
+import { KEM_PUBLIC_KEY_BYTES } from '../x3dh/kem-prekey';
 import { storeFailure } from './validate';
 
 /**
@@ -60,15 +62,24 @@ export function sameIdentity(a: BundleBase, b: BundleBase): boolean {
   return constantTimeEqual(a.identityKeyEd, b.identityKeyEd);
 }
 
-/** The JSON text of a base (standard base64), for key-value backends. */
+/**
+ * The JSON text of a base (standard base64), for key-value backends. The last-resort KEM pre-key,
+ * when the base has one, is `kid`, `kem` and `ksig`; a base without one is written as before.
+ */
 export function encodeBase(b: BundleBase): string {
-  return JSON.stringify({
+  const o: Record<string, string | number> = {
     ik: toBase64(b.identityKey),
     ed: toBase64(b.identityKeyEd),
     spk: toBase64(b.signedPreKey),
     sig: toBase64(b.signedPreKeySignature),
     id: b.signedPreKeyId,
-  });
+  };
+  if (b.kemPreKey) {
+    o.kid = b.kemPreKeyId as number;
+    o.kem = toBase64(b.kemPreKey);
+    o.ksig = toBase64(b.kemPreKeySignature as Uint8Array);
+  }
+  return JSON.stringify(o);
 }
 
 function bytesField(o: Record<string, unknown>, k: string, len: number): Uint8Array {
@@ -78,7 +89,10 @@ function bytesField(o: Record<string, unknown>, k: string, len: number): Uint8Ar
   return bytes;
 }
 
-/** A base from {@link encodeBase}'s text; `STORE_ERROR` (reason `corrupt`) on anything else. */
+/**
+ * A base from {@link encodeBase}'s text (also one written before KEM pre-keys: it has none);
+ * `STORE_ERROR` (reason `corrupt`) on anything else, also a KEM pre-key with a field missing.
+ */
 export function decodeBase(text: string): BundleBase {
   let o: Record<string, unknown>;
   try {
@@ -87,15 +101,47 @@ export function decodeBase(text: string): BundleBase {
     throw storeFailure('corrupt', 'stored bundle is unreadable');
   }
   if (typeof o !== 'object' || o === null || !isU32(o.id)) throw storeFailure('corrupt', 'stored bundle is unreadable');
+  const kemFields = [o.kid, o.kem, o.ksig].filter((v) => v !== undefined).length;
+  if (kemFields !== 0 && (kemFields !== 3 || !isU32(o.kid))) throw storeFailure('corrupt', 'stored bundle is unreadable');
   try {
-    return {
+    const base: BundleBase = {
       identityKey: bytesField(o, 'ik', 32),
       identityKeyEd: bytesField(o, 'ed', 32),
       signedPreKey: bytesField(o, 'spk', 32),
       signedPreKeySignature: bytesField(o, 'sig', 64),
       signedPreKeyId: o.id,
     };
+    if (kemFields === 0) return base;
+    return {
+      ...base,
+      kemPreKey: bytesField(o, 'kem', KEM_PUBLIC_KEY_BYTES),
+      kemPreKeyId: o.kid as number,
+      kemPreKeySignature: bytesField(o, 'ksig', 64),
+    };
   } catch {
     throw storeFailure('corrupt', 'stored bundle is unreadable');
   }
+}
+
+/** A pooled KEM pre-key as key-value backends keep it: `base64(publicKey) "." base64(signature)`. */
+export function encodePooledKem(k: PooledKemPreKey): string {
+  return `${toBase64(k.publicKey)}.${toBase64(k.signature)}`;
+}
+
+/** A pooled KEM pre-key `keyId` from {@link encodePooledKem}'s text; `STORE_ERROR` (reason `corrupt`) on anything else. */
+export function decodePooledKem(keyId: unknown, text: unknown): PooledKemPreKey {
+  const parts = typeof text === 'string' ? text.split('.') : [];
+  const id = typeof keyId === 'string' && /^[0-9]{1,10}$/.test(keyId) ? Number(keyId) : keyId;
+  if (parts.length !== 2 || !isU32(id)) throw storeFailure('corrupt', 'stored KEM pre-key is unreadable');
+  let publicKey: Uint8Array;
+  let signature: Uint8Array;
+  try {
+    publicKey = fromBase64(parts[0]);
+    signature = fromBase64(parts[1]);
+  } catch {
+    throw storeFailure('corrupt', 'stored KEM pre-key is unreadable');
+  }
+  if (publicKey.length !== KEM_PUBLIC_KEY_BYTES || signature.length !== 64)
+    throw storeFailure('corrupt', 'stored KEM pre-key is unreadable');
+  return { keyId: id, publicKey, signature };
 }

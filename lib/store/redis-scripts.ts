@@ -5,49 +5,87 @@
  */
 
 /**
- * storeBundle. KEYS: base, pool, queue, claimed. ARGV: base JSON, Ed25519 key (base64),
- * one-time key id or '', its public key (base64) or '', TTL ms (0: none).
+ * storeBundle. KEYS: base, pool, queue, claimed, KEM pool, KEM queue, KEM claimed (every key of
+ * the DID's bundle, for the TTL). ARGV: base JSON, Ed25519 key (base64), one-time key id or '', its
+ * public key (base64) or '', TTL ms (0: none), '1' when the base carries a KEM pre-key (it becomes
+ * the last-resort one) or '0' (the stored base's last-resort KEM pre-key, if any, is kept).
  * Returns 'ok', 'identity_changed' or 'otk_id_reused'.
  */
 export const STORE_BUNDLE = `
-local cur = redis.call('GET', KEYS[1])
-if cur and cjson.decode(cur).ed ~= ARGV[2] then return 'identity_changed' end
+local raw = redis.call('GET', KEYS[1])
+local cur = raw and cjson.decode(raw)
+if cur and cur.ed ~= ARGV[2] then return 'identity_changed' end
 if ARGV[3] ~= '' then
   local pooled = redis.call('HGET', KEYS[2], ARGV[3])
   if pooled and pooled ~= ARGV[4] then return 'otk_id_reused' end
 end
-redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[6] == '0' and cur and cur.kem then
+  local base = cjson.decode(ARGV[1])
+  base.kid = cur.kid
+  base.kem = cur.kem
+  base.ksig = cur.ksig
+  redis.call('SET', KEYS[1], cjson.encode(base))
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
 if ARGV[3] ~= '' and redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 0 then
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
   redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[3])
 end
 local ttl = tonumber(ARGV[5])
-for i = 1, 4 do
+for i = 1, #KEYS do
   if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) end
 end
 return 'ok'
 `;
 
-/** getBundle (a peek). KEYS: base, pool, queue. Returns nil, {base} or {base, id, public key}. */
+/**
+ * getBundle (a peek). KEYS: base, pool, queue, KEM pool, KEM queue. Returns nil or {base, one-time
+ * key id, its public key, KEM pre-key id, its entry}, with '' for a pool that is empty.
+ */
 export const PEEK_BUNDLE = `
 local base = redis.call('GET', KEYS[1])
 if not base then return nil end
+local out = {base, '', '', '', ''}
 local first = redis.call('ZRANGE', KEYS[3], 0, 0)
-if #first == 0 then return {base} end
-return {base, first[1], redis.call('HGET', KEYS[2], first[1])}
+if #first > 0 then
+  out[2] = first[1]
+  out[3] = redis.call('HGET', KEYS[2], first[1]) or ''
+end
+local kem = redis.call('ZRANGE', KEYS[5], 0, 0)
+if #kem > 0 then
+  out[4] = kem[1]
+  out[5] = redis.call('HGET', KEYS[4], kem[1]) or ''
+end
+return out
 `;
 
-/** claimBundle. KEYS: base, pool, queue, claimed. Returns nil, {base} (pool empty) or {base, id, public key}. */
+/**
+ * claimBundle: the lowest one-time pre-key and the lowest one-time KEM pre-key leave their pools
+ * together. KEYS: base, pool, queue, claimed, KEM pool, KEM queue, KEM claimed. Returns nil or
+ * {base, one-time key id, its public key, KEM pre-key id, its entry}, with '' for a pool that was empty.
+ */
 export const CLAIM_BUNDLE = `
 local base = redis.call('GET', KEYS[1])
 if not base then return nil end
+local out = {base, '', '', '', ''}
 local popped = redis.call('ZPOPMIN', KEYS[3])
-if #popped == 0 then return {base} end
-local id = popped[1]
-local pub = redis.call('HGET', KEYS[2], id)
-redis.call('HDEL', KEYS[2], id)
-redis.call('SADD', KEYS[4], id)
-return {base, id, pub}
+if #popped > 0 then
+  local id = popped[1]
+  out[2] = id
+  out[3] = redis.call('HGET', KEYS[2], id) or ''
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('SADD', KEYS[4], id)
+end
+local kem = redis.call('ZPOPMIN', KEYS[6])
+if #kem > 0 then
+  local id = kem[1]
+  out[4] = id
+  out[5] = redis.call('HGET', KEYS[5], id) or ''
+  redis.call('HDEL', KEYS[5], id)
+  redis.call('SADD', KEYS[7], id)
+end
+return out
 `;
 
 /** consumeOneTimeKey. KEYS: pool, queue, claimed. ARGV: id. Returns 1 or 0. */
@@ -80,10 +118,47 @@ end
 return 'ok'
 `;
 
-/** removeBundle. KEYS: base, pool, queue, claimed. Returns 1 if there was a bundle. */
+/**
+ * addKemPreKeys. KEYS: base, KEM pool, KEM queue, KEM claimed. ARGV: the Ed25519 identity (base64)
+ * the signatures were verified under, then id1, public key1 (base64), entry1, id2, ... Checks all
+ * before adding any. Returns 'ok', 'no_bundle', 'identity_changed' (the DID was re-keyed since the
+ * verification) or the id that may not be re-added.
+ */
+export const ADD_KEM_PRE_KEYS = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 'no_bundle' end
+if cjson.decode(raw).ed ~= ARGV[1] then return 'identity_changed' end
+for i = 2, #ARGV, 3 do
+  if redis.call('SISMEMBER', KEYS[4], ARGV[i]) == 1 then return ARGV[i] end
+  local pooled = redis.call('HGET', KEYS[2], ARGV[i])
+  if pooled then
+    local dot = string.find(pooled, '.', 1, true)
+    if not dot or string.sub(pooled, 1, dot - 1) ~= ARGV[i + 1] then return ARGV[i] end
+  end
+end
+for i = 2, #ARGV, 3 do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 2]) == 1 then
+    redis.call('ZADD', KEYS[3], tonumber(ARGV[i]), ARGV[i])
+  end
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
+return 'ok'
+`;
+
+/** consumeKemPreKey. KEYS: KEM pool, KEM queue, KEM claimed. ARGV: id. Returns 1 or 0. */
+export const CONSUME_KEM_PRE_KEY = CONSUME_ONE_TIME_KEY;
+
+/**
+ * removeBundle. KEYS: base, pool, queue, claimed, KEM pool, KEM queue, KEM claimed (the last-resort
+ * KEM pre-key is in the base). Returns 1 if there was a bundle.
+ */
 export const REMOVE_BUNDLE = `
 local existed = redis.call('EXISTS', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', unpack(KEYS))
 return existed
 `;
 

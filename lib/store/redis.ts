@@ -2,6 +2,8 @@
  * The store for many processes or machines: Redis through `ioredis`. Claims and compare-and-swap
  * saves are Lua scripts (atomic on the server); every key lives under the store's namespace, and
  * all keys of one DID share a hash tag. Optional TTLs expire idle sessions and unrefreshed bundles.
+ * A DID's last-resort KEM pre-key lives in its bundle's base; its one-time KEM pre-keys in a pool
+ * of their own, claimed in the same script as the one-time pre-key.
  *
  * The caller owns the client: configure it to fail rather than wait forever when Redis is down
  * (e.g. `maxRetriesPerRequest`, `enableOfflineQueue: false`); a failure is a `STORE_ERROR`.
@@ -11,9 +13,17 @@ import type { Redis } from 'ioredis';
 import { E2EError } from '../errors';
 import { fromBase64, readFields, toBase64, typed } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
-import { BundleBase, baseOf, decodeBase, encodeBase, joinBundle } from './bundle-parts';
+import { BundleBase, PooledKemPreKey, baseOf, decodeBase, decodePooledKem, encodeBase, encodePooledKem, joinBundle } from './bundle-parts';
 import * as lua from './redis-scripts';
-import { AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
+import {
+  AcceptanceVersions,
+  AcceptanceWrite,
+  AgentStore,
+  InboxRecord,
+  PublicKemPreKeyEntry,
+  PublicOneTimePreKey,
+  StoredRecord,
+} from './types';
 import {
   assertFingerprint,
   assertInboxId,
@@ -24,10 +34,12 @@ import {
   identityChangedError,
   inboxFullError,
   inboxIdReusedError,
+  kemReusedError,
   noBundleError,
   otkReusedError,
   readAcceptance,
   readInboxEntry,
+  readKemPreKeys,
   readOneTimeKeys,
   readValidBundle,
   recordCopy,
@@ -36,7 +48,7 @@ import {
   storeFailure,
 } from './validate';
 import { StoreErrorReason } from './reasons';
-import { MAX_INBOX_ENTRIES, MAX_REDIS_TTL_MS } from '../limits';
+import { MAX_CAS_ATTEMPTS, MAX_INBOX_ENTRIES, MAX_REDIS_TTL_MS } from '../limits';
 
 /** Options of {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -85,6 +97,8 @@ const S = {
   claimBundle: script(lua.CLAIM_BUNDLE),
   consume: script(lua.CONSUME_ONE_TIME_KEY),
   addKeys: script(lua.ADD_ONE_TIME_KEYS),
+  addKemKeys: script(lua.ADD_KEM_PRE_KEYS),
+  consumeKem: script(lua.CONSUME_KEM_PRE_KEY),
   removeBundle: script(lua.REMOVE_BUNDLE),
   save: script(lua.SAVE_RECORD),
   del: script(lua.DELETE_RECORD),
@@ -159,6 +173,7 @@ export class RedisStore implements AgentStore {
       otk ? String(bundle.oneTimePreKeyId) : '',
       otk ? toBase64(otk) : '',
       String(this.#bundleTtl),
+      base.kemPreKey ? '1' : '0',
     ]);
     if (r === 'identity_changed') throw identityChangedError();
     if (r === 'otk_id_reused') throw otkReusedError(bundle.oneTimePreKeyId as number);
@@ -168,7 +183,8 @@ export class RedisStore implements AgentStore {
   /** See {@link PreKeyStore.getBundle}. */
   async getBundle(did: string): Promise<PreKeyBundle | null> {
     assertStoreId(did, 'did');
-    return bundleFromReply(await this.#eval('getBundle', S.peekBundle, this.#bundleKeys(did).slice(0, 3), []));
+    const [base, pool, queue, , kemPool, kemQueue] = this.#bundleKeys(did);
+    return bundleFromReply(await this.#eval('getBundle', S.peekBundle, [base, pool, queue, kemPool, kemQueue], []));
   }
 
   /** See {@link PreKeyStore.consumeOneTimeKey}. */
@@ -200,6 +216,43 @@ export class RedisStore implements AgentStore {
   async countOneTimePreKeys(did: string): Promise<number> {
     assertStoreId(did, 'did');
     return this.#call('countOneTimePreKeys', () => this.#r.zcard(this.#bundleKeys(did)[2]));
+  }
+
+  /** See {@link PreKeyStore.addKemPreKeys}. */
+  async addKemPreKeys(did: string, keys: readonly PublicKemPreKeyEntry[]): Promise<void> {
+    assertStoreId(did, 'did');
+    const [baseKey, , , , kemPool, kemQueue, kemClaimed] = this.#bundleKeys(did);
+    let input: unknown = keys;
+    // The signatures are verified here, against the identity stored; the script adds the keys only
+    // if that identity is still the stored one (else they are verified again, against the new one).
+    for (let attempt = 1; ; attempt++) {
+      const raw = await this.#call('addKemPreKeys', () => this.#r.get(baseKey));
+      if (raw === null) throw noBundleError();
+      const identity = decodeBase(raw).identityKeyEd;
+      const checked = readKemPreKeys(input, identity); // a checked copy, signatures verified
+      input = checked; // read the caller's list once: a retry checks the copy
+      const args = [toBase64(identity)];
+      for (const k of checked) args.push(String(k.keyId), toBase64(k.publicKey), encodePooledKem(k));
+      const r = await this.#eval('addKemPreKeys', S.addKemKeys, [baseKey, kemPool, kemQueue, kemClaimed], args);
+      if (r === 'ok') return;
+      if (r === 'no_bundle') throw noBundleError();
+      if (r !== 'identity_changed') throw kemReusedError(Number(r));
+      if (attempt >= MAX_CAS_ATTEMPTS) throw new E2EError('STALE_STATE', 'the bundle was re-keyed while KEM pre-keys were added', 'bundle');
+    }
+  }
+
+  /** See {@link PreKeyStore.consumeKemPreKey}. */
+  async consumeKemPreKey(did: string, keyId: number): Promise<boolean> {
+    assertStoreId(did, 'did');
+    assertKeyId(keyId, 'keyId');
+    const [, , , , kemPool, kemQueue, kemClaimed] = this.#bundleKeys(did);
+    return (await this.#eval('consumeKemPreKey', S.consumeKem, [kemPool, kemQueue, kemClaimed], [String(keyId)])) === 1;
+  }
+
+  /** See {@link PreKeyStore.countKemPreKeys}. */
+  async countKemPreKeys(did: string): Promise<number> {
+    assertStoreId(did, 'did');
+    return this.#call('countKemPreKeys', () => this.#r.zcard(this.#bundleKeys(did)[5]));
   }
 
   /** See {@link PreKeyStore.removeBundle}. */
@@ -399,9 +452,10 @@ export class RedisStore implements AgentStore {
   /** Does nothing: the caller owns (and closes) the client. */
   close(): void {}
 
-  #bundleKeys(did: string): [string, string, string, string] {
+  /** Every key of a DID's bundle: base, pool, queue, claimed, KEM pool, KEM queue, KEM claimed. */
+  #bundleKeys(did: string): [string, string, string, string, string, string, string] {
     const t = `${this.#ns}:{${enc(did)}}`;
-    return [`${t}:bundle`, `${t}:pool`, `${t}:queue`, `${t}:claimed`];
+    return [`${t}:bundle`, `${t}:pool`, `${t}:queue`, `${t}:claimed`, `${t}:kem-pool`, `${t}:kem-queue`, `${t}:kem-claimed`];
   }
 
   #sessionKeys(localDid: string, peerDid: string): [string, string] {
@@ -485,18 +539,24 @@ function escapeGlob(s: string): string {
   return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }
 
+/** A bundle from PEEK_BUNDLE's or CLAIM_BUNDLE's reply `{base, otk id, otk, KEM id, KEM entry}` ('' for none). */
 function bundleFromReply(r: unknown): PreKeyBundle | null {
   if (r === null) return null;
-  if (!Array.isArray(r) || (r.length !== 1 && r.length !== 3) || typeof r[0] !== 'string') throw corrupt();
-  const base: BundleBase = decodeBase(r[0]);
-  if (r.length === 1) return joinBundle(base);
-  const keyId = Number(r[1]);
-  let publicKey: Uint8Array | null = null;
-  try {
-    publicKey = typeof r[2] === 'string' ? fromBase64(r[2]) : null;
-  } catch {
-    throw corrupt();
+  if (!Array.isArray(r) || r.length !== 5 || !r.every((x) => typeof x === 'string')) throw corrupt();
+  const [baseText, otkId, otkKey, kemId, kemEntry] = r as string[];
+  const base: BundleBase = decodeBase(baseText);
+  let otk: { keyId: number; publicKey: Uint8Array } | null = null;
+  if (otkId !== '') {
+    const keyId = Number(otkId);
+    let publicKey: Uint8Array | null = null;
+    try {
+      publicKey = fromBase64(otkKey);
+    } catch {
+      throw corrupt();
+    }
+    if (!Number.isInteger(keyId) || publicKey.length !== 32) throw corrupt();
+    otk = { keyId, publicKey };
   }
-  if (!Number.isInteger(keyId) || publicKey === null || publicKey.length !== 32) throw corrupt();
-  return joinBundle(base, { keyId, publicKey });
+  const kem: PooledKemPreKey | null = kemId === '' ? null : decodePooledKem(kemId, kemEntry);
+  return joinBundle(base, otk, kem);
 }

@@ -3,14 +3,24 @@
  * Node 20), in WAL mode, every update in one `BEGIN IMMEDIATE` transaction. Several processes may
  * share the file: writers queue on SQLite's lock (up to `busyTimeoutMs`), so a one-time pre-key is
  * claimed exactly once and compare-and-swap holds across processes. All methods are synchronous.
+ * A DID's last-resort KEM pre-key and its pool of one-time KEM pre-keys have tables of their own,
+ * written in the same transactions as the bundle they belong to.
  */
 import type Database from 'better-sqlite3';
 import { E2EError } from '../errors';
 import { loadBackend } from './backend';
 import { constantTimeEqual, readOptions } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
-import { BundleBase, baseOf, joinBundle } from './bundle-parts';
-import { AcceptanceVersions, AcceptanceWrite, AgentStore, InboxRecord, PublicOneTimePreKey, StoredRecord } from './types';
+import { BundleBase, PooledKemPreKey, baseOf, joinBundle } from './bundle-parts';
+import {
+  AcceptanceVersions,
+  AcceptanceWrite,
+  AgentStore,
+  InboxRecord,
+  PublicKemPreKeyEntry,
+  PublicOneTimePreKey,
+  StoredRecord,
+} from './types';
 import {
   assertFingerprint,
   assertInboxId,
@@ -21,10 +31,12 @@ import {
   identityChangedError,
   inboxFullError,
   inboxIdReusedError,
+  kemReusedError,
   noBundleError,
   otkReusedError,
   readAcceptance,
   readInboxEntry,
+  readKemPreKeys,
   readOneTimeKeys,
   readValidBundle,
   recordCopy,
@@ -37,9 +49,13 @@ import { MAX_INBOX_ENTRIES } from '../limits';
 
 /**
  * The schema version this release writes; a file with a newer one is refused (`STORE_ERROR`,
- * `unknown_schema`). Version 2 adds the inbox; a version-1 file is upgraded in place on open.
+ * `unknown_schema`). Version 2 adds the inbox, version 3 the KEM pre-key tables; a version-1 or
+ * version-2 file is upgraded in place on open (the new tables are created; nothing else changes).
  */
-export const SQLITE_SCHEMA_VERSION = 2;
+export const SQLITE_SCHEMA_VERSION = 3;
+
+/** The older schema versions a file may have and be upgraded from: they lack only tables {@link SCHEMA} creates. */
+const UPGRADABLE_SCHEMA_VERSIONS = ['1', '2'];
 
 /** Options of {@link SqliteStore}. */
 export interface SqliteStoreOptions {
@@ -71,6 +87,12 @@ CREATE TABLE IF NOT EXISTS establishments (
 CREATE TABLE IF NOT EXISTS inbox (
   owner TEXT NOT NULL, peer TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, data BLOB NOT NULL,
   PRIMARY KEY (owner, peer, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS last_resort_kem_pre_keys (
+  did TEXT PRIMARY KEY, key_id INTEGER NOT NULL, public_key BLOB NOT NULL, signature BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS kem_pre_keys (
+  did TEXT NOT NULL, key_id INTEGER NOT NULL, public_key BLOB NOT NULL, signature BLOB NOT NULL, PRIMARY KEY (did, key_id));
+CREATE TABLE IF NOT EXISTS claimed_kem_pre_keys (
+  did TEXT NOT NULL, key_id INTEGER NOT NULL, PRIMARY KEY (did, key_id)) WITHOUT ROWID;
 `;
 
 interface BaseRow {
@@ -83,6 +105,11 @@ interface BaseRow {
 interface OtkRow {
   key_id: number;
   public_key: Uint8Array;
+}
+interface KemRow {
+  key_id: number;
+  public_key: Uint8Array;
+  signature: Uint8Array;
 }
 interface RecordRow {
   version: number;
@@ -103,14 +130,22 @@ function sqlite(): typeof Database {
   return driver;
 }
 
-function baseFromRow(r: BaseRow): BundleBase {
-  return {
+/** A base from its row and the DID's last-resort KEM pre-key row (if any). */
+function baseFromRow(r: BaseRow, lastResort: KemRow | undefined): BundleBase {
+  const base: BundleBase = {
     identityKey: r.identity_key,
     identityKeyEd: r.identity_key_ed,
     signedPreKey: r.signed_pre_key,
     signedPreKeySignature: r.signed_pre_key_signature,
     signedPreKeyId: r.signed_pre_key_id,
   };
+  return lastResort
+    ? { ...base, kemPreKey: lastResort.public_key, kemPreKeyId: lastResort.key_id, kemPreKeySignature: lastResort.signature }
+    : base;
+}
+
+function kemFromRow(r: KemRow | undefined): PooledKemPreKey | null {
+  return r ? { keyId: r.key_id, publicKey: r.public_key, signature: r.signature } : null;
 }
 
 const KIND_SESSION = 's';
@@ -175,6 +210,10 @@ export class SqliteStore implements AgentStore {
       // INSERT OR IGNORE: storing an identical bundle again is a no-op, as in the other stores.
       if (otkId !== null && !this.#q.isClaimed.get(did, otkId))
         this.#q.putOtkIfNew.run(did, otkId, blob(bundle.oneTimePreKey as Uint8Array));
+      // The bundle's KEM pre-key becomes the last-resort one; a bundle without one keeps the stored one.
+      if (base.kemPreKey) {
+        this.#q.putLastKem.run(did, base.kemPreKeyId, blob(base.kemPreKey), blob(base.kemPreKeySignature as Uint8Array));
+      }
     });
   }
 
@@ -185,7 +224,12 @@ export class SqliteStore implements AgentStore {
       const base = this.#q.getBase.get(did) as BaseRow | undefined;
       if (!base) return null;
       const otk = this.#q.lowestOtk.get(did) as OtkRow | undefined;
-      return joinBundle(baseFromRow(base), otk ? { keyId: otk.key_id, publicKey: otk.public_key } : null);
+      const kem = this.#q.lowestKem.get(did) as KemRow | undefined;
+      return joinBundle(
+        baseFromRow(base, this.#q.getLastKem.get(did) as KemRow | undefined),
+        otk ? { keyId: otk.key_id, publicKey: otk.public_key } : null,
+        kemFromRow(kem),
+      );
     });
   }
 
@@ -206,12 +250,22 @@ export class SqliteStore implements AgentStore {
     return this.#write('claimBundle', () => {
       const base = this.#q.getBase.get(did) as BaseRow | undefined;
       if (!base) return null;
+      // One transaction: the one-time pre-key and the one-time KEM pre-key leave their pools together.
       const otk = this.#q.lowestOtk.get(did) as OtkRow | undefined;
       if (otk) {
         this.#q.delOtk.run(did, otk.key_id);
         this.#q.putClaimed.run(did, otk.key_id);
       }
-      return joinBundle(baseFromRow(base), otk ? { keyId: otk.key_id, publicKey: otk.public_key } : null);
+      const kem = this.#q.lowestKem.get(did) as KemRow | undefined;
+      if (kem) {
+        this.#q.delKem.run(did, kem.key_id);
+        this.#q.putKemClaimed.run(did, kem.key_id);
+      }
+      return joinBundle(
+        baseFromRow(base, this.#q.getLastKem.get(did) as KemRow | undefined),
+        otk ? { keyId: otk.key_id, publicKey: otk.public_key } : null,
+        kemFromRow(kem),
+      );
     });
   }
 
@@ -237,12 +291,54 @@ export class SqliteStore implements AgentStore {
     return this.#read('countOneTimePreKeys', () => (this.#q.countOtk.get(did) as { n: number }).n);
   }
 
+  /** See {@link PreKeyStore.addKemPreKeys}. */
+  addKemPreKeys(did: string, keys: readonly PublicKemPreKeyEntry[]): void {
+    assertStoreId(did, 'did');
+    // The signatures are verified before the write lock is taken (1,000 of them take a while)...
+    const identity = this.#read('addKemPreKeys', () => (this.#q.getBase.get(did) as BaseRow | undefined)?.identity_key_ed);
+    if (identity === undefined) throw noBundleError();
+    let checked = readKemPreKeys(keys, identity); // a checked copy, signatures verified
+    this.#write('addKemPreKeys', () => {
+      const cur = this.#q.getBase.get(did) as BaseRow | undefined;
+      if (!cur) throw noBundleError();
+      // ...and again under the lock against the identity stored now, if the DID was re-keyed meanwhile.
+      if (!constantTimeEqual(cur.identity_key_ed, identity)) checked = readKemPreKeys(checked, cur.identity_key_ed);
+      for (const k of checked) {
+        const pooled = this.#q.getKem.get(did, k.keyId) as KemRow | undefined;
+        if (this.#q.isKemClaimed.get(did, k.keyId) || (pooled && !constantTimeEqual(pooled.public_key, k.publicKey))) {
+          throw kemReusedError(k.keyId); // the transaction rolls back: nothing added
+        }
+        if (!pooled) this.#q.putKem.run(did, k.keyId, blob(k.publicKey), blob(k.signature));
+      }
+    });
+  }
+
+  /** See {@link PreKeyStore.consumeKemPreKey}. */
+  consumeKemPreKey(did: string, keyId: number): boolean {
+    assertStoreId(did, 'did');
+    assertKeyId(keyId, 'keyId');
+    return this.#write('consumeKemPreKey', () => {
+      if (this.#q.delKem.run(did, keyId).changes === 0) return false;
+      this.#q.putKemClaimed.run(did, keyId);
+      return true;
+    });
+  }
+
+  /** See {@link PreKeyStore.countKemPreKeys}. */
+  countKemPreKeys(did: string): number {
+    assertStoreId(did, 'did');
+    return this.#read('countKemPreKeys', () => (this.#q.countKem.get(did) as { n: number }).n);
+  }
+
   /** See {@link PreKeyStore.removeBundle}. */
   removeBundle(did: string): boolean {
     assertStoreId(did, 'did');
     return this.#write('removeBundle', () => {
       this.#q.delAllOtk.run(did);
       this.#q.delAllClaimed.run(did);
+      this.#q.delLastKem.run(did);
+      this.#q.delAllKem.run(did);
+      this.#q.delAllKemClaimed.run(did);
       return this.#q.delBase.run(did).changes > 0;
     });
   }
@@ -443,8 +539,8 @@ function openDatabase(path: string, timeout: number, sync: string): Database.Dat
       const row = hasMeta(db)
         ? (db.prepare('SELECT value FROM meta WHERE key = ?').get('schema_version') as { value: string } | undefined)
         : undefined;
-      // Version 1 lacks only the inbox table, which the schema script adds: upgrade in place.
-      if (row !== undefined && row.value !== '1' && row.value !== String(SQLITE_SCHEMA_VERSION)) {
+      // Versions 1 and 2 lack only tables (the inbox, the KEM pre-keys), which the schema script adds: upgrade in place.
+      if (row !== undefined && !UPGRADABLE_SCHEMA_VERSIONS.includes(row.value) && row.value !== String(SQLITE_SCHEMA_VERSION)) {
         throw storeFailure(StoreErrorReason.UNKNOWN_SCHEMA, `store schema ${row.value} is not supported by this release`);
       }
       db.exec(SCHEMA);
@@ -499,6 +595,19 @@ function prepare(db: Database.Database): Record<string, Stmt> {
     isClaimed: p('SELECT 1 FROM claimed_one_time_keys WHERE did = ? AND key_id = ?'),
     putClaimed: p('INSERT OR IGNORE INTO claimed_one_time_keys (did, key_id) VALUES (?, ?)'),
     delAllClaimed: p('DELETE FROM claimed_one_time_keys WHERE did = ?'),
+    getLastKem: p('SELECT key_id, public_key, signature FROM last_resort_kem_pre_keys WHERE did = ?'),
+    putLastKem: p(`INSERT INTO last_resort_kem_pre_keys (did, key_id, public_key, signature) VALUES (?, ?, ?, ?)
+      ON CONFLICT (did) DO UPDATE SET key_id = excluded.key_id, public_key = excluded.public_key, signature = excluded.signature`),
+    delLastKem: p('DELETE FROM last_resort_kem_pre_keys WHERE did = ?'),
+    getKem: p('SELECT key_id, public_key, signature FROM kem_pre_keys WHERE did = ? AND key_id = ?'),
+    lowestKem: p('SELECT key_id, public_key, signature FROM kem_pre_keys WHERE did = ? ORDER BY key_id LIMIT 1'),
+    putKem: p('INSERT INTO kem_pre_keys (did, key_id, public_key, signature) VALUES (?, ?, ?, ?)'),
+    delKem: p('DELETE FROM kem_pre_keys WHERE did = ? AND key_id = ?'),
+    delAllKem: p('DELETE FROM kem_pre_keys WHERE did = ?'),
+    countKem: p('SELECT COUNT(*) AS n FROM kem_pre_keys WHERE did = ?'),
+    isKemClaimed: p('SELECT 1 FROM claimed_kem_pre_keys WHERE did = ? AND key_id = ?'),
+    putKemClaimed: p('INSERT OR IGNORE INTO claimed_kem_pre_keys (did, key_id) VALUES (?, ?)'),
+    delAllKemClaimed: p('DELETE FROM claimed_kem_pre_keys WHERE did = ?'),
     getRecord: p('SELECT version, data FROM records WHERE kind = ? AND owner = ? AND peer = ?'),
     putRecord: p(`INSERT INTO records (kind, owner, peer, version, data) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (kind, owner, peer) DO UPDATE SET version = excluded.version, data = excluded.data`),

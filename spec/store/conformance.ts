@@ -4,8 +4,11 @@
  */
 import { ready } from '../../lib/sodium';
 import { randomBytes, toHex, utf8 } from '../../lib/crypto';
-import { AgentStore } from '../../lib/store';
-import { makeAgent, plain, publicOtks } from './helpers';
+import { AgentStore, PublicKemPreKeyEntry } from '../../lib/store';
+import { SecureChannel } from '../../lib/channel';
+import { PreKeyBundle, X3DHKeyManager } from '../../lib/x3dh';
+import { kemPreKeySignedBytes } from '../../lib/x3dh/kem-prekey';
+import { classicBundle, makeAgent, makePqAgent, plain, publicKems, publicOtks } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
 import { MAX_INBOX_ENTRIES } from '../../lib/limits';
 
@@ -300,6 +303,308 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         const second = await store.claimBundle(d);
         expect(toHex(second?.oneTimePreKey as Uint8Array)).toBe(toHex(otk.publicKey));
         expect(second?.oneTimePreKey?.constructor).toBe(Uint8Array);
+      });
+    });
+
+    describe('PreKeyStore: KEM pre-keys', () => {
+      /** [one-time pre-key id, KEM pre-key id] of a bundle, `undefined` for none. */
+      const ids = (b: PreKeyBundle | null): [number | undefined, number | undefined] => [b?.oneTimePreKeyId, b?.kemPreKeyId];
+      const lastResortOf = (m: X3DHKeyManager): number => (m.lastResortKemPreKey as { keyId: number }).keyId;
+
+      it('publishes the last-resort KEM pre-key with the bundle and hands it out, verified, when the KEM pool is empty', async () => {
+        const bob = makePqAgent();
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        expect(plain(await store.getBundle(d))).toEqual(plain(bob.getPublicBundle()));
+        const claimed = await store.claimBundle(d);
+        expect(plain(claimed)).toEqual(plain(bob.getPublicBundle()));
+        expect(await store.countKemPreKeys(d)).toBe(0);
+        // The initiator's checks pass: a post-quantum session under the last-resort key.
+        const { channel, establishment } = SecureChannel.createSender(makeAgent(), claimed as PreKeyBundle, utf8('ad'));
+        expect([channel.postQuantum, establishment.kemPreKeyId]).toEqual([true, lastResortOf(bob)]);
+        channel.close();
+      });
+
+      it('claims one one-time pre-key and one one-time KEM pre-key per claim, lowest ids first, each once, then the last resorts', async () => {
+        const bob = makePqAgent(2, 3);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        await store.addOneTimePreKeys(d, publicOtks(bob));
+        const kems = publicKems(bob);
+        await store.addKemPreKeys(d, [kems[2], kems[0], kems[1]]);
+        expect([await store.countOneTimePreKeys(d), await store.countKemPreKeys(d)]).toEqual([2, 3]);
+        const [k0, k1, k2] = kems.map((k) => k.keyId);
+        const lr = lastResortOf(bob);
+        expect(ids(await store.getBundle(d))).toEqual([0, k0]); // a peek takes nothing
+        expect(ids(await store.getBundle(d))).toEqual([0, k0]);
+        const got: [number | undefined, number | undefined][] = [];
+        for (let i = 0; i < 5; i++) got.push(ids(await store.claimBundle(d)));
+        expect(got).toEqual([
+          [0, k0],
+          [1, k1],
+          [undefined, k2],
+          [undefined, lr],
+          [undefined, lr],
+        ]);
+        expect([await store.countOneTimePreKeys(d), await store.countKemPreKeys(d)]).toEqual([0, 0]);
+        expect(plain(await store.getBundle(d))).toEqual(plain(bob.getPublicBundle()));
+      });
+
+      it('hands out each one-time KEM pre-key with its own public key and signature', async () => {
+        const bob = makePqAgent(0, 2);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        await store.addKemPreKeys(d, publicKems(bob));
+        for (const k of publicKems(bob)) {
+          const b = await store.claimBundle(d);
+          expect(plain(b)).toEqual(plain(bob.getPublicBundle({ kemId: k.keyId })));
+          const { channel } = SecureChannel.createSender(makeAgent(), b as PreKeyBundle, utf8('ad'));
+          expect(channel.postQuantum).toBe(true);
+          channel.close();
+        }
+      });
+
+      it('keeps a classic DID classic, and without a last-resort KEM pre-key falls back to the classic bundle', async () => {
+        const bob = makeAgent(1);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        const classic = await store.claimBundle(d);
+        expect(plain(classic)).toEqual(plain(bob.getPublicBundle()));
+        expect(classic && 'kemPreKey' in classic).toBe(false);
+        // One-time KEM pre-keys without a last-resort one: handed out, then the classic bundle again.
+        const kems = bob.generateKemPreKeys(1);
+        await store.addKemPreKeys(d, kems);
+        expect(ids(await store.claimBundle(d))).toEqual([undefined, kems[0].keyId]);
+        const after = await store.claimBundle(d);
+        expect(plain(after)).toEqual(plain(bob.getPublicBundle()));
+        expect(after?.kemPreKey).toBeUndefined();
+      });
+
+      it('replaces the last-resort KEM pre-key with the one a bundle carries, and keeps it when a bundle carries none', async () => {
+        const bob = makePqAgent(2, 1);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle({ otkId: 0 }));
+        await store.addKemPreKeys(d, publicKems(bob));
+        const first = lastResortOf(bob);
+        // A signed pre-key rotation published without a KEM pre-key (an older publisher): the last resort stays.
+        bob.generateSignedPreKey();
+        await store.storeBundle(d, classicBundle(bob.getPublicBundle({ otkId: 1 })));
+        const peek = await store.getBundle(d);
+        expect([peek?.signedPreKeyId, peek?.oneTimePreKeyId, await store.countOneTimePreKeys(d), await store.countKemPreKeys(d)]).toEqual([
+          1, 0, 2, 1,
+        ]);
+        await store.claimBundle(d);
+        await store.claimBundle(d);
+        expect(plain(await store.claimBundle(d))).toEqual(plain(bob.getPublicBundle()));
+        expect((await store.getBundle(d))?.kemPreKeyId).toBe(first);
+        // A new last-resort key, published: it replaces the old one.
+        bob.generateLastResortKemPreKey();
+        expect(lastResortOf(bob)).not.toBe(first);
+        await store.storeBundle(d, bob.getPublicBundle());
+        expect(plain(await store.claimBundle(d))).toEqual(plain(bob.getPublicBundle()));
+        await store.storeBundle(d, classicBundle(bob.getPublicBundle()));
+        expect(plain(await store.getBundle(d))).toEqual(plain(bob.getPublicBundle()));
+        // An identical bundle again is a no-op.
+        await store.storeBundle(d, bob.getPublicBundle());
+        expect(plain(await store.getBundle(d))).toEqual(plain(bob.getPublicBundle()));
+      });
+
+      it('refuses a bundle whose KEM pre-key is signed by another identity (BAD_SIGNATURE), and changes nothing', async () => {
+        const bob = makePqAgent();
+        const other = makePqAgent();
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        const lr = other.lastResortKemPreKey as PublicKemPreKeyEntry;
+        const forged = { ...bob.getPublicBundle(), kemPreKey: lr.publicKey, kemPreKeyId: 77, kemPreKeySignature: lr.signature };
+        await expectE2EErrorAsync(() => store.storeBundle(d, forged), 'BAD_SIGNATURE');
+        await expectE2EErrorAsync(() => store.storeBundle(did(), forged), 'BAD_SIGNATURE');
+        const wrongLength = { ...bob.getPublicBundle(), kemPreKey: new Uint8Array(1183) };
+        await expectE2EErrorAsync(() => store.storeBundle(d, wrongLength), 'INVALID_KEY');
+        expect(plain(await store.getBundle(d))).toEqual(plain(bob.getPublicBundle()));
+      });
+
+      it('adds one-time KEM pre-keys atomically: no_bundle, a re-add is a no-op, a re-used id is refused (kem_id_reused)', async () => {
+        const bob = makePqAgent(0, 4);
+        const keys = publicKems(bob);
+        const d = did();
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, keys), 'INVALID_STATE', 'no_bundle');
+        await store.storeBundle(d, bob.getPublicBundle());
+        await store.addKemPreKeys(d, keys.slice(0, 2));
+        await store.addKemPreKeys(d, keys.slice(0, 2)); // the same keys again: nothing changes
+        expect(await store.countKemPreKeys(d)).toBe(2);
+        expect(await store.consumeKemPreKey(d, keys[0].keyId)).toBe(true);
+        // A claimed id, alongside a new key: refused, and the new key is not added either.
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [keys[2], keys[0]]), 'INVALID_STATE', 'kem_id_reused');
+        // A pooled id with another (validly signed) key.
+        const swapped = { keyId: keys[1].keyId, publicKey: keys[3].publicKey, signature: keys[3].signature };
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [keys[3], swapped]), 'INVALID_STATE', 'kem_id_reused');
+        expect(await store.countKemPreKeys(d)).toBe(1);
+        expect((await store.claimBundle(d))?.kemPreKeyId).toBe(keys[1].keyId);
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [keys[1]]), 'INVALID_STATE', 'kem_id_reused'); // claimed by a claim
+        await store.addKemPreKeys(d, keys.slice(2));
+        expect(await store.countKemPreKeys(d)).toBe(2);
+      });
+
+      it('verifies each KEM pre-key against the stored identity: BAD_SIGNATURE, INVALID_KEY, and nothing added', async () => {
+        const bob = makePqAgent(0, 2);
+        const other = makePqAgent(0, 1);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        const [good, good2] = publicKems(bob);
+        const foreign = publicKems(other)[0]; // validly signed, by another identity
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [good2, foreign]), 'BAD_SIGNATURE');
+        // Bob's own key signed by the other identity, with the context the KEM signatures use.
+        const resigned = { ...good2, signature: other.signWithIdentityKey(kemPreKeySignedBytes(good2.publicKey)) };
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [good, resigned]), 'BAD_SIGNATURE');
+        // Bob's signature over the raw key (no context): a signature of something else.
+        const raw = { ...good2, signature: bob.signWithIdentityKey(good2.publicKey) };
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [raw]), 'BAD_SIGNATURE');
+        const flipped = Uint8Array.from(good2.signature);
+        flipped[5] ^= 1;
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [{ ...good2, signature: flipped }]), 'BAD_SIGNATURE');
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [{ ...good2, signature: new Uint8Array(63) }]), 'BAD_SIGNATURE');
+        for (const len of [0, 32, 1183, 1185, 1568]) {
+          await expectE2EErrorAsync(() => store.addKemPreKeys(d, [good, { ...good2, publicKey: new Uint8Array(len) }]), 'INVALID_KEY');
+        }
+        expect(await store.countKemPreKeys(d)).toBe(0);
+        expect((await store.claimBundle(d))?.kemPreKeyId).toBe(lastResortOf(bob));
+        // Another DID's identity does not count: the keys of Bob are refused for Carol's DID.
+        const carol = did();
+        await store.storeBundle(carol, other.getPublicBundle());
+        await expectE2EErrorAsync(() => store.addKemPreKeys(carol, [good]), 'BAD_SIGNATURE');
+        await store.addKemPreKeys(d, [good, good2]);
+        expect([await store.countKemPreKeys(d), await store.countKemPreKeys(carol)]).toEqual([2, 0]);
+      });
+
+      it('consumes a one-time KEM pre-key by id once; never the last-resort one; answers false and 0 for an unknown DID', async () => {
+        const bob = makePqAgent(0, 2);
+        const [k0, k1] = publicKems(bob);
+        const d = did();
+        expect(await store.consumeKemPreKey(d, k0.keyId)).toBe(false);
+        expect(await store.countKemPreKeys(d)).toBe(0);
+        await store.storeBundle(d, bob.getPublicBundle());
+        await store.addKemPreKeys(d, [k0, k1]);
+        expect(await store.consumeKemPreKey(d, k1.keyId)).toBe(true);
+        expect(await store.consumeKemPreKey(d, k1.keyId)).toBe(false);
+        expect(await store.consumeKemPreKey(d, lastResortOf(bob))).toBe(false);
+        expect(await store.consumeKemPreKey(d, 999)).toBe(false);
+        expect(await store.consumeOneTimeKey(d, k0.keyId)).toBe(false); // the pools are apart
+        expect(await store.countKemPreKeys(d)).toBe(1);
+        expect(ids(await store.claimBundle(d))).toEqual([undefined, k0.keyId]);
+        expect(await store.consumeKemPreKey(d, k0.keyId)).toBe(false);
+        expect((await store.claimBundle(d))?.kemPreKeyId).toBe(lastResortOf(bob));
+      });
+
+      it('removes the KEM pool, the last-resort KEM pre-key and the KEM claim history with the bundle', async () => {
+        const bob = makePqAgent(1, 3);
+        const keys = publicKems(bob);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle({ otkId: 0 }));
+        await store.addKemPreKeys(d, keys);
+        expect(await store.consumeKemPreKey(d, keys[0].keyId)).toBe(true);
+        expect(await store.removeBundle(d)).toBe(true);
+        expect(await store.removeBundle(d)).toBe(false);
+        expect([await store.getBundle(d), await store.claimBundle(d), await store.countKemPreKeys(d)]).toEqual([null, null, 0]);
+        expect(await store.consumeKemPreKey(d, keys[1].keyId)).toBe(false);
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, keys), 'INVALID_STATE', 'no_bundle');
+        // Published again without a KEM pre-key: the old last-resort key is gone, so the bundle is classic.
+        await store.storeBundle(d, classicBundle(bob.getPublicBundle()));
+        expect((await store.getBundle(d))?.kemPreKey).toBeUndefined();
+        await store.addKemPreKeys(d, keys); // the history went too: a claimed id may be added again
+        expect(await store.countKemPreKeys(d)).toBe(3);
+        // Re-keyed to another identity: the new identity's keys only.
+        expect(await store.removeBundle(d)).toBe(true);
+        const eve = makePqAgent(0, 1);
+        await store.storeBundle(d, eve.getPublicBundle());
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, keys), 'BAD_SIGNATURE');
+        await store.addKemPreKeys(d, publicKems(eve));
+        expect(plain(await store.claimBundle(d))).toEqual(plain(eve.getPublicBundle({ kemId: publicKems(eve)[0].keyId })));
+      });
+
+      it('keeps the DIDs’ KEM pools apart', async () => {
+        const [a, b] = [makePqAgent(0, 1), makePqAgent(0, 1)];
+        const [da, db] = [`did:mesh:x${n}`, `did:mesh:x${n}:y`];
+        await store.storeBundle(da, a.getPublicBundle());
+        await store.storeBundle(db, b.getPublicBundle());
+        await store.addKemPreKeys(da, publicKems(a));
+        expect([await store.countKemPreKeys(da), await store.countKemPreKeys(db)]).toEqual([1, 0]);
+        expect((await store.claimBundle(db))?.kemPreKeyId).toBe(lastResortOf(b));
+        expect(toHex((await store.claimBundle(da))?.kemPreKey as Uint8Array)).toBe(toHex(publicKems(a)[0].publicKey));
+      });
+
+      it('hands out each one-time KEM pre-key exactly once to concurrent claims, and each id to exactly one consumer', async () => {
+        const bob = makePqAgent(20, 40);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        await store.addOneTimePreKeys(d, publicOtks(bob));
+        await store.addKemPreKeys(d, publicKems(bob).slice(0, 30));
+        const got = await Promise.all(Array.from({ length: 50 }, () => store.claimBundle(d)));
+        const otks = got.map((b) => b?.oneTimePreKeyId).filter((x): x is number => x !== undefined);
+        const kems = got.map((b) => b?.kemPreKeyId as number).filter((x) => x !== lastResortOf(bob));
+        expect(otks.sort((x, y) => x - y)).toEqual(publicOtks(bob).map((k) => k.keyId));
+        expect(kems.sort((x, y) => x - y)).toEqual(
+          publicKems(bob)
+            .slice(0, 30)
+            .map((k) => k.keyId),
+        );
+        expect(got.filter((b) => b?.kemPreKeyId === lastResortOf(bob)).length).toBe(20);
+        // Every claim is a whole bundle: the KEM key a claim names is the one it carries.
+        for (const b of got) expect(plain(b)).toEqual(plain(bob.getPublicBundle({ otkId: b?.oneTimePreKeyId, kemId: b?.kemPreKeyId })));
+        const rest = publicKems(bob).slice(30);
+        await store.addKemPreKeys(d, rest);
+        const consumed = await Promise.all(rest.flatMap((k) => Array.from({ length: 5 }, () => store.consumeKemPreKey(d, k.keyId))));
+        expect(consumed.filter((x) => x).length).toBe(rest.length);
+        expect(await store.countKemPreKeys(d)).toBe(0);
+      });
+
+      it('stores KEM pre-keys by value and returns copies', async () => {
+        const bob = makePqAgent(0, 1);
+        const d = did();
+        const bundle = bob.getPublicBundle();
+        const k = publicKems(bob)[0];
+        const mine = { keyId: k.keyId, publicKey: Uint8Array.from(k.publicKey), signature: Uint8Array.from(k.signature) };
+        await store.storeBundle(d, bundle);
+        await store.addKemPreKeys(d, [mine]);
+        (bundle.kemPreKey as Uint8Array).fill(0);
+        mine.publicKey.fill(0);
+        mine.signature.fill(0);
+        const peek = await store.getBundle(d);
+        expect(toHex(peek?.kemPreKey as Uint8Array)).toBe(toHex(k.publicKey));
+        peek?.kemPreKey?.fill(1);
+        peek?.kemPreKeySignature?.fill(1);
+        expect(plain(await store.claimBundle(d))).toEqual(plain(bob.getPublicBundle({ kemId: k.keyId })));
+        expect(plain(await store.claimBundle(d))).toEqual(plain(bob.getPublicBundle()));
+      });
+
+      it('validates the KEM arguments', async () => {
+        const bob = makePqAgent(0, 1);
+        const [k] = publicKems(bob);
+        for (const bad of BAD_IDS) {
+          const x = bad as string;
+          await expectE2EErrorAsync(() => store.addKemPreKeys(x, [k]), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.consumeKemPreKey(x, 0), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.countKemPreKeys(x), 'INVALID_ARGUMENT');
+        }
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        for (const bad of BAD_KEY_IDS) {
+          await expectE2EErrorAsync(() => store.consumeKemPreKey(d, bad as number), 'INVALID_ARGUMENT');
+          await expectE2EErrorAsync(() => store.addKemPreKeys(d, [{ ...k, keyId: bad as number }]), 'INVALID_ARGUMENT');
+        }
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, []), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, 'keys' as never), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [null as never]), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [{ keyId: 1, publicKey: k.publicKey } as never]), 'BAD_SIGNATURE');
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, new Array(1001).fill(k)), 'INVALID_ARGUMENT');
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [k, k]), 'INVALID_ARGUMENT');
+        const hostile = Object.defineProperty({ keyId: k.keyId, signature: k.signature }, 'publicKey', {
+          enumerable: true,
+          get: () => {
+            throw new Error('boom');
+          },
+        });
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, [hostile as never]), 'INVALID_ARGUMENT');
+        expect(await store.countKemPreKeys(d)).toBe(0);
       });
     });
 

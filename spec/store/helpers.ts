@@ -7,7 +7,7 @@ import type Redis from 'ioredis';
 import { ALICE, BOB, NETWORK_SCHEMA } from './fixtures/network';
 import { ed25519KeyPair, randomBytes, toHex, utf8 } from '../../lib/crypto';
 import { SecureChannel } from '../../lib/channel';
-import { PersistentChannel, SessionStore, SqliteStore, StorageCipher } from '../../lib/store';
+import { PersistentChannel, PublicKemPreKeyEntry, SessionStore, SqliteStore, StorageCipher } from '../../lib/store';
 import { PreKeyBundle, X3DHKeyManager } from '../../lib/x3dh';
 
 /** A fresh agent: its key manager with a signed pre-key and `otks` one-time pre-keys. */
@@ -17,6 +17,33 @@ export function makeAgent(otks = 0): X3DHKeyManager {
   mgr.generateSignedPreKey();
   if (otks > 0) mgr.generateOneTimePreKeys(otks);
   return mgr;
+}
+
+/**
+ * A fresh post-quantum agent: {@link makeAgent}'s, with a last-resort KEM pre-key and `kems`
+ * one-time KEM pre-keys (made after it, so their ids are higher).
+ */
+export function makePqAgent(otks = 0, kems = 0): X3DHKeyManager {
+  const mgr = makeAgent(otks);
+  mgr.generateLastResortKemPreKey();
+  if (kems > 0) mgr.generateKemPreKeys(kems);
+  return mgr;
+}
+
+/** The public halves of a manager's unused one-time KEM pre-keys (not the last-resort ones), lowest id first. */
+export function publicKems(mgr: X3DHKeyManager): PublicKemPreKeyEntry[] {
+  return mgr.kemPreKeyIds
+    .map((id) => mgr.getKemPreKey(id))
+    .filter((k): k is NonNullable<typeof k> => k !== undefined && !k.lastResort)
+    .sort((a, b) => a.keyId - b.keyId)
+    .map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, signature: k.signature }));
+}
+
+/** A bundle without its KEM pre-key (what a classic publisher, or an older release, stores). */
+export function classicBundle(b: PreKeyBundle): PreKeyBundle {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  const { kemPreKey, kemPreKeyId, kemPreKeySignature, ...rest } = b;
+  return rest;
 }
 
 /** The public halves of a manager's unused one-time pre-keys. */

@@ -6,7 +6,7 @@ import { SQLITE_SCHEMA_VERSION, SqliteStore } from '../../lib/store';
 import { ready } from '../../lib/sodium';
 import { utf8 } from '../../lib/crypto';
 import { storeConformance } from './conformance';
-import { makeAgent } from './helpers';
+import { makeAgent, plain, publicOtks } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentmesh-sqlite-'));
@@ -67,7 +67,36 @@ describe('SqliteStore', () => {
     expect(s.saveSessionWithInbox('did:mesh:a', 'did:mesh:b', utf8('s2'), 1, { id: 'm', data: utf8('p') })).toBe(2);
     s.close();
     const check = new Database(path);
-    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: '2' });
+    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: String(SQLITE_SCHEMA_VERSION) });
+    check.close();
+  });
+
+  it('upgrades a version-2 file (no KEM pre-key tables) in place: its bundles, pools and sessions stay, KEM pools work', async () => {
+    const path = freshPath();
+    const bob = makeAgent(3);
+    const v2 = new SqliteStore(path);
+    v2.storeBundle('did:mesh:bob', bob.getPublicBundle({ otkId: 0 }));
+    v2.addOneTimePreKeys('did:mesh:bob', publicOtks(bob).slice(1));
+    expect(v2.claimBundle('did:mesh:bob')?.oneTimePreKeyId).toBe(0);
+    v2.saveSession('did:mesh:a', 'did:mesh:b', utf8('old session'), 0);
+    v2.close();
+    const db = new Database(path);
+    for (const t of ['last_resort_kem_pre_keys', 'kem_pre_keys', 'claimed_kem_pre_keys']) db.exec(`DROP TABLE ${t}`);
+    db.prepare("UPDATE meta SET value = '2' WHERE key = 'schema_version'").run();
+    db.close();
+    const s = new SqliteStore(path);
+    expect(plain(s.getBundle('did:mesh:bob'))).toEqual(plain(bob.getPublicBundle({ otkId: 1 }))); // a classic bundle, as before
+    expect(s.consumeOneTimeKey('did:mesh:bob', 0)).toBe(false);
+    expect(Buffer.from(s.loadSession('did:mesh:a', 'did:mesh:b')?.data as Uint8Array).toString()).toBe('old session');
+    const lastResort = bob.generateLastResortKemPreKey();
+    s.storeBundle('did:mesh:bob', bob.getPublicBundle());
+    s.addKemPreKeys('did:mesh:bob', bob.generateKemPreKeys(1));
+    const claimed = s.claimBundle('did:mesh:bob');
+    expect([claimed?.oneTimePreKeyId, claimed?.kemPreKeyId]).toEqual([1, lastResort.keyId + 1]);
+    expect(s.claimBundle('did:mesh:bob')?.kemPreKeyId).toBe(lastResort.keyId);
+    s.close();
+    const check = new Database(path);
+    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()).toEqual({ value: String(SQLITE_SCHEMA_VERSION) });
     check.close();
   });
 
