@@ -85,6 +85,13 @@ describe('post-quantum channels through the bridge', () => {
     expect(store.countKemPreKeys(w.bob.did)).toBe(0);
     await bob.publishPrekeyBundle();
     expect(store.countKemPreKeys(w.bob.did)).toBe(2);
+    // A bundle peeked (not claimed) from the store: accepting it takes its one-time KEM pre-key off the pool.
+    const peeked = store.getBundle(w.bob.did)!;
+    const ac = await alice.openSecureChannel(w.bob.did, peeked);
+    await bob.acceptSecureChannel(w.alice.did, alice.getSession(w.bob.did)!.establishment);
+    expect(store.countKemPreKeys(w.bob.did)).toBe(1);
+    expect(store.consumeKemPreKey(w.bob.did, peeked.kemPreKeyId!)).toBe(false);
+    expect(fromUtf8(await bob.receive(w.alice.did, ac.send(utf8('peeked'))))).toBe('peeked');
   });
 
   test('a caller’s key manager: KEM pre-keys published only when it has a last-resort one; classic ↔ PQ bridges interoperate classically', async () => {
