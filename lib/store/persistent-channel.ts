@@ -288,6 +288,14 @@ export class PersistentChannel {
     return this.#channel.messageCount;
   }
 
+  /**
+   * Whether the session is post-quantum (PQXDH: established from a bundle with a KEM pre-key), as
+   * `SecureChannel.postQuantum`; kept in the saved state, so also after a restart.
+   */
+  get postQuantum(): boolean {
+    return this.#channel.postQuantum;
+  }
+
   /** Whether {@link close} was called (or the saved session was found deleted). */
   get isClosed(): boolean {
     return this.#closed;

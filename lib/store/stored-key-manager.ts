@@ -6,11 +6,13 @@
  * Every change is made on a fresh copy and saved with compare-and-swap; when another process saved
  * first, the change is re-applied to the newer state. Accepting a channel checks everything first
  * and spends nothing on a failure: when the sessions are kept in the key manager's own store, the
- * spent one-time pre-key (or the replay record) and the new session are written in one atomic step
+ * spent one-time keys (or the replay record) and the new session are written in one atomic step
  * (`AgentStore.saveAcceptance`), so a failed acceptance can simply be retried and a one-time key is
- * never used twice. An establishment without a one-time pre-key (the empty-pool last resort) is
- * accepted once per signed pre-key: a replay fails with `DUPLICATE_MESSAGE` (reason
- * `establishment_replay`).
+ * never used twice. A one-time key is a one-time pre-key or a one-time KEM pre-key (a post-quantum
+ * establishment naming one): either is removed from the saved key manager with the session. An
+ * establishment that spends neither (the empty-pool last resorts: no one-time pre-key, and the
+ * last-resort KEM pre-key or none) is accepted once per signed pre-key: a replay fails with
+ * `DUPLICATE_MESSAGE` (reason `establishment_replay`).
  */
 import { E2EError, isE2EError } from '../errors';
 import {
@@ -21,6 +23,7 @@ import {
   isUsableBytes,
   memzero,
   readFields,
+  readOptions,
   sha256,
   toHex,
 } from '../crypto';
@@ -49,10 +52,47 @@ export interface AcceptOptions {
   readonly peerDid: string;
   /** The caller's associated data, as the initiator used it. */
   readonly associatedData?: Uint8Array;
-  /** The ratchet's limits. */
+  /**
+   * The ratchet's limits. Caller-held pre-keys (`heldOneTimePreKey`, `heldKemPreKey` of
+   * `SecureChannel.createReceiver`) are refused (`INVALID_ARGUMENT`): an acceptance spends the
+   * establishment's keys in the saved key manager itself.
+   */
   readonly channelOptions?: ChannelOptions;
   /** Replace a session already saved for this peer (default: `STALE_STATE` if one exists). */
   readonly replaceSession?: boolean;
+  /**
+   * Refuse a classic establishment (`POST_QUANTUM_REQUIRED`, nothing spent): only a post-quantum
+   * (PQXDH) session is accepted (default `false`).
+   */
+  readonly requirePostQuantum?: boolean;
+}
+
+/** What `acceptChannel` passes to `SecureChannel.createReceiver`: the ratchet's options and `requirePostQuantum`. */
+interface ReceiverChoice extends ChannelOptions {
+  readonly requirePostQuantum?: boolean;
+}
+
+/** The options an acceptance reads: checked, copied, with the receiver's options apart. */
+interface ReadAcceptOptions extends AcceptOptions {
+  readonly receiver: ReceiverChoice;
+}
+
+const RATCHET_OPTIONS = ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now'] as const;
+
+/** `channelOptions` read once: the ratchet's options (checked by the channel), held keys refused. */
+function readReceiverChoice(channelOptions: unknown, requirePostQuantum: unknown): ReceiverChoice {
+  const o = readOptions(channelOptions, [...RATCHET_OPTIONS, 'heldOneTimePreKey', 'heldKemPreKey', 'requirePostQuantum'], 'channelOptions');
+  if (o.heldOneTimePreKey !== undefined || o.heldKemPreKey !== undefined) {
+    // Answering with a held key spends nothing in the manager, yet the acceptance would save it as spent.
+    throw new E2EError('INVALID_ARGUMENT', 'acceptChannel spends the establishment’s keys itself: no held pre-keys in channelOptions');
+  }
+  for (const v of [requirePostQuantum, o.requirePostQuantum]) {
+    if (v !== undefined && typeof v !== 'boolean') throw new E2EError('INVALID_ARGUMENT', 'requirePostQuantum must be a boolean');
+  }
+  const ratchet: Record<string, unknown> = {};
+  for (const k of RATCHET_OPTIONS) if (o[k] !== undefined) ratchet[k] = o[k];
+  // Required when asked for in either place (an option set in channelOptions is never dropped).
+  return { ...(ratchet as ChannelOptions), requirePostQuantum: requirePostQuantum === true || o.requirePostQuantum === true };
 }
 
 /** Whether `s` has the methods a key manager saves with (never throws: a throwing getter means no). */
@@ -81,17 +121,21 @@ function readLocation(loc: unknown): KeyManagerLocation {
 }
 
 /** Accept options, read once into a plain object (`INVALID_ARGUMENT` when a read throws). */
-function readAcceptOptions(options: unknown): AcceptOptions {
+function readAcceptOptions(options: unknown): ReadAcceptOptions {
   if (typeof options !== 'object' || options === null) throw new E2EError('INVALID_ARGUMENT', 'accept options are required');
-  const o = readFields(options, ['sessions', 'peerDid', 'associatedData', 'channelOptions', 'replaceSession'], 'accept options');
+  const o = readFields(
+    options,
+    ['sessions', 'peerDid', 'associatedData', 'channelOptions', 'replaceSession', 'requirePostQuantum'],
+    'accept options',
+  );
   assertStoreId(o.peerDid, 'peerDid');
   assertSessions(o.sessions);
   return {
     sessions: o.sessions,
     peerDid: o.peerDid,
     associatedData: o.associatedData as Uint8Array | undefined,
-    channelOptions: o.channelOptions as ChannelOptions | undefined,
     replaceSession: o.replaceSession as boolean | undefined,
+    receiver: readReceiverChoice(o.channelOptions, o.requirePostQuantum),
   };
 }
 
@@ -151,8 +195,19 @@ export function establishmentFingerprint(e: ChannelEstablishment | ChannelEstabl
   return toHex(sha256(concatBytes(canonicalX25519PublicKey(est.initiatorIdentityKey), canonicalX25519PublicKey(est.ephemeralPublicKey))));
 }
 
+/** A key our copy of the manager lacks, which another process may have made since: worth one reload. */
 function isMissingKey(e: unknown): boolean {
-  return isE2EError(e, 'SPK_NOT_FOUND') || isE2EError(e, 'OTK_NOT_FOUND');
+  return isE2EError(e, 'SPK_NOT_FOUND') || isE2EError(e, 'OTK_NOT_FOUND') || isE2EError(e, 'KEM_NOT_FOUND');
+}
+
+/**
+ * Whether accepting `e` spends a one-time key of `m` (the manager before the acceptance): a one-time
+ * pre-key, or a one-time KEM pre-key (not a last-resort one). Such an acceptance saves the key
+ * manager with the key removed; any other is recorded against replay instead.
+ */
+function spendsOneTimeKey(e: ChannelEstablishment, m: X3DHKeyManager): boolean {
+  if (e.usedOneTimeKeyId !== undefined) return true;
+  return e.kemPreKeyId !== undefined && m.getKemPreKey(e.kemPreKeyId)?.lastResort === false;
 }
 
 /** The versions a store's `saveAcceptance` returned, read once; `null` when they are none. */
@@ -271,26 +326,31 @@ export class StoredKeyManager {
 
   /**
    * Accepts an initiator's establishment and returns the new session, saved and attached. Checks
-   * everything (keys, replay, the session slot) before spending anything: the one-time pre-key is
-   * consumed, or the establishment recorded against replay, only together with the saved session —
-   * in one atomic write when `options.sessions` is this manager's own store (an `AgentStore`), so
-   * after any failure the same establishment can be accepted again. With a separate session store
-   * the steps are: check the slot, spend, save the session (a failure of that last save spends the
-   * establishment). Errors: `OTK_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`, `MALFORMED_MESSAGE`,
-   * `DUPLICATE_MESSAGE` (replay), `STALE_STATE` (reason `session`: a session with this peer exists).
+   * everything (keys, replay, the session slot) before spending anything: the one-time pre-key and
+   * the one-time KEM pre-key are consumed, or the establishment recorded against replay, only
+   * together with the saved session — in one atomic write when `options.sessions` is this
+   * manager's own store (an `AgentStore`), so after any failure the same establishment can be
+   * accepted again. With a separate session store the steps are: check the slot, spend, save the
+   * session (a failure of that last save spends the establishment). A post-quantum establishment
+   * gives a post-quantum session (`postQuantum`). Errors: `OTK_NOT_FOUND`, `KEM_NOT_FOUND` (a
+   * one-time KEM pre-key used already), `SPK_NOT_FOUND`, `INVALID_KEY`, `MALFORMED_MESSAGE`,
+   * `DUPLICATE_MESSAGE` (replay), `STALE_STATE` (reason `session`: a session with this peer exists),
+   * `POST_QUANTUM_REQUIRED` (a classic establishment under `options.requirePostQuantum`).
    */
   acceptChannel(establishment: ChannelEstablishment | ChannelEstablishmentFields, options: AcceptOptions): Promise<PersistentChannel> {
     return this.#queue.run(async () => {
       const e = ChannelEstablishment.from(establishment);
-      options = readAcceptOptions(options); // read once: the loop below uses it again and again
+      const opts = readAcceptOptions(options); // read once: the loop below uses it again and again
       const store = this.#loc.store as Partial<AgentStore>;
-      const atomic = (options.sessions as unknown) === store && typeof store.saveAcceptance === 'function';
+      const atomic = (opts.sessions as unknown) === store && typeof store.saveAcceptance === 'function';
       let refreshed = false;
       for (let attempt = 1; ; attempt++) {
         const copy = copyOf(this.#manager);
+        // Read before createReceiver, which consumes a one-time KEM pre-key in the copy.
+        const spends = spendsOneTimeKey(e, copy);
         let channel: SecureChannel;
         try {
-          channel = SecureChannel.createReceiver(copy, e, options.associatedData, options.channelOptions);
+          channel = SecureChannel.createReceiver(copy, e, opts.associatedData, opts.receiver);
         } catch (err) {
           copy.wipe();
           if (!isMissingKey(err) || refreshed) throw err;
@@ -306,9 +366,9 @@ export class StoredKeyManager {
           adopted = true;
         };
         try {
-          const sessionVersion = await this.#spendAndSave(e, copy, channel, options, atomic, adopt);
+          const sessionVersion = await this.#spendAndSave(e, copy, spends, channel, opts, atomic, adopt);
           return attachSavedChannel(
-            { store: options.sessions, cipher: this.#loc.cipher, localDid: this.#loc.did, peerDid: options.peerDid },
+            { store: opts.sessions, cipher: this.#loc.cipher, localDid: this.#loc.did, peerDid: opts.peerDid },
             channel,
             sessionVersion,
           );
@@ -324,13 +384,14 @@ export class StoredKeyManager {
   }
 
   /**
-   * Spends the establishment (the one-time key consumed in `copy`, or the replay record) together
-   * with the new session; calls `adopt` as soon as the key manager with the key spent is saved.
-   * Returns the session version.
+   * Spends the establishment (when `spends`, the one-time keys consumed in `copy`; else the replay
+   * record) together with the new session; calls `adopt` as soon as the key manager with the keys
+   * spent is saved. Returns the session version.
    */
   async #spendAndSave(
     e: ChannelEstablishment,
     copy: X3DHKeyManager,
+    spends: boolean,
     channel: SecureChannel,
     options: AcceptOptions,
     atomic: boolean,
@@ -342,11 +403,10 @@ export class StoredKeyManager {
     const current = found === null ? null : readStoredRecord(found);
     if (current !== null && options.replaceSession !== true) throw staleStateError(0, current.version, 'session');
     const sessionVersion = current?.version ?? 0;
-    const usedOtk = e.usedOneTimeKeyId !== undefined;
     const spkId = e.signedPreKeyId ?? (copy.signedPreKey as { keyId: number }).keyId;
     const session = { data: sealChannelState(cipher, channel, did, peerDid), expectedVersion: sessionVersion };
     if (atomic) {
-      const write: AcceptanceWrite = usedOtk
+      const write: AcceptanceWrite = spends
         ? { did, peerDid, session, keyManager: { data: seal(cipher, did, copy), expectedVersion: this.#version } }
         : { did, peerDid, session, establishment: { signedPreKeyId: spkId, fingerprint: establishmentFingerprint(e) } };
       let v: AcceptanceVersions;
@@ -364,16 +424,16 @@ export class StoredKeyManager {
           throw err; // unreadable: the outcome stays unknown
         }
         if (rec === null || !isUsableBytes(rec.data) || !constantTimeEqual(rec.data, session.data)) throw err;
-        if (usedOtk) await this.#refresh().catch(() => Promise.reject(err)); // the saved key manager, with its version
+        if (spends) await this.#refresh().catch(() => Promise.reject(err)); // the saved key manager, with its version
         return rec.version;
       }
-      const versions = readVersions(v, usedOtk);
+      const versions = readVersions(v, spends);
       if (versions === null) throw storeFailure(StoreErrorReason.CORRUPT, 'the store returned no versions');
-      if (usedOtk) adopt(versions.keyManagerVersion as number);
+      if (spends) adopt(versions.keyManagerVersion as number);
       return versions.sessionVersion;
     }
     // Separate stores: spend first (never a one-time key twice), then save the session.
-    if (usedOtk) {
+    if (spends) {
       let version: number;
       try {
         version = await callStore('saveKeyManager', () => store.saveKeyManager(did, seal(cipher, did, copy), this.#version));
@@ -407,8 +467,7 @@ export class StoredKeyManager {
         result = change(copy);
       } catch (e) {
         copy.wipe();
-        const missing = isE2EError(e, 'SPK_NOT_FOUND') || isE2EError(e, 'OTK_NOT_FOUND');
-        if (!missing || refreshed) throw e;
+        if (!isMissingKey(e) || refreshed) throw e;
         refreshed = true; // our copy may be older than a key another process made: reload once
         await this.#refresh();
         continue;

@@ -178,17 +178,17 @@ export interface KeyManagerStore {
 
 /**
  * What {@link AgentStore.saveAcceptance} writes in one atomic step when a responder accepts an
- * establishment: the spent one-time pre-key (the new key-manager state) or the replay record of an
- * establishment without one, together with the new session.
+ * establishment: the spent one-time pre-key or one-time KEM pre-key (the new key-manager state) or
+ * the replay record of an establishment without either, together with the new session.
  */
 export interface AcceptanceWrite {
   /** The responder: owner of the key manager and local DID of the session. */
   readonly did: string;
   /** The initiator's DID. */
   readonly peerDid: string;
-  /** The key-manager state with the one-time pre-key removed, compare-and-swap against `expectedVersion`. */
+  /** The key-manager state with the one-time keys removed, compare-and-swap against `expectedVersion`. */
   readonly keyManager?: { readonly data: Uint8Array; readonly expectedVersion: number };
-  /** The establishment to record (one made without a one-time pre-key), as {@link KeyManagerStore.markEstablishment}. */
+  /** The establishment to record (one that spent no one-time key), as {@link KeyManagerStore.markEstablishment}. */
   readonly establishment?: { readonly signedPreKeyId: number; readonly fingerprint: string };
   /** The new session, compare-and-swap against `expectedVersion` (0: none may be saved). */
   readonly session: { readonly data: Uint8Array; readonly expectedVersion: number };

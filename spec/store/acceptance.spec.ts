@@ -1,6 +1,7 @@
 /**
  * Accepting an establishment (findings 2 and 8, store part): replay memory over canonical keys, and
- * nothing spent by a failure — the one-time pre-key or replay record and the session are one write.
+ * nothing spent by a failure — the one-time pre-key, the one-time KEM pre-key or the replay record
+ * and the session are one write.
  */
 import fc from 'fast-check';
 import { ready } from '../../lib/sodium';
@@ -129,13 +130,26 @@ describe('acceptChannel spends nothing on a failure (finding 8, store part)', ()
     }
   });
 
+  /**
+   * What the establishment spends: a one-time pre-key (`otk`), a one-time KEM pre-key (`kem`), or
+   * nothing (`none`: classic last resort; `lr-kem`: under the last-resort KEM pre-key), recorded against replay.
+   */
+  type Spend = 'otk' | 'kem' | 'none' | 'lr-kem';
+
   /** One establishment accepted against a store that fails at the given points; retried until it sticks. */
-  async function acceptUnderFaults(faults: Fault[], withOtk: boolean, replace: boolean): Promise<void> {
+  async function acceptUnderFaults(faults: Fault[], spend: Spend, replace: boolean): Promise<void> {
     const inner = new InMemoryStore();
+    const withOtk = spend === 'otk';
     const bobMgr = makeAgent(withOtk ? 1 : 0);
+    if (spend === 'lr-kem' || spend === 'kem') bobMgr.generateLastResortKemPreKey();
+    const kemId = spend === 'kem' ? bobMgr.generateKemPreKeys(1)[0].keyId : undefined;
     await StoredKeyManager.create({ store: inner, cipher, did: BOB }, bobMgr);
     const ad = utf8('ad');
-    const { channel, establishment } = SecureChannel.createSender(makeAgent(), bobMgr.getPublicBundle(withOtk ? { otkId: 0 } : {}), ad);
+    const { channel, establishment } = SecureChannel.createSender(
+      makeAgent(),
+      bobMgr.getPublicBundle(withOtk ? { otkId: 0 } : { kemId }),
+      ad,
+    );
     const e = ChannelEstablishment.from(establishment);
     if (replace) inner.saveSession(BOB, ALICE, utf8('an old session'), 0);
     let i = 0;
@@ -147,6 +161,7 @@ describe('acceptChannel spends nothing on a failure (finding 8, store part)', ()
     // Spent (the key gone from the saved state, or the replay recorded) exactly when the session is saved.
     const spent = (): boolean => {
       if (withOtk) return !savedOtkIds(inner).includes(0);
+      if (kemId !== undefined) return !savedKemIds(inner).includes(kemId);
       const fresh = inner.markEstablishment(BOB, 0, establishmentFingerprint(e));
       if (fresh) inner.forgetEstablishments(BOB, 0);
       return !fresh;
@@ -172,7 +187,10 @@ describe('acceptChannel spends nothing on a failure (finding 8, store part)', ()
         // An earlier attempt committed, reported a failure, and could not look (its check failed too):
         // the retry names the spent establishment or the taken slot, and the session is there to load.
         const spentCodes =
-          x.code === 'OTK_NOT_FOUND' || x.code === 'DUPLICATE_MESSAGE' || (x.code === 'STALE_STATE' && x.reason === 'session');
+          x.code === 'OTK_NOT_FOUND' ||
+          x.code === 'KEM_NOT_FOUND' ||
+          x.code === 'DUPLICATE_MESSAGE' ||
+          (x.code === 'STALE_STATE' && x.reason === 'session');
         if (spentCodes) committedUnseen = true;
         else expect(x.code).toBe('STORE_ERROR');
         if (x.code === 'STORE_ERROR')
@@ -198,8 +216,9 @@ describe('acceptChannel spends nothing on a failure (finding 8, store part)', ()
     const again = (await StoredKeyManager.load({ store: inner, cipher, did: BOB })) as StoredKeyManager;
     await expectE2EErrorAsync(
       () => again.acceptChannel(e, { sessions: inner, peerDid: 'did:mesh:other', associatedData: ad }),
-      withOtk ? 'OTK_NOT_FOUND' : 'DUPLICATE_MESSAGE',
+      withOtk ? 'OTK_NOT_FOUND' : kemId !== undefined ? 'KEM_NOT_FOUND' : 'DUPLICATE_MESSAGE',
     );
+    expect(bob.postQuantum).toBe(spend === 'kem' || spend === 'lr-kem');
   }
 
   /** The one-time pre-key ids of the saved key manager, read from the store directly. */
@@ -211,12 +230,24 @@ describe('acceptChannel spends nothing on a failure (finding 8, store part)', ()
     return ids;
   }
 
+  /** The KEM pre-key ids of the saved key manager, read from the store directly. */
+  function savedKemIds(store: InMemoryStore): number[] {
+    const rec = store.loadKeyManager(BOB);
+    const m = X3DHKeyManager.fromBytes(cipher.open(rec?.data as Uint8Array, `agentmesh-keys\u0000${BOB}`));
+    const ids = m.kemPreKeyIds;
+    m.wipe();
+    return ids;
+  }
+
   it('succeeds on retry after a failure at any point, and spends the establishment only with the session (generative)', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.constantFrom(...FAULTS), { maxLength: 30 }), fc.boolean(), fc.boolean(), (faults, withOtk, replace) =>
-        acceptUnderFaults(faults, withOtk, replace),
+      fc.asyncProperty(
+        fc.array(fc.constantFrom(...FAULTS), { maxLength: 30 }),
+        fc.constantFrom<Spend>('otk', 'kem', 'none', 'lr-kem'),
+        fc.boolean(),
+        (faults, spend, replace) => acceptUnderFaults(faults, spend, replace),
       ),
-      { numRuns: 200 },
+      { numRuns: 300 },
     );
   }, 300_000);
 });

@@ -978,6 +978,22 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         expect(await store.markEstablishment(d, 0, 'fp')).toBe(false);
         expect(await store.listSessions(d)).toEqual([peer]);
       });
+
+      it('keeps the KEM pool, the last-resort KEM pre-key and the KEM claim history across a re-open', async () => {
+        const bob = makePqAgent(0, 3);
+        const keys = publicKems(bob);
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        await store.addKemPreKeys(d, keys);
+        expect((await store.claimBundle(d))?.kemPreKeyId).toBe(keys[0].keyId);
+        expect(await store.consumeKemPreKey(d, keys[1].keyId)).toBe(true);
+        store = await reopen(store);
+        expect(await store.countKemPreKeys(d)).toBe(1);
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, keys.slice(0, 1)), 'INVALID_STATE', 'kem_id_reused');
+        await expectE2EErrorAsync(() => store.addKemPreKeys(d, keys.slice(1, 2)), 'INVALID_STATE', 'kem_id_reused');
+        expect(plain(await store.claimBundle(d))).toEqual(plain(bob.getPublicBundle({ kemId: keys[2].keyId })));
+        expect(plain(await store.claimBundle(d))).toEqual(plain(bob.getPublicBundle()));
+      });
     }
   });
 }

@@ -1,9 +1,19 @@
 import Redis from 'ioredis';
 import { RedisStore } from '../../lib/store';
 import { ready } from '../../lib/sodium';
-import { utf8 } from '../../lib/crypto';
+import { toBase64, utf8 } from '../../lib/crypto';
 import { storeConformance } from './conformance';
-import { clearPrefix, describeRedis, makeAgent, publicOtks, randomNamespace } from './helpers';
+import {
+  classicBundle,
+  clearPrefix,
+  describeRedis,
+  makeAgent,
+  makePqAgent,
+  plain,
+  publicKems,
+  publicOtks,
+  randomNamespace,
+} from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 describeRedis('RedisStore', (url) => {
@@ -62,6 +72,41 @@ describeRedis('RedisStore', (url) => {
       expect(await admin.keys(`${ns}-layout:*`)).toEqual([]);
     });
 
+    it('keeps the KEM pool under the DID hash tag; the last-resort KEM pre-key lives in the base; removeBundle deletes them all', async () => {
+      const s = new RedisStore({ client: admin, namespace: `${ns}-kemlayout` });
+      const bob = makePqAgent(1, 2);
+      await s.storeBundle('did:mesh:{bob}', bob.getPublicBundle({ otkId: 0 }));
+      await s.addKemPreKeys('did:mesh:{bob}', publicKems(bob));
+      await s.claimBundle('did:mesh:{bob}');
+      const t = `${ns}-kemlayout:{did%3Amesh%3A%7Bbob%7D}`;
+      expect((await admin.keys(`${ns}-kemlayout:*`)).sort()).toEqual(
+        [`${t}:bundle`, `${t}:claimed`, `${t}:kem-claimed`, `${t}:kem-pool`, `${t}:kem-queue`].sort(),
+      );
+      const base = JSON.parse((await admin.get(`${t}:bundle`)) as string) as Record<string, unknown>;
+      expect(base.kid).toBe((bob.lastResortKemPreKey as { keyId: number }).keyId);
+      expect(await s.removeBundle('did:mesh:{bob}')).toBe(true);
+      expect(await admin.keys(`${ns}-kemlayout:*`)).toEqual([]);
+    });
+
+    it('reads a base stored before KEM pre-keys (no KEM fields) as a classic bundle, and keeps a merged last resort readable', async () => {
+      const s = new RedisStore({ client: admin, namespace: `${ns}-oldbase` });
+      const bob = makePqAgent();
+      const classic = classicBundle(bob.getPublicBundle());
+      const old = JSON.stringify({
+        ik: toBase64(classic.identityKey),
+        ed: toBase64(classic.identityKeyEd),
+        spk: toBase64(classic.signedPreKey),
+        sig: toBase64(classic.signedPreKeySignature),
+        id: classic.signedPreKeyId,
+      });
+      await admin.set(`${ns}-oldbase:{bob}:bundle`, old);
+      expect(plain(await s.getBundle('bob'))).toEqual(plain(classic));
+      await s.storeBundle('bob', bob.getPublicBundle()); // now with the last-resort KEM pre-key
+      bob.generateSignedPreKey();
+      await s.storeBundle('bob', classicBundle(bob.getPublicBundle())); // merged by the script: the KEM fields stay
+      expect(plain(await s.claimBundle('bob'))).toEqual(plain(bob.getPublicBundle()));
+    });
+
     it('keeps namespaces apart: no colon in a namespace, and clearNamespace deletes exactly its own keys (finding 10)', async () => {
       for (const bad of [`${ns}-x:s`, `${ns}-x:eu`, 'a:b', 'x*', 'x{y}', 'x y', 'é', 'x'.repeat(129)]) {
         await expectE2EErrorAsync(() => new RedisStore({ client: admin, namespace: bad }), 'INVALID_ARGUMENT');
@@ -108,6 +153,19 @@ describeRedis('RedisStore', (url) => {
       }
       const t = await pttl('s:{bob}:alice');
       expect(t > 0 && t <= 60_000).toBe(true);
+      // The KEM pool expires with the bundle; a new storeBundle renews it.
+      const carol = makePqAgent(0, 2);
+      await s.storeBundle('carol', carol.getPublicBundle());
+      await s.addKemPreKeys('carol', publicKems(carol));
+      await s.claimBundle('carol');
+      for (const k of ['{carol}:bundle', '{carol}:kem-pool', '{carol}:kem-queue']) {
+        const tk = await pttl(k);
+        expect(tk > 60_000 && tk <= 120_000).toBe(true);
+      }
+      await admin.pexpire(`${ns}-ttl:{carol}:kem-pool`, 5);
+      await s.storeBundle('carol', carol.getPublicBundle());
+      const renewed = await pttl('{carol}:kem-pool');
+      expect(renewed > 60_000 && renewed <= 120_000).toBe(true);
       // The inbox lives as long as its session: every save of the session renews both.
       await s.saveSessionWithInbox('bob', 'alice', utf8('y'), 1, { id: 'm', data: utf8('p') });
       await admin.pexpire(`${ns}-ttl:ih:{bob}:alice`, 5);
@@ -151,6 +209,28 @@ describeRedis('RedisStore', (url) => {
       await s.storeBundle('carol', bob.getPublicBundle({ otkId: 0 }));
       await admin.hset(`${ns}-corrupt:{carol}:pool`, '0', '***');
       await expectE2EErrorAsync(() => s.claimBundle('carol'), 'STORE_ERROR', 'corrupt');
+      const pq = makePqAgent(0, 1);
+      await s.storeBundle('frank', pq.getPublicBundle());
+      await s.addKemPreKeys('frank', publicKems(pq));
+      const kemId = String(publicKems(pq)[0].keyId);
+      for (const bad of [
+        '***',
+        'AAAA.AAAA',
+        `${toBase64(new Uint8Array(1184))}`,
+        `${toBase64(new Uint8Array(1183))}.${toBase64(new Uint8Array(64))}`,
+      ]) {
+        await admin.hset(`${ns}-corrupt:{frank}:kem-pool`, kemId, bad);
+        await expectE2EErrorAsync(() => s.getBundle('frank'), 'STORE_ERROR', 'corrupt');
+      }
+      await expectE2EErrorAsync(() => s.claimBundle('frank'), 'STORE_ERROR', 'corrupt');
+      const partial = JSON.parse((await admin.get(`${ns}-corrupt:{frank}:bundle`)) as string) as Record<string, unknown>;
+      delete partial.ksig;
+      await admin.set(`${ns}-corrupt:{frank}:bundle`, JSON.stringify(partial));
+      await expectE2EErrorAsync(() => s.getBundle('frank'), 'STORE_ERROR', 'corrupt');
+      await admin.set(`${ns}-corrupt:{frank}:bundle`, JSON.stringify({ ...partial, ksig: toBase64(new Uint8Array(64)), kid: -1 }));
+      await expectE2EErrorAsync(() => s.getBundle('frank'), 'STORE_ERROR', 'corrupt');
+      await admin.set(`${ns}-corrupt:{frank}:bundle`, JSON.stringify({ ...partial, ksig: toBase64(new Uint8Array(64)), kem: 'AAAA' }));
+      await expectE2EErrorAsync(() => s.getBundle('frank'), 'STORE_ERROR', 'corrupt');
       await admin.sadd(`${ns}-corrupt:si:{dave}`, '%E0%A4%A');
       await admin.hset(`${ns}-corrupt:s:{dave}:%E0%A4%A`, 'v', '1', 'd', 'x');
       await expectE2EErrorAsync(() => s.listSessions('dave'), 'STORE_ERROR', 'corrupt');
