@@ -104,7 +104,8 @@ export class PreKeyUpkeep {
     const first = await maintainPreKeys(this.#keys, this.#directory(), this.#policy);
     let republished = first.publishedBundle;
     if (!republished && (await this.#kemStale())) {
-      // The bundle is as published but its last-resort KEM pre-key is not (new, rotated, or published before KEM pre-keys).
+      // The bundle is as published but its KEM pre-key is not: new, rotated, published before KEM pre-keys, or
+      // published by an earlier run that published KEM pre-keys when this one does not (withdrawn: classic).
       await this.#directory().storeBundle(this.#keys.did, this.#keys.manager.getPublicBundle());
       republished = true;
     }
@@ -123,12 +124,16 @@ export class PreKeyUpkeep {
     await this.#store.deleteSession(me, PUBLISHED_SLOT);
   }
 
-  /** Whether the published last-resort KEM pre-key is not the manager's current one. */
+  /**
+   * Whether the published KEM pre-key is not what this run publishes: the manager's current last-resort one
+   * when KEM pre-keys are published, none otherwise.
+   */
   async #kemStale(): Promise<boolean> {
-    if (!this.publishesKem) return false;
-    const current = this.#keys.manager.lastResortKemPreKey;
     const p = await this.#readPublished();
-    if (current === null || p === null) return false;
+    if (p === null) return false;
+    if (!this.publishesKem) return p.kemId !== undefined;
+    const current = this.#keys.manager.lastResortKemPreKey;
+    if (current === null) return false;
     return p.kemId !== current.keyId || p.kem === undefined || !constantTimeEqual(fromBase64(p.kem), current.publicKey);
   }
 

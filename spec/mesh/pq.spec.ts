@@ -258,10 +258,24 @@ test('agt mode publishes classic bundles (AGT’s registry cannot carry KEM pre-
   for (const u of log.filter((r) => r.method === 'PUT' || r.method === 'POST')) expect(u.body).not.toMatch(/kem/);
 });
 
+test("an agent restarted from 'prefer' to 'off' withdraws its KEM pre-keys: a classic bundle, classic uploads", async () => {
+  const b = newIdentity();
+  const path = join(dir, 'switch.sqlite');
+  const storageKey = randomBytes(32);
+  const bob = await agent({ identity: b, store: path, storageKey });
+  expect((await claim(b.did))?.kemPreKey?.length).toBe(1184);
+  await bob.close();
+  const log: { method: string; url: string; body: string }[] = [];
+  await agent({ identity: b, store: path, storageKey, postQuantum: 'off', fetch: recordingFetch(log) });
+  expect((await claim(b.did))?.kemPreKey).toBeUndefined();
+  expect(await pools(b)).toEqual({ otk: expect.any(Number), kem: 0 });
+  const uploads = log.filter((r) => r.method === 'PUT' || r.method === 'POST');
+  expect(uploads.map((u) => u.method)).toContain('PUT');
+  for (const u of uploads) expect(u.body).not.toMatch(/kem/);
+});
+
 test('postQuantum is checked: anything but require/prefer/off is INVALID_ARGUMENT', async () => {
-  await expectE2EErrorAsync(
-    MeshAgent.connect({ url: server.url, identity: newIdentity(), postQuantum: 'yes' as never }),
-    'INVALID_ARGUMENT',
-    null,
-  );
+  const connecting = MeshAgent.connect({ url: server.url, identity: newIdentity(), postQuantum: 'yes' as never });
+  connecting.then((a) => agents.push(a)).catch(() => undefined); // closed after the test should it connect
+  await expectE2EErrorAsync(connecting, 'INVALID_ARGUMENT', null);
 });
