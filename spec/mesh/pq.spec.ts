@@ -13,6 +13,7 @@ import { AgentIdentity } from '../../lib/trust';
 import { MeshAgent, MeshAgentOptions, RejectedEvent, SessionEvent } from '../../lib/mesh';
 import { RegistryClient } from '../../lib/mesh/registry-client';
 import { InMemoryStore, StorageCipher, StoredKeyManager } from '../../lib/store';
+import { SqliteStore } from '../../lib/sqlite';
 import { SocketFactory, openSocket } from '../../lib/mesh/socket';
 import { MIN_ONE_TIME_KEM_PRE_KEYS, TARGET_ONE_TIME_KEM_PRE_KEYS } from '../../lib/mesh/prekeys';
 import { startMeshServer, MeshServer } from '../../lib/server';
@@ -272,6 +273,49 @@ test("an agent restarted from 'prefer' to 'off' withdraws its KEM pre-keys: a cl
   const uploads = log.filter((r) => r.method === 'PUT' || r.method === 'POST');
   expect(uploads.map((u) => u.method)).toContain('PUT');
   for (const u of uploads) expect(u.body).not.toMatch(/kem/);
+});
+
+test('a last-resort KEM pre-key rotated while the agent was down is published at the next start', async () => {
+  const b = newIdentity();
+  const path = join(dir, 'rotate.sqlite');
+  const storageKey = randomBytes(32);
+  await (await agent({ identity: b, store: path, storageKey })).close();
+  const store = new SqliteStore(path);
+  const keys = (await StoredKeyManager.load({ store, cipher: new StorageCipher(storageKey), did: b.did }))!;
+  const rotated = await keys.update((m) => m.generateLastResortKemPreKey().keyId);
+  store.close();
+  const log: { method: string; url: string; body: string }[] = [];
+  await agent({ identity: b, store: path, storageKey, fetch: recordingFetch(log) });
+  const puts = log.filter((r) => r.method === 'PUT').map((r) => JSON.parse(r.body) as { kem_pre_key?: { key_id: number } });
+  expect(puts.map((p) => p.kem_pre_key?.key_id)).toEqual([rotated]);
+});
+
+test('a registry of ours from before KEM pre-keys (no kem_count): upkeep notices, publishes classic, tries no KEM upload again', async () => {
+  const log: { method: string; url: string; body: string }[] = [];
+  const old = recordingFetch(log, (url, method, text) => {
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      return text;
+    }
+    delete body.kem_count;
+    delete body.kem_pre_key;
+    return JSON.stringify(body);
+  });
+  const b = newIdentity();
+  const errors: unknown[] = [];
+  const bob = await agent({ identity: b, fetch: old });
+  bob.on('error', (e) => errors.push(e));
+  await bob.maintainPreKeys();
+  const kemUploads = log.filter((r) => r.method === 'POST' && r.body.includes('kem_pre_keys'));
+  expect(kemUploads).toEqual([]);
+  expect(errors).toEqual([]);
+  const alice = await agent({ identity: newIdentity(), fetch: old });
+  const got = collect(bob);
+  await alice.send(b.did, 'classic through an old registry');
+  await until(() => got.texts.length === 1);
+  expect(alice.sessions(b.did)).toEqual([expect.objectContaining({ postQuantum: false })]);
 });
 
 test('postQuantum is checked: anything but require/prefer/off is INVALID_ARGUMENT', async () => {
