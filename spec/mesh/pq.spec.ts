@@ -318,6 +318,23 @@ test('a registry of ours from before KEM pre-keys (no kem_count): upkeep notices
   expect(alice.sessions(b.did)).toEqual([expect.objectContaining({ postQuantum: false })]);
 });
 
+test('a registry that refuses one-time KEM uploads (422): tried once, then not again (no KEM pre-keys pile up in the key manager)', async () => {
+  const posts: string[] = [];
+  const refusing = (async (url: string, init: RequestInit) => {
+    if (init.method === 'POST' && typeof init.body === 'string' && init.body.includes('kem_pre_keys')) {
+      posts.push(init.body);
+      return { status: 422, text: async () => JSON.stringify({ detail: 'one_time_pre_keys must be a list' }) };
+    }
+    const r = await fetch(url, init);
+    const text = await r.text();
+    return { status: r.status, text: async () => text };
+  }) as never;
+  const bob = await agent({ identity: newIdentity(), fetch: refusing });
+  await bob.maintainPreKeys();
+  await bob.maintainPreKeys();
+  expect(posts).toHaveLength(1);
+});
+
 test('postQuantum is checked: anything but require/prefer/off is INVALID_ARGUMENT', async () => {
   const connecting = MeshAgent.connect({ url: server.url, identity: newIdentity(), postQuantum: 'yes' as never });
   connecting.then((a) => agents.push(a)).catch(() => undefined); // closed after the test should it connect
