@@ -209,14 +209,14 @@ export class PreKeyUpkeep {
     const p = await this.#readPublished();
     if (!p) return null;
     try {
-      const base = keys.manager.getPublicBundle();
-      // Only the fields `maintainPreKeys` compares matter; the rest is today's. Its KEM pre-key is the one
-      // published (none if none was), unless KEM pre-keys are not published at all.
-      const { kemPreKey: _k, kemPreKeyId: _i, kemPreKeySignature: _s, ...classic } = base;
-      const published = { ...classic, signedPreKeyId: p.spkId, signedPreKey: fromBase64(p.spk), identityKeyEd: fromBase64(p.ed) };
-      if (!this.publishesKem) return { ...base, ...published }; // today's KEM pre-key, if any: never a reason to publish
-      if (p.kemId === undefined || p.kem === undefined || p.kemSig === undefined) return published;
-      return { ...published, kemPreKeyId: p.kemId, kemPreKey: fromBase64(p.kem), kemPreKeySignature: fromBase64(p.kemSig) };
+      // Only the fields `maintainPreKeys` compares matter; the rest is today's, its KEM pre-key included: whether
+      // the published KEM pre-key is stale is this upkeep's question (`#kemStale`), asked after each run.
+      return {
+        ...keys.manager.getPublicBundle(),
+        signedPreKeyId: p.spkId,
+        signedPreKey: fromBase64(p.spk),
+        identityKeyEd: fromBase64(p.ed),
+      };
     } catch {
       return null;
     }

@@ -292,7 +292,7 @@ test('a last-resort KEM pre-key rotated while the agent was down is published at
 
 test('a registry of ours from before KEM pre-keys (no kem_count): upkeep notices, publishes classic, tries no KEM upload again', async () => {
   const log: { method: string; url: string; body: string }[] = [];
-  const old = recordingFetch(log, (url, method, text) => {
+  const old = recordingFetch(log, (_url, _method, text) => {
     let body: Record<string, unknown>;
     try {
       body = JSON.parse(text) as Record<string, unknown>;
