@@ -260,6 +260,20 @@ describe('KEM pre-keys at the registry', () => {
       }
       // Nothing more left the pools.
       expect((await authed(s.url, a, 'GET', `${path}/count`)).body).toEqual({ did: a.did, otk_count: 2, kem_count: 2 });
+      // A record that lost its copy of the last-resort key (a concurrent write of an older record): with an empty KEM
+      // pool the peeked bundle's KEM key is the last-resort one, and is given; with a full one, none (never a one-time key).
+      const c = newAgent();
+      await register(s.url, c);
+      const lone = pqBody(c, 0, 0);
+      await authed(s.url, c, 'PUT', `/v1/agents/${c.did}/prekeys`, lone.body);
+      for (const target of [a, c]) {
+        const r = directory.get(target.did)!;
+        delete r.kemLastResort;
+        directory.update(r);
+      }
+      await authed(s.url, b, 'GET', `/v1/agents/${c.did}/prekeys`); // within c's budget
+      expect((await authed(s.url, b, 'GET', `/v1/agents/${c.did}/prekeys`)).body.kem_pre_key).toEqual(kemJson(lone.lastResort));
+      expect((await authed(s.url, b, 'GET', path)).body.kem_pre_key).toBeUndefined();
     } finally {
       await s.close();
       directory.close();
