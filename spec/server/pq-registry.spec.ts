@@ -12,6 +12,7 @@ import { X3DHKeyManager, bundleFromJSON } from '../../lib/x3dh';
 import { SecureChannel } from '../../lib/channel';
 import { InMemoryStore } from '../../lib/store/memory';
 import { MeshServer, SqliteAgentDirectory, startMeshServer } from '../../lib/server';
+import * as frames from '../../lib/mesh/frames';
 import { buildRegistryAuth } from '../../lib/mesh/frames';
 import { TestAgent, authed, bundleBody, http, newAgent, register } from './helpers';
 
@@ -224,9 +225,13 @@ describe('KEM pre-keys at the registry', () => {
         'Invalid pre-key bundle: KEM pre-key signature does not verify under the registered key',
       ],
     ];
+    const decode = jest.spyOn(frames, 'decodeB64Lenient');
     for (const [patch, status, detail] of bad) {
       expect(await authed(url, a, 'PUT', path, { ...fresh.body, ...patch })).toMatchObject({ status, body: { detail } });
     }
+    // A string longer than a key's encoding is refused undecoded.
+    expect(decode.mock.calls.filter(([text]) => text.length > 1600)).toEqual([]);
+    decode.mockRestore();
     // The first bundle is intact: its counts and its one-time KEM key.
     expect((await authed(url, a, 'GET', `${path}/count`)).body).toEqual({ did: a.did, otk_count: 1, kem_count: 1 });
     const got = await authed(url, b, 'GET', path);
@@ -285,7 +290,12 @@ describe('KEM pre-keys at the registry', () => {
     const a = newAgent();
     await register(url, a);
     const { body, manager } = pqBody(a, 0, 1000);
-    const full = { ...body, kem_pre_keys: manager.generateKemPreKeys(200).map(kemJson) };
+    const tooMany = manager.generateKemPreKeys(201).map(kemJson);
+    expect(await authed(url, a, 'PUT', `/v1/agents/${a.did}/prekeys`, { ...body, kem_pre_keys: tooMany })).toMatchObject({
+      status: 400,
+      body: { detail: 'Invalid pre-key bundle: at most 200 one-time KEM pre-keys' },
+    });
+    const full = { ...body, kem_pre_keys: tooMany.slice(1) };
     const text = JSON.stringify(full);
     expect(text.length).toBeGreaterThan(256 * 1024);
     expect(text.length).toBeLessThan(server.registry.limits.maxPreKeyBodyBytes);
