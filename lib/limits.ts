@@ -71,6 +71,10 @@ export const DEFAULT_ONE_TIME_PRE_KEY_POOL = 20;
 export const DEFAULT_MIN_ONE_TIME_PRE_KEYS = 20;
 /** Default number `maintainPreKeys` refills up to (100): a burst of initiators still finds one-time keys. */
 export const DEFAULT_TARGET_ONE_TIME_PRE_KEYS = 100;
+/** Default floor of published one-time KEM pre-keys below which `maintainPreKeys` refills (20, as for one-time pre-keys). */
+export const DEFAULT_MIN_KEM_PRE_KEYS = 20;
+/** Default number of one-time KEM pre-keys `maintainPreKeys` refills up to (100; at most {@link MAX_KEM_PRE_KEYS_PER_CALL}): about 130 kB published, 250 kB saved. */
+export const DEFAULT_TARGET_KEM_PRE_KEYS = 100;
 /** Default age at which `maintainPreKeys` rotates the signed pre-key (7 days, as Signal's clients do). */
 export const DEFAULT_SIGNED_PRE_KEY_MAX_AGE_MS = 7 * DAY_MS;
 /** Default time a retired signed pre-key still accepts establishments (14 days), for initiators that fetched the bundle before it rotated. */

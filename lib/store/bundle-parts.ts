@@ -101,8 +101,9 @@ export function decodeBase(text: string): BundleBase {
     throw storeFailure('corrupt', 'stored bundle is unreadable');
   }
   if (typeof o !== 'object' || o === null || !isU32(o.id)) throw storeFailure('corrupt', 'stored bundle is unreadable');
-  const kemFields = [o.kid, o.kem, o.ksig].filter((v) => v !== undefined).length;
-  if (kemFields !== 0 && (kemFields !== 3 || !isU32(o.kid))) throw storeFailure('corrupt', 'stored bundle is unreadable');
+  // Any KEM field makes a KEM pre-key, whose other fields must then be there too (bytesField checks the two byte fields).
+  const hasKem = o.kid !== undefined || o.kem !== undefined || o.ksig !== undefined;
+  if (hasKem && !isU32(o.kid)) throw storeFailure('corrupt', 'stored bundle is unreadable');
   try {
     const base: BundleBase = {
       identityKey: bytesField(o, 'ik', 32),
@@ -111,7 +112,7 @@ export function decodeBase(text: string): BundleBase {
       signedPreKeySignature: bytesField(o, 'sig', 64),
       signedPreKeyId: o.id,
     };
-    if (kemFields === 0) return base;
+    if (!hasKem) return base;
     return {
       ...base,
       kemPreKey: bytesField(o, 'kem', KEM_PUBLIC_KEY_BYTES),

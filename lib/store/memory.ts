@@ -158,9 +158,13 @@ export class InMemoryStore implements AgentStore {
   /** See {@link PreKeyStore.addKemPreKeys}. */
   addKemPreKeys(did: string, keys: readonly PublicKemPreKeyEntry[]): void {
     assertStoreId(did, 'did');
+    const found = this.#dids.get(did);
+    if (!found) throw noBundleError();
+    let checked = readKemPreKeys(keys, found.base.identityKeyEd); // a checked copy, signatures verified
+    // Reading the caller's keys may have run its code (a getter), which may have re-keyed the DID: check under the identity stored now.
     const e = this.#dids.get(did);
     if (!e) throw noBundleError();
-    const checked = readKemPreKeys(keys, e.base.identityKeyEd); // a checked copy, signatures verified
+    if (e !== found) checked = readKemPreKeys(checked, e.base.identityKeyEd);
     for (const k of checked) {
       const pooled = e.kemPool.get(k.keyId);
       if (e.kemClaimed.has(k.keyId) || (pooled && !constantTimeEqual(pooled.publicKey, k.publicKey))) throw kemReusedError(k.keyId);

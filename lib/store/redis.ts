@@ -218,7 +218,10 @@ export class RedisStore implements AgentStore {
     return this.#call('countOneTimePreKeys', () => this.#r.zcard(this.#bundleKeys(did)[2]));
   }
 
-  /** See {@link PreKeyStore.addKemPreKeys}. */
+  /**
+   * See {@link PreKeyStore.addKemPreKeys}. Also `STALE_STATE` (reason `bundle`) in the unlikely case
+   * that the DID is re-keyed again and again while the keys are verified (8 attempts).
+   */
   async addKemPreKeys(did: string, keys: readonly PublicKemPreKeyEntry[]): Promise<void> {
     assertStoreId(did, 'did');
     const [baseKey, , , , kemPool, kemQueue, kemClaimed] = this.#bundleKeys(did);

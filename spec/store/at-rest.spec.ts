@@ -1,6 +1,7 @@
 /**
- * Encryption at rest: after a realistic run (published keys, a channel with skipped keys and a DH
- * ratchet step), no secret key appears in the SQLite files or the Redis values, in any encoding.
+ * Encryption at rest: after a realistic run (published keys, KEM pre-keys among them, a
+ * post-quantum channel with skipped keys and a DH ratchet step), no secret key appears in the
+ * SQLite files or the Redis values, in any encoding.
  */
 import { randomBytes as nodeRandomBytes } from 'crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'fs';
@@ -21,7 +22,7 @@ import {
   maintainPreKeys,
   sessionContext,
 } from '../../lib/store';
-import { clearPrefix, describeRedis, makeAgent, randomNamespace } from './helpers';
+import { clearPrefix, describeRedis, makePqAgent, randomNamespace } from './helpers';
 
 const ALICE = 'did:mesh:alice';
 const BOB = 'did:mesh:bob';
@@ -30,18 +31,33 @@ const BOB = 'did:mesh:bob';
 async function channelSecrets(store: AgentStore, cipher: StorageCipher, local: string, peer: string): Promise<Uint8Array[]> {
   const rec = await store.loadSession(local, peer);
   const bytes = cipher.open(rec?.data as Uint8Array, sessionContext(local, peer));
-  const d = RatchetState.fromBytes(bytes.subarray(12 + readU32BE(bytes, 8))).toDict();
+  // "AMC" 0x01 ‖ count ‖ AD, or "AMC" 0x02 ‖ flags ‖ count ‖ AD for a post-quantum channel; the ratchet state follows.
+  const header = bytes[3] === 0x02 ? 13 : 12;
+  const d = RatchetState.fromBytes(bytes.subarray(header + readU32BE(bytes, header - 4))).toDict();
   return [d.dh_self_private, d.root_key, d.chain_key_send, d.chain_key_recv, ...Object.values(d.skipped_keys)]
     .filter((h): h is string => typeof h === 'string')
     .map(fromHex);
 }
 
-/** Every private key of a key manager (the identity seed, signed and one-time pre-keys). */
+/**
+ * Every private key of a key manager: the identity seed, signed and one-time pre-keys, and of each
+ * KEM pre-key the seed's halves d and z and two 32-byte pieces of the decapsulation key's secret
+ * part (its first 1,152 bytes; the rest holds the public key).
+ */
 function managerSecrets(keys: StoredKeyManager): Uint8Array[] {
-  const s = keys.manager.exportState();
-  return [s.identitySecretKey.slice(0, 64), ...s.signedPreKeys.map((k) => k.privateKey), ...s.oneTimePreKeys.map((k) => k.privateKey)].map(
-    fromHex,
-  );
+  const m = keys.manager;
+  const s = m.exportState();
+  const kem = (s.kemPreKeys ?? []).flatMap((k) => {
+    const seed = fromHex(k.seed);
+    const dk = (m.exportKemPreKeySecret(k.keyId) as { secretKey: Uint8Array }).secretKey;
+    return [seed.slice(0, 32), seed.slice(32), dk.slice(0, 32), dk.slice(1120, 1152)];
+  });
+  return [
+    ...[s.identitySecretKey.slice(0, 64), ...s.signedPreKeys.map((k) => k.privateKey), ...s.oneTimePreKeys.map((k) => k.privateKey)].map(
+      fromHex,
+    ),
+    ...kem,
+  ];
 }
 
 /** Which secrets occur in `haystack` as raw bytes, hex, base64 or base64url. */
@@ -68,14 +84,17 @@ const PLAINTEXTS = ['m0', 'm1', 'm2', 'reply', 'm3'].map(
 
 /** A realistic run: keys published, a channel opened, messages skipped, a DH ratchet step. Returns the secrets. */
 async function run(store: AgentStore, cipher: StorageCipher): Promise<Uint8Array[]> {
-  const aliceKeys = await StoredKeyManager.create({ store, cipher, did: ALICE }, makeAgent());
-  const bobKeys = await StoredKeyManager.create({ store, cipher, did: BOB }, makeAgent());
-  await maintainPreKeys(aliceKeys, store, { minOneTimePreKeys: 10, targetOneTimePreKeys: 10 });
-  await maintainPreKeys(bobKeys, store, { minOneTimePreKeys: 10, targetOneTimePreKeys: 10 });
+  const aliceKeys = await StoredKeyManager.create({ store, cipher, did: ALICE }, makePqAgent());
+  const bobKeys = await StoredKeyManager.create({ store, cipher, did: BOB }, makePqAgent());
+  const policy = { minOneTimePreKeys: 10, targetOneTimePreKeys: 10, minKemPreKeys: 5, targetKemPreKeys: 5 };
+  await maintainPreKeys(aliceKeys, store, policy);
+  await maintainPreKeys(bobKeys, store, policy);
   const ad = utf8(`${ALICE}|${BOB}`);
   const { channel, establishment } = SecureChannel.createSender(aliceKeys.manager, (await store.claimBundle(BOB))!, ad);
+  expect([channel.postQuantum, establishment.kemPreKeyId === undefined]).toEqual([true, false]);
   const alice = await PersistentChannel.create({ store, cipher, localDid: ALICE, peerDid: BOB }, channel);
   const bob = await bobKeys.acceptChannel(establishment, { sessions: store, peerDid: ALICE, associatedData: ad });
+  expect(bob.postQuantum).toBe(true);
   const [p0, p1, p2, pReply, p3] = PLAINTEXTS;
   const sent = [await alice.send(p0), await alice.send(p1), await alice.send(p2)];
   await bob.receive(sent[2]); // m0 and m1 stay as skipped keys
@@ -127,7 +146,8 @@ describe('secrets at rest: SQLite', () => {
     const path = join(dir, 'sealed.sqlite');
     const store = new SqliteStore(path);
     const secrets = await run(store, new StorageCipher(randomBytes(32)));
-    expect(secrets.length).toBeGreaterThanOrEqual(2 * (1 + 1 + 10) - 1 + 4 + 4 + 1);
+    // Per manager: identity, signed pre-key, 10 one-time pre-keys, 6 KEM pre-keys (4 pieces each); Bob spent one of each kind.
+    expect(secrets.length).toBeGreaterThanOrEqual(2 * (1 + 1 + 10 + 6 * 4) - 1 - 4 + 4 + 4 + 1);
     const before = fileBytes(path);
     store.close(); // checkpoints the WAL into the main file
     const all = Buffer.concat([before, fileBytes(path)]);
@@ -140,6 +160,20 @@ describe('secrets at rest: SQLite', () => {
     const store = new SqliteStore(path);
     store.saveSessionWithInbox(ALICE, BOB, utf8('s'), 0, { id: 'm', data: PLAINTEXTS[0] });
     expect(plaintextLeaks(fileBytes(path))).toEqual([`${Buffer.from(PLAINTEXTS[0]).toString().slice(0, 20)}… as text`]);
+    store.close();
+  });
+
+  it('(control) finds a KEM pre-key seed and decapsulation key written in the clear', async () => {
+    const path = join(dir, 'clear-kem.sqlite');
+    const store = new SqliteStore(path);
+    const keys = await StoredKeyManager.create({ store, cipher: new StorageCipher(randomBytes(32)), did: ALICE }, makePqAgent(0, 1));
+    const kemSecrets = managerSecrets(keys).slice(-8); // the 4 pieces of each of the 2 KEM pre-keys
+    store.saveKeyManager(BOB, utf8(JSON.stringify(keys.manager.exportState())), 0); // the state as JSON, unsealed
+    const dk = (keys.manager.exportKemPreKeySecret(0) as { secretKey: Uint8Array }).secretKey;
+    store.saveSession(BOB, ALICE, dk, 0); // a decapsulation key, raw
+    const found = leaks(fileBytes(path), kemSecrets);
+    expect(found.filter((f) => f.endsWith('as hex')).length).toBe(4); // both seeds' halves, as the JSON state writes them
+    expect(found.filter((f) => f.endsWith('as raw')).length).toBe(3); // the raw decapsulation key's two pieces, and z, its last 32 bytes
     store.close();
   });
 

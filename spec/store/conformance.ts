@@ -476,6 +476,35 @@ export function storeConformance(name: string, factory: StoreFactory): void {
         expect([await store.countKemPreKeys(d), await store.countKemPreKeys(carol)]).toEqual([2, 0]);
       });
 
+      it('verifies KEM pre-keys under the identity stored when they are written (the DID re-keyed while they were read)', async () => {
+        const bob = makePqAgent(0, 2);
+        const eve = makePqAgent();
+        const d = did();
+        await store.storeBundle(d, bob.getPublicBundle());
+        const [k0, k1] = publicKems(bob);
+        let rekeyed: Promise<unknown> | null = null;
+        // The caller's code runs while the store reads the list: it re-keys the DID to Eve.
+        const hostile = Object.defineProperty({ keyId: k1.keyId, signature: k1.signature }, 'publicKey', {
+          enumerable: true,
+          get: () => {
+            rekeyed ??= (async () => {
+              const removing = store.removeBundle(d);
+              const storing = store.storeBundle(d, eve.getPublicBundle()); // issued right away: a Redis client sends both in order
+              await removing;
+              await storing;
+            })();
+            return k1.publicKey;
+          },
+        });
+        await store.removeBundle(did()); // the scripts a Redis store runs are loaded: the re-key's two commands stay in order
+        const outcome = (async () => store.addKemPreKeys(d, [k0, hostile as PublicKemPreKeyEntry]))();
+        await Promise.allSettled([outcome, rekeyed]);
+        await rekeyed;
+        await expectE2EErrorAsync(outcome, 'BAD_SIGNATURE');
+        expect(await store.countKemPreKeys(d)).toBe(0); // Bob's keys never entered Eve's pool
+        expect(plain(await store.claimBundle(d))).toEqual(plain(eve.getPublicBundle()));
+      });
+
       it('consumes a one-time KEM pre-key by id once; never the last-resort one; answers false and 0 for an unknown DID', async () => {
         const bob = makePqAgent(0, 2);
         const [k0, k1] = publicKems(bob);

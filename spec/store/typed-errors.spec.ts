@@ -26,7 +26,7 @@ import {
   maintainPreKeys,
   sessionContext,
 } from '../../lib/store';
-import { clearPrefix, makeAgent, openPair, randomNamespace, redisTarget } from './helpers';
+import { clearPrefix, makeAgent, makePqAgent, openPair, publicKems, randomNamespace, redisTarget } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
 
 const dir = mkdtempSync(join(tmpdir(), 'agentmesh-typed-'));
@@ -85,6 +85,9 @@ function storeCalls(s: AgentStore): Record<string, Call> {
     'claimBundle',
     'addOneTimePreKeys',
     'countOneTimePreKeys',
+    'addKemPreKeys',
+    'consumeKemPreKey',
+    'countKemPreKeys',
     'removeBundle',
     'loadSession',
     'saveSession',
@@ -152,8 +155,8 @@ describe('only typed errors from the stores (finding 11)', () => {
   it("maintainPreKeys: a directory of the application's own that throws foreign errors gives STORE_ERROR with the cause", async () => {
     const store = new InMemoryStore();
     const cipher = new StorageCipher(randomBytes(32));
-    const keys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:m' }, makeAgent(0));
-    for (const method of ['countOneTimePreKeys', 'getBundle', 'storeBundle', 'addOneTimePreKeys']) {
+    const keys = await StoredKeyManager.create({ store, cipher, did: 'did:mesh:m' }, makePqAgent(0));
+    for (const method of ['countOneTimePreKeys', 'countKemPreKeys', 'getBundle', 'storeBundle', 'addOneTimePreKeys', 'addKemPreKeys']) {
       const boom = new RangeError('driver exploded');
       const directory = new Proxy(store, {
         get: (t, p) =>
@@ -165,7 +168,7 @@ describe('only typed errors from the stores (finding 11)', () => {
       });
       let thrown: unknown;
       try {
-        await maintainPreKeys(keys, directory, { minOneTimePreKeys: 1, targetOneTimePreKeys: 1 });
+        await maintainPreKeys(keys, directory, { minOneTimePreKeys: 1, targetOneTimePreKeys: 1, minKemPreKeys: 1, targetKemPreKeys: 1 });
       } catch (e) {
         thrown = e;
       }
@@ -295,6 +298,17 @@ const STORE_FIELDS = [
   'targetOneTimePreKeys',
   'signedPreKeyMaxAgeMs',
   'signedPreKeyGraceMs',
+  'postQuantum',
+  'minKemPreKeys',
+  'targetKemPreKeys',
+  'requirePostQuantum',
+  'kemPreKey',
+  'kemPreKeyId',
+  'kemPreKeySignature',
+  'kemCiphertext',
+  'keyId',
+  'publicKey',
+  'signature',
   'identityKey',
   'identityKeyEd',
   'signedPreKey',
@@ -397,8 +411,9 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
 
   /** Valid arguments of every store method (`data` a record, the bundle a real one). */
   function storeArgs(): Record<string, () => unknown[]> {
-    const agent = makeAgent(1);
-    const bundle = agent.getPublicBundle({ otkId: 0 });
+    const agent = makePqAgent(1, 1);
+    const bundle = agent.getPublicBundle({ otkId: 0 }); // with the last-resort KEM pre-key
+    const [kem] = publicKems(agent);
     const data = utf8('record');
     return {
       storeBundle: () => ['did:mesh:a', bundle],
@@ -407,6 +422,9 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
       claimBundle: () => ['did:mesh:a'],
       addOneTimePreKeys: () => ['did:mesh:a', [{ keyId: 7, publicKey: key32() }]],
       countOneTimePreKeys: () => ['did:mesh:a'],
+      addKemPreKeys: () => ['did:mesh:a', [{ keyId: kem.keyId, publicKey: kem.publicKey, signature: kem.signature }]],
+      consumeKemPreKey: () => ['did:mesh:a', kem.keyId],
+      countKemPreKeys: () => ['did:mesh:a'],
       removeBundle: () => ['did:mesh:z'],
       loadSession: () => ['did:mesh:a', 'did:mesh:b'],
       saveSession: () => ['did:mesh:a', 'did:mesh:b', data, 0],
@@ -670,7 +688,13 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
       await store.storeBundle('did:mesh:o', bundle);
       await store.addOneTimePreKeys('did:mesh:o', [otk.proxy]);
       expect(await store.countOneTimePreKeys('did:mesh:o')).toBe(1);
-      expect([name, ...[write, session, km, entry, otk].map((c) => maxReads(c.reads))]).toEqual([name, 1, 1, 1, 1, 1]);
+      const pq = makePqAgent(0, 1);
+      await store.storeBundle('did:mesh:p', pq.getPublicBundle());
+      const [k] = publicKems(pq);
+      const kem = counting({ keyId: k.keyId, publicKey: k.publicKey, signature: k.signature });
+      await store.addKemPreKeys('did:mesh:p', [kem.proxy]);
+      expect(await store.countKemPreKeys('did:mesh:p')).toBe(1);
+      expect([name, ...[write, session, km, entry, otk, kem].map((c) => maxReads(c.reads))]).toEqual([name, 1, 1, 1, 1, 1, 1]);
       await store.close();
     }
     const cipherOpts = counting({ previousKeys: [randomBytes(32)] });
@@ -694,7 +718,7 @@ describe('hostile objects: throwing getters, Proxies, fake Uint8Arrays, in every
     const policy = counting({ minOneTimePreKeys: 1, targetOneTimePreKeys: 2 });
     await maintainPreKeys(keys, store, policy.proxy);
     const { establishment } = SecureChannel.createSender(makeAgent(), keys.manager.getPublicBundle());
-    const acceptOpts = counting({ sessions: store, peerDid: 'did:mesh:i' });
+    const acceptOpts = counting({ sessions: store, peerDid: 'did:mesh:i', requirePostQuantum: false, channelOptions: { maxSkip: 10 } });
     expect((await keys.acceptChannel(establishment, acceptOpts.proxy)).peerDid).toBe('did:mesh:i');
     const counts = [cipherOpts, sqliteOpts, redisOpts, loc, createOpts, loadLoc, loadOpts, kmLoc, kmLoadLoc, policy, acceptOpts].map((c) =>
       maxReads(c.reads),
