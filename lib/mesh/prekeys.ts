@@ -5,14 +5,15 @@
  * published is remembered sealed in the agent's own store, so a restart does not re-upload (which would
  * reset the pool) unless something changed.
  *
- * Post-quantum (PQXDH): with `kem`, the agent keeps a last-resort KEM pre-key (made on the first run),
- * publishes it with the bundle, and keeps a pool of one-time KEM pre-keys at the registry — refilled below
- * {@link MIN_ONE_TIME_KEM_PRE_KEYS} up to {@link TARGET_ONE_TIME_KEM_PRE_KEYS} after `maintainPreKeys` ran (a
- * no-op when it refilled them itself). Without `kem` (option `postQuantum: 'off'`, or AGT's registry, which
- * cannot carry them), uploads carry no KEM pre-key: they are AGT's, byte for byte.
+ * Post-quantum (PQXDH): with `kem`, `maintainPreKeys` runs with `postQuantum: true`: the agent keeps a
+ * last-resort KEM pre-key (made on the first run, rotated with the signed pre-key), publishes it with the
+ * bundle, and keeps a pool of one-time KEM pre-keys at the registry (the policy's `minKemPreKeys` and
+ * `targetKemPreKeys`). Without `kem` (option `postQuantum: 'off'`, or AGT's registry, which cannot carry
+ * them), or once a registry is seen not to carry them, uploads carry no KEM pre-key: they are AGT's, byte
+ * for byte, and a KEM pre-key an earlier run published is withdrawn.
  */
 import { E2EError } from '../errors';
-import { constantTimeEqual, fromBase64, fromUtf8, toBase64, utf8 } from '../crypto';
+import { fromBase64, fromUtf8, toBase64, utf8 } from '../crypto';
 import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
 import { PreKeyStore, PublicKemPreKeyEntry, PublicOneTimePreKey, SessionStore } from '../store/types';
 import { StorageCipher } from '../store/storage-cipher';
@@ -24,14 +25,6 @@ import { SerialQueue } from '../util/serial-queue';
 
 /** The slot (under the agent's DID) holding what was last published. */
 export const PUBLISHED_SLOT = '#published';
-
-/** Refill the registry's one-time KEM pool when it holds fewer than this (10). */
-export const MIN_ONE_TIME_KEM_PRE_KEYS = 10;
-/**
- * Refill it up to this many (40): each is ~1.3 kB in the saved key manager, which every acceptance that
- * spends one rewrites, so the pool is kept smaller than the one-time pool (100).
- */
-export const TARGET_ONE_TIME_KEM_PRE_KEYS = 40;
 
 interface Published {
   spkId: number;
@@ -97,25 +90,26 @@ export class PreKeyUpkeep {
   }
 
   async #runOnce(): Promise<MaintenanceReport> {
-    // The last-resort KEM pre-key first: saved before the bundle carrying it is published.
-    if (this.#kem && this.#keys.manager.lastResortKemPreKey === null) {
-      await this.#keys.update((m) => m.lastResortKemPreKey ?? m.generateLastResortKemPreKey());
-    }
-    const first = await maintainPreKeys(this.#keys, this.#directory(), this.#policy);
+    const first = await this.#maintain();
     let republished = first.publishedBundle;
-    if (!republished && (await this.#kemStale())) {
-      // The bundle is as published but its KEM pre-key is not: new, rotated, published before KEM pre-keys, or
-      // published by an earlier run that published KEM pre-keys when this one does not (withdrawn: classic).
+    if (!republished && (await this.#kemWithdrawn())) {
+      // An earlier run published a KEM pre-key this one does not publish: the classic bundle replaces it.
       await this.#directory().storeBundle(this.#keys.did, this.#keys.manager.getPublicBundle());
       republished = true;
     }
-    let report = first;
-    if (republished) {
-      const second = await maintainPreKeys(this.#keys, this.#directory(), this.#policy);
-      report = { ...first, publishedBundle: true, addedOneTimePreKeys: first.addedOneTimePreKeys + second.addedOneTimePreKeys };
-    }
-    await this.#refillKem();
-    return report;
+    if (!republished) return first;
+    const second = await this.#maintain();
+    return {
+      ...first,
+      publishedBundle: true,
+      addedOneTimePreKeys: first.addedOneTimePreKeys + second.addedOneTimePreKeys,
+      addedKemPreKeys: first.addedKemPreKeys + second.addedKemPreKeys,
+    };
+  }
+
+  /** One `maintainPreKeys` run; KEM pre-keys kept exactly when they are published (the option decides, not the policy). */
+  #maintain(): Promise<MaintenanceReport> {
+    return maintainPreKeys(this.#keys, this.#directory(), { ...this.#policy, postQuantum: this.publishesKem });
   }
 
   /** Forgets what was published (the registry lost it): the next run uploads everything again. */
@@ -124,26 +118,10 @@ export class PreKeyUpkeep {
     await this.#store.deleteSession(me, PUBLISHED_SLOT);
   }
 
-  /**
-   * Whether the published KEM pre-key is not what this run publishes: the manager's current last-resort one
-   * when KEM pre-keys are published, none otherwise.
-   */
-  async #kemStale(): Promise<boolean> {
-    const p = await this.#readPublished();
-    if (p === null) return false;
-    if (!this.publishesKem) return p.kemId !== undefined;
-    const current = this.#keys.manager.lastResortKemPreKey;
-    if (current === null) return false;
-    return p.kemId !== current.keyId || p.kem === undefined || !constantTimeEqual(fromBase64(p.kem), current.publicKey);
-  }
-
-  /** Tops the registry's one-time KEM pool up (saved in the key manager before it is published). */
-  async #refillKem(): Promise<void> {
-    if (!this.publishesKem || this.#keys.manager.lastResortKemPreKey === null) return;
-    const count = (await this.#registry.countPools()).kem;
-    if (count === null || count >= MIN_ONE_TIME_KEM_PRE_KEYS) return;
-    const made = await this.#keys.update((m) => m.generateKemPreKeys(TARGET_ONE_TIME_KEM_PRE_KEYS - count));
-    await this.#addKem(made);
+  /** Whether a KEM pre-key is published although this upkeep publishes none (it was, by an earlier run). */
+  async #kemWithdrawn(): Promise<boolean> {
+    if (this.publishesKem) return false;
+    return ((await this.#readPublished())?.kemId ?? undefined) !== undefined;
   }
 
   async #addKem(keys: readonly PublicKemPreKeyEntry[]): Promise<void> {
@@ -209,14 +187,15 @@ export class PreKeyUpkeep {
     const p = await this.#readPublished();
     if (!p) return null;
     try {
-      // Only the fields `maintainPreKeys` compares matter; the rest is today's, its KEM pre-key included: whether
-      // the published KEM pre-key is stale is this upkeep's question (`#kemStale`), asked after each run.
-      return {
-        ...keys.manager.getPublicBundle(),
-        signedPreKeyId: p.spkId,
-        signedPreKey: fromBase64(p.spk),
-        identityKeyEd: fromBase64(p.ed),
-      };
+      // Only the fields `maintainPreKeys` compares matter (identity, signed pre-key, last-resort KEM pre-key);
+      // the rest is today's. Without KEM pre-keys published, today's KEM pre-key (if any) is never a reason to
+      // publish: the upload leaves it out anyway.
+      const base = keys.manager.getPublicBundle();
+      const { kemPreKey: _k, kemPreKeyId: _i, kemPreKeySignature: _s, ...classic } = base;
+      const published = { ...classic, signedPreKeyId: p.spkId, signedPreKey: fromBase64(p.spk), identityKeyEd: fromBase64(p.ed) };
+      if (!this.publishesKem) return { ...base, ...published };
+      if (p.kemId === undefined || p.kem === undefined || p.kemSig === undefined) return published;
+      return { ...published, kemPreKeyId: p.kemId, kemPreKey: fromBase64(p.kem), kemPreKeySignature: fromBase64(p.kemSig) };
     } catch {
       return null;
     }

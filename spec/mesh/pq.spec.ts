@@ -15,7 +15,7 @@ import { RegistryClient } from '../../lib/mesh/registry-client';
 import { InMemoryStore, StorageCipher, StoredKeyManager } from '../../lib/store';
 import { SqliteStore } from '../../lib/sqlite';
 import { SocketFactory, openSocket } from '../../lib/mesh/socket';
-import { MIN_ONE_TIME_KEM_PRE_KEYS, TARGET_ONE_TIME_KEM_PRE_KEYS } from '../../lib/mesh/prekeys';
+import { DEFAULT_TARGET_KEM_PRE_KEYS } from '../../lib/limits';
 import { startMeshServer, MeshServer } from '../../lib/server';
 import { collect, newIdentity, until } from './helpers';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
@@ -65,11 +65,15 @@ function pools(id: AgentIdentity) {
   return new RegistryClient({ baseUrl: server.url, signer: id }).countPools();
 }
 
+let claimer: RegistryClient | null = null;
+
 /** `did`'s bundle as a third (registered) agent claims it. */
 async function claim(did: string) {
-  const client = new RegistryClient({ baseUrl: server.url, signer: newIdentity() });
-  await client.register();
-  return client.claimBundle(did);
+  if (!claimer) {
+    claimer = new RegistryClient({ baseUrl: server.url, signer: newIdentity() });
+    await claimer.register();
+  }
+  return claimer.claimBundle(did);
 }
 
 beforeAll(async () => {
@@ -94,8 +98,10 @@ test("two agents (default 'prefer') get post-quantum sessions both ways; KEM poo
   const a = newIdentity();
   const b = newIdentity();
   const alice = await agent({ identity: a });
-  const bob = await agent({ identity: b });
-  expect(await pools(b)).toEqual({ otk: expect.any(Number), kem: TARGET_ONE_TIME_KEM_PRE_KEYS });
+  expect(await pools(a)).toEqual({ otk: expect.any(Number), kem: DEFAULT_TARGET_KEM_PRE_KEYS });
+  // The policy sizes the KEM pool (its postQuantum is the option's: false here is overridden).
+  const bob = await agent({ identity: b, preKeys: { minKemPreKeys: 3, targetKemPreKeys: 6, postQuantum: false } });
+  expect(await pools(b)).toEqual({ otk: expect.any(Number), kem: 6 });
   const events: SessionEvent[] = [];
   for (const x of [alice, bob]) x.on('session', (e) => events.push(e));
   const got = collect(bob);
@@ -113,11 +119,12 @@ test("two agents (default 'prefer') get post-quantum sessions both ways; KEM poo
   expect(alice.sessions(b.did)).toEqual([expect.objectContaining({ role: 'initiator', postQuantum: true })]);
   expect(bob.sessions(a.did)).toEqual([expect.objectContaining({ role: 'responder', postQuantum: true })]);
   // Alice's claim took one one-time KEM pre-key; upkeep refills below the floor.
-  expect((await pools(b)).kem).toBe(TARGET_ONE_TIME_KEM_PRE_KEYS - 1);
-  for (let i = 0; i < TARGET_ONE_TIME_KEM_PRE_KEYS - MIN_ONE_TIME_KEM_PRE_KEYS; i++) await claim(b.did);
-  expect((await pools(b)).kem).toBe(MIN_ONE_TIME_KEM_PRE_KEYS - 1);
-  await bob.maintainPreKeys();
-  expect((await pools(b)).kem).toBe(TARGET_ONE_TIME_KEM_PRE_KEYS);
+  expect((await pools(b)).kem).toBe(5);
+  for (let i = 0; i < 3; i++) await claim(b.did);
+  expect((await pools(b)).kem).toBe(2);
+  const report = await bob.maintainPreKeys();
+  expect(report.addedKemPreKeys).toBe(4);
+  expect((await pools(b)).kem).toBe(6);
 });
 
 test('a restarted agent (SQLite) keeps its post-quantum sessions and its KEM pre-keys; the published bundle is not re-uploaded', async () => {
