@@ -311,8 +311,10 @@ test('a registry of ours from before KEM pre-keys (no kem_count): upkeep notices
     return JSON.stringify(body);
   });
   const b = newIdentity();
+  const path = join(dir, 'old-registry.sqlite');
+  const storageKey = randomBytes(32);
   const errors: unknown[] = [];
-  const bob = await agent({ identity: b, fetch: old });
+  const bob = await agent({ identity: b, fetch: old, store: path, storageKey });
   bob.on('error', (e) => errors.push(e));
   await bob.maintainPreKeys();
   const kemUploads = log.filter((r) => r.method === 'POST' && r.body.includes('kem_pre_keys'));
@@ -323,6 +325,12 @@ test('a registry of ours from before KEM pre-keys (no kem_count): upkeep notices
   await alice.send(b.did, 'classic through an old registry');
   await until(() => got.texts.length === 1);
   expect(alice.sessions(b.did)).toEqual([expect.objectContaining({ postQuantum: false })]);
+  // The registry is upgraded: at the next start the bundle is published again, with its KEM pre-key.
+  await bob.close();
+  const upgraded: { method: string; url: string; body: string }[] = [];
+  await agent({ identity: b, store: path, storageKey, fetch: recordingFetch(upgraded) });
+  expect(upgraded.filter((r) => r.method === 'PUT' && r.body.includes('kem_pre_key'))).toHaveLength(1);
+  expect((await claim(b.did))?.kemPreKey?.length).toBe(1184);
 });
 
 test('a registry that refuses one-time KEM uploads (422): tried once, then not again (no KEM pre-keys pile up in the key manager)', async () => {
