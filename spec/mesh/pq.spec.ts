@@ -127,6 +127,22 @@ test("two agents (default 'prefer') get post-quantum sessions both ways; KEM poo
   expect((await pools(b)).kem).toBe(6);
 });
 
+test('an acceptance that used a one-time KEM pre-key (and no one-time pre-key) refills the KEM pool soon after', async () => {
+  const b = newIdentity();
+  const bob = await agent({
+    identity: b,
+    preKeys: { minOneTimePreKeys: 0, targetOneTimePreKeys: 0, minKemPreKeys: 3, targetKemPreKeys: 3 },
+  });
+  const got = collect(bob);
+  const alice = await agent({ identity: newIdentity() });
+  await alice.send(b.did, 'kem only');
+  await until(() => got.texts.length === 1);
+  expect(await pools(b)).toEqual({ otk: 0, kem: 2 });
+  const deadline = Date.now() + 5000;
+  while ((await pools(b)).kem !== 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  expect((await pools(b)).kem).toBe(3);
+});
+
 test('a restarted agent (SQLite) keeps its post-quantum sessions and its KEM pre-keys; the published bundle is not re-uploaded', async () => {
   const a = newIdentity();
   const b = newIdentity();
