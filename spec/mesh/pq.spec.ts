@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { ready } from '../../lib/sodium';
-import { randomBytes } from '../../lib/crypto';
+import { ed25519PublicKeyToX25519, randomBytes, toBase64, x25519KeyPair } from '../../lib/crypto';
+import { connect, newAgent } from '../server/helpers';
 import { AgentIdentity } from '../../lib/trust';
 import { MeshAgent, MeshAgentOptions, RejectedEvent, SessionEvent } from '../../lib/mesh';
 import { RegistryClient } from '../../lib/mesh/registry-client';
@@ -141,6 +142,47 @@ test('an acceptance that used a one-time KEM pre-key (and no one-time pre-key) r
   const deadline = Date.now() + 5000;
   while ((await pools(b)).kem !== 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   expect((await pools(b)).kem).toBe(3);
+});
+
+test('an establishment naming a KEM pre-key the agent does not hold is refused (kem_not_found), not an error', async () => {
+  const b = newIdentity();
+  const bob = await agent({ identity: b });
+  const errors: unknown[] = [];
+  bob.on('error', (e) => errors.push(e));
+  const inbound: RejectedEvent[] = [];
+  bob.on('rejected', (e) => inbound.push(e));
+  const bundle = (await claim(b.did))!;
+  // Mallory, a raw client of the relay, sends a well-formed establishment in her own name with an unknown KEM id.
+  const mallory = newAgent();
+  const c = await connect(server.url, mallory);
+  const ek = x25519KeyPair().publicKey;
+  const establishment = {
+    ik: toBase64(ed25519PublicKeyToX25519(mallory.publicKey)),
+    ek: toBase64(ek),
+    spk: bundle.signedPreKeyId,
+    kem: 987654,
+    kct: toBase64(randomBytes(1088)),
+  };
+  c.send({
+    v: 1,
+    type: 'knock',
+    from: mallory.did,
+    to: b.did,
+    id: 'kem-unknown-1',
+    ts: new Date().toISOString(),
+    intent: { action: 'establish_session' },
+    establishment,
+    identity_key_ed: toBase64(mallory.publicKey),
+  });
+  let reject: Record<string, unknown> | undefined;
+  while (!reject) {
+    const f = await c.frame();
+    if (f.type === 'knock_reject') reject = f;
+  }
+  expect(reject).toMatchObject({ knock_id: 'kem-unknown-1', reason: 'kem_not_found' });
+  expect(inbound).toEqual([{ peer: mallory.did, direction: 'inbound', reason: 'kem_not_found' }]);
+  expect(errors).toEqual([]);
+  c.close();
 });
 
 test('a restarted agent (SQLite) keeps its post-quantum sessions and its KEM pre-keys; the published bundle is not re-uploaded', async () => {
