@@ -156,7 +156,7 @@ function hashKey(k: Uint8Array): string {
 const KEM_KEY_CHARS = Math.ceil((KEM_PUBLIC_KEY_BYTES * 4) / 3);
 const SIGNATURE_CHARS = 86;
 
-/** Whether `path` (already split) is a pre-key upload, whose body may be up to `maxPreKeyBodyBytes`. */
+/** Whether `method` on `pathname` is a pre-key upload, whose body may be up to `maxPreKeyBodyBytes`. */
 function isPreKeyUpload(method: string | undefined, pathname: string): boolean {
   const parts = pathname.split('/').filter((p) => p.length > 0);
   if (parts[0] !== 'v1' || parts[1] !== 'agents' || parts[3] !== 'prekeys') return false;
