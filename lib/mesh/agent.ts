@@ -12,11 +12,14 @@
  *   session can read waits briefly for its knock; then the sender is told (`session_unknown`), and the
  *   sender opens a fresh session and reports `session-reset` (G7). Nothing unauthenticated ever closes a
  *   session: a notice only makes the sender open a new one beside it.
+ * - Post-quantum (option `postQuantum`, default `'prefer'`): sessions are PQXDH (X25519 and ML-KEM-768)
+ *   whenever the peer's bundle carries a KEM pre-key; `'require'` refuses classic ones both ways; `'off'`
+ *   is classic X3DH, AGT's wire byte for byte.
  */
 import { E2EError, isE2EError } from '../errors';
 import { ready } from '../sodium';
 import { constantTimeEqual, fromBase64, randomBytes, toBase64, utf8 } from '../crypto';
-import { x25519FormOfEd25519 } from '../x3dh';
+import { PreKeyBundle, x25519FormOfEd25519 } from '../x3dh';
 import { EncryptedMessage } from '../ratchet';
 import { MAX_PARKED, MAX_PLAINTEXT_BYTES, MAX_PROCESSED_IDS } from '../limits';
 import { ChannelEstablishment, SecureChannel } from '../channel';
@@ -50,6 +53,22 @@ import { SessionBook, SessionEntry } from './sessions';
 import { SocketFactory, openSocket } from './socket';
 import { MeshTrust, MeshTrustOptions } from './trust';
 
+/**
+ * Post-quantum sessions of a {@link MeshAgent} (PQXDH: X25519 and ML-KEM-768; PROTOCOL.md "PQXDH").
+ * - `'prefer'` (default): the agent keeps a last-resort KEM pre-key and a pool of one-time KEM pre-keys
+ *   and publishes them to our registry (AGT's registry cannot carry them: there it publishes a classic
+ *   bundle), and opens a post-quantum session whenever the peer's bundle has a KEM pre-key, a classic one
+ *   otherwise (an AGT peer, an `'off'` peer). Inbound, it accepts both.
+ * - `'require'`: as `'prefer'`, and classic sessions are refused both ways (`POST_QUANTUM_REQUIRED`): `send`
+ *   to a peer whose bundle has no KEM pre-key rejects with it (so a registry or relay that strips the KEM
+ *   pre-key cannot downgrade the session), and a classic establishment is refused (`knock_reject`, reason
+ *   `post_quantum_required`). With `agt`, every peer's bundle is classic: nothing opens.
+ * - `'off'`: classic X3DH only: no KEM pre-key is made or published (uploads are AGT's, byte for byte),
+ *   a peer's KEM pre-key is ignored (knocks carry AGT's establishment), and post-quantum establishments
+ *   find no KEM pre-key to answer with (`kem_not_found`).
+ */
+export type PostQuantumMode = 'require' | 'prefer' | 'off';
+
 /** Options of {@link MeshAgent.connect}. Give `url`, or `relayUrl` and `registryUrl`. */
 export interface MeshAgentOptions {
   /** Our server's base URL, `http(s)://host:port`: relay at `/ws`, registry under `/v1`. */
@@ -68,6 +87,8 @@ export interface MeshAgentOptions {
   readonly trust?: MeshTrustOptions;
   /** Talk to AGT's own relay and registry (timestamp-only proofs, no extensions). Default false. */
   readonly agt?: boolean;
+  /** Post-quantum sessions: `'prefer'` (default), `'require'` or `'off'` (see {@link PostQuantumMode}). */
+  readonly postQuantum?: PostQuantumMode;
   /** Capabilities sent at registration. */
   readonly capabilities?: string[];
   /** Heartbeat interval (default 30 s, as AGT's spec). */
@@ -113,6 +134,8 @@ export interface RejectedEvent {
 export interface SessionEvent {
   readonly peer: string;
   readonly role: 'initiator' | 'responder';
+  /** Whether it is a post-quantum (PQXDH) session. */
+  readonly postQuantum: boolean;
 }
 
 /** Events of a {@link MeshAgent}. `message` listeners are awaited before the message is acknowledged. */
@@ -158,6 +181,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
   readonly #sessions: SessionBook;
   readonly #registry: RegistryClient;
   readonly #agt: boolean;
+  readonly #pq: PostQuantumMode;
   /** Automatic `knock_reject`s: a few per peer per minute, 100 an hour in all (see budget.ts). */
   readonly #replies = new KeyedBudget({ perKeyBurst: 2, perKeyPerSecond: 1 / 60, allBurst: 100, allPerSecond: 100 / 3600 });
   /** Registry look-ups of the key behind an unauthenticated knock: a few per peer, 2 a second in all. */
@@ -205,10 +229,17 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     this.#keys = p.keys;
     this.#registry = p.registry;
     this.#agt = o.agt === true;
+    this.#pq = o.postQuantum ?? 'prefer';
     this.#graceMs = o.undecryptableGraceMs ?? 3_000;
     this.#sessionStore = new BatchingSessionStore(p.store);
     this.#maxBatch = o.groupCommit === true ? 256 : 1;
-    this.#sessions = new SessionBook({ store: this.#sessionStore, cipher: p.cipher, localDid: this.did, keys: p.keys });
+    this.#sessions = new SessionBook({
+      store: this.#sessionStore,
+      cipher: p.cipher,
+      localDid: this.did,
+      keys: p.keys,
+      requirePostQuantum: this.#pq === 'require',
+    });
     this.#upkeep = new PreKeyUpkeep({
       keys: p.keys,
       registry: p.registry,
@@ -216,6 +247,8 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
       cipher: p.cipher,
       ...(o.preKeys ? { policy: o.preKeys } : {}),
       ...(o.capabilities ? { capabilities: o.capabilities } : {}),
+      // AGT's registry cannot carry KEM pre-keys.
+      kem: this.#pq !== 'off' && !this.#agt,
     });
     this.#trust = o.trust ? new MeshTrust(p.identity, o.trust, this.#trustTransport()) : null;
     this.#conn = new RelayConnection({
@@ -246,6 +279,9 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     const identity = options.identity;
     if (!(identity instanceof AgentIdentity)) throw new E2EError('INVALID_ARGUMENT', 'identity must be an AgentIdentity');
     if (!identity.isSelfCertifying) throw new E2EError('INVALID_ARGUMENT', 'identity.did must be derived from its key (relays enforce it)');
+    const pq: unknown = options.postQuantum;
+    if (pq !== undefined && pq !== 'require' && pq !== 'prefer' && pq !== 'off')
+      throw new E2EError('INVALID_ARGUMENT', "postQuantum must be 'require', 'prefer' or 'off'");
     const { relayUrl, registryUrl } = endpoints(options);
     const persistent = options.store !== undefined;
     if (persistent && options.storageKey === undefined) throw new E2EError('INVALID_ARGUMENT', 'a persistent store needs a storageKey');
@@ -288,11 +324,17 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
    * The sessions with `peer`, oldest first: who opened each, whether it is the one we send on, messages
    * sent and received on it, and whether the peer said it cannot read it.
    */
-  sessions(peer: string): { role: 'initiator' | 'responder'; current: boolean; messageCount: number; dead: boolean }[] {
+  sessions(
+    peer: string,
+  ): { role: 'initiator' | 'responder'; current: boolean; messageCount: number; dead: boolean; postQuantum: boolean }[] {
     const cur = this.#sessions.current(peer);
-    return this.#sessions
-      .sessionsOf(peer)
-      .map((e) => ({ role: e.role, current: e === cur, messageCount: e.channel.messageCount, dead: e.dead }));
+    return this.#sessions.sessionsOf(peer).map((e) => ({
+      role: e.role,
+      current: e === cur,
+      messageCount: e.channel.messageCount,
+      dead: e.dead,
+      postQuantum: e.channel.postQuantum,
+    }));
   }
 
   /** Peers this agent has a session with. */
@@ -305,7 +347,8 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
    * taken it (persisted, on our server). Opens the session on first use. While offline it waits in the
    * outbox. `TRUST_REJECTED` when `trust` refuses the peer; `IDENTITY_MISMATCH` (reason
    * `not_bound_to_did`) when the registry's bundle is not the DID's key; `INVALID_STATE` (reason
-   * `unknown_peer`) when the registry has no bundle for it.
+   * `unknown_peer`) when the registry has no bundle for it; `POST_QUANTUM_REQUIRED` under
+   * `postQuantum: 'require'` when its bundle has no KEM pre-key.
    */
   async send(peerDid: string, data: MeshPayload): Promise<string> {
     this.#assertOpen();
@@ -527,7 +570,12 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     if (didFromPublicKey(bundle.identityKeyEd) !== peer || (trustedKey && !constantTimeEqual(trustedKey, bundle.identityKeyEd))) {
       throw meshError(MeshErrorReason.NOT_BOUND_TO_DID, "the registry's bundle is not this DID's key");
     }
-    const { channel, establishment } = SecureChannel.createSender(this.#keys.manager, bundle, utf8(`${this.did}|${peer}`));
+    const { channel, establishment } = SecureChannel.createSender(
+      this.#keys.manager,
+      this.#pq === 'off' ? classicOf(bundle) : bundle,
+      utf8(`${this.did}|${peer}`),
+      { requirePostQuantum: this.#pq === 'require' },
+    );
     const entry = await this.#sessions.addInitiator(peer, channel);
     const id = uuid();
     this.#sessions.noteSent(id, entry);
@@ -542,7 +590,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
       establishment: establishment.toJSON(),
       identity_key_ed: toBase64(this.#identity.publicKey),
     };
-    this.emit('session', { peer, role: 'initiator' });
+    this.emit('session', { peer, role: 'initiator', postQuantum: channel.postQuantum });
     return { entry, knock };
   }
 
@@ -775,8 +823,9 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
       try {
         accepted = await this.#sessions.accept(peer, e);
       } catch (err) {
-        if (isE2EError(err, 'OTK_NOT_FOUND') || isE2EError(err, 'SPK_NOT_FOUND') || isE2EError(err, 'INVALID_KEY')) {
-          this.#refuse(frame, isE2EError(err, 'OTK_NOT_FOUND') ? 'otk_not_found' : 'spk_not_found');
+        const reason = refusalOf(err);
+        if (reason) {
+          this.#refuse(frame, reason);
           return true;
         }
         throw err;
@@ -785,11 +834,16 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
         this.emit('duplicate', { peer, id: frame.id });
         return true;
       }
-      if (e.usedOneTimeKeyId !== undefined) this.#maintainSoon();
+      // One-time pre-keys were used (a one-time KEM pre-key is any but the last-resort one): refill soon.
+      if (
+        e.usedOneTimeKeyId !== undefined ||
+        (e.kemPreKeyId !== undefined && e.kemPreKeyId !== this.#keys.manager.lastResortKemPreKey?.keyId)
+      )
+        this.#maintainSoon();
       this.#conn
         .send({ v: 1, type: 'knock_accept', from: this.did, to: peer, id: uuid(), knock_id: frame.id, ts: new Date().toISOString() })
         .catch(() => undefined);
-      this.emit('session', { peer, role: 'responder' });
+      this.emit('session', { peer, role: 'responder', postQuantum: accepted.channel.postQuantum });
       this.#retryParked(peer);
       return true;
     });
@@ -1055,6 +1109,21 @@ function endpoints(o: MeshAgentOptions): { relayUrl: string; registryUrl: string
   }
   const relay = /^https?:\/\//.test(o.relayUrl) ? o.relayUrl.replace(/\/+$/, '').replace(/^http/, 'ws') + RELAY_PATH : o.relayUrl;
   return { relayUrl: relay, registryUrl: o.registryUrl.replace(/\/+$/, '') };
+}
+
+/** `bundle` without its KEM pre-key: what `postQuantum: 'off'` opens with (a classic establishment). */
+function classicOf(bundle: PreKeyBundle): PreKeyBundle {
+  const { kemPreKey: _k, kemPreKeyId: _i, kemPreKeySignature: _s, ...classic } = bundle;
+  return classic;
+}
+
+/** The `knock_reject` reason of an acceptance error the peer can do something about; `null` for the others (ours). */
+function refusalOf(err: unknown): string | null {
+  if (isE2EError(err, 'OTK_NOT_FOUND')) return 'otk_not_found';
+  if (isE2EError(err, 'KEM_NOT_FOUND')) return 'kem_not_found';
+  if (isE2EError(err, 'POST_QUANTUM_REQUIRED')) return 'post_quantum_required';
+  if (isE2EError(err, 'SPK_NOT_FOUND') || isE2EError(err, 'INVALID_KEY')) return 'spk_not_found';
+  return null;
 }
 
 function uuid(): string {

@@ -606,28 +606,57 @@ export interface OneTimePreKeyJSON {
   key_id: number;
   public_key: string;
 }
-/** `PUT /v1/agents/{did}/prekeys` body. Replaces the identity, SPK and the whole OPK pool (as AGT). */
+/**
+ * Ours: an ML-KEM-768 KEM pre-key as uploaded and returned (PQXDH): the 1184-byte encapsulation key and the
+ * identity key's Ed25519 signature of `kemPreKeySignedBytes(key)`, both base64url (unpadded).
+ */
+export interface KemPreKeyJSON {
+  key_id: number;
+  public_key: string;
+  signature: string;
+}
+/**
+ * `PUT /v1/agents/{did}/prekeys` body. Replaces the identity, SPK and the whole OPK pool (as AGT), and with
+ * them our KEM fields: `kem_pre_key` becomes the last-resort KEM pre-key (none when absent: a classic bundle)
+ * and `kem_pre_keys` the whole one-time KEM pool (AGT's registry ignores both).
+ */
 export interface PreKeyUploadRequest {
   identity_key: string;
   identity_key_ed?: string;
   signed_pre_key: { key_id: number; public_key: string; signature: string };
   one_time_pre_keys: OneTimePreKeyJSON[];
+  /** Ours: the last-resort KEM pre-key. */
+  kem_pre_key?: KemPreKeyJSON;
+  /** Ours: one-time KEM pre-keys. */
+  kem_pre_keys?: KemPreKeyJSON[];
 }
-/** `PUT …/prekeys`, and our `POST …/prekeys/one-time` and `GET …/prekeys/count` → 200. */
+/**
+ * `PUT …/prekeys`, and our `POST …/prekeys/one-time` and `GET …/prekeys/count` → 200. `kem_count` (ours) is
+ * present only for a DID that published KEM pre-keys, so a classic agent's answer is AGT's, byte for byte.
+ */
 export interface PreKeyCountResponse {
   did: string;
   otk_count: number;
+  /** Ours: unclaimed one-time KEM pre-keys. */
+  kem_count?: number;
 }
-/** Ours: `POST /v1/agents/{did}/prekeys/one-time` body (appends to the pool; owner auth). */
+/** Ours: `POST /v1/agents/{did}/prekeys/one-time` body (appends to the pools; owner auth; at least one list). */
 export interface OneTimePreKeyAddRequest {
-  one_time_pre_keys: OneTimePreKeyJSON[];
+  one_time_pre_keys?: OneTimePreKeyJSON[];
+  /** One-time KEM pre-keys to add to the KEM pool. */
+  kem_pre_keys?: KemPreKeyJSON[];
 }
-/** `GET /v1/agents/{did}/prekeys` → 200 (claims one OPK). Keys base64url unpadded. */
+/**
+ * `GET /v1/agents/{did}/prekeys` → 200 (claims one OPK, and one one-time KEM pre-key). Keys base64url
+ * unpadded. `kem_pre_key` (ours) is present only when the DID published one: a classic bundle is AGT's.
+ */
 export interface PreKeyBundleResponse {
   identity_key: string;
   identity_key_ed: string;
   signed_pre_key: { key_id: number; public_key: string; signature: string };
   one_time_pre_key: OneTimePreKeyJSON | null;
+  /** Ours: a one-time KEM pre-key, else the last-resort one. */
+  kem_pre_key?: KemPreKeyJSON;
 }
 /** `GET /v1/agents/{did}/presence` → 200. */
 export interface PresenceResponse {

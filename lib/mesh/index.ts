@@ -3,7 +3,7 @@
  * encrypted, with persistent sessions, pre-key upkeep, acknowledgements and reconnection.
  */
 export { MeshAgent } from './agent';
-export type { MeshAgentOptions, MeshAgentEvents, SessionResetEvent, RejectedEvent, SessionEvent } from './agent';
+export type { MeshAgentOptions, MeshAgentEvents, SessionResetEvent, RejectedEvent, SessionEvent, PostQuantumMode } from './agent';
 export { MeshMessage } from './message';
 export type { Emitter } from './emitter';
 export type { MeshPayload } from './message';

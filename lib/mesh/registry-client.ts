@@ -2,12 +2,16 @@
  * The registry over HTTP (AGT's endpoints, AGT-WIRE.md §2, plus ours from `frames.ts`): registration,
  * pre-key upload, bundle claims, one-time pre-key refills and counts, and a peer's registered key.
  * Every request is signed: with our request-bound header, or AGT's timestamp-only one for AGT's registry.
+ * KEM pre-keys (PQXDH) travel in our optional fields (`kem_pre_key`, `kem_pre_keys`, `kem_count`): a
+ * registry that does not answer with `kem_count` does not carry them, and a request without KEM pre-keys
+ * is the classic one, byte for byte.
  */
 import { E2EError } from '../errors';
 import { fromBase64Url, toBase64Url, utf8 } from '../crypto';
 import { PreKeyBundle, bundleFromJSON } from '../x3dh';
 import {
   FrameSigner,
+  KemPreKeyJSON,
   OneTimePreKeyJSON,
   PreKeyUploadRequest,
   REGISTRY_PREFIX,
@@ -38,6 +42,19 @@ export interface RegistryClientOptions {
   readonly fetch?: FetchLike;
   /** Per-request timeout (default 10 s). */
   readonly timeoutMs?: number;
+}
+
+/** The public half of a KEM pre-key, as uploaded. */
+export interface KemPreKeyUpload {
+  readonly keyId: number;
+  readonly publicKey: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+/** Pool sizes a registry reported: one-time pre-keys, and one-time KEM pre-keys (`null` when it does not carry KEM pre-keys or did not say). */
+export interface PoolCounts {
+  readonly otk: number | null;
+  readonly kem: number | null;
 }
 
 /** A registry response: status and parsed JSON body (or `null`). */
@@ -72,8 +89,16 @@ export class RegistryClient {
     if (r.status !== 201 && r.status !== 409) throw registryError(r, 'registration');
   }
 
-  /** Replaces this agent's bundle (identity, signed pre-key, one-time pool); the server's pool size. */
-  async uploadPreKeys(bundle: PreKeyBundle, oneTime: readonly { keyId: number; publicKey: Uint8Array }[]): Promise<number | null> {
+  /**
+   * Replaces this agent's bundle (identity, signed pre-key, one-time pool; its KEM pre-key, if any, as the
+   * last-resort one, and `kemOneTime` as the one-time KEM pool); the server's pool sizes. A bundle without
+   * KEM pre-key and no `kemOneTime` is AGT's upload, byte for byte.
+   */
+  async uploadPreKeys(
+    bundle: PreKeyBundle,
+    oneTime: readonly { keyId: number; publicKey: Uint8Array }[],
+    kemOneTime: readonly KemPreKeyUpload[] = [],
+  ): Promise<PoolCounts> {
     const body: PreKeyUploadRequest = {
       identity_key: toBase64Url(bundle.identityKey),
       identity_key_ed: toBase64Url(bundle.identityKeyEd),
@@ -84,10 +109,34 @@ export class RegistryClient {
       },
       one_time_pre_keys: oneTime.map(otkJson),
     };
+    if (bundle.kemPreKey) {
+      body.kem_pre_key = kemJson({
+        keyId: bundle.kemPreKeyId as number,
+        publicKey: bundle.kemPreKey,
+        signature: bundle.kemPreKeySignature as Uint8Array,
+      });
+    }
+    if (kemOneTime.length > 0) body.kem_pre_keys = kemOneTime.map(kemJson);
     const r = await this.#request('PUT', `${REGISTRY_PREFIX}/agents/${enc(this.#signer.did)}/prekeys`, body);
     assertRegistered(r);
     if (r.status !== 200) throw registryError(r, 'pre-key upload');
-    return countOf(r.body);
+    return { otk: countOf(r.body), kem: kemCountOf(r.body) };
+  }
+
+  /**
+   * Adds one-time KEM pre-keys to the KEM pool (our `POST …/prekeys/one-time` with `kem_pre_keys`); the KEM
+   * pool size, or `null` when the registry does not carry KEM pre-keys (AGT's, or one of ours from before them).
+   */
+  async addKemPreKeys(keys: readonly KemPreKeyUpload[]): Promise<number | null> {
+    if (this.#agt) return null;
+    const r = await this.#request('POST', `${REGISTRY_PREFIX}/agents/${enc(this.#signer.did)}/prekeys/one-time`, {
+      kem_pre_keys: keys.map(kemJson),
+    });
+    assertRegistered(r);
+    // A registry from before KEM pre-keys wants `one_time_pre_keys` (422), or has no such endpoint.
+    if (r.status === 404 || r.status === 405 || r.status === 422) return null;
+    if (r.status !== 200) throw registryError(r, 'KEM pre-key upload');
+    return kemCountOf(r.body);
   }
 
   /**
@@ -107,16 +156,26 @@ export class RegistryClient {
 
   /** Unclaimed one-time pre-keys on the server; `null` when the registry cannot say (AGT), 0 when it has no bundle. */
   async countOneTimePreKeys(): Promise<number | null> {
+    return (await this.countPools()).otk;
+  }
+
+  /**
+   * Unclaimed one-time pre-keys and one-time KEM pre-keys on the server, in one request. `otk`: `null` when
+   * the registry cannot say (AGT), 0 when it has no bundle. `kem`: 0 when our registry holds no KEM pre-key
+   * for us (it answers `kem_count` only for an agent that published some), `null` when it cannot say.
+   */
+  async countPools(): Promise<PoolCounts> {
     if (this.#agt) {
       // AGT's registry cannot count, but it can say it forgot us (a restart): then upkeep registers again.
       if ((await this.isRegistered()) === false) throw meshError(MeshErrorReason.NOT_REGISTERED, 'the registry does not know this agent');
-      return null;
+      return { otk: null, kem: null };
     }
     const r = await this.#request('GET', `${REGISTRY_PREFIX}/agents/${enc(this.#signer.did)}/prekeys/count`);
     assertRegistered(r);
-    if (r.status === 404) return 0;
-    if (r.status !== 200) return null;
-    return countOf(r.body);
+    if (r.status === 404) return { otk: 0, kem: 0 };
+    if (r.status !== 200) return { otk: null, kem: null };
+    const otk = countOf(r.body);
+    return { otk, kem: kemCountOf(r.body) ?? (otk === null ? null : 0) };
   }
 
   /** Whether the registry knows this agent (an unsigned `GET /v1/agents/{did}`, which claims nothing); `null` when it cannot say. */
@@ -196,8 +255,17 @@ function otkJson(k: { keyId: number; publicKey: Uint8Array }): OneTimePreKeyJSON
   return { key_id: k.keyId, public_key: toBase64Url(k.publicKey) };
 }
 
+function kemJson(k: KemPreKeyUpload): KemPreKeyJSON {
+  return { key_id: k.keyId, public_key: toBase64Url(k.publicKey), signature: toBase64Url(k.signature) };
+}
+
 function countOf(body: unknown): number | null {
   const n = (body as { otk_count?: unknown } | null)?.otk_count;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 ? n : null;
+}
+
+function kemCountOf(body: unknown): number | null {
+  const n = (body as { kem_count?: unknown } | null)?.kem_count;
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 ? n : null;
 }
 

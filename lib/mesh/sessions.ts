@@ -46,16 +46,21 @@ export class SessionBook {
   readonly #cipher: StorageCipher;
   readonly #me: string;
   readonly #keys: StoredKeyManager;
+  readonly #requirePq: boolean;
   readonly #peers = new Map<string, SessionEntry[]>();
   readonly #sentOn = new BoundedMap<string, SessionEntry>(MAX_SENT_IDS);
   #seq = 0;
 
-  /** The book of `o.localDid`, saving into `o.store` sealed with `o.cipher`; accepts with `o.keys`. */
-  constructor(o: { store: SessionStore; cipher: StorageCipher; localDid: string; keys: StoredKeyManager }) {
+  /**
+   * The book of `o.localDid`, saving into `o.store` sealed with `o.cipher`; accepts with `o.keys`, only
+   * post-quantum establishments with `o.requirePostQuantum`.
+   */
+  constructor(o: { store: SessionStore; cipher: StorageCipher; localDid: string; keys: StoredKeyManager; requirePostQuantum?: boolean }) {
     this.#store = o.store;
     this.#cipher = o.cipher;
     this.#me = o.localDid;
     this.#keys = o.keys;
+    this.#requirePq = o.requirePostQuantum === true;
   }
 
   /** Loads every saved session (after a restart). Unreadable ones are skipped and reported. */
@@ -115,8 +120,9 @@ export class SessionBook {
   }
 
   /**
-   * Accepts `peer`'s establishment (one-time pre-key consumed and saved first, then the session):
-   * `'duplicate'` when it was accepted before. X3DH errors pass through.
+   * Accepts `peer`'s establishment (one-time pre-key and one-time KEM pre-key consumed and saved with the
+   * session): `'duplicate'` when it was accepted before. X3DH errors pass through, and
+   * `POST_QUANTUM_REQUIRED` for a classic one when post-quantum sessions are required (nothing spent).
    */
   async accept(peer: string, e: ChannelEstablishment): Promise<SessionEntry | 'duplicate'> {
     if (this.findAccepted(peer, e)) return 'duplicate';
@@ -129,7 +135,12 @@ export class SessionBook {
       // (or the replay record) and the new session are one atomic write, so a crash leaves both or neither
       // and the relay's redelivery of the knock finds things as they were.
       const own = this.#keys.store as unknown as SessionStore;
-      const accepted = await this.#keys.acceptChannel(e, { sessions: own, peerDid: slot, associatedData: utf8(`${peer}|${this.#me}`) });
+      const accepted = await this.#keys.acceptChannel(e, {
+        sessions: own,
+        peerDid: slot,
+        associatedData: utf8(`${peer}|${this.#me}`),
+        requirePostQuantum: this.#requirePq,
+      });
       await accepted.close(); // the saved state stays; the session goes on through the write-behind store
       const loaded = await PersistentChannel.load({ store: this.#store, cipher: this.#cipher, localDid: this.#me, peerDid: slot });
       if (!loaded) throw new E2EError('STORE_ERROR', 'the accepted session was not found after its save', StoreErrorReason.CORRUPT);

@@ -30,6 +30,18 @@ export interface AgentRecord {
   timeoutSessions: number;
   lastSessionAt: number | null;
   tier: string;
+  /**
+   * The DID's last-resort KEM pre-key as last uploaded (`kem_pre_key`, base64url: plain JSON, so any record
+   * serializer keeps it), for the claims beyond a target's budget of one-time keys; absent for a classic agent.
+   */
+  kemLastResort?: KemLastResortRecord;
+}
+
+/** A last-resort KEM pre-key in an {@link AgentRecord}: id, 1184-byte key and its signature, base64url (unpadded). */
+export interface KemLastResortRecord {
+  readonly keyId: number;
+  readonly publicKey: string;
+  readonly signature: string;
 }
 
 /** Storage of agent records. */
@@ -55,6 +67,7 @@ export interface AgentDirectory {
 function copy(r: AgentRecord): AgentRecord {
   const c: AgentRecord = { ...r, publicKey: new Uint8Array(r.publicKey), capabilities: [...r.capabilities], metadata: { ...r.metadata } };
   if (r.legacyIdentityKey) c.legacyIdentityKey = new Uint8Array(r.legacyIdentityKey);
+  if (r.kemLastResort) c.kemLastResort = { ...r.kemLastResort };
   return c;
 }
 

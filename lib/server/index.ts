@@ -14,7 +14,7 @@ export type { InboxStore, InboxMessage, PendingMessage, InboxAck, InboxQuota, Pu
 export { SqliteInboxStore } from './sqlite-inbox';
 export type { SqliteInboxOptions } from './sqlite-inbox';
 export { MemoryAgentDirectory, SqliteAgentDirectory } from './directory';
-export type { AgentDirectory, AgentRecord } from './directory';
+export type { AgentDirectory, AgentRecord, KemLastResortRecord } from './directory';
 export { RedisInboxStore, RedisAgentDirectory, RedisProofGuard, RedisRelayBus } from './redis';
 export { ProofCache, RateLimiter } from './guards';
 export type { ProofGuard } from './guards';

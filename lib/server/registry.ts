@@ -3,14 +3,23 @@
  * the holes closed: request-bound single-use auth (AGT's timestamp-only header still accepted, single-use and
  * flagged weaker), authenticated and rate-limited bundle claims (G4), validated bundles, validation before any
  * change (G11), one-time keys handed out once and never re-published.
+ *
+ * Post-quantum (PQXDH) pre-keys are ours, in optional fields AGT's registry ignores: `kem_pre_key` (the
+ * last-resort ML-KEM-768 key) and `kem_pre_keys` (one-time ones) in uploads, `kem_pre_key` in claims and
+ * `kem_count` in counts, each present only for an agent that published KEM pre-keys, so an agent that never
+ * sends them gets AGT's answers byte for byte.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isE2EError } from '../errors';
 import { constantTimeEqual, ed25519Verify, isU32, sha256, toBase64Url, toHex, utf8 } from '../crypto';
-import { x25519FormOfEd25519 } from '../x3dh';
-import type { PreKeyStore, PublicOneTimePreKey } from '../store/types';
+import { PreKeyBundle, x25519FormOfEd25519 } from '../x3dh';
+import { kemPreKeyVerifies } from '../x3dh/identity-cache';
+import { KEM_PUBLIC_KEY_BYTES } from '../x3dh/kem-prekey';
+import type { PreKeyStore, PublicKemPreKeyEntry, PublicOneTimePreKey } from '../store/types';
 import {
   AgentRecordResponse,
+  KemPreKeyJSON,
+  PreKeyCountResponse,
   PROOF_WINDOW_MS,
   PreKeyBundleResponse,
   RegistryAuth,
@@ -20,13 +29,19 @@ import {
   parseRegistryAuth,
   registryProofMessage,
 } from '../mesh/frames';
-import type { AgentDirectory, AgentRecord } from './directory';
+import type { AgentDirectory, AgentRecord, KemLastResortRecord } from './directory';
 import { MAX_FUTURE_SKEW_MS, ProofGuard, RateLimiter } from './guards';
 
 /** Limits of the registry. */
 export interface RegistryLimits {
-  /** Largest request body (default 256 KiB). */
+  /** Largest request body (default 256 KiB), except pre-key uploads. */
   maxBodyBytes: number;
+  /**
+   * Largest body of a pre-key upload (`PUT …/prekeys`, `POST …/prekeys/one-time`; default 512 KiB): room for
+   * `maxOneTimeKeys` one-time pre-keys (~73 B of JSON each) and `maxKemPreKeys` one-time KEM pre-keys (~1.7 kB
+   * each: 1184 + 64 bytes in base64url) beside the bundle and its last-resort KEM pre-key (~2 kB).
+   */
+  maxPreKeyBodyBytes: number;
   /** Bundle claims per requester: burst (default 30) and per second sustained (default 1). */
   bundleFetchBurst: number;
   bundleFetchPerSecond: number;
@@ -60,6 +75,8 @@ export interface RegistryLimits {
   discoverMaxBytes: number;
   /** Most one-time pre-keys in one DID's pool (default 1000). */
   maxOneTimeKeys: number;
+  /** Most one-time KEM pre-keys in one DID's KEM pool (default 200; each is ~1.25 kB stored). */
+  maxKemPreKeys: number;
   /** Most capabilities (default 64) and metadata entries (default 64); longest string (default 1024). */
   maxCapabilities: number;
   maxMetadata: number;
@@ -69,6 +86,7 @@ export interface RegistryLimits {
 /** The defaults of {@link RegistryLimits}. */
 export const DEFAULT_REGISTRY_LIMITS: Readonly<RegistryLimits> = Object.freeze({
   maxBodyBytes: 256 * 1024,
+  maxPreKeyBodyBytes: 512 * 1024,
   bundleFetchBurst: 30,
   bundleFetchPerSecond: 1,
   oneTimeKeyBurst: 20,
@@ -87,6 +105,7 @@ export const DEFAULT_REGISTRY_LIMITS: Readonly<RegistryLimits> = Object.freeze({
   discoverPerSecond: 2,
   discoverMaxBytes: 256 * 1024,
   maxOneTimeKeys: 1000,
+  maxKemPreKeys: 200,
   maxCapabilities: 64,
   maxMetadata: 64,
   maxStringLength: 1024,
@@ -133,6 +152,17 @@ function hashKey(k: Uint8Array): string {
   return toHex(sha256(k));
 }
 
+/** Unpadded base64url characters of a KEM pre-key (1184 bytes) and of a signature (64). */
+const KEM_KEY_CHARS = Math.ceil((KEM_PUBLIC_KEY_BYTES * 4) / 3);
+const SIGNATURE_CHARS = 86;
+
+/** Whether `method` on `pathname` is a pre-key upload, whose body may be up to `maxPreKeyBodyBytes`. */
+function isPreKeyUpload(method: string | undefined, pathname: string): boolean {
+  const parts = pathname.split('/').filter((p) => p.length > 0);
+  if (parts[0] !== 'v1' || parts[1] !== 'agents' || parts[3] !== 'prekeys') return false;
+  return (method === 'PUT' && parts.length === 4) || (method === 'POST' && parts.length === 5 && parts[4] === 'one-time');
+}
+
 /** The registry's request handler. */
 export class Registry {
   readonly limits: Readonly<RegistryLimits>;
@@ -175,7 +205,10 @@ export class Registry {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'http://x');
-      const body = await readBody(req, this.limits.maxBodyBytes);
+      const max = isPreKeyUpload(req.method, url.pathname)
+        ? Math.max(this.limits.maxBodyBytes, this.limits.maxPreKeyBodyBytes)
+        : this.limits.maxBodyBytes;
+      const body = await readBody(req, max);
       const out = await this.#route(req, url, body, res);
       if (out === null) {
         res.writeHead(204).end();
@@ -454,6 +487,63 @@ export class Registry {
     return out;
   }
 
+  /**
+   * A KEM pre-key of an upload, decoded and checked (length, and its signature under `identityKeyEd`) before
+   * anything changes. Strings longer than the key's encoding are refused undecoded.
+   */
+  #parseKemKey(v: unknown, identityKeyEd: Uint8Array): PublicKemPreKeyEntry {
+    const k = v as Record<string, unknown> | null;
+    if (
+      typeof k !== 'object' ||
+      k === null ||
+      Array.isArray(k) ||
+      !isU32(k.key_id) ||
+      typeof k.public_key !== 'string' ||
+      typeof k.signature !== 'string'
+    ) {
+      throw new HttpError(400, 'Invalid pre-key bundle: each KEM pre-key is {key_id, public_key, signature}');
+    }
+    const pk = k.public_key.length <= KEM_KEY_CHARS + 2 ? decodeB64Lenient(k.public_key) : null;
+    if (pk === null || pk.length !== KEM_PUBLIC_KEY_BYTES)
+      throw new HttpError(400, `Invalid pre-key bundle: KEM pre-key must be ${KEM_PUBLIC_KEY_BYTES} bytes`);
+    const sig = k.signature.length <= SIGNATURE_CHARS + 2 ? decodeB64Lenient(k.signature) : null;
+    if (sig === null || sig.length !== 64 || !kemPreKeyVerifies(identityKeyEd, pk, sig)) {
+      throw new HttpError(400, 'Invalid pre-key bundle: KEM pre-key signature does not verify under the registered key');
+    }
+    return { keyId: k.key_id, publicKey: pk, signature: sig };
+  }
+
+  /**
+   * The one-time KEM pre-keys of an upload (`kem_pre_keys`; absent: none), checked as a whole before anything
+   * changes: at most `maxKemPreKeys`, distinct ids none of which is `lastResortId`, none handed out before.
+   */
+  async #parseKemKeys(did: string, v: unknown, identityKeyEd: Uint8Array, lastResortId: number | null): Promise<PublicKemPreKeyEntry[]> {
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) throw new HttpError(422, 'kem_pre_keys must be a list');
+    if (v.length > this.limits.maxKemPreKeys)
+      throw new HttpError(400, `Invalid pre-key bundle: at most ${this.limits.maxKemPreKeys} one-time KEM pre-keys`);
+    if (v.length > 0 && lastResortId === null)
+      throw new HttpError(400, 'Invalid pre-key bundle: one-time KEM pre-keys need a last-resort KEM pre-key (kem_pre_key)');
+    const ids = new Set<number>();
+    const out: PublicKemPreKeyEntry[] = [];
+    for (const o of v as unknown[]) {
+      const k = this.#parseKemKey(o, identityKeyEd);
+      if (ids.has(k.keyId) || k.keyId === lastResortId) throw new HttpError(400, 'Invalid pre-key bundle: duplicate KEM pre-key id');
+      if (await this.#dir.wasHandedOut(did, hashKey(k.publicKey)))
+        throw new HttpError(400, 'Invalid pre-key bundle: KEM pre-key was already handed out');
+      ids.add(k.keyId);
+      out.push(k);
+    }
+    return out;
+  }
+
+  /** The answer of the pre-key endpoints: `{did, otk_count}`, and `kem_count` for a DID with KEM pre-keys. */
+  async #counts(did: string, record: AgentRecord | null): Promise<PreKeyCountResponse> {
+    const otk = await this.#prekeys.countOneTimePreKeys(did);
+    const kem = await this.#prekeys.countKemPreKeys(did);
+    return record?.kemLastResort !== undefined || kem > 0 ? { did, otk_count: otk, kem_count: kem } : { did, otk_count: otk };
+  }
+
   async #uploadPrekeys(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
     const b = jsonObject(ctx.body);
     const record =
@@ -487,23 +577,39 @@ export class Registry {
     if (record.publicKey.length !== 32 || (record.legacyIdentityKey && !constantTimeEqual(record.legacyIdentityKey, ik))) {
       throw new HttpError(400, 'Invalid pre-key bundle: identity_key is not the registered identity key');
     }
+    const lastResort = b.kem_pre_key === undefined || b.kem_pre_key === null ? null : this.#parseKemKey(b.kem_pre_key, record.publicKey);
+    const kems = await this.#parseKemKeys(did, b.kem_pre_keys, record.publicKey, lastResort?.keyId ?? null);
     if (record.legacyIdentityKey) {
       // First legacy upload: the DID now has its Ed25519 key, checked against the DID's hash.
       delete record.legacyIdentityKey;
       await this.#dir.update(record);
     }
-    // AGT replaces everything, the OPK pool included. Claimed keys are in the handed-out ledger, so clearing the
-    // store's claim history cannot let one be handed out twice.
+    // AGT replaces everything, the OPK pool included (and so, here, the KEM pool and last-resort KEM pre-key).
+    // Claimed keys are in the handed-out ledger, so clearing the store's claim history cannot let one be handed
+    // out twice.
     await this.#prekeys.removeBundle(did);
-    await this.#prekeys.storeBundle(did, {
+    const bundle: PreKeyBundle = {
       identityKey: ik,
       identityKeyEd: record.publicKey,
       signedPreKey: spkPub,
       signedPreKeySignature: spkSig,
       signedPreKeyId: spk.key_id,
-    });
+    };
+    await this.#prekeys.storeBundle(
+      did,
+      lastResort
+        ? { ...bundle, kemPreKey: lastResort.publicKey, kemPreKeyId: lastResort.keyId, kemPreKeySignature: lastResort.signature }
+        : bundle,
+    );
     if (otks.length > 0) await this.#prekeys.addOneTimePreKeys(did, otks);
-    return { status: 200, body: { did, otk_count: await this.#prekeys.countOneTimePreKeys(did) } };
+    if (kems.length > 0) await this.#prekeys.addKemPreKeys(did, kems);
+    if (record.kemLastResort !== undefined || lastResort) {
+      // The record keeps the last-resort KEM pre-key for claims beyond the one-time budget (a classic agent's is untouched).
+      if (lastResort) record.kemLastResort = kemRecord(lastResort);
+      else delete record.kemLastResort;
+      await this.#dir.update(record);
+    }
+    return { status: 200, body: await this.#counts(did, record) };
   }
 
   /**
@@ -520,14 +626,20 @@ export class Registry {
   }
 
   async #addPrekeys(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
-    await this.#owner(ctx, did, 401);
+    const record = await this.#owner(ctx, did, 401);
     const b = jsonObject(ctx.body);
     if (!this.#uploadLimiter.take(did)) throw new HttpError(429, 'Too many pre-key uploads');
-    const otks = await this.#parseOneTimeKeys(did, b.one_time_pre_keys);
+    // Either list may be absent (ours); a body with neither is AGT-era `one_time_pre_keys must be a list`.
+    const hasKem = b.kem_pre_keys !== undefined && b.kem_pre_keys !== null;
+    const otks = hasKem && b.one_time_pre_keys === undefined ? [] : await this.#parseOneTimeKeys(did, b.one_time_pre_keys);
+    const kems = await this.#parseKemKeys(did, b.kem_pre_keys, record.publicKey, record.kemLastResort?.keyId ?? null);
     if ((await this.#prekeys.getBundle(did)) === null) throw new HttpError(404, 'Pre-key bundle not found');
     const count = await this.#prekeys.countOneTimePreKeys(did);
     if (count + otks.length > this.limits.maxOneTimeKeys)
       throw new HttpError(400, `Invalid pre-key bundle: at most ${this.limits.maxOneTimeKeys} one-time pre-keys`);
+    const kemCount = await this.#prekeys.countKemPreKeys(did);
+    if (kemCount + kems.length > this.limits.maxKemPreKeys)
+      throw new HttpError(400, `Invalid pre-key bundle: at most ${this.limits.maxKemPreKeys} one-time KEM pre-keys`);
     if (otks.length > 0) {
       try {
         await this.#prekeys.addOneTimePreKeys(did, otks);
@@ -536,12 +648,20 @@ export class Registry {
         throw e;
       }
     }
-    return { status: 200, body: { did, otk_count: await this.#prekeys.countOneTimePreKeys(did) } };
+    if (kems.length > 0) {
+      try {
+        await this.#prekeys.addKemPreKeys(did, kems);
+      } catch (e) {
+        if (isE2EError(e, 'INVALID_STATE')) throw new HttpError(409, 'KEM pre-key id already used');
+        throw e;
+      }
+    }
+    return { status: 200, body: await this.#counts(did, record) };
   }
 
   async #countPrekeys(ctx: Ctx, did: string): Promise<{ status: number; body: unknown }> {
-    await this.#owner(ctx, did, 401);
-    return { status: 200, body: { did, otk_count: await this.#prekeys.countOneTimePreKeys(did) } };
+    const record = await this.#owner(ctx, did, 401);
+    return { status: 200, body: await this.#counts(did, record) };
   }
 
   async #claimBundle(ctx: Ctx, did: string): Promise<{ status: number; body: PreKeyBundleResponse }> {
@@ -554,27 +674,39 @@ export class Registry {
     // must not spend the requester's claims).
     if ((await this.#prekeys.getBundle(did)) === null) throw new HttpError(404, 'Pre-key bundle not found');
     if (!this.#fetchLimiter.take(requester)) throw new HttpError(429, 'Too many pre-key bundle requests');
-    // Per target: beyond its budget of one-time keys, the last-resort bundle (no one-time pre-key), as Signal does.
+    // Per target: beyond its budget of one-time keys, the last-resort bundle (no one-time pre-key, and the
+    // last-resort KEM pre-key instead of a one-time one), as Signal does.
     const withOtk = this.#otkLimiter.take(did);
     const got = withOtk ? await this.#prekeys.claimBundle(did) : await this.#prekeys.getBundle(did);
     if (!got) throw new HttpError(404, 'Pre-key bundle not found');
-    const bundle = withOtk ? got : { ...got, oneTimePreKey: undefined, oneTimePreKeyId: undefined };
-    if (bundle.oneTimePreKey) await this.#dir.markHandedOut(did, hashKey(bundle.oneTimePreKey));
-    return {
-      status: 200,
-      body: {
-        identity_key: toBase64Url(bundle.identityKey),
-        identity_key_ed: toBase64Url(bundle.identityKeyEd),
-        signed_pre_key: {
-          key_id: bundle.signedPreKeyId,
-          public_key: toBase64Url(bundle.signedPreKey),
-          signature: toBase64Url(bundle.signedPreKeySignature),
-        },
-        one_time_pre_key: bundle.oneTimePreKey
-          ? { key_id: bundle.oneTimePreKeyId as number, public_key: toBase64Url(bundle.oneTimePreKey) }
-          : null,
+    // The peek may carry a one-time KEM pre-key: it is never handed out unclaimed.
+    const kem = withOtk ? kemJson(got) : got.kemPreKey ? await this.#lastResortKem(did, got) : null;
+    if (withOtk && got.oneTimePreKey) await this.#dir.markHandedOut(did, hashKey(got.oneTimePreKey));
+    // The last-resort KEM pre-key is marked too (harmless: only one-time uploads are checked against the ledger).
+    if (withOtk && got.kemPreKey) await this.#dir.markHandedOut(did, hashKey(got.kemPreKey));
+    const body: PreKeyBundleResponse = {
+      identity_key: toBase64Url(got.identityKey),
+      identity_key_ed: toBase64Url(got.identityKeyEd),
+      signed_pre_key: {
+        key_id: got.signedPreKeyId,
+        public_key: toBase64Url(got.signedPreKey),
+        signature: toBase64Url(got.signedPreKeySignature),
       },
+      one_time_pre_key:
+        withOtk && got.oneTimePreKey ? { key_id: got.oneTimePreKeyId as number, public_key: toBase64Url(got.oneTimePreKey) } : null,
     };
+    if (kem) body.kem_pre_key = { key_id: kem.key_id, public_key: kem.public_key, signature: kem.signature };
+    return { status: 200, body };
+  }
+
+  /**
+   * The last-resort KEM pre-key of `did` for a claim beyond its one-time budget: the one its record keeps, else
+   * the peeked bundle's when its KEM pool is empty (then that is the last-resort one); `null` otherwise (classic).
+   */
+  async #lastResortKem(did: string, peeked: PreKeyBundle): Promise<KemPreKeyJSON | null> {
+    const kept = lastResortJson((await this.#dir.get(did))?.kemLastResort);
+    if (kept) return kept;
+    return (await this.#prekeys.countKemPreKeys(did)) === 0 ? kemJson(peeked) : null;
   }
 
   async #presence(did: string): Promise<{ status: number; body: unknown }> {
@@ -676,6 +808,26 @@ interface Ctx {
   readonly url: URL;
   readonly body: Buffer;
   readonly method: string;
+}
+
+/** The KEM pre-key of a bundle in the wire form, or `null`. */
+function kemJson(b: PreKeyBundle): KemPreKeyJSON | null {
+  if (!b.kemPreKey) return null;
+  return {
+    key_id: b.kemPreKeyId as number,
+    public_key: toBase64Url(b.kemPreKey),
+    signature: toBase64Url(b.kemPreKeySignature as Uint8Array),
+  };
+}
+
+/** The wire form of a record's last-resort KEM pre-key, or `null`. */
+function lastResortJson(r: KemLastResortRecord | undefined): KemPreKeyJSON | null {
+  return r ? { key_id: r.keyId, public_key: r.publicKey, signature: r.signature } : null;
+}
+
+/** A last-resort KEM pre-key as an agent record keeps it. */
+function kemRecord(k: PublicKemPreKeyEntry): KemLastResortRecord {
+  return { keyId: k.keyId, publicKey: toBase64Url(k.publicKey), signature: toBase64Url(k.signature) };
 }
 
 /** A proof time up to `PROOF_WINDOW_MS` in the past, at most `MAX_FUTURE_SKEW_MS` in the future. */

@@ -9,10 +9,15 @@
  * default) and still pass the registry checks, and the establishment's identity key must be the
  * X25519 form of the registry's key for its DID; only then X3DH. Every refusal is `TRUST_REJECTED`
  * before any key exchange or ratchet state exists. Channel AD = UTF-8 `initiatorDid|responderDid`.
+ *
+ * Post-quantum: a bundle with a KEM pre-key gives a PQXDH session (`channel.postQuantum`); a bridge
+ * whose key manager has a last-resort KEM pre-key publishes one-time KEM pre-keys beside its
+ * one-time pre-keys. With `requirePostQuantum`, classic bundles and establishments are refused
+ * (`POST_QUANTUM_REQUIRED`), so a registry or relay that strips the KEM pre-key cannot downgrade.
  */
 import { E2EError, isE2EError } from '../errors';
 import { canonicalX25519PublicKey, constantTimeEqual, isInstance, memzero, readFields, readOptions, toHex, utf8 } from '../crypto';
-import { OneTimePreKey, PreKeyBundle, X3DHKeyManager, assertBundleShape, x25519FormOfEd25519 } from '../x3dh';
+import { HeldKemPreKey, OneTimePreKey, PreKeyBundle, X3DHKeyManager, assertBundleShape, x25519FormOfEd25519 } from '../x3dh';
 import { ChannelEstablishment, ChannelEstablishmentFields, ChannelOptions, SecureChannel } from '../channel';
 import { EncryptedMessage } from '../ratchet';
 import { normalizeCapabilities } from './capabilities';
@@ -67,8 +72,19 @@ export interface EncryptedTrustBridgeOptions {
   readonly capabilities?: readonly string[];
   /** Require initiators to answer this side's challenge before accepting them (true). */
   readonly requireMutualHandshake?: boolean;
-  /** One-time pre-keys kept published (20). */
+  /**
+   * One-time pre-keys kept published (20); as many one-time KEM pre-keys when the key manager has a
+   * last-resort KEM pre-key.
+   */
   readonly oneTimePreKeyPool?: number;
+  /**
+   * Post-quantum sessions only (false): opens refuse a bundle without a KEM pre-key and accepts an
+   * establishment without a KEM ciphertext, both `POST_QUANTUM_REQUIRED` before anything is spent; and
+   * publishing makes the key manager a last-resort KEM pre-key if it has none, so peers can open
+   * post-quantum sessions to this agent. Per open, {@link OpenChannelOptions.requirePostQuantum}
+   * overrides it.
+   */
+  readonly requirePostQuantum?: boolean;
   /** How long an initiator's verified answer admits its establishment, in seconds (300). */
   readonly verifiedPeerTtlSeconds?: number;
   /** How long each handshake round trip may take, in ms (30000). */
@@ -89,6 +105,8 @@ export interface OpenChannelOptions {
   readonly requiredCapabilities?: readonly string[];
   /** Transport for this call (default: the bridge's). */
   readonly transport?: TrustTransport;
+  /** Refuse a bundle without a KEM pre-key (`POST_QUANTUM_REQUIRED`; default: the bridge's `requirePostQuantum`). */
+  readonly requirePostQuantum?: boolean;
 }
 
 /** Trust-gated encrypted sessions of one agent. */
@@ -106,6 +124,9 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    * a session under it authenticates, on close, or after the verification lifetime.
    */
   readonly #held = new Map<number, { readonly key: OneTimePreKey; readonly until: number }>();
+  /** As {@link #held}, for one-time KEM pre-keys: decapsulation keys spent by an accepted establishment not yet authenticated. */
+  readonly #heldKem = new Map<number, { readonly key: HeldKemPreKey; readonly until: number }>();
+  readonly #requirePq: boolean;
   readonly #heldTtlMs: number;
   readonly #registry: IdentityRegistry;
   readonly #store: PreKeyStore | undefined;
@@ -162,6 +183,8 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     const timeout = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     if (!Number.isInteger(timeout) || timeout < 1 || timeout > 600_000)
       throw new E2EError('INVALID_ARGUMENT', 'handshakeTimeoutMs must be an integer in [1, 600000]');
+    const requirePq = options.requirePostQuantum ?? false;
+    if (typeof requirePq !== 'boolean') throw new E2EError('INVALID_ARGUMENT', 'requirePostQuantum must be a boolean');
     const t = options.transport;
     if (t !== undefined) assertTransport(t);
     const hooks = transportHooks(t);
@@ -213,7 +236,8 @@ export class EncryptedTrustBridge implements TrustEndpoint {
       challengeTtlSeconds: options.challengeTtlSeconds,
       now,
     });
-    this.#publisher = new PreKeyPublisher(this.#keys, agentDid, store, pool);
+    this.#requirePq = requirePq;
+    this.#publisher = new PreKeyPublisher(this.#keys, agentDid, store, pool, requirePq);
     this.#verified = new VerifiedPeers(ttl * 1000, DEFAULT_MAX_PENDING_CHALLENGES, now);
     this.#heldTtlMs = ttl * 1000;
     // A waiting establishment becomes the session once it decrypts its first message: that is
@@ -224,7 +248,10 @@ export class EncryptedTrustBridge implements TrustEndpoint {
 
   /**
    * Publishes this agent's pre-keys (to the store, if any), tops up the one-time pool and returns a
-   * bundle with a one-time pre-key no other bundle carries, to hand to one initiator.
+   * bundle with a one-time pre-key no other bundle carries, to hand to one initiator. When the key
+   * manager has a last-resort KEM pre-key (with `requirePostQuantum`, one is made), the KEM pool is
+   * topped up too and the bundle carries a one-time KEM pre-key no other bundle carries (else the
+   * last-resort one).
    */
   async publishPrekeyBundle(): Promise<PreKeyBundle> {
     this.#assertOpen();
@@ -281,14 +308,21 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    * Opens a channel to `peerDid`: the trust handshake, then the check that `bundle.identityKeyEd`
    * is the registry's key for `peerDid`, then X3DH. Without `bundle`, one is claimed from the
    * pre-key store (after the handshake). Replaces (and wipes) an existing session with the peer.
-   * Errors: `TRUST_REJECTED` (no key exchange happened), `INVALID_STATE` (no transport, no bundle),
-   * and X3DH's own (`BAD_SIGNATURE`, `IDENTITY_MISMATCH`, `INVALID_KEY`, `MALFORMED_MESSAGE`).
+   * A bundle with a KEM pre-key gives a post-quantum session. Errors: `TRUST_REJECTED` (no key
+   * exchange happened), `INVALID_STATE` (no transport, no bundle), `POST_QUANTUM_REQUIRED` (a bundle
+   * without KEM pre-key under `requirePostQuantum`: a given one before the handshake, a claimed one
+   * before any key exchange), and X3DH's own (`BAD_SIGNATURE`, `IDENTITY_MISMATCH`, `INVALID_KEY`,
+   * `MALFORMED_MESSAGE`).
    */
   async openSecureChannel(peerDid: string, bundle?: PreKeyBundle, input: OpenChannelOptions = {}): Promise<SecureChannel> {
     this.#assertPeer(peerDid);
     const options = readOpenOptions(input);
-    if (bundle !== undefined) assertBundleShape(bundle);
-    else if (!this.#store) throw new E2EError('INVALID_STATE', 'no bundle given and no pre-key store to claim one from');
+    const requirePostQuantum = options.requirePostQuantum ?? this.#requirePq;
+    if (bundle !== undefined) {
+      assertBundleShape(bundle);
+      // Refused before the handshake: nothing is signed or sent for a session that cannot be had.
+      if (requirePostQuantum && !bundle.kemPreKey) throw postQuantumRequired();
+    } else if (!this.#store) throw new E2EError('INVALID_STATE', 'no bundle given and no pre-key store to claim one from');
     const verified = await this.verifyPeer(peerDid, options);
     this.#assertOpen();
     const b = bundle ?? (await this.#claimBundle(peerDid));
@@ -296,12 +330,10 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     if (!constantTimeEqual(b.identityKeyEd, verified.publicKey)) {
       throw trustRejected(TrustRejectReason.BUNDLE_KEY_MISMATCH, "the bundle's identity key is not the registry's key for this DID");
     }
-    const { channel, establishment } = SecureChannel.createSender(
-      this.#keys.current(),
-      b,
-      channelAd(this.agentDid, peerDid),
-      this.#channelOptions,
-    );
+    const { channel, establishment } = SecureChannel.createSender(this.#keys.current(), b, channelAd(this.agentDid, peerDid), {
+      ...this.#channelOptions,
+      requirePostQuantum,
+    });
     this.#sessions.replace(this.#session(peerDid, 'initiator', channel, establishment, verified));
     return channel;
   }
@@ -312,8 +344,12 @@ export class EncryptedTrustBridge implements TrustEndpoint {
    * one verification admits one establishment), the registry does not list it as active with the
    * required score and capabilities, or `establishment.initiatorIdentityKey` is not the X25519 form
    * of the registry's key (`identity_key_mismatch`). A replayed establishment gets
-   * `DUPLICATE_MESSAGE`; X3DH's own errors (`OTK_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`) pass
-   * through. Replaces (and wipes) an existing session with the peer.
+   * `DUPLICATE_MESSAGE`; a classic one under `requirePostQuantum`, `POST_QUANTUM_REQUIRED`; X3DH's
+   * own errors (`OTK_NOT_FOUND`, `KEM_NOT_FOUND`, `SPK_NOT_FOUND`, `INVALID_KEY`) pass through.
+   * A one-time pre-key and a one-time KEM pre-key the establishment names are spent at its
+   * acceptance, with a copy held in memory until a session under it authenticates, so a forgery
+   * naming them cannot make the genuine establishment fail. Replaces (and wipes) an existing session
+   * with the peer once the new one authenticates.
    */
   async acceptSecureChannel(peerDid: string, establishment: ChannelEstablishment | ChannelEstablishmentFields): Promise<SecureChannel> {
     this.#assertPeer(peerDid);
@@ -336,39 +372,64 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     }
     if (this.#accepted.has(seen)) throw new E2EError('DUPLICATE_MESSAGE', 'this establishment was already accepted');
     const otkId = e.usedOneTimeKeyId;
+    const kemId = e.kemPreKeyId;
     this.#sweepHeld();
+    const m = this.#keys.current();
     let held = otkId === undefined ? undefined : this.#held.get(otkId)?.key;
+    const spendOtk = otkId !== undefined && !held;
     if (otkId !== undefined && !held) {
-      const otk = this.#keys.current().getOneTimePreKey(otkId);
+      const otk = m.getOneTimePreKey(otkId);
       if (!otk) throw new E2EError('OTK_NOT_FOUND', `no unused one-time pre-key with id ${otkId}`);
       held = {
         keyId: otkId,
         keyPair: { privateKey: Uint8Array.from(otk.keyPair.privateKey), publicKey: Uint8Array.from(otk.keyPair.publicKey) },
       };
     }
+    // A one-time KEM pre-key is held as a one-time pre-key is; a last-resort one answers any number
+    // of establishments (the replay memory above refuses a second use of the same ephemeral key).
+    let heldKem = kemId === undefined ? undefined : this.#heldKem.get(kemId)?.key;
+    let spendKem = false;
+    if (kemId !== undefined && !heldKem && m.getKemPreKey(kemId)?.lastResort === false) {
+      heldKem = m.exportKemPreKeySecret(kemId);
+      spendKem = heldKem !== undefined;
+    }
+    const wipeNew = (): void => {
+      if (spendOtk && held) memzero(held.keyPair.privateKey);
+      if (spendKem && heldKem) memzero(heldKem.secretKey);
+    };
     let channel: SecureChannel;
     try {
-      channel = SecureChannel.createReceiver(this.#keys.current(), e, channelAd(peerDid, this.agentDid), {
+      channel = SecureChannel.createReceiver(m, e, channelAd(peerDid, this.agentDid), {
         ...this.#channelOptions,
         heldOneTimePreKey: held,
+        heldKemPreKey: heldKem,
+        requirePostQuantum: this.#requirePq,
       });
     } catch (err) {
-      if (held && otkId !== undefined && !this.#held.has(otkId)) memzero(held.keyPair.privateKey);
+      wipeNew();
       throw err;
     }
-    if (held && otkId !== undefined && !this.#held.has(otkId)) {
-      // Spent now, in the manager (saved first when persisted) and off the public pool; the copy
-      // stays held for a genuine establishment that may still come with the same id.
+    if (spendOtk || spendKem) {
+      // Spent now, in the manager (saved first when persisted) and off the public pools; the copies
+      // stay held for a genuine establishment that may still come with the same ids.
       try {
-        await this.#keys.change((m) => m.consumeOneTimePreKey(otkId));
+        await this.#keys.change((km) => {
+          if (spendOtk) km.consumeOneTimePreKey(otkId as number);
+          if (spendKem) km.consumeKemPreKey(kemId as number);
+        });
         const store = this.#store;
-        if (store) await storeCall(() => store.consumeOneTimeKey(this.agentDid, otkId));
+        if (store && spendOtk) await storeCall(() => store.consumeOneTimeKey(this.agentDid, otkId as number));
+        if (store && spendKem && typeof store.consumeKemPreKey === 'function') {
+          await storeCall(() => store.consumeKemPreKey(this.agentDid, kemId as number));
+        }
       } catch (err) {
         channel.close();
-        memzero(held.keyPair.privateKey);
+        wipeNew();
         throw err;
       }
-      this.#held.set(otkId, { key: held, until: this.#now() + this.#heldTtlMs });
+      const until = this.#now() + this.#heldTtlMs;
+      if (spendOtk && held) this.#held.set(otkId as number, { key: held, until });
+      if (spendKem && heldKem) this.#heldKem.set(kemId as number, { key: heldKem, until });
     }
     this.#assertOpen();
     this.#accepted.add(seen);
@@ -444,6 +505,7 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#closed = true;
     this.#sessions.closeAll();
     for (const id of [...this.#held.keys()]) this.#dropHeld(id);
+    for (const id of [...this.#heldKem.keys()]) this.#dropHeldKem(id);
     this.#verified.clear();
     this.#accepted.clear();
     if (this.#ownsManager) this.#keys.current().wipe();
@@ -484,12 +546,14 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#sessions.closeAll();
   }
 
-  /** An accepted session decrypted its first message: its verification and held one-time pre-key are used up. */
+  /** An accepted session decrypted its first message: its verification and held one-time (KEM) pre-keys are used up. */
   #authenticated(s: TrustSession): void {
     const ticket = this.#admittedBy.get(s);
     if (ticket) this.#verified.takeIf(s.peerDid, ticket);
     const otkId = s.establishment.usedOneTimeKeyId;
     if (otkId !== undefined) this.#dropHeld(otkId);
+    const kemId = s.establishment.kemPreKeyId;
+    if (kemId !== undefined) this.#dropHeldKem(kemId);
   }
 
   #dropHeld(otkId: number): void {
@@ -499,10 +563,18 @@ export class EncryptedTrustBridge implements TrustEndpoint {
     this.#held.delete(otkId);
   }
 
+  #dropHeldKem(kemId: number): void {
+    const h = this.#heldKem.get(kemId);
+    if (!h) return;
+    memzero(h.key.secretKey);
+    this.#heldKem.delete(kemId);
+  }
+
   /** Held copies older than the verification lifetime go: no genuine establishment can come for them now. */
   #sweepHeld(): void {
     const now = this.#now();
     for (const [id, h] of this.#held) if (h.until < now) this.#dropHeld(id);
+    for (const [id, h] of this.#heldKem) if (h.until < now) this.#dropHeldKem(id);
   }
 
   #assertOpen(): void {
@@ -595,6 +667,7 @@ const BRIDGE_OPTIONS = [
   'capabilities',
   'requireMutualHandshake',
   'oneTimePreKeyPool',
+  'requirePostQuantum',
   'verifiedPeerTtlSeconds',
   'handshakeTimeoutMs',
   'challengeTtlSeconds',
@@ -604,7 +677,14 @@ const BRIDGE_OPTIONS = [
 
 function readOpenOptions(input: unknown): OpenChannelOptions {
   if (input === null) throw new E2EError('INVALID_ARGUMENT', 'options must be an object');
-  return readOptions(input, ['requiredTrustScore', 'requiredCapabilities', 'transport'] as const, 'options') as OpenChannelOptions;
+  const o = readOptions(input, ['requiredTrustScore', 'requiredCapabilities', 'transport', 'requirePostQuantum'] as const, 'options');
+  if (o.requirePostQuantum !== undefined && typeof o.requirePostQuantum !== 'boolean')
+    throw new E2EError('INVALID_ARGUMENT', 'requirePostQuantum must be a boolean');
+  return o as OpenChannelOptions;
+}
+
+function postQuantumRequired(): E2EError {
+  return new E2EError('POST_QUANTUM_REQUIRED', 'the bundle has no KEM pre-key and a post-quantum session is required');
 }
 
 function notVerified(): E2EError {

@@ -1,7 +1,9 @@
 /**
  * Publishing an agent's pre-keys: the signed pre-key (made on first use) and a pool of one-time
  * pre-keys that is topped up on every publish, either in a pre-key store (shared with initiators)
- * or, without one, in the key manager alone.
+ * or, without one, in the key manager alone. When the key manager has a last-resort KEM pre-key,
+ * a pool of one-time KEM pre-keys (PQXDH) is kept the same way, and the last-resort one is
+ * published with the bundle.
  */
 import { E2EError, isE2EError } from '../errors';
 import { constantTimeEqual } from '../crypto';
@@ -66,36 +68,60 @@ export class KeyManagerSource {
   }
 }
 
-/** Publishes one agent's bundles and keeps its one-time pre-key pool filled. */
+/** Ids of the unused one-time KEM pre-keys of `m` (its last-resort ones left out). */
+function oneTimeKemIds(m: X3DHKeyManager): number[] {
+  return m.kemPreKeyIds.filter((id) => m.getKemPreKey(id)?.lastResort === false);
+}
+
+/** Whether `store` pools KEM pre-keys (a store written before them may not). */
+function hasKemPool(store: PreKeyStore): boolean {
+  return typeof store.countKemPreKeys === 'function' && typeof store.addKemPreKeys === 'function';
+}
+
+/** Publishes one agent's bundles and keeps its one-time pre-key pools filled. */
 export class PreKeyPublisher {
   readonly #keys: KeyManagerSource;
   readonly #did: string;
   readonly #store: PreKeyStore | undefined;
   readonly #poolSize: number;
+  readonly #ensureKem: boolean;
   /** Without a store: one-time keys already put in a returned bundle (never handed out twice). */
   readonly #handedOut = new Set<number>();
+  /** Without a store: one-time KEM keys already put in a returned bundle. */
+  readonly #handedOutKem = new Set<number>();
   /** With a store: whether this publisher has checked that the store's record is its manager's. */
   #checkedStore = false;
 
+  /**
+   * `poolSize` one-time pre-keys (and, when the key manager has a last-resort KEM pre-key, as many
+   * one-time KEM pre-keys) kept published; `ensureKem`: make a last-resort KEM pre-key on the first
+   * publish if the key manager has none.
+   */
   constructor(
     keys: X3DHKeyManager | PersistedKeyManager | KeyManagerSource,
     did: string,
     store: PreKeyStore | undefined,
     poolSize: number,
+    ensureKem = false,
   ) {
     this.#keys = keys instanceof KeyManagerSource ? keys : new KeyManagerSource(keys);
     this.#did = did;
     this.#store = store;
     this.#poolSize = poolSize;
+    this.#ensureKem = ensureKem;
   }
 
   /**
-   * Tops the pool up to its size and returns a bundle carrying one one-time pre-key that no other
-   * bundle carries (with a store: claimed from it, so no other initiator gets it). New private
-   * keys are saved (with a persisted key manager) before their public halves are published.
+   * Tops the pools up to their size and returns a bundle carrying one one-time pre-key (and one
+   * one-time KEM pre-key, when KEM pre-keys are kept) that no other bundle carries (with a store:
+   * claimed from it, so no other initiator gets them). New private keys are saved (with a persisted
+   * key manager) before their public halves are published.
    */
   async publish(): Promise<PreKeyBundle> {
     if (this.#keys.current().signedPreKey === null) await this.#keys.change((m) => m.signedPreKey ?? m.generateSignedPreKey());
+    if (this.#ensureKem && this.#keys.current().lastResortKemPreKey === null) {
+      await this.#keys.change((m) => m.lastResortKemPreKey ?? m.generateLastResortKemPreKey());
+    }
     return this.#store ? this.#publishToStore(this.#store) : this.#publishLocally();
   }
 
@@ -108,8 +134,24 @@ export class PreKeyPublisher {
       ready.push(...made);
     }
     const otkId = Math.min(...ready);
+    const kemId = await this.#localKemId();
     this.#handedOut.add(otkId);
-    return this.#keys.current().getPublicBundle({ otkId });
+    if (kemId === undefined) return this.#keys.current().getPublicBundle({ otkId });
+    this.#handedOutKem.add(kemId);
+    return this.#keys.current().getPublicBundle({ otkId, kemId });
+  }
+
+  /** Without a store: a one-time KEM pre-key no returned bundle carried (the pool topped up first); none without a last-resort one. */
+  async #localKemId(): Promise<number | undefined> {
+    if (this.#keys.current().lastResortKemPreKey === null) return undefined;
+    const live = new Set(oneTimeKemIds(this.#keys.current()));
+    for (const id of this.#handedOutKem) if (!live.has(id)) this.#handedOutKem.delete(id); // used: forget
+    const ready = [...live].filter((id) => !this.#handedOutKem.has(id));
+    if (ready.length <= this.#poolSize) {
+      const made = await this.#keys.change((m) => m.generateKemPreKeys(this.#poolSize + 1 - ready.length).map((k) => k.keyId));
+      ready.push(...made);
+    }
+    return Math.min(...ready);
   }
 
   async #publishToStore(store: PreKeyStore): Promise<PreKeyBundle> {
@@ -125,6 +167,15 @@ export class PreKeyPublisher {
           .map((k) => ({ keyId: k.keyId, publicKey: Uint8Array.from(k.keyPair.publicKey) })),
       );
       await storeCall(() => store.addOneTimePreKeys(did, made));
+    }
+    // KEM pre-keys only for a manager that has a last-resort one (the bundle above carries it), and a
+    // store that pools them.
+    if (this.#keys.current().lastResortKemPreKey !== null && hasKemPool(store)) {
+      const kemCount = await storeCall(() => store.countKemPreKeys(did));
+      if (kemCount <= this.#poolSize) {
+        const made = await this.#keys.change((m) => m.generateKemPreKeys(this.#poolSize + 1 - kemCount));
+        await storeCall(() => store.addKemPreKeys(did, made));
+      }
     }
     const bundle = await storeCall(() => store.claimBundle(did));
     if (!bundle) throw new E2EError('STORE_ERROR', 'the pre-key store lost the bundle it was just given');

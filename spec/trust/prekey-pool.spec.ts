@@ -63,6 +63,9 @@ describe('PreKeyPublisher with a store', () => {
       claimBundle: async () => null,
       getBundle: (d) => store.getBundle(d),
       removeBundle: (d) => store.removeBundle(d),
+      addKemPreKeys: (d, k) => store.addKemPreKeys(d, k),
+      consumeKemPreKey: () => false,
+      countKemPreKeys: (d) => store.countKemPreKeys(d),
     };
     expect((await rejectionOf(new PreKeyPublisher(manager(), 'did:mesh:bob', lossy, 1).publish())).code).toBe('STORE_ERROR');
     const broken = {
