@@ -101,6 +101,7 @@ export type {
   KeyManagerStore,
   MaybePromise,
   PreKeyStore,
+  PublicKemPreKeyEntry,
   PublicOneTimePreKey,
   SessionStore,
   StoredRecord,
