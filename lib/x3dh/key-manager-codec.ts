@@ -11,15 +11,17 @@ import { ed25519Verify, fromHex, isUsableBytes, memzero, plainView, toHex, x2551
 import { readFields, typed } from '../crypto/input';
 import type { OneTimePreKey, SignedPreKey } from './key-manager';
 import { MAX_KEM_PRE_KEYS_IN_STATE, MAX_ONE_TIME_PRE_KEYS_IN_STATE, MAX_SIGNED_PRE_KEYS_IN_STATE } from '../limits';
-import { MLKEM768_PUBLIC_KEY_BYTES, mlkem768KeyPairFromSeed } from '../crypto/mlkem';
+import { mlkem768KeyPairFromSeed } from '../crypto/mlkem';
 import { kemPreKeySignedBytes } from './kem-prekey';
 
-/** A KEM pre-key as the manager keeps it: the 64-byte ML-KEM seed `d ‖ z` (secret), the public half, the identity's signature. */
+/**
+ * A KEM pre-key as the manager keeps and saves it: the 64-byte ML-KEM seed `d ‖ z` (secret; both
+ * halves of the key pair are expanded from it when needed) and the identity's signature.
+ */
 export interface KemPreKeyRecord {
   readonly keyId: number;
-  /** Secret: the decapsulation key is expanded from it. */
+  /** Secret: the key pair is expanded from it. */
   readonly seed: Uint8Array;
-  readonly publicKey: Uint8Array;
   readonly signature: Uint8Array;
   readonly lastResort: boolean;
   readonly createdAt: number;
@@ -69,7 +71,8 @@ const AMK_VERSION = 0x01;
 const AMK_VERSION_KEM = 0x02;
 const SPK_ENTRY_BYTES = 4 + 32 + 32 + 64 + 8;
 const OTK_ENTRY_BYTES = 4 + 32 + 32;
-const KEM_ENTRY_BYTES = 4 + 1 + 64 + MLKEM768_PUBLIC_KEY_BYTES + 64 + 8;
+/** Id, last-resort flag, seed, signature, creation time: the key pair is expanded from the seed, not saved. */
+const KEM_ENTRY_BYTES = 4 + 1 + 64 + 64 + 8;
 /** Next KEM id, has-current, current id, count. */
 const KEM_FIXED_BYTES = 8 + 1 + 4 + 4;
 /** Magic and version, identity, two counters, has-current, current id, two counts. */
@@ -260,7 +263,7 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
         memzero(seed);
         throw new E2EError('BAD_SIGNATURE', 'stored KEM pre-key signature does not verify');
       }
-      const kem = { keyId: k.keyId, seed, publicKey: pair.publicKey, signature, lastResort: k.lastResort, createdAt: k.createdAt };
+      const kem = { keyId: k.keyId, seed, signature, lastResort: k.lastResort, createdAt: k.createdAt };
       putOnce(kems, k.keyId, kem, (e) => memzero(e.seed), 'KEM pre-key');
     }
     const current = state.currentSignedPreKeyId;
@@ -299,7 +302,8 @@ export function keyManagerFromState(input: KeyManagerState, checkIdentity: Ident
  * u8(has current) ‖ u32be(current SPK id) ‖ u32be(n) ‖ n × (u32be id ‖ priv(32) ‖ pub(32) ‖ sig(64) ‖
  * f64be created) ‖ u32be(m) ‖ m × (u32be id ‖ priv(32) ‖ pub(32))`. Version `0x02` (a manager that
  * made KEM pre-keys) goes on: `‖ f64be(next KEM id) ‖ u8(has last resort) ‖ u32be(last-resort id) ‖
- * u32be(k) ‖ k × (u32be id ‖ u8(last resort) ‖ seed(64) ‖ pub(1184) ‖ sig(64) ‖ f64be created)`.
+ * u32be(k) ‖ k × (u32be id ‖ u8(last resort) ‖ seed(64) ‖ sig(64) ‖ f64be created)`:
+ * the key pair is expanded from the seed when needed, so a pool of 100 KEM pre-keys adds 14 kB, not 134 kB.
  * No secret is ever a string.
  */
 export function keyManagerToBytes(c: KeyManagerContents): Uint8Array {
@@ -329,7 +333,6 @@ export function keyManagerToBytes(c: KeyManagerContents): Uint8Array {
       w.u32(k.keyId)
         .u8(k.lastResort ? 1 : 0)
         .bytes(k.seed)
-        .bytes(k.publicKey)
         .bytes(k.signature)
         .f64(k.createdAt);
     }
@@ -406,7 +409,6 @@ export function keyManagerFromBytes(input: Uint8Array, checkIdentity: IdentityCh
         const record = {
           keyId,
           seed,
-          publicKey: r.bytes(MLKEM768_PUBLIC_KEY_BYTES),
           signature: r.bytes(64),
           lastResort: flag === 1,
           createdAt: r.f64(),

@@ -32,7 +32,7 @@ import {
   keyManagerToState,
 } from './key-manager-codec';
 import { MAX_KEM_PRE_KEYS_IN_STATE, MAX_KEM_PRE_KEYS_PER_CALL, MAX_ONE_TIME_PRE_KEYS_PER_CALL } from '../limits';
-import { MLKEM768_CIPHERTEXT_BYTES, MLKEM768_SECRET_KEY_BYTES, mlkem768KeyPairFromSeed } from '../crypto/mlkem';
+import { MLKEM768_CIPHERTEXT_BYTES, MLKEM768_SECRET_KEY_BYTES, MlKem768KeyPair, mlkem768KeyPairFromSeed } from '../crypto/mlkem';
 import { randomSecretBytes } from '../crypto/random';
 import { KemPreKeyRecord } from './key-manager-codec';
 import { PublicKemPreKey, kemPreKeySignedBytes } from './kem-prekey';
@@ -138,11 +138,11 @@ function readBundleChoice(opts: unknown): BundleChoice {
   return { otkId: (otkId ?? null) as number | null, kemId: kemId as number | null | undefined };
 }
 
-/** The public half of a KEM pre-key record (copies). */
-function publicKemPreKey(k: KemPreKeyRecord): PublicKemPreKey {
+/** The public half of a KEM pre-key record with its encapsulation key (copies). */
+function publicKemPreKey(k: KemPreKeyRecord, publicKey: Uint8Array): PublicKemPreKey {
   return {
     keyId: k.keyId,
-    publicKey: Uint8Array.from(k.publicKey),
+    publicKey: Uint8Array.from(publicKey),
     signature: Uint8Array.from(k.signature),
     lastResort: k.lastResort,
     createdAt: k.createdAt,
@@ -159,8 +159,11 @@ export class X3DHKeyManager {
   readonly #signedPreKeys: Map<number, SignedPreKey>;
   readonly #oneTimePreKeys: Map<number, OneTimePreKey>;
   readonly #kemPreKeys: Map<number, KemPreKeyRecord>;
-  /** Decapsulation keys expanded from their seeds (50 µs each), kept until the key goes. */
-  readonly #kemSecretKeys = new Map<number, Uint8Array>();
+  /**
+   * Key pairs expanded from their seeds (50 µs each) when first needed, kept until the key goes:
+   * the saved forms hold only the 64-byte seed, so a manager restored per acceptance stays small.
+   */
+  readonly #kemPairs = new Map<number, MlKem768KeyPair>();
   #currentSignedPreKeyId: number | null;
   #currentLastResortKemPreKeyId: number | null;
   #nextSignedPreKeyId: number;
@@ -329,7 +332,7 @@ export class X3DHKeyManager {
     }
     this.#assertKemRoom(n);
     const made: PublicKemPreKey[] = [];
-    for (let i = 0; i < n; i++) made.push(publicKemPreKey(this.#makeKemPreKey(false)));
+    for (let i = 0; i < n; i++) made.push(this.#publicKem(this.#makeKemPreKey(false)));
     return made;
   }
 
@@ -343,14 +346,14 @@ export class X3DHKeyManager {
     this.#assertKemRoom(1);
     const k = this.#makeKemPreKey(true);
     this.#currentLastResortKemPreKeyId = k.keyId;
-    return publicKemPreKey(k);
+    return this.#publicKem(k);
   }
 
   /** The current last-resort KEM pre-key (public half), or `null` before the first one. */
   get lastResortKemPreKey(): PublicKemPreKey | null {
     const id = this.#currentLastResortKemPreKeyId;
     const k = id === null ? undefined : this.#kemPreKeys.get(id);
-    return k ? publicKemPreKey(k) : null;
+    return k ? this.#publicKem(k) : null;
   }
 
   /** Ids of the KEM pre-keys still usable (unused one-time ones and unretired last-resort ones), oldest first. */
@@ -361,7 +364,7 @@ export class X3DHKeyManager {
   /** The public half of KEM pre-key `keyId`, if it is still usable. */
   getKemPreKey(keyId: number): PublicKemPreKey | undefined {
     const k = this.#kemPreKeys.get(keyId);
-    return k ? publicKemPreKey(k) : undefined;
+    return k ? this.#publicKem(k) : undefined;
   }
 
   /**
@@ -371,7 +374,7 @@ export class X3DHKeyManager {
    */
   exportKemPreKeySecret(keyId: number): HeldKemPreKey | undefined {
     const k = this.#kemPreKeys.get(keyId);
-    return k ? { keyId, secretKey: Uint8Array.from(this.#kemSecretKey(k)) } : undefined;
+    return k ? { keyId, secretKey: Uint8Array.from(this.#kemPair(k).secretKey) } : undefined;
   }
 
   /**
@@ -433,7 +436,7 @@ export class X3DHKeyManager {
     if (!kem) throw new E2EError('KEM_NOT_FOUND', `no usable KEM pre-key with id ${kemId}`);
     return {
       ...bundle,
-      kemPreKey: Uint8Array.from(kem.publicKey),
+      kemPreKey: Uint8Array.from(this.#kemPair(kem).publicKey),
       kemPreKeyId: kem.keyId,
       kemPreKeySignature: Uint8Array.from(kem.signature),
     };
@@ -546,7 +549,7 @@ export class X3DHKeyManager {
     }
     const record = this.#kemPreKeys.get(keyId);
     if (!record) throw new E2EError('KEM_NOT_FOUND', `no usable KEM pre-key with id ${keyId}`);
-    return { ciphertext: ct, secretKey: this.#kemSecretKey(record), record };
+    return { ciphertext: ct, secretKey: this.#kemPair(record).secretKey, record };
   }
 
   /**
@@ -569,33 +572,36 @@ export class X3DHKeyManager {
     const record: KemPreKeyRecord = {
       keyId: this.#takeId('kem'),
       seed,
-      publicKey: pair.publicKey,
       signature: ed25519Sign(this.#identitySecretKey, kemPreKeySignedBytes(pair.publicKey)),
       lastResort,
       createdAt: Date.now(),
     };
     this.#kemPreKeys.set(record.keyId, record);
-    this.#kemSecretKeys.set(record.keyId, pair.secretKey);
+    this.#kemPairs.set(record.keyId, pair);
     return record;
   }
 
-  /** The decapsulation key of `k`, expanded from its seed once. */
-  #kemSecretKey(k: KemPreKeyRecord): Uint8Array {
-    let sk = this.#kemSecretKeys.get(k.keyId);
-    if (!sk) {
-      const pair = mlkem768KeyPairFromSeed(k.seed);
-      sk = pair.secretKey;
-      this.#kemSecretKeys.set(k.keyId, sk);
+  /** The key pair of `k`, expanded from its seed once. */
+  #kemPair(k: KemPreKeyRecord): MlKem768KeyPair {
+    let pair = this.#kemPairs.get(k.keyId);
+    if (!pair) {
+      pair = mlkem768KeyPairFromSeed(k.seed);
+      this.#kemPairs.set(k.keyId, pair);
     }
-    return sk;
+    return pair;
+  }
+
+  /** The public half of `k` (copies). */
+  #publicKem(k: KemPreKeyRecord): PublicKemPreKey {
+    return publicKemPreKey(k, this.#kemPair(k).publicKey);
   }
 
   #dropKemPreKey(k: KemPreKeyRecord): void {
     this.#kemPreKeys.delete(k.keyId);
     memzero(k.seed);
-    const sk = this.#kemSecretKeys.get(k.keyId);
-    if (sk) memzero(sk);
-    this.#kemSecretKeys.delete(k.keyId);
+    const pair = this.#kemPairs.get(k.keyId);
+    if (pair) memzero(pair.secretKey);
+    this.#kemPairs.delete(k.keyId);
   }
 
   /** The private state (secrets, hex) for a store to keep; {@link fromState} restores it. */
@@ -634,11 +640,11 @@ export class X3DHKeyManager {
     for (const s of this.#signedPreKeys.values()) memzero(s.keyPair.privateKey);
     for (const o of this.#oneTimePreKeys.values()) memzero(o.keyPair.privateKey);
     for (const k of this.#kemPreKeys.values()) memzero(k.seed);
-    for (const sk of this.#kemSecretKeys.values()) memzero(sk);
+    for (const pair of this.#kemPairs.values()) memzero(pair.secretKey);
     this.#signedPreKeys.clear();
     this.#oneTimePreKeys.clear();
     this.#kemPreKeys.clear();
-    this.#kemSecretKeys.clear();
+    this.#kemPairs.clear();
     this.#currentSignedPreKeyId = null;
     this.#currentLastResortKemPreKeyId = null;
   }

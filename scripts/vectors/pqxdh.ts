@@ -178,8 +178,7 @@ function amkBytes(state: KeyManagerState): Buffer {
   const lr = state.currentLastResortKemPreKeyId ?? null;
   parts.push(f64(state.nextKemPreKeyId ?? 0), u8(lr === null ? 0 : 1), u32(lr ?? 0), u32(kems.length));
   for (const k of kems) {
-    const input = BOB_KEMS.find((x) => x.keyId === k.keyId) as KemInput;
-    parts.push(u32(k.keyId), u8(k.lastResort ? 1 : 0), Buffer.from(k.seed, 'hex'), Buffer.from(kemPublic(input).publicKey));
+    parts.push(u32(k.keyId), u8(k.lastResort ? 1 : 0), Buffer.from(k.seed, 'hex'));
     parts.push(Buffer.from(k.signature, 'hex'), f64(k.createdAt));
   }
   return Buffer.concat(parts);

@@ -346,7 +346,7 @@ describe('saving KEM pre-keys', () => {
       f(c);
       return c;
     };
-    const kemCountAt = bytes.length - 3 * 1325 - 4;
+    const kemCountAt = bytes.length - 3 * 141 - 4;
     const cases: Uint8Array[] = [
       bytes.subarray(0, bytes.length - 1),
       Uint8Array.of(...bytes, 0),
@@ -420,9 +420,9 @@ describe('saved forms refuse ids that would collide', () => {
     expectE2EError(() => behind.generateOneTimePreKeys(1), 'INVALID_STATE');
     expect(behind.oneTimePreKeyIds).toEqual([0, 1]);
     const bytes = m.toBytes();
-    const kemStart = bytes.length - 2 * 1325;
+    const kemStart = bytes.length - 2 * 141;
     const dup = Uint8Array.from(bytes);
-    dup.set(bytes.subarray(kemStart, kemStart + 4), kemStart + 1325); // the second KEM entry gets the first's id
+    dup.set(bytes.subarray(kemStart, kemStart + 4), kemStart + 141); // the second KEM entry gets the first's id
     expect(expectE2EError(() => X3DHKeyManager.fromBytes(dup), 'MALFORMED_MESSAGE').message).toBe(
       'bad key manager state: duplicate KEM pre-key id',
     );
