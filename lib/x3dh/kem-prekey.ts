@@ -22,6 +22,7 @@ export function kemPreKeySignedBytes(publicKey: Uint8Array): Uint8Array {
 
 /** The public half of a KEM pre-key, as a key manager makes it and a bundle or store carries it. */
 export interface PublicKemPreKey {
+  /** The key's id, from the manager's KEM counter (one counter for one-time and last-resort keys). */
   readonly keyId: number;
   /** ML-KEM-768 encapsulation key, 1184 bytes. */
   readonly publicKey: Uint8Array;

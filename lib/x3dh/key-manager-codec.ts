@@ -39,7 +39,9 @@ export interface KeyManagerState {
   readonly nextOneTimePreKeyId: number;
   /** Version 2: the KEM pre-keys (seed in hex; the public key is recomputed and the signature checked when read). */
   readonly kemPreKeys?: readonly { keyId: number; seed: string; signature: string; lastResort: boolean; createdAt: number }[];
+  /** Version 2: the id of the current last-resort KEM pre-key, or `null`. */
   readonly currentLastResortKemPreKeyId?: number | null;
+  /** Version 2: the id the next KEM pre-key gets. */
   readonly nextKemPreKeyId?: number;
 }
 
