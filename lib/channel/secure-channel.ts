@@ -6,7 +6,7 @@
 import { E2EError } from '../errors';
 import { assertBytes, concatBytes, isUsableBytes, memzero, plainView } from '../crypto/bytes';
 import { ByteReader, ByteWriter } from '../crypto/byte-io';
-import { isInstance, readOptions, typed } from '../crypto/input';
+import { isInstance, readExactOptions, readOptions } from '../crypto/input';
 import { HeldKemPreKey, OneTimePreKey, PreKeyBundle, X3DHKeyManager, snapshotBundle } from '../x3dh';
 import { DoubleRatchet, RatchetOptions, checkRatchetOptions } from '../ratchet/double-ratchet';
 import { EncryptedMessage } from '../ratchet/message';
@@ -29,19 +29,6 @@ export interface SenderOptions extends ChannelOptions {
    * a relay or directory that strips the KEM pre-key cannot downgrade the session to X25519 only.
    */
   readonly requirePostQuantum?: boolean;
-}
-
-/**
- * Options of `keys` only, read once: an unknown key is `INVALID_ARGUMENT`, so a misspelt
- * `requirePostQuantum` cannot silently give a classic session.
- */
-function readStrictOptions<K extends string>(options: unknown, keys: readonly K[]): Partial<Record<K, unknown>> {
-  if (options !== undefined && options !== null) {
-    const names = typed(() => Object.keys(options), 'INVALID_ARGUMENT', 'channel options');
-    const unknown = names.find((k) => !(keys as readonly string[]).includes(k));
-    if (unknown !== undefined) throw new E2EError('INVALID_ARGUMENT', `unknown channel option ${JSON.stringify(unknown.slice(0, 64))}`);
-  }
-  return readOptions(options, keys, 'channel options');
 }
 
 /** `requirePostQuantum` read: `INVALID_ARGUMENT` unless a boolean or absent. */
@@ -127,13 +114,11 @@ export class SecureChannel {
   ): SenderChannel {
     assertManager(manager);
     assertAd(associatedData);
-    const { requirePostQuantum, ...channelOptions } = readStrictOptions(options, [
-      'maxSkip',
-      'maxSkippedKeys',
-      'skippedKeyMaxAgeMs',
-      'now',
-      'requirePostQuantum',
-    ] as const);
+    const { requirePostQuantum, ...channelOptions } = readExactOptions(
+      options,
+      ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'requirePostQuantum'] as const,
+      'channel options',
+    );
     const opts = readChannelOptions(channelOptions);
     const requirePq = readRequirePostQuantum(requirePostQuantum);
     // One read of the bundle: the key checked and signed is the key the ratchet starts from.
@@ -177,15 +162,11 @@ export class SecureChannel {
   ): SecureChannel {
     assertManager(manager);
     assertAd(associatedData);
-    const { heldOneTimePreKey, heldKemPreKey, requirePostQuantum, ...channelOptions } = readStrictOptions(options, [
-      'maxSkip',
-      'maxSkippedKeys',
-      'skippedKeyMaxAgeMs',
-      'now',
-      'heldOneTimePreKey',
-      'heldKemPreKey',
-      'requirePostQuantum',
-    ] as const);
+    const { heldOneTimePreKey, heldKemPreKey, requirePostQuantum, ...channelOptions } = readExactOptions(
+      options,
+      ['maxSkip', 'maxSkippedKeys', 'skippedKeyMaxAgeMs', 'now', 'heldOneTimePreKey', 'heldKemPreKey', 'requirePostQuantum'] as const,
+      'channel options',
+    );
     const opts = readChannelOptions(channelOptions);
     const requirePq = readRequirePostQuantum(requirePostQuantum);
     const e = ChannelEstablishment.from(establishment);

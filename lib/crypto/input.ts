@@ -31,6 +31,19 @@ export function readOptions<K extends string>(obj: unknown, keys: readonly K[], 
   return readFields(obj, keys, what);
 }
 
+/**
+ * {@link readOptions} that also refuses an own key outside `keys` (`INVALID_ARGUMENT`): where a
+ * misspelt option would silently weaken a call (a classic session for `requirePostQuantum`).
+ */
+export function readExactOptions<K extends string>(obj: unknown, keys: readonly K[], what: string): Partial<Record<K, unknown>> {
+  if (obj !== undefined && obj !== null) {
+    const names = typed(() => Object.keys(obj), 'INVALID_ARGUMENT', what);
+    const unknown = names.find((k) => !(keys as readonly string[]).includes(k));
+    if (unknown !== undefined) throw new E2EError('INVALID_ARGUMENT', `${what}: unknown option ${JSON.stringify(unknown.slice(0, 64))}`);
+  }
+  return readOptions(obj, keys, what);
+}
+
 /** `value instanceof ctor`, but `false` where a Proxy's `getPrototypeOf` trap throws. */
 // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- a class with a private constructor is still a Function
 export function isInstance<T>(value: unknown, ctor: Function & { prototype: T }): value is T {

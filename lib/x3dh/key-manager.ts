@@ -21,7 +21,7 @@ import {
 import { isU32 } from '../crypto/byte-io';
 import { assertCanonicalX25519PublicKey } from '../crypto/x25519';
 import { PreKeyBundle, snapshotBundle } from './bundle';
-import { readFields, typed } from '../crypto/input';
+import { readExactOptions, readFields, typed } from '../crypto/input';
 import { initiateAgreement, respondAgreement } from './agreement';
 import {
   KeyManagerContents,
@@ -127,10 +127,7 @@ function readBundleChoice(opts: unknown): BundleChoice {
     return { otkId: opts, kemId: undefined };
   }
   if (typeof opts !== 'object') throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle takes { otkId, kemId } or a one-time pre-key id');
-  const keys = typed(() => Object.keys(opts), 'INVALID_ARGUMENT', 'options');
-  if (keys.some((k) => k !== 'otkId' && k !== 'kemId'))
-    throw new E2EError('INVALID_ARGUMENT', 'getPublicBundle options have only otkId and kemId');
-  const { otkId, kemId } = readFields(opts, ['otkId', 'kemId'] as const, 'options');
+  const { otkId, kemId } = readExactOptions(opts, ['otkId', 'kemId'] as const, 'getPublicBundle options');
   if (otkId !== undefined && otkId !== null && !isU32(otkId))
     throw new E2EError('INVALID_ARGUMENT', 'otkId must be an integer in [0, 2^32)');
   if (kemId !== undefined && kemId !== null && !isU32(kemId))
