@@ -351,22 +351,7 @@ export class Registry {
     const did = meshDidOf(pk);
     if ((await this.#proofs.use(`r|${did}|${proof_timestamp}`, t)) !== 'fresh')
       throw new HttpError(401, 'Registration proof already used (replay)');
-    const now = Date.now();
-    const inserted = await this.#dir.insert({
-      did,
-      publicKey: pk,
-      capabilities,
-      metadata,
-      registeredAt: now,
-      lastSeen: now,
-      reputation: 0.5,
-      totalSessions: 0,
-      successfulSessions: 0,
-      failedSessions: 0,
-      timeoutSessions: 0,
-      lastSessionAt: null,
-      tier: 'anonymous',
-    });
+    const inserted = await this.#dir.insert(newAgentRecord(did, pk, capabilities, metadata));
     if (!inserted) throw new HttpError(409, 'Agent already registered');
     return { status: 201, body: { did, status: 'registered' } };
   }
@@ -381,23 +366,7 @@ export class Registry {
     const metadata = this.#metadata(b.metadata);
     if (!this.#registerLimiter.take(ctx.req.socket.remoteAddress ?? 'unknown')) throw new HttpError(429, 'Too many registrations');
     this.#log(`registry: ${did} registered WITHOUT proof-of-possession (legacy AGT 4.0.0 mode)`);
-    const now = Date.now();
-    const inserted = await this.#dir.insert({
-      did,
-      publicKey: new Uint8Array(0),
-      legacyIdentityKey: x,
-      capabilities,
-      metadata,
-      registeredAt: now,
-      lastSeen: now,
-      reputation: 0.5,
-      totalSessions: 0,
-      successfulSessions: 0,
-      failedSessions: 0,
-      timeoutSessions: 0,
-      lastSessionAt: null,
-      tier: 'anonymous',
-    });
+    const inserted = await this.#dir.insert({ ...newAgentRecord(did, new Uint8Array(0), capabilities, metadata), legacyIdentityKey: x });
     if (!inserted) throw new HttpError(409, 'Agent already registered');
     return { status: 201, body: { did, status: 'registered' } };
   }
@@ -880,4 +849,24 @@ export function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** The record of an agent registering now: AGT's starting reputation (0.5), no sessions yet, tier `anonymous`. */
+function newAgentRecord(did: string, publicKey: Uint8Array, capabilities: string[], metadata: Record<string, string>): AgentRecord {
+  const now = Date.now();
+  return {
+    did,
+    publicKey,
+    capabilities,
+    metadata,
+    registeredAt: now,
+    lastSeen: now,
+    reputation: 0.5,
+    totalSessions: 0,
+    successfulSessions: 0,
+    failedSessions: 0,
+    timeoutSessions: 0,
+    lastSessionAt: null,
+    tier: 'anonymous',
+  };
 }
