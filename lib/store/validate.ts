@@ -113,28 +113,45 @@ export function readValidBundle(bundle: unknown): PreKeyBundle {
 }
 
 /**
+ * The checked, copied entries of a list of pre-keys (1 to `max`, distinct ids): the list read once
+ * (`Array.isArray` sees through a Proxy of an array, whose traps may still throw: copied typed), each
+ * entry by `readEntry`, which checks and copies its fields, then (ids distinct so far) by `verify`;
+ * `kind` names them in errors.
+ */
+function readKeyList<T extends { readonly keyId: number }>(
+  keys: unknown,
+  max: number,
+  kind: string,
+  readEntry: (k: unknown) => T,
+  verify: (entry: T) => void = () => undefined,
+): T[] {
+  const list = Array.isArray(keys) ? typed(() => Array.from(keys as unknown[]), 'INVALID_ARGUMENT', 'keys') : null;
+  if (list === null || list.length === 0 || list.length > max) {
+    throw new E2EError('INVALID_ARGUMENT', `keys must be a list of 1 to ${max} ${kind}s`);
+  }
+  const seen = new Set<number>();
+  return list.map((k) => {
+    const entry = readEntry(k);
+    if (seen.has(entry.keyId)) throw new E2EError('INVALID_ARGUMENT', `duplicate ${kind} id in one call`);
+    seen.add(entry.keyId);
+    verify(entry);
+    return entry;
+  });
+}
+
+/**
  * A checked copy of a list of public one-time pre-keys (1 to 10000, 32-byte keys, distinct ids):
  * the list and each key read once (a Proxy or a getter gives `INVALID_ARGUMENT`), the keys copied.
  */
 export function readOneTimeKeys(keys: unknown): PublicOneTimePreKey[] {
-  // Array.isArray sees through a Proxy of an array, whose traps may still throw: copy it once, typed.
-  const list = Array.isArray(keys) ? typed(() => Array.from(keys as unknown[]), 'INVALID_ARGUMENT', 'keys') : null;
-  if (list === null || list.length === 0 || list.length > MAX_ONE_TIME_PRE_KEYS_PER_CALL) {
-    throw new E2EError('INVALID_ARGUMENT', `keys must be a list of 1 to ${MAX_ONE_TIME_PRE_KEYS_PER_CALL} one-time pre-keys`);
-  }
-  const seen = new Set<number>();
-  const out: PublicOneTimePreKey[] = [];
-  for (const k of list) {
+  return readKeyList(keys, MAX_ONE_TIME_PRE_KEYS_PER_CALL, 'one-time pre-key', (k) => {
     const o = readFields(k, ['keyId', 'publicKey'], 'each one-time pre-key');
     assertKeyId(o.keyId, 'keyId');
     if (!isUsableBytes(o.publicKey) || o.publicKey.length !== 32) {
       throw new E2EError('INVALID_KEY', 'one-time pre-key publicKey must be 32 bytes');
     }
-    if (seen.has(o.keyId)) throw new E2EError('INVALID_ARGUMENT', 'duplicate one-time pre-key id in one call');
-    seen.add(o.keyId);
-    out.push({ keyId: o.keyId, publicKey: Uint8Array.from(o.publicKey) });
-  }
-  return out;
+    return { keyId: o.keyId, publicKey: Uint8Array.from(o.publicKey) };
+  });
 }
 
 /**
@@ -143,29 +160,26 @@ export function readOneTimeKeys(keys: unknown): PublicOneTimePreKey[] {
  * list and each key read once (`INVALID_ARGUMENT` for a Proxy or getter that throws), copied.
  */
 export function readKemPreKeys(keys: unknown, identityKeyEd: Uint8Array): PublicKemPreKeyEntry[] {
-  const list = Array.isArray(keys) ? typed(() => Array.from(keys as unknown[]), 'INVALID_ARGUMENT', 'keys') : null;
-  if (list === null || list.length === 0 || list.length > MAX_KEM_PRE_KEYS_PER_CALL) {
-    throw new E2EError('INVALID_ARGUMENT', `keys must be a list of 1 to ${MAX_KEM_PRE_KEYS_PER_CALL} KEM pre-keys`);
-  }
-  const seen = new Set<number>();
-  const out: PublicKemPreKeyEntry[] = [];
-  for (const k of list) {
-    const o = readFields(k, ['keyId', 'publicKey', 'signature'], 'each KEM pre-key');
-    assertKeyId(o.keyId, 'keyId');
-    if (!isUsableBytes(o.publicKey) || o.publicKey.length !== KEM_PUBLIC_KEY_BYTES) {
-      throw new E2EError('INVALID_KEY', `KEM pre-key publicKey must be ${KEM_PUBLIC_KEY_BYTES} bytes`);
-    }
-    if (!isUsableBytes(o.signature) || o.signature.length !== 64)
-      throw new E2EError('BAD_SIGNATURE', 'KEM pre-key signature must be 64 bytes');
-    if (seen.has(o.keyId)) throw new E2EError('INVALID_ARGUMENT', 'duplicate KEM pre-key id in one call');
-    seen.add(o.keyId);
-    const entry = { keyId: o.keyId, publicKey: Uint8Array.from(o.publicKey), signature: Uint8Array.from(o.signature) };
-    if (!kemPreKeyVerifies(identityKeyEd, entry.publicKey, entry.signature)) {
-      throw new E2EError('BAD_SIGNATURE', `the signature of KEM pre-key ${o.keyId} does not verify`);
-    }
-    out.push(entry);
-  }
-  return out;
+  return readKeyList(
+    keys,
+    MAX_KEM_PRE_KEYS_PER_CALL,
+    'KEM pre-key',
+    (k) => {
+      const o = readFields(k, ['keyId', 'publicKey', 'signature'], 'each KEM pre-key');
+      assertKeyId(o.keyId, 'keyId');
+      if (!isUsableBytes(o.publicKey) || o.publicKey.length !== KEM_PUBLIC_KEY_BYTES) {
+        throw new E2EError('INVALID_KEY', `KEM pre-key publicKey must be ${KEM_PUBLIC_KEY_BYTES} bytes`);
+      }
+      if (!isUsableBytes(o.signature) || o.signature.length !== 64)
+        throw new E2EError('BAD_SIGNATURE', 'KEM pre-key signature must be 64 bytes');
+      return { keyId: o.keyId, publicKey: Uint8Array.from(o.publicKey), signature: Uint8Array.from(o.signature) };
+    },
+    (e) => {
+      if (!kemPreKeyVerifies(identityKeyEd, e.publicKey, e.signature)) {
+        throw new E2EError('BAD_SIGNATURE', `the signature of KEM pre-key ${e.keyId} does not verify`);
+      }
+    },
+  );
 }
 
 /** The refusal of a KEM pre-key id that was claimed already, or is pooled with another key. */
