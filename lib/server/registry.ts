@@ -14,7 +14,8 @@ import { isE2EError } from '../errors';
 import { constantTimeEqual, ed25519Verify, isU32, sha256, toBase64Url, toHex, utf8 } from '../crypto';
 import { PreKeyBundle, x25519FormOfEd25519 } from '../x3dh';
 import { kemPreKeyVerifies } from '../x3dh/identity-cache';
-import { KEM_PUBLIC_KEY_BYTES } from '../x3dh/kem-prekey';
+import { KEM_PRE_KEY_BASE64URL_CHARS } from '../x3dh/kem-prekey';
+import { MLKEM768_PUBLIC_KEY_BYTES as KEM_PUBLIC_KEY_BYTES } from '../crypto/mlkem';
 import type { PreKeyStore, PublicKemPreKeyEntry, PublicOneTimePreKey } from '../store/types';
 import {
   AgentRecordResponse,
@@ -153,7 +154,7 @@ function hashKey(k: Uint8Array): string {
 }
 
 /** Unpadded base64url characters of a KEM pre-key (1184 bytes) and of a signature (64). */
-const KEM_KEY_CHARS = Math.ceil((KEM_PUBLIC_KEY_BYTES * 4) / 3);
+const KEM_KEY_CHARS = KEM_PRE_KEY_BASE64URL_CHARS;
 const SIGNATURE_CHARS = 86;
 
 /** Whether `method` on `pathname` is a pre-key upload, whose body may be up to `maxPreKeyBodyBytes`. */

@@ -5,7 +5,7 @@
  */
 import { constantTimeEqual, fromBase64, isU32, toBase64 } from '../crypto';
 import { PreKeyBundle } from '../x3dh';
-import { KEM_PUBLIC_KEY_BYTES } from '../x3dh/kem-prekey';
+import { MLKEM768_PUBLIC_KEY_BYTES as KEM_PUBLIC_KEY_BYTES } from '../crypto/mlkem';
 import { storeFailure } from './validate';
 
 /**

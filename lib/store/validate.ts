@@ -4,7 +4,7 @@ import { isU32, isUsableBytes, readFields, typed } from '../crypto';
 import { PreKeyBundle, snapshotBundle } from '../x3dh';
 import { verifyBundle } from '../x3dh/agreement';
 import { kemPreKeyVerifies } from '../x3dh/identity-cache';
-import { KEM_PUBLIC_KEY_BYTES } from '../x3dh/kem-prekey';
+import { MLKEM768_PUBLIC_KEY_BYTES as KEM_PUBLIC_KEY_BYTES } from '../crypto/mlkem';
 import { AcceptanceWrite, PublicKemPreKeyEntry, PublicOneTimePreKey } from './types';
 import { MAX_KEM_PRE_KEYS_PER_CALL, MAX_ONE_TIME_PRE_KEYS_PER_CALL, MAX_RECORD_BYTES, MAX_STORE_ID_LENGTH } from '../limits';
 

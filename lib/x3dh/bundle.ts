@@ -3,7 +3,8 @@ import { E2EError } from '../errors';
 import { fromBase64Url, isUsableBytes, parseJsonInput, readFields, toBase64Url } from '../crypto';
 import { isU32 } from '../crypto/byte-io';
 import { MAX_BUNDLE_JSON_CHARS } from '../limits';
-import { KEM_PUBLIC_KEY_BYTES } from './kem-prekey';
+import { KEM_PRE_KEY_BASE64URL_CHARS } from './kem-prekey';
+import { MLKEM768_PUBLIC_KEY_BYTES as KEM_PUBLIC_KEY_BYTES } from '../crypto/mlkem';
 
 /**
  * What a responder publishes (PROTOCOL.md, "X3DH" and "PQXDH"). The X25519 and Ed25519 keys are 32
@@ -32,9 +33,6 @@ export interface PreKeyBundle {
   /** Ed25519 signature by `identityKeyEd` of `kemPreKeySignedBytes(kemPreKey)` (present exactly when `kemPreKey` is). */
   readonly kemPreKeySignature?: Uint8Array;
 }
-
-/** Unpadded base64url characters of a KEM pre-key (1184 bytes). */
-const KEM_PUBLIC_KEY_BASE64URL_CHARS = Math.ceil((KEM_PUBLIC_KEY_BYTES * 4) / 3);
 
 /** A bundle while it is being built (the fields of {@link PreKeyBundle}, writable). */
 type MutableBundle = { -readonly [K in keyof PreKeyBundle]: PreKeyBundle[K] };
@@ -189,7 +187,7 @@ export function bundleFromJSON(json: PreKeyBundleJSON | string): PreKeyBundle {
   }
   if (isPresent(o.kem_pre_key)) {
     const kem = readFields(o.kem_pre_key, ['key_id', 'public_key', 'signature'] as const, 'bundle.kem_pre_key', 'MALFORMED_MESSAGE');
-    bundle.kemPreKey = fromBase64Url(str(kem.public_key, 'kem_pre_key.public_key', KEM_PUBLIC_KEY_BASE64URL_CHARS));
+    bundle.kemPreKey = fromBase64Url(str(kem.public_key, 'kem_pre_key.public_key', KEM_PRE_KEY_BASE64URL_CHARS));
     bundle.kemPreKeyId = kem.key_id as number;
     bundle.kemPreKeySignature = fromBase64Url(str(kem.signature, 'kem_pre_key.signature', 86, 'BAD_SIGNATURE'));
   }

@@ -34,5 +34,5 @@ export interface PublicKemPreKey {
   readonly createdAt: number;
 }
 
-/** Bytes of an ML-KEM-768 public key (re-exported here for the bundle's checks). */
-export const KEM_PUBLIC_KEY_BYTES = MLKEM768_PUBLIC_KEY_BYTES;
+/** Unpadded base64url characters of a KEM pre-key (1184 bytes): the JSON forms refuse longer strings undecoded. */
+export const KEM_PRE_KEY_BASE64URL_CHARS = Math.ceil((MLKEM768_PUBLIC_KEY_BYTES * 4) / 3);
