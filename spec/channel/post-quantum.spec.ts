@@ -187,3 +187,35 @@ describe('saved post-quantum channels', () => {
     expectE2EError(() => SecureChannel.fromBytes(saved.subarray(0, 13)), 'MALFORMED_MESSAGE');
   });
 });
+
+describe('reused buffers', () => {
+  test('a PQ establishment read from a Node Buffer, and a bundle of Buffers, keep nothing that the caller overwrites', () => {
+    const alice = manager();
+    const bob = pqResponder();
+    const b = bob.getPublicBundle({ kemId: 0 });
+    const pool = Buffer.alloc(4096);
+    const kemView = pool.subarray(100, 100 + 1184);
+    kemView.set(b.kemPreKey as Uint8Array);
+    const sigView = pool.subarray(2000, 2064);
+    sigView.set(b.kemPreKeySignature as Uint8Array);
+    const { channel, establishment } = SecureChannel.createSender(alice, { ...b, kemPreKey: kemView, kemPreKeySignature: sigView }, AD);
+    pool.fill(0xaa); // the caller reuses its buffer
+    const wire = Buffer.from(establishment.serialize());
+    const parsed = ChannelEstablishment.deserialize(wire.subarray(0));
+    // A transport that hands the fields over as views of its receive buffer.
+    const ctAt = wire.length - 1088;
+    const fromFields = new ChannelEstablishment({
+      initiatorIdentityKey: wire.subarray(0, 32),
+      ephemeralPublicKey: wire.subarray(32, 64),
+      signedPreKeyId: establishment.signedPreKeyId,
+      kemPreKeyId: establishment.kemPreKeyId,
+      kemCiphertext: wire.subarray(ctAt),
+    });
+    const expected = toHex(establishment.serialize());
+    wire.fill(0x55);
+    expect(toHex(parsed.serialize())).toBe(expected);
+    expect(toHex(fromFields.serialize())).toBe(expected);
+    const receiver = SecureChannel.createReceiver(bob, parsed, AD);
+    expect(receiver.receive(channel.send(utf8('after reuse')))).toEqual(utf8('after reuse'));
+  });
+});
