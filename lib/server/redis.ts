@@ -344,6 +344,8 @@ export class RedisProofGuard implements ProofGuard {
 /**
  * Live frames and takeovers between server processes, on one pub/sub channel. Every process sees every event
  * and acts on those for DIDs it holds: fine for a few processes; a large deployment would shard channels.
+ * Pub/sub keeps nothing for a subscriber that is away: after the subscription connection comes back, the bus
+ * subscribes again and then tells the relay to resync (re-send its sockets their stored frames).
  */
 export class RedisRelayBus implements RelayBus {
   readonly #pub: Redis;
@@ -351,13 +353,16 @@ export class RedisRelayBus implements RelayBus {
   readonly #channel: string;
   readonly #node: string;
   #handler: ((e: BusEvent) => void) | null = null;
-  readonly #ready: Promise<unknown>;
+  #resync: (() => void) | null = null;
+  #subscribed = false;
+  #closed = false;
+  readonly #ready: Promise<void>;
 
   /**
    * `pub` publishes; `sub` is a second connection given over to subscribing (ioredis cannot do both on one).
-   * Neither is closed by the bus.
+   * Neither is closed by the bus. `readyTimeoutMs` bounds the wait for `sub` to connect (default 10 s).
    */
-  constructor(pub: Redis, sub: Redis, channel = 'agentmesh:relay:bus') {
+  constructor(pub: Redis, sub: Redis, channel = 'agentmesh:relay:bus', readyTimeoutMs = 10_000) {
     this.#pub = pub;
     this.#sub = sub;
     this.#channel = channel;
@@ -370,14 +375,44 @@ export class RedisRelayBus implements RelayBus {
       } catch {
         return;
       }
-      if (e.node === this.#node) return; // our own event
-      this.#handler(e);
+      if (typeof e !== 'object' || e === null) return;
+      const { node, ...event } = e;
+      if (node === this.#node) return; // our own event
+      this.#handler(event);
     });
-    this.#ready = this.#sub.subscribe(this.#channel);
+    this.#sub.on('ready', () => {
+      if (this.#subscribed && !this.#closed) void this.#resubscribe();
+    });
+    this.#ready = this.#subscribe(readyTimeoutMs);
+    this.#ready.catch(() => undefined); // the rejection is ready()'s to report
   }
 
-  /** Resolves once subscribed (the server awaits it before listening). */
-  ready(): Promise<unknown> {
+  // SUBSCRIBE only once the connection is ready: ioredis 5.8.2+ may write its handshake (CLIENT SETINFO, the
+  // INFO ready check) after a command issued while connecting, which Redis then refuses in subscriber mode —
+  // ioredis reconnects, and events published meanwhile are lost (redis/ioredis#2037).
+  async #subscribe(timeoutMs: number): Promise<void> {
+    await whenReady(this.#sub, timeoutMs);
+    try {
+      await this.#sub.subscribe(this.#channel);
+    } catch (e) {
+      throw wrap('subscribe', e);
+    }
+    this.#subscribed = true;
+  }
+
+  // After a reconnect: ioredis resubscribes on its own, but without telling us when it is done. Our own SUBSCRIBE
+  // (harmless twice) answers once the channel is live again; only then is a resync complete.
+  async #resubscribe(): Promise<void> {
+    try {
+      await this.#sub.subscribe(this.#channel);
+    } catch {
+      return; // the next 'ready' tries again
+    }
+    if (!this.#closed) this.#resync?.();
+  }
+
+  /** Resolves once subscribed (the server awaits it before listening); `STORE_ERROR` if Redis does not answer. */
+  ready(): Promise<void> {
     return this.#ready;
   }
 
@@ -391,9 +426,34 @@ export class RedisRelayBus implements RelayBus {
     this.#handler = handler;
   }
 
+  /** See {@link RelayBus.onResync}. */
+  onResync(handler: () => void): void {
+    this.#resync = handler;
+  }
+
   /** Unsubscribes. */
   async close(): Promise<void> {
+    this.#closed = true;
     this.#handler = null;
+    this.#resync = null;
     await this.#sub.unsubscribe(this.#channel).catch(() => undefined);
   }
+}
+
+/** Resolves when `client` is connected and past ioredis's handshake; `STORE_ERROR` after `timeoutMs`. */
+function whenReady(client: Redis, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  if (client.status === 'wait') client.connect().catch(() => undefined); // lazyConnect: errors arrive as events
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      client.off('ready', done);
+      reject(new E2EError('STORE_ERROR', 'Redis does not answer (subscription connection)', StoreErrorReason.BACKEND));
+    }, timeoutMs);
+    client.on('ready', done);
+  });
 }

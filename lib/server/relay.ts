@@ -128,8 +128,15 @@ export type BusEvent =
 
 /** Carries {@link BusEvent}s between relay processes (`RedisRelayBus`). Delivery is best effort: frames are stored anyway. */
 export interface RelayBus {
+  /** Sends `e` to the other processes (never back to this one). */
   publish(e: BusEvent): void;
+  /** Sets the handler of the other processes' events. */
   onEvent(handler: (e: BusEvent) => void): void;
+  /**
+   * Sets the handler called when events may have been missed (the bus was away and is back): the relay then
+   * re-sends every socket here its stored frames, so a frame whose live copy was lost waits for no reconnect.
+   */
+  onResync?(handler: () => void): void;
 }
 
 interface Conn {
@@ -145,6 +152,8 @@ interface Conn {
   lastSeen: number;
   /** While the stored mail is being pushed, live frames wait here (then go unless already pushed). */
   held: InboxMessage[] | null;
+  /** A resync came while a push ran (which may have read the inbox too early): push once more after it. */
+  repush: boolean;
   firstTimer: NodeJS.Timeout | null;
 }
 
@@ -195,6 +204,7 @@ export class Relay {
     this.#proofs = options.proofs;
     this.#bus = options.bus ?? null;
     this.#bus?.onEvent((e) => this.#onBus(e));
+    this.#bus?.onResync?.(() => this.#resync());
     this.#token = options.token !== undefined ? Buffer.from(options.token, 'utf8') : null;
     this.#log = options.log ?? (() => undefined);
     this.#legacy = options.legacyClients === true;
@@ -229,6 +239,7 @@ export class Relay {
       heartbeatAck: false,
       lastSeen: Date.now(),
       held: null,
+      repush: false,
       firstTimer: null,
     };
     if (this.#closed || this.#sockets.size >= this.limits.maxConnections || !this.#connLimiter.take(ip)) {
@@ -392,14 +403,18 @@ export class Relay {
     conn.receipts = features.has(Feature.RECEIPTS);
     conn.heartbeatAck = features.has(Feature.HEARTBEAT_ACK);
     this.#byDid.set(did, conn);
-    void this.#pushPending(conn, did);
+    void this.#pushPending(conn, did, true);
   }
 
-  async #pushPending(conn: Conn, did: string): Promise<void> {
+  /**
+   * Sends `did`'s stored frames to `conn`: at admission (after the welcome) or at a resync. Live frames that
+   * arrive meanwhile are held, then sent unless the push already did.
+   */
+  async #pushPending(conn: Conn, did: string, welcome: boolean): Promise<void> {
     conn.held = [];
     const pushed = new Set<string>();
     try {
-      if (conn.extended) {
+      if (welcome && conn.extended) {
         const granted = [Feature.WELCOME, conn.receipts ? Feature.RECEIPTS : null, conn.heartbeatAck ? Feature.HEARTBEAT_ACK : null].filter(
           (x): x is Feature => x !== null,
         );
@@ -435,6 +450,10 @@ export class Relay {
           this.#send(conn, m.frame);
           this.stats.messages_routed++;
         }
+      }
+      if (conn.repush) {
+        conn.repush = false;
+        if (conn.ws.readyState === 1 && this.#byDid.get(did) === conn) void this.#pushPending(conn, did, false);
       }
     }
   }
@@ -554,6 +573,17 @@ export class Relay {
       this.stats.messages_routed++;
     }
     return true;
+  }
+
+  /** The bus may have lost live frames: every admitted socket here gets its stored frames again (at least once). */
+  #resync(): void {
+    if (this.#closed) return;
+    this.#log(`relay: bus resync, re-sending stored frames to ${this.#byDid.size} sockets`);
+    for (const [did, conn] of this.#byDid) {
+      if (conn.ws.readyState !== 1) continue;
+      if (conn.held !== null) conn.repush = true;
+      else void this.#pushPending(conn, did, false);
+    }
   }
 
   #onBus(e: BusEvent): void {

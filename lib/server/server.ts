@@ -45,6 +45,11 @@ export interface MeshServerOptions {
   inbox?: InboxStore;
   prekeys?: PreKeyStore;
   directory?: AgentDirectory;
+  /**
+   * Live frames and takeovers between processes that share `inbox`, `directory` and `prekeys` over another
+   * broker than Redis (with `redis`, a {@link RedisRelayBus} is used and this is refused).
+   */
+  bus?: RelayBus;
   /** Relay limits and timings. */
   relay?: Partial<RelayLimits>;
   /** Registry limits. */
@@ -94,8 +99,19 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
   let directory: AgentDirectory;
   let prekeys: PreKeyStore;
   let proofs: ProofGuard;
-  let bus: RelayBus | undefined;
+  let bus: RelayBus | undefined = options.bus;
+  if (
+    bus !== undefined &&
+    (typeof bus !== 'object' ||
+      bus === null ||
+      typeof bus.publish !== 'function' ||
+      typeof bus.onEvent !== 'function' ||
+      (bus.onResync !== undefined && typeof bus.onResync !== 'function'))
+  ) {
+    throw new E2EError('INVALID_ARGUMENT', 'bus must have publish(event), onEvent(handler) and, if any, onResync(handler) functions');
+  }
   if (options.redis !== undefined) {
+    if (bus !== undefined) throw new E2EError('INVALID_ARGUMENT', 'bus and redis exclude each other (redis brings its own bus)');
     const ns = options.redisPrefix ?? 'agentmesh';
     if (typeof ns !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(ns)) {
       throw new E2EError('INVALID_ARGUMENT', 'redisPrefix must be 1 to 100 of A-Z a-z 0-9 . _ - (no colon)');
@@ -104,6 +120,13 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
     const connect = () => new Driver(options.redis as string, { maxRetriesPerRequest: 2, connectTimeout: 3000 });
     const main = connect();
     const sub = connect();
+    // Without a listener ioredis prints errors to the console; the server's log names the connection instead.
+    for (const [name, client] of [
+      ['main', main],
+      ['subscription', sub],
+    ] as const) {
+      client.on('error', (e: unknown) => log(`server: redis ${name} connection: ${e instanceof Error ? e.message : 'error'}`));
+    }
     try {
       await main.ping();
     } catch {
@@ -112,7 +135,13 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
       throw new E2EError('STORE_ERROR', 'Redis does not answer', StoreErrorReason.BACKEND);
     }
     const redisBus = new RedisRelayBus(main, sub, `${ns}:relay:bus`);
-    await redisBus.ready();
+    try {
+      await redisBus.ready();
+    } catch (e) {
+      main.disconnect();
+      sub.disconnect();
+      throw e;
+    }
     // Closed last (owned is closed in reverse): the bus, then the clients.
     owned.push({
       close: () => {

@@ -5,10 +5,11 @@
  */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { Socket, createServer } from 'node:net';
-import Redis from 'ioredis';
+import Redis, { RedisOptions } from 'ioredis';
 import { ready } from '../../lib/sodium';
 import { buildConnectFrame } from '../../lib/mesh/frames';
-import { MeshServer, RedisInboxStore, startMeshServer } from '../../lib/server';
+import { BusEvent, MeshServer, RedisInboxStore, RedisRelayBus, startMeshServer } from '../../lib/server';
+import { expectE2EErrorAsync } from '../helpers/expect-error';
 import { inboxConformance } from './inbox-conformance';
 import { TestClient, authed, connect, http, message, newAgent, publish, sleep } from './helpers';
 
@@ -59,6 +60,94 @@ d('RedisInboxStore', () => {
   });
 });
 
+/** Polls `f` every 20 ms until it holds or `ms` pass. */
+async function until(f: () => boolean, ms = 10_000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > deadline) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
+d('RedisRelayBus', () => {
+  const opened: Redis[] = [];
+  function client(options: RedisOptions = {}): Redis {
+    const c = new Redis(url, { maxRetriesPerRequest: 2, ...options });
+    c.on('error', () => undefined);
+    opened.push(c);
+    return c;
+  }
+  afterEach(() => {
+    for (const c of opened.splice(0)) c.disconnect();
+  });
+  let n = 0;
+
+  it('subscribes only once its connection is ready (ioredis may otherwise interleave its handshake: #2037)', async () => {
+    for (let i = 0; i < 5; i++) {
+      const sub = client();
+      const seen: string[] = [];
+      const subscribe = sub.subscribe.bind(sub) as (...a: unknown[]) => Promise<unknown>;
+      (sub as unknown as { subscribe: (...a: unknown[]) => Promise<unknown> }).subscribe = (...a: unknown[]) => {
+        seen.push(sub.status);
+        return subscribe(...a);
+      };
+      expect(sub.status).not.toBe('ready');
+      const channel = `bus-ready-${n++}`;
+      const bus = new RedisRelayBus(client(), sub, channel);
+      const got: BusEvent[] = [];
+      bus.onEvent((e) => got.push(e));
+      await bus.ready();
+      expect(seen).toEqual(['ready']);
+      new RedisRelayBus(client(), client(), channel).publish({ t: 'takeover', did: 'did:mesh:00', at: i });
+      expect(await until(() => got.length === 1)).toBe(true);
+      expect(got).toEqual([{ t: 'takeover', did: 'did:mesh:00', at: i }]);
+      await bus.close();
+    }
+  });
+
+  it('after its subscription connection drops, subscribes again and only then asks for a resync; events flow again', async () => {
+    const channel = `bus-resync-${n++}`;
+    const bus = new RedisRelayBus(client(), client(), channel);
+    const got: BusEvent[] = [];
+    let resyncs = 0;
+    bus.onEvent((e) => got.push(e));
+    bus.onResync(() => resyncs++);
+    await bus.ready();
+    const other = new RedisRelayBus(client(), client(), channel);
+    await other.ready();
+    for (let round = 1; round <= 2; round++) {
+      // Drops every subscriber connection: both buses reconnect (pub/sub keeps nothing meanwhile).
+      await admin.client('KILL', 'TYPE', 'pubsub');
+      expect(await until(() => resyncs === round)).toBe(true);
+      other.publish({ t: 'takeover', did: 'did:mesh:00', at: round });
+      // `other` may still be resubscribing itself, but its publishes go out on its publishing connection.
+      expect(await until(() => got.length === round)).toBe(true);
+    }
+    expect(got.map((e) => (e as { at: number }).at)).toEqual([1, 2]);
+    await bus.close();
+    await other.close();
+  });
+
+  it('no resync after close', async () => {
+    const bus = new RedisRelayBus(client(), client(), `bus-closed-${n++}`);
+    let resyncs = 0;
+    bus.onResync(() => resyncs++);
+    await bus.ready();
+    await bus.close();
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    expect(await until(() => resyncs > 0, 500)).toBe(false);
+  });
+
+  it('ready() fails with STORE_ERROR when the subscription connection never becomes ready', async () => {
+    const dead = new Redis('redis://127.0.0.1:1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    dead.on('error', () => undefined);
+    opened.push(dead);
+    const bus = new RedisRelayBus(client(), dead, `bus-dead-${n++}`, 300);
+    await expectE2EErrorAsync(bus.ready(), 'STORE_ERROR', 'backend');
+  });
+});
+
 d('two server processes on one Redis', () => {
   let s1: MeshServer;
   let s2: MeshServer;
@@ -102,6 +191,19 @@ d('two server processes on one Redis', () => {
     expect(await again.frame()).toMatchObject({ type: 'connected', pending: 0 });
     ca.close();
     again.close();
+  });
+
+  it('a frame sent while node 2 resubscribes (its pub/sub connection killed) still reaches the live recipient', async () => {
+    const a = newAgent();
+    const b = newAgent();
+    const ca = await connect(s1.url, a);
+    const cb = await connect(s2.url, b);
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    ca.send(message(b.did, 'gap-1'));
+    expect(await ca.frame()).toMatchObject({ type: 'accepted', id: 'gap-1' });
+    expect(await cb.frame()).toMatchObject({ id: 'gap-1', from: a.did });
+    ca.close();
+    cb.close();
   });
 
   it('stored on node 1 while offline, pushed by node 2 at connect', async () => {
@@ -151,7 +253,10 @@ d('two serve processes (agentmesh-e2e serve --redis)', () => {
         cwd: `${__dirname}/../..`,
       });
       let out = '';
-      const timer = setTimeout(() => reject(new Error(`serve child did not start: ${out}`)), 20_000);
+      let err = '';
+      // Drained so a chatty child never blocks on a full pipe; shown if it does not start.
+      child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+      const timer = setTimeout(() => reject(new Error(`serve child did not start: ${out} ${err}`)), 20_000);
       child.stdout!.on('data', (b: Buffer) => {
         out += b.toString();
         const m = /listening on (http:\/\/\S+)/.exec(out);
