@@ -57,12 +57,26 @@ export class E2EError extends Error {
   /** Optional finer reason (e.g. the trust check that failed); stable strings too. */
   readonly reason: string | undefined;
 
-  constructor(code: ErrorCode, message: string, reason?: string) {
+  /**
+   * @param code one of {@link ErrorCode}.
+   * @param message what failed, for people (never key material or plaintext).
+   * @param reason the finer stable reason, if any.
+   * @param options `cause`: the foreign error behind this one, kept as the standard `cause` property (own, not
+   *   enumerable, as `Error` does it), never copied into the message: a driver's text may quote data.
+   */
+  constructor(code: ErrorCode, message: string, reason?: string, options?: { readonly cause?: unknown }) {
     // Never throws itself: a message that is not a string (or cannot become one) is replaced.
     super(typeof message === 'string' ? message : 'agentmesh-e2e error');
     this.name = 'E2EError';
     this.code = code;
     this.reason = reason;
+    let cause: { value: unknown } | null = null;
+    try {
+      if (typeof options === 'object' && options !== null && 'cause' in options) cause = { value: options.cause };
+    } catch {
+      cause = null; // a hostile options object (a throwing getter or Proxy trap): no cause rather than a crash
+    }
+    if (cause) Object.defineProperty(this, 'cause', { ...cause, enumerable: false, writable: true, configurable: true });
   }
 }
 

@@ -205,13 +205,12 @@ function nativeError(cause: unknown): E2EError {
   const hint = isNode()
     ? `install it with \`npm install ${NATIVE_PACKAGE}\` (prebuilt binaries for common platforms), or use backend 'auto' or 'wasm'`
     : `${NATIVE_PACKAGE} runs under Node only: use backend 'auto' or 'wasm' here`;
-  const err = new E2EError(
+  return new E2EError(
     'NOT_READY',
     `backend 'native' was requested but ${NATIVE_PACKAGE} did not load.\nHint: ${hint}.`,
     'backend_unavailable',
+    { cause },
   );
-  Object.defineProperty(err, 'cause', { value: cause, enumerable: false, writable: true, configurable: true });
-  return err;
 }
 
 async function load(choice: BackendChoice): Promise<void> {

@@ -42,6 +42,42 @@ describe('E2EError', () => {
     expect(e.stack).toMatch(/^E2EError: peer below/);
   });
 
+  test('keeps a cause as the standard own, non-enumerable `cause`, out of the message and the JSON', () => {
+    const foreign = new Error('SQLITE_FULL: database or disk is full');
+    const e = new E2EError('STORE_ERROR', 'storage backend failed [backend]', 'backend', { cause: foreign });
+    expect(e.cause).toBe(foreign);
+    expect(Object.getOwnPropertyDescriptor(e, 'cause')).toEqual({ value: foreign, enumerable: false, writable: true, configurable: true });
+    expect(Object.keys(e)).not.toContain('cause');
+    expect(e.message).toBe('storage backend failed [backend]');
+    expect(JSON.stringify(e)).not.toMatch(/SQLITE_FULL/);
+    // As Error does: an explicit undefined cause is a cause; none given is none.
+    expect(Object.prototype.hasOwnProperty.call(new E2EError('STORE_ERROR', 'x', undefined, { cause: undefined }), 'cause')).toBe(true);
+    for (const options of [undefined, {}, null, 'cause', 7]) {
+      const plain = new E2EError('STORE_ERROR', 'x', undefined, options as unknown as { cause?: unknown });
+      expect(Object.prototype.hasOwnProperty.call(plain, 'cause')).toBe(false);
+    }
+  });
+
+  test('a hostile options object gives no cause, never a throw', () => {
+    const trap = new Proxy(
+      {},
+      {
+        has() {
+          throw new Error('trap');
+        },
+      },
+    );
+    const getter = Object.defineProperty({}, 'cause', {
+      get() {
+        throw new Error('getter');
+      },
+    });
+    for (const options of [trap, getter]) {
+      const e = new E2EError('STORE_ERROR', 'x', 'backend', options);
+      expect([e.code, e.reason, Object.prototype.hasOwnProperty.call(e, 'cause')]).toEqual(['STORE_ERROR', 'backend', false]);
+    }
+  });
+
   test('reason is undefined when not given', () => {
     const e = new E2EError('DECRYPT_FAILED', 'authentication failed');
     expect(e.reason).toBeUndefined();

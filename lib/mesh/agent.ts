@@ -17,6 +17,7 @@
  *   is classic X3DH, AGT's wire byte for byte.
  */
 import { E2EError, isE2EError } from '../errors';
+import { storeError } from '../store/validate';
 import { ready } from '../sodium';
 import { constantTimeEqual, fromBase64, randomBytes, toBase64, utf8 } from '../crypto';
 import { PreKeyBundle, x25519FormOfEd25519 } from '../x3dh';
@@ -426,7 +427,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
 
   /** A failed save: the frames waiting for it never leave; their sends fail. */
   #dropUnsaved(e: unknown): void {
-    const err = isE2EError(e) ? e : new E2EError('STORE_ERROR', 'saving the session failed');
+    const err = storeError('saving the session', e);
     const keep: Outgoing[] = [];
     for (const o of this.#outgoing.splice(0)) {
       if (o.stamp <= this.#sessionStore.durable) keep.push(o);
@@ -659,7 +660,7 @@ export class MeshAgent extends Emitter<MeshAgentEvents> {
     } catch (e) {
       // Not saved: not acknowledged either, and processed anew when the relay delivers them again.
       for (const d of done) this.#processed.delete(d.key);
-      this.emit('error', isE2EError(e) ? e : new E2EError('STORE_ERROR', 'saving sessions failed'));
+      this.emit('error', storeError('saving sessions', e));
       return;
     }
     for (const d of done) this.#conn.ack(d.id);

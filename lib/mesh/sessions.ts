@@ -13,6 +13,7 @@
  * redelivered knock is recognised after a restart too (G5).
  */
 import { E2EError, isE2EError } from '../errors';
+import { storeError } from '../store/validate';
 import { utf8 } from '../crypto';
 import { EncryptedMessage } from '../ratchet';
 import { ChannelEstablishment, SecureChannel } from '../channel';
@@ -77,7 +78,7 @@ export class SessionBook {
         this.#list(parsed.peer).push({ ...parsed, slot, channel, dead: false });
         n++;
       } catch (e) {
-        onError(isE2EError(e) ? e : new E2EError('STORE_ERROR', 'a saved session could not be loaded'), slot);
+        onError(storeError('loading a saved session', e), slot);
       }
     }
     for (const list of this.#peers.values()) list.sort((a, b) => a.seq - b.seq);

@@ -7,16 +7,12 @@
  */
 import type Redis from 'ioredis';
 import { E2EError } from '../errors';
+import { storeError, storeFailure } from '../store/validate';
 import type { AgentDirectory, AgentRecord } from './directory';
 import type { ProofGuard } from './guards';
 import type { InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome } from './inbox';
 import type { RelayBus, BusEvent } from './relay';
 import { StoreErrorReason } from '../store/reasons';
-
-function wrap(op: string, e: unknown): E2EError {
-  if (e instanceof E2EError) return e;
-  return new E2EError('STORE_ERROR', `redis failed during ${op}`, StoreErrorReason.BACKEND);
-}
 
 function checkPrefix(prefix: string): string {
   if (!/^[A-Za-z0-9._:-]{1,64}$/.test(prefix)) throw new E2EError('INVALID_ARGUMENT', 'prefix must be 1 to 64 of [A-Za-z0-9._:-]');
@@ -156,7 +152,7 @@ export class RedisInboxStore implements InboxStore {
     try {
       return (await this.#r.eval(COMMIT, 0, ...argv)) as PutOutcome[];
     } catch (e) {
-      throw wrap('commit', e);
+      throw storeError('redis commit', e);
     }
   }
 
@@ -176,7 +172,7 @@ export class RedisInboxStore implements InboxStore {
       });
       return out;
     } catch (e) {
-      throw wrap('pending', e);
+      throw storeError('redis pending', e);
     }
   }
 
@@ -185,7 +181,7 @@ export class RedisInboxStore implements InboxStore {
     try {
       return await this.#r.hlen(this.#p + 'm:' + recipient);
     } catch (e) {
-      throw wrap('count', e);
+      throw storeError('redis count', e);
     }
   }
 
@@ -194,7 +190,7 @@ export class RedisInboxStore implements InboxStore {
     try {
       return Number((await this.#r.get(this.#p + 'size')) ?? 0);
     } catch (e) {
-      throw wrap('size', e);
+      throw storeError('redis size', e);
     }
   }
 
@@ -209,7 +205,7 @@ export class RedisInboxStore implements InboxStore {
       }
       return total;
     } catch (e) {
-      throw wrap('purge', e);
+      throw storeError('redis purge', e);
     }
   }
 
@@ -250,7 +246,7 @@ export class RedisAgentDirectory implements AgentDirectory {
     try {
       return await f();
     } catch (e) {
-      throw wrap(op, e);
+      throw storeError(`redis ${op}`, e);
     }
   }
 
@@ -387,15 +383,16 @@ export class RedisRelayBus implements RelayBus {
     this.#ready.catch(() => undefined); // the rejection is ready()'s to report
   }
 
-  // SUBSCRIBE only once the connection is ready: ioredis 5.8.2+ may write its handshake (CLIENT SETINFO, the
-  // INFO ready check) after a command issued while connecting, which Redis then refuses in subscriber mode —
-  // ioredis reconnects, and events published meanwhile are lost (redis/ioredis#2037).
+  // SUBSCRIBE only once the connection is ready: ioredis 5.8.2+ may send its handshake (CLIENT SETINFO, the
+  // INFO ready check) after a SUBSCRIBE issued while connecting; it then refuses its own INFO in subscriber mode,
+  // fails the queued commands and reconnects, and events published meanwhile are lost (redis/ioredis#2037).
   async #subscribe(timeoutMs: number): Promise<void> {
     await whenReady(this.#sub, timeoutMs);
+    if (this.#closed) return;
     try {
       await this.#sub.subscribe(this.#channel);
     } catch (e) {
-      throw wrap('subscribe', e);
+      throw storeError('redis subscribe', e);
     }
     this.#subscribed = true;
   }
@@ -440,20 +437,30 @@ export class RedisRelayBus implements RelayBus {
   }
 }
 
-/** Resolves when `client` is connected and past ioredis's handshake; `STORE_ERROR` after `timeoutMs`. */
+/**
+ * Resolves when `client` is connected and past ioredis's handshake; `STORE_ERROR` after `timeoutMs`, or at once
+ * when the client has ended (disconnected, or out of reconnection attempts).
+ */
 function whenReady(client: Redis, timeoutMs: number): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
+  const ended = () => storeFailure(StoreErrorReason.BACKEND, 'the Redis subscription connection has ended');
+  if (client.status === 'end') return Promise.reject(ended());
   if (client.status === 'wait') client.connect().catch(() => undefined); // lazyConnect: errors arrive as events
   return new Promise((resolve, reject) => {
-    const done = (): void => {
+    const settle = (error: E2EError | null): void => {
       clearTimeout(timer);
-      client.off('ready', done);
-      resolve();
+      client.off('ready', onReady);
+      client.off('end', onEnd);
+      if (error) reject(error);
+      else resolve();
     };
-    const timer = setTimeout(() => {
-      client.off('ready', done);
-      reject(new E2EError('STORE_ERROR', 'Redis does not answer (subscription connection)', StoreErrorReason.BACKEND));
-    }, timeoutMs);
-    client.on('ready', done);
+    const onReady = (): void => settle(null);
+    const onEnd = (): void => settle(ended());
+    const timer = setTimeout(
+      () => settle(storeFailure(StoreErrorReason.BACKEND, 'Redis does not answer (subscription connection)')),
+      timeoutMs,
+    );
+    client.on('ready', onReady);
+    client.on('end', onEnd);
   });
 }

@@ -89,13 +89,20 @@ export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   maxBatch: 2_000,
 });
 
+// A resync re-reads every local inbox: a few at a time, at most one run a second (requests meanwhile merge into
+// the next run), retried with a backoff when the store fails, and never into a socket that is not reading.
+const RESYNC_CONCURRENCY = 8;
+const RESYNC_INTERVAL_MS = 1000;
+const RESYNC_RETRY_MAX_MS = 30_000;
+const RESYNC_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+
 /** Counters of `/health` (AGT's names). */
 export interface RelayStats {
   /** Frames delivered live. */
   messages_routed: number;
   /** Frames stored (every accepted frame, on this relay). */
   messages_stored: number;
-  /** Frames pushed from the inbox at connect. */
+  /** Frames pushed from the inbox: at connect, and again at a bus resync. */
   messages_delivered: number;
 }
 
@@ -152,8 +159,8 @@ interface Conn {
   lastSeen: number;
   /** While the stored mail is being pushed, live frames wait here (then go unless already pushed). */
   held: InboxMessage[] | null;
-  /** A resync came while a push ran (which may have read the inbox too early): push once more after it. */
-  repush: boolean;
+  /** The push of stored frames running now, if any (one at a time per socket). */
+  pushing: Promise<void> | null;
   firstTimer: NodeJS.Timeout | null;
 }
 
@@ -185,6 +192,15 @@ export class Relay {
   #flushing: Promise<void> | null = null;
   readonly #timers: NodeJS.Timeout[] = [];
   #closed = false;
+  // Bus resyncs (see #resync): one run at a time; a request during a run makes one more run after it.
+  #resyncAll = false;
+  // Acks queued and committed so far (counts), and who waits for a count to be committed (see #acksCommitted).
+  #acksQueued = 0;
+  #acksDone = 0;
+  readonly #ackWaiters = new Set<{ mark: number; resolve: () => void }>();
+  #resyncRun: Promise<void> | null = null;
+  readonly #resyncRetry = new Set<Conn>();
+  #wake: (() => void) | null = null;
   readonly #legacy: boolean;
 
   /** A relay over `options.inbox`. */
@@ -239,7 +255,7 @@ export class Relay {
       heartbeatAck: false,
       lastSeen: Date.now(),
       held: null,
-      repush: false,
+      pushing: null,
       firstTimer: null,
     };
     if (this.#closed || this.#sockets.size >= this.limits.maxConnections || !this.#connLimiter.take(ip)) {
@@ -306,6 +322,7 @@ export class Relay {
     switch (frame.type) {
       case 'ack':
         this.#acks.push({ recipient: conn.did, id: frame.id });
+        this.#acksQueued++;
         this.#schedule();
         return;
       case 'heartbeat':
@@ -410,7 +427,18 @@ export class Relay {
    * Sends `did`'s stored frames to `conn`: at admission (after the welcome) or at a resync. Live frames that
    * arrive meanwhile are held, then sent unless the push already did.
    */
-  async #pushPending(conn: Conn, did: string, welcome: boolean): Promise<void> {
+  #pushPending(conn: Conn, did: string, welcome: boolean): Promise<void> {
+    const run = this.#push(conn, did, welcome).finally(() => {
+      if (conn.pushing === run) conn.pushing = null;
+    });
+    conn.pushing = run;
+    return run;
+  }
+
+  async #push(conn: Conn, did: string, welcome: boolean): Promise<void> {
+    // A resync push stops at a backlog: more copies for a reader that does not read only fill memory.
+    const backlogged = (): boolean => !welcome && conn.ws.bufferedAmount > RESYNC_MAX_BUFFERED_BYTES;
+    if (backlogged()) return;
     conn.held = [];
     const pushed = new Set<string>();
     try {
@@ -431,7 +459,7 @@ export class Relay {
       for (;;) {
         const page = await this.#inbox.pending(did, Date.now(), 500, after);
         for (const m of page) {
-          if (conn.ws.readyState !== 1) return;
+          if (conn.ws.readyState !== 1 || backlogged()) return;
           this.#send(conn, m.frame);
           pushed.add(m.id);
           this.stats.messages_delivered++;
@@ -440,8 +468,10 @@ export class Relay {
         after = (page[page.length - 1] as PendingMessage).seq;
       }
     } catch {
-      // A store failure stops the push; the mail stays and the next connect retries (as AGT: "reconnect will retry").
-      this.#error(conn, 'Pending messages could not be read; reconnect to retry', RelayErrorCode.STORE_FAILED);
+      // A store failure stops the push; the mail stays. At connect the client is told (as AGT: "reconnect will
+      // retry"); a resync push is retried by the relay itself.
+      if (welcome) this.#error(conn, 'Pending messages could not be read; reconnect to retry', RelayErrorCode.STORE_FAILED);
+      else this.#resyncFailed(conn);
     } finally {
       const held = conn.held ?? [];
       conn.held = null;
@@ -450,10 +480,6 @@ export class Relay {
           this.#send(conn, m.frame);
           this.stats.messages_routed++;
         }
-      }
-      if (conn.repush) {
-        conn.repush = false;
-        if (conn.ws.readyState === 1 && this.#byDid.get(did) === conn) void this.#pushPending(conn, did, false);
       }
     }
   }
@@ -494,27 +520,7 @@ export class Relay {
     if (this.#flushing) return this.#flushing;
     this.#flushing = (async () => {
       while (this.#puts.length > 0 || this.#acks.length > 0) {
-        const puts = this.#puts.length <= this.limits.maxBatch ? this.#puts : this.#puts.slice(0, this.limits.maxBatch);
-        this.#puts = puts === this.#puts ? [] : this.#puts.slice(this.limits.maxBatch);
-        const acks = this.#acks;
-        this.#acks = [];
-        let outcomes: PutOutcome[];
-        let delivered = false;
-        try {
-          const msgs = puts.map((p) => p.msg);
-          outcomes = this.#inbox.commitDecided
-            ? await this.#inbox.commitDecided(msgs, acks, this.#quota, (o) => {
-                // Live delivery overlaps the group's fsync; receipts wait for it (below).
-                delivered = true;
-                for (let i = 0; i < puts.length; i++) if (o[i] === 'stored') this.#deliver((puts[i] as QueuedPut).msg);
-              })
-            : await this.#inbox.commit(msgs, acks, this.#quota);
-        } catch {
-          this.#log('relay: inbox commit failed');
-          for (const p of puts) this.#error(p.from, 'Message could not be stored', RelayErrorCode.STORE_FAILED, p.msg.id);
-          continue;
-        }
-        for (let i = 0; i < puts.length; i++) this.#settle(puts[i] as QueuedPut, outcomes[i] as PutOutcome, !delivered);
+        await this.#commitGroup();
       }
     })();
     try {
@@ -522,6 +528,56 @@ export class Relay {
     } finally {
       this.#flushing = null;
     }
+  }
+
+  /** Commits one group: the acks queued so far and up to `maxBatch` puts. */
+  async #commitGroup(): Promise<void> {
+    const puts = this.#puts.length <= this.limits.maxBatch ? this.#puts : this.#puts.slice(0, this.limits.maxBatch);
+    this.#puts = puts === this.#puts ? [] : this.#puts.slice(this.limits.maxBatch);
+    const acks = this.#acks;
+    this.#acks = [];
+    const acksUpTo = this.#acksQueued; // every ack queued so far is in this group
+    try {
+      await this.#commitPutsAndAcks(puts, acks);
+    } finally {
+      this.#acksDone = acksUpTo;
+      for (const w of [...this.#ackWaiters]) {
+        if (w.mark <= acksUpTo) {
+          this.#ackWaiters.delete(w);
+          w.resolve();
+        }
+      }
+    }
+  }
+
+  async #commitPutsAndAcks(puts: QueuedPut[], acks: InboxAck[]): Promise<void> {
+    let outcomes: PutOutcome[];
+    let delivered = false;
+    try {
+      const msgs = puts.map((p) => p.msg);
+      outcomes = this.#inbox.commitDecided
+        ? await this.#inbox.commitDecided(msgs, acks, this.#quota, (o) => {
+            // Live delivery overlaps the group's fsync; receipts wait for it (below).
+            delivered = true;
+            for (let i = 0; i < puts.length; i++) if (o[i] === 'stored') this.#deliver((puts[i] as QueuedPut).msg);
+          })
+        : await this.#inbox.commit(msgs, acks, this.#quota);
+    } catch {
+      this.#log('relay: inbox commit failed');
+      for (const p of puts) this.#error(p.from, 'Message could not be stored', RelayErrorCode.STORE_FAILED, p.msg.id);
+      return;
+    }
+    for (let i = 0; i < puts.length; i++) this.#settle(puts[i] as QueuedPut, outcomes[i] as PutOutcome, !delivered);
+  }
+
+  /**
+   * Resolves once every ack received so far has been committed (or its group failed). Unlike {@link drain} it
+   * does not wait for traffic that keeps arriving: at most the group being committed and the next.
+   */
+  #acksCommitted(): Promise<void> {
+    const mark = this.#acksQueued;
+    if (this.#acksDone >= mark) return Promise.resolve();
+    return new Promise((resolve) => this.#ackWaiters.add({ mark, resolve }));
   }
 
   /** Sends a stored frame to its recipient: here, or through the bus to the process holding its socket. */
@@ -578,12 +634,65 @@ export class Relay {
   /** The bus may have lost live frames: every admitted socket here gets its stored frames again (at least once). */
   #resync(): void {
     if (this.#closed) return;
-    this.#log(`relay: bus resync, re-sending stored frames to ${this.#byDid.size} sockets`);
-    for (const [did, conn] of this.#byDid) {
-      if (conn.ws.readyState !== 1) continue;
-      if (conn.held !== null) conn.repush = true;
-      else void this.#pushPending(conn, did, false);
+    this.#resyncAll = true;
+    this.#startResyncs();
+  }
+
+  /** A resync push could not read the store: that socket is resynced again after a backoff. */
+  #resyncFailed(conn: Conn): void {
+    if (this.#closed) return;
+    this.#resyncRetry.add(conn);
+    this.#startResyncs();
+  }
+
+  #startResyncs(): void {
+    if (this.#resyncRun === null) this.#resyncRun = this.#runResyncs().finally(() => (this.#resyncRun = null));
+  }
+
+  async #runResyncs(): Promise<void> {
+    let retryMs = RESYNC_INTERVAL_MS;
+    while ((this.#resyncAll || this.#resyncRetry.size > 0) && !this.#closed) {
+      const all = this.#resyncAll;
+      const retry = new Set(this.#resyncRetry);
+      this.#resyncAll = false;
+      this.#resyncRetry.clear();
+      await this.#acksCommitted(); // an acknowledged frame is not sent again
+      const conns = [...this.#byDid].filter(([, c]) => all || retry.has(c));
+      if (all) this.#log(`relay: bus resync, re-sending stored frames to ${conns.length} sockets`);
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < conns.length && !this.#closed) {
+          const [did, conn] = conns[next++] as [string, Conn];
+          // A push running now may have read the inbox before the gap ended: push again after it.
+          if (conn.pushing) await conn.pushing;
+          if (conn.ws.readyState === 1 && this.#byDid.get(did) === conn) await this.#pushPending(conn, did, false);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(RESYNC_CONCURRENCY, conns.length) }, worker));
+      if (this.#resyncRetry.size > 0) {
+        await this.#pause(retryMs);
+        retryMs = Math.min(2 * retryMs, RESYNC_RETRY_MAX_MS);
+      } else {
+        retryMs = RESYNC_INTERVAL_MS;
+        if (this.#resyncAll) await this.#pause(RESYNC_INTERVAL_MS);
+      }
     }
+  }
+
+  /** Waits `ms`, or less if the relay closes. */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = null;
+        resolve();
+      }, ms);
+      timer.unref?.();
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = null;
+        resolve();
+      };
+    });
   }
 
   #onBus(e: BusEvent): void {
@@ -632,6 +741,7 @@ export class Relay {
   async close(): Promise<void> {
     this.#closed = true;
     for (const t of this.#timers) clearInterval(t);
+    this.#wake?.();
     await this.drain();
     for (const c of this.#sockets) c.ws.close(CloseCode.GOING_AWAY, 'server_shutdown');
   }

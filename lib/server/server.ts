@@ -7,6 +7,7 @@ import { createServer, IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocketServer as WebSocketServerType } from 'ws';
 import { E2EError } from '../errors';
+import { storeFailure } from '../store/validate';
 import { ready } from '../sodium';
 import { InMemoryStore } from '../store/memory';
 import { SqliteStore } from '../store/sqlite';
@@ -129,10 +130,10 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
     }
     try {
       await main.ping();
-    } catch {
+    } catch (e) {
       main.disconnect();
       sub.disconnect();
-      throw new E2EError('STORE_ERROR', 'Redis does not answer', StoreErrorReason.BACKEND);
+      throw storeFailure(StoreErrorReason.BACKEND, 'Redis does not answer', e);
     }
     const redisBus = new RedisRelayBus(main, sub, `${ns}:relay:bus`);
     try {

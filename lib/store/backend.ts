@@ -88,13 +88,12 @@ function isNotFound(e: unknown, name: string): boolean {
 export function backendError(name: BackendName, store: string, cause: unknown, runtime: RuntimeName = runtimeName()): E2EError {
   const missing = isNotFound(cause, name);
   const what = missing ? 'is not installed' : 'failed to load';
-  const err = new E2EError(
+  return new E2EError(
     'STORE_ERROR',
     `${store} needs the optional peer dependency ${name}, which ${what}.\nHint: ${backendHint(name, runtime, missing)}.`,
     missing ? StoreErrorReason.BACKEND_MISSING : StoreErrorReason.BACKEND_UNLOADABLE,
+    { cause },
   );
-  Object.defineProperty(err, 'cause', { value: cause, enumerable: false, writable: true, configurable: true });
-  return err;
 }
 
 /**

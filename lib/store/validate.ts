@@ -243,9 +243,7 @@ export function establishmentReplayError(): E2EError {
  * (kept, not enumerable, never in the message) is the foreign error behind it, for debugging.
  */
 export function storeFailure(reason: string, message: string, cause?: unknown): E2EError {
-  const err = new E2EError('STORE_ERROR', `${message} [${reason}]`, reason);
-  if (cause !== undefined) Object.defineProperty(err, 'cause', { value: cause, enumerable: false, configurable: true, writable: false });
-  return err;
+  return new E2EError('STORE_ERROR', `${message} [${reason}]`, reason, cause !== undefined ? { cause } : undefined);
 }
 
 /**

@@ -5,7 +5,7 @@
  * a pool of one-time KEM pre-keys (PQXDH) is kept the same way, and the last-resort one is
  * published with the bundle.
  */
-import { E2EError, isE2EError } from '../errors';
+import { storeError, storeFailure } from '../store/validate';
 import { constantTimeEqual } from '../crypto';
 import { PreKeyBundle, X3DHKeyManager } from '../x3dh';
 import { StoreErrorReason } from '../store/reasons';
@@ -16,10 +16,7 @@ export async function storeCall<T>(f: () => MaybePromise<T>): Promise<T> {
   try {
     return await f();
   } catch (e) {
-    if (isE2EError(e)) throw e;
-    const err = new E2EError('STORE_ERROR', 'the pre-key store failed', StoreErrorReason.BACKEND);
-    Object.defineProperty(err, 'cause', { value: e, enumerable: false, writable: true, configurable: true }); // as the stores do
-    throw err;
+    throw storeError('a pre-key store call', e);
   }
 }
 
@@ -178,7 +175,7 @@ export class PreKeyPublisher {
       }
     }
     const bundle = await storeCall(() => store.claimBundle(did));
-    if (!bundle) throw new E2EError('STORE_ERROR', 'the pre-key store lost the bundle it was just given');
+    if (!bundle) throw storeFailure(StoreErrorReason.CORRUPT, 'the pre-key store lost the bundle it was just given');
     return bundle;
   }
 

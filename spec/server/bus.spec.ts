@@ -46,22 +46,69 @@ let s1: MeshServer;
 let s2: MeshServer;
 let bus2: LossyBus;
 let gate: { promise: Promise<void>; open(): void } | null;
+let inbox: MemoryInboxStore;
+let s2Log: string[];
+/** How s2's view of the shared inbox misbehaves (reset before each test). */
+interface StoreFaults {
+  failPending: number;
+  commitDelayMs: number;
+  pendingNow: number;
+  pendingMax: number;
+  sameInboxMax: number;
+  readonly pendingByInbox: Map<string, number>;
+}
+let s2Store: StoreFaults;
 
-/** s2's view of the shared inbox: `pending` reads at once but answers only when the gate opens (a slow store). */
-function gated(inner: InboxStore): InboxStore {
+/**
+ * s2's view of the shared inbox: `pending` reads at once but answers only when the gate opens (a slow store),
+ * fails `failPending` times, and counts how many run at once; `commit` answers `commitDelayMs` late.
+ */
+function misbehaving(inner: InboxStore, faults: StoreFaults): InboxStore {
+  const s2Store = faults; // this server's own counters: a closed server's late calls never touch the next test's
   return new Proxy(inner, {
     get(target, key, receiver) {
       if (key === 'pending') {
         return async (...args: Parameters<InboxStore['pending']>): Promise<PendingMessage[]> => {
-          const page = await target.pending(...args);
-          if (gate) await gate.promise;
-          return page;
+          s2Store.pendingMax = Math.max(s2Store.pendingMax, ++s2Store.pendingNow);
+          const same = (s2Store.pendingByInbox.get(args[0]) ?? 0) + 1;
+          s2Store.pendingByInbox.set(args[0], same);
+          s2Store.sameInboxMax = Math.max(s2Store.sameInboxMax, same);
+          try {
+            if (s2Store.failPending > 0) {
+              s2Store.failPending--;
+              throw new Error('store down');
+            }
+            const page = await target.pending(...args);
+            await sleep(5);
+            if (gate) await gate.promise;
+            return page;
+          } finally {
+            s2Store.pendingNow--;
+            s2Store.pendingByInbox.set(args[0], (s2Store.pendingByInbox.get(args[0]) ?? 1) - 1);
+          }
         };
       }
+      if (key === 'commit') {
+        return async (...args: Parameters<InboxStore['commit']>) => {
+          if (s2Store.commitDelayMs > 0) await sleep(s2Store.commitDelayMs); // not applied yet meanwhile
+          return target.commit(...args);
+        };
+      }
+      if (key === 'commitDecided') return undefined;
       const v = Reflect.get(target, key, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
+}
+
+/** Polls `f` every 10 ms until it holds or `ms` pass. */
+async function until(f: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > deadline) return false;
+    await sleep(10);
+  }
+  return true;
 }
 
 function closedGate(): { promise: Promise<void>; open(): void } {
@@ -77,11 +124,13 @@ beforeAll(async () => {
 beforeEach(async () => {
   hub = new LossyHub();
   gate = null;
-  const inbox = new MemoryInboxStore();
+  s2Store = { failPending: 0, commitDelayMs: 0, pendingNow: 0, pendingMax: 0, sameInboxMax: 0, pendingByInbox: new Map() };
+  s2Log = [];
+  inbox = new MemoryInboxStore();
   const shared = { directory: new MemoryAgentDirectory(), prekeys: new InMemoryStore() };
   s1 = await startMeshServer({ port: 0, inbox, ...shared, bus: hub.bus() });
   bus2 = hub.bus();
-  s2 = await startMeshServer({ port: 0, inbox: gated(inbox), ...shared, bus: bus2 });
+  s2 = await startMeshServer({ port: 0, inbox: misbehaving(inbox, s2Store), ...shared, bus: bus2, log: (l) => s2Log.push(l) });
 });
 
 afterEach(async () => {
@@ -128,9 +177,11 @@ describe('a bus that loses events', () => {
     ca.send(message(bDid, 'late-1'));
     expect(await ca.frame()).toMatchObject({ type: 'accepted', id: 'late-1' });
     bus2.resync();
+    await sleep(100);
     gate.open();
     expect(await cb.frame()).toMatchObject({ type: 'message', id: 'late-1' });
     expect(await cb.quiet(300)).toBe(true);
+    expect(s2Store.sameInboxMax).toBe(1); // the resync push waited for the connect push: one at a time
     ca.close();
     cb.close();
   });
@@ -142,14 +193,101 @@ describe('a bus that loses events', () => {
     const first = [(await cb.frame()).id, (await cb.frame()).id];
     expect(first).toEqual(['keep-1', 'acked-1']);
     cb.send({ type: 'ack', id: 'acked-1' });
-    await sleep(50);
-    await s2.relay.drain();
+    expect(await until(() => inbox.count(bDid) === 1)).toBe(true);
     bus2.resync();
     expect((await cb.frame()).id).toBe('keep-1');
     expect(await cb.quiet(300)).toBe(true);
     ca.close();
     cb.close();
   });
+});
+
+describe('resyncs are bounded and retried', () => {
+  it('an ack still being committed when the resync starts is waited for: the acknowledged frame is not sent again', async () => {
+    const { ca, cb, bDid } = await pair();
+    ca.send(message(bDid, 'keep-2'));
+    ca.send(message(bDid, 'acked-2'));
+    expect([(await cb.frame()).id, (await cb.frame()).id]).toEqual(['keep-2', 'acked-2']);
+    s2Store.commitDelayMs = 300; // the ack's group answers late
+    cb.send({ type: 'ack', id: 'acked-2' });
+    await sleep(30); // the ack is in, its commit not yet answered
+    bus2.resync();
+    expect((await cb.frame()).id).toBe('keep-2');
+    expect(await cb.quiet(500)).toBe(true);
+    ca.close();
+    cb.close();
+  });
+
+  it('a resync push the store fails is retried by the relay (no error frame to the client)', async () => {
+    const { ca, cb, bDid } = await pair();
+    hub.dropping = true;
+    ca.send(message(bDid, 'retry-1'));
+    expect(await ca.frame()).toMatchObject({ type: 'accepted', id: 'retry-1' });
+    expect(await until(() => s2Store.pendingNow === 0)).toBe(true); // b's connect push is done
+    s2Store.failPending = 2; // the resync push and its first retry fail
+    const t0 = Date.now();
+    bus2.resync();
+    // Retried after 1 s, then 2 s: the frame comes on the third try, and nothing else before it.
+    expect(await cb.frame(8000)).toMatchObject({ type: 'message', id: 'retry-1' });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2900);
+    expect(s2Store.failPending).toBe(0);
+    expect(await cb.quiet(300)).toBe(true);
+    ca.close();
+    cb.close();
+  }, 15_000);
+
+  it('resync requests that come together make one run, and the next waits a second', async () => {
+    const { ca, cb } = await pair();
+    for (let i = 0; i < 10; i++) bus2.resync();
+    await sleep(300);
+    const runs = () => s2Log.filter((l) => l.startsWith('relay: bus resync')).length;
+    expect(runs()).toBe(1);
+    bus2.resync();
+    await sleep(300);
+    expect(runs()).toBe(1); // the next run waits for the interval
+    expect(await until(() => runs() === 2, 3000)).toBe(true);
+    ca.close();
+    cb.close();
+  });
+
+  it('a resync reads at most 8 inboxes at once, however many sockets there are', async () => {
+    const clients = await Promise.all(Array.from({ length: 30 }, () => connect(s2.url, newAgent())));
+    expect(await until(() => s2Store.pendingNow === 0)).toBe(true); // the connect pushes are done
+    s2Store.pendingMax = 0;
+    bus2.resync();
+    expect(await until(() => s2Log.some((l) => l.startsWith('relay: bus resync')))).toBe(true);
+    await sleep(500);
+    expect(s2Store.pendingMax).toBe(8);
+    for (const c of clients) c.close();
+  });
+
+  it('a socket that does not read gets no more copies at a resync (a backlog of over 4 MiB)', async () => {
+    const a = newAgent();
+    const b = newAgent();
+    const ca = await connect(s1.url, a);
+    const cb = await connect(s2.url, b);
+    // b stops reading: what s2 sends piles up in its socket's buffer.
+    (cb.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+    const big = 'A'.repeat(60_000);
+    for (let i = 0; i < 200; i++) ca.send(message(b.did, `big-${i}`, { ciphertext: big }));
+    expect(await until(() => inbox.count(b.did) === 200, 10_000)).toBe(true);
+    await sleep(200);
+    for (let i = 0; i < 3; i++) {
+      bus2.resync();
+      await sleep(1200);
+    }
+    (cb.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.resume();
+    let n = 0;
+    while (!(await cb.quiet(500)) || cb.events.length > 0) {
+      while (cb.events.length > 0) {
+        const e = cb.events.shift();
+        if (e?.kind === 'frame' && e.frame.type === 'message') n++;
+      }
+    }
+    expect(n).toBe(200); // the live copies only: each resync found the socket backlogged
+    ca.close();
+    cb.close();
+  }, 30_000);
 });
 
 describe('startMeshServer bus option', () => {

@@ -139,12 +139,41 @@ d('RedisRelayBus', () => {
     expect(await until(() => resyncs > 0, 500)).toBe(false);
   });
 
-  it('ready() fails with STORE_ERROR when the subscription connection never becomes ready', async () => {
-    const dead = new Redis('redis://127.0.0.1:1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  it('close() before ready() leaves nothing subscribed', async () => {
+    const channel = `bus-early-${n++}`;
+    const bus = new RedisRelayBus(client(), client(), channel);
+    await bus.close();
+    await bus.ready();
+    await sleep(100);
+    expect(await admin.pubsub('NUMSUB', channel)).toEqual([channel, 0]);
+  });
+
+  it('ready() fails with STORE_ERROR at once when the subscription client has ended', async () => {
+    const ended = client();
+    await ended.ping();
+    ended.disconnect();
+    await until(() => ended.status === 'end');
+    const t0 = Date.now();
+    await expectE2EErrorAsync(new RedisRelayBus(client(), ended, `bus-ended-${n++}`).ready(), 'STORE_ERROR', 'backend');
+    // And a client that ends while connecting (no retries left) fails it without waiting out the timeout.
+    const dead = new Redis('redis://127.0.0.1:1', { retryStrategy: () => null, maxRetriesPerRequest: 0 });
     dead.on('error', () => undefined);
     opened.push(dead);
+    await expectE2EErrorAsync(new RedisRelayBus(client(), dead, `bus-ended-${n++}`).ready(), 'STORE_ERROR', 'backend');
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('ready() fails with STORE_ERROR after readyTimeoutMs when the subscription connection keeps failing', async () => {
+    // Retries forever (lazily connected: the bus starts it), so only the timeout ends the wait.
+    const dead = new Redis('redis://127.0.0.1:1', { lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: 0 });
+    dead.on('error', () => undefined);
+    opened.push(dead);
+    const t0 = Date.now();
     const bus = new RedisRelayBus(client(), dead, `bus-dead-${n++}`, 300);
-    await expectE2EErrorAsync(bus.ready(), 'STORE_ERROR', 'backend');
+    const e = await expectE2EErrorAsync(bus.ready(), 'STORE_ERROR', 'backend');
+    expect(e.message).toBe('Redis does not answer (subscription connection) [backend]');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    expect(dead.status).not.toBe('end');
   });
 });
 

@@ -67,14 +67,23 @@ describe('PreKeyPublisher with a store', () => {
       consumeKemPreKey: () => false,
       countKemPreKeys: (d) => store.countKemPreKeys(d),
     };
-    expect((await rejectionOf(new PreKeyPublisher(manager(), 'did:mesh:bob', lossy, 1).publish())).code).toBe('STORE_ERROR');
+    const lost = (await rejectionOf(new PreKeyPublisher(manager(), 'did:mesh:bob', lossy, 1).publish())) as {
+      code?: string;
+      reason?: string;
+    };
+    expect([lost.code, lost.reason]).toEqual(['STORE_ERROR', 'corrupt']);
     const broken = {
       ...lossy,
       storeBundle: () => {
         throw new Error('disk full');
       },
     };
-    expect((await rejectionOf(new PreKeyPublisher(manager(), 'did:mesh:bob', broken, 1).publish())).code).toBe('STORE_ERROR');
+    const failed = (await rejectionOf(new PreKeyPublisher(manager(), 'did:mesh:bob', broken, 1).publish())) as {
+      code?: string;
+      reason?: string;
+      cause?: Error;
+    };
+    expect([failed.code, failed.reason, failed.cause?.message]).toEqual(['STORE_ERROR', 'backend', 'disk full']);
     const e = (await rejectionOf(
       storeCall(() => {
         throw new Error('disk full');
