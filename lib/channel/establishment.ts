@@ -15,9 +15,13 @@ const KEM_CIPHERTEXT_BASE64_CHARS = 4 * Math.ceil(MLKEM768_CIPHERTEXT_BYTES / 3)
 
 /** The JSON transport form (standard base64). */
 export interface ChannelEstablishmentJSON {
+  /** The initiator's X25519 identity key, standard base64 (44 characters). */
   ik: string;
+  /** The initiator's X3DH ephemeral public key, standard base64 (44 characters). */
   ek: string;
+  /** The responder's one-time pre-key id the initiator used, if any. */
   otk?: number;
+  /** The responder's signed pre-key id the initiator used (ours; the reference ignores it). */
   spk?: number;
   /** The KEM pre-key id (post-quantum only, with `kct`). */
   kem?: number;
@@ -47,10 +51,15 @@ const FLAG_KEM = 4;
 
 /** An initiator's establishment message. Immutable. */
 export class ChannelEstablishment implements ChannelEstablishmentFields {
+  /** The initiator's X25519 identity key (32 bytes). */
   readonly initiatorIdentityKey: Uint8Array;
+  /** The initiator's X3DH ephemeral public key (32 bytes). */
   readonly ephemeralPublicKey: Uint8Array;
+  /** The responder's one-time pre-key the initiator used, or `undefined`. */
   readonly usedOneTimeKeyId: number | undefined;
+  /** The responder's signed pre-key the initiator used, or `undefined` (then the responder's current one). */
   readonly signedPreKeyId: number | undefined;
+  /** The responder's KEM pre-key the initiator encapsulated to, or `undefined` for a classic establishment. */
   readonly kemPreKeyId: number | undefined;
   readonly #kemCiphertext: Uint8Array | undefined;
 

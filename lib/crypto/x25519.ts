@@ -13,7 +13,9 @@ export const X25519_BYTES = 32;
 
 /** An X25519 key pair. `privateKey` is the raw 32 bytes (X25519 clamps when it uses them). */
 export interface X25519KeyPair {
+  /** The private key, 32 bytes. Secret. */
   readonly privateKey: Uint8Array;
+  /** The public key, 32 bytes. */
   readonly publicKey: Uint8Array;
 }
 

@@ -118,22 +118,29 @@ export interface MeshAgentOptions {
 
 /** A `session-reset` event: a peer could not read what we sent (it lost its state); the next send opens a new session. */
 export interface SessionResetEvent {
+  /** The peer's DID. */
   readonly peer: string;
   /** The message the peer could not read (earlier ones on that session may be lost too). */
   readonly messageId: string;
+  /** The peer's `knock_reject` reason: `session_unknown`. */
   readonly reason: string;
 }
 
 /** A `rejected` event: a peer refused our session, or we refused its. */
 export interface RejectedEvent {
+  /** The peer's DID. */
   readonly peer: string;
+  /** `'inbound'`: we refused the peer's knock; `'outbound'`: the peer refused ours. */
   readonly direction: 'inbound' | 'outbound';
+  /** The `knock_reject` reason code, e.g. `policy_denied` (a peer's is cut to 64 characters). */
   readonly reason: string;
 }
 
 /** A `session` event: a session was opened or accepted. */
 export interface SessionEvent {
+  /** The peer's DID. */
   readonly peer: string;
+  /** `'initiator'`: we opened the session; `'responder'`: we accepted the peer's. */
   readonly role: 'initiator' | 'responder';
   /** Whether it is a post-quantum (PQXDH) session. */
   readonly postQuantum: boolean;

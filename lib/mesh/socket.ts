@@ -16,8 +16,11 @@ export interface MeshSocket {
 
 /** What the connection loop hears from its socket. */
 export interface MeshSocketHandlers {
+  /** The socket is open. */
   open(): void;
+  /** A text frame arrived (binary frames are not passed on). */
   message(text: string): void;
+  /** The socket closed, or failed to open: its close code and reason. */
   close(code: number, reason: string): void;
 }
 

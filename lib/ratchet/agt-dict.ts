@@ -13,18 +13,29 @@ import { DecodedRatchetState, RatchetLimits, RatchetStateFields, asMalformed } f
 
 /** The reference's `to_dict()` form (lowercase hex, `null` for absent keys). */
 export interface RatchetStateDict {
+  /** Our current ratchet private key (DHs), 32 bytes hex. Secret. */
   dh_self_private: string;
+  /** Our current ratchet public key, 32 bytes hex (must match `dh_self_private`). */
   dh_self_public: string;
+  /** The peer's current ratchet public key (DHr), 32 bytes hex, or `null` before the first message. */
   dh_remote_public: string | null;
+  /** Root key (RK), 32 bytes hex. Secret. */
   root_key: string;
+  /** Sending chain key (CKs), 32 bytes hex, or `null`. Secret. */
   chain_key_send: string | null;
+  /** Receiving chain key (CKr), 32 bytes hex, or `null`. Secret. */
   chain_key_recv: string | null;
+  /** Ns: messages sent on the current sending chain. */
   send_message_number: number;
+  /** Nr: messages received on the current receiving chain. */
   recv_message_number: number;
+  /** PN: length of the previous sending chain. */
   previous_send_chain_length: number;
+  /** MKSKIPPED: message key (32 bytes hex) by `<ratchet key hex>:<N>`. Secret. */
   skipped_keys: Record<string, string>;
   /** Ours (optional; the reference ignores it): the limits. */
   max_skip?: number;
+  /** Ours (optional; the reference ignores it): most skipped keys kept. */
   max_skipped_keys?: number;
 }
 

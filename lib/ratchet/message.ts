@@ -35,7 +35,9 @@ export const MAX_MESSAGE_JSON_CHARS = MAX_CIPHERTEXT_BASE64_CHARS + 1024;
 
 /** The JSON transport form (standard base64). */
 export interface EncryptedMessageJSON {
+  /** The clear-text header: the sender's ratchet public key `dh` (base64), PN `pn` and N `n`. */
   header: { dh: string; pn: number; n: number };
+  /** `nonce(12) ‖ ciphertext ‖ tag(16)`, base64. */
   ciphertext: string;
 }
 

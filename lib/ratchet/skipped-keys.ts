@@ -11,8 +11,11 @@ import { readFields } from '../crypto/input';
 
 /** One skipped message key. */
 export interface SkippedKey {
+  /** The peer's ratchet public key of the chain the key belongs to (32 bytes). */
   readonly dhPublicKey: Uint8Array;
+  /** The skipped message's number (N) in that chain. */
   readonly messageNumber: number;
+  /** The message key, 32 bytes. Secret. */
   readonly messageKey: Uint8Array;
   /** When it was stored, milliseconds since the epoch. */
   readonly storedAt: number;

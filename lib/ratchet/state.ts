@@ -23,11 +23,17 @@ const ADOPT: unique symbol = Symbol('adopt');
 
 /** The fields of a new {@link RatchetState}. */
 export interface RatchetStateInit {
+  /** Our first ratchet key pair (DHs). */
   dhSelf: X25519KeyPair;
+  /** The peer's ratchet public key (DHr), or `null` until its first message. */
   dhRemote: Uint8Array | null;
+  /** Root key (RK), 32 bytes. */
   rootKey: Uint8Array;
+  /** Sending chain key (CKs), or `null` while we cannot send yet. */
   chainKeySend: Uint8Array | null;
+  /** Receiving chain key (CKr), or `null`. */
   chainKeyRecv: Uint8Array | null;
+  /** The session's limits; unset ones take the defaults (see {@link RatchetLimits}). */
   limits?: Partial<RatchetLimits>;
 }
 

@@ -11,6 +11,7 @@ import { storeError } from '../store/validate';
 
 /** One registered agent. */
 export interface AgentRecord {
+  /** The agent's DID: `did:mesh:` + 32 hex of SHA-256 of its Ed25519 key. */
   did: string;
   /**
    * Ed25519 public key (32 bytes). Empty for an agent registered by an AGT 4.0.0 client (legacy mode, no proof)
@@ -19,16 +20,27 @@ export interface AgentRecord {
   publicKey: Uint8Array;
   /** Legacy registrations only: the X25519 identity key the AGT 4.0.0 client registered. */
   legacyIdentityKey?: Uint8Array;
+  /** Capabilities given at registration, as `GET /v1/discover?capability=` matches them. */
   capabilities: string[];
+  /** String metadata given at registration. */
   metadata: Record<string, string>;
+  /** Registration time, milliseconds since the epoch. */
   registeredAt: number;
+  /** Last heartbeat (or registration), milliseconds since the epoch. */
   lastSeen: number;
+  /** Reputation score in [0, 1]: 0.5 at registration, a moving average of the reports since. */
   reputation: number;
+  /** Reports counted: session reports and reputation reports. */
   totalSessions: number;
+  /** Session reports `success`, and reputation scores of 0.7 or more. */
   successfulSessions: number;
+  /** Session reports `failed`, and reputation scores under 0.3. */
   failedSessions: number;
+  /** Session reports `timeout`, and reputation scores from 0.3 to under 0.7. */
   timeoutSessions: number;
+  /** Time of the last session report naming the agent (milliseconds since the epoch), or `null`. */
   lastSessionAt: number | null;
+  /** AGT's tier, as `GET /v1/agents/{did}` reports it: `anonymous` at registration, and nothing here changes it. */
   tier: string;
   /**
    * The DID's last-resort KEM pre-key as last uploaded (`kem_pre_key`, base64url: plain JSON, so any record
@@ -39,8 +51,11 @@ export interface AgentRecord {
 
 /** A last-resort KEM pre-key in an {@link AgentRecord}: id, 1184-byte key and its signature, base64url (unpadded). */
 export interface KemLastResortRecord {
+  /** The KEM pre-key's id. */
   readonly keyId: number;
+  /** The ML-KEM-768 encapsulation key (1184 bytes), base64url. */
   readonly publicKey: string;
+  /** The identity key's Ed25519 signature over the key (64 bytes), base64url. */
   readonly signature: string;
 }
 

@@ -27,6 +27,7 @@ export interface InboxMessage {
 
 /** A stored frame with its position in the store's arrival order (strictly increasing). */
 export interface PendingMessage extends InboxMessage {
+  /** Its position in the arrival order: what `pending`'s `afterSeq` counts from. */
   readonly seq: number;
 }
 
@@ -89,7 +90,9 @@ export function pairKey(sender: string, recipient: string): string {
 
 /** An ack: the recipient deletes its frame `id`. */
 export interface InboxAck {
+  /** Recipient DID: the inbox holding the frame. */
   readonly recipient: string;
+  /** The acked frame's `id`. */
   readonly id: string;
 }
 

@@ -45,6 +45,7 @@ export interface RegistryLimits {
   maxPreKeyBodyBytes: number;
   /** Bundle claims per requester: burst (default 30) and per second sustained (default 1). */
   bundleFetchBurst: number;
+  /** Bundle claims per requester per second, sustained (default 1). */
   bundleFetchPerSecond: number;
   /**
    * One-time pre-keys handed out per target agent: burst (default 20), per second (default 1/3, i.e. 20 a minute).
@@ -52,27 +53,36 @@ export interface RegistryLimits {
    * throwaway requester DIDs cannot drain the pool.
    */
   oneTimeKeyBurst: number;
+  /** One-time pre-keys handed out per target agent per second, sustained (default 1/3). */
   oneTimeKeyPerSecond: number;
   /** Registrations per remote address: burst (default 20), per second (default 0.5). */
   registerBurst: number;
+  /** Registrations per remote address per second, sustained (default 0.5). */
   registerPerSecond: number;
   /** Pre-key uploads per DID: burst (default 10), per second (default 0.2). */
   uploadBurst: number;
+  /** Pre-key uploads per DID per second, sustained (default 0.2). */
   uploadPerSecond: number;
   /** Reputation reports per reporter: burst (default 20), per second (default 0.2). */
   reportBurst: number;
+  /** Reputation reports per reporter per second, sustained (default 0.2). */
   reportPerSecond: number;
   /**
    * Authenticated requests (every endpoint with an Authorization header) per DID: burst (default 60), per second
    * (default 5); and per remote address: burst (default 600), per second (default 50).
    */
   authBurst: number;
+  /** Authenticated requests per DID per second, sustained (default 5). */
   authPerSecond: number;
+  /** Authenticated requests per remote address: burst (default 600). */
   authAddressBurst: number;
+  /** Authenticated requests per remote address per second, sustained (default 50). */
   authAddressPerSecond: number;
   /** `GET /v1/discover` per remote address: burst (default 30), per second (default 2); most bytes of results (default 256 KiB). */
   discoverBurst: number;
+  /** `GET /v1/discover` per remote address per second, sustained (default 2). */
   discoverPerSecond: number;
+  /** Most bytes of JSON results one `GET /v1/discover` returns; records past it are left off (default 256 KiB). */
   discoverMaxBytes: number;
   /** Most one-time pre-keys in one DID's pool (default 1000). */
   maxOneTimeKeys: number;
@@ -80,7 +90,9 @@ export interface RegistryLimits {
   maxKemPreKeys: number;
   /** Most capabilities (default 64) and metadata entries (default 64); longest string (default 1024). */
   maxCapabilities: number;
+  /** Most metadata entries at registration (default 64). */
   maxMetadata: number;
+  /** Longest capability, metadata key or metadata value, in UTF-16 code units (default 1024). */
   maxStringLength: number;
 }
 
@@ -114,10 +126,13 @@ export const DEFAULT_REGISTRY_LIMITS: Readonly<RegistryLimits> = Object.freeze({
 
 /** Options of {@link Registry}. */
 export interface RegistryOptions {
+  /** Where agent records and the ledger of handed-out one-time pre-keys live. */
   directory: AgentDirectory;
+  /** Where agents' published pre-keys live: bundles, one-time and KEM pre-keys. */
   prekeys: PreKeyStore;
   /** Shared with the relay (G3). */
   proofs: ProofGuard;
+  /** Overrides of {@link DEFAULT_REGISTRY_LIMITS}. */
   limits?: Partial<RegistryLimits>;
   /** Whether the relay has a live connection for `did` (presence comes from the relay, not only heartbeats). */
   isConnected?: (did: string) => boolean;
@@ -128,6 +143,7 @@ export interface RegistryOptions {
    * address). Anyone can then register any self-certifying DID first and drain its one-time keys.
    */
   legacyClients?: boolean;
+  /** Receives the registry's log lines: internal errors, AGT's weaker auth header, legacy-mode writes (default: none). */
   log?: (line: string) => void;
 }
 
@@ -166,6 +182,7 @@ function isPreKeyUpload(method: string | undefined, pathname: string): boolean {
 
 /** The registry's request handler. */
 export class Registry {
+  /** The limits in force: {@link DEFAULT_REGISTRY_LIMITS} with the options' overrides. */
   readonly limits: Readonly<RegistryLimits>;
   readonly #dir: AgentDirectory;
   readonly #prekeys: PreKeyStore;

@@ -44,13 +44,17 @@ export interface RelayLimits {
   maxPerPair: number;
   /** Most bytes per recipient (default 256 MiB), per sender (default 256 MiB), per (sender, recipient) (default 32 MiB). */
   maxBytesPerInbox: number;
+  /** Most unacked bytes per sender over all inboxes (default 256 MiB). */
   maxBytesPerSender: number;
+  /** Most unacked bytes one sender may hold in one recipient's inbox (default 32 MiB). */
   maxBytesPerPair: number;
   /** Sustained routed frames per second per sender DID (default 2,000), with `messageBurst` (default 4,000). */
   messagesPerSecond: number;
+  /** Routed frames a sender DID may send at once, before `messagesPerSecond` applies (default 4,000). */
   messageBurst: number;
   /** New connections per second per remote address (default 20), with `connectionBurst` (default 100). */
   connectionsPerSecond: number;
+  /** New connections a remote address may open at once, before `connectionsPerSecond` applies (default 100). */
   connectionBurst: number;
   /** Most open sockets (default 20,000). */
   maxConnections: number;
@@ -108,11 +112,13 @@ export interface RelayStats {
 
 /** Options of {@link Relay}. */
 export interface RelayOptions {
+  /** Where frames wait until acked or expired. */
   inbox: InboxStore;
   /** Single-use proofs, shared with the registry so a connect proof is never also a registry credential (G3). */
   proofs: ProofGuard;
   /** Several processes: live frames and takeovers for DIDs connected elsewhere go over this bus. */
   bus?: RelayBus;
+  /** Overrides of {@link DEFAULT_RELAY_LIMITS}. */
   limits?: Partial<RelayLimits>;
   /** AGT's `AGENTMESH_RELAY_TOKEN`: when set, `connect.token` must equal it. */
   token?: string;
@@ -171,7 +177,9 @@ interface QueuedPut {
 
 /** The relay. Attach sockets with {@link Relay.accept}; the HTTP upgrade is the server's. */
 export class Relay {
+  /** The limits in force: {@link DEFAULT_RELAY_LIMITS} with the options' overrides. */
   readonly limits: Readonly<RelayLimits>;
+  /** The `/health` counters of this relay since it started (updated live). */
   readonly stats: RelayStats = { messages_routed: 0, messages_stored: 0, messages_delivered: 0 };
   readonly #inbox: InboxStore;
   readonly #proofs: ProofGuard;

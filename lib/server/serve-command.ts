@@ -7,9 +7,13 @@ import { startMeshServer, MeshServerOptions } from './server';
 
 /** Parsed `serve` arguments. */
 export interface ServeArgs {
+  /** `--host`: the interface to bind (default `127.0.0.1`). */
   host: string;
+  /** `--port`: 0 to 65535, 0 picks a free one (default 8083). */
   port: number;
+  /** `--db`: the SQLite file for everything; absent: in memory. */
   db?: string;
+  /** `--redis`: the Redis URL to share storage over; excludes `db`. */
   redis?: string;
 }
 

@@ -44,7 +44,9 @@ export interface MeshServerOptions {
   synchronous?: 'FULL' | 'NORMAL';
   /** Storage overrides (e.g. a Redis pre-key store); each replaces what `db` would give. */
   inbox?: InboxStore;
+  /** Pre-key store override (bundles, one-time and KEM pre-keys). */
   prekeys?: PreKeyStore;
+  /** Agent directory override (agent records, the handed-out ledger). */
   directory?: AgentDirectory;
   /**
    * Live frames and takeovers between processes that share `inbox`, `directory` and `prekeys` over another
@@ -70,9 +72,13 @@ export interface MeshServerOptions {
 export interface MeshServer {
   /** `http://host:port` — the relay is at `url + '/ws'` (as `ws://`), the registry at `url + '/v1'`. */
   readonly url: string;
+  /** The interface bound, as given (default `127.0.0.1`). */
   readonly host: string;
+  /** The port bound (the one picked when `port` was 0). */
   readonly port: number;
+  /** The relay behind `/ws`: its limits, stats and connections. */
   readonly relay: Relay;
+  /** The registry behind `/v1/`: its limits. */
   readonly registry: Registry;
   /** Stops accepting, commits what is queued, closes sockets and stores. */
   close(): Promise<void>;

@@ -33,9 +33,13 @@ import { MAX_INBOX_ENTRIES } from '../limits';
 
 /** Where a channel is saved: the store, the cipher sealing it, and its two DIDs. */
 export interface SessionLocation {
+  /** The store holding the sealed session and its inbox. */
   readonly store: SessionStore;
+  /** Seals the session at rest (the AEAD context binds it to the two DIDs). */
   readonly cipher: StorageCipher;
+  /** Our DID: the session's first key in the store (a store id: 1 to 1024 characters, no NUL). */
   readonly localDid: string;
+  /** The peer's DID: the session's second key in the store (a store id). */
   readonly peerDid: string;
 }
 

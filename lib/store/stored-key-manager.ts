@@ -39,8 +39,11 @@ import { MAX_CAS_ATTEMPTS } from '../limits';
 
 /** Where a key manager is saved. */
 export interface KeyManagerLocation {
+  /** The store holding the sealed key manager. */
   readonly store: KeyManagerStore;
+  /** Seals the key manager at rest (the AEAD context binds it to `did`). */
   readonly cipher: StorageCipher;
+  /** The DID the key manager is saved under (a store id: 1 to 1024 characters, no NUL). */
   readonly did: string;
 }
 

@@ -12,6 +12,7 @@ export type MaybePromise<T> = T | Promise<T>;
 
 /** The public half of a one-time pre-key, as published to a {@link PreKeyStore}. */
 export interface PublicOneTimePreKey {
+  /** The key's id (the manager's one-time pre-key id). */
   readonly keyId: number;
   /** X25519 public key, 32 bytes. */
   readonly publicKey: Uint8Array;
@@ -22,6 +23,7 @@ export interface PublicOneTimePreKey {
  * `X3DHKeyManager.generateKemPreKeys` returns has these fields).
  */
 export interface PublicKemPreKeyEntry {
+  /** The key's id (the manager's KEM pre-key id). */
   readonly keyId: number;
   /** ML-KEM-768 encapsulation key, 1184 bytes. */
   readonly publicKey: Uint8Array;
@@ -101,6 +103,7 @@ export interface PreKeyStore {
 
 /** A stored record and its version (1 for the first save; every save adds 1). */
 export interface StoredRecord {
+  /** The version a save names as `expectedVersion` to replace this record (`STALE_STATE` if it moved on). */
   readonly version: number;
   /** The record's bytes, as saved (sealed by the caller: stores never see secrets in the clear). */
   readonly data: Uint8Array;

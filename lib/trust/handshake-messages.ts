@@ -25,9 +25,11 @@ export interface HandshakeChallenge {
 
 /** A response: the challenged agent's signature over the challenge and its own nonce. */
 export interface HandshakeResponse {
+  /** The answered challenge's `challenge_id`. */
   challenge_id: string;
   /** 32 lowercase hex characters (16 random bytes). */
   response_nonce: string;
+  /** The DID of the answering agent. */
   agent_did: string;
   /** Capabilities the agent claims (informational: the registry's list is what counts). */
   capabilities: string[];

@@ -56,6 +56,7 @@ export interface TrustHandshakeOptions {
 export interface ChallengeOptions {
   /** Lowest registry trust score accepted; `0` accepts any score. */
   readonly requiredTrustScore?: number;
+  /** Capabilities the registry must grant the peer (`missing_capability` otherwise). */
   readonly requiredCapabilities?: readonly string[];
   /** Add an RFC 9334 freshness nonce that the responder must echo and sign. */
   readonly requireFreshness?: boolean;
@@ -85,11 +86,15 @@ export interface VerifyOptions {
 
 /** A verified peer: everything here comes from the registry, nothing from the peer's claims. */
 export interface HandshakeResult {
+  /** The DID that signed the response. */
   readonly peerDid: string;
   /** The registry's Ed25519 key for the DID, which signed the response. */
   readonly publicKey: Uint8Array;
+  /** The registry's trust score for the DID, 0 to 1000. */
   readonly trustScore: number;
+  /** The level of `trustScore` (see {@link trustLevel}). */
   readonly trustLevel: TrustLevel;
+  /** The capabilities the registry grants the DID. */
   readonly capabilities: readonly string[];
   /** When the response was verified (ms since the epoch, by the handshake's clock). */
   readonly verifiedAt: number;

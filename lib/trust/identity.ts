@@ -38,9 +38,11 @@ export interface AgentIdentityOptions {
 
 /** The public side of an identity, safe to print or send. */
 export interface AgentIdentityJSON {
+  /** The agent's DID. */
   did: string;
   /** Ed25519 public key, standard base64. */
   publicKey: string;
+  /** The key's fingerprint, 10 groups of 4 uppercase hex digits (see {@link keyFingerprint}). */
   fingerprint: string;
 }
 

@@ -17,7 +17,9 @@ const LABEL = 'AgentMesh_MutualHandshake_v2';
 
 /** Who sent the first challenge (`opener`, who will sign the counter-challenge) and who answered it. */
 export interface MutualRoles {
+  /** The DID of the agent that sent the first challenge. */
   readonly openerDid: string;
+  /** The DID of the agent that answered it and sends the counter-challenge. */
   readonly answererDid: string;
 }
 

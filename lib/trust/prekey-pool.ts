@@ -26,7 +26,9 @@ export async function storeCall<T>(f: () => MaybePromise<T>): Promise<T> {
  * is the state as last saved (read it afresh: an update replaces the object).
  */
 export interface PersistedKeyManager {
+  /** The key manager as last saved (a new object after each update). */
   readonly manager: X3DHKeyManager;
+  /** Applies `change` to the newest state, saves it, then resolves with what `change` returned. */
   update<T>(change: (manager: X3DHKeyManager) => T): Promise<T>;
 }
 

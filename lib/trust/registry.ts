@@ -22,12 +22,15 @@ export function isIdentityStatus(s: unknown): s is IdentityStatus {
 
 /** What a registry knows about one DID. */
 export interface IdentityRecord {
+  /** The DID the record is for. */
   readonly did: string;
   /** The Ed25519 public key bound to the DID (32 bytes). */
   readonly publicKey: Uint8Array;
   /** Integer in [0, 1000]. */
   readonly trustScore: number;
+  /** Only `active` passes the trust checks. */
   readonly status: IdentityStatus;
+  /** The capabilities the registry grants the DID. */
   readonly capabilities: readonly string[];
 }
 
@@ -39,7 +42,9 @@ export interface IdentityRegistry {
 
 /** What {@link InMemoryIdentityRegistry.register} takes. */
 export interface IdentityRegistration {
+  /** The DID to bind: a `did:mesh:<id>`. */
   readonly did: string;
+  /** Its Ed25519 public key (32 bytes); a DID already bound to another key is refused. */
   readonly publicKey: Uint8Array;
   /** Defaults to 500 (AGT's default: "standard", below the default threshold of 700). */
   readonly trustScore?: number;

@@ -7,14 +7,17 @@ import { TrustLevel } from './trust-level';
 
 /** An open, trust-gated channel to one peer. */
 export interface TrustSession {
+  /** The peer's DID. */
   readonly peerDid: string;
   /** Whether this side opened (`initiator`) or accepted (`responder`) the channel. */
   readonly role: 'initiator' | 'responder';
+  /** The encrypted channel to the peer. */
   readonly channel: SecureChannel;
   /** The X3DH establishment (sent by the initiator; public data). */
   readonly establishment: ChannelEstablishment;
   /** The peer's registry trust score when the session was set up. */
   readonly trustScore: number;
+  /** The level of `trustScore`. */
   readonly trustLevel: TrustLevel;
   /** The peer's registry capabilities when the session was set up. */
   readonly capabilities: readonly string[];

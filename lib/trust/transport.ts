@@ -34,6 +34,7 @@ export interface TrustTransport {
 
 /** What a transport calls on the receiving agent (an `EncryptedTrustBridge` is one). */
 export interface TrustEndpoint {
+  /** The agent's DID: the address a transport delivers to. */
   readonly agentDid: string;
   /** Answers a challenge from `fromDid` (and may challenge it back). */
   answerChallenge(fromDid: string, challenge: HandshakeChallenge | string): Promise<ChallengeReply>;
@@ -43,9 +44,13 @@ export interface TrustEndpoint {
 
 /** One message as a {@link LocalTrustNetwork} observer sees it (JSON text, as on a wire). */
 export interface TrustWireEvent {
+  /** A challenge, the challenged agent's reply (response and any counter-challenge), or the answer to a counter-challenge. */
   readonly kind: 'challenge' | 'reply' | 'answer';
+  /** The sender's DID. */
   readonly fromDid: string;
+  /** The recipient's DID. */
   readonly toDid: string;
+  /** The message as JSON text. */
   readonly json: string;
 }
 

@@ -119,9 +119,13 @@ function checkFields(b: Record<(typeof BUNDLE_FIELDS)[number], unknown>): void {
 
 /** The registry's JSON form of a bundle (unpadded base64url keys, snake_case, as AGT's registry). */
 export interface PreKeyBundleJSON {
+  /** X25519 identity key (32 bytes), base64url. */
   identity_key: string;
+  /** Ed25519 identity key (32 bytes, the agent's DID key), base64url. */
   identity_key_ed: string;
+  /** The signed pre-key: id, X25519 key (32 bytes) and its signature by `identity_key_ed` (64 bytes), base64url. */
   signed_pre_key: { key_id: number; public_key: string; signature: string };
+  /** The one-time pre-key: id and X25519 key (32 bytes), base64url; absent or `null` when none. */
   one_time_pre_key?: { key_id: number; public_key: string } | null;
   /** The ML-KEM-768 KEM pre-key (absent from classic bundles, and from AGT's). */
   kem_pre_key?: { key_id: number; public_key: string; signature: string } | null;

@@ -31,11 +31,17 @@ export interface KemPreKeyRecord {
 export interface KeyManagerState {
   /** 1, or 2 when the state holds KEM pre-keys (the three `kem` fields). */
   readonly version: 1 | 2;
+  /** The Ed25519 identity secret key (seed ‖ public key, 64 bytes), hex. Secret. */
   readonly identitySecretKey: string;
+  /** The signed pre-keys not yet retired: X25519 private key and signature in hex, creation time in ms. Secret. */
   readonly signedPreKeys: readonly { keyId: number; privateKey: string; signature: string; createdAt: number }[];
+  /** The id of the current signed pre-key (the one bundles carry), or `null` before the first. */
   readonly currentSignedPreKeyId: number | null;
+  /** The one-time pre-keys not used yet: X25519 private key in hex. Secret. */
   readonly oneTimePreKeys: readonly { keyId: number; privateKey: string }[];
+  /** The id the next signed pre-key gets. */
   readonly nextSignedPreKeyId: number;
+  /** The id the next one-time pre-key gets. */
   readonly nextOneTimePreKeyId: number;
   /** Version 2: the KEM pre-keys (seed in hex; the public key is recomputed and the signature checked when read). */
   readonly kemPreKeys?: readonly { keyId: number; seed: string; signature: string; lastResort: boolean; createdAt: number }[];

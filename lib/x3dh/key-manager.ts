@@ -41,7 +41,9 @@ export type { KeyManagerState } from './key-manager-codec';
 
 /** A signed pre-key: an X25519 pair signed by the identity key. */
 export interface SignedPreKey {
+  /** The key's id, from the manager's signed pre-key counter: what bundles and establishments name it by. */
   readonly keyId: number;
+  /** The X25519 key pair (the private key is secret). */
   readonly keyPair: X25519KeyPair;
   /** Ed25519 signature of the 32 raw bytes of `keyPair.publicKey`. */
   readonly signature: Uint8Array;
@@ -51,7 +53,9 @@ export interface SignedPreKey {
 
 /** A one-time pre-key: used by at most one initiator, then deleted. */
 export interface OneTimePreKey {
+  /** The key's id, from the manager's one-time pre-key counter: what bundles and establishments name it by. */
   readonly keyId: number;
+  /** The X25519 key pair (the private key is secret). */
   readonly keyPair: X25519KeyPair;
 }
 
@@ -60,6 +64,7 @@ export interface OneTimePreKey {
  * (what {@link X3DHKeyManager.exportKemPreKeySecret} returns). Secret: wipe `secretKey` when done.
  */
 export interface HeldKemPreKey {
+  /** The KEM pre-key's id: the establishment's `kemPreKeyId`. */
   readonly keyId: number;
   /** ML-KEM-768 decapsulation key, 2400 bytes. */
   readonly secretKey: Uint8Array;
@@ -69,8 +74,11 @@ export interface HeldKemPreKey {
 export interface X3DHInitiation {
   /** SK, 32 bytes. Secret: wipe it when the ratchet is set up. */
   readonly sharedSecret: Uint8Array;
+  /** Our X3DH ephemeral public key (32 bytes), for the responder. */
   readonly ephemeralPublicKey: Uint8Array;
+  /** The bundle's one-time pre-key used, or `undefined` when the bundle had none. */
   readonly usedOneTimeKeyId: number | undefined;
+  /** The bundle's signed pre-key used. */
   readonly signedPreKeyId: number;
   /** The KEM pre-key encapsulated to (post-quantum establishments only). */
   readonly kemPreKeyId: number | undefined;
@@ -82,8 +90,11 @@ export interface X3DHInitiation {
 
 /** Parameters of `respond`: the initiator's establishment. */
 export interface X3DHRespondParams {
+  /** The initiator's X25519 identity key (32 bytes, canonical). */
   readonly peerIdentityKey: Uint8Array;
+  /** The initiator's X3DH ephemeral public key (32 bytes, canonical). */
   readonly ephemeralPublicKey: Uint8Array;
+  /** The one-time pre-key the initiator used, if any: consumed (`OTK_NOT_FOUND` if it is gone), unless held. */
   readonly usedOneTimeKeyId?: number | null | undefined;
   /** The signed pre-key the initiator used; the current one when absent. */
   readonly signedPreKeyId?: number | null | undefined;
@@ -107,7 +118,9 @@ export interface X3DHRespondParams {
 export interface X3DHResponse {
   /** SK, 32 bytes. Secret: wipe it when the ratchet is set up. */
   readonly sharedSecret: Uint8Array;
+  /** X3DH AD = IK_A ‖ IK_B (X25519, initiator first). */
   readonly associatedData: Uint8Array;
+  /** The signed pre-key responded with (the current one when the establishment named none). */
   readonly signedPreKeyId: number;
   /** Whether SK is PQXDH's hybrid secret (the establishment carried a KEM ciphertext). */
   readonly postQuantum: boolean;
