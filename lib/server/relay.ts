@@ -165,6 +165,8 @@ interface Conn {
   lastSeen: number;
   /** While the stored mail is being pushed, live frames wait here (then go unless already pushed). */
   held: InboxMessage[] | null;
+  /** Whether the DID was proven (false only for a legacy AGT 4.0.0 connect, which carries no proof). */
+  verified: boolean;
   /** The push of stored frames running now, if any (one at a time per socket). */
   pushing: Promise<void> | null;
   firstTimer: NodeJS.Timeout | null;
@@ -244,6 +246,13 @@ export class Relay {
     return this.#byDid.size;
   }
 
+  /** Of those, the DIDs that proved their key at connect (all of them unless `legacyClients` let some in without). */
+  get verifiedAgents(): number {
+    let n = 0;
+    for (const c of this.#byDid.values()) if (c.verified) n++;
+    return n;
+  }
+
   /** Whether `did` has a live authenticated connection here. */
   isConnected(did: string): boolean {
     return this.#byDid.has(did);
@@ -263,6 +272,7 @@ export class Relay {
       heartbeatAck: false,
       lastSeen: Date.now(),
       held: null,
+      verified: false,
       pushing: null,
       firstTimer: null,
     };
@@ -397,7 +407,7 @@ export class Relay {
       return fail('DID proof failed: connect proof already used', CloseCode.PROOF_FAILED, RelayErrorCode.PROOF_REPLAYED);
     if (use === 'full') return fail('Too many connections', CloseCode.RATE_LIMITED, RelayErrorCode.TOO_MANY_CONNECTIONS);
     if (!proof.strong) this.#log(`relay: ${f.from} connected with AGT's timestamp-only proof (weaker: not bound to a nonce)`);
-    this.#admit(conn, f.from, features);
+    this.#admit(conn, f.from, features, true);
   }
 
   /** AGT 4.0.0's proof-less `{type:'connect', from}`, in legacy mode only. */
@@ -411,12 +421,13 @@ export class Relay {
     if (typeof o !== 'object' || o === null || o.type !== 'connect' || !isFrameDid(o.from)) return false;
     if (o.public_key !== undefined || o.signature !== undefined || o.timestamp !== undefined) return false;
     this.#log(`relay: ${o.from} connected WITHOUT a DID proof (legacy AGT 4.0.0 mode)`);
-    this.#admit(conn, o.from, new Set());
+    this.#admit(conn, o.from, new Set(), false);
     return true;
   }
 
   /** Registers an authenticated connection: 4006 for an older one of the same DID, then the stored mail. */
-  #admit(conn: Conn, did: string, features: Set<string>): void {
+  #admit(conn: Conn, did: string, features: Set<string>, verified: boolean): void {
+    conn.verified = verified;
     const old = this.#byDid.get(did);
     if (old) {
       this.#byDid.delete(did);

@@ -201,7 +201,7 @@ export async function startMeshServer(options: MeshServerOptions = {}): Promise<
         status: 'healthy',
         service: 'agentmesh-e2e',
         connected_agents: relay.connectedAgents,
-        verified_agents: relay.connectedAgents,
+        verified_agents: relay.verifiedAgents,
         entra_verify_enabled: false,
         stats: { ...relay.stats },
       });

@@ -35,7 +35,7 @@ export function counterChallengeNonce(challenge: HandshakeChallenge, responseNon
   assertMeshDid(openerDid, 'roles.openerDid');
   assertMeshDid(answererDid, 'roles.answererDid');
   if (typeof responseNonce !== 'string' || responseNonce.length > 256)
-    throw new E2EError('INVALID_ARGUMENT', 'responseNonce must be a string');
+    throw new E2EError('INVALID_ARGUMENT', 'responseNonce must be a string of at most 256 characters');
   const fields = [openerDid, answererDid, c.challenge_id, c.nonce, responseNonce].map((f) => utf8(f));
   const label = utf8(LABEL);
   const out = new Uint8Array(label.length + 1 + fields.reduce((n, f) => n + 4 + f.length, 0));

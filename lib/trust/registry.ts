@@ -57,6 +57,8 @@ export interface IdentityRegistration {
 /** The reference registry, in memory. */
 export class InMemoryIdentityRegistry implements IdentityRegistry {
   readonly #records = new Map<string, IdentityRecord>();
+  // DIDs removed while revoked: revocation is final, so removing the record must not make the DID registrable.
+  readonly #removedRevoked = new Set<string>();
 
   /**
    * Binds `did` to `publicKey` with a score, status and capabilities. Registering a DID again with
@@ -79,7 +81,7 @@ export class InMemoryIdentityRegistry implements IdentityRegistry {
     if (old && !constantTimeEqual(old.publicKey, entry.publicKey)) {
       throw new E2EError('IDENTITY_MISMATCH', 'the DID is bound to another key; remove it first to re-key');
     }
-    if (old?.status === 'revoked') throw new E2EError('INVALID_STATE', 'the DID was revoked');
+    if (old?.status === 'revoked' || this.#removedRevoked.has(entry.did)) throw new E2EError('INVALID_STATE', 'the DID was revoked');
     const record = freeze({ did: entry.did, publicKey: Uint8Array.from(entry.publicKey), trustScore, status, capabilities });
     this.#records.set(entry.did, record);
     return copy(record);
@@ -108,8 +110,12 @@ export class InMemoryIdentityRegistry implements IdentityRegistry {
     this.#update(did, { capabilities: normalizeCapabilities(capabilities) });
   }
 
-  /** Forgets `did`; `true` if it was registered. */
+  /**
+   * Forgets `did`; `true` if it was registered. Removing a DID lets it be registered again (with another key, to
+   * re-key it), except a revoked one: revocation is final, and its DID stays refused (`INVALID_STATE`).
+   */
   remove(did: string): boolean {
+    if (this.#records.get(did)?.status === 'revoked') this.#removedRevoked.add(did);
     return this.#records.delete(did);
   }
 

@@ -55,8 +55,9 @@ const BUNDLE_FIELDS = [
 ] as const;
 
 /**
- * Checks the shape of a bundle (types, lengths, ids); throws `INVALID_KEY` for a bad key and
- * `MALFORMED_MESSAGE` for anything else. Cryptographic checks are `initiate`'s.
+ * Checks the shape of a bundle (types, lengths, ids); throws `INVALID_KEY` for a bad key,
+ * `BAD_SIGNATURE` for a signature of the wrong length and `MALFORMED_MESSAGE` for anything else.
+ * Cryptographic checks are `initiate`'s.
  */
 export function assertBundleShape(bundle: unknown): asserts bundle is PreKeyBundle {
   checkFields(readFields(bundle, BUNDLE_FIELDS, 'bundle', 'MALFORMED_MESSAGE'));
@@ -157,9 +158,10 @@ export function bundleToJSON(input: PreKeyBundle): PreKeyBundleJSON {
 }
 
 /**
- * A bundle from the registry's JSON form (an object or its JSON text); `MALFORMED_MESSAGE` on any
- * defect. Text above {@link MAX_BUNDLE_JSON_CHARS} and fields longer than their keys' encodings are
- * refused before any parsing or decoding.
+ * A bundle from the registry's JSON form (an object or its JSON text). A key of the wrong length is
+ * `INVALID_KEY` and a signature of the wrong length `BAD_SIGNATURE` (the codes {@link assertBundleShape}
+ * gives), any other defect `MALFORMED_MESSAGE`. Text above {@link MAX_BUNDLE_JSON_CHARS} and fields
+ * longer than their keys' encodings are refused before any parsing or decoding.
  */
 export function bundleFromJSON(json: PreKeyBundleJSON | string): PreKeyBundle {
   const j = parseJsonInput(json, 'bundle', MAX_BUNDLE_JSON_CHARS);

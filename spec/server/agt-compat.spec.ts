@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { ready } from '../../lib/sodium';
 import { MemoryInboxStore, startMeshServer } from '../../lib/server';
-import { TestClient, http, newAgent } from './helpers';
+import { TestClient, connect, http, newAgent, sleep } from './helpers';
 
 function runPair(url: string): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {
@@ -56,6 +56,23 @@ describe('AGT SDK 4.0.0 MeshClient ↔ MeshClient through our server', () => {
       await server.close();
     }
   }, 40_000);
+
+  it('/health counts a legacy connect (no proof) as connected, not as verified', async () => {
+    const server = await startMeshServer({ port: 0, legacyClients: true });
+    try {
+      const legacy = new TestClient(server.url);
+      await legacy.opened;
+      legacy.send({ v: 1, type: 'connect', from: newAgent().did });
+      const proven = await connect(server.url, newAgent());
+      const health = async () => (await http(server.url, 'GET', '/health')).body as { connected_agents: number; verified_agents: number };
+      for (let i = 0; i < 100 && (await health()).connected_agents < 2; i++) await sleep(20);
+      expect(await health()).toMatchObject({ connected_agents: 2, verified_agents: 1 });
+      legacy.close();
+      proven.close();
+    } finally {
+      await server.close();
+    }
+  });
 
   it('the default server refuses 4.0.0: connect without proof → 4005, legacy registration → 422', async () => {
     const strict = await startMeshServer({ port: 0 });

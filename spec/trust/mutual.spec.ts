@@ -44,5 +44,8 @@ describe('counterChallengeNonce', () => {
     expectE2EError(() => counterChallengeNonce(CHALLENGE, 'cd'.repeat(16), hostile as never), 'INVALID_ARGUMENT');
     expectE2EError(() => counterChallengeNonce(hostile as never, 'cd'.repeat(16), ROLES), 'MALFORMED_MESSAGE');
     expectE2EError(() => counterChallengeNonce(CHALLENGE, 7 as never, ROLES), 'INVALID_ARGUMENT');
+    expect(counterChallengeNonce(CHALLENGE, 'c'.repeat(256), ROLES)).toMatch(/^[0-9a-f]+$/);
+    const long = expectE2EError(() => counterChallengeNonce(CHALLENGE, 'c'.repeat(257), ROLES), 'INVALID_ARGUMENT');
+    expect(long.message).toBe('responseNonce must be a string of at most 256 characters');
   });
 });

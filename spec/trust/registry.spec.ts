@@ -71,6 +71,16 @@ describe('InMemoryIdentityRegistry', () => {
     r.setStatus(id.did, 'revoked');
     r.setTrustScore(id.did, 10);
     expect(r.get(id.did)!.status).toBe('revoked');
+    // Removing the record does not undo the revocation, with the same key or another.
+    expect(r.remove(id.did)).toBe(true);
+    expect(r.get(id.did)).toBeNull();
+    expectE2EError(() => r.register({ did: id.did, publicKey: id.publicKey }), 'INVALID_STATE');
+    expect(r.get(id.did)).toBeNull();
+    // A DID removed while active (or suspended) can be registered again: that is how a DID is re-keyed.
+    const other = AgentIdentity.generate();
+    r.register({ did: other.did, publicKey: other.publicKey, status: 'suspended' });
+    expect(r.remove(other.did)).toBe(true);
+    expect(r.register({ did: other.did, publicKey: other.publicKey }).status).toBe('active');
   });
 
   test('bad registrations are refused with typed errors and change nothing', () => {
