@@ -322,6 +322,7 @@ export class X3DHKeyManager {
     if (!Number.isInteger(n) || n < 1 || n > MAX_ONE_TIME_PRE_KEYS_PER_CALL) {
       throw new E2EError('INVALID_ARGUMENT', `n must be an integer in [1, ${MAX_ONE_TIME_PRE_KEYS_PER_CALL}]`);
     }
+    this.#assertIdsFree('one-time', n);
     const made: OneTimePreKey[] = [];
     for (let i = 0; i < n; i++) {
       const otk: OneTimePreKey = { keyId: this.#takeId('one-time'), keyPair: x25519KeyPair() };
@@ -341,6 +342,7 @@ export class X3DHKeyManager {
       throw new E2EError('INVALID_ARGUMENT', `n must be an integer in [1, ${MAX_KEM_PRE_KEYS_PER_CALL}]`);
     }
     this.#assertKemRoom(n);
+    this.#assertIdsFree('kem', n);
     const made: PublicKemPreKey[] = [];
     for (let i = 0; i < n; i++) made.push(this.#publicKem(this.#makeKemPreKey(false)));
     return made;
@@ -672,6 +674,19 @@ export class X3DHKeyManager {
       currentLastResortKemPreKeyId: this.#currentLastResortKemPreKeyId,
       nextKemPreKeyId: this.#nextKemPreKeyId,
     };
+  }
+
+  /**
+   * Throws what {@link #takeId} would throw within the next `n` ids, before any is taken: a batch is made whole
+   * or not at all (a restored state whose counter is behind its keys, or ids running out, fails it up front).
+   */
+  #assertIdsFree(kind: 'one-time' | 'kem', n: number): void {
+    const first = kind === 'one-time' ? this.#nextOneTimePreKeyId : this.#nextKemPreKeyId;
+    if (first + n - 1 > 0xffffffff) throw new E2EError('COUNTER_EXHAUSTED', `${kind} pre-key ids exhausted`);
+    const taken = kind === 'one-time' ? this.#oneTimePreKeys : this.#kemPreKeys;
+    for (let id = first; id < first + n; id++) {
+      if (taken.has(id)) throw new E2EError('INVALID_STATE', `${kind} pre-key id ${id} is in use: the saved counter is behind its keys`);
+    }
   }
 
   #takeId(kind: 'signed' | 'one-time' | 'kem'): number {

@@ -345,3 +345,45 @@ describe('issue 11: getPublicBundle takes AGT-style arguments loudly', () => {
     }
   });
 });
+
+describe('a batch of pre-keys is made whole or not at all', () => {
+  beforeAll(() => ready());
+
+  test('a restored counter behind its keys fails the batch up front: INVALID_STATE, state exactly as it was', () => {
+    const m = manager();
+    m.generateSignedPreKey();
+    m.generateOneTimePreKeys(5); // ids 0..4
+    m.consumeOneTimePreKey(2);
+    // A hostile or stale saved state: the counter points at the free id 2, and 3 and 4 are live.
+    const state = { ...m.exportState(), nextOneTimePreKeyId: 2 };
+    const restored = X3DHKeyManager.fromState(state);
+    const before = JSON.stringify(restored.exportState());
+    expectE2EError(() => restored.generateOneTimePreKeys(3), 'INVALID_STATE');
+    expect(JSON.stringify(restored.exportState())).toBe(before);
+    expect(restored.oneTimePreKeyIds).toEqual([0, 1, 3, 4]);
+    // One key fits in the gap: that batch is made.
+    expect(restored.generateOneTimePreKeys(1).map((k) => k.keyId)).toEqual([2]);
+  });
+
+  test('ids that would run out within the batch: COUNTER_EXHAUSTED, nothing made', () => {
+    const m = manager();
+    m.generateSignedPreKey();
+    const restored = X3DHKeyManager.fromState({ ...m.exportState(), nextOneTimePreKeyId: 0xffffffff - 1 });
+    const before = JSON.stringify(restored.exportState());
+    expectE2EError(() => restored.generateOneTimePreKeys(3), 'COUNTER_EXHAUSTED');
+    expect(JSON.stringify(restored.exportState())).toBe(before);
+    expect(restored.generateOneTimePreKeys(2).map((k) => k.keyId)).toEqual([0xffffffff - 1, 0xffffffff]);
+    expectE2EError(() => restored.generateOneTimePreKeys(1), 'COUNTER_EXHAUSTED');
+  });
+});
+
+test('KEM pre-keys too: ids that would run out within the batch give COUNTER_EXHAUSTED and nothing made', () => {
+  const m = manager();
+  m.generateSignedPreKey();
+  m.generateLastResortKemPreKey(); // id 0
+  const restored = X3DHKeyManager.fromState({ ...m.exportState(), nextKemPreKeyId: 0xffffffff - 1 });
+  const before = JSON.stringify(restored.exportState());
+  expectE2EError(() => restored.generateKemPreKeys(3), 'COUNTER_EXHAUSTED');
+  expect(JSON.stringify(restored.exportState())).toBe(before);
+  expect(restored.generateKemPreKeys(2).map((k) => k.keyId)).toEqual([0xffffffff - 1, 0xffffffff]);
+});
