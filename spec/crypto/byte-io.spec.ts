@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import * as bytesModule from '../../lib/crypto/bytes';
 import { ByteReader, ByteWriter, isU32 } from '../../lib/crypto/byte-io';
 import { expectE2EError } from '../helpers/expect-error';
 
@@ -12,6 +13,27 @@ describe('ByteWriter / ByteReader', () => {
       .f64(1.5)
       .finish();
     expect(Array.from(out)).toEqual([0x41, 1, 2, 3, 4, 9, 8, 0, 0, 0, 1, 7, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it('wipes every buffer it outgrows and the one it kept at finish (layouts carry secret keys)', () => {
+    const wiped: Uint8Array[] = [];
+    const spy = jest.spyOn(bytesModule, 'memzero').mockImplementation((b: Uint8Array) => {
+      wiped.push(b);
+      b.fill(0);
+    });
+    try {
+      const secret = new Uint8Array(32).fill(0xa5);
+      const w = new ByteWriter(16); // outgrown twice: 16 → 32 → 64 bytes
+      w.bytes(secret.subarray(0, 12)).bytes(secret.subarray(0, 12)).bytes(secret);
+      expect(wiped.map((b) => b.length)).toEqual([16, 32]);
+      const out = w.finish();
+      expect(out).toEqual(new Uint8Array(56).fill(0xa5));
+      expect(wiped.map((b) => b.length)).toEqual([16, 32, 64]);
+      for (const b of wiped) expect(b.every((x) => x === 0)).toBe(true);
+      expect(w.length).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('reads back what it wrote, for any fields', () => {
