@@ -17,7 +17,8 @@ describe('ByteWriter / ByteReader', () => {
 
   it('wipes every buffer it outgrows and the one it kept at finish (layouts carry secret keys)', () => {
     const wiped: Uint8Array[] = [];
-    const spy = jest.spyOn(bytesModule, 'memzero').mockImplementation((b: Uint8Array) => {
+    const spy = jest.spyOn(bytesModule, 'memzero').mockImplementation((b) => {
+      if (!b) return;
       wiped.push(b);
       b.fill(0);
     });
