@@ -80,6 +80,33 @@ describe('KEM pre-keys at the registry', () => {
     expect((await authed(url, a, 'GET', `${path}/count`)).body).toEqual({ did: a.did, otk_count: 0, kem_count: 0 });
   });
 
+  it('two uploads of one agent at once never mix: every claim after them comes from one of the two, whole', async () => {
+    const b = newAgent();
+    await register(url, b);
+    for (let round = 0; round < 6; round++) {
+      const a = newAgent();
+      await register(url, a);
+      const path = `/v1/agents/${a.did}/prekeys`;
+      const uploads = [pqBody(a, 2, 2), pqBody(a, 2, 2)];
+      const puts = await Promise.all(uploads.map((u) => authed(url, a, 'PUT', path, u.body)));
+      expect(puts.map((p) => p.status)).toEqual([200, 200]);
+      const claims: Record<string, any>[] = [];
+      for (let i = 0; i < 3; i++) claims.push((await authed(url, b, 'GET', path)).body);
+      const winner = uploads.findIndex((u) => u.body.signed_pre_key.public_key === claims[0].signed_pre_key.public_key);
+      expect(winner).toBeGreaterThanOrEqual(0);
+      const w = uploads[winner]!.body;
+      const kems = [w.kem_pre_key, ...w.kem_pre_keys].map((k) => k.public_key);
+      const otks = w.one_time_pre_keys.map((k) => k.public_key);
+      for (const c of claims) {
+        expect(c.signed_pre_key.public_key).toBe(w.signed_pre_key.public_key);
+        expect(kems).toContain(c.kem_pre_key.public_key);
+        if (c.one_time_pre_key) expect(otks).toContain(c.one_time_pre_key.public_key);
+      }
+      // The last claim is past the one-time KEM budget: the last-resort KEM pre-key of that same upload.
+      expect(claims[2].kem_pre_key.public_key).toBe(w.kem_pre_key.public_key);
+    }
+  });
+
   it('a classic agent gets AGT’s answers byte for byte: no kem_pre_key, no kem_count', async () => {
     const a = newAgent();
     const b = newAgent();
