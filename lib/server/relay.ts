@@ -6,7 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { WebSocket } from 'ws';
-import { isE2EError } from '../errors';
+import { E2EError, isE2EError } from '../errors';
 import {
   AcceptedFrame,
   CloseCode,
@@ -68,6 +68,12 @@ export interface RelayLimits {
   purgeIntervalMs: number;
   /** Most frames committed in one group (default 2,000). */
   maxBatch: number;
+  /**
+   * Most bytes queued, unsent, to one socket (default 16 MiB; at least `maxFrameBytes`). A socket above it is not
+   * reading: it is dropped (`CloseCode.SLOW_CONSUMER`) and its frames stay stored for its next connect. The push of
+   * stored frames waits for a socket to drain below half of it; a resync skips a socket above a quarter of it.
+   */
+  maxBufferedBytes: number;
 }
 
 /** The defaults of {@link RelayLimits}. */
@@ -91,14 +97,15 @@ export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   pingIntervalMs: 30_000,
   purgeIntervalMs: 60_000,
   maxBatch: 2_000,
+  maxBufferedBytes: 16 * 1024 * 1024,
 });
 
 // A resync re-reads every local inbox: a few at a time, at most one run a second (requests meanwhile merge into
-// the next run), retried with a backoff when the store fails, and never into a socket that is not reading.
+// the next run), retried with a backoff when the store fails, and never into a socket that is not reading
+// (over a quarter of maxBufferedBytes queued).
 const RESYNC_CONCURRENCY = 8;
 const RESYNC_INTERVAL_MS = 1000;
 const RESYNC_RETRY_MAX_MS = 30_000;
-const RESYNC_MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 /** Counters of `/health` (AGT's names). */
 export interface RelayStats {
@@ -226,6 +233,9 @@ export class Relay {
       maxBytesPerPair: l.maxBytesPerPair,
     };
     assertQuota(this.#quota);
+    if (!Number.isSafeInteger(l.maxBufferedBytes) || l.maxBufferedBytes < l.maxFrameBytes) {
+      throw new E2EError('INVALID_ARGUMENT', 'maxBufferedBytes must be an integer of at least maxFrameBytes');
+    }
     this.#inbox = options.inbox;
     this.#proofs = options.proofs;
     this.#bus = options.bus ?? null;
@@ -301,6 +311,18 @@ export class Relay {
   #send(conn: Conn, frame: object | string): void {
     if (conn.ws.readyState !== 1) return;
     conn.ws.send(typeof frame === 'string' ? frame : encodeFrame(frame));
+    if (conn.ws.bufferedAmount > this.limits.maxBufferedBytes) {
+      // Not reading: a close frame would wait behind the backlog, so the socket is dropped (the frames stay stored).
+      this.#log(`relay: ${conn.did ?? 'a socket'} stopped reading (${conn.ws.bufferedAmount} bytes queued): dropped`);
+      conn.ws.terminate();
+    }
+  }
+
+  /** Resolves when `conn` has drained to a quarter of `maxBufferedBytes`, is closed, or the relay closes. */
+  async #drained(conn: Conn): Promise<void> {
+    while (conn.ws.readyState === 1 && !this.#closed && conn.ws.bufferedAmount > this.limits.maxBufferedBytes / 4) {
+      await new Promise((r) => setTimeout(r, 20).unref());
+    }
   }
 
   #error(conn: Conn, detail: string, code: RelayErrorCode, id?: string): void {
@@ -456,7 +478,7 @@ export class Relay {
 
   async #push(conn: Conn, did: string, welcome: boolean): Promise<void> {
     // A resync push stops at a backlog: more copies for a reader that does not read only fill memory.
-    const backlogged = (): boolean => !welcome && conn.ws.bufferedAmount > RESYNC_MAX_BUFFERED_BYTES;
+    const backlogged = (): boolean => !welcome && conn.ws.bufferedAmount > this.limits.maxBufferedBytes / 4;
     if (backlogged()) return;
     conn.held = [];
     const pushed = new Set<string>();
@@ -478,6 +500,8 @@ export class Relay {
       for (;;) {
         const page = await this.#inbox.pending(did, Date.now(), 500, after);
         for (const m of page) {
+          // At connect, a slow reader is waited for, never buried under its whole inbox (nor dropped for it).
+          if (welcome && conn.ws.bufferedAmount > this.limits.maxBufferedBytes / 2) await this.#drained(conn);
           if (conn.ws.readyState !== 1 || backlogged()) return;
           this.#send(conn, m.frame);
           pushed.add(m.id);
