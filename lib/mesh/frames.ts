@@ -51,11 +51,6 @@ export const CloseCode = {
   SESSION_REPLACED: 4006,
   /** Ours: too many connections (per address or in total). */
   RATE_LIMITED: 4008,
-  /**
-   * Ours: the socket stopped reading (over `maxBufferedBytes` queued to it) and was dropped; its frames stay
-   * stored for its next connect. Seen by the client as 1006 when the drop came before the close frame could pass.
-   */
-  SLOW_CONSUMER: 1013,
 } as const;
 /** One of {@link CloseCode}. */
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

@@ -70,7 +70,7 @@ export interface RelayLimits {
   maxBatch: number;
   /**
    * Most bytes queued, unsent, to one socket (default 16 MiB; at least `maxFrameBytes`). A socket above it is not
-   * reading: it is dropped (`CloseCode.SLOW_CONSUMER`) and its frames stay stored for its next connect. The push of
+   * reading: it is dropped (no close frame: the client sees 1006) and its frames stay stored for its next connect. The push of
    * stored frames waits for a socket to drain below half of it; a resync skips a socket above a quarter of it.
    */
   maxBufferedBytes: number;
