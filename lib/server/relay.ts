@@ -176,6 +176,8 @@ interface Conn {
   verified: boolean;
   /** The push of stored frames running now, if any (one at a time per socket). */
   pushing: Promise<void> | null;
+  /** A resync came while that push ran (it may have read the inbox too early): resync this socket after it. */
+  resyncAfterPush: boolean;
   firstTimer: NodeJS.Timeout | null;
 }
 
@@ -216,7 +218,8 @@ export class Relay {
   #acksDone = 0;
   readonly #ackWaiters = new Set<{ mark: number; resolve: () => void }>();
   #resyncRun: Promise<void> | null = null;
-  readonly #resyncRetry = new Set<Conn>();
+  readonly #resyncSome = new Set<Conn>();
+  #resyncFailures = false;
   #wake: (() => void) | null = null;
   readonly #legacy: boolean;
 
@@ -284,6 +287,7 @@ export class Relay {
       held: null,
       verified: false,
       pushing: null,
+      resyncAfterPush: false,
       firstTimer: null,
     };
     if (this.#closed || this.#sockets.size >= this.limits.maxConnections || !this.#connLimiter.take(ip)) {
@@ -471,6 +475,10 @@ export class Relay {
   #pushPending(conn: Conn, did: string, welcome: boolean): Promise<void> {
     const run = this.#push(conn, did, welcome).finally(() => {
       if (conn.pushing === run) conn.pushing = null;
+      if (conn.resyncAfterPush) {
+        conn.resyncAfterPush = false;
+        if (conn.ws.readyState === 1 && this.#byDid.get(did) === conn) this.#resyncSocket(conn, false);
+      }
     });
     conn.pushing = run;
     return run;
@@ -514,7 +522,7 @@ export class Relay {
       // A store failure stops the push; the mail stays. At connect the client is told (as AGT: "reconnect will
       // retry"); a resync push is retried by the relay itself.
       if (welcome) this.#error(conn, 'Pending messages could not be read; reconnect to retry', RelayErrorCode.STORE_FAILED);
-      else this.#resyncFailed(conn);
+      else this.#resyncSocket(conn, true);
     } finally {
       const held = conn.held ?? [];
       conn.held = null;
@@ -681,10 +689,14 @@ export class Relay {
     this.#startResyncs();
   }
 
-  /** A resync push could not read the store: that socket is resynced again after a backoff. */
-  #resyncFailed(conn: Conn): void {
+  /**
+   * Resyncs one socket in the next run: its resync push could not read the store (`failed`: the run waits a
+   * backoff first), or a push was running on it when its resync came.
+   */
+  #resyncSocket(conn: Conn, failed: boolean): void {
     if (this.#closed) return;
-    this.#resyncRetry.add(conn);
+    this.#resyncSome.add(conn);
+    if (failed) this.#resyncFailures = true;
     this.#startResyncs();
   }
 
@@ -694,30 +706,34 @@ export class Relay {
 
   async #runResyncs(): Promise<void> {
     let retryMs = RESYNC_INTERVAL_MS;
-    while ((this.#resyncAll || this.#resyncRetry.size > 0) && !this.#closed) {
+    while ((this.#resyncAll || this.#resyncSome.size > 0) && !this.#closed) {
       const all = this.#resyncAll;
-      const retry = new Set(this.#resyncRetry);
+      const some = new Set(this.#resyncSome);
       this.#resyncAll = false;
-      this.#resyncRetry.clear();
+      this.#resyncSome.clear();
       await this.#acksCommitted(); // an acknowledged frame is not sent again
-      const conns = [...this.#byDid].filter(([, c]) => all || retry.has(c));
+      const conns = [...this.#byDid].filter(([, c]) => all || some.has(c));
       if (all) this.#log(`relay: bus resync, re-sending stored frames to ${conns.length} sockets`);
       let next = 0;
       const worker = async (): Promise<void> => {
         while (next < conns.length && !this.#closed) {
           const [did, conn] = conns[next++] as [string, Conn];
-          // A push running now may have read the inbox before the gap ended: push again after it.
-          if (conn.pushing) await conn.pushing;
-          if (conn.ws.readyState === 1 && this.#byDid.get(did) === conn) await this.#pushPending(conn, did, false);
+          if (conn.ws.readyState !== 1 || this.#byDid.get(did) !== conn) continue;
+          // A push running now may have read the inbox before the gap ended: this socket comes again after it.
+          // Not waited for here: a connect push waits for its reader, and a reader that never reads must not hold
+          // a worker (eight of them would stall every resync).
+          if (conn.pushing) conn.resyncAfterPush = true;
+          else await this.#pushPending(conn, did, false);
         }
       };
       await Promise.all(Array.from({ length: Math.min(RESYNC_CONCURRENCY, conns.length) }, worker));
-      if (this.#resyncRetry.size > 0) {
+      if (this.#resyncFailures) {
+        this.#resyncFailures = false;
         await this.#pause(retryMs);
         retryMs = Math.min(2 * retryMs, RESYNC_RETRY_MAX_MS);
       } else {
         retryMs = RESYNC_INTERVAL_MS;
-        if (this.#resyncAll) await this.#pause(RESYNC_INTERVAL_MS);
+        if (this.#resyncAll || this.#resyncSome.size > 0) await this.#pause(RESYNC_INTERVAL_MS);
       }
     }
   }

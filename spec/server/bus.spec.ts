@@ -56,6 +56,8 @@ interface StoreFaults {
   pendingMax: number;
   sameInboxMax: number;
   readonly pendingByInbox: Map<string, number>;
+  /** The inboxes the gate holds (null: all of them). */
+  gateOnly: Set<string> | null;
 }
 let s2Store: StoreFaults;
 
@@ -80,7 +82,7 @@ function misbehaving(inner: InboxStore, faults: StoreFaults): InboxStore {
             }
             const page = await target.pending(...args);
             await sleep(5);
-            if (gate) await gate.promise;
+            if (gate && (s2Store.gateOnly === null || s2Store.gateOnly.has(args[0]))) await gate.promise;
             return page;
           } finally {
             s2Store.pendingNow--;
@@ -124,7 +126,7 @@ beforeAll(async () => {
 beforeEach(async () => {
   hub = new LossyHub();
   gate = null;
-  s2Store = { failPending: 0, commitDelayMs: 0, pendingNow: 0, pendingMax: 0, sameInboxMax: 0, pendingByInbox: new Map() };
+  s2Store = { failPending: 0, commitDelayMs: 0, pendingNow: 0, pendingMax: 0, sameInboxMax: 0, pendingByInbox: new Map(), gateOnly: null };
   s2Log = [];
   inbox = new MemoryInboxStore();
   const shared = { directory: new MemoryAgentDirectory(), prekeys: new InMemoryStore() };
@@ -182,6 +184,23 @@ describe('a bus that loses events', () => {
     expect(await cb.frame()).toMatchObject({ type: 'message', id: 'late-1' });
     expect(await cb.quiet(300)).toBe(true);
     expect(s2Store.sameInboxMax).toBe(1); // the resync push waited for the connect push: one at a time
+    ca.close();
+    cb.close();
+  });
+
+  it('sockets whose connect push is stuck (a reader that never reads) hold no resync worker: the others still get theirs', async () => {
+    const stuck = Array.from({ length: 12 }, () => newAgent());
+    s2Store.gateOnly = new Set(stuck.map((x) => x.did));
+    gate = closedGate();
+    const stuckClients = [];
+    for (const x of stuck) stuckClients.push(await connect(s2.url, x)); // each push now waits behind the gate
+    const { ca, cb, bDid } = await pair();
+    hub.dropping = true;
+    ca.send(message(bDid, 'unstalled-1'));
+    expect(await ca.frame()).toMatchObject({ type: 'accepted', id: 'unstalled-1' });
+    bus2.resync();
+    expect(await cb.frame(3000)).toMatchObject({ type: 'message', id: 'unstalled-1' });
+    for (const c of stuckClients) c.close();
     ca.close();
     cb.close();
   });
