@@ -71,7 +71,8 @@ export interface RelayLimits {
   /**
    * Most bytes queued, unsent, to one socket (default 16 MiB; at least `maxFrameBytes`). A socket above it is not
    * reading: it is dropped (no close frame: the client sees 1006) and its frames stay stored for its next connect. The push of
-   * stored frames waits for a socket to drain below half of it; a resync skips a socket above a quarter of it.
+   * stored frames waits for a socket to drain below half of it (live frames held back meanwhile count against the
+   * bound too); a resync skips a socket above a quarter of it.
    */
   maxBufferedBytes: number;
 }
@@ -172,6 +173,8 @@ interface Conn {
   lastSeen: number;
   /** While the stored mail is being pushed, live frames wait here (then go unless already pushed). */
   held: InboxMessage[] | null;
+  /** Bytes of the frames in `held`: over `maxBufferedBytes`, the socket is not reading and is dropped. */
+  heldBytes: number;
   /** Whether the DID was proven (false only for a legacy AGT 4.0.0 connect, which carries no proof). */
   verified: boolean;
   /** The push of stored frames running now, if any (one at a time per socket). */
@@ -285,6 +288,7 @@ export class Relay {
       heartbeatAck: false,
       lastSeen: Date.now(),
       held: null,
+      heldBytes: 0,
       verified: false,
       pushing: null,
       resyncAfterPush: false,
@@ -315,11 +319,15 @@ export class Relay {
   #send(conn: Conn, frame: object | string): void {
     if (conn.ws.readyState !== 1) return;
     conn.ws.send(typeof frame === 'string' ? frame : encodeFrame(frame));
-    if (conn.ws.bufferedAmount > this.limits.maxBufferedBytes) {
-      // Not reading: a close frame would wait behind the backlog, so the socket is dropped (the frames stay stored).
-      this.#log(`relay: ${conn.did ?? 'a socket'} stopped reading (${conn.ws.bufferedAmount} bytes queued): dropped`);
-      conn.ws.terminate();
-    }
+    if (conn.ws.bufferedAmount > this.limits.maxBufferedBytes) this.#dropSlow(conn);
+  }
+
+  /** Drops a socket that stopped reading; a close frame would wait behind its backlog. Its frames stay stored. */
+  #dropSlow(conn: Conn): void {
+    this.#log(`relay: ${conn.did ?? 'a socket'} stopped reading (${conn.ws.bufferedAmount + conn.heldBytes} bytes waiting): dropped`);
+    conn.held = [];
+    conn.heldBytes = 0;
+    conn.ws.terminate();
   }
 
   /** Resolves when `conn` has drained to a quarter of `maxBufferedBytes`, is closed, or the relay closes. */
@@ -489,6 +497,7 @@ export class Relay {
     const backlogged = (): boolean => !welcome && conn.ws.bufferedAmount > this.limits.maxBufferedBytes / 4;
     if (backlogged()) return;
     conn.held = [];
+    conn.heldBytes = 0;
     const pushed = new Set<string>();
     try {
       if (welcome && conn.extended) {
@@ -526,6 +535,7 @@ export class Relay {
     } finally {
       const held = conn.held ?? [];
       conn.held = null;
+      conn.heldBytes = 0;
       for (const m of held) {
         if (!pushed.has(m.id)) {
           this.#send(conn, m.frame);
@@ -674,8 +684,12 @@ export class Relay {
   #deliverLocal(msg: { recipient: string; id: string; frame: string }): boolean {
     const to = this.#byDid.get(msg.recipient);
     if (!to || to.ws.readyState !== 1) return false;
-    if (to.held) to.held.push(msg as InboxMessage);
-    else {
+    if (to.held) {
+      to.held.push(msg as InboxMessage);
+      to.heldBytes += msg.frame.length;
+      // The push waits for this reader to drain: what piles up behind it is bounded like its socket's buffer.
+      if (to.heldBytes > this.limits.maxBufferedBytes) this.#dropSlow(to);
+    } else {
       this.#send(to, msg.frame);
       this.stats.messages_routed++;
     }

@@ -97,6 +97,27 @@ it('the push of stored frames at connect waits for a slow reader instead of queu
   cb.close();
 }, 60_000);
 
+it('live frames that pile up behind a waiting push are bounded too: over maxBufferedBytes the reader is dropped', async () => {
+  const a = newAgent();
+  const b = newAgent();
+  const ca = await connect(server.url, a);
+  for (let i = 0; i < COUNT; i++) ca.send(message(b.did, `bp-${i}`, { ciphertext: FRAME }));
+  expect(await until(() => inbox.count(b.did) === COUNT)).toBe(true);
+  const cb = await connect(server.url, b);
+  reading(cb, false);
+  await sleep(500); // the push now waits for b to drain
+  expect(server.relay.isConnected(b.did)).toBe(true);
+  // 60 more while it waits: held for after the push, 3.6 MB > 2 MiB.
+  for (let i = 0; i < 60; i++) ca.send(message(b.did, `live-${i}`, { ciphertext: FRAME }));
+  expect(await until(() => !server.relay.isConnected(b.did))).toBe(true);
+  expect(inbox.count(b.did)).toBe(COUNT + 60);
+  reading(cb, true);
+  const again = await connect(server.url, b);
+  expect(await messages(again, COUNT + 60)).toEqual([...expectedIds(), ...Array.from({ length: 60 }, (_, i) => `live-${i}`)]);
+  ca.close();
+  again.close();
+}, 60_000);
+
 it('refuses a maxBufferedBytes below maxFrameBytes (INVALID_ARGUMENT)', async () => {
   await expectE2EErrorAsync(() => startMeshServer({ port: 0, relay: { maxBufferedBytes: 1000 } }), 'INVALID_ARGUMENT');
   await expectE2EErrorAsync(() => startMeshServer({ port: 0, relay: { maxBufferedBytes: 1.5 * 1024 * 1024 + 0.5 } }), 'INVALID_ARGUMENT');
