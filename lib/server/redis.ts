@@ -460,6 +460,7 @@ function whenReady(client: Redis, timeoutMs: number): Promise<void> {
       () => settle(storeFailure(StoreErrorReason.BACKEND, 'Redis does not answer (subscription connection)')),
       timeoutMs,
     );
+    timer.unref(); // the client's own socket keeps the process up while it connects; a closed bus must not
     client.on('ready', onReady);
     client.on('end', onEnd);
   });

@@ -24,7 +24,7 @@ import {
   isFrameDid,
   verifyConnectProof,
 } from '../mesh/frames';
-import { InboxAck, InboxMessage, InboxQuota, InboxStore, PendingMessage, PutOutcome, assertQuota } from './inbox';
+import { InboxAck, InboxMessage, InboxQuota, InboxStore, PutOutcome, assertQuota } from './inbox';
 import { MAX_FUTURE_SKEW_MS, ProofGuard, RateLimiter } from './guards';
 import { DEFAULT_MAX_FRAME_BYTES } from '../limits';
 
@@ -69,12 +69,15 @@ export interface RelayLimits {
   /** Most frames committed in one group (default 2,000). */
   maxBatch: number;
   /**
-   * Most bytes queued, unsent, to one socket (default 16 MiB; at least `maxFrameBytes`). A socket above it is not
-   * reading: it is dropped (no close frame: the client sees 1006) and its frames stay stored for its next connect. The push of
-   * stored frames waits for a socket to drain below half of it (live frames held back meanwhile count against the
-   * bound too); a resync skips a socket above a quarter of it.
+   * Most bytes queued, unsent, to one socket (default 16 MiB; at least 2 × `maxFrameBytes`), live frames held back
+   * behind a push included. A socket above it that drains no further for `slowReaderTimeoutMs`, or that goes above
+   * four times it, is dropped (no close frame: the client sees 1006); its frames stay stored for its next connect.
+   * The push of stored frames pauses above half of it and goes on below a quarter; a resync push stops above a
+   * quarter and comes back later.
    */
   maxBufferedBytes: number;
+  /** How long a socket over `maxBufferedBytes` may go without draining further before it is dropped (default 10 s). */
+  slowReaderTimeoutMs: number;
 }
 
 /** The defaults of {@link RelayLimits}. */
@@ -99,7 +102,11 @@ export const DEFAULT_RELAY_LIMITS: Readonly<RelayLimits> = Object.freeze({
   purgeIntervalMs: 60_000,
   maxBatch: 2_000,
   maxBufferedBytes: 16 * 1024 * 1024,
+  slowReaderTimeoutMs: 10_000,
 });
+
+// How often a socket's backlog is looked at while it is over its bound, or while a push waits for it to drain.
+const BACKLOG_CHECK_MS = 100;
 
 // A resync re-reads every local inbox: a few at a time, at most one run a second (requests meanwhile merge into
 // the next run), retried with a backoff when the store fails, and never into a socket that is not reading
@@ -173,14 +180,23 @@ interface Conn {
   lastSeen: number;
   /** While the stored mail is being pushed, live frames wait here (then go unless already pushed). */
   held: InboxMessage[] | null;
-  /** Bytes of the frames in `held`: over `maxBufferedBytes`, the socket is not reading and is dropped. */
+  /** Bytes of the frames in `held` (they count against `maxBufferedBytes`). */
   heldBytes: number;
+  /** While over `maxBufferedBytes`: the check timer, the lowest backlog seen, and when it was seen. */
+  backlogTimer: NodeJS.Timeout | null;
+  backlogLow: number;
+  backlogLowAt: number;
   /** Whether the DID was proven (false only for a legacy AGT 4.0.0 connect, which carries no proof). */
   verified: boolean;
   /** The push of stored frames running now, if any (one at a time per socket). */
   pushing: Promise<void> | null;
   /** A resync came while that push ran (it may have read the inbox too early): resync this socket after it. */
   resyncAfterPush: boolean;
+  /**
+   * Where a resync push stopped at a backlog (the last inbox seq it sent): the next goes on from there, so a
+   * reader that acks nothing still gets to the end of its inbox. 0 when none stopped.
+   */
+  resyncFrom: number;
   firstTimer: NodeJS.Timeout | null;
 }
 
@@ -223,6 +239,7 @@ export class Relay {
   #resyncRun: Promise<void> | null = null;
   readonly #resyncSome = new Set<Conn>();
   #resyncFailures = false;
+  #lastResyncAt = 0;
   #wake: (() => void) | null = null;
   readonly #legacy: boolean;
 
@@ -239,8 +256,11 @@ export class Relay {
       maxBytesPerPair: l.maxBytesPerPair,
     };
     assertQuota(this.#quota);
-    if (!Number.isSafeInteger(l.maxBufferedBytes) || l.maxBufferedBytes < l.maxFrameBytes) {
-      throw new E2EError('INVALID_ARGUMENT', 'maxBufferedBytes must be an integer of at least maxFrameBytes');
+    if (!Number.isSafeInteger(l.maxBufferedBytes) || l.maxBufferedBytes < 2 * l.maxFrameBytes) {
+      throw new E2EError('INVALID_ARGUMENT', 'maxBufferedBytes must be an integer of at least 2 × maxFrameBytes');
+    }
+    if (!Number.isSafeInteger(l.slowReaderTimeoutMs) || l.slowReaderTimeoutMs < 1) {
+      throw new E2EError('INVALID_ARGUMENT', 'slowReaderTimeoutMs must be a positive integer');
     }
     this.#inbox = options.inbox;
     this.#proofs = options.proofs;
@@ -289,9 +309,13 @@ export class Relay {
       lastSeen: Date.now(),
       held: null,
       heldBytes: 0,
+      backlogTimer: null,
+      backlogLow: 0,
+      backlogLowAt: 0,
       verified: false,
       pushing: null,
       resyncAfterPush: false,
+      resyncFrom: 0,
       firstTimer: null,
     };
     if (this.#closed || this.#sockets.size >= this.limits.maxConnections || !this.#connLimiter.take(ip)) {
@@ -312,28 +336,70 @@ export class Relay {
 
   #onClose(conn: Conn): void {
     if (conn.firstTimer) clearTimeout(conn.firstTimer);
+    this.#stopBacklogWatch(conn);
     this.#sockets.delete(conn);
     if (conn.did !== null && this.#byDid.get(conn.did) === conn) this.#byDid.delete(conn.did);
   }
 
-  #send(conn: Conn, frame: object | string): void {
-    if (conn.ws.readyState !== 1) return;
+  /** Sends `frame` to `conn`; `false` when the socket is not open (nothing sent). */
+  #send(conn: Conn, frame: object | string): boolean {
+    if (conn.ws.readyState !== 1) return false;
     conn.ws.send(typeof frame === 'string' ? frame : encodeFrame(frame));
-    if (conn.ws.bufferedAmount > this.limits.maxBufferedBytes) this.#dropSlow(conn);
+    this.#checkBacklog(conn);
+    return true;
+  }
+
+  /**
+   * A group of frames is sent in one go, so a reading socket may be over `maxBufferedBytes` for a moment: it is
+   * watched, and dropped only if it drains no further for `slowReaderTimeoutMs` (or goes over four times the bound).
+   */
+  #checkBacklog(conn: Conn): void {
+    const waiting = conn.ws.bufferedAmount + conn.heldBytes;
+    if (waiting <= this.limits.maxBufferedBytes || conn.backlogTimer !== null) return;
+    if (waiting > 4 * this.limits.maxBufferedBytes) return this.#dropSlow(conn);
+    conn.backlogLow = waiting;
+    conn.backlogLowAt = Date.now();
+    conn.backlogTimer = setInterval(() => {
+      const now = Date.now();
+      const left = conn.ws.bufferedAmount + conn.heldBytes;
+      if (conn.ws.readyState !== 1 || left <= this.limits.maxBufferedBytes) return this.#stopBacklogWatch(conn);
+      if (left > 4 * this.limits.maxBufferedBytes) return this.#dropSlow(conn);
+      if (left < conn.backlogLow) {
+        conn.backlogLow = left;
+        conn.backlogLowAt = now;
+      } else if (now - conn.backlogLowAt >= this.limits.slowReaderTimeoutMs) this.#dropSlow(conn);
+    }, BACKLOG_CHECK_MS);
+    conn.backlogTimer.unref();
+  }
+
+  #stopBacklogWatch(conn: Conn): void {
+    if (conn.backlogTimer !== null) clearInterval(conn.backlogTimer);
+    conn.backlogTimer = null;
   }
 
   /** Drops a socket that stopped reading; a close frame would wait behind its backlog. Its frames stay stored. */
   #dropSlow(conn: Conn): void {
     this.#log(`relay: ${conn.did ?? 'a socket'} stopped reading (${conn.ws.bufferedAmount + conn.heldBytes} bytes waiting): dropped`);
+    this.#stopBacklogWatch(conn);
     conn.held = [];
     conn.heldBytes = 0;
     conn.ws.terminate();
   }
 
-  /** Resolves when `conn` has drained to a quarter of `maxBufferedBytes`, is closed, or the relay closes. */
+  /**
+   * Resolves when `conn` has drained to a quarter of `maxBufferedBytes`, is closed, or the relay closes; drops it
+   * if it drains no further for `slowReaderTimeoutMs` (a reader that never reads holds nothing for long).
+   */
   async #drained(conn: Conn): Promise<void> {
+    let low = conn.ws.bufferedAmount;
+    let lowAt = Date.now();
     while (conn.ws.readyState === 1 && !this.#closed && conn.ws.bufferedAmount > this.limits.maxBufferedBytes / 4) {
-      await new Promise((r) => setTimeout(r, 20).unref());
+      await new Promise((r) => setTimeout(r, BACKLOG_CHECK_MS).unref());
+      const left = conn.ws.bufferedAmount;
+      if (left < low) {
+        low = left;
+        lowAt = Date.now();
+      } else if (Date.now() - lowAt >= this.limits.slowReaderTimeoutMs) return this.#dropSlow(conn);
     }
   }
 
@@ -495,7 +561,9 @@ export class Relay {
   async #push(conn: Conn, did: string, welcome: boolean): Promise<void> {
     // A resync push stops at a backlog: more copies for a reader that does not read only fill memory.
     const backlogged = (): boolean => !welcome && conn.ws.bufferedAmount > this.limits.maxBufferedBytes / 4;
-    if (backlogged()) return;
+    if (backlogged()) return this.#resyncSocket(conn, false); // busy: this socket's resync comes back later
+    // Seqs only grow, so frames lost since a resync stopped are all after the point it stopped at.
+    let after = welcome ? 0 : conn.resyncFrom;
     conn.held = [];
     conn.heldBytes = 0;
     const pushed = new Set<string>();
@@ -513,20 +581,24 @@ export class Relay {
         };
         this.#send(conn, welcome);
       }
-      let after = 0;
       for (;;) {
         const page = await this.#inbox.pending(did, Date.now(), 500, after);
         for (const m of page) {
           // At connect, a slow reader is waited for, never buried under its whole inbox (nor dropped for it).
           if (welcome && conn.ws.bufferedAmount > this.limits.maxBufferedBytes / 2) await this.#drained(conn);
-          if (conn.ws.readyState !== 1 || backlogged()) return;
-          this.#send(conn, m.frame);
+          if (conn.ws.readyState !== 1) return;
+          if (backlogged()) {
+            conn.resyncFrom = after;
+            return this.#resyncSocket(conn, false);
+          }
+          if (!this.#send(conn, m.frame)) return;
           pushed.add(m.id);
+          after = m.seq;
           this.stats.messages_delivered++;
         }
         if (page.length < 500) break;
-        after = (page[page.length - 1] as PendingMessage).seq;
       }
+      if (!welcome) conn.resyncFrom = 0;
     } catch {
       // A store failure stops the push; the mail stays. At connect the client is told (as AGT: "reconnect will
       // retry"); a resync push is retried by the relay itself.
@@ -537,10 +609,7 @@ export class Relay {
       conn.held = null;
       conn.heldBytes = 0;
       for (const m of held) {
-        if (!pushed.has(m.id)) {
-          this.#send(conn, m.frame);
-          this.stats.messages_routed++;
-        }
+        if (!pushed.has(m.id) && this.#send(conn, m.frame)) this.stats.messages_routed++;
       }
     }
   }
@@ -687,12 +756,9 @@ export class Relay {
     if (to.held) {
       to.held.push(msg as InboxMessage);
       to.heldBytes += msg.frame.length;
-      // The push waits for this reader to drain: what piles up behind it is bounded like its socket's buffer.
-      if (to.heldBytes > this.limits.maxBufferedBytes) this.#dropSlow(to);
-    } else {
-      this.#send(to, msg.frame);
-      this.stats.messages_routed++;
-    }
+      // The push may be waiting for this reader to drain: what piles up behind it counts against the same bound.
+      this.#checkBacklog(to);
+    } else if (this.#send(to, msg.frame)) this.stats.messages_routed++;
     return true;
   }
 
@@ -720,7 +786,12 @@ export class Relay {
 
   async #runResyncs(): Promise<void> {
     let retryMs = RESYNC_INTERVAL_MS;
+    await new Promise((r) => setImmediate(r)); // requests made in the same turn merge into this first run
     while ((this.#resyncAll || this.#resyncSome.size > 0) && !this.#closed) {
+      const wait = this.#lastResyncAt + RESYNC_INTERVAL_MS - Date.now();
+      if (wait > 0) await this.#pause(wait); // at most one run a second; requests meanwhile merge into the next
+      if (this.#closed) return;
+      this.#lastResyncAt = Date.now();
       const all = this.#resyncAll;
       const some = new Set(this.#resyncSome);
       this.#resyncAll = false;
@@ -745,10 +816,7 @@ export class Relay {
         this.#resyncFailures = false;
         await this.#pause(retryMs);
         retryMs = Math.min(2 * retryMs, RESYNC_RETRY_MAX_MS);
-      } else {
-        retryMs = RESYNC_INTERVAL_MS;
-        if (this.#resyncAll || this.#resyncSome.size > 0) await this.#pause(RESYNC_INTERVAL_MS);
-      }
+      } else retryMs = RESYNC_INTERVAL_MS;
     }
   }
 

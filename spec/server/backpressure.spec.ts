@@ -1,6 +1,7 @@
 /**
- * A recipient that stops reading: it is dropped once over `maxBufferedBytes` queued to it (its frames stay stored),
- * and the push of stored frames at connect waits for a slow reader instead of queueing its whole inbox. Loopback only.
+ * A recipient that stops reading: it is dropped once over `maxBufferedBytes` queued to it and draining no further for
+ * `slowReaderTimeoutMs` (its frames stay stored); a reader that reads survives a burst over the bound; the push of
+ * stored frames at connect waits for a slow reader instead of queueing its whole inbox. Loopback only.
  */
 import { ready } from '../../lib/sodium';
 import { MemoryInboxStore, MeshServer, startMeshServer } from '../../lib/server';
@@ -23,7 +24,7 @@ beforeEach(async () => {
   server = await startMeshServer({
     port: 0,
     inbox,
-    relay: { maxBufferedBytes: 2 * 1024 * 1024, messageBurst: 10_000 },
+    relay: { maxBufferedBytes: 2 * 1024 * 1024, slowReaderTimeoutMs: 1000, messageBurst: 10_000 },
     log: (l) => lines.push(l),
   });
 });
@@ -88,7 +89,7 @@ it('the push of stored frames at connect waits for a slow reader instead of queu
   expect(await until(() => inbox.count(b.did) === COUNT)).toBe(true);
   const cb = await connect(server.url, b); // the welcome has come: the push starts now
   reading(cb, false);
-  await sleep(1500);
+  await sleep(600); // under slowReaderTimeoutMs
   expect(server.relay.isConnected(b.did)).toBe(true); // waited for, not dropped
   reading(cb, true);
   expect(await messages(cb, COUNT)).toEqual(expectedIds());
@@ -118,7 +119,88 @@ it('live frames that pile up behind a waiting push are bounded too: over maxBuff
   again.close();
 }, 60_000);
 
-it('refuses a maxBufferedBytes below maxFrameBytes (INVALID_ARGUMENT)', async () => {
+it('a reader that never reads is dropped while its connect push waits, after slowReaderTimeoutMs', async () => {
+  const a = newAgent();
+  const b = newAgent();
+  const ca = await connect(server.url, a);
+  for (let i = 0; i < COUNT; i++) ca.send(message(b.did, `bp-${i}`, { ciphertext: FRAME }));
+  expect(await until(() => inbox.count(b.did) === COUNT)).toBe(true);
+  const cb = await connect(server.url, b);
+  reading(cb, false);
+  // It keeps sending (heartbeat-like frames count as life) but never reads: no liveness rule would drop it.
+  const t0 = Date.now();
+  const beat = setInterval(() => cb.send({ type: 'heartbeat' }), 100);
+  try {
+    expect(await until(() => !server.relay.isConnected(b.did), 5000)).toBe(true);
+  } finally {
+    clearInterval(beat);
+  }
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+  expect(inbox.count(b.did)).toBe(COUNT);
+  reading(cb, true);
+  ca.close();
+}, 30_000);
+
+it('a reader that reads is not dropped for a burst over the bound (one group sent at once), only over four times it', async () => {
+  // Commits answer 300 ms late, so frames sent meanwhile are committed, and delivered, as one group.
+  const slow = new MemoryInboxStore();
+  const slowInbox = new Proxy(slow, {
+    get(target, key, receiver) {
+      if (key === 'commit') {
+        return async (...a: Parameters<MemoryInboxStore['commit']>) => {
+          await sleep(300);
+          return target.commit(...a);
+        };
+      }
+      const v = Reflect.get(target, key, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const burstLines: string[] = [];
+  const relay = await startMeshServer({
+    port: 0,
+    inbox: slowInbox,
+    relay: { maxBufferedBytes: 2 * 1024 * 1024, slowReaderTimeoutMs: 1000, messageBurst: 10_000 },
+    log: (l) => burstLines.push(l),
+  });
+  try {
+    const burst = 'B'.repeat(900_000);
+    const senders = await Promise.all(Array.from({ length: 41 }, () => connect(relay.url, newAgent())));
+    const send = async (to: string, from: TestClient[], tag: string) => {
+      from[0]!.send(message(to, `${tag}-0`)); // opens a group; the others queue behind its commit
+      await sleep(50);
+      from.slice(1).forEach((s, i) => s.send(message(to, `${tag}-${i + 1}`, { ciphertext: burst })));
+    };
+    // 8 × 900 kB in one group (7.2 MB: over 2 MiB, under 8 MiB) to a reading socket: watched, drains, stays.
+    const b = newAgent();
+    const cb = await connect(relay.url, b);
+    await send(b.did, senders.slice(0, 9), 'ok');
+    expect((await messages(cb, 9)).length).toBe(9);
+    await sleep(1200); // past slowReaderTimeoutMs
+    expect(relay.relay.isConnected(b.did)).toBe(true);
+    expect(burstLines.some((l) => l.includes('stopped reading'))).toBe(false);
+    // 40 × 900 kB in one group (36 MB, over four times the bound and what socket buffers take): dropped at once,
+    // though it reads.
+    const c = newAgent();
+    const cc = await connect(relay.url, c);
+    await send(c.did, senders, 'big');
+    expect(await until(() => !relay.relay.isConnected(c.did))).toBe(true);
+    expect(burstLines.some((l) => l.startsWith(`relay: ${c.did} stopped reading`))).toBe(true);
+    for (const s of senders) s.close();
+    cb.close();
+    cc.close();
+  } finally {
+    await relay.close();
+  }
+}, 30_000);
+
+it('refuses a maxBufferedBytes below 2 × maxFrameBytes, and a bad slowReaderTimeoutMs (INVALID_ARGUMENT)', async () => {
   await expectE2EErrorAsync(() => startMeshServer({ port: 0, relay: { maxBufferedBytes: 1000 } }), 'INVALID_ARGUMENT');
-  await expectE2EErrorAsync(() => startMeshServer({ port: 0, relay: { maxBufferedBytes: 1.5 * 1024 * 1024 + 0.5 } }), 'INVALID_ARGUMENT');
+  await expectE2EErrorAsync(() => startMeshServer({ port: 0, relay: { maxBufferedBytes: 2 * 1024 * 1024 - 1 } }), 'INVALID_ARGUMENT');
+  await expectE2EErrorAsync(() => startMeshServer({ port: 0, relay: { maxBufferedBytes: 2.5 * 1024 * 1024 + 0.5 } }), 'INVALID_ARGUMENT');
+  for (const slowReaderTimeoutMs of [0, -1, 1.5, NaN]) {
+    await expectE2EErrorAsync(() => startMeshServer({ port: 0, relay: { slowReaderTimeoutMs } }), 'INVALID_ARGUMENT');
+  }
+  const ok = await startMeshServer({ port: 0, relay: { maxBufferedBytes: 2 * 1024 * 1024 } });
+  await ok.close();
 });
