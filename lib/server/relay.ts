@@ -167,6 +167,12 @@ export interface RelayBus {
   onResync?(handler: () => void): void;
 }
 
+/** How a socket's backlog goes: the fewest bytes seen waiting, and when. */
+interface Drain {
+  low: number;
+  at: number;
+}
+
 interface Conn {
   readonly ws: WebSocket;
   /** While the connect proof is being checked (asynchronously with a shared guard), later frames wait here. */
@@ -182,10 +188,9 @@ interface Conn {
   held: InboxMessage[] | null;
   /** Bytes of the frames in `held` (they count against `maxBufferedBytes`). */
   heldBytes: number;
-  /** While over `maxBufferedBytes`: the check timer, the lowest backlog seen, and when it was seen. */
+  /** While over `maxBufferedBytes`: the check timer, and how the backlog went since. */
   backlogTimer: NodeJS.Timeout | null;
-  backlogLow: number;
-  backlogLowAt: number;
+  backlog: Drain;
   /** Whether the DID was proven (false only for a legacy AGT 4.0.0 connect, which carries no proof). */
   verified: boolean;
   /** The push of stored frames running now, if any (one at a time per socket). */
@@ -310,8 +315,7 @@ export class Relay {
       held: null,
       heldBytes: 0,
       backlogTimer: null,
-      backlogLow: 0,
-      backlogLowAt: 0,
+      backlog: { low: 0, at: 0 },
       verified: false,
       pushing: null,
       resyncAfterPush: false,
@@ -357,17 +361,11 @@ export class Relay {
     const waiting = conn.ws.bufferedAmount + conn.heldBytes;
     if (waiting <= this.limits.maxBufferedBytes || conn.backlogTimer !== null) return;
     if (waiting > 4 * this.limits.maxBufferedBytes) return this.#dropSlow(conn);
-    conn.backlogLow = waiting;
-    conn.backlogLowAt = Date.now();
+    conn.backlog = { low: waiting, at: Date.now() };
     conn.backlogTimer = setInterval(() => {
-      const now = Date.now();
       const left = conn.ws.bufferedAmount + conn.heldBytes;
       if (conn.ws.readyState !== 1 || left <= this.limits.maxBufferedBytes) return this.#stopBacklogWatch(conn);
-      if (left > 4 * this.limits.maxBufferedBytes) return this.#dropSlow(conn);
-      if (left < conn.backlogLow) {
-        conn.backlogLow = left;
-        conn.backlogLowAt = now;
-      } else if (now - conn.backlogLowAt >= this.limits.slowReaderTimeoutMs) this.#dropSlow(conn);
+      if (left > 4 * this.limits.maxBufferedBytes || this.#stalled(conn.backlog, left)) this.#dropSlow(conn);
     }, BACKLOG_CHECK_MS);
     conn.backlogTimer.unref();
   }
@@ -391,16 +389,22 @@ export class Relay {
    * if it drains no further for `slowReaderTimeoutMs` (a reader that never reads holds nothing for long).
    */
   async #drained(conn: Conn): Promise<void> {
-    let low = conn.ws.bufferedAmount;
-    let lowAt = Date.now();
+    const drain: Drain = { low: conn.ws.bufferedAmount, at: Date.now() };
     while (conn.ws.readyState === 1 && !this.#closed && conn.ws.bufferedAmount > this.limits.maxBufferedBytes / 4) {
       await new Promise((r) => setTimeout(r, BACKLOG_CHECK_MS).unref());
-      const left = conn.ws.bufferedAmount;
-      if (left < low) {
-        low = left;
-        lowAt = Date.now();
-      } else if (Date.now() - lowAt >= this.limits.slowReaderTimeoutMs) return this.#dropSlow(conn);
+      if (this.#stalled(drain, conn.ws.bufferedAmount)) return this.#dropSlow(conn);
     }
+  }
+
+  /** Records `left` bytes still waiting; `true` once they have gone no lower for `slowReaderTimeoutMs`. */
+  #stalled(drain: Drain, left: number): boolean {
+    const now = Date.now();
+    if (left < drain.low) {
+      drain.low = left;
+      drain.at = now;
+      return false;
+    }
+    return now - drain.at >= this.limits.slowReaderTimeoutMs;
   }
 
   #error(conn: Conn, detail: string, code: RelayErrorCode, id?: string): void {

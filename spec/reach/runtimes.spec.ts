@@ -87,7 +87,8 @@ describe('a SecureChannel-only consumer install', () => {
     const kib = Number(execFileSync('du', ['-sk', join(consumer, 'node_modules')], { encoding: 'utf8' }).split('\t')[0]);
     expect(names).toEqual(['agentmesh-e2e', 'libsodium-sumo', 'libsodium-wrappers-sumo', 'tweetnacl-util']);
     expect(names.length).toBeLessThanOrEqual(6);
-    expect(kib).toBeLessThan(9 * 1024); // 8.4 MB at ML-KEM and the native backend; most of it is dist/ with its maps
+    // 9.0 MiB with every export documented and the relay's backpressure; most of it is dist/ with its maps (half of dist/)
+    expect(kib).toBeLessThan(10 * 1024);
     for (const p of pkgs) {
       const pj = JSON.parse(readFileSync(join(p, 'package.json'), 'utf8')) as { scripts?: Record<string, string>; gypfile?: boolean };
       for (const s of ['preinstall', 'install', 'postinstall']) expect(pj.scripts?.[s]).toBeUndefined();

@@ -6,7 +6,7 @@
 import { ready } from '../../lib/sodium';
 import { MemoryInboxStore, MeshServer, startMeshServer } from '../../lib/server';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
-import { TestClient, connect, message, newAgent, sleep } from './helpers';
+import { TestClient, TestAgent, connect, message, newAgent, sleep, until } from './helpers';
 
 const FRAME = 'A'.repeat(60_000);
 const COUNT = 300; // 18 MB: well over what loopback socket buffers absorb
@@ -37,16 +37,6 @@ function reading(c: TestClient, on: boolean): void {
   else socket.pause();
 }
 
-/** Polls `f` until it holds or `ms` pass. */
-async function until(f: () => boolean, ms = 10_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
-
 /** Reads frames of type `message` until `n` have come (or throws after `ms`); returns their ids. */
 async function messages(c: TestClient, n: number, ms = 20_000): Promise<string[]> {
   const ids: string[] = [];
@@ -55,6 +45,12 @@ async function messages(c: TestClient, n: number, ms = 20_000): Promise<string[]
     if (f.type === 'message') ids.push(f.id as string);
   }
   return ids;
+}
+
+/** `COUNT` stored frames from `ca` for `b` (committed before this resolves). */
+async function fillInbox(ca: TestClient, b: TestAgent): Promise<void> {
+  for (let i = 0; i < COUNT; i++) ca.send(message(b.did, `bp-${i}`, { ciphertext: FRAME }));
+  expect(await until(() => inbox.count(b.did) === COUNT)).toBe(true);
 }
 
 function expectedIds(): string[] {
@@ -85,8 +81,7 @@ it('the push of stored frames at connect waits for a slow reader instead of queu
   const a = newAgent();
   const b = newAgent();
   const ca = await connect(server.url, a);
-  for (let i = 0; i < COUNT; i++) ca.send(message(b.did, `bp-${i}`, { ciphertext: FRAME }));
-  expect(await until(() => inbox.count(b.did) === COUNT)).toBe(true);
+  await fillInbox(ca, b);
   const cb = await connect(server.url, b); // the welcome has come: the push starts now
   reading(cb, false);
   await sleep(600); // under slowReaderTimeoutMs
@@ -102,8 +97,7 @@ it('live frames that pile up behind a waiting push are bounded too: over maxBuff
   const a = newAgent();
   const b = newAgent();
   const ca = await connect(server.url, a);
-  for (let i = 0; i < COUNT; i++) ca.send(message(b.did, `bp-${i}`, { ciphertext: FRAME }));
-  expect(await until(() => inbox.count(b.did) === COUNT)).toBe(true);
+  await fillInbox(ca, b);
   const cb = await connect(server.url, b);
   reading(cb, false);
   await sleep(500); // the push now waits for b to drain
@@ -123,8 +117,7 @@ it('a reader that never reads is dropped while its connect push waits, after slo
   const a = newAgent();
   const b = newAgent();
   const ca = await connect(server.url, a);
-  for (let i = 0; i < COUNT; i++) ca.send(message(b.did, `bp-${i}`, { ciphertext: FRAME }));
-  expect(await until(() => inbox.count(b.did) === COUNT)).toBe(true);
+  await fillInbox(ca, b);
   const cb = await connect(server.url, b);
   reading(cb, false);
   // It keeps sending (heartbeat-like frames count as life) but never reads: no liveness rule would drop it.

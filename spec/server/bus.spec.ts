@@ -8,7 +8,7 @@ import { BusEvent, InboxStore, MemoryInboxStore, MeshServer, PendingMessage, Rel
 import { MemoryAgentDirectory } from '../../lib/server';
 import { InMemoryStore } from '../../lib/store';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
-import { TestClient, connect, message, newAgent, sleep } from './helpers';
+import { TestClient, connect, message, newAgent, sleep, until } from './helpers';
 
 /** Buses of one hub see each other's events (never their own) unless the hub drops them. */
 class LossyHub {
@@ -101,16 +101,6 @@ function misbehaving(inner: InboxStore, faults: StoreFaults): InboxStore {
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
-}
-
-/** Polls `f` every 10 ms until it holds or `ms` pass. */
-async function until(f: () => boolean | Promise<boolean>, ms = 5000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > deadline) return false;
-    await sleep(10);
-  }
-  return true;
 }
 
 function closedGate(): { promise: Promise<void>; open(): void } {

@@ -201,3 +201,13 @@ export function message(to: string, id: string, extra: Record<string, unknown> =
 
 /** Sleeps. */
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `f` (sync or async) every 20 ms until it holds; `false` if `ms` pass first. */
+export async function until(f: () => boolean | Promise<boolean>, ms = 10_000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > deadline) return false;
+    await sleep(20);
+  }
+  return true;
+}

@@ -11,7 +11,7 @@ import { buildConnectFrame } from '../../lib/mesh/frames';
 import { BusEvent, MeshServer, RedisInboxStore, RedisRelayBus, startMeshServer } from '../../lib/server';
 import { expectE2EErrorAsync } from '../helpers/expect-error';
 import { inboxConformance } from './inbox-conformance';
-import { TestClient, authed, connect, http, message, newAgent, publish, sleep } from './helpers';
+import { TestClient, authed, connect, http, message, newAgent, publish, sleep, until } from './helpers';
 
 const haveRedis = spawnSync('redis-server', ['--version']).status === 0;
 const d = haveRedis ? describe : describe.skip;
@@ -59,16 +59,6 @@ d('RedisInboxStore', () => {
     return new RedisInboxStore(admin, `t${n++}:relay:`);
   });
 });
-
-/** Polls `f` every 20 ms until it holds or `ms` pass. */
-async function until(f: () => boolean, ms = 10_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
 
 d('RedisRelayBus', () => {
   const opened: Redis[] = [];
