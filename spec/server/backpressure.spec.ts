@@ -134,55 +134,69 @@ it('a reader that never reads is dropped while its connect push waits, after slo
   ca.close();
 }, 30_000);
 
-it('a reader that reads is not dropped for a burst over the bound (one group sent at once), only over four times it', async () => {
-  // Commits answer 300 ms late, so frames sent meanwhile are committed, and delivered, as one group.
-  const slow = new MemoryInboxStore();
-  const slowInbox = new Proxy(slow, {
+/** A server whose inbox misbehaves as `wrap` says (commit or pending of the real one, delayed). */
+async function serverOver(wrap: Partial<Record<'commit' | 'pending', (call: () => unknown) => unknown>>, slowReaderTimeoutMs: number) {
+  const store = new MemoryInboxStore();
+  const inbox = new Proxy(store, {
     get(target, key, receiver) {
-      if (key === 'commit') {
-        return async (...a: Parameters<MemoryInboxStore['commit']>) => {
-          await sleep(300);
-          return target.commit(...a);
-        };
-      }
       const v = Reflect.get(target, key, receiver) as unknown;
-      return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
+      if (typeof v !== 'function') return v;
+      const bound = (v as (...x: unknown[]) => unknown).bind(target);
+      const w = wrap[key as 'commit' | 'pending'];
+      return w ? (...a: unknown[]) => w(() => bound(...a)) : bound;
     },
   });
-  const burstLines: string[] = [];
+  const log: string[] = [];
   const relay = await startMeshServer({
     port: 0,
-    inbox: slowInbox,
-    relay: { maxBufferedBytes: 2 * 1024 * 1024, slowReaderTimeoutMs: 1000, messageBurst: 10_000 },
-    log: (l) => burstLines.push(l),
+    inbox,
+    relay: { maxBufferedBytes: 2 * 1024 * 1024, slowReaderTimeoutMs, messageBurst: 10_000 },
+    log: (l) => log.push(l),
   });
+  return { relay, log };
+}
+
+const BURST = 'B'.repeat(900_000);
+
+it('a reader that reads is not dropped for a burst over the bound (one group sent at once)', async () => {
+  // Commits answer 300 ms late, so frames sent meanwhile are committed, and delivered, as one group.
+  const { relay, log } = await serverOver({ commit: async (call) => (await sleep(300), call()) }, 1000);
   try {
-    const burst = 'B'.repeat(900_000);
-    const senders = await Promise.all(Array.from({ length: 41 }, () => connect(relay.url, newAgent())));
-    const send = async (to: string, from: TestClient[], tag: string) => {
-      from[0]!.send(message(to, `${tag}-0`)); // opens a group; the others queue behind its commit
-      await sleep(50);
-      from.slice(1).forEach((s, i) => s.send(message(to, `${tag}-${i + 1}`, { ciphertext: burst })));
-    };
-    // 8 × 900 kB in one group (7.2 MB: over 2 MiB, under 8 MiB) to a reading socket: watched, drains, stays.
+    const senders = await Promise.all(Array.from({ length: 9 }, () => connect(relay.url, newAgent())));
     const b = newAgent();
     const cb = await connect(relay.url, b);
-    await send(b.did, senders.slice(0, 9), 'ok');
+    senders[0]!.send(message(b.did, 'ok-0')); // opens a group; the others queue behind its commit
+    await sleep(50);
+    // 8 × 900 kB in one group (7.2 MB: over 2 MiB, under 8 MiB) to a reading socket: watched, drains, stays.
+    senders.slice(1).forEach((s, i) => s.send(message(b.did, `ok-${i + 1}`, { ciphertext: BURST })));
     expect((await messages(cb, 9)).length).toBe(9);
     await sleep(1200); // past slowReaderTimeoutMs
     expect(relay.relay.isConnected(b.did)).toBe(true);
-    expect(burstLines.some((l) => l.includes('stopped reading'))).toBe(false);
-    // 40 × 900 kB in one group (36 MB, over four times the bound and what socket buffers take): dropped at once,
-    // though it reads.
-    const c = newAgent();
-    const cc = await connect(relay.url, c);
-    await send(c.did, senders, 'big');
-    expect(await until(() => !relay.relay.isConnected(c.did))).toBe(true);
-    expect(burstLines.some((l) => l.startsWith(`relay: ${c.did} stopped reading`))).toBe(true);
+    expect(log.some((l) => l.includes('stopped reading'))).toBe(false);
     for (const s of senders) s.close();
     cb.close();
+  } finally {
+    await relay.close();
+  }
+}, 30_000);
+
+it('over four times the bound waiting is dropped at once, long before slowReaderTimeoutMs', async () => {
+  // The connect push's inbox read never answers: every live frame for the reader is held behind it.
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const { relay, log } = await serverOver({ pending: async (call) => (await gate, call()) }, 60_000);
+  try {
+    const c = newAgent();
+    const cc = await connect(relay.url, c); // the welcome is out; the push waits at the gate
+    const senders = await Promise.all(Array.from({ length: 10 }, () => connect(relay.url, newAgent())));
+    // 10 × 900 kB held (9 MB > 4 × 2 MiB): dropped as the bound is passed, not after a minute.
+    senders.forEach((s, i) => s.send(message(c.did, `held-${i}`, { ciphertext: BURST })));
+    expect(await until(() => !relay.relay.isConnected(c.did), 10_000)).toBe(true);
+    expect(log.some((l) => l.startsWith(`relay: ${c.did} stopped reading`))).toBe(true);
+    for (const s of senders) s.close();
     cc.close();
   } finally {
+    open();
     await relay.close();
   }
 }, 30_000);
